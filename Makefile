@@ -1,0 +1,48 @@
+# Every target that needs the environment depends on $(STAMP), so a fresh clone sets itself up.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# The interpreter that .python-version selects (pyenv), else python3.12 on PATH.
+BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$$(cat .python-version) || command -v python3)
+
+DATA   := data/polls.csv data/questions.csv
+CONFIG := config/fit.toml
+
+.PHONY: help install lock data test fit clean
+
+help: ## List the targets
+	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv (Python from .python-version) and install the project with dev extras from requirements.lock
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(BASE_PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), f"need Python >= 3.12, got {sys.version.split()[0]} from $(BASE_PYTHON)"'
+	$(BASE_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+lock: ## Re-resolve dependencies from pyproject.toml and rewrite requirements.lock (then run make test)
+	rm -rf .venv-lock
+	$(BASE_PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet -e '.[dev]'
+	.venv-lock/bin/pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+	rm -rf .venv-lock
+
+data: $(STAMP) ## Rebuild data/polls.csv and data/questions.csv from data/readings_sourced.csv
+	$(PY) -m model data
+
+test: $(STAMP) ## Run the test suite (structure tests and small sampling tests)
+	$(PY) -m pytest
+
+fit: $(STAMP) ## Fit the model to data/polls.csv with config/fit.toml; writes runs/<timestamp>-<hash>/
+	$(PY) -m model fit --data data/polls.csv --config $(CONFIG)
+
+clean: ## Remove the virtual environment, caches and run folders (keeps runs/.gitkeep)
+	rm -rf $(VENV) .venv-lock .pytest_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find runs -mindepth 1 ! -name .gitkeep -prune -exec rm -rf {} +
