@@ -1,6 +1,49 @@
-"""Bayesian aggregation of opinion polls with house, question-wording and time effects."""
+"""Bayesian aggregation of opinion polls with house, question-wording and time effects.
 
+The library API::
+
+    import model
+    polls = model.load_polls("data/polls.csv")
+    result = model.fit(polls, config=model.Config(grid="week"), seed=1)
+    result.support_curve(); result.house_effects(); result.diagnostics()
+    result.save("runs/my-run"); model.load_run("runs/my-run")
+
+PyMC is imported on first use of a fitting name, so reading and checking data stays fast.
+"""
+
+from importlib import import_module
+
+from model.config import Anchor, Config, ConfigError, Event, Priors, Sampler
 from model.polls import PollDataError, load_polls
 
-__all__ = ["PollDataError", "load_polls"]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "fit": "model.fitting",
+    "FitResult": "model.fitting",
+    "load_run": "model.runs",
+    "save_run": "model.runs",
+    "RunFolderError": "model.runs",
+    "simulate_polls": "model.simulate",
+    "Simulation": "model.simulate",
+    "PollAggregator": "model.aggregator",
+    "build_design": "model.design",
+}
+
+__all__ = [
+    "Anchor",
+    "Config",
+    "ConfigError",
+    "Event",
+    "PollDataError",
+    "Priors",
+    "Sampler",
+    "load_polls",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'model' has no attribute {name!r}")

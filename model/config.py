@@ -1,0 +1,255 @@
+"""Fit configuration: answers, questions, identification, events, priors and sampler settings.
+
+Everything that changes a posterior lives here, is merged over the defaults below (a user overrides
+one key without repeating the rest), and is written into every run folder as ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+Grid = Literal["day", "week", "month"]
+
+#: Identification modes other than naming a reference pollster.
+ZERO_SUM = "zero_sum"
+ANCHORS = "anchors"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type, or inconsistent with the data."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A known event that may shift every answer's logit at once (a jump in the trend).
+
+    Parameters
+    ----------
+    date : str
+        ISO date; the jump applies from the grid cell holding this date onwards.
+    label : str
+        Name shown in summaries and plots.
+    """
+
+    date: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A known true share: ``value`` percent of ``answer`` at ``date`` (house effects become absolute).
+
+    Parameters
+    ----------
+    date : str
+        ISO date of the known value.
+    answer : str
+        The answer option it refers to.
+    value : float
+        The true share, in percent.
+    sd_pp : float
+        How exactly it is known, as a standard deviation in percentage points.
+    """
+
+    date: str
+    answer: str
+    value: float
+    sd_pp: float = 0.5
+
+
+@dataclass(frozen=True)
+class Priors:
+    """Prior scales, each on an interpretable scale (see :class:`model.aggregator.PollAggregator`).
+
+    Parameters
+    ----------
+    level_sd : float
+        Sd of the zero-sum answer logits at the first grid cell.
+    walk_sd_per_month : float
+        Half-normal scale of the random walk's step sd, in logits per 30.44 days; scaled to the grid
+        by sqrt(cell length / 30.44 days).
+    jump_sd : float
+        Sd of an event's jump on each answer logit.
+    house_sd : float
+        Half-normal scale of the house-effect scale, in logits.
+    question_sd : float
+        Half-normal scale of the question-effect scale, in logits.
+    nonsampling_sd_pp : float
+        Half-normal scale of the non-sampling error, expressed as the extra standard deviation it
+        adds to a 50% share, in percentage points.
+    unknown_n_median : float or None
+        Median of the prior for an unknown sample size; None takes the median of the known sizes in
+        the table (1000 if none is known).
+    unknown_n_log_sd : float
+        Sd of log(n) for an unknown sample size.
+    """
+
+    level_sd: float = 1.5
+    walk_sd_per_month: float = 0.15
+    jump_sd: float = 0.5
+    house_sd: float = 0.3
+    question_sd: float = 0.5
+    nonsampling_sd_pp: float = 3.0
+    unknown_n_median: float | None = None
+    unknown_n_log_sd: float = 0.5
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """NUTS settings.
+
+    Parameters
+    ----------
+    draws, tune, chains : int
+        Kept draws per chain, warm-up draws per chain, number of chains.
+    target_accept : float
+        Target acceptance rate of the step-size adaptation.
+    nuts_sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
+        The NUTS implementation (nutpie by default).
+    """
+
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    target_accept: float = 0.9
+    nuts_sampler: Literal["nutpie", "pymc", "numpyro", "blackjax"] = "nutpie"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a fit depends on besides the data and the seed.
+
+    Parameters
+    ----------
+    answers : tuple of str
+        The answer options, one share column each; modelled jointly on the softmax scale.
+    questions : tuple of str or None
+        Question ids to use; None uses every question in the table.
+    exclude_flags : tuple of str
+        Leave out readings whose ``flags`` column (``;``-separated tokens) holds any of these
+        (default none). Left-out readings are listed with their reason in every run.
+    reference_question : str or None
+        The question whose effect is zero; None takes the most frequent in the (filtered) table.
+    grid : {"day", "week", "month"}
+        Time grid of the latent trend (default ``"week"``, weeks starting on Monday).
+    house_effects : str
+        ``"zero_sum"`` (default: the curve is what the average house would report), the name of a
+        reference pollster (the curve is what that house would report), or ``"anchors"`` (house
+        effects are absolute, fixed by ``anchors``).
+    anchors : tuple of Anchor
+        Known true values; required with ``house_effects="anchors"``, not allowed otherwise.
+    events : tuple of Event
+        Known events; each adds an estimated jump to the trend.
+    priors : Priors
+        Prior scales.
+    sampler : Sampler
+        Sampler settings.
+    interval : float
+        Default central interval width of summaries (0.9).
+    """
+
+    answers: tuple[str, ...] = ("talks", "continue", "undecided")
+    questions: tuple[str, ...] | None = None
+    exclude_flags: tuple[str, ...] = ()
+    reference_question: str | None = None
+    grid: Grid = "week"
+    house_effects: str = ZERO_SUM
+    anchors: tuple[Anchor, ...] = ()
+    events: tuple[Event, ...] = ()
+    priors: Priors = field(default_factory=Priors)
+    sampler: Sampler = field(default_factory=Sampler)
+    interval: float = 0.9
+
+    def __post_init__(self) -> None:
+        problems = []
+        if len(self.answers) < 2 or len(set(self.answers)) != len(self.answers):
+            problems.append(f"answers: {self.answers!r}; expected two or more distinct names")
+        if self.grid not in ("day", "week", "month"):
+            problems.append(f"grid: {self.grid!r}; expected 'day', 'week' or 'month'")
+        if self.house_effects == ANCHORS and not self.anchors:
+            problems.append("house_effects = 'anchors' needs at least one entry in anchors")
+        if self.anchors and self.house_effects != ANCHORS:
+            problems.append("anchors are given but house_effects is not 'anchors'")
+        for anchor in self.anchors:
+            if anchor.answer not in self.answers:
+                problems.append(f"anchor answer {anchor.answer!r} is not one of answers {self.answers!r}")
+            if not 0 < anchor.value < 100:
+                problems.append(f"anchor value {anchor.value!r}; expected a share strictly between 0 and 100")
+        for when in [e.date for e in self.events] + [a.date for a in self.anchors]:
+            try:
+                pd.Timestamp(when)
+            except ValueError:
+                problems.append(f"date {when!r} is not an ISO date (YYYY-MM-DD)")
+        if not 0 < self.interval < 1:
+            problems.append(f"interval: {self.interval!r}; expected a probability between 0 and 1")
+        s = self.sampler
+        if s.draws < 1 or s.tune < 0 or s.chains < 1:
+            problems.append(f"sampler: draws={s.draws}, tune={s.tune}, chains={s.chains}; expected positive counts")
+        if not 0 < s.target_accept < 1:
+            problems.append(f"sampler.target_accept: {s.target_accept!r}; expected a value between 0 and 1")
+        for name, value in dataclasses.asdict(self.priors).items():
+            if value is not None and not value > 0:
+                problems.append(f"priors.{name}: {value!r}; expected a positive number")
+        if problems:
+            raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+    # ----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready form (the form written to ``config.json``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> Config:
+        """Build a config from a (possibly partial) mapping, merged over the defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"{source}: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
+        kwargs: dict[str, Any] = dict(data)
+        try:
+            if "answers" in kwargs:
+                kwargs["answers"] = tuple(kwargs["answers"])
+            if kwargs.get("questions") is not None:
+                kwargs["questions"] = tuple(kwargs["questions"])
+            if "exclude_flags" in kwargs:
+                kwargs["exclude_flags"] = tuple(kwargs["exclude_flags"])
+            kwargs["events"] = tuple(Event(**e) for e in kwargs.get("events", ()))
+            kwargs["anchors"] = tuple(Anchor(**a) for a in kwargs.get("anchors", ()))
+            kwargs["priors"] = Priors(**kwargs.get("priors", {}))
+            kwargs["sampler"] = Sampler(**kwargs.get("sampler", {}))
+        except TypeError as err:
+            raise ConfigError(f"{source}: {err}") from None
+        return cls(**kwargs)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Config:
+        """Read a TOML config file (keys as in :class:`Config`; tables ``[priors]``, ``[sampler]``)."""
+        path = Path(path)
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML ({err})") from None
+        return cls.from_dict(data, source=str(path))
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with top-level fields changed (``sampler`` and ``priors`` accept partial dicts)."""
+        for key in ("sampler", "priors"):
+            if isinstance(changes.get(key), dict):
+                changes[key] = dataclasses.replace(getattr(self, key), **changes[key])
+        return dataclasses.replace(self, **changes)
+
+    def hash(self) -> str:
+        """Short, stable hash of the whole config (names run folders)."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
