@@ -11,7 +11,7 @@ BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$$(cat
 DATA   := data/polls.csv data/questions.csv
 CONFIG := config/fit.toml
 
-.PHONY: help install lock data test fit clean
+.PHONY: help install lock data test fit plots clean
 
 help: ## List the targets
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,11 @@ test: $(STAMP) ## Run the test suite (structure tests and small sampling tests)
 
 fit: $(STAMP) ## Fit the model to data/polls.csv with config/fit.toml; writes runs/<timestamp>-<hash>/
 	$(PY) -m model fit --data data/polls.csv --config $(CONFIG)
+
+plots: $(STAMP) ## Draw runs/latest's figures (runs/latest/figures/) and report.html; fits first if there is no run
+	@# A run that failed the gate (exit 3) is still drawn: its report says what failed.
+	@if [ ! -e runs/latest ]; then $(PY) -m model fit --data data/polls.csv --config $(CONFIG) || [ $$? -eq 3 ]; fi
+	$(PY) -m model plots runs/latest
 
 clean: ## Remove the virtual environment, caches and run folders (keeps runs/.gitkeep)
 	rm -rf $(VENV) .venv-lock .pytest_cache build *.egg-info

@@ -1,4 +1,4 @@
-"""Command line: ``python -m model {data,fit} ...``.
+"""Command line: ``python -m model {data,fit,plots} ...``.
 
 Exit status: 0 success (for ``fit``: a run that passed the diagnostics gate); 1 bad input (a
 poll-table, config or run-folder error, reported on stderr without a traceback; nothing is
@@ -12,6 +12,8 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+
+from model import plots_cli
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
@@ -35,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--tune", type=int, help="warm-up draws per chain (overrides the config)")
     fit.add_argument("--chains", type=int, help="number of chains (overrides the config)")
     fit.add_argument("--seed", type=int, help="random seed (default: drawn and recorded)")
+
+    plots_cli.add_parser(sub)
     return parser
 
 
@@ -77,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "fit":
             return _fit(args)
+        if args.command == "plots":
+            return plots_cli.run(args)
     except (PollDataError, ConfigError, RunFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,0 +1,240 @@
+r"""The PyMC model: a softmax random walk with house, question and event effects.
+
+See :class:`PollAggregator` for the model written out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from pymc.distributions.shape_utils import rv_size_is_none
+
+from model.config import ANCHORS, ZERO_SUM, Config
+from model.design import ANSWER, COMPONENT, EVENT, POLL, POLLSTER, QUESTION, TIME, PollDesign
+
+#: Names of the free hyperparameters reported in summaries and rank plots.
+HYPERPARAMETERS = ("walk_sd", "house_sd", "question_sd", "nonsampling_sd")
+
+
+def dirichlet_components_logp(value, alpha, used):
+    """Log density of a Dirichlet over the used components of each reading (unused ones masked)."""
+    alpha_used = pt.switch(used, alpha, 1.0)
+    total = pt.sum(pt.switch(used, alpha, 0.0), axis=-1)
+    terms = pt.switch(used, (alpha_used - 1.0) * pt.log(value) - pt.gammaln(alpha_used), 0.0)
+    return pt.gammaln(total) + pt.sum(terms, axis=-1)
+
+
+def dirichlet_components_dist(alpha, used, size):
+    """Generative graph of component shares: a Dirichlet (normalised gammas) over the used components."""
+    shape = alpha.shape if rv_size_is_none(size) else pt.concatenate([size, alpha.shape[-1:]])
+    a = pt.broadcast_to(pt.switch(used, alpha, 1.0), shape)
+    gamma = pt.switch(used, pm.Gamma.dist(alpha=a, beta=1.0), 0.0)
+    return pt.switch(used, gamma / pt.sum(gamma, axis=-1, keepdims=True), 1.0)
+
+
+def _scaled_zero_sum(name: str, scale, centred: bool, dims: tuple[str, ...], n_zerosum_axes: int):
+    """``scale * ZeroSumNormal(1)``: centred (sampled on the effect's own scale) or non-centred."""
+    if centred:
+        return pm.ZeroSumNormal(name, sigma=scale, dims=dims, n_zerosum_axes=n_zerosum_axes)
+    return scale * pm.ZeroSumNormal(name, sigma=1.0, dims=dims, n_zerosum_axes=n_zerosum_axes)
+
+
+class PollAggregator:
+    r"""Hierarchical poll aggregation model.
+
+    Readings :math:`i` by pollster :math:`h[i]` on question :math:`q[i]` report shares of answers
+    :math:`k = 1..K` over field periods covering grid cells :math:`a_i..b_i`.
+
+    **Trend.** A latent logit per answer on a time grid (cells :math:`t = 0..T-1`):
+
+    .. math::
+
+        \eta_{t,k} = \lambda_k + \sigma_{walk} \sum_{s=1}^{t} z_{s,k}
+                     + \sum_e \delta_{e,k} \, [t \ge t_e],
+
+    with :math:`\lambda \sim \mathrm{ZeroSumNormal}(\sigma_\lambda)` over answers, non-centred
+    innovations :math:`z_{s,\cdot} \sim \mathrm{ZeroSumNormal}(1)` over answers (the walk's first
+    value is pinned at 0, so :math:`\lambda` is the level at the first cell),
+    :math:`\sigma_{walk} \sim \mathrm{HalfNormal}(s_{walk} \sqrt{\Delta/30.44})` for cells of
+    :math:`\Delta` days, and event jumps :math:`\delta_e \sim \mathrm{ZeroSumNormal}(s_{jump})`.
+    The curve is :math:`\pi_t = \mathrm{softmax}(\eta_t)`: talks, continue and undecided sum to 100.
+
+    **Field periods.** A reading measures the trend averaged over the cells its field period covers,
+    :math:`\bar\eta_{i} = \frac{1}{b_i - a_i + 1}\sum_{t=a_i}^{b_i} \eta_t` (one lookup in the
+    cumulative sum); a month-only reading covers its month.
+
+    **House and question effects.** :math:`p_i = \mathrm{softmax}(\bar\eta_i + \alpha_{h[i]} + \beta_{q[i]})`.
+    House effects :math:`\alpha_h = \sigma_{house} \, \tilde\alpha_h` are partially pooled with
+    :math:`\sigma_{house} \sim \mathrm{HalfNormal}(s_{house})`, zero-sum over answers, and identified by
+    the config: ``zero_sum`` (also zero-sum over pollsters: the curve is the average house),
+    a reference pollster (:math:`\alpha_{ref} = 0`: the curve is what it would report), or
+    ``anchors`` (free effects; known true shares :math:`v_j \sim N(\pi_{t_j,k_j}, sd_j)` fix the level).
+    Question effects :math:`\beta_q = \sigma_{question} \tilde\beta_q`, zero for the reference question,
+    zero-sum over answers, :math:`\sigma_{question} \sim \mathrm{HalfNormal}(s_{question})`. Where one house
+    alone asks a question, only :math:`\alpha_h + \beta_q` is identified by the data; the priors
+    split it, and summaries say so (``reading_offsets`` reports the identified sum).
+
+    **Sampling the confounded pairs.** With a reference pollster or anchors, a house that asks only
+    a question nobody else asks forms a pair :math:`(h, q)`. Sampling :math:`\tilde\alpha_h` and
+    :math:`\tilde\beta_q` separately leaves a curved ridge (their scaled sum is pinned by the data,
+    the split only by the priors), which NUTS crosses badly. The pair is sampled instead as its sum
+    :math:`s = \alpha_h + \beta_q \sim \mathrm{ZeroSumNormal}(\sqrt{\sigma_{house}^2 + \sigma_{question}^2})`
+    (centred: the data pin it) and a prior-only split :math:`u \sim \mathrm{ZeroSumNormal}(1)`:
+
+    .. math::
+
+        \alpha_h = w s + \frac{\sigma_{house}\sigma_{question}}{\sqrt{\sigma_{house}^2 + \sigma_{question}^2}} u,
+        \qquad \beta_q = s - \alpha_h, \qquad w = \frac{\sigma_{house}^2}{\sigma_{house}^2 + \sigma_{question}^2},
+
+    the conditional decomposition of two independent normals, so the prior is exactly unchanged.
+    The walk is non-centred. Other house (question) effects are centred when every house (question)
+    concerned has at least :data:`model.design.CENTRED_MIN_READINGS` readings, so the data pin each
+    effect well inside its prior (a non-centred effect then forms a curved ridge with its scale:
+    bulk ESS 34 of 600 draws for the house scale on a simulated five-house table), and
+    non-centred otherwise; ``idata.attrs`` records the choice.
+
+    **Likelihood with non-sampling error.** Each reading's observed components (every reported answer,
+    plus one merged "rest" of the unreported ones, so a partial report enters through its exact
+    marginal and missing shares are never zeros) follow a Dirichlet with mean the aggregated
+    :math:`p_i` and concentration :math:`c_i`:
+
+    .. math::
+
+        y_i \sim \mathrm{Dirichlet}(c_i \, M_i^\top p_i), \qquad
+        \frac{1}{c_i} = \frac{1}{n_i} + \tau^2 .
+
+    This is the continuous (share-scale) form of a Dirichlet-multinomial: a share's variance is
+    :math:`p(1-p)(1/n_i + \tau^2)` to first order, binomial sampling error plus a non-sampling
+    error :math:`\tau`, estimated with :math:`50\tau \sim \mathrm{HalfNormal}(s_{ns})` (its extra sd
+    at a 50% share, in points). Aggregating Dirichlet components is exact, so the merged rest is the
+    exact marginal.
+
+    **Unknown sample sizes** are parameters, not constants:
+    :math:`\log n_i \sim N(\log m, s_n)` with :math:`m` the median known size in the table unless
+    configured; the run records which readings had it.
+
+    Parameters
+    ----------
+    design : PollDesign
+        The laid-out data (:func:`model.design.build_design`).
+    config : Config
+        Priors and identification.
+    """
+
+    def __init__(self, design: PollDesign, config: Config) -> None:
+        self.design = design
+        self.config = config
+        self.model: pm.Model | None = None
+
+    def build(self) -> pm.Model:
+        """Build (once) and return the PyMC model."""
+        if self.model is not None:
+            return self.model
+        d, priors = self.design, self.config.priors
+        n_time, n_answer = len(d.time), len(d.answers)
+        coords = d.coords
+        coords["step"] = coords[TIME][1:]
+        coords["pollster_unpaired"] = [
+            p for h, p in enumerate(d.pollsters) if p != d.reference_pollster and h not in d.paired_pollsters
+        ]
+        coords["question_unpaired"] = [q for j, q in enumerate(d.questions) if j > 0 and j not in d.paired_questions]
+        coords["pair"] = [f"{d.pollsters[h]} | {d.questions[q]}" for h, q in zip(d.paired_pollsters, d.paired_questions)]
+        coords["poll_unknown_n"] = list(d.polls["poll_id"][~d.n_known])
+
+        with pm.Model(coords=coords) as model:
+            first_cell = pm.Data("first_cell", d.first_cell, dims=POLL)
+            last_cell = pm.Data("last_cell", d.last_cell, dims=POLL)
+            pollster_idx = pm.Data("pollster_idx", d.pollster_idx, dims=POLL)
+            question_idx = pm.Data("question_idx", d.question_idx, dims=POLL)
+            membership = pm.Data("membership", d.membership, dims=(POLL, ANSWER, COMPONENT))
+            used = pm.Data("component_used", d.component_used, dims=(POLL, COMPONENT))
+            n_stated = pm.Data("n_stated", np.where(d.n_known, d.n, 1.0), dims=POLL)
+
+            # Trend.
+            level = pm.ZeroSumNormal("level", sigma=priors.level_sd, dims=ANSWER)
+            walk_scale = priors.walk_sd_per_month * np.sqrt(d.cell_days / 30.44)
+            walk_sd = pm.HalfNormal("walk_sd", sigma=walk_scale)
+            if n_time > 1:
+                # Non-centred: measured here, a centred walk mixed walk_sd far worse (bulk ESS 53 of
+                # 4000 draws on the shipped data) and a half-centred one too (180).
+                innovations = pm.ZeroSumNormal("innovation", sigma=1.0, dims=("step", ANSWER), n_zerosum_axes=1)
+                walk = pt.concatenate([pt.zeros((1, n_answer)), pt.cumsum(innovations, axis=0)], axis=0)
+            else:
+                walk = pt.zeros((1, n_answer))
+            eta = level[None, :] + walk_sd * walk
+            if len(d.event_labels):
+                jump = pm.ZeroSumNormal("jump", sigma=priors.jump_sd, dims=(EVENT, ANSWER), n_zerosum_axes=1)
+                after = (np.arange(n_time)[:, None] >= d.event_cell[None, :]).astype(float)
+                eta = eta + pt.dot(after, jump)
+            pm.Deterministic("share", 100 * pt.special.softmax(eta, axis=-1), dims=(TIME, ANSWER))
+
+            # House and question effects (zero-sum over answers; reference question = 0).
+            house_sd = pm.HalfNormal("house_sd", sigma=priors.house_sd)
+            question_sd = pm.HalfNormal("question_sd", sigma=priors.question_sd) if len(d.questions) > 1 else None
+            house = pt.zeros((len(d.pollsters), n_answer))
+            question = pt.zeros((len(d.questions), n_answer))
+            if self.config.house_effects == ZERO_SUM:
+                if len(d.pollsters) > 1:
+                    house = _scaled_zero_sum("house_raw", house_sd, d.centred_houses, (POLLSTER, ANSWER), 2)
+            else:
+                free = [h for h in range(len(d.pollsters)) if d.pollsters[h] != d.reference_pollster and h not in d.paired_pollsters]
+                if free:
+                    raw = _scaled_zero_sum("house_raw", house_sd, d.centred_houses, ("pollster_unpaired", ANSWER), 1)
+                    house = pt.set_subtensor(house[free], raw)
+            free_q = [q for q in range(1, len(d.questions)) if q not in d.paired_questions]
+            if free_q:
+                q_raw = _scaled_zero_sum("question_raw", question_sd, d.centred_questions, ("question_unpaired", ANSWER), 1)
+                question = pt.set_subtensor(question[free_q], q_raw)
+            if d.paired_pollsters:
+                # A question asked by one house alone, which asks nothing else: the data identify
+                # only the sum of the two effects. Sample that sum (centred: the data pin it) and
+                # the prior-only split, an exact reparameterisation of the two independent priors.
+                total_sd = pt.sqrt(house_sd**2 + question_sd**2)
+                pair_sum = pm.ZeroSumNormal("pair_sum", sigma=total_sd, dims=("pair", ANSWER), n_zerosum_axes=1)
+                pair_split = pm.ZeroSumNormal("pair_split", sigma=1.0, dims=("pair", ANSWER), n_zerosum_axes=1)
+                weight = house_sd**2 / total_sd**2
+                house_part = weight * pair_sum + (house_sd * question_sd / total_sd) * pair_split
+                house = pt.set_subtensor(house[list(d.paired_pollsters)], house_part)
+                question = pt.set_subtensor(question[list(d.paired_questions)], pair_sum - house_part)
+            house = pm.Deterministic("house_effect", house, dims=(POLLSTER, ANSWER))
+            question = pm.Deterministic("question_effect", question, dims=(QUESTION, ANSWER))
+
+            # Field-period averages of the trend, then each reading's expected shares.
+            cum = pt.concatenate([pt.zeros((1, n_answer)), pt.cumsum(eta, axis=0)], axis=0)
+            width = (last_cell - first_cell + 1)[:, None]
+            eta_avg = (cum[last_cell + 1] - cum[first_cell]) / width
+            logits = eta_avg + house[pollster_idx] + question[question_idx]
+            p = pt.special.softmax(logits, axis=-1)
+            p_component = pt.sum(p[:, :, None] * membership, axis=1)
+
+            # Sampling plus non-sampling error.
+            nonsampling_sd = pm.HalfNormal("nonsampling_sd", sigma=priors.nonsampling_sd_pp)
+            tau = nonsampling_sd / 50.0
+            n = n_stated
+            if (~d.n_known).any():
+                log_n_z = pm.Normal("log_n_z", 0.0, 1.0, dims="poll_unknown_n")
+                n_unknown = pm.Deterministic(
+                    "n_unknown",
+                    pt.exp(np.log(d.unknown_n_median) + priors.unknown_n_log_sd * log_n_z),
+                    dims="poll_unknown_n",
+                )
+                n = pt.set_subtensor(n[np.flatnonzero(~d.n_known)], n_unknown)
+            concentration = 1.0 / (1.0 / n + tau**2)
+            alpha = concentration[:, None] * p_component
+            pm.CustomDist(
+                "obs_share",
+                alpha,
+                used,
+                dist=dirichlet_components_dist,
+                logp=dirichlet_components_logp,
+                signature="(c),(c)->(c)",
+                observed=d.observed,
+                dims=(POLL, COMPONENT),
+            )
+
+            if self.config.house_effects == ANCHORS:
+                anchored = pt.special.softmax(eta, axis=-1)[d.anchor_cell, d.anchor_answer]
+                pm.Normal("anchor", mu=anchored, sigma=d.anchor_sd, observed=d.anchor_value)
+        self.model = model
+        return model

@@ -1,0 +1,340 @@
+"""Turn a validated poll table and a config into the arrays the model needs.
+
+Nothing here samples or touches PyMC: it selects the readings, lays the time grid, maps each
+reading's field period onto grid cells, and writes each reading's reported shares as observed
+*components* (each reported answer on its own, plus one merged "rest" for the answers it did not
+report).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from model.config import ANCHORS, ZERO_SUM, Config, ConfigError
+from model.polls import PollDataError, Problem
+
+#: Half of the rounding unit of published shares (whole percents): the smallest share a
+#: component can take in the likelihood. A reported 0% is read as "under 0.5%" and enters as 0.25%.
+MIN_COMPONENT_PCT = 0.25
+
+#: Readings per house (question) from which house (question) effects are sampled centred.
+CENTRED_MIN_READINGS = 10
+
+#: Named dims, used everywhere.
+TIME, POLLSTER, QUESTION, ANSWER, POLL, COMPONENT, EVENT = (
+    "time",
+    "pollster",
+    "question",
+    "answer",
+    "poll",
+    "component",
+    "event",
+)
+
+
+@dataclass(frozen=True)
+class PollDesign:
+    """Arrays and coordinates for one fit.
+
+    Attributes
+    ----------
+    polls : pandas.DataFrame
+        The readings used, in model order (one row per ``poll``), with their original columns.
+    time : pandas.DatetimeIndex
+        Start date of each grid cell.
+    cell_days : float
+        Length of a grid cell in days (30.44 for months).
+    first_cell, last_cell : numpy.ndarray
+        Per reading, the first and last grid cell its field period covers (inclusive).
+    pollster_idx, question_idx : numpy.ndarray
+        Per reading, index into ``pollsters`` and ``questions``.
+    pollsters, questions, answers : tuple of str
+        Coordinate labels; ``questions[0]`` is the reference question.
+    reference_pollster : str or None
+        The pollster whose effect is zero (None with zero-sum or anchors).
+    paired_pollsters, paired_questions : tuple of int
+        Confounded pairs (not with zero-sum house effects): a non-reference question asked by one
+        non-reference house alone, which asks no other question. The data identify only the sum
+        of the pair's two effects.
+    confounded : tuple of (str, str)
+        (pollster, question) pairs whose two effects the data identify only as a sum, whatever the
+        identification mode: a non-reference question asked by one non-reference house alone,
+        which asks nothing else.
+    centred_houses, centred_questions : bool
+        Whether the (unpaired, free) house and question effects are sampled centred: every one of
+        them has at least :data:`CENTRED_MIN_READINGS` readings.
+    membership : numpy.ndarray
+        (poll, answer, component) 0/1: which answers make up each observed component.
+    component_used : numpy.ndarray
+        (poll, component) bool: which components a reading has.
+    observed : numpy.ndarray
+        (poll, component) observed component shares as proportions (1 where unused).
+    component_label : numpy.ndarray
+        (poll, component) str: the answer name, ``rest`` (merged unreported answers) or ``""``.
+    n_known : numpy.ndarray
+        (poll,) bool: whether the reading's sample size is known.
+    n : numpy.ndarray
+        (poll,) sample size, NaN where unknown.
+    event_cell : numpy.ndarray
+        Per event, the first grid cell it applies to.
+    event_labels : tuple of str
+    anchor_cell, anchor_answer, anchor_value, anchor_sd : numpy.ndarray
+        Anchors (house_effects = "anchors"): grid cell, answer index, share and sd as proportions.
+    """
+
+    polls: pd.DataFrame
+    time: pd.DatetimeIndex
+    cell_days: float
+    first_cell: np.ndarray
+    last_cell: np.ndarray
+    pollster_idx: np.ndarray
+    question_idx: np.ndarray
+    pollsters: tuple[str, ...]
+    questions: tuple[str, ...]
+    answers: tuple[str, ...]
+    reference_pollster: str | None
+    paired_pollsters: tuple[int, ...]
+    paired_questions: tuple[int, ...]
+    confounded: tuple[tuple[str, str], ...]
+    centred_houses: bool
+    centred_questions: bool
+    membership: np.ndarray
+    component_used: np.ndarray
+    observed: np.ndarray
+    component_label: np.ndarray
+    n_known: np.ndarray
+    n: np.ndarray
+    unknown_n_median: float
+    event_cell: np.ndarray
+    event_labels: tuple[str, ...]
+    anchor_cell: np.ndarray
+    anchor_answer: np.ndarray
+    anchor_value: np.ndarray
+    anchor_sd: np.ndarray
+
+    @property
+    def coords(self) -> dict[str, list]:
+        """Coordinates of every named dim."""
+        return {
+            TIME: self.time.values,  # datetime64: compares equal to the stored trace coords
+            POLLSTER: list(self.pollsters),
+            QUESTION: list(self.questions),
+            ANSWER: list(self.answers),
+            POLL: list(self.polls["poll_id"]),
+            COMPONENT: [f"c{j}" for j in range(len(self.answers))],
+            EVENT: list(self.event_labels),
+        }
+
+    @property
+    def pollster_question_pairs(self) -> pd.DataFrame:
+        """Which pollsters ask which questions (readings per pair)."""
+        return self.polls.groupby(["pollster", "question"]).size().rename("readings").reset_index()
+
+
+def _grid_start(date: pd.Timestamp, grid: str) -> pd.Timestamp:
+    if grid == "day":
+        return date.normalize()
+    if grid == "week":
+        return (date - pd.Timedelta(days=date.weekday())).normalize()
+    return date.normalize().replace(day=1)
+
+
+def make_grid(start: pd.Timestamp, end: pd.Timestamp, grid: str) -> pd.DatetimeIndex:
+    """Grid cells (their start dates) from the cell holding ``start`` to the one holding ``end``."""
+    freq = {"day": "D", "week": "W-MON", "month": "MS"}[grid]
+    return pd.date_range(_grid_start(start, grid), _grid_start(end, grid), freq=freq)
+
+
+def cell_of(dates: pd.Series | pd.DatetimeIndex, time: pd.DatetimeIndex) -> np.ndarray:
+    """Index of the grid cell holding each date (dates before the grid map to -1)."""
+    return np.searchsorted(time.values, pd.DatetimeIndex(dates).values, side="right") - 1
+
+
+def exclusion_reasons(polls: pd.DataFrame, config: Config) -> pd.Series:
+    """Why each reading is left out of a fit ("" for readings the fit uses)."""
+    reasons = pd.Series("", index=polls.index, dtype=object)
+    if config.questions is not None:
+        reasons[~polls["question"].isin(config.questions)] = "question not in config.questions"
+    if config.exclude_flags:
+        if "flags" not in polls:
+            raise ConfigError(f"exclude_flags {list(config.exclude_flags)} given but the poll table has no 'flags' column")
+        tokens = polls["flags"].fillna("").astype(str).str.split(";")
+        hit = tokens.map(lambda ts: sorted(set(t.strip() for t in ts) & set(config.exclude_flags)))
+        flagged = hit.map(bool) & (reasons == "")
+        reasons[flagged] = hit[flagged].map(lambda ts: "flagged " + ", ".join(ts) + " (config.exclude_flags)")
+    return reasons
+
+
+def select_polls(polls: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """The readings a fit uses: config.questions only, no excluded flags, never one survey twice.
+
+    Raises
+    ------
+    ConfigError
+        A configured question is not in the table, or nothing is left.
+    PollDataError
+        Two selected readings are marked (column ``same_survey_as``) as the same survey.
+    """
+    if config.questions is not None:
+        missing = sorted(set(config.questions) - set(polls["question"]))
+        if missing:
+            raise ConfigError(f"questions {missing} are not in the poll table {polls.attrs.get('source', '')}")
+    polls = polls[exclusion_reasons(polls, config) == ""]
+    if polls.empty:
+        raise ConfigError("no readings left after applying config.questions and config.exclude_flags")
+    if "same_survey_as" in polls and "survey_id" in polls:
+        selected = set(polls["survey_id"].dropna())
+        problems = []
+        for _, row in polls.iterrows():
+            other = row.get("same_survey_as")
+            if isinstance(other, str) and other and other in selected:
+                problems.append(
+                    Problem(
+                        polls.attrs.get("source", "<DataFrame>"),
+                        int(row["source_row"]),
+                        "same_survey_as",
+                        other,
+                        "this reading or the other, not both: the two are probably one survey, "
+                        "which must not be counted twice (drop one of their questions from config.questions)",
+                        "names a survey that is also in the fit",
+                    )
+                )
+        if problems:
+            raise PollDataError(problems)
+    return polls.reset_index(drop=True)
+
+
+def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
+    """Lay out a validated poll table (see :func:`model.load_polls`) for the model."""
+    polls = select_polls(polls, config).copy()
+    answers = tuple(config.answers)
+    missing_cols = [a for a in answers if a not in polls]
+    if missing_cols:
+        raise ConfigError(f"answers {missing_cols} are not columns of the poll table")
+    order = np.lexsort((polls["question"], polls["pollster"], polls["field_end"], polls["field_start"]))
+    polls = polls.iloc[order].reset_index(drop=True)
+    polls["poll_id"] = [
+        f"{p} | {q} | {s:%Y-%m-%d}" for p, q, s in zip(polls["pollster"], polls["question"], polls["field_start"])
+    ]
+    dup = polls["poll_id"].duplicated(keep=False)
+    if dup.any():
+        polls.loc[dup, "poll_id"] = polls.loc[dup, "poll_id"] + " #" + polls.loc[dup].groupby("poll_id").cumcount().add(1).astype(str)
+
+    # Time grid over the readings, the events and the anchors.
+    dates = [polls["field_start"].min(), polls["field_end"].max()]
+    dates += [pd.Timestamp(e.date) for e in config.events] + [pd.Timestamp(a.date) for a in config.anchors]
+    time = make_grid(min(dates), max(dates), config.grid)
+    cell_days = {"day": 1.0, "week": 7.0, "month": 30.44}[config.grid]
+    first_cell = cell_of(polls["field_start"], time)
+    last_cell = cell_of(polls["field_end"], time)
+
+    # Questions: the reference first.
+    counts = polls["question"].value_counts(sort=False)
+    reference_question = config.reference_question
+    if reference_question is None:
+        reference_question = sorted(counts.index, key=lambda q: (-counts[q], q))[0]
+    elif reference_question not in counts:
+        raise ConfigError(f"reference_question {reference_question!r} is not among the fitted questions {sorted(counts.index)}")
+    questions = (reference_question, *sorted(q for q in counts.index if q != reference_question))
+
+    # Pollsters: a named reference first.
+    pollster_names = sorted(polls["pollster"].unique())
+    reference_pollster = None
+    if config.house_effects not in (ZERO_SUM, ANCHORS):
+        reference_pollster = config.house_effects
+        if reference_pollster not in pollster_names:
+            raise ConfigError(f"house_effects: reference pollster {reference_pollster!r} is not among the fitted pollsters {pollster_names}")
+        pollster_names.remove(reference_pollster)
+        pollster_names.insert(0, reference_pollster)
+    pollsters = tuple(pollster_names)
+
+    pollster_idx = np.array([pollsters.index(p) for p in polls["pollster"]])
+    question_idx = np.array([questions.index(q) for q in polls["question"]])
+    confounded = []
+    for q in range(1, len(questions)):
+        askers = set(pollster_idx[question_idx == q])
+        if len(askers) == 1:
+            (h,) = askers
+            if pollsters[h] != reference_pollster and set(question_idx[pollster_idx == h]) == {q}:
+                confounded.append((h, q))
+    pairs = confounded if config.house_effects != ZERO_SUM else []
+    paired_h = {h for h, _ in pairs}
+    paired_q = {q for _, q in pairs}
+    free_h = [h for h in range(len(pollsters)) if pollsters[h] != reference_pollster and (config.house_effects == ZERO_SUM or h not in paired_h)]
+    free_q = [q for q in range(1, len(questions)) if q not in paired_q]
+    centred_houses = all((pollster_idx == h).sum() >= CENTRED_MIN_READINGS for h in free_h)
+    centred_questions = all((question_idx == q).sum() >= CENTRED_MIN_READINGS for q in free_q)
+    membership, used, observed, label = _components(polls, answers)
+    n = polls["n"].to_numpy(dtype=float)
+    n_known = np.isfinite(n)
+    median = config.priors.unknown_n_median
+    if median is None:
+        median = float(np.median(n[n_known])) if n_known.any() else 1000.0
+
+    return PollDesign(
+        polls=polls,
+        time=time,
+        cell_days=cell_days,
+        first_cell=first_cell,
+        last_cell=last_cell,
+        pollster_idx=pollster_idx,
+        question_idx=question_idx,
+        pollsters=pollsters,
+        questions=questions,
+        answers=answers,
+        reference_pollster=reference_pollster,
+        paired_pollsters=tuple(h for h, _ in pairs),
+        paired_questions=tuple(q for _, q in pairs),
+        confounded=tuple((pollsters[h], questions[q]) for h, q in confounded),
+        centred_houses=centred_houses,
+        centred_questions=centred_questions,
+        membership=membership,
+        component_used=used,
+        observed=observed,
+        component_label=label,
+        n_known=n_known,
+        n=n,
+        unknown_n_median=median,
+        event_cell=cell_of([pd.Timestamp(e.date) for e in config.events], time).astype(int),
+        event_labels=tuple(e.label for e in config.events),
+        anchor_cell=cell_of([pd.Timestamp(a.date) for a in config.anchors], time).astype(int),
+        anchor_answer=np.array([answers.index(a.answer) for a in config.anchors], dtype=int),
+        anchor_value=np.array([a.value / 100 for a in config.anchors]),
+        anchor_sd=np.array([a.sd_pp / 100 for a in config.anchors]),
+    )
+
+
+def _components(polls: pd.DataFrame, answers: tuple[str, ...]):
+    """Observed components per reading: each reported answer, plus the merged unreported rest.
+
+    A reading reporting every answer has one component per answer; its shares are divided by their
+    sum (published shares are rounded, so they sum to 100 +/- a point). A reading reporting some
+    answers has one component per reported answer and one "rest" holding 100 minus their sum. Shares
+    below :data:`MIN_COMPONENT_PCT` (a reported 0, or a rest that rounding left at or below 0) enter
+    as that floor.
+    """
+    shares = polls[list(answers)].to_numpy(dtype=float)
+    n_poll, n_answer = shares.shape
+    membership = np.zeros((n_poll, n_answer, n_answer))
+    used = np.zeros((n_poll, n_answer), dtype=bool)
+    observed = np.ones((n_poll, n_answer))
+    label = np.full((n_poll, n_answer), "", dtype=object)
+    for i in range(n_poll):
+        reported = np.flatnonzero(np.isfinite(shares[i]))
+        missing = np.flatnonzero(~np.isfinite(shares[i]))
+        values = list(np.maximum(shares[i, reported], MIN_COMPONENT_PCT))
+        for j, k in enumerate(reported):
+            membership[i, k, j] = 1
+            label[i, j] = answers[k]
+        if missing.size:
+            j = reported.size
+            membership[i, missing, j] = 1
+            label[i, j] = "rest"
+            values.append(max(100.0 - shares[i, reported].sum(), MIN_COMPONENT_PCT))
+        values = np.asarray(values)
+        used[i, : values.size] = True
+        observed[i, : values.size] = values / values.sum()
+    return membership, used, observed, label

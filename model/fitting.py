@@ -1,0 +1,292 @@
+"""Fitting: ``model.fit(polls, config=..., seed=...)`` and the :class:`FitResult` it returns."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+
+from model.aggregator import PollAggregator
+from model.config import Config
+from model.design import build_design, cell_of, exclusion_reasons
+from model.diagnostics import diagnose
+from model.polls import load_polls
+from model import plots, summaries
+
+
+def table_checksum(polls: pd.DataFrame) -> str:
+    """SHA-256 of the poll table as used (its CSV form), recorded with every run."""
+    return hashlib.sha256(polls.to_csv(index=False, date_format="%Y-%m-%d").encode()).hexdigest()
+
+
+@dataclass
+class FitResult:
+    """A fitted model: the posterior (ArviZ ``DataTree``), the config, the readings used, diagnostics.
+
+    Attributes
+    ----------
+    idata : xarray.DataTree
+        Groups ``posterior``, ``sample_stats``, ``posterior_predictive``, ``observed_data``,
+        ``constant_data``, ``log_likelihood``; dims ``time``, ``pollster``, ``question``, ``answer``,
+        ``poll`` with real labels. Provenance (config JSON, package version, data checksum, seed) is
+        in ``idata.attrs``.
+    config : Config
+        The config as run.
+    polls : pandas.DataFrame
+        The readings used, in model order (``poll_id`` matches the ``poll`` coordinate).
+    seed : int
+        The seed every random step drew from.
+    excluded : pandas.DataFrame
+        Readings of the input table that the fit left out, with the reason (``excluded_because``).
+    """
+
+    idata: Any
+    config: Config
+    polls: pd.DataFrame
+    seed: int
+    excluded: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    _diagnostics: dict[str, Any] | None = None
+    _design: Any = None
+
+    # -- summaries -----------------------------------------------------------------------------
+    @property
+    def posterior(self):
+        return self.idata.posterior.to_dataset()
+
+    @property
+    def _pairs(self) -> pd.DataFrame:
+        return self.polls.groupby(["pollster", "question"]).size().rename("readings").reset_index()
+
+    @property
+    def reference_pollster(self) -> str | None:
+        """The pollster fixed at zero, or None (zero-sum or anchors)."""
+        return self.idata.attrs.get("reference_pollster") or None
+
+    @property
+    def reference_question(self) -> str:
+        return str(self.posterior["question_effect"].coords["question"].values[0])
+
+    @property
+    def design(self):
+        """The design the fit used, rebuilt from its readings and config (cheap, no sampling)."""
+        if self._design is None:
+            self._design = build_design(self.polls, self.config)
+        return self._design
+
+    @property
+    def confounded(self) -> tuple[tuple[str, str], ...]:
+        """(pollster, question) pairs whose effects the data identify only as a sum."""
+        return self.design.confounded
+
+    @property
+    def identification(self) -> str:
+        """How the curve's level is fixed, in words."""
+        if self.config.house_effects == "zero_sum":
+            return "average house (house effects sum to zero)"
+        if self.config.house_effects == "anchors":
+            return "anchored to known true values"
+        return f"as {self.config.house_effects} would measure it"
+
+    def support_curve(self, interval: float | None = None) -> pd.DataFrame:
+        """Shares over time for the reference house and question, in percent.
+
+        Parameters
+        ----------
+        interval : float, optional
+            Central interval width (default: ``config.interval``, 0.9).
+        """
+        return summaries.support_curve(self.posterior, interval or self.config.interval)
+
+    def house_effects(self, interval: float | None = None) -> pd.DataFrame:
+        """House effects in percentage points (see :func:`model.summaries.house_effects`)."""
+        return summaries.house_effects(self.posterior, self._pairs, self.reference_pollster, self.confounded, interval or self.config.interval)
+
+    def question_effects(self, interval: float | None = None) -> pd.DataFrame:
+        """Question effects in percentage points (see :func:`model.summaries.question_effects`)."""
+        return summaries.question_effects(self.posterior, self._pairs, self.reference_question, self.confounded, interval or self.config.interval)
+
+    def reading_offsets(self, interval: float | None = None) -> pd.DataFrame:
+        """House plus question effect for every (pollster, question) in the data, in points.
+
+        The identified quantity where one house alone asks a question (see
+        :func:`model.summaries.reading_offsets`).
+        """
+        return summaries.reading_offsets(self.posterior, self._pairs, interval or self.config.interval)
+
+    def event_jumps(self, interval: float | None = None) -> pd.DataFrame:
+        """Estimated jump of each configured event, in percentage points."""
+        time = pd.DatetimeIndex(self.posterior["time"].values)
+        cells = list(cell_of([pd.Timestamp(e.date) for e in self.config.events], time))
+        return summaries.event_jumps(self.posterior, cells, interval or self.config.interval)
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The diagnostics report and gate verdict (``passed``, ``failures``, ...)."""
+        if self._diagnostics is None:
+            self._diagnostics = diagnose(self.idata, self.design)
+        return self._diagnostics
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.diagnostics()["passed"])
+
+    def summary_text(self) -> str:
+        """A short plain-text summary: latest shares, house effects, events, diagnostics verdict."""
+        curve = self.support_curve()
+        last = curve[curve["date"] == curve["date"].max()]
+        width = round(100 * self.config.interval)
+        lines = [f"Latest estimate (grid cell starting {curve['date'].max():%Y-%m-%d}; {self.identification}):"]
+        for _, row in last.iterrows():
+            lines.append(f"  {row['answer']:<10} {row['median']:5.1f}%  ({width}% interval {row['lower']:.1f}-{row['upper']:.1f})")
+        lines.append("House effects (percentage points, average over the period):")
+        for _, row in self.house_effects().iterrows():
+            tag = " (reference)" if row["reference"] else ""
+            lines.append(f"  {row['pollster']:<28} {row['answer']:<10} {row['mean']:+6.1f}  [{row['lower']:+.1f}, {row['upper']:+.1f}]{tag}")
+        confounded = self.question_effects()
+        confounded = confounded[confounded["identified"].str.startswith("only jointly")]
+        if len(confounded):
+            offsets = self.reading_offsets()
+            offsets = offsets[offsets["question"].isin(confounded["question"])]
+            lines.append("House + question offsets (identified only jointly; percentage points):")
+            for _, row in offsets.iterrows():
+                lines.append(
+                    f"  {row['pollster'] + ' / ' + row['question']:<52} {row['answer']:<10} {row['mean']:+6.1f}  [{row['lower']:+.1f}, {row['upper']:+.1f}]"
+                )
+        jumps = self.event_jumps()
+        if len(jumps):
+            lines.append("Event jumps (percentage points at the event):")
+            for _, row in jumps.iterrows():
+                lines.append(f"  {row['event']:<28} {row['answer']:<10} {row['mean']:+6.1f}  [{row['lower']:+.1f}, {row['upper']:+.1f}]")
+        diag = self.diagnostics()
+        verdict = "PASSED" if diag["passed"] else "FAILED: " + "; ".join(diag["failures"])
+        lines.append(
+            f"Diagnostics {verdict} (max R-hat {diag['max_rhat']:.3f}, min ESS bulk {diag['min_ess_bulk']:.0f} / "
+            f"tail {diag['min_ess_tail']:.0f}, {diag['divergences']} divergences, min E-BFMI {diag['min_bfmi']:.2f}; "
+            f"predictive coverage 50%: {diag['coverage50']:.0%}, 90%: {diag['coverage90']:.0%})"
+        )
+        for warning in diag["warnings"]:
+            lines.append(f"  warning: {warning}")
+        return "\n".join(lines)
+
+    # -- figures (see model.plots; each returns matplotlib figures to restyle) -------------------
+    def plot_support(self, answer: str | None = None, **kwargs):
+        """The support curve with 50%/90% bands and the readings (:func:`model.plots.plot_support`)."""
+        return plots.plot_support(self, answer=answer, **kwargs)
+
+    def plot_adjusted(self, answer: str | None = None, **kwargs):
+        """Raw readings beside readings adjusted for house and question effects."""
+        return plots.plot_adjusted(self, answer=answer, **kwargs)
+
+    def plot_house_effects(self):
+        """Forest plot of house effects in percentage points."""
+        return plots.plot_house_effects(self)
+
+    def plot_question_effects(self):
+        """Forest plot of question effects in percentage points."""
+        return plots.plot_question_effects(self)
+
+    def plot_diagnostics(self):
+        """Rank plots, energy plot and per-reading predictive check, as a dict of figures."""
+        return plots.plot_diagnostics(self)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the run folder (see :func:`model.runs.write_run`)."""
+        from model.runs import write_run
+
+        return write_run(self, Path(folder))
+
+
+def _seeds(seed: int) -> tuple[int, int]:
+    sample_seed, predictive_seed = np.random.SeedSequence(seed).generate_state(2)
+    return int(sample_seed), int(predictive_seed)
+
+
+def fit(
+    polls: pd.DataFrame | str | Path,
+    *,
+    config: Config | None = None,
+    seed: int | None = None,
+    progressbar: bool | None = None,
+) -> FitResult:
+    """Fit the aggregation model.
+
+    Parameters
+    ----------
+    polls : DataFrame or path
+        A poll table (validated with :func:`model.load_polls` if not already).
+    config : Config, optional
+        Defaults to ``Config()``: every question, the most frequent as reference, zero-sum house
+        effects, no events.
+    seed : int, optional
+        Seed of every random step; drawn from the OS and recorded when not given.
+    progressbar : bool, optional
+        Show sampling progress; default: when stderr is a terminal.
+
+    Returns
+    -------
+    FitResult
+    """
+    config = config or Config()
+    polls = load_polls(polls, answers=config.answers)
+    reasons = exclusion_reasons(polls, config)
+    excluded = polls[reasons != ""].assign(excluded_because=reasons[reasons != ""]).reset_index(drop=True)
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    if progressbar is None:
+        progressbar = sys.stderr.isatty()
+    design = build_design(polls, config)
+    model = PollAggregator(design, config).build()
+    sample_seed, predictive_seed = _seeds(seed)
+    s = config.sampler
+    idata = pm.sample(
+        model=model,
+        draws=s.draws,
+        tune=s.tune,
+        chains=s.chains,
+        target_accept=s.target_accept,
+        random_seed=sample_seed,
+        nuts_sampler=s.nuts_sampler,
+        progressbar=progressbar,
+    )
+    pm.compute_log_likelihood(idata, var_names=["obs_share"], model=model, progressbar=False)
+    pm.sample_posterior_predictive(idata, model=model, extend_inferencedata=True, random_seed=predictive_seed, progressbar=False)
+    _label_poll_dims(idata)
+    from model import __version__
+
+    idata.attrs.update(
+        {
+            "config": json.dumps(config.to_dict(), sort_keys=True),
+            "config_hash": config.hash(),
+            "package": "model",
+            "package_version": __version__,
+            "pymc_version": pm.__version__,
+            "data_checksum": table_checksum(design.polls),
+            "data_source": str(polls.attrs.get("source", "")),
+            "seed": seed,
+            "reference_pollster": design.reference_pollster or "",
+            "house_effects_parameterisation": "centred" if design.centred_houses else "non-centred",
+            "question_effects_parameterisation": "centred" if design.centred_questions else "non-centred",
+            "confounded_pairs": json.dumps(
+                [[design.pollsters[h], design.questions[q]] for h, q in zip(design.paired_pollsters, design.paired_questions)]
+            ),
+            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+    return FitResult(idata=idata, config=config, polls=design.polls, seed=seed, excluded=excluded)
+
+
+def _label_poll_dims(idata) -> None:
+    """Give the per-reading log likelihood the ``poll`` dim name (PyMC names it after the data)."""
+    ll = idata["log_likelihood"].to_dataset()
+    da = ll["obs_share"]
+    extra = [d for d in da.dims if d not in ("chain", "draw")]
+    if extra and extra[0] != "poll":
+        idata["log_likelihood"] = ll.rename({extra[0]: "poll"}).assign_coords(poll=idata.posterior_predictive["poll"].values)

@@ -1,0 +1,99 @@
+"""The command line as a user runs it: exit statuses, what is (not) written, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import model
+
+pytestmark = pytest.mark.sampling
+
+ROOT = Path(model.__path__[0]).parent
+
+
+def run_cli(*args, cwd=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "model", *args], capture_output=True, text=True, cwd=cwd or ROOT, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def sim_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "sim.csv"
+    model.simulate_polls(n_readings=40, seed=5).polls.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def too_few_draws(sim_csv, tmp_path_factory):
+    """Two runs with one seed, started side by side (one per core)."""
+    runs = tmp_path_factory.mktemp("runs")
+    args = ["fit", "--data", str(sim_csv), "--runs-dir", str(runs), "--draws", "10", "--tune", "30", "--chains", "2", "--seed", "7"]
+    procs = [subprocess.Popen([sys.executable, "-m", "model", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return runs, *results
+
+
+def test_too_few_draws_exits_3_and_says_why(too_few_draws):
+    runs, first, _ = too_few_draws
+    assert first.returncode == 3, first.stderr
+    assert "FAILED" in first.stdout and "ESS" in first.stdout
+    folder = Path(first.stdout.strip().splitlines()[-1])
+    assert folder.parent == runs and folder.is_dir()
+    diag = json.loads((folder / "diagnostics.json").read_text())
+    assert diag["passed"] is False and any("ESS" in f for f in diag["failures"])
+    assert (runs / "latest").resolve() in {p.resolve() for p in runs.iterdir() if not p.is_symlink()}
+
+
+def test_same_seed_same_numbers(too_few_draws):
+    runs, first, second = too_few_draws
+    a = Path(first.stdout.strip().splitlines()[-1])
+    b = Path(second.stdout.strip().splitlines()[-1])
+    assert a != b  # two folders: run names carry a timestamp and never clash
+    for name in ("curve.csv", "house_effects.csv", "question_effects.csv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_bad_input_exits_1_and_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("pollster,question,field_start,field_end,n,talks,continue,undecided\nA,Q,2024-01-01,2024-01-05,-5,50,40,10\n")
+    runs = tmp_path / "runs"
+    result = run_cli("fit", "--data", str(bad), "--runs-dir", str(runs))
+    assert result.returncode == 1
+    assert "row 2" in result.stderr and "'n'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not runs.exists()
+
+
+def test_bad_config_exits_1(tmp_path, sim_csv):
+    config = tmp_path / "c.toml"
+    config.write_text('grid = "fortnight"\n')
+    result = run_cli("fit", "--data", str(sim_csv), "--config", str(config), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 1 and "grid" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_sigterm_leaves_no_partial_run(tmp_path, sim_csv):
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "model", "fit", "--data", str(sim_csv), "--runs-dir", str(runs), "--draws", "100000", "--tune", "100", "--chains", "2", "--seed", "1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(8)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "nothing was written" in err
+    assert not runs.exists() or not [p for p in runs.iterdir()]

@@ -1,0 +1,66 @@
+"""Config: defaults, TOML merge, validation, hashing, and the project's own config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from model import Config, ConfigError, Event
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_library_defaults_are_generic():
+    config = Config()
+    assert config.answers == ("talks", "continue", "undecided")
+    assert config.questions is None and config.reference_question is None
+    assert config.house_effects == "zero_sum" and config.events == () and config.anchors == ()
+    assert config.grid == "week"
+    assert config.sampler.nuts_sampler == "nutpie"
+
+
+def test_toml_merges_over_defaults(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('grid = "month"\n[sampler]\ndraws = 50\n[[events]]\ndate = "2022-09-21"\nlabel = "x"\n')
+    config = Config.from_toml(path)
+    assert config.grid == "month"
+    assert config.sampler.draws == 50 and config.sampler.tune == Config().sampler.tune
+    assert config.events == (Event("2022-09-21", "x"),)
+
+
+def test_unknown_key_and_bad_values_are_refused(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('gird = "month"\n')
+    with pytest.raises(ConfigError, match="unknown keys.*gird"):
+        Config.from_toml(path)
+    with pytest.raises(ConfigError, match="grid"):
+        Config(grid="year")
+    with pytest.raises(ConfigError, match="anchors"):
+        Config(house_effects="anchors")
+    with pytest.raises(ConfigError, match="target_accept"):
+        Config().replace(sampler={"target_accept": 1.5})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        (tmp_path / "bad.toml").write_text("grid = \n")
+        Config.from_toml(tmp_path / "bad.toml")
+
+
+def test_hash_is_stable_and_sensitive():
+    assert Config().hash() == Config().hash()
+    assert Config().hash() != Config(grid="day").hash()
+    assert Config().hash() != Config().replace(priors={"house_sd": 0.2}).hash()
+
+
+def test_round_trip_through_dict():
+    config = Config(events=(Event("2022-09-21", "mobilisation"),), questions=("A", "B"))
+    assert Config.from_dict(config.to_dict()) == config
+
+
+def test_project_config_uses_the_main_curve_questions():
+    config = Config.from_toml(ROOT / "config" / "fit.toml")
+    questions = pd.read_csv(ROOT / "data" / "questions.csv")
+    main = set(questions.loc[questions["main_curve"], "question_id"])
+    assert set(config.questions) == main
+    assert config.reference_question == "LEVADA_CONTINUE_VS_TALKS"
+    assert [e.date for e in config.events] == ["2022-09-21"]

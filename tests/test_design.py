@@ -1,0 +1,110 @@
+"""Design: the grid, field periods, observed components, selection. No sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import model
+from model.design import build_design, make_grid
+
+ROOT = model.__path__[0] + "/.."
+
+
+def table(rows):
+    base = {"pollster": "A", "question": "Q", "n": 1000, "talks": 50, "continue": 40, "undecided": 10}
+    return model.load_polls(pd.DataFrame([{**base, **row} for row in rows]))
+
+
+def test_weekly_grid_starts_on_monday_and_covers_every_reading():
+    polls = table([{"field_start": "2024-01-03", "field_end": "2024-01-05"}, {"field_start": "2024-02", "field_end": "2024-02"}])
+    design = build_design(polls, model.Config())
+    assert design.time[0] == pd.Timestamp("2024-01-01") and all(t.weekday() == 0 for t in design.time)
+    # the month-only reading spans all of February: from the week of Feb 1 to the week of Feb 29
+    feb = design.polls.index[design.polls["date_precision"] == "month"][0]
+    assert design.time[design.first_cell[feb]] == pd.Timestamp("2024-01-29")
+    assert design.time[design.last_cell[feb]] == pd.Timestamp("2024-02-26")
+    assert design.last_cell.max() == len(design.time) - 1
+
+
+@pytest.mark.parametrize(("grid", "cells"), [("day", 366), ("week", 53), ("month", 12)])
+def test_grid_sizes(grid, cells):
+    assert len(make_grid(pd.Timestamp("2024-01-01"), pd.Timestamp("2024-12-31"), grid)) == cells
+
+
+def test_partial_report_enters_as_reported_plus_rest():
+    polls = table(
+        [
+            {"field_start": "2024-01-01", "field_end": "2024-01-02", "undecided": None},
+            {"field_start": "2024-01-08", "field_end": "2024-01-09", "continue": None, "undecided": None, "talks": 61},
+            {"field_start": "2024-01-15", "field_end": "2024-01-16", "talks": 53, "continue": 41, "undecided": 7},
+        ]
+    )
+    d = build_design(polls, model.Config())
+    # talks + continue reported: components talks, continue, rest (= undecided)
+    assert list(d.component_label[0]) == ["talks", "continue", "rest"]
+    np.testing.assert_allclose(d.observed[0], [0.5, 0.4, 0.1])
+    # talks only: talks, rest (= continue + undecided), unused slot
+    assert list(d.component_label[1]) == ["talks", "rest", ""]
+    np.testing.assert_allclose(d.observed[1][:2], [0.61, 0.39])
+    np.testing.assert_array_equal(d.membership[1][:, 1], [0, 1, 1])
+    assert list(d.component_used[1]) == [True, True, False]
+    # all three reported, summing to 101 after rounding: divided by their sum
+    np.testing.assert_allclose(d.observed[2], np.array([53, 41, 7]) / 101)
+
+
+def test_unknown_sample_sizes_are_flagged_and_given_a_prior_median():
+    polls = table(
+        [
+            {"field_start": "2024-01-01", "field_end": "2024-01-02", "n": 1600},
+            {"field_start": "2024-01-08", "field_end": "2024-01-09", "n": None},
+            {"field_start": "2024-01-15", "field_end": "2024-01-16", "n": 800},
+        ]
+    )
+    d = build_design(polls, model.Config())
+    assert list(d.n_known) == [True, False, True]
+    assert d.unknown_n_median == 1200
+
+
+def test_reference_question_defaults_to_the_most_frequent():
+    polls = table(
+        [
+            {"field_start": "2024-01-01", "field_end": "2024-01-02", "question": "RARE"},
+            {"field_start": "2024-01-08", "field_end": "2024-01-09", "question": "COMMON"},
+            {"field_start": "2024-01-15", "field_end": "2024-01-16", "question": "COMMON"},
+        ]
+    )
+    assert build_design(polls, model.Config()).questions == ("COMMON", "RARE")
+    assert build_design(polls, model.Config(reference_question="RARE")).questions == ("RARE", "COMMON")
+
+
+def test_reference_pollster_comes_first_and_must_exist():
+    polls = table([{"field_start": "2024-01-01", "field_end": "2024-01-02", "pollster": p} for p in "AB"])
+    assert build_design(polls, model.Config(house_effects="B")).pollsters == ("B", "A")
+    with pytest.raises(model.ConfigError, match="reference pollster 'C'"):
+        build_design(polls, model.Config(house_effects="C"))
+
+
+def test_shipped_data_never_counts_one_survey_twice():
+    polls = model.load_polls(f"{ROOT}/data/polls.csv")
+    both = model.Config(questions=("FSO_CLOSED_TALKS_VS_CONTINUE", "VTSIOM_CLOSED_STOP_ASAP_VS_NOT_NOW"))
+    with pytest.raises(model.PollDataError, match="same_survey_as") as err:
+        build_design(polls, both)
+    assert "row " in str(err.value)
+    # the project config leaves the disputed FSO reading out, so its default fit is accepted
+    project = model.Config.from_toml(f"{ROOT}/config/fit.toml")
+    design = build_design(polls, project)
+    assert "fso-2022-07" not in set(design.polls["survey_id"])
+    assert set(design.polls["question"]) == set(project.questions)
+
+
+def test_exclusion_reasons_cover_every_left_out_reading():
+    from model.design import exclusion_reasons
+
+    polls = model.load_polls(f"{ROOT}/data/polls.csv")
+    project = model.Config.from_toml(f"{ROOT}/config/fit.toml")
+    reasons = exclusion_reasons(polls, project)
+    used = build_design(polls, project).polls
+    assert (reasons == "").sum() == len(used)
+    assert reasons[polls["survey_id"] == "fso-2022-07"].str.contains("disputed").all()
