@@ -552,6 +552,22 @@ def confounded_pairs(result: FitResult) -> list[tuple[str, str]]:
     return list(result.confounded)
 
 
+def _effect_rows(part: pd.DataFrame, name: str, colour: str) -> list[dict]:
+    """Forest rows (one per answer) of one house's or question's effect; the reference is marked."""
+    return [
+        {
+            "label": f"{name} (reference)" if row["reference"] else name,
+            "kind": "reference" if row["reference"] else "effect",
+            "colour": colour,
+            "answer": row["answer"],
+            "mean": row["mean"],
+            "lower": row["lower"],
+            "upper": row["upper"],
+        }
+        for _, row in part.iterrows()
+    ]
+
+
 def plot_house_effects(result: FitResult) -> Figure:
     """Forest plot of house effects in percentage points, one panel per answer.
 
@@ -571,19 +587,7 @@ def plot_house_effects(result: FitResult) -> Figure:
     pairs = confounded_pairs(result)
     rows = []
     for pollster in colours:
-        part = effects[effects["pollster"] == pollster]
-        for _, row in part.iterrows():
-            rows.append(
-                {
-                    "label": f"{pollster} (reference)" if row["reference"] else pollster,
-                    "kind": "reference" if row["reference"] else "effect",
-                    "colour": colours[pollster],
-                    "answer": row["answer"],
-                    "mean": row["mean"],
-                    "lower": row["lower"],
-                    "upper": row["upper"],
-                }
-            )
+        rows += _effect_rows(effects[effects["pollster"] == pollster], pollster, colours[pollster])
         rows += _offset_rows(result, [pq for pq in pairs if pq[0] == pollster], colours)
     width = _interval_label(result.config.interval)
     caption = (
@@ -615,19 +619,7 @@ def plot_question_effects(result: FitResult) -> Figure:
     pairs = confounded_pairs(result)
     rows = []
     for question in pd.unique(effects["question"]):
-        part = effects[effects["question"] == question]
-        for _, row in part.iterrows():
-            rows.append(
-                {
-                    "label": f"{question} (reference)" if row["reference"] else question,
-                    "kind": "reference" if row["reference"] else "effect",
-                    "colour": "0.3",
-                    "answer": row["answer"],
-                    "mean": row["mean"],
-                    "lower": row["lower"],
-                    "upper": row["upper"],
-                }
-            )
+        rows += _effect_rows(effects[effects["question"] == question], question, "0.3")
         rows += _offset_rows(result, [pq for pq in pairs if pq[1] == question], colours)
     width = _interval_label(result.config.interval)
     caption = (
