@@ -21,8 +21,26 @@ EXIT_GATE_FAILED = 3
 EXIT_INTERRUPTED = 130
 
 
+def _count(text: str, *, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {minimum}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are bad input too: exit status 1 (argparse's own default is 2)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m model", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m model", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="derive data/polls.csv and data/questions.csv from the sourced table")
@@ -33,10 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--data", type=Path, default=Path("data/polls.csv"), help="poll table (default: data/polls.csv)")
     fit.add_argument("--config", type=Path, help="TOML config (default: the library defaults)")
     fit.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
-    fit.add_argument("--draws", type=int, help="kept draws per chain (overrides the config)")
-    fit.add_argument("--tune", type=int, help="warm-up draws per chain (overrides the config)")
-    fit.add_argument("--chains", type=int, help="number of chains (overrides the config)")
-    fit.add_argument("--seed", type=int, help="random seed (default: drawn and recorded)")
+    fit.add_argument("--draws", type=lambda t: _count(t, minimum=1), help="kept draws per chain (overrides the config)")
+    fit.add_argument("--tune", type=lambda t: _count(t, minimum=0), help="warm-up draws per chain (overrides the config)")
+    fit.add_argument("--chains", type=lambda t: _count(t, minimum=1), help="number of chains (overrides the config)")
+    fit.add_argument("--seed", type=lambda t: _count(t, minimum=0), help="random seed, a whole number >= 0 (default: drawn and recorded)")
 
     plots_cli.add_parser(sub)
     return parser

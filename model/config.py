@@ -188,6 +188,10 @@ class Config:
                 pd.Timestamp(when)
             except ValueError:
                 problems.append(f"date {when!r} is not an ISO date (YYYY-MM-DD)")
+        labels = [e.label for e in self.events]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            problems.append(f"events: labels {repeated} are used more than once; expected one label per event")
         if not 0 < self.interval < 1:
             problems.append(f"interval: {self.interval!r}; expected a probability between 0 and 1")
         s = self.sampler

@@ -63,6 +63,11 @@ class PollDesign:
         (pollster, question) pairs whose two effects the data identify only as a sum, whatever the
         identification mode: a non-reference question asked by one non-reference house alone,
         which asks nothing else.
+    joint_groups : tuple of (pollsters, questions)
+        Groups of houses and questions linked by readings (a connected part of the pollster-question
+        graph) that hold neither the reference question nor the reference pollster: the data fix
+        their house and question effects only up to one shared shift, which the priors split.
+        A confounded pair is the smallest such group.
     centred_houses, centred_questions : bool
         Whether the (unpaired, free) house and question effects are sampled centred: every one of
         them has at least :data:`CENTRED_MIN_READINGS` readings.
@@ -99,6 +104,7 @@ class PollDesign:
     paired_pollsters: tuple[int, ...]
     paired_questions: tuple[int, ...]
     confounded: tuple[tuple[str, str], ...]
+    joint_groups: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
     centred_houses: bool
     centred_questions: bool
     membership: np.ndarray
@@ -261,12 +267,21 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
             if pollsters[h] != reference_pollster and set(question_idx[pollster_idx == h]) == {q}:
                 confounded.append((h, q))
     pairs = confounded if config.house_effects != ZERO_SUM else []
+    joint = _unidentified_groups(pollster_idx, question_idx, pollsters, questions, reference_pollster)
     paired_h = {h for h, _ in pairs}
     paired_q = {q for _, q in pairs}
     free_h = [h for h in range(len(pollsters)) if pollsters[h] != reference_pollster and (config.house_effects == ZERO_SUM or h not in paired_h)]
     free_q = [q for q in range(1, len(questions)) if q not in paired_q]
     centred_houses = all((pollster_idx == h).sum() >= CENTRED_MIN_READINGS for h in free_h)
     centred_questions = all((question_idx == q).sum() >= CENTRED_MIN_READINGS for q in free_q)
+    event_cell = cell_of([pd.Timestamp(e.date) for e in config.events], time).astype(int)
+    for event, cell in zip(config.events, event_cell):
+        if not first_cell.min() < cell <= last_cell.max():
+            raise ConfigError(
+                f"event {event.label!r} ({event.date}) is not inside the readings' span "
+                f"({time[first_cell.min()]:%Y-%m-%d} to {polls['field_end'].max():%Y-%m-%d} on the {config.grid} grid): "
+                "its jump needs readings before and after it, or it cannot be told apart from the level"
+            )
     membership, used, observed, label = _components(polls, answers)
     n = polls["n"].to_numpy(dtype=float)
     n_known = np.isfinite(n)
@@ -289,6 +304,7 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
         paired_pollsters=tuple(h for h, _ in pairs),
         paired_questions=tuple(q for _, q in pairs),
         confounded=tuple((pollsters[h], questions[q]) for h, q in confounded),
+        joint_groups=joint,
         centred_houses=centred_houses,
         centred_questions=centred_questions,
         membership=membership,
@@ -298,12 +314,52 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
         n_known=n_known,
         n=n,
         unknown_n_median=median,
-        event_cell=cell_of([pd.Timestamp(e.date) for e in config.events], time).astype(int),
+        event_cell=event_cell,
         event_labels=tuple(e.label for e in config.events),
         anchor_cell=cell_of([pd.Timestamp(a.date) for a in config.anchors], time).astype(int),
         anchor_answer=np.array([answers.index(a.answer) for a in config.anchors], dtype=int),
         anchor_value=np.array([a.value / 100 for a in config.anchors]),
         anchor_sd=np.array([a.sd_pp / 100 for a in config.anchors]),
+    )
+
+
+def _unidentified_groups(pollster_idx, question_idx, pollsters, questions, reference_pollster):
+    """Connected parts of the pollster-question graph holding neither reference (see PollDesign).
+
+    Raises
+    ------
+    ConfigError
+        With a reference pollster that no chain of readings links to the reference question: the
+        curve (that house asking that question) would then rest on the priors alone.
+    """
+    parent = {("p", h): ("p", h) for h in range(len(pollsters))} | {("q", q): ("q", q) for q in range(len(questions))}
+
+    def root(node):
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for h, q in set(zip(pollster_idx.tolist(), question_idx.tolist())):
+        parent[root(("p", h))] = root(("q", q))
+    ref_question_root = root(("q", 0))
+    if reference_pollster is not None and root(("p", pollsters.index(reference_pollster))) != ref_question_root:
+        raise ConfigError(
+            f"house_effects: reference pollster {reference_pollster!r} is not linked to the reference question "
+            f"{questions[0]!r} by any chain of readings, so the curve would rest on the priors alone; "
+            "choose a reference question that pollster asks (or one linked to it)"
+        )
+    ref_pollster_root = root(("p", pollsters.index(reference_pollster))) if reference_pollster is not None else None
+    groups: dict = {}
+    for node in parent:
+        r = root(node)
+        if r in (ref_question_root, ref_pollster_root):
+            continue
+        groups.setdefault(r, ([], []))[0 if node[0] == "p" else 1].append(node[1])
+    return tuple(
+        (tuple(pollsters[h] for h in sorted(hs)), tuple(questions[q] for q in sorted(qs)))
+        for hs, qs in sorted(groups.values(), key=lambda g: (sorted(g[1]), sorted(g[0])))
+        if qs
     )
 
 

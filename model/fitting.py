@@ -108,11 +108,11 @@ class FitResult:
 
     def house_effects(self, interval: float | None = None) -> pd.DataFrame:
         """House effects in percentage points (see :func:`model.summaries.house_effects`)."""
-        return summaries.house_effects(self.posterior, self._pairs, self.reference_pollster, self.confounded, interval or self.config.interval)
+        return summaries.house_effects(self.posterior, self._pairs, self.reference_pollster, self.design.joint_groups, interval or self.config.interval)
 
     def question_effects(self, interval: float | None = None) -> pd.DataFrame:
         """Question effects in percentage points (see :func:`model.summaries.question_effects`)."""
-        return summaries.question_effects(self.posterior, self._pairs, self.reference_question, self.confounded, interval or self.config.interval)
+        return summaries.question_effects(self.posterior, self._pairs, self.reference_question, self.design.joint_groups, interval or self.config.interval)
 
     def reading_offsets(self, interval: float | None = None) -> pd.DataFrame:
         """House plus question effect for every (pollster, question) in the data, in points.
@@ -256,6 +256,11 @@ def fit(
         nuts_sampler=s.nuts_sampler,
         progressbar=progressbar,
     )
+    # nutpie answers Ctrl-C (and our SIGTERM handler) by returning the draws made so far: a cut-short
+    # posterior must never be summarised or saved as if it were the run asked for.
+    got = (idata.posterior.sizes.get("chain", 0), idata.posterior.sizes.get("draw", 0))
+    if got != (s.chains, s.draws):
+        raise KeyboardInterrupt(f"sampling stopped early: {got[0]} chains x {got[1]} draws of {s.chains} x {s.draws}")
     pm.compute_log_likelihood(idata, var_names=["obs_share"], model=model, progressbar=False)
     pm.sample_posterior_predictive(idata, model=model, extend_inferencedata=True, random_seed=predictive_seed, progressbar=False)
     _label_poll_dims(idata)

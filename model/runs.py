@@ -127,6 +127,9 @@ def write_run(result, folder: Path, *, unique: bool = False) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; a run folder is an ordinary folder
         _write_contents(result, tmp)
         target = folder
         for attempt in range(1, 100):

@@ -65,21 +65,21 @@ def house_effects(
     posterior: xr.Dataset,
     pairs: pd.DataFrame,
     reference: str | None,
-    confounded: Sequence[tuple[str, str]] = (),
+    joint_groups: Sequence[tuple[Sequence[str], Sequence[str]]] = (),
     interval: float = 0.9,
 ) -> pd.DataFrame:
     """House effects in percentage points (columns ``pollster``, ``answer``, ``mean``, ``lower``, ``upper``, ...).
 
     ``reference`` marks the pollster fixed at zero; ``questions`` lists what each house asked, and
-    ``confounded_with_question`` names the question whose effect this house's effect is identified
-    only jointly with (``confounded``: the (pollster, question) pairs of the design).
+    ``confounded_with_question`` names the questions whose effects this house's effect is identified
+    only jointly with (``joint_groups`` of the design).
     """
     pp = effect_in_points(posterior, posterior["house_effect"])
     stats = _interval(pp, interval)
     stats["mean_logit"] = posterior["house_effect"].mean(SAMPLE_DIMS)
     frame = _tidy(stats, ["pollster", "answer"]).drop(columns="median")
     asked = pairs.groupby("pollster")["question"].apply(lambda s: "; ".join(sorted(s)))
-    alone = dict(confounded)
+    alone = {p: "; ".join(qs) for ps, qs in joint_groups for p in ps}
     frame["reference"] = frame["pollster"] == reference
     frame["questions"] = frame["pollster"].map(lambda p: asked.get(p, ""))
     frame["confounded_with_question"] = frame["pollster"].map(lambda p: alone.get(p, ""))
@@ -90,20 +90,20 @@ def question_effects(
     posterior: xr.Dataset,
     pairs: pd.DataFrame,
     reference: str,
-    confounded: Sequence[tuple[str, str]] = (),
+    joint_groups: Sequence[tuple[Sequence[str], Sequence[str]]] = (),
     interval: float = 0.9,
 ) -> pd.DataFrame:
     """Question effects in percentage points against the reference question.
 
     ``asked_by`` lists the houses asking it; ``identified`` says whether the data identify it on
-    its own or only jointly with one house's effect (``confounded`` pairs of the design).
+    its own or only jointly with house effects (``joint_groups`` of the design).
     """
     pp = effect_in_points(posterior, posterior["question_effect"])
     stats = _interval(pp, interval)
     stats["mean_logit"] = posterior["question_effect"].mean(SAMPLE_DIMS)
     frame = _tidy(stats, ["question", "answer"]).drop(columns="median")
     askers = pairs.groupby("question")["pollster"].apply(lambda s: sorted(set(s)))
-    jointly = {q: h for h, q in confounded}
+    jointly = {q: ps for ps, qs in joint_groups for q in qs}
     frame["reference"] = frame["question"] == reference
     frame["asked_by"] = frame["question"].map(lambda q: "; ".join(askers.get(q, [])))
 
@@ -111,7 +111,7 @@ def question_effects(
         if q == reference:
             return "reference (fixed at 0)"
         if q in jointly:
-            return f"only jointly with the house effect of {jointly[q]} (it alone asks it, and asks nothing else)"
+            return f"only jointly with the house effect of {' and '.join(jointly[q])} (no reading links it to the reference)"
         return "separately from house effects"
 
     frame["identified"] = frame["question"].map(identified)

@@ -97,3 +97,10 @@ def test_sigterm_leaves_no_partial_run(tmp_path, sim_csv):
     assert proc.returncode == 130, err
     assert "nothing was written" in err
     assert not runs.exists() or not [p for p in runs.iterdir()]
+
+
+@pytest.mark.parametrize("args", [["--seed", "-1"], ["--draws", "0"], ["--chains", "two"]])
+def test_bad_options_exit_1(tmp_path, sim_csv, args):
+    result = run_cli("fit", "--data", str(sim_csv), "--runs-dir", str(tmp_path / "runs"), *args)
+    assert result.returncode == 1 and "error:" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()

@@ -64,3 +64,8 @@ def test_project_config_uses_the_main_curve_questions():
     assert set(config.questions) == main
     assert config.reference_question == "LEVADA_CONTINUE_VS_TALKS"
     assert [e.date for e in config.events] == ["2022-09-21"]
+
+
+def test_event_labels_must_be_unique():
+    with pytest.raises(ConfigError, match="labels \\['x'\\] are used more than once"):
+        Config(events=(Event("2022-09-21", "x"), Event("2023-01-01", "x")))

@@ -108,3 +108,31 @@ def test_exclusion_reasons_cover_every_left_out_reading():
     used = build_design(polls, project).polls
     assert (reasons == "").sum() == len(used)
     assert reasons[polls["survey_id"] == "fso-2022-07"].str.contains("disputed").all()
+
+
+def test_an_event_outside_the_readings_is_refused(sim_polls):
+    for date in ("2022-06-01", "2023-01-01", "2025-06-01"):  # before, in the first cell, after
+        with pytest.raises(model.ConfigError, match="not inside the readings' span"):
+            build_design(sim_polls, model.Config(events=(model.Event(date, "e"),)))
+    assert len(build_design(sim_polls, model.Config(events=(model.Event("2024-01-15", "e"),))).event_cell) == 1
+
+
+def test_effects_identified_only_jointly_are_found_from_the_reading_graph():
+    polls = model.load_polls(f"{ROOT}/data/polls.csv")
+    project = model.Config.from_toml(f"{ROOT}/config/fit.toml")
+    design = build_design(polls, project)
+    assert design.joint_groups == ((("FSO",), ("FSO_CLOSED_TALKS_VS_CONTINUE",)), (("Russian Field",), ("RF_CONTINUE_VS_TALKS",)))
+    # two houses sharing a question nobody else asks: not a pair, but still one shared shift
+    relabelled = polls.copy()
+    relabelled.loc[relabelled["question"] == "FSO_CLOSED_TALKS_VS_CONTINUE", "question"] = "RF_CONTINUE_VS_TALKS"
+    config = project.replace(questions=("LEVADA_CONTINUE_VS_TALKS", "RF_CONTINUE_VS_TALKS"))
+    design = build_design(relabelled, config)
+    assert design.confounded == ()
+    assert design.joint_groups == ((("FSO", "Russian Field"), ("RF_CONTINUE_VS_TALKS",)),)
+
+
+def test_a_reference_pollster_unlinked_to_the_reference_question_is_refused():
+    polls = model.load_polls(f"{ROOT}/data/polls.csv")
+    config = model.Config.from_toml(f"{ROOT}/config/fit.toml").replace(reference_question="RF_CONTINUE_VS_TALKS")
+    with pytest.raises(model.ConfigError, match="not linked to the reference question"):
+        build_design(polls, config)

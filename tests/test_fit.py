@@ -122,3 +122,25 @@ def test_a_failed_write_leaves_no_folder(small_fit, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         small_fit.save(tmp_path / "run")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sampling_cut_short_is_an_interrupt_not_a_run(small_fit, sim_polls, monkeypatch):
+    """nutpie answers Ctrl-C by returning the draws so far; fit must not treat them as the run."""
+    import model.fitting
+
+    short = small_fit.idata.isel(draw=slice(0, 5))
+    monkeypatch.setattr(model.fitting.pm, "sample", lambda **kwargs: short)
+    with pytest.raises(KeyboardInterrupt, match="sampling stopped early: 2 chains x 5 draws of 2 x 300"):
+        model.fit(sim_polls, config=small_fit.config, seed=1)
+
+
+def test_run_folders_are_readable_by_others(small_fit, tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        folder = small_fit.save(tmp_path / "run")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
