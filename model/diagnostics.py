@@ -6,11 +6,13 @@ is marked failed, is still written, and the command line exits with status 3.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from model.design import PollDesign
@@ -146,6 +148,32 @@ def predictive_checks(idata, design: PollDesign) -> dict[str, Any]:
         ],
         "readings": readings,
     }
+
+
+#: Priors that power-scaling sensitivity scales: the level, the scales and the event jumps (not the
+#: standardised latent innovations and effects, whose N(0, 1) priors are a parameterisation).
+SENSITIVITY_PRIORS = ("level", "walk_sd", "jump", "house_sd", "question_sd", "nonsampling_sd")
+
+
+def prior_sensitivity(idata) -> pd.DataFrame:
+    """Power-scaling prior and likelihood sensitivity (ArviZ ``psense``) of the main quantities.
+
+    The scales, the event jumps and the latest shares of the curve. Needs the ``log_prior`` group
+    (of :data:`SENSITIVITY_PRIORS`) and ``log_likelihood``. Columns ``quantity``, ``prior``,
+    ``likelihood`` (the sensitivity statistics; above 0.05 counts as sensitive) and ``diagnosis``.
+    """
+    if "log_prior" not in idata.children:
+        raise ValueError("the posterior has no log_prior group; refit to get prior sensitivity")
+    post = idata.posterior
+    names = [v for v in ("walk_sd", "nonsampling_sd", "house_sd", "question_sd", "jump", "share") if v in post]
+    psense_log = logging.getLogger("arviz_stats.psense")
+    level = psense_log.level
+    psense_log.setLevel(logging.ERROR)  # its "potential issues" note is the diagnosis column here
+    try:
+        table = az.psense_summary(idata, var_names=names, coords={"time": post["time"].values[-1:]})
+    finally:
+        psense_log.setLevel(level)
+    return table.rename_axis("quantity").reset_index()
 
 
 def gate(conv: dict[str, Any]) -> list[str]:

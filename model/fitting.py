@@ -18,7 +18,7 @@ import pymc as pm
 from model.aggregator import PollAggregator
 from model.config import Config
 from model.design import build_design, cell_of, exclusion_reasons
-from model.diagnostics import diagnose
+from model.diagnostics import SENSITIVITY_PRIORS, diagnose, prior_sensitivity
 from model.polls import load_polls
 from model import plots, summaries
 
@@ -128,6 +128,10 @@ class FitResult:
         cells = list(cell_of([pd.Timestamp(e.date) for e in self.config.events], time))
         return summaries.event_jumps(self.posterior, cells, interval or self.config.interval)
 
+    def prior_sensitivity(self) -> pd.DataFrame:
+        """Power-scaling sensitivity of the scales, jumps and latest shares (:func:`model.diagnostics.prior_sensitivity`)."""
+        return prior_sensitivity(self.idata)
+
     def diagnostics(self) -> dict[str, Any]:
         """The diagnostics report and gate verdict (``passed``, ``failures``, ...)."""
         if self._diagnostics is None:
@@ -174,6 +178,12 @@ class FitResult:
         )
         for warning in diag["warnings"]:
             lines.append(f"  warning: {warning}")
+        flagged = self.prior_sensitivity()
+        flagged = flagged[flagged["diagnosis"] != "✓"]
+        if len(flagged):
+            lines.append("Prior sensitivity (power-scaling, prior_sensitivity.csv) flags:")
+            for _, row in flagged.iterrows():
+                lines.append(f"  {row['quantity']:<40} {row['diagnosis']} (prior {row['prior']:.3f}, likelihood {row['likelihood']:.3f})")
         return "\n".join(lines)
 
     # -- figures (see model.plots; each returns matplotlib figures to restyle) -------------------
@@ -263,6 +273,8 @@ def fit(
         raise KeyboardInterrupt(f"sampling stopped early: {got[0]} chains x {got[1]} draws of {s.chains} x {s.draws}")
     pm.compute_log_likelihood(idata, var_names=["obs_share"], model=model, progressbar=False)
     pm.sample_posterior_predictive(idata, model=model, extend_inferencedata=True, random_seed=predictive_seed, progressbar=False)
+    hyperpriors = [v.name for v in model.free_RVs if v.name in SENSITIVITY_PRIORS]
+    pm.stats.compute_log_prior(idata, var_names=hyperpriors, model=model, progressbar=False)
     _label_poll_dims(idata)
     from model import __version__
 

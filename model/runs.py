@@ -13,6 +13,9 @@ A run folder ``runs/<UTC timestamp>-<config hash>/`` holds:
     Tidy summaries (percent / percentage points); ``offsets.csv`` holds house + question effect
     per (pollster, question) asked, the quantity the data identify when one house alone asks a
     question.
+``prior_sensitivity.csv``
+    Power-scaling prior and likelihood sensitivity (ArviZ ``psense``) of the scales, event jumps
+    and latest shares.
 ``excluded.csv``
     Readings of the input table the fit left out, each with its reason.
 ``diagnostics.json``
@@ -51,7 +54,7 @@ REQUIRED_FILES = (
     "excluded.csv",
     "diagnostics.json",
 )
-REQUIRED_GROUPS = ("posterior", "sample_stats", "posterior_predictive", "observed_data", "log_likelihood")
+REQUIRED_GROUPS = ("posterior", "sample_stats", "posterior_predictive", "observed_data", "log_likelihood", "log_prior")
 REQUIRED_VARIABLES = ("share", "house_effect", "question_effect")
 
 
@@ -103,6 +106,7 @@ def _write_contents(result, folder: Path) -> None:
     result.question_effects().to_csv(folder / "question_effects.csv", index=False)
     result.event_jumps().to_csv(folder / "event_jumps.csv", index=False)
     result.reading_offsets().to_csv(folder / "offsets.csv", index=False)
+    result.prior_sensitivity().to_csv(folder / "prior_sensitivity.csv", index=False)
     result.excluded.to_csv(folder / "excluded.csv", index=False, date_format="%Y-%m-%d")
     diagnostics = dict(result.diagnostics())
     diagnostics["unknown_n_readings"] = list(result.polls.loc[result.polls["n"].isna(), "poll_id"])

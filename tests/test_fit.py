@@ -91,7 +91,7 @@ def test_diagnostics_report(small_fit):
 
 def test_save_and_load_round_trip(small_fit, tmp_path):
     folder = small_fit.save(tmp_path / "run")
-    for name in ("posterior.nc", "config.json", "polls.csv", "curve.csv", "house_effects.csv", "question_effects.csv", "diagnostics.json", "excluded.csv"):
+    for name in ("posterior.nc", "config.json", "polls.csv", "curve.csv", "house_effects.csv", "question_effects.csv", "diagnostics.json", "excluded.csv", "prior_sensitivity.csv"):
         assert (folder / name).is_file(), name
     loaded = model.load_run(folder)
     pd.testing.assert_frame_equal(loaded.support_curve(), small_fit.support_curve())
@@ -144,3 +144,12 @@ def test_run_folders_are_readable_by_others(small_fit, tmp_path):
     finally:
         os.umask(umask)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
+def test_prior_sensitivity_is_reported(small_fit):
+    table = small_fit.prior_sensitivity()
+    assert list(table.columns) == ["quantity", "prior", "likelihood", "diagnosis"]
+    assert {"walk_sd", "nonsampling_sd", "house_sd", "question_sd"} <= set(table["quantity"])
+    assert table["quantity"].str.startswith("share[").sum() == 3  # the latest shares
+    assert np.isfinite(table[["prior", "likelihood"]].to_numpy()).all()
+    assert set(small_fit.idata.log_prior.data_vars) == {"level", "walk_sd", "house_sd", "question_sd", "nonsampling_sd"}
