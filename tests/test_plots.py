@@ -102,6 +102,8 @@ def fake_result() -> FitResult:
             "posterior_predictive": xr.Dataset({"obs_share": (("chain", "draw", "poll", "component"), predictive)}, coords=pp_coords),
             "observed_data": xr.Dataset({"obs_share": (("poll", "component"), design.observed)}, coords={c: coords[c] for c in ("poll", "component")}),
             "log_likelihood": xr.Dataset({"obs_share": (("chain", "draw", "poll"), rng.normal(2, 0.1, size=(*shape, n_poll)))}, coords={c: coords[c] for c in ("chain", "draw", "poll")}),
+            # half-normal log densities of the scales, as a real fit's log_prior group holds
+            "log_prior": xr.Dataset({name: -0.5 * (posterior[name] / 0.3) ** 2 for name in ("walk_sd", "house_sd", "question_sd", "nonsampling_sd")}),
         }
     )
     tree.attrs.update(
