@@ -63,10 +63,6 @@ class FitResult:
         return self.idata.posterior.to_dataset()
 
     @property
-    def _pairs(self) -> pd.DataFrame:
-        return self.polls.groupby(["pollster", "question"]).size().rename("readings").reset_index()
-
-    @property
     def reference_pollster(self) -> str | None:
         """The pollster fixed at zero, or None (zero-sum or anchors)."""
         return self.idata.attrs.get("reference_pollster") or None
@@ -108,11 +104,11 @@ class FitResult:
 
     def house_effects(self, interval: float | None = None) -> pd.DataFrame:
         """House effects in percentage points (see :func:`model.summaries.house_effects`)."""
-        return summaries.house_effects(self.posterior, self._pairs, self.reference_pollster, self.design.joint_groups, interval or self.config.interval)
+        return summaries.house_effects(self.posterior, self.design.pollster_question_pairs, self.reference_pollster, self.design.joint_groups, interval or self.config.interval)
 
     def question_effects(self, interval: float | None = None) -> pd.DataFrame:
         """Question effects in percentage points (see :func:`model.summaries.question_effects`)."""
-        return summaries.question_effects(self.posterior, self._pairs, self.reference_question, self.design.joint_groups, interval or self.config.interval)
+        return summaries.question_effects(self.posterior, self.design.pollster_question_pairs, self.reference_question, self.design.joint_groups, interval or self.config.interval)
 
     def reading_offsets(self, interval: float | None = None) -> pd.DataFrame:
         """House plus question effect for every (pollster, question) in the data, in points.
@@ -120,7 +116,7 @@ class FitResult:
         The identified quantity where one house alone asks a question (see
         :func:`model.summaries.reading_offsets`).
         """
-        return summaries.reading_offsets(self.posterior, self._pairs, interval or self.config.interval)
+        return summaries.reading_offsets(self.posterior, self.design.pollster_question_pairs, interval or self.config.interval)
 
     def event_jumps(self, interval: float | None = None) -> pd.DataFrame:
         """Estimated jump of each configured event, in percentage points."""
