@@ -77,7 +77,7 @@ def _fit(args: argparse.Namespace) -> int:
     polls = load_polls(args.data, answers=config.answers)
     result = fit(polls, config=config, seed=args.seed)
     folder = save_run(result, args.runs_dir)
-    print(result.summary_text())
+    print((folder / "summary.txt").read_text(), end="")  # written by save_run: not summarised twice
     print(folder)
     return EXIT_OK if result.passed else EXIT_GATE_FAILED
 

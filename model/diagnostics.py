@@ -48,7 +48,7 @@ def convergence(idata) -> dict[str, Any]:
     ess_bulk = az.ess(posterior, method="bulk")
     ess_tail = az.ess(posterior, method="tail")
     stats = idata.sample_stats
-    bfmi = np.atleast_1d(np.asarray(az.bfmi(idata).to_dataset()["energy"] if hasattr(az.bfmi(idata), "to_dataset") else az.bfmi(idata)))
+    bfmi = np.atleast_1d(az.bfmi(idata)["energy"].values)  # one value per chain
     depth_var = next((v for v in ("maxdepth_reached", "reached_max_treedepth") if v in stats), None)
     saturation = float(stats[depth_var].mean()) if depth_var else float("nan")
 

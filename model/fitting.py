@@ -17,7 +17,7 @@ import pymc as pm
 
 from model.aggregator import PollAggregator
 from model.config import Config
-from model.design import build_design, cell_of, exclusion_reasons
+from model.design import build_design, exclusion_reasons
 from model.diagnostics import SENSITIVITY_PRIORS, diagnose, prior_sensitivity
 from model.polls import load_polls
 from model import plots, summaries
@@ -120,9 +120,7 @@ class FitResult:
 
     def event_jumps(self, interval: float | None = None) -> pd.DataFrame:
         """Estimated jump of each configured event, in percentage points."""
-        time = pd.DatetimeIndex(self.posterior["time"].values)
-        cells = list(cell_of([pd.Timestamp(e.date) for e in self.config.events], time))
-        return summaries.event_jumps(self.posterior, cells, interval or self.config.interval)
+        return summaries.event_jumps(self.posterior, list(self.design.event_cell), interval or self.config.interval)
 
     def prior_sensitivity(self) -> pd.DataFrame:
         """Power-scaling sensitivity of the scales, jumps and latest shares (:func:`model.diagnostics.prior_sensitivity`)."""
