@@ -11,7 +11,7 @@ BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$$(cat
 DATA   := data/polls.csv data/questions.csv
 CONFIG := config/fit.toml
 
-.PHONY: help install lock data test fit plots clean
+.PHONY: help install lock data test fit plots validate clean
 
 help: ## List the targets
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,11 @@ plots: $(STAMP) ## Draw runs/latest's figures (runs/latest/figures/) and report.
 	@# A run that failed the gate (exit 3) is still drawn: its report says what failed.
 	@if [ ! -e runs/latest ]; then $(PY) -m model fit --data data/polls.csv --config $(CONFIG) || [ $$? -eq 3 ]; fi
 	$(PY) -m model plots runs/latest
+
+# Local Dask workers for `make validate` (WORKERS=2 make validate); the refits share the machine's cores.
+WORKERS ?= 1
+validate: $(STAMP) ## Backtest against baselines and calibrate (SBC) on Dask; writes runs/validate-<timestamp>/
+	$(PY) -m model validate --data data/polls.csv --config $(CONFIG) --workers $(WORKERS) $(VALIDATE_ARGS)
 
 clean: ## Remove the virtual environment, caches and run folders (keeps runs/.gitkeep)
 	rm -rf $(VENV) .venv-lock .pytest_cache build *.egg-info

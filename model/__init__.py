@@ -7,13 +7,15 @@ The library API::
     result = model.fit(polls, config=model.Config(grid="week"), seed=1)
     result.support_curve(); result.house_effects(); result.diagnostics()
     result.save("runs/my-run"); model.load_run("runs/my-run")
+    v = model.run_validation(polls, config, model.ValidateSettings(sbc=20, workers=2))
+    model.write_validation(v)   # runs/validate-<timestamp>/
 
 PyMC is imported on first use of a fitting name, so reading and checking data stays fast.
 """
 
 from importlib import import_module
 
-from model.config import Anchor, Config, ConfigError, Event, Priors, Sampler
+from model.config import Anchor, Config, ConfigError, Event, Priors, Sampler, ValidateSettings
 from model.polls import PollDataError, load_polls
 
 __version__ = "0.1.0"
@@ -28,6 +30,9 @@ _LAZY = {
     "Simulation": "model.simulate",
     "PollAggregator": "model.aggregator",
     "build_design": "model.design",
+    "run_validation": "model.validate",
+    "write_validation": "model.validate",
+    "Validation": "model.validate",
 }
 
 __all__ = [
@@ -38,6 +43,7 @@ __all__ = [
     "PollDataError",
     "Priors",
     "Sampler",
+    "ValidateSettings",
     "load_polls",
     *_LAZY,
 ]

@@ -25,6 +25,16 @@ def dirichlet_components_logp(value, alpha, used):
     return pt.gammaln(total) + pt.sum(terms, axis=-1)
 
 
+def weighted_dirichlet_components_logp(value, alpha, used, weight):
+    """:func:`dirichlet_components_logp` times a per-reading weight (0 leaves a reading out)."""
+    return weight * dirichlet_components_logp(value, alpha, used)
+
+
+def weighted_dirichlet_components_dist(alpha, used, weight, size):
+    """Generative graph for the weighted form: the weight does not change what a reading would show."""
+    return dirichlet_components_dist(alpha, used, size)
+
+
 def dirichlet_components_dist(alpha, used, size):
     """Generative graph of component shares: a Dirichlet (normalised gammas) over the used components."""
     shape = alpha.shape if rv_size_is_none(size) else pt.concatenate([size, alpha.shape[-1:]])
@@ -120,11 +130,19 @@ class PollAggregator:
         The laid-out data (:func:`model.design.build_design`).
     config : Config
         Priors and identification.
+    refit : bool
+        Build the form that validation refits many times from one compiled model: the observed
+        shares are ``pm.Data("observed_share")`` and each reading's likelihood term is multiplied by
+        ``pm.Data("in_likelihood")`` (1 or 0), so a held-out reading or a new simulated table is a
+        data swap, not a recompilation. With all weights 1 the posterior is the ordinary one; a
+        reading with weight 0 contributes nothing, and its latent quantities (an unknown ``n``)
+        keep their prior. Default False: the ordinary model.
     """
 
-    def __init__(self, design: PollDesign, config: Config) -> None:
+    def __init__(self, design: PollDesign, config: Config, *, refit: bool = False) -> None:
         self.design = design
         self.config = config
+        self.refit = refit
         self.model: pm.Model | None = None
 
     def build(self) -> pm.Model:
@@ -222,16 +240,31 @@ class PollAggregator:
                 n = pt.set_subtensor(n[np.flatnonzero(~d.n_known)], n_unknown)
             concentration = 1.0 / (1.0 / n + tau**2)
             alpha = concentration[:, None] * p_component
-            pm.CustomDist(
-                "obs_share",
-                alpha,
-                used,
-                dist=dirichlet_components_dist,
-                logp=dirichlet_components_logp,
-                signature="(c),(c)->(c)",
-                observed=d.observed,
-                dims=(POLL, COMPONENT),
-            )
+            if self.refit:
+                observed = pm.Data("observed_share", d.observed, dims=(POLL, COMPONENT))
+                weight = pm.Data("in_likelihood", np.ones(len(d.polls)), dims=POLL)
+                pm.CustomDist(
+                    "obs_share",
+                    alpha,
+                    used,
+                    weight,
+                    dist=weighted_dirichlet_components_dist,
+                    logp=weighted_dirichlet_components_logp,
+                    signature="(c),(c),()->(c)",
+                    observed=observed,
+                    dims=(POLL, COMPONENT),
+                )
+            else:
+                pm.CustomDist(
+                    "obs_share",
+                    alpha,
+                    used,
+                    dist=dirichlet_components_dist,
+                    logp=dirichlet_components_logp,
+                    signature="(c),(c)->(c)",
+                    observed=d.observed,
+                    dims=(POLL, COMPONENT),
+                )
 
             if self.config.house_effects == ANCHORS:
                 anchored = pt.special.softmax(eta, axis=-1)[d.anchor_cell, d.anchor_answer]

@@ -1,9 +1,10 @@
-"""Command line: ``python -m model {data,fit,plots} ...``.
+"""Command line: ``python -m model {data,fit,plots,validate} ...``.
 
 Exit status: 0 success (for ``fit``: a run that passed the diagnostics gate); 1 bad input (a
 poll-table, config or run-folder error, reported on stderr without a traceback; nothing is
 written); 3 a fit whose diagnostics gate failed (the run folder is still written, marked failed);
-130 interrupted (Ctrl-C or SIGTERM; no partial run folder is left).
+4 a validate run in which some refits failed (the folder is written with the others' results and
+``failures.csv``); 130 interrupted (Ctrl-C or SIGTERM; no partial run folder is left).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from model import plots_cli
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
 EXIT_GATE_FAILED = 3
+EXIT_TASKS_FAILED = 4
+#: SBC datasets when ``validate`` is run with neither ``--backtest`` nor ``--sbc``.
+DEFAULT_SBC = 40
 EXIT_INTERRUPTED = 130
 
 
@@ -48,16 +52,43 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--out-dir", type=Path, default=Path("data"))
 
     fit = sub.add_parser("fit", help="fit the model and write a run folder")
-    fit.add_argument("--data", type=Path, default=Path("data/polls.csv"), help="poll table (default: data/polls.csv)")
-    fit.add_argument("--config", type=Path, help="TOML config (default: the library defaults)")
-    fit.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
-    fit.add_argument("--draws", type=lambda t: _count(t, minimum=1), help="kept draws per chain (overrides the config)")
-    fit.add_argument("--tune", type=lambda t: _count(t, minimum=0), help="warm-up draws per chain (overrides the config)")
-    fit.add_argument("--chains", type=lambda t: _count(t, minimum=1), help="number of chains (overrides the config)")
-    fit.add_argument("--seed", type=lambda t: _count(t, minimum=0), help="random seed, a whole number >= 0 (default: drawn and recorded)")
+    _add_run_options(fit, runs_help="where run folders go", sampled="")
 
     plots_cli.add_parser(sub)
+
+    defaults = _validate_defaults()
+    val = sub.add_parser(
+        "validate",
+        help="backtest against baselines and simulation-based calibration, refits on Dask",
+        description="With neither --backtest nor --sbc, runs both (--sbc %d)." % DEFAULT_SBC,
+    )
+    val.add_argument("--backtest", action="store_true", help="run the leave-future-out backtest")
+    val.add_argument("--sbc", type=lambda t: _count(t, minimum=0), metavar="N", help="simulation-based calibration with N prior datasets")
+    val.add_argument("--scheduler", help="address of an existing Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else a local cluster)")
+    val.add_argument("--workers", type=lambda t: _count(t, minimum=1), default=defaults.workers, help="local Dask workers (default: %(default)s)")
+    val.add_argument("--cores-per-task", type=lambda t: _count(t, minimum=1), help="chains each refit runs in parallel (default: cores / workers)")
+    val.add_argument("--since", default=defaults.since, help="first backtest target's field start (default: %(default)s)")
+    _add_run_options(val, runs_help="where the validate-<timestamp> folder goes", sampled=" of each backtest refit")
+    val.add_argument("--sbc-draws", type=lambda t: _count(t, minimum=1), default=defaults.sbc_sampler.draws, help="kept draws per chain of each SBC refit (default: %(default)s)")
+    val.add_argument("--sbc-tune", type=lambda t: _count(t, minimum=0), default=defaults.sbc_sampler.tune, help="warm-up draws per chain of each SBC refit (default: %(default)s)")
     return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser, *, runs_help: str, sampled: str) -> None:
+    """Data, config, runs folder, sampler overrides and seed: shared by ``fit`` and ``validate``."""
+    parser.add_argument("--data", type=Path, default=Path("data/polls.csv"), help="poll table (default: data/polls.csv)")
+    parser.add_argument("--config", type=Path, help="TOML config (default: the library defaults)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help=f"{runs_help} (default: runs)")
+    parser.add_argument("--draws", type=lambda t: _count(t, minimum=1), help=f"kept draws per chain{sampled} (overrides the config)")
+    parser.add_argument("--tune", type=lambda t: _count(t, minimum=0), help=f"warm-up draws per chain{sampled} (overrides the config)")
+    parser.add_argument("--chains", type=lambda t: _count(t, minimum=1), help=f"number of chains{sampled} (overrides the config)")
+    parser.add_argument("--seed", type=lambda t: _count(t, minimum=0), help="random seed, a whole number >= 0 (default: drawn and recorded)")
+
+
+def _validate_defaults():
+    from model.config import ValidateSettings
+
+    return ValidateSettings()
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -82,6 +113,41 @@ def _fit(args: argparse.Namespace) -> int:
     return EXIT_OK if result.passed else EXIT_GATE_FAILED
 
 
+def _validate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    from model.config import Config
+    from model.polls import load_polls
+    from model.config import ValidateSettings
+    from model.validate import run_validation, summary_text, write_validation
+
+    config = Config.from_toml(args.config) if args.config else Config()
+    polls = load_polls(args.data, answers=config.answers)
+    both = not args.backtest and args.sbc is None
+    overrides = {k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k) is not None}
+    defaults = ValidateSettings()
+    settings = ValidateSettings(
+        backtest=args.backtest or both,
+        since=args.since,
+        sbc=DEFAULT_SBC if both else (args.sbc or 0),
+        sampler=dataclasses.replace(config.sampler, **overrides),
+        sbc_sampler=dataclasses.replace(
+            defaults.sbc_sampler, draws=args.sbc_draws, tune=args.sbc_tune, target_accept=config.sampler.target_accept,
+        ),
+        seed=args.seed if args.seed is not None else int(np.random.SeedSequence().generate_state(1)[0]),
+        workers=args.workers,
+        scheduler=args.scheduler,
+        cores_per_task=args.cores_per_task,
+    )
+    validation = run_validation(polls, config, settings)
+    folder = write_validation(validation, args.runs_dir)
+    print(summary_text(validation))
+    print(folder)
+    return EXIT_TASKS_FAILED if len(validation.failures) else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     from model.config import ConfigError
@@ -101,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             return _fit(args)
         if args.command == "plots":
             return plots_cli.run(args)
+        if args.command == "validate":
+            return _validate(args)
     except (PollDataError, ConfigError, RunFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

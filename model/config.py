@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -257,3 +257,48 @@ class Config:
         """Short, stable hash of the whole config (names run folders)."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class ValidateSettings:
+    """What ``validate`` runs and how.
+
+    Parameters
+    ----------
+    backtest : bool
+        Run the leave-future-out backtest.
+    since : str
+        First field-start date of the backtest's targets (ISO date).
+    sbc : int
+        Number of simulated datasets for simulation-based calibration (0: none).
+    sampler : Sampler or None
+        Sampler of each backtest refit; None (default) uses the fit config's, so the backtest
+        judges the model as ``make fit`` runs it, and each refit faces the same diagnostics gate.
+    sbc_sampler : Sampler
+        Sampler of each SBC refit.
+    sbc_readings : int
+        Readings in the SBC design.
+    seed : int
+        Seed of every random step (task seeds are spawned from it).
+    workers : int
+        Local Dask workers (ignored with ``scheduler``).
+    scheduler : str or None
+        Address of an existing Dask scheduler.
+    cores_per_task : int or None
+        Chains a refit runs in parallel; default: the machine's cores over ``workers`` locally,
+        one per chain on an existing cluster.
+    """
+
+    backtest: bool = True
+    since: str = "2023-01-01"
+    sbc: int = 0
+    sampler: Sampler | None = None
+    sbc_sampler: Sampler = field(default_factory=lambda: Sampler(draws=500, tune=500, chains=4, target_accept=0.99))
+    sbc_readings: int = 40
+    seed: int = 0
+    workers: int = 1
+    scheduler: str | None = None
+    cores_per_task: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

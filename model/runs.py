@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -114,6 +115,52 @@ def _write_contents(result, folder: Path) -> None:
     (folder / "summary.txt").write_text(result.summary_text() + "\n")
 
 
+@contextmanager
+def staged_folder(folder: Path, *, unique: bool = False):
+    """Stage a folder's contents in a temporary sibling; rename it into place only on success.
+
+    Yields ``(tmp, final)``: write into ``tmp``; after the ``with`` block ``final`` (a list holding
+    the path) names the folder that appeared. On any error, or an interrupt, the temporary folder is
+    removed and nothing appears. With ``unique``, a taken name gets a numeric suffix.
+    """
+    folder = Path(folder)
+    if folder.exists() and not unique:
+        raise FileExistsError(f"run folder {folder} already exists")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    final = _FinalPath()
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; a run folder is an ordinary folder
+        yield tmp, final
+        target = folder
+        for attempt in range(1, 100):
+            try:
+                os.rename(tmp, target)  # atomic; fails if target exists and is not empty
+                final.path = target
+                return
+            except OSError as err:
+                if not (unique and err.errno in (errno.EEXIST, errno.ENOTEMPTY)) and not (unique and target.exists()):
+                    raise
+                target = folder.with_name(f"{folder.name}-{attempt}")
+        raise FileExistsError(f"no free run folder name next to {folder}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class _FinalPath(os.PathLike):
+    """The path a staged folder was renamed to (set when the ``with`` block ends)."""
+
+    path: Path | None = None
+
+    def __fspath__(self) -> str:
+        if self.path is None:
+            raise RuntimeError("the staged folder is not in place yet")
+        return os.fspath(self.path)
+
+
 def write_run(result, folder: Path, *, unique: bool = False) -> Path:
     """Write ``result`` into ``folder`` atomically (temporary sibling, then rename).
 
@@ -125,29 +172,9 @@ def write_run(result, folder: Path, *, unique: bool = False) -> Path:
     FileExistsError
         If ``folder`` already exists (and not ``unique``).
     """
-    folder = Path(folder)
-    if folder.exists() and not unique:
-        raise FileExistsError(f"run folder {folder} already exists")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; a run folder is an ordinary folder
+    with staged_folder(folder, unique=unique) as (tmp, final):
         _write_contents(result, tmp)
-        target = folder
-        for attempt in range(1, 100):
-            try:
-                os.rename(tmp, target)  # atomic; fails if target exists and is not empty
-                return target
-            except OSError as err:
-                if not (unique and err.errno in (errno.EEXIST, errno.ENOTEMPTY)) and not (unique and target.exists()):
-                    raise
-                target = folder.with_name(f"{folder.name}-{attempt}")
-        raise FileExistsError(f"no free run folder name next to {folder}")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return final.path
 
 
 def save_run(result, runs_dir: str | Path = "runs") -> Path:

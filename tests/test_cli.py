@@ -104,3 +104,23 @@ def test_bad_options_exit_1(tmp_path, sim_csv, args):
     result = run_cli("fit", "--data", str(sim_csv), "--runs-dir", str(tmp_path / "runs"), *args)
     assert result.returncode == 1 and "error:" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_validate_without_targets_exits_1_and_writes_nothing(tmp_path, sim_csv):
+    config = tmp_path / "c.toml"
+    config.write_text('reference_question = "Q_MAIN"\nhouse_effects = "House A"\n')
+    runs = tmp_path / "runs"
+    result = run_cli("validate", "--backtest", "--since", "2030-01-01", "--data", str(sim_csv), "--config", str(config), "--runs-dir", str(runs))
+    assert result.returncode == 1 and "2030-01-01" in result.stderr and "Traceback" not in result.stderr
+    assert not runs.exists()
+
+
+def test_validate_backtest_needs_a_reference_house(tmp_path, sim_csv):
+    result = run_cli("validate", "--backtest", "--data", str(sim_csv), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 1 and "reference pollster" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--sbc", "-1"], ["--workers", "0"], ["--draws", "x"]])
+def test_validate_bad_options_exit_1(tmp_path, sim_csv, args):
+    result = run_cli("validate", "--data", str(sim_csv), "--runs-dir", str(tmp_path / "runs"), *args)
+    assert result.returncode == 1 and "error:" in result.stderr and "Traceback" not in result.stderr
