@@ -11,7 +11,7 @@ BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$$(cat
 DATA   := data/polls.csv data/questions.csv
 CONFIG := config/fit.toml
 
-.PHONY: help install lock data test fit plots validate clean
+.PHONY: help install lock data test fit plots validate bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,11 @@ plots: $(STAMP) ## Draw runs/latest's figures (runs/latest/figures/) and report.
 WORKERS ?= 1
 validate: $(STAMP) ## Backtest against baselines and calibrate (SBC) on Dask; writes runs/validate-<timestamp>/
 	$(PY) -m model validate --data data/polls.csv --config $(CONFIG) --workers $(WORKERS) $(VALIDATE_ARGS)
+
+# `make bench BENCH_ARGS="--cases shipped 'sim-r100-*' --repeats 3"`; with no arguments, every case
+# (the 10,000-reading daily cases take hours for each implementation).
+bench: $(STAMP) ## Time the project's fit against the NumPyro reference (shipped + simulated sizes); writes runs/bench-<timestamp>/
+	$(PY) -m model bench --data data/polls.csv --config $(CONFIG) $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment, caches and run folders (keeps runs/.gitkeep)
 	rm -rf $(VENV) .venv-lock .pytest_cache build *.egg-info

@@ -1,10 +1,10 @@
-"""Command line: ``python -m model {data,fit,plots,validate} ...``.
+"""Command line: ``python -m model {data,fit,plots,validate,bench} ...``.
 
 Exit status: 0 success (for ``fit``: a run that passed the diagnostics gate); 1 bad input (a
 poll-table, config or run-folder error, reported on stderr without a traceback; nothing is
 written); 3 a fit whose diagnostics gate failed (the run folder is still written, marked failed);
 4 a validate run in which some refits failed (the folder is written with the others' results and
-``failures.csv``); 130 interrupted (Ctrl-C or SIGTERM; no partial run folder is left).
+``failures.csv``), or a bench run in which some fits failed (recorded in ``repeats.csv``); 130 interrupted (Ctrl-C or SIGTERM; no partial run folder is left).
 """
 
 from __future__ import annotations
@@ -71,6 +71,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_run_options(val, runs_help="where the validate-<timestamp> folder goes", sampled=" of each backtest refit")
     val.add_argument("--sbc-draws", type=lambda t: _count(t, minimum=1), default=defaults.sbc_sampler.draws, help="kept draws per chain of each SBC refit (default: %(default)s)")
     val.add_argument("--sbc-tune", type=lambda t: _count(t, minimum=0), default=defaults.sbc_sampler.tune, help="warm-up draws per chain of each SBC refit (default: %(default)s)")
+
+    bench = sub.add_parser(
+        "bench",
+        help="time the project's fit against the NumPyro reference on the shipped data and simulated tables",
+        description="Each fit runs in a fresh process; writes runs/bench-<timestamp>/ (results.csv, ratios.csv, scaling.csv, time_vs_size.png).",
+    )
+    bench.add_argument("--cases", nargs="+", metavar="CASE", help="cases to run, e.g. shipped sim-r100-h8-week 'sim-r1000-*' (default: all)")
+    bench.add_argument("--list", action="store_true", help="list the cases and exit")
+    bench.add_argument("--repeats", type=lambda t: _count(t, minimum=1), default=3, help="fits per case and implementation (default: %(default)s)")
+    _add_run_options(bench, runs_help="where the bench-<timestamp> folder goes", sampled=" of every fit")
     return parser
 
 
@@ -148,6 +158,32 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_TASKS_FAILED if len(validation.failures) else EXIT_OK
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from model.bench import run_bench, select_cases, summary_text, write_bench
+    from model.config import Config
+
+    cases = select_cases(args.cases)
+    if args.list:
+        for case in cases:
+            print(case.name)
+        return EXIT_OK
+    config = Config.from_toml(args.config) if args.config else Config()
+    overrides = {k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k) is not None}
+    if overrides:
+        config = config.replace(sampler=overrides)
+    if any(c.name == "shipped" for c in cases):
+        from model.polls import load_polls
+
+        load_polls(args.data, answers=config.answers)  # bad input fails here, before any fit
+    bench = run_bench(cases, data=args.data, config=config, repeats=args.repeats, seed=args.seed or 0, log=lambda m: print(m, flush=True))
+    folder = write_bench(bench, args.runs_dir)
+    print(summary_text(bench))
+    print(folder)
+    return EXIT_TASKS_FAILED if (bench.fits["error"] != "").any() else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     from model.config import ConfigError
@@ -169,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             return plots_cli.run(args)
         if args.command == "validate":
             return _validate(args)
+        if args.command == "bench":
+            return _bench(args)
     except (PollDataError, ConfigError, RunFolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -81,27 +81,44 @@ class Refitter:
         KeyboardInterrupt
             If sampling stopped early (nutpie returns the draws made so far on an interrupt).
         """
-        import nutpie
-
         data = {}
         if in_likelihood is not None:
             data["in_likelihood"] = np.asarray(in_likelihood, dtype=float)
         if observed is not None:
             data["observed_share"] = np.asarray(observed, dtype=float)
         compiled = self._compiled.with_data(**data) if data else self._compiled
-        start = time.perf_counter()
-        idata = nutpie.sample(
-            compiled,
-            draws=sampler.draws,
-            tune=sampler.tune,
-            chains=sampler.chains,
-            target_accept=sampler.target_accept,
-            seed=seed,
-            cores=cores,
-            progress_bar=False,
-        )
-        seconds = time.perf_counter() - start
-        got = (idata.posterior.sizes.get("chain", 0), idata.posterior.sizes.get("draw", 0))
-        if got != (sampler.chains, sampler.draws):
-            raise KeyboardInterrupt(f"sampling stopped early: {got[0]} chains x {got[1]} draws of {sampler.chains} x {sampler.draws}")
-        return idata, seconds
+        return sample_compiled(compiled, sampler, seed=seed, cores=cores)
+
+
+def sample_compiled(compiled: Any, sampler: Sampler, *, seed: int, cores: int) -> tuple[Any, float]:
+    """Sample a nutpie-compiled model as ``pm.sample(nuts_sampler="nutpie")`` does; warm-up draws not kept.
+
+    Returns
+    -------
+    (DataTree, float)
+        The nutpie trace and the sampling seconds (warm-up included).
+
+    Raises
+    ------
+    KeyboardInterrupt
+        If sampling stopped early (nutpie returns the draws made so far on an interrupt).
+    """
+    import nutpie
+
+    start = time.perf_counter()
+    idata = nutpie.sample(
+        compiled,
+        draws=sampler.draws,
+        tune=sampler.tune,
+        chains=sampler.chains,
+        target_accept=sampler.target_accept,
+        seed=seed,
+        cores=cores,
+        save_warmup=False,
+        progress_bar=False,
+    )
+    seconds = time.perf_counter() - start
+    got = (idata.posterior.sizes.get("chain", 0), idata.posterior.sizes.get("draw", 0))
+    if got != (sampler.chains, sampler.draws):
+        raise KeyboardInterrupt(f"sampling stopped early: {got[0]} chains x {got[1]} draws of {sampler.chains} x {sampler.draws}")
+    return idata, seconds
