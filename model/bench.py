@@ -169,25 +169,15 @@ def case_table(case: BenchCase, data: str | Path, config: Config) -> tuple[pd.Da
     return load_polls(sim.polls, answers=SIM_ANSWERS), sim_config
 
 
-def compared_diagnostics(posterior, divergences: int) -> dict[str, float]:
-    """Min bulk/tail ESS and max R-hat over :data:`COMPARED`, and the gate on them."""
-    import arviz as az
+def compared_diagnostics(posterior, divergences: int) -> dict[str, Any]:
+    """Min bulk/tail ESS and max R-hat over :data:`COMPARED` (:func:`model.diagnostics.mixing`,
+    with the quantity named), divergences, and the gate's R-hat/ESS/divergence criteria on them."""
+    from model.diagnostics import mixing, mixing_failures
 
-    from model.diagnostics import MAX_DIVERGENCES, MAX_RHAT, MIN_ESS, _varying
-
-    present = [v for v in COMPARED if v in posterior.data_vars]
-    varying = _varying(posterior[present])
-
-    def extreme(ds, fn) -> float:
-        values = np.concatenate([np.asarray(da.values, dtype=float).ravel() for da in ds.data_vars.values()])
-        values = values[np.isfinite(values)]
-        return float(fn(values)) if values.size else float("nan")
-
-    min_bulk = extreme(az.ess(varying, method="bulk"), np.min)
-    min_tail = extreme(az.ess(varying, method="tail"), np.min)
-    max_rhat = extreme(az.rhat(varying), np.max)
-    passed = max_rhat <= MAX_RHAT and min_bulk >= MIN_ESS and min_tail >= MIN_ESS and divergences <= MAX_DIVERGENCES
-    return {"min_ess_bulk": min_bulk, "min_ess_tail": min_tail, "max_rhat": max_rhat, "gate_passed": bool(passed)}
+    figures = mixing(posterior[[v for v in COMPARED if v in posterior.data_vars]])
+    figures["divergences"] = divergences
+    figures["gate_passed"] = not mixing_failures(figures)
+    return figures
 
 
 def fit_project(design, config: Config, *, seed: int, cores: int | None = None) -> dict[str, Any]:
@@ -256,7 +246,6 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "wall_s": wall,
         **figures,
         "ess_per_s": figures["min_ess_bulk"] / wall,
-        "divergences": fitted["divergences"],
         "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "draws": s.draws,
         "tune": s.tune,

@@ -4,7 +4,8 @@ Exit status: 0 success (for ``fit``: a run that passed the diagnostics gate); 1 
 poll-table, config or run-folder error, reported on stderr without a traceback; nothing is
 written); 3 a fit whose diagnostics gate failed (the run folder is still written, marked failed);
 4 a validate run in which some refits failed (the folder is written with the others' results and
-``failures.csv``), or a bench run in which some fits failed (recorded in ``repeats.csv``); 130 interrupted (Ctrl-C or SIGTERM; no partial run folder is left).
+``failures.csv``), or a bench run in which some fits failed (recorded in ``repeats.csv``); 130
+interrupted (Ctrl-C or SIGTERM; no partial run folder is left).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_run_options(parser: argparse.ArgumentParser, *, runs_help: str, sampled: str) -> None:
-    """Data, config, runs folder, sampler overrides and seed: shared by ``fit`` and ``validate``."""
+    """Data, config, runs folder, sampler overrides and seed: shared by ``fit``, ``validate`` and ``bench``."""
     parser.add_argument("--data", type=Path, default=Path("data/polls.csv"), help="poll table (default: data/polls.csv)")
     parser.add_argument("--config", type=Path, help="TOML config (default: the library defaults)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help=f"{runs_help} (default: runs)")
@@ -101,20 +102,30 @@ def _validate_defaults():
     return ValidateSettings()
 
 
+def _sampler_overrides(args: argparse.Namespace) -> dict[str, int]:
+    """``--draws``, ``--tune``, ``--chains`` where given."""
+    return {k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k) is not None}
+
+
+def _config(args: argparse.Namespace, *, with_sampler_overrides: bool = False):
+    """``--config`` (else the library defaults), with the sampler overrides applied if asked."""
+    from model.config import Config
+
+    config = Config.from_toml(args.config) if args.config else Config()
+    overrides = _sampler_overrides(args) if with_sampler_overrides else {}
+    return config.replace(sampler=overrides) if overrides else config
+
+
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from model.config import Config
     from model.fitting import fit
     from model.polls import load_polls
     from model.runs import save_run
 
-    config = Config.from_toml(args.config) if args.config else Config()
-    overrides = {k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k) is not None}
-    if overrides:
-        config = config.replace(sampler=overrides)
+    config = _config(args, with_sampler_overrides=True)
     polls = load_polls(args.data, answers=config.answers)
     result = fit(polls, config=config, seed=args.seed)
     folder = save_run(result, args.runs_dir)
@@ -128,21 +139,19 @@ def _validate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from model.config import Config
-    from model.polls import load_polls
     from model.config import ValidateSettings
+    from model.polls import load_polls
     from model.validate import run_validation, summary_text, write_validation
 
-    config = Config.from_toml(args.config) if args.config else Config()
+    config = _config(args)
     polls = load_polls(args.data, answers=config.answers)
     both = not args.backtest and args.sbc is None
-    overrides = {k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k) is not None}
     defaults = ValidateSettings()
     settings = ValidateSettings(
         backtest=args.backtest or both,
         since=args.since,
         sbc=DEFAULT_SBC if both else (args.sbc or 0),
-        sampler=dataclasses.replace(config.sampler, **overrides),
+        sampler=dataclasses.replace(config.sampler, **_sampler_overrides(args)),
         sbc_sampler=dataclasses.replace(
             defaults.sbc_sampler, draws=args.sbc_draws, tune=args.sbc_tune, target_accept=config.sampler.target_accept,
         ),
@@ -159,20 +168,14 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from model.bench import run_bench, select_cases, summary_text, write_bench
-    from model.config import Config
 
     cases = select_cases(args.cases)
     if args.list:
         for case in cases:
             print(case.name)
         return EXIT_OK
-    config = Config.from_toml(args.config) if args.config else Config()
-    overrides = {k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k) is not None}
-    if overrides:
-        config = config.replace(sampler=overrides)
+    config = _config(args, with_sampler_overrides=True)
     if any(c.name == "shipped" for c in cases):
         from model.polls import load_polls
 

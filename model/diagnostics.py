@@ -41,16 +41,12 @@ def _varying(posterior: xr.Dataset) -> xr.Dataset:
     return xr.Dataset(out)
 
 
-def convergence(idata) -> dict[str, Any]:
-    """R-hat, bulk/tail ESS over every posterior variable; divergences, E-BFMI, tree depth."""
-    posterior = _varying(idata.posterior.to_dataset())
-    rhat = az.rhat(posterior)
-    ess_bulk = az.ess(posterior, method="bulk")
-    ess_tail = az.ess(posterior, method="tail")
-    stats = idata.sample_stats
-    bfmi = np.atleast_1d(az.bfmi(idata)["energy"].values)  # one value per chain
-    depth_var = next((v for v in ("maxdepth_reached", "reached_max_treedepth") if v in stats), None)
-    saturation = float(stats[depth_var].mean()) if depth_var else float("nan")
+def mixing(posterior: xr.Dataset) -> dict[str, Any]:
+    """Max rank-normalised R-hat and min bulk/tail ESS over a posterior's variables, with where.
+
+    Structurally constant entries (a reference house's zero effect) are left out.
+    """
+    posterior = _varying(posterior)
 
     def worst(ds: xr.Dataset, fn) -> tuple[float, str]:
         best_value, best_name = None, ""
@@ -63,9 +59,9 @@ def convergence(idata) -> dict[str, Any]:
                 best_value, best_name = value, name
         return (best_value if best_value is not None else float("nan")), best_name
 
-    max_rhat, rhat_var = worst(rhat, np.max)
-    min_bulk, bulk_var = worst(ess_bulk, np.min)
-    min_tail, tail_var = worst(ess_tail, np.min)
+    max_rhat, rhat_var = worst(az.rhat(posterior), np.max)
+    min_bulk, bulk_var = worst(az.ess(posterior, method="bulk"), np.min)
+    min_tail, tail_var = worst(az.ess(posterior, method="tail"), np.min)
     return {
         "max_rhat": max_rhat,
         "max_rhat_variable": rhat_var,
@@ -73,6 +69,17 @@ def convergence(idata) -> dict[str, Any]:
         "min_ess_bulk_variable": bulk_var,
         "min_ess_tail": min_tail,
         "min_ess_tail_variable": tail_var,
+    }
+
+
+def convergence(idata) -> dict[str, Any]:
+    """R-hat, bulk/tail ESS over every posterior variable; divergences, E-BFMI, tree depth."""
+    stats = idata.sample_stats
+    bfmi = np.atleast_1d(az.bfmi(idata)["energy"].values)  # one value per chain
+    depth_var = next((v for v in ("maxdepth_reached", "reached_max_treedepth") if v in stats), None)
+    saturation = float(stats[depth_var].mean()) if depth_var else float("nan")
+    return {
+        **mixing(idata.posterior.to_dataset()),
         "divergences": int(stats["diverging"].sum()),
         "bfmi_per_chain": [float(b) for b in bfmi],
         "min_bfmi": float(np.min(bfmi)),
@@ -176,8 +183,8 @@ def prior_sensitivity(idata) -> pd.DataFrame:
     return table.rename_axis("quantity").reset_index()
 
 
-def gate(conv: dict[str, Any]) -> list[str]:
-    """The failed criteria, each as a sentence with the measured figure (empty: passed)."""
+def mixing_failures(conv: dict[str, Any]) -> list[str]:
+    """The failed R-hat, ESS and divergence criteria of the gate, as sentences (see :func:`gate`)."""
     failures = []
     if not conv["max_rhat"] <= MAX_RHAT:
         failures.append(f"max R-hat {conv['max_rhat']:.3f} > {MAX_RHAT} ({conv['max_rhat_variable']})")
@@ -187,6 +194,12 @@ def gate(conv: dict[str, Any]) -> list[str]:
         failures.append(f"min tail ESS {conv['min_ess_tail']:.0f} < {MIN_ESS} ({conv['min_ess_tail_variable']})")
     if conv["divergences"] > MAX_DIVERGENCES:
         failures.append(f"{conv['divergences']} divergent transitions (expected none)")
+    return failures
+
+
+def gate(conv: dict[str, Any]) -> list[str]:
+    """The failed criteria, each as a sentence with the measured figure (empty: passed)."""
+    failures = mixing_failures(conv)
     if not conv["min_bfmi"] >= MIN_BFMI:
         failures.append(f"min E-BFMI {conv['min_bfmi']:.2f} < {MIN_BFMI}")
     return failures
