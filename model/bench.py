@@ -315,20 +315,27 @@ def run_bench(
     seed: int = 0,
     log: Callable[[str], None] = print,
     runner: Callable[[dict[str, Any]], dict[str, Any]] = _in_fresh_process,
+    implementations: Sequence[str] = IMPLEMENTATIONS,
 ) -> Bench:
     """Fit every case with both implementations, alternating, ``repeats`` times each.
 
     Per case and repeat the order is project then reference on even repeats and the reverse on odd
     ones, so neither implementation always runs on a machine the other has just warmed. Each fit
     runs in a fresh process (``runner``); one that fails is recorded and the others go on.
+    ``implementations`` may name one of the two alone (for cases where the other would take
+    hours); ratios then need both.
     """
+    unknown = sorted(set(implementations) - set(IMPLEMENTATIONS))
+    if unknown or not implementations:
+        raise ConfigError(f"implementations must be among {list(IMPLEMENTATIONS)}, got {list(implementations)}")
+    implementations = tuple(i for i in IMPLEMENTATIONS if i in implementations)
     started = datetime.now(UTC)
     rows = []
-    total = len(cases) * repeats * len(IMPLEMENTATIONS)
+    total = len(cases) * repeats * len(implementations)
     done = 0
     for case in cases:
         for repeat in range(repeats):
-            order = IMPLEMENTATIONS if repeat % 2 == 0 else IMPLEMENTATIONS[::-1]
+            order = implementations if repeat % 2 == 0 else implementations[::-1]
             for implementation in order:
                 job = {
                     "case": dataclasses.asdict(case),
@@ -351,6 +358,7 @@ def run_bench(
     settings = {
         "cases": [c.name for c in cases],
         "repeats": repeats,
+        "implementations": list(implementations),
         "seed": seed,
         "sampler": dataclasses.asdict(config.sampler),
         "reference_sampler": "numpyro NUTS at its defaults (target_accept_prob 0.8, max_tree_depth 10), same draws, tune, chains",

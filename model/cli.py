@@ -80,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--cases", nargs="+", metavar="CASE", help="cases to run, e.g. shipped sim-r100-h8-week 'sim-r1000-*' (default: all)")
     bench.add_argument("--list", action="store_true", help="list the cases and exit")
+    bench.add_argument(
+        "--implementations",
+        nargs="+",
+        choices=["project", "reference"],
+        default=["project", "reference"],
+        help="which fits to run (default: both; ratios need both)",
+    )
     bench.add_argument("--repeats", type=lambda t: _count(t, minimum=1), default=3, help="fits per case and implementation (default: %(default)s)")
     _add_run_options(bench, runs_help="where the bench-<timestamp> folder goes", sampled=" of every fit")
     return parser
@@ -180,7 +187,15 @@ def _bench(args: argparse.Namespace) -> int:
         from model.polls import load_polls
 
         load_polls(args.data, answers=config.answers)  # bad input fails here, before any fit
-    bench = run_bench(cases, data=args.data, config=config, repeats=args.repeats, seed=args.seed or 0, log=lambda m: print(m, flush=True))
+    bench = run_bench(
+        cases,
+        data=args.data,
+        config=config,
+        repeats=args.repeats,
+        seed=args.seed or 0,
+        log=lambda m: print(m, flush=True),
+        implementations=args.implementations,
+    )
     folder = write_bench(bench, args.runs_dir)
     print(summary_text(bench))
     print(folder)

@@ -56,6 +56,14 @@ class FitResult:
     excluded: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     _diagnostics: dict[str, Any] | None = None
     _design: Any = None
+    _summaries: dict[tuple, pd.DataFrame] = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _summary(self, name: str, interval: float | None, compute) -> pd.DataFrame:
+        """A summary table, computed once per interval (the run folder and the summary text share them)."""
+        key = (name, interval or self.config.interval)
+        if key not in self._summaries:
+            self._summaries[key] = compute(key[1])
+        return self._summaries[key].copy()
 
     # -- summaries -----------------------------------------------------------------------------
     @property
@@ -100,15 +108,23 @@ class FitResult:
         interval : float, optional
             Central interval width (default: ``config.interval``, 0.9).
         """
-        return summaries.support_curve(self.posterior, interval or self.config.interval)
+        return self._summary("support_curve", interval, lambda i: summaries.support_curve(self.posterior, i))
 
     def house_effects(self, interval: float | None = None) -> pd.DataFrame:
         """House effects in percentage points (see :func:`model.summaries.house_effects`)."""
-        return summaries.house_effects(self.posterior, self.design.pollster_question_pairs, self.reference_pollster, self.design.joint_groups, interval or self.config.interval)
+        return self._summary(
+            "house_effects",
+            interval,
+            lambda i: summaries.house_effects(self.posterior, self.design.pollster_question_pairs, self.reference_pollster, self.design.joint_groups, i),
+        )
 
     def question_effects(self, interval: float | None = None) -> pd.DataFrame:
         """Question effects in percentage points (see :func:`model.summaries.question_effects`)."""
-        return summaries.question_effects(self.posterior, self.design.pollster_question_pairs, self.reference_question, self.design.joint_groups, interval or self.config.interval)
+        return self._summary(
+            "question_effects",
+            interval,
+            lambda i: summaries.question_effects(self.posterior, self.design.pollster_question_pairs, self.reference_question, self.design.joint_groups, i),
+        )
 
     def reading_offsets(self, interval: float | None = None) -> pd.DataFrame:
         """House plus question effect for every (pollster, question) in the data, in points.
@@ -116,7 +132,7 @@ class FitResult:
         The identified quantity where one house alone asks a question (see
         :func:`model.summaries.reading_offsets`).
         """
-        return summaries.reading_offsets(self.posterior, self.design.pollster_question_pairs, interval or self.config.interval)
+        return self._summary("reading_offsets", interval, lambda i: summaries.reading_offsets(self.posterior, self.design.pollster_question_pairs, i))
 
     def event_jumps(self, interval: float | None = None) -> pd.DataFrame:
         """Estimated jump of each configured event, in percentage points."""
@@ -124,7 +140,7 @@ class FitResult:
 
     def prior_sensitivity(self) -> pd.DataFrame:
         """Power-scaling sensitivity of the scales, jumps and latest shares (:func:`model.diagnostics.prior_sensitivity`)."""
-        return prior_sensitivity(self.idata)
+        return self._summary("prior_sensitivity", None, lambda _: prior_sensitivity(self.idata))
 
     def diagnostics(self) -> dict[str, Any]:
         """The diagnostics report and gate verdict (``passed``, ``failures``, ...)."""
@@ -285,6 +301,7 @@ def fit(
             "reference_pollster": design.reference_pollster or "",
             "house_effects_parameterisation": "centred" if design.centred_houses else "non-centred",
             "question_effects_parameterisation": "centred" if design.centred_questions else "non-centred",
+            "walk_knots": json.dumps([f"{design.time[k]:%Y-%m-%d}" for k in design.walk_knots]),
             "confounded_pairs": json.dumps(
                 [[design.pollsters[h], design.questions[q]] for h, q in zip(design.paired_pollsters, design.paired_questions)]
             ),

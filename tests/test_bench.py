@@ -188,3 +188,17 @@ def test_cli_bench_rejects_an_unknown_case_and_bad_data(tmp_path, capsys):
 def test_cli_bench_list(capsys):
     assert main(["bench", "--list", "--cases", "sim-r100-*"]) == 0
     assert capsys.readouterr().out.split() == [c.name for c in bench.select_cases(["sim-r100-*"])]
+
+
+def test_run_bench_can_run_one_implementation_alone():
+    cases = bench.select_cases(["sim-r100-h8-week", "sim-r1000-h8-week"])
+    runner = _fake_runner({"project": (0.01, 1.0), "reference": (0.02, 1.5)})
+    result = bench.run_bench(
+        cases, data="data/polls.csv", config=model.Config(), repeats=2, log=lambda m: None, runner=runner, implementations=["project"]
+    )
+    assert set(result.fits["implementation"]) == {"project"} and len(result.fits) == 2 * 2
+    assert result.ratios.empty  # ratios need both
+    assert result.scaling["implementation"].tolist() == ["project"]
+    assert result.settings["implementations"] == ["project"]
+    with pytest.raises(model.ConfigError, match="implementations"):
+        bench.run_bench(cases, data="data/polls.csv", config=model.Config(), runner=runner, implementations=["stan"])

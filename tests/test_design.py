@@ -136,3 +136,32 @@ def test_a_reference_pollster_unlinked_to_the_reference_question_is_refused():
     config = model.Config.from_toml(f"{ROOT}/config/fit.toml").replace(reference_question="RF_CONTINUE_VS_TALKS")
     with pytest.raises(model.ConfigError, match="not linked to the reference question"):
         build_design(polls, config)
+
+
+def test_walk_knots_follow_the_precision_the_readings_give():
+    """A knot closes a segment once the readings credited since the last knot pin its change to a
+    quarter of the prior sd (KNOT_PRECISION_RATIO 16): sparse readings, far-apart knots; dense, close ones."""
+    from model.design import KNOT_PRECISION_RATIO, walk_knots
+
+    step_sd, tau = 0.1, 0.06
+    info = (1 / (1 / 1000 + tau**2)) * (1 - 1 / 3) / 3  # one reading of n = 1000, three answers
+    # one reading per cell: the segment of m cells closes when m * m * info * step_sd**2 >= 16
+    cells = np.arange(60)
+    knots = walk_knots(cells, cells, np.full(60, 1000.0), n_answers=3, step_sd=step_sd, nonsampling_sd=tau)
+    m = int(np.ceil(np.sqrt(KNOT_PRECISION_RATIO / (info * step_sd**2))))
+    assert knots[0] == 0 and set(np.diff(knots)) == {m}, (knots, m)
+    # the same readings at ten per cell: shorter segments
+    dense = walk_knots(np.repeat(cells, 10), np.repeat(cells, 10), np.full(600, 1000.0), n_answers=3, step_sd=step_sd, nonsampling_sd=tau)
+    assert np.diff(dense).max() < m and len(dense) > len(knots)
+    # a field period counts at its middle cell (here 7: one reading alone is too little after 7 cells,
+    # a hundred are enough); the first knot is always cell 0, where the trend is the level
+    assert list(walk_knots([4], [10], [1000.0], n_answers=3, step_sd=step_sd, nonsampling_sd=tau)) == [0]
+    assert list(walk_knots([4] * 100, [10] * 100, [1000.0] * 100, n_answers=3, step_sd=step_sd, nonsampling_sd=tau)) == [0, 7]
+
+
+def test_the_shipped_design_samples_its_walk_by_segments():
+    config = model.Config.from_toml(f"{ROOT}/config/fit.toml")
+    design = build_design(model.load_polls(f"{ROOT}/data/polls.csv", answers=config.answers), config)
+    knots = design.walk_knots
+    assert 3 <= len(knots) < len(design.polls) and np.all(np.diff(knots) > 0)
+    assert knots[0] == 0 and knots[-1] <= len(design.time) - 1

@@ -11,7 +11,7 @@ import model
 from model.aggregator import PollAggregator
 from model.design import build_design
 
-NAMED_DIMS = {"time", "pollster", "question", "answer", "poll", "component", "event", "step", "pollster_unpaired", "question_unpaired", "pair", "poll_unknown_n"}
+NAMED_DIMS = {"time", "pollster", "question", "answer", "poll", "component", "event", "step", "pollster_unpaired", "question_unpaired", "pair", "poll_unknown_n", "walk_segment", "event_paired", "event_unpaired"}
 
 
 def build(polls, **config):
@@ -140,3 +140,30 @@ def test_pair_reparameterisation_keeps_the_independent_priors():
     for paired, unpaired in ((house[:, p, 0], house[:, p2, 0]), (question[:, q1, 0], question[:, q2, 0])):
         np.testing.assert_allclose(np.quantile(paired, [0.1, 0.25, 0.5, 0.75, 0.9]), np.quantile(unpaired, [0.1, 0.25, 0.5, 0.75, 0.9]), atol=0.02)
     assert abs(np.corrcoef(house[:, p, 0], question[:, q1, 0])[0, 1]) < 0.03
+
+
+@pytest.mark.parametrize("knots", ["design", "every_other_cell"])
+def test_segmented_walk_keeps_the_prior(sim_polls, knots):
+    """The walk by segments (centred values at knots, bridge and jump split non-centred) has the plain
+    non-centred walk's prior: increments independent ZeroSumNormal(walk_sd), jumps ZeroSumNormal(jump_sd).
+    (The plain walk itself, no knots, is checked against the NumPyro reference's log density.)"""
+    import dataclasses
+
+    config = model.Config(events=(model.Event("2024-01-15", "event"),))
+    design = build_design(sim_polls, config)
+    chosen = {"design": design.walk_knots, "every_other_cell": np.arange(0, len(design.time), 2)}[knots]
+    design = dataclasses.replace(design, walk_knots=chosen)
+    m = PollAggregator(design, config).build()
+    assert "trend_at_knot" in m.named_vars and "jump_split" in m.named_vars  # the event sits in a segment
+    share, walk_sd, jump = pm.draw([m["share"], m["walk_sd"], m["jump"]], draws=20000, random_seed=3)
+    log_ratio = np.log(share[:, :, 1] / share[:, :, 0])
+    jump_diff = jump[:, 0, 1] - jump[:, 0, 0]
+    step = np.diff(log_ratio, axis=1)
+    step[:, design.event_cell[0] - 1] -= jump_diff
+    standardised = step / walk_sd[:, None]
+    # z_1 - z_0 of a 3-answer ZeroSumNormal(1) has sd sqrt(2); the jump's the same times jump_sd
+    quantiles = np.quantile(standardised, [0.1, 0.5, 0.9], axis=0) / np.sqrt(2)
+    np.testing.assert_allclose(quantiles, np.broadcast_to(np.array([[-1.2816], [0.0], [1.2816]]), quantiles.shape), atol=0.07)
+    np.testing.assert_allclose(jump_diff.std() / np.sqrt(2), config.priors.jump_sd, rtol=0.03)
+    corr = np.corrcoef(np.column_stack([standardised[:, :12], jump_diff]).T)
+    assert np.abs(corr[np.triu_indices_from(corr, k=1)]).max() < 0.05

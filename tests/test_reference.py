@@ -46,7 +46,10 @@ def test_log_density_matches_the_project_model(house_effects):
         reference_question="Q_MAIN", house_effects=house_effects, anchors=anchors, events=(model.Event("2024-03-15", "jump"),)
     )
     # The reference samples house and question effects non-centred; so must the project here.
-    design = dataclasses.replace(build_design(polls, config), centred_houses=False, centred_questions=False)
+    # The same for the walk (no knots: no centred segments) and the jumps.
+    design = dataclasses.replace(
+        build_design(polls, config), centred_houses=False, centred_questions=False, walk_knots=np.zeros(0, dtype=int)
+    )
     assert not design.paired_pollsters  # the pair reparameterisation is the project's own
     assert not design.component_used.all() and not design.n_known.all()
     pymc_model = PollAggregator(design, config).build()
