@@ -46,6 +46,18 @@ def dirichlet_components_dist(alpha, used, size):
     return pt.switch(used, gamma / pt.sum(gamma, axis=-1, keepdims=True), 1.0)
 
 
+def _part_given_sum(total, part_sd, other_sd, split):
+    r"""One part of a sum of two independent zero-mean normals, given the sum and a standard-normal split.
+
+    For :math:`a \sim N(0, s_a^2)`, :math:`b \sim N(0, s_b^2)` and :math:`t = a + b`:
+    :math:`a = (s_a^2 / v)\, t + (s_a s_b / \sqrt{v})\, u` with :math:`v = s_a^2 + s_b^2`,
+    :math:`u \sim N(0, 1)` independent of :math:`t`: the exact conditional, so sampling
+    :math:`(t, u)` leaves the prior of :math:`(a, b)` unchanged.
+    """
+    variance = part_sd**2 + other_sd**2
+    return (part_sd**2 / variance) * total + (part_sd * other_sd / pt.sqrt(variance)) * split
+
+
 def _scaled_zero_sum(name: str, scale, centred: bool, dims: tuple[str, ...], n_zerosum_axes: int):
     """``scale * ZeroSumNormal(1)``: centred (sampled on the effect's own scale) or non-centred."""
     if centred:
@@ -167,8 +179,8 @@ def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
             jump = pt.set_subtensor(jump[unpaired], free_jump)
         if paired_events:
             split = pm.ZeroSumNormal("jump_split", sigma=1.0, dims=("event_paired", ANSWER), n_zerosum_axes=1)
-            seg_total, seg_var, seg_walk_var = total[paired_segments], total_var[paired_segments], walk_var[paired_segments]
-            paired_jump = (jump_sd**2 / seg_var) * seg_total + (pt.sqrt(seg_walk_var) * jump_sd / pt.sqrt(seg_var)) * split
+            seg_total = total[paired_segments]
+            paired_jump = _part_given_sum(seg_total, jump_sd, pt.sqrt(walk_var[paired_segments]), split)
             jump = pt.set_subtensor(jump[paired_events], paired_jump)
             change = pt.set_subtensor(total[paired_segments], seg_total - paired_jump)
             jump = pm.Deterministic("jump", jump, dims=(EVENT, ANSWER))
@@ -365,8 +377,7 @@ class PollAggregator:
                 total_sd = pt.sqrt(house_sd**2 + question_sd**2)
                 pair_sum = pm.ZeroSumNormal("pair_sum", sigma=total_sd, dims=("pair", ANSWER), n_zerosum_axes=1)
                 pair_split = pm.ZeroSumNormal("pair_split", sigma=1.0, dims=("pair", ANSWER), n_zerosum_axes=1)
-                weight = house_sd**2 / total_sd**2
-                house_part = weight * pair_sum + (house_sd * question_sd / total_sd) * pair_split
+                house_part = _part_given_sum(pair_sum, house_sd, question_sd, pair_split)
                 house = pt.set_subtensor(house[list(d.paired_pollsters)], house_part)
                 question = pt.set_subtensor(question[list(d.paired_questions)], pair_sum - house_part)
             house = pm.Deterministic("house_effect", house, dims=(POLLSTER, ANSWER))
