@@ -5,14 +5,17 @@ Each *case* is a poll table: the shipped data (``shipped``) or a table simulated
 time grid (``sim-r1000-h8-week``: about 1,000 readings, 8 houses, a weekly grid). For each case the
 project's fit and the reference (:mod:`bench.reference`, NumPyro NUTS at its defaults) are run
 alternately, ``repeats`` times each, every fit in a fresh child process, as a user's ``make fit``
-would run: the child's peak resident memory is the fit's own, and on-disk compile caches (PyTensor's
-numba cache) are warm after the first fit, as they are for a user refitting.
+would run: the child's peak resident memory is the fit's own, and on-disk compile caches are warm
+after the first fit, as they are for a user refitting. The project's nutpie callbacks
+(:mod:`model.compiled`) are cached under a tag of the bench run's own, so each case's first project
+fit compiles them as a fit of new data would (PyTensor's per-operation kernels may already be cached,
+as they are on a machine that has fitted before); ``compile_cache`` records which fits loaded them.
 
 Per fit the bench records
 
 ``compile_s``
-    The project: building the PyMC model and compiling it with nutpie (numba), which is what
-    ``pm.sample(nuts_sampler="nutpie")`` does before sampling. The reference: the time JAX spent
+    The project: building the PyMC model and compiling it for nutpie (numba) as ``model.fit`` does
+    (:func:`model.compiled.compile_model`). The reference: the time JAX spent
     tracing, lowering and compiling (:attr:`bench.reference.ReferenceResult.compile_s`).
 ``sample_s``
     Warm-up plus sampling. ``wall_s = compile_s + sample_s``. Laying out the data
@@ -33,7 +36,10 @@ Per fit the bench records
     Peak resident memory of the child process (interpreter and imports included).
 
 ``results.csv`` has one row per case and implementation: the median over repeats of each figure
-(``repeats`` says how many; ``failed`` how many fits raised). ``repeats.csv`` has every fit,
+(``repeats`` says how many; ``failed`` how many fits raised), and the first repeat's compile, wall
+time and ESS per second on their own (``first_compile_s``, ``first_wall_s``, ``first_ess_per_s``: for
+the project, the fit that compiled its callbacks) with every repeat's ``compile_cache`` in order
+(``hit``, ``miss``; empty for the reference). ``repeats.csv`` has every fit,
 ``ratios.csv`` the project/reference ratio of each figure per case, ``scaling.csv`` the exponent
 :math:`b` of :math:`\mathrm{wall\_s} \propto \mathrm{readings}^b` fitted by least squares on the
 log scale per implementation, grid and house count (where at least two sizes ran).
@@ -79,9 +85,12 @@ RESULT_COLUMNS = [
     "ess_per_s", "divergences", "max_rhat", "peak_mem_mb",
 ]
 #: Further columns of results.csv and repeats.csv, after :data:`RESULT_COLUMNS`.
-EXTRA_COLUMNS = ["houses", "grid", "min_ess_tail", "gate_passed", "repeats", "failed", "draws", "tune", "chains"]
+EXTRA_COLUMNS = [
+    "houses", "grid", "min_ess_tail", "gate_passed", "repeats", "failed", "draws", "tune", "chains",
+    "first_compile_s", "first_wall_s", "first_ess_per_s", "compile_cache",
+]
 #: Figures compared as project/reference in ratios.csv.
-RATIO_COLUMNS = ["compile_s", "sample_s", "wall_s", "min_ess_bulk", "ess_per_s", "peak_mem_mb"]
+RATIO_COLUMNS = ["compile_s", "sample_s", "wall_s", "min_ess_bulk", "ess_per_s", "peak_mem_mb", "first_wall_s", "first_ess_per_s"]
 
 
 @dataclass(frozen=True)
@@ -183,23 +192,28 @@ def compared_diagnostics(posterior, divergences: int) -> dict[str, Any]:
 def fit_project(design, config: Config, *, seed: int, cores: int | None = None) -> dict[str, Any]:
     """The project's fit as ``model.fit`` samples it (nutpie on the PyMC model), timed.
 
-    The same model (:class:`model.aggregator.PollAggregator`), compiled and sampled with nutpie as
-    ``pm.sample(nuts_sampler="nutpie")`` does (numba backend; ``cores = min(4, cpu count)``);
+    The same model (:class:`model.aggregator.PollAggregator`), compiled by
+    :func:`model.compiled.compile_model` and sampled with nutpie (``cores = min(4, cpu count)``);
     ``model.fit``'s post-processing (log likelihood, predictive draws, log prior) is not counted.
     """
-    import nutpie
-
     from model.aggregator import PollAggregator
+    from model.compiled import callbacks_cached, compile_model
     from model.refit import sample_compiled
 
     started = time.perf_counter()
     pymc_model = PollAggregator(design, config).build()
-    compiled = nutpie.compile_pymc_model(pymc_model, backend="numba")
+    compiled = compile_model(pymc_model)
     compile_s = time.perf_counter() - started
     idata, sample_s = sample_compiled(compiled, config.sampler, seed=seed, cores=cores or min(4, os.cpu_count() or 1))
     posterior = idata.posterior.to_dataset()
     divergences = int(idata.sample_stats["diverging"].sum())
-    return {"compile_s": compile_s, "sample_s": sample_s, "divergences": divergences, "posterior": posterior}
+    return {
+        "compile_s": compile_s,
+        "sample_s": sample_s,
+        "divergences": divergences,
+        "posterior": posterior,
+        "compile_cache": callbacks_cached(compiled),
+    }
 
 
 def fit_reference_timed(design, config: Config, *, seed: int) -> dict[str, Any]:
@@ -250,6 +264,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         "draws": s.draws,
         "tune": s.tune,
         "chains": s.chains,
+        "compile_cache": fitted.get("compile_cache", ""),
         "note": fitted.get("note", ""),
         "error": "",
     }
@@ -330,6 +345,43 @@ def run_bench(
         raise ConfigError(f"implementations must be among {list(IMPLEMENTATIONS)}, got {list(implementations)}")
     implementations = tuple(i for i in IMPLEMENTATIONS if i in implementations)
     started = datetime.now(UTC)
+    # A cache tag of this bench run's own: each case's first project fit compiles its callbacks as a
+    # fit of new data would; later repeats load them from the disk cache, as a refit does.
+    from model.compiled import CACHE_TAG_ENV
+
+    previous_tag = os.environ.get(CACHE_TAG_ENV)
+    os.environ[CACHE_TAG_ENV] = f"bench-{started:%Y%m%dT%H%M%S.%f}"
+    try:
+        rows = _run_fits(cases, data, config, repeats, seed, implementations, runner, log)
+    finally:
+        if previous_tag is None:
+            os.environ.pop(CACHE_TAG_ENV, None)
+        else:
+            os.environ[CACHE_TAG_ENV] = previous_tag
+    fits = pd.DataFrame(rows)
+    for column in RESULT_COLUMNS + EXTRA_COLUMNS + ["repeat", "note", "error"]:
+        if column not in fits:
+            fits[column] = np.nan if column not in ("note", "error", "compile_cache") else ""
+    fits["error"] = fits["error"].fillna("")
+    fits["compile_cache"] = fits["compile_cache"].fillna("")
+    results = summarise(fits)
+    settings = {
+        "cases": [c.name for c in cases],
+        "repeats": repeats,
+        "implementations": list(implementations),
+        "seed": seed,
+        "sampler": dataclasses.asdict(config.sampler),
+        "reference_sampler": "numpyro NUTS at its defaults (target_accept_prob 0.8, max_tree_depth 10), same draws, tune, chains",
+        "data": str(data),
+        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "compile_cache_tag": f"{CACHE_TAG_ENV}=bench-{started:%Y%m%dT%H%M%S.%f}",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+    }
+    return Bench(fits=fits, results=results, ratios=ratios(results), scaling=scaling(results), settings=settings)
+
+
+def _run_fits(cases, data, config, repeats, seed, implementations, runner, log) -> list[dict[str, Any]]:
+    """The fits of :func:`run_bench`, in its order."""
     rows = []
     total = len(cases) * repeats * len(implementations)
     done = 0
@@ -349,24 +401,7 @@ def run_bench(
                 rows.append(row)
                 done += 1
                 log(f"[{done}/{total}] {_describe(row)}")
-    fits = pd.DataFrame(rows)
-    for column in RESULT_COLUMNS + EXTRA_COLUMNS + ["repeat", "note", "error"]:
-        if column not in fits:
-            fits[column] = np.nan if column not in ("note", "error") else ""
-    fits["error"] = fits["error"].fillna("")
-    results = summarise(fits)
-    settings = {
-        "cases": [c.name for c in cases],
-        "repeats": repeats,
-        "implementations": list(implementations),
-        "seed": seed,
-        "sampler": dataclasses.asdict(config.sampler),
-        "reference_sampler": "numpyro NUTS at its defaults (target_accept_prob 0.8, max_tree_depth 10), same draws, tune, chains",
-        "data": str(data),
-        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-    }
-    return Bench(fits=fits, results=results, ratios=ratios(results), scaling=scaling(results), settings=settings)
+    return rows
 
 
 def _describe(row: dict[str, Any]) -> str:
@@ -377,6 +412,7 @@ def _describe(row: dict[str, Any]) -> str:
         f"{head}: {row['readings']} readings, {row['grid_cells']} cells; compile {row['compile_s']:.1f} s, "
         f"sample {row['sample_s']:.1f} s, min ESS {row['min_ess_bulk']:.0f} ({row['ess_per_s']:.2f}/s), "
         f"R-hat {row['max_rhat']:.3f}, {row['divergences']} divergences, {row['peak_mem_mb']:.0f} MB"
+        + (f", callbacks {row['compile_cache']}" if row.get("compile_cache") else "")
     )
 
 
@@ -395,6 +431,10 @@ def summarise(fits: pd.DataFrame) -> pd.DataFrame:
         row["gate_passed"] = bool(len(ok)) and bool(ok["gate_passed"].astype(bool).all())
         row["repeats"] = len(ok)
         row["failed"] = len(group) - len(ok)
+        first = ok[ok["repeat"] == ok["repeat"].min()] if len(ok) else ok
+        for column in ("compile_s", "wall_s", "ess_per_s"):
+            row[f"first_{column}"] = float(first[column].iloc[0]) if len(first) else np.nan
+        row["compile_cache"] = ",".join(str(c) for c in ok.sort_values("repeat")["compile_cache"]) if "compile_cache" in ok else ""
         out.append(row)
     return pd.DataFrame(out, columns=RESULT_COLUMNS + EXTRA_COLUMNS)
 

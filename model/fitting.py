@@ -266,16 +266,19 @@ def fit(
     model = PollAggregator(design, config).build()
     sample_seed, predictive_seed = _seeds(seed)
     s = config.sampler
-    idata = pm.sample(
-        model=model,
-        draws=s.draws,
-        tune=s.tune,
-        chains=s.chains,
-        target_accept=s.target_accept,
-        random_seed=sample_seed,
-        nuts_sampler=s.nuts_sampler,
-        progressbar=progressbar,
-    )
+    if s.nuts_sampler == "nutpie":
+        idata = _sample_nutpie(model, s, seed=sample_seed, progressbar=progressbar)
+    else:
+        idata = pm.sample(
+            model=model,
+            draws=s.draws,
+            tune=s.tune,
+            chains=s.chains,
+            target_accept=s.target_accept,
+            random_seed=sample_seed,
+            nuts_sampler=s.nuts_sampler,
+            progressbar=progressbar,
+        )
     # nutpie answers Ctrl-C (and our SIGTERM handler) by returning the draws made so far: a cut-short
     # posterior must never be summarised or saved as if it were the run asked for.
     got = (idata.posterior.sizes.get("chain", 0), idata.posterior.sizes.get("draw", 0))
@@ -309,6 +312,42 @@ def fit(
         }
     )
     return FitResult(idata=idata, config=config, polls=design.polls, seed=seed, excluded=excluded)
+
+
+def _sample_nutpie(model: pm.Model, s, *, seed: int, progressbar: bool):
+    """``pm.sample(model=model, nuts_sampler="nutpie", random_seed=seed, ...)`` with the model compiled by
+    :func:`model.compiled.compile_model` (its C callbacks cached on disk across runs).
+
+    Everything else is what PyMC 6 does for nutpie: the chains' seed (the first of ``chains`` spawned
+    from ``seed``), ``cores = min(4, cpu count, chains)``, warm-up draws dropped, and the
+    ``constant_data`` / ``observed_data`` groups and sampling-time attributes PyMC adds to nutpie's trace;
+    so a seed gives the draws ``pm.sample`` gave.
+    """
+    import os
+    import time
+
+    import nutpie
+    from pymc.backends.arviz import patch_nutpie_idata
+    from pymc.util import get_random_generator
+
+    from model.compiled import compile_model
+
+    compiled = compile_model(model)
+    chain_seed = int(get_random_generator(seed).spawn(s.chains)[0].integers(2**30))
+    started = time.time()
+    idata = nutpie.sample(
+        compiled,
+        draws=s.draws,
+        tune=max(s.tune, 1),  # nuts-rs needs at least one warm-up step, as pm.sample ensures
+        chains=s.chains,
+        cores=min(4, os.cpu_count() or 1, s.chains),
+        seed=chain_seed,
+        target_accept=s.target_accept,
+        save_warmup=False,
+        progress_bar=progressbar,
+    )
+    patch_nutpie_idata(idata, model, sampling_time=time.time() - started)
+    return idata
 
 
 def _label_poll_dims(idata) -> None:

@@ -38,13 +38,13 @@ class Refitter:
     """
 
     def __init__(self, design: PollDesign, config: Config) -> None:
-        import nutpie
+        from model.compiled import compile_model
 
         self.design = design
         self.config = config
         self.model = PollAggregator(design, config, refit=True).build()
         start = time.perf_counter()
-        self._compiled = nutpie.compile_pymc_model(self.model)
+        self._compiled = compile_model(self.model)
         self.compile_s = time.perf_counter() - start
 
     def sample(

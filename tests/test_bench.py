@@ -6,6 +6,8 @@ posterior, and that their figures are filled in, is checked in tests/test_refere
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +15,7 @@ import pytest
 import model
 from model import bench
 from model.cli import EXIT_BAD_INPUT, main
+from model.compiled import CACHE_TAG_ENV
 from model.config import ConfigError
 from model.design import build_design
 
@@ -66,6 +69,7 @@ def _fit_row(case, implementation, repeat, readings, wall, ess, *, error=""):
         "sample_s": 3 * wall / 4, "wall_s": wall, "min_ess_bulk": ess, "min_ess_tail": ess + 10,
         "ess_per_s": ess / wall, "divergences": 0, "max_rhat": 1.003, "peak_mem_mb": 500.0, "gate_passed": True,
         "draws": 100, "tune": 100, "chains": 2, "note": "",
+        "compile_cache": ("miss" if repeat == 0 else "hit") if implementation == "project" else "",
     }
 
 
@@ -89,9 +93,14 @@ def test_run_bench_alternates_summarises_and_fits_the_exponent():
     order = []
     runner = _fake_runner({"project": (0.01, 1.0), "reference": (0.02, 1.5)})
 
+    tags = set()
+
     def recording(job):
         order.append((job["case"]["name"], job["implementation"], job["repeat"], job["seed"]))
+        tags.add(os.environ.get(CACHE_TAG_ENV))
         return runner(job)
+
+    before = os.environ.get(CACHE_TAG_ENV)
 
     result = bench.run_bench(cases, data="data/polls.csv", config=model.Config(), repeats=3, seed=7, log=lambda m: None, runner=recording)
     assert order[:6] == [
@@ -107,6 +116,11 @@ def test_run_bench_alternates_summarises_and_fits_the_exponent():
     row = r[(r["case"] == "sim-r100-h8-week") & (r["implementation"] == "project")].iloc[0]
     assert row["wall_s"] == pytest.approx(0.01 * 100 * 1.01)  # median of the three repeats
     assert row["repeats"] == 3 and row["failed"] == 0
+    # The first repeat on its own (for the project, the fit that compiled its callbacks).
+    assert row["first_wall_s"] == pytest.approx(0.01 * 100) and row["first_ess_per_s"] == pytest.approx(800.0 / 1.0)
+    assert row["compile_cache"] == "miss,hit,hit"
+    # One fresh callback-cache tag for the whole bench run, put back afterwards.
+    assert len(tags) == 1 and next(iter(tags)).startswith("bench-") and os.environ.get(CACHE_TAG_ENV) == before
     failed = r[(r["case"] == "sim-r1000-h8-week") & (r["implementation"] == "reference")].iloc[0]
     assert failed["repeats"] == 2 and failed["failed"] == 1
     assert failed["wall_s"] == pytest.approx(0.02 * 1000**1.5 * 1.01)  # median of repeats 0 and 2

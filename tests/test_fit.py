@@ -129,7 +129,7 @@ def test_sampling_cut_short_is_an_interrupt_not_a_run(small_fit, sim_polls, monk
     import model.fitting
 
     short = small_fit.idata.isel(draw=slice(0, 5))
-    monkeypatch.setattr(model.fitting.pm, "sample", lambda **kwargs: short)
+    monkeypatch.setattr(model.fitting, "_sample_nutpie", lambda *args, **kwargs: short)
     with pytest.raises(KeyboardInterrupt, match="sampling stopped early: 2 chains x 5 draws of 2 x 300"):
         model.fit(sim_polls, config=small_fit.config, seed=1)
 
