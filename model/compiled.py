@@ -1,32 +1,42 @@
-"""Compile a PyMC model for nutpie with C callbacks that numba caches on disk across runs.
+"""Compile a PyMC model for nutpie with C callbacks that are cached on disk across runs.
 
 ``nutpie.compile_pymc_model`` (numba backend) wraps PyTensor's log-density-and-gradient function and
-its "expand" function (every deterministic of a draw) in two numba C callbacks. PyTensor caches its
-compiled functions on disk, but nutpie's callbacks close over Python objects, so numba cannot cache
+its "expand" function (every stored variable of a draw) in two numba C callbacks. PyTensor caches its
+compiled kernels on disk, but nutpie's callbacks close over Python objects, so numba cannot cache
 them ("uses dynamic globals"), and because a callback links in the whole LLVM module of the function
-it calls, every process re-optimises and re-generates machine code for the entire model: about
-20-35 s on the shipped data even when every PyTensor kernel is already cached.
+it calls, every process re-optimises and re-generates machine code for the entire model: 20-35 s on
+the shipped data even when every PyTensor kernel is cached; PyTensor's graph rewriting adds ~6 s.
 
-:func:`compile_model` builds the same two callbacks from generated source with no closures: the
-shared-data arrays are read through nutpie's user-data pointer (as nutpie does), and the callback's
-source, PyTensor's key for the function it calls (its ops, graph and constants) and the versions of
-PyTensor, numba and nutpie form a cache key, registered with PyTensor's numba cache locator. A
-second compile of the same model (same structure, same constants) loads the callbacks' machine code
-from PyTensor's cache directory instead of compiling them; a new model or new data constants
-compile afresh, as before. The result is nutpie's own ``CompiledPyMCModel`` (``with_data``,
-``nutpie.sample`` work unchanged); the log density it evaluates is PyTensor's, bit for bit.
+:func:`compile_model` returns nutpie's own ``CompiledPyMCModel`` (``nutpie.sample`` and
+``with_data`` work unchanged; the log density is PyTensor's, bit for bit) with two caches:
 
-This uses nutpie helpers that are not public API (``nutpie.compile_pymc._make_functions`` and its
-user-data layout), pinned by ``requirements.lock``; :func:`compile_model` checks the layout and
-``tests/test_compiled.py`` compares its callbacks with nutpie's own.
+1. The callbacks are generated as source with no closures (the shared-data arrays are read through
+   nutpie's user-data pointer, as nutpie does) and cached by numba under a key of their source,
+   PyTensor's key of the function they call (its ops, graph and constants) and the library versions.
+2. The model's layout (parameter names and shapes, which shared variables each callback reads, the
+   callbacks' keys) is stored as JSON under a key of the model's graph before rewriting
+   (:func:`_model_key`: its operations, constants, shared variables' names, types and shapes, and
+   the settings that shape compilation). When the layout and both callbacks are found, PyTensor is
+   skipped: the machine code is loaded and the shared data are read from the model as it is.
+
+Both live in PyTensor's compile directory (``pytensor.config.base_compiledir``). A new model, or new
+data held as constants (a new poll), compiles afresh. Setting :data:`CACHE_TAG_ENV` starts a fresh
+set of entries. Measured on the shipped data (2 cores): a compile that finds both takes ~2 s, one
+that finds neither ~35 s (PyTensor's kernels cached) to ~160 s (nothing cached).
+
+This uses nutpie helpers that are not public API (``nutpie.compile_pymc._make_functions``, its
+user-data layout), pinned by ``requirements.lock``; :func:`_shared_layout` checks the layout and
+``tests/test_compiled.py`` compares the callbacks with PyTensor's own functions.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import textwrap
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -145,45 +155,251 @@ def _callback_source(template: str, name: str, keys: list[str], shared_data: dic
     return template.format(name=name, extract=extract, args="".join(args), **sizes)
 
 
-def _cfunc(src: str, name: str, signature, inner, kind: str):
-    """Compile one callback, cached on disk under a key when PyTensor could key the function it calls.
-
-    The numba ``CFunc``'s ``_cache_hits`` is 1 when it was loaded from the cache.
-    """
+def _callback_key(src: str, inner, kind: str) -> str | None:
+    """The disk-cache key of a callback: ``None`` when PyTensor could not key the function it calls."""
     import numba
     import nutpie
     import pytensor
-    from nutpie.compile_pymc import address_as_void_pointer
-    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
+    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
     inner_key = CACHED_SRC_FUNCTIONS.get(inner.py_func)
-    key = None
-    if inner_key is not None:
-        key = hashlib.sha256(
-            "\n".join(
-                [_CACHE_FORMAT, os.environ.get(CACHE_TAG_ENV, ""), kind, src, inner_key, pytensor.__version__, numba.__version__, nutpie.__version__, np.__version__]
-            ).encode()
-        ).hexdigest()
-    fn = compile_numba_function_src(
+    if inner_key is None:
+        return None
+    return hashlib.sha256(
+        "\n".join(
+            [_CACHE_FORMAT, os.environ.get(CACHE_TAG_ENV, ""), kind, src, inner_key, pytensor.__version__, numba.__version__, nutpie.__version__, np.__version__]
+        ).encode()
+    ).hexdigest()
+
+
+def _callback_function(src: str, name: str, key: str | None, inner):
+    """The Python function numba compiles (or finds in the cache), registered under ``key``."""
+    import numba
+    from nutpie.compile_pymc import address_as_void_pointer
+    from pytensor.link.numba.cache import compile_numba_function_src
+
+    return compile_numba_function_src(
         src,
         name,
         # __name__: numba rebuilds a cached function's environment by importing its module.
         global_env={"__name__": __name__, "numba": numba, "np": np, "address_as_void_pointer": address_as_void_pointer, "inner": inner},
         cache_key=key,
     )
+
+
+def _cfunc(src: str, name: str, signature, inner, kind: str):
+    """Compile one callback, cached on disk under a key when PyTensor could key the function it calls.
+
+    Returns the numba ``CFunc`` (its ``_cache_hits`` is 1 when it was loaded from the cache) and the key.
+    """
+    import numba
+
+    key = _callback_key(src, inner, kind)
+    fn = _callback_function(src, name, key, inner)
     with warnings.catch_warnings():
         # Raised only if numba finds something in the callback it cannot cache: then it compiles as nutpie does.
         warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=numba.NumbaWarning)
         compiled = numba.cfunc(signature, cache=key is not None)(fn)
-    return compiled
+    return compiled, key
+
+
+def _load_cfunc(src: str, name: str, signature, key: str):
+    """The callback stored under ``key`` in numba's disk cache, or ``None`` if it is not there.
+
+    Loads machine code only: the function the callback calls is not needed (nor compiled).
+    """
+    from numba.core.ccallback import CFunc
+
+    fn = _callback_function(src, name, key, None)
+    cfunc = CFunc(fn, (signature.args, signature.return_type), {}, {})
+    cfunc.enable_caching()
+    cres = cfunc._cache.load_overload(cfunc._sig, cfunc._targetdescr.target_context)
+    if cres is None:
+        return None
+    # What CFunc.compile does with a cache hit.
+    cfunc._library = cres.library
+    cfunc._wrapper_name = cres.fndesc.llvm_cfunc_wrapper_name
+    cfunc._wrapper_address = cfunc._library.get_pointer_to_function(cfunc._wrapper_name)
+    cfunc._cache_hits += 1
+    return cfunc
+
+
+def _signatures():
+    """nutpie's C signatures of the log-density and expand callbacks."""
+    import numba
+
+    t = numba.types
+    logp = t.int64(t.uint64, t.CPointer(t.double), t.CPointer(t.double), t.CPointer(t.double), t.voidptr)
+    expand = t.int64(t.uint64, t.uint64, t.CPointer(t.double), t.CPointer(t.double), t.voidptr)
+    return logp, expand
+
+
+def _op_token(op) -> str:
+    """A stable text key of an operation: its class and what defines it.
+
+    For an op with ``__props__`` (PyTensor's definition of when two ops are equal), those values
+    (ops among them keyed the same way); otherwise its public attributes. Private attributes are
+    left out: PyTensor caches things there as a graph is used (``Softmax._connection_pattern`` is
+    filled in by differentiation), which would change a pickle but not the op.
+    """
+    from pytensor.graph.op import Op
+    from pytensor.link.numba.cache import hash_from_pickle_dump
+
+    def value(v):
+        if isinstance(v, Op):
+            return ("op", _op_token(v))
+        if isinstance(v, tuple | list):
+            return tuple(value(x) for x in v)
+        return v
+
+    cls = f"{type(op).__module__}.{type(op).__qualname__}"
+    props = getattr(op, "__props__", None)
+    if props is not None:
+        state = (cls, tuple((p, value(getattr(op, p))) for p in props))
+    else:
+        state = (cls, tuple((k, value(v)) for k, v in sorted(vars(op).items()) if not k.startswith("_")))
+    return hash_from_pickle_dump(state)
+
+
+def _model_key(pymc_model, var_names) -> tuple[str | None, dict[str, Any]]:
+    """A key of everything that fixes the compiled functions, and the model's shared variables by name.
+
+    The key hashes the graph of the model's log density and of the variables the trace stores, as
+    built before any rewriting, from the free variables' values: each operation (:func:`_op_token`), how the
+    nodes connect, every constant's data, each shared variable's name, type and shape (its values are
+    data, read when sampling), the variables' names and types; and the versions and PyTensor settings
+    that shape compilation. ``None`` (no caching of the model's layout) when a shared variable has no
+    name or shares one with another, or the graph has an input that is neither.
+    """
+    import numba
+    import nutpie
+    import pymc
+    import pytensor
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.graph.basic import Constant
+    from pytensor.graph.traversal import io_toposort
+    from pytensor.link.numba.dispatch.basic import cache_key_for_constant
+
+    value_vars = [pymc_model.rvs_to_values[rv] for rv in pymc_model.free_RVs]
+    free_names = {v.name for v in value_vars}
+    stored = [v for v in pymc_model.unobserved_value_vars if v.name not in free_names]
+    if var_names is not None:
+        stored = [v for v in stored if v.name in set(var_names)]
+    outputs = [pymc_model.logp(), *stored]
+
+    tokens: dict[Any, str] = {v: f"value[{i}] {v.name} {v.type}" for i, v in enumerate(value_vars)}
+    shared: dict[str, Any] = {}
+
+    def token(var) -> str | None:
+        if var in tokens:
+            return tokens[var]
+        if isinstance(var, SharedVariable):
+            if not var.name or (var.name in shared and shared[var.name] is not var):
+                return None
+            shared[var.name] = var
+            tokens[var] = f"shared {var.name} {var.type} {np.shape(var.get_value(borrow=True))}"
+        elif isinstance(var, Constant):
+            tokens[var] = f"constant {var.type} {cache_key_for_constant(var.data)}"
+        else:
+            return None
+        return tokens[var]
+
+    parts = []
+    for i, node in enumerate(io_toposort(value_vars, outputs)):
+        inputs = [token(v) for v in node.inputs]
+        if any(t is None for t in inputs):
+            return None, shared
+        parts.append(f"{_op_token(node.op)}({', '.join(inputs)})")
+        for j, out in enumerate(node.outputs):
+            tokens[out] = f"node[{i}].{j} {out.type}"
+    out_tokens = [token(v) for v in outputs]
+    if any(t is None for t in out_tokens):
+        return None, shared
+    c = pytensor.config
+    settings = [
+        _CACHE_FORMAT, os.environ.get(CACHE_TAG_ENV, ""), pymc.__version__, pytensor.__version__, numba.__version__,
+        nutpie.__version__, np.__version__, str(pymc_model.check_bounds), c.floatX, str(c.numba__fastmath),
+        str(c.numba__cache), c.optimizer, c.optimizer_excluding, c.optimizer_including, c.optimizer_requiring,
+        str(var_names), " | ".join(v.name for v in stored),
+    ]
+    text = "\n".join([*settings, *parts, "outputs: " + ", ".join(out_tokens)])
+    return hashlib.sha256(text.encode()).hexdigest(), shared
+
+
+def _layout_dir() -> Path:
+    import pytensor
+
+    return Path(pytensor.config.base_compiledir) / "model_compiled"
+
+
+def _read_layout(key: str) -> dict | None:
+    path = _layout_dir() / f"{key}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_layout(key: str, layout: dict) -> None:
+    """Write atomically (a reader sees the whole file or none); a failure to write only costs speed."""
+    folder = _layout_dir()
+    text = json.dumps(layout)
+    tmp = folder / f".{key}.{os.getpid()}.tmp"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        os.replace(tmp, folder / f"{key}.json")
+    except OSError as err:
+        warnings.warn(f"could not cache the compiled model's layout in {folder}: {err}", stacklevel=3)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _user_data(shared_vars: list[tuple[Any, str]]):
+    """nutpie's user-data record for (shared variable, key) pairs, from the variables' current values."""
+    from nutpie.compile_pymc import make_user_data
+
+    shared_data: dict[str, np.ndarray] = {}
+    shared_var_keys: dict[Any, str] = {}
+    for var, key in shared_vars:
+        value = np.array(var.get_value(), order="C", copy=True)
+        value.flags.writeable = False
+        shared_data[key] = value
+        shared_var_keys[var] = key
+    user_data = make_user_data(shared_var_keys, shared_data)
+    return shared_data, shared_var_keys, user_data
+
+
+def _initial_point_function(pymc_model):
+    """The initial point nutpie.compile_pymc_model uses: the support point, jittered in (-1, 1)."""
+    from nutpie.compile_pymc import _wrap_with_lock
+    from pymc.initial_point import make_initial_point_fn
+
+    return _wrap_with_lock(
+        make_initial_point_fn(
+            model=pymc_model,
+            overrides=None,
+            default_strategy="support_point",
+            jitter_rvs=set(pymc_model.free_RVs),
+            return_transformed=True,
+        )
+    )
 
 
 def compile_model(pymc_model, *, var_names=None):
     """Compile ``pymc_model`` for nutpie (numba backend) with disk-cached C callbacks.
 
     Equivalent to ``nutpie.compile_pymc_model(pymc_model, backend="numba", var_names=var_names)``
-    (same initial points: the support point jittered in (-1, 1); same PyTensor functions), except
-    that the two C callbacks are cached on disk by :mod:`model.compiled`'s key.
+    (same initial points: the support point jittered in (-1, 1); same PyTensor functions, the same
+    log density bit for bit), except that
+
+    - the two C callbacks are cached on disk (numba's cache in PyTensor's compile directory), and
+    - the model's layout (parameter count, names and shapes, which shared variables each callback
+      reads, the callbacks' cache keys) is cached as JSON beside them, under a key of the model's
+      graph (:func:`_model_key`). When both are found, PyTensor's rewriting and compilation are
+      skipped altogether: the callbacks' machine code is loaded, and the shared data are read from
+      the model as it is now. ``logp_func`` and ``expand_func`` (PyTensor functions nutpie keeps but
+      does not call) are then ``None``.
 
     Parameters
     ----------
@@ -201,25 +417,24 @@ def compile_model(pymc_model, *, var_names=None):
     --------
     callbacks_cached : whether both callbacks came from the disk cache.
     """
-    import numba
-    from nutpie.compile_pymc import (
-        CompiledPyMCModel,
-        _make_functions,
-        _prepare_dims_and_coords,
-        _wrap_with_lock,
-        make_user_data,
-    )
-    from pymc.initial_point import make_initial_point_fn
+    model_key, shared_by_name = _model_key(pymc_model, var_names)
+    initial_point_fn = _initial_point_function(pymc_model)
+    if model_key is not None:
+        layout = _read_layout(model_key)
+        if layout is not None:
+            compiled = _from_layout(pymc_model, layout, shared_by_name, initial_point_fn)
+            if compiled is not None:
+                return compiled
+    compiled, layout = _compile(pymc_model, var_names, initial_point_fn)
+    if model_key is not None and layout is not None:
+        _write_layout(model_key, layout)
+    return compiled
 
-    initial_point_fn = _wrap_with_lock(
-        make_initial_point_fn(
-            model=pymc_model,
-            overrides=None,
-            default_strategy="support_point",
-            jitter_rvs=set(pymc_model.free_RVs),
-            return_transformed=True,
-        )
-    )
+
+def _compile(pymc_model, var_names, initial_point_fn):
+    """Compile through PyTensor; returns the compiled model and its layout (``None`` if uncacheable)."""
+    from nutpie.compile_pymc import CompiledPyMCModel, _make_functions, _prepare_dims_and_coords
+
     n_dim, n_expanded, logp_fn_pt, expand_fn_pt, initial_point_flat, shape_info, reparameterized = _make_functions(
         pymc_model,
         mode="NUMBA",
@@ -230,46 +445,27 @@ def compile_model(pymc_model, *, var_names=None):
     )
 
     # Shared variables keyed by their order (nutpie uses random keys; fixed ones keep the source stable).
-    shared_data: dict[str, np.ndarray] = {}
-    shared_var_keys: dict[Any, str] = {}
+    ordered = []
     for var in [*logp_fn_pt.get_shared(), *expand_fn_pt.get_shared()]:
-        if var in shared_var_keys:
-            continue
-        key = f"shared{len(shared_var_keys)}"
-        value = np.array(var.get_value(), order="C", copy=True)
-        value.flags.writeable = False
-        shared_data[key] = value
-        shared_var_keys[var] = key
-    user_data = make_user_data(shared_var_keys, shared_data)
-    layout = _shared_layout(shared_var_keys, user_data)
+        if var not in [v for v, _ in ordered]:
+            ordered.append((var, f"shared{len(ordered)}"))
+    shared_data, shared_var_keys, user_data = _user_data(ordered)
+    word_layout = _shared_layout(shared_var_keys, user_data)
     n_meta = user_data.dtype.itemsize // 8
+    logp_sig, expand_sig = _signatures()
 
     logp_keys = [shared_var_keys[v] for v in logp_fn_pt.get_shared()]
-    logp_src = _callback_source(_LOGP_TEMPLATE, "nutpie_logp", logp_keys, shared_data, layout, n_dim=n_dim, n_meta=n_meta)
-    logp_sig = numba.types.int64(
-        numba.types.uint64,
-        numba.types.CPointer(numba.types.double),
-        numba.types.CPointer(numba.types.double),
-        numba.types.CPointer(numba.types.double),
-        numba.types.voidptr,
-    )
-    logp_cfunc = _cfunc(logp_src, "nutpie_logp", logp_sig, logp_fn_pt.vm.jit_fn, "logp")
+    logp_src = _callback_source(_LOGP_TEMPLATE, "nutpie_logp", logp_keys, shared_data, word_layout, n_dim=n_dim, n_meta=n_meta)
+    logp_cfunc, logp_key = _cfunc(logp_src, "nutpie_logp", logp_sig, logp_fn_pt.vm.jit_fn, "logp")
 
     expand_keys = [shared_var_keys[v] for v in expand_fn_pt.get_shared()]
     expand_src = _callback_source(
-        _EXPAND_TEMPLATE, "nutpie_expand", expand_keys, shared_data, layout, n_dim=n_dim, n_expanded=n_expanded, n_meta=n_meta
+        _EXPAND_TEMPLATE, "nutpie_expand", expand_keys, shared_data, word_layout, n_dim=n_dim, n_expanded=n_expanded, n_meta=n_meta
     )
-    expand_sig = numba.types.int64(
-        numba.types.uint64,
-        numba.types.uint64,
-        numba.types.CPointer(numba.types.double),
-        numba.types.CPointer(numba.types.double),
-        numba.types.voidptr,
-    )
-    expand_cfunc = _cfunc(expand_src, "nutpie_expand", expand_sig, expand_fn_pt.vm.jit_fn, "expand")
+    expand_cfunc, expand_key = _cfunc(expand_src, "nutpie_expand", expand_sig, expand_fn_pt.vm.jit_fn, "expand")
 
     dims, coords = _prepare_dims_and_coords(pymc_model, shape_info, reparameterized)
-    return CompiledPyMCModel(
+    compiled = CompiledPyMCModel(
         _n_dim=n_dim,
         dims=dims,
         _coords=coords,
@@ -285,6 +481,64 @@ def compile_model(pymc_model, *, var_names=None):
         logp_func=logp_fn_pt,
         expand_func=expand_fn_pt,
         reparameterized_names=reparameterized,
+    )
+    names_ok = all(v.name for v, _ in ordered) and len({v.name for v, _ in ordered}) == len(ordered)
+    if logp_key is None or expand_key is None or not names_ok:
+        return compiled, None
+    names, slices, shapes = shape_info
+    layout = {
+        "n_dim": int(n_dim),
+        "n_expanded": int(n_expanded),
+        "n_free": len(pymc_model.free_RVs),
+        "shape_info": [list(names), [[int(sl.start), int(sl.stop)] for sl in slices], [list(map(int, sh)) for sh in shapes]],
+        "reparameterized": list(reparameterized),
+        "shared": [{"key": key, "name": var.name, "dtype": shared_data[key].dtype.str, "ndim": shared_data[key].ndim} for var, key in ordered],
+        "logp": {"src": logp_src, "key": logp_key},
+        "expand": {"src": expand_src, "key": expand_key},
+    }
+    return compiled, layout
+
+
+def _from_layout(pymc_model, layout: dict, shared_by_name: dict[str, Any], initial_point_fn):
+    """The compiled model from a cached layout and cached callbacks; ``None`` if anything is missing."""
+    from nutpie.compile_pymc import CompiledPyMCModel, _prepare_dims_and_coords, _rv_dict_to_flat_array_wrapper
+
+    ordered = []
+    for entry in layout["shared"]:
+        var = shared_by_name.get(entry["name"])
+        if var is None:
+            return None
+        value = np.asarray(var.get_value(borrow=True))
+        if value.dtype.str != entry["dtype"] or value.ndim != entry["ndim"]:
+            return None
+        ordered.append((var, entry["key"]))
+    logp_sig, expand_sig = _signatures()
+    logp_cfunc = _load_cfunc(layout["logp"]["src"], "nutpie_logp", logp_sig, layout["logp"]["key"])
+    expand_cfunc = _load_cfunc(layout["expand"]["src"], "nutpie_expand", expand_sig, layout["expand"]["key"])
+    if logp_cfunc is None or expand_cfunc is None:
+        return None
+    shared_data, shared_var_keys, user_data = _user_data(ordered)
+    names, slices, shapes = layout["shape_info"]
+    shape_info = (list(names), [slice(a, b) for a, b in slices], [tuple(sh) for sh in shapes])
+    n_free = layout["n_free"]
+    initial_point_flat = _rv_dict_to_flat_array_wrapper(initial_point_fn, names=shape_info[0][:n_free], shapes=shape_info[2][:n_free])
+    dims, coords = _prepare_dims_and_coords(pymc_model, shape_info, layout["reparameterized"])
+    return CompiledPyMCModel(
+        _n_dim=layout["n_dim"],
+        dims=dims,
+        _coords=coords,
+        _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info)},
+        compiled_logp_func=logp_cfunc,
+        compiled_expand_func=expand_cfunc,
+        initial_point_func=initial_point_flat,
+        shared_data=shared_data,
+        shared_var_keys=shared_var_keys,
+        user_data=user_data,
+        n_expanded=layout["n_expanded"],
+        shape_info=shape_info,
+        logp_func=None,
+        expand_func=None,
+        reparameterized_names=list(layout["reparameterized"]),
     )
 
 

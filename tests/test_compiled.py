@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import uuid
 
 import numpy as np
 import pytest
 
 import model
 from model.aggregator import PollAggregator
-from model.compiled import _shared_layout, compile_model
+from model.compiled import CACHE_TAG_ENV, _layout_dir, _model_key, _read_layout, _shared_layout, callbacks_cached, compile_model
 from model.design import build_design
 
 CONFIG = model.Config(reference_question="Q_MAIN", house_effects="House A")
@@ -46,19 +47,63 @@ def _as_point(compiled, x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def refit_model(sim_polls):
-    """The refit form (its readings' weights and shares are shared data that ``with_data`` swaps)."""
+def compiled_pair(sim_polls):
+    """The refit form (its readings' weights and shares are shared data that ``with_data`` swaps),
+    compiled twice under a cache tag of this test's own: first through PyTensor (nothing cached under
+    the tag), then from the disk cache. The tag's cache files are removed afterwards."""
     design = build_design(sim_polls, CONFIG)
     pymc_model = PollAggregator(design, CONFIG, refit=True).build()
-    return design, pymc_model, compile_model(pymc_model)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_TAG_ENV, f"test-{uuid.uuid4().hex}")
+        fresh = compile_model(pymc_model)
+        cached = compile_model(pymc_model)
+        key, _ = _model_key(pymc_model, None)
+        layout = _read_layout(key)
+    yield design, pymc_model, fresh, cached
+    from pytensor.link.numba.cache import NUMBA_CACHE_PATH
+
+    for callback in ("logp", "expand"):
+        for path in NUMBA_CACHE_PATH.glob(f"*-{layout[callback]['key']}.*"):
+            path.unlink(missing_ok=True)
+    (_layout_dir() / f"{key}.json").unlink(missing_ok=True)
 
 
-def test_callbacks_evaluate_the_models_log_density_gradient_and_deterministics(refit_model):
-    design, pymc_model, compiled = refit_model
-    logp_fn = pymc_model.compile_logp()
-    dlogp_fn = pymc_model.compile_dlogp()
+@pytest.fixture(scope="module")
+def reference(compiled_pair):
+    """PyTensor's own log density, gradient and stored variables of the model (they read its shared
+    data when called, so ``set_data`` reaches them)."""
+    design, pymc_model, fresh, cached = compiled_pair
+    names, _, _ = fresh.shape_info
+    as_values = {v.name: v for v in pymc_model.unobserved_value_vars}  # functions of the free values, not draws
+    stored = [as_values[n] for n in names[len(pymc_model.free_RVs) :]]
+    return (
+        pymc_model.compile_logp(),
+        pymc_model.compile_dlogp(),
+        pymc_model.compile_fn(stored, inputs=pymc_model.value_vars, on_unused_input="ignore"),
+    )
+
+
+def test_first_compile_goes_through_pytensor_and_the_second_loads_everything_from_disk(compiled_pair):
+    design, pymc_model, fresh, cached = compiled_pair
+    assert callbacks_cached(fresh) == "miss" and fresh.logp_func is not None
+    # The second skips PyTensor altogether: no rewriting, no PyTensor functions, machine code loaded.
+    assert callbacks_cached(cached) == "hit" and cached.logp_func is None and cached.expand_func is None
+    assert (cached.n_dim, cached.n_expanded, cached.shapes) == (fresh.n_dim, fresh.n_expanded, fresh.shapes)
+    assert cached.shape_info[0] == fresh.shape_info[0] and cached.dims == fresh.dims
+    np.testing.assert_array_equal(cached.initial_point_func(4), fresh.initial_point_func(4))
+    x = fresh.initial_point_func(2)
+    assert _logp_and_grad(cached, x)[1] == _logp_and_grad(fresh, x)[1]
+    np.testing.assert_array_equal(_logp_and_grad(cached, x)[2], _logp_and_grad(fresh, x)[2])
+    np.testing.assert_array_equal(_expand(cached, x)[1], _expand(fresh, x)[1])
+
+
+@pytest.mark.parametrize("which", ["fresh", "cached"])
+def test_callbacks_evaluate_the_models_log_density_gradient_and_deterministics(compiled_pair, reference, which):
+    design, pymc_model, fresh, cached = compiled_pair
+    compiled = {"fresh": fresh, "cached": cached}[which]
+    logp_fn, dlogp_fn, stored_fn = reference
     rng = np.random.default_rng(5)
-    for i in range(4):
+    for i in range(3):
         x = compiled.initial_point_func(i) + 0.5 * rng.normal(size=compiled.n_dim)
         rc, logp, grad = _logp_and_grad(compiled, x)
         assert rc == 0
@@ -67,15 +112,17 @@ def test_callbacks_evaluate_the_models_log_density_gradient_and_deterministics(r
         np.testing.assert_allclose(grad, dlogp_fn(point), rtol=1e-8, atol=1e-10)
         rc, values = _expand(compiled, x)
         assert rc == 0
-        (expected,) = compiled.expand_func(x)
-        np.testing.assert_array_equal(values, expected)
         np.testing.assert_array_equal(values[: compiled.n_dim], x)
+        expected = np.concatenate([np.ravel(v) for v in stored_fn(point)])
+        np.testing.assert_allclose(values[compiled.n_dim :], expected, rtol=1e-10, atol=1e-12)
 
 
-def test_with_data_reaches_the_callbacks(refit_model):
-    """Swapping a reading's weight through nutpie's ``with_data`` changes what the callback computes
-    exactly as setting the model's data does (the arrays are read through the user-data pointers)."""
-    design, pymc_model, compiled = refit_model
+@pytest.mark.parametrize("which", ["fresh", "cached"])
+def test_with_data_reaches_the_callbacks(compiled_pair, reference, which):
+    """Swapping readings' weights and shares through nutpie's ``with_data`` changes what the callback
+    computes exactly as setting the model's data does (the arrays are read through the user-data pointers)."""
+    design, pymc_model, fresh, cached = compiled_pair
+    compiled = {"fresh": fresh, "cached": cached}[which]
     x = compiled.initial_point_func(1)
     point = _as_point(compiled, x)
     weights = np.ones(len(design.polls))
@@ -84,31 +131,36 @@ def test_with_data_reaches_the_callbacks(refit_model):
     swapped = compiled.with_data(in_likelihood=weights, observed_share=observed)
     rc, logp, grad = _logp_and_grad(swapped, x)
     assert rc == 0
-    with pymc_model:
+    try:
         pymc_model.set_data("in_likelihood", weights)
         pymc_model.set_data("observed_share", observed)
-        try:
-            expected = pymc_model.compile_logp()(point)
-            expected_grad = pymc_model.compile_dlogp()(point)
-        finally:
-            pymc_model.set_data("in_likelihood", np.ones(len(design.polls)))
-            pymc_model.set_data("observed_share", design.observed)
+        expected = reference[0](point)
+        expected_grad = reference[1](point)
+    finally:
+        pymc_model.set_data("in_likelihood", np.ones(len(design.polls)))
+        pymc_model.set_data("observed_share", design.observed)
     np.testing.assert_allclose(logp, expected, rtol=1e-10)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-8, atol=1e-10)
     # ...and the original compiled model still reads the original data.
     assert _logp_and_grad(compiled, x)[1] != pytest.approx(logp, rel=1e-6)
 
 
-def test_a_second_compile_of_the_same_model_loads_both_callbacks_from_the_disk_cache(refit_model):
-    design, pymc_model, compiled = refit_model
-    again = compile_model(pymc_model)
-    again.compiled_logp_func.address  # noqa: B018 (compiles or loads)
-    again.compiled_expand_func.address  # noqa: B018
-    assert again.compiled_logp_func._cache_hits == 1
-    assert again.compiled_expand_func._cache_hits == 1
-    x = compiled.initial_point_func(2)
-    assert _logp_and_grad(again, x)[1] == _logp_and_grad(compiled, x)[1]
-    np.testing.assert_array_equal(_logp_and_grad(again, x)[2], _logp_and_grad(compiled, x)[2])
+def test_the_model_key_follows_the_graph_and_data_but_not_shared_values(sim_polls):
+    """Changing a constant of the graph (one reading dropped) or the model's form changes the key;
+    changing a shared variable's values (what ``with_data`` swaps) does not."""
+    design = build_design(sim_polls, CONFIG)
+    fewer = build_design(sim_polls.iloc[1:].reset_index(drop=True), CONFIG)
+    refit = PollAggregator(design, CONFIG, refit=True).build()
+    key, shared = _model_key(refit, None)
+    assert key is not None and {"in_likelihood", "observed_share"} <= set(shared)
+    assert _model_key(PollAggregator(design, CONFIG, refit=True).build(), None)[0] == key
+    assert _model_key(PollAggregator(design, CONFIG).build(), None)[0] != key
+    assert _model_key(PollAggregator(fewer, CONFIG).build(), None)[0] != _model_key(PollAggregator(design, CONFIG).build(), None)[0]
+    assert _model_key(refit, ["share"])[0] != key
+    weights = np.ones(len(design.polls))
+    weights[0] = 0.0
+    refit.set_data("in_likelihood", weights)
+    assert _model_key(refit, None)[0] == key
 
 
 def test_user_data_layout_other_than_packed_uint64_is_refused():
