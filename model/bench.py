@@ -434,7 +434,8 @@ def summarise(fits: pd.DataFrame) -> pd.DataFrame:
         first = ok[ok["repeat"] == ok["repeat"].min()] if len(ok) else ok
         for column in ("compile_s", "wall_s", "ess_per_s"):
             row[f"first_{column}"] = float(first[column].iloc[0]) if len(first) else np.nan
-        row["compile_cache"] = ",".join(str(c) for c in ok.sort_values("repeat")["compile_cache"]) if "compile_cache" in ok else ""
+        states = [str(c) for c in ok.sort_values("repeat")["compile_cache"]] if "compile_cache" in ok else []
+        row["compile_cache"] = ",".join(states) if any(states) else ""
         out.append(row)
     return pd.DataFrame(out, columns=RESULT_COLUMNS + EXTRA_COLUMNS)
 
