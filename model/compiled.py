@@ -267,7 +267,8 @@ def _model_key(pymc_model, var_names) -> tuple[str | None, dict[str, Any]]:
     The key hashes the graph of the model's log density and of the variables the trace stores, as
     built before any rewriting, from the free variables' values: each operation (:func:`_op_token`), how the
     nodes connect, every constant's data, each shared variable's name, type and shape (its values are
-    data, read when sampling), the variables' names and types; and the versions and PyTensor settings
+    data, read when sampling; but an integer scalar's value, which may be a dimension's length, is
+    keyed), the variables' names and types; and the versions and PyTensor settings
     that shape compilation. ``None`` (no caching of the model's layout) when a shared variable has no
     name or shares one with another, or the graph has an input that is neither.
     """
@@ -297,7 +298,11 @@ def _model_key(pymc_model, var_names) -> tuple[str | None, dict[str, Any]]:
             if not var.name or (var.name in shared and shared[var.name] is not var):
                 return None
             shared[var.name] = var
-            tokens[var] = f"shared {var.name} {var.type} {np.shape(var.get_value(borrow=True))}"
+            value = var.get_value(borrow=True)
+            tokens[var] = f"shared {var.name} {var.type} {np.shape(value)}"
+            if np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.integer):
+                # An integer scalar may set a shape (a dimension's length): its value is part of the key.
+                tokens[var] += f" = {int(value)}"
         elif isinstance(var, Constant):
             tokens[var] = f"constant {var.type} {cache_key_for_constant(var.data)}"
         else:
@@ -522,6 +527,11 @@ def _from_layout(pymc_model, layout: dict, shared_by_name: dict[str, Any], initi
     shape_info = (list(names), [slice(a, b) for a, b in slices], [tuple(sh) for sh in shapes])
     n_free = layout["n_free"]
     initial_point_flat = _rv_dict_to_flat_array_wrapper(initial_point_fn, names=shape_info[0][:n_free], shapes=shape_info[2][:n_free])
+    try:  # the free variables still have the layout's shapes (the wrapper checks each)
+        if initial_point_flat(0).size != layout["n_dim"]:
+            return None
+    except (ValueError, KeyError):
+        return None
     dims, coords = _prepare_dims_and_coords(pymc_model, shape_info, layout["reparameterized"])
     return CompiledPyMCModel(
         _n_dim=layout["n_dim"],

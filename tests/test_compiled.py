@@ -170,3 +170,19 @@ def test_user_data_layout_other_than_packed_uint64_is_refused():
     record = np.zeros((), dtype=[("shared", [("data", [("k", np.uint32)]), ("size", [("k", np.uint64)]), ("shape", [("k", np.uint64, (1,))])])])
     with pytest.raises(RuntimeError, match="packed uint64 layout"):
         _shared_layout({Var(): "k"}, record)
+
+
+def test_an_integer_scalar_shared_value_is_keyed_as_it_may_set_a_shape():
+    import pymc as pm
+    import pytensor
+
+    length = pytensor.shared(np.int64(3), name="length")
+    scale = pytensor.shared(1.5, name="scale")
+    with pm.Model() as pymc_model:
+        pm.Normal("x", sigma=scale, shape=(length,))
+    key, shared = _model_key(pymc_model, None)
+    assert key is not None and set(shared) == {"length", "scale"}
+    scale.set_value(2.5)
+    assert _model_key(pymc_model, None)[0] == key  # data read when sampling
+    length.set_value(4)
+    assert _model_key(pymc_model, None)[0] != key  # a different parameter count
