@@ -431,7 +431,7 @@ def summarise(fits: pd.DataFrame) -> pd.DataFrame:
         row["gate_passed"] = bool(len(ok)) and bool(ok["gate_passed"].astype(bool).all())
         row["repeats"] = len(ok)
         row["failed"] = len(group) - len(ok)
-        first = ok[ok["repeat"] == ok["repeat"].min()] if len(ok) else ok
+        first = ok[ok["repeat"] == 0]  # NaN when the first repeat failed (a later one may have found the cache)
         for column in ("compile_s", "wall_s", "ess_per_s"):
             row[f"first_{column}"] = float(first[column].iloc[0]) if len(first) else np.nan
         states = [str(c) for c in ok.sort_values("repeat")["compile_cache"]] if "compile_cache" in ok else []

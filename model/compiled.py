@@ -16,8 +16,10 @@ the shipped data even when every PyTensor kernel is cached; PyTensor's graph rew
 2. The model's layout (parameter names and shapes, which shared variables each callback reads, the
    callbacks' keys) is stored as JSON under a key of the model's graph before rewriting
    (:func:`_model_key`: its operations, constants, shared variables' names, types and shapes, and
-   the settings that shape compilation). When the layout and both callbacks are found, PyTensor is
-   skipped: the machine code is loaded and the shared data are read from the model as it is.
+   the settings that shape compilation, this module's source). When the layout and both callbacks
+   are found, PyTensor's rewriting and numba compilation are skipped: the machine code is loaded and
+   the shared data are read from the model as it is (PyTensor still builds the log-density graph
+   for the key and compiles the initial-point function).
 
 Both live in PyTensor's compile directory (``pytensor.config.base_compiledir``). A new model, or new
 data held as constants (a new poll), compiles afresh. Setting :data:`CACHE_TAG_ENV` starts a fresh
@@ -35,6 +37,7 @@ import hashlib
 import json
 import os
 import textwrap
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -89,6 +92,10 @@ def {name}(dim, expanded, x_, out_, user_data_):
 #: Part of every cache key: change it when the callbacks' generated code changes in a way their
 #: source text does not show.
 _CACHE_FORMAT = "model.compiled/2"
+
+#: This module's own source: a cached layout names callbacks this code generated, so any edit here
+#: starts afresh.
+_SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 #: Environment variable whose value, if set, joins every cache key: a new value starts a fresh set of
 #: cached callbacks without touching PyTensor's kernel cache (``make bench`` sets it per bench run so
@@ -167,7 +174,7 @@ def _callback_key(src: str, inner, kind: str) -> str | None:
         return None
     return hashlib.sha256(
         "\n".join(
-            [_CACHE_FORMAT, os.environ.get(CACHE_TAG_ENV, ""), kind, src, inner_key, pytensor.__version__, numba.__version__, nutpie.__version__, np.__version__]
+            [_CACHE_FORMAT, _SOURCE_HASH, os.environ.get(CACHE_TAG_ENV, ""), kind, src, inner_key, pytensor.__version__, numba.__version__, nutpie.__version__, np.__version__]
         ).encode()
     ).hexdigest()
 
@@ -199,7 +206,14 @@ def _cfunc(src: str, name: str, signature, inner, kind: str):
     with warnings.catch_warnings():
         # Raised only if numba finds something in the callback it cannot cache: then it compiles as nutpie does.
         warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=numba.NumbaWarning)
-        compiled = numba.cfunc(signature, cache=key is not None)(fn)
+        try:
+            compiled = numba.cfunc(signature, cache=key is not None)(fn)
+        except OSError as err:  # a cache directory that cannot be written: compile without caching
+            if key is None:
+                raise
+            warnings.warn(f"compiling the {kind} callback without caching it: {err}", stacklevel=3)
+            fn = _callback_function(src, name, None, inner)
+            compiled, key = numba.cfunc(signature)(fn), None
     return compiled, key
 
 
@@ -209,18 +223,20 @@ def _load_cfunc(src: str, name: str, signature, key: str):
     Loads machine code only: the function the callback calls is not needed (nor compiled).
     """
     from numba.core.ccallback import CFunc
+    from numba.core.compiler_lock import global_compiler_lock
 
     fn = _callback_function(src, name, key, None)
     cfunc = CFunc(fn, (signature.args, signature.return_type), {}, {})
     cfunc.enable_caching()
-    cres = cfunc._cache.load_overload(cfunc._sig, cfunc._targetdescr.target_context)
-    if cres is None:
-        return None
-    # What CFunc.compile does with a cache hit.
-    cfunc._library = cres.library
-    cfunc._wrapper_name = cres.fndesc.llvm_cfunc_wrapper_name
-    cfunc._wrapper_address = cfunc._library.get_pointer_to_function(cfunc._wrapper_name)
-    cfunc._cache_hits += 1
+    with global_compiler_lock:  # as CFunc.compile holds it
+        cres = cfunc._cache.load_overload(cfunc._sig, cfunc._targetdescr.target_context)
+        if cres is None:
+            return None
+        # What CFunc.compile does with a cache hit.
+        cfunc._library = cres.library
+        cfunc._wrapper_name = cres.fndesc.llvm_cfunc_wrapper_name
+        cfunc._wrapper_address = cfunc._library.get_pointer_to_function(cfunc._wrapper_name)
+        cfunc._cache_hits += 1
     return cfunc
 
 
@@ -262,6 +278,15 @@ def _op_token(op) -> str:
 
 
 def _model_key(pymc_model, var_names) -> tuple[str | None, dict[str, Any]]:
+    """:func:`_graph_key`, or no key (compile without the layout cache) if the graph cannot be keyed."""
+    try:
+        return _graph_key(pymc_model, var_names)
+    except Exception as err:  # noqa: BLE001 (an op that cannot be pickled, say): only speed is lost
+        warnings.warn(f"compiling without the layout cache: the model's graph could not be keyed ({err})", stacklevel=3)
+        return None, {}
+
+
+def _graph_key(pymc_model, var_names) -> tuple[str | None, dict[str, Any]]:
     """A key of everything that fixes the compiled functions, and the model's shared variables by name.
 
     The key hashes the graph of the model's log density and of the variables the trace stores, as
@@ -322,10 +347,9 @@ def _model_key(pymc_model, var_names) -> tuple[str | None, dict[str, Any]]:
         return None, shared
     c = pytensor.config
     settings = [
-        _CACHE_FORMAT, os.environ.get(CACHE_TAG_ENV, ""), pymc.__version__, pytensor.__version__, numba.__version__,
-        nutpie.__version__, np.__version__, str(pymc_model.check_bounds), c.floatX, str(c.numba__fastmath),
-        str(c.numba__cache), c.optimizer, c.optimizer_excluding, c.optimizer_including, c.optimizer_requiring,
-        str(var_names), " | ".join(v.name for v in stored),
+        _CACHE_FORMAT, os.environ.get(CACHE_TAG_ENV, ""), _SOURCE_HASH, pymc.__version__, pytensor.__version__,
+        numba.__version__, nutpie.__version__, np.__version__, str(pymc_model.check_bounds), c.get_config_hash(),
+        str(c.numba__fastmath), str(c.numba__cache), str(var_names), " | ".join(v.name for v in stored),
     ]
     text = "\n".join([*settings, *parts, "outputs: " + ", ".join(out_tokens)])
     return hashlib.sha256(text.encode()).hexdigest(), shared
@@ -349,7 +373,7 @@ def _write_layout(key: str, layout: dict) -> None:
     """Write atomically (a reader sees the whole file or none); a failure to write only costs speed."""
     folder = _layout_dir()
     text = json.dumps(layout)
-    tmp = folder / f".{key}.{os.getpid()}.tmp"
+    tmp = folder / f".{key}.{uuid.uuid4().hex}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text)
@@ -401,9 +425,9 @@ def compile_model(pymc_model, *, var_names=None):
     - the two C callbacks are cached on disk (numba's cache in PyTensor's compile directory), and
     - the model's layout (parameter count, names and shapes, which shared variables each callback
       reads, the callbacks' cache keys) is cached as JSON beside them, under a key of the model's
-      graph (:func:`_model_key`). When both are found, PyTensor's rewriting and compilation are
-      skipped altogether: the callbacks' machine code is loaded, and the shared data are read from
-      the model as it is now. ``logp_func`` and ``expand_func`` (PyTensor functions nutpie keeps but
+      graph (:func:`_model_key`). When both are found, PyTensor's rewriting and numba compilation
+      are skipped: the callbacks' machine code is loaded, and the shared data are read from the
+      model as it is now. ``logp_func`` and ``expand_func`` (PyTensor functions nutpie keeps but
       does not call) are then ``None``.
 
     Parameters
@@ -427,7 +451,11 @@ def compile_model(pymc_model, *, var_names=None):
     if model_key is not None:
         layout = _read_layout(model_key)
         if layout is not None:
-            compiled = _from_layout(pymc_model, layout, shared_by_name, initial_point_fn)
+            try:
+                compiled = _from_layout(pymc_model, layout, shared_by_name, initial_point_fn)
+            except Exception as err:  # noqa: BLE001 (a damaged layout or cache entry: compile afresh)
+                warnings.warn(f"ignoring the cached layout {model_key}: {type(err).__name__}: {err}", stacklevel=2)
+                compiled = None
             if compiled is not None:
                 return compiled
     compiled, layout = _compile(pymc_model, var_names, initial_point_fn)

@@ -318,10 +318,12 @@ def _sample_nutpie(model: pm.Model, s, *, seed: int, progressbar: bool):
     """``pm.sample(model=model, nuts_sampler="nutpie", random_seed=seed, ...)`` with the model compiled by
     :func:`model.compiled.compile_model` (its C callbacks cached on disk across runs).
 
-    Everything else is what PyMC 6 does for nutpie: the chains' seed (the first of ``chains`` spawned
-    from ``seed``), ``cores = min(4, cpu count, chains)``, warm-up draws dropped, and the
-    ``constant_data`` / ``observed_data`` groups and sampling-time attributes PyMC adds to nutpie's trace;
-    so a seed gives the draws ``pm.sample`` gave.
+    Otherwise what PyMC 6 does for nutpie: the chains' seed (the first of ``chains`` spawned from
+    ``seed``), warm-up draws dropped, and the ``constant_data`` / ``observed_data`` groups and
+    sampling-time attributes PyMC adds to nutpie's trace; so a seed gives the draws ``pm.sample``
+    gave (nutpie's draws do not depend on its thread count). Two differences: nutpie runs
+    ``min(4, cpu count, chains)`` threads, where PyMC takes half the CPU count (one thread on a
+    2-core machine), and nutpie's own progress bar is shown.
     """
     import os
     import time

@@ -46,6 +46,10 @@ def _as_point(compiled, x: np.ndarray) -> dict[str, np.ndarray]:
     return {n: x[s].reshape(shape) for n, s, shape in zip(names, slices, shapes) if s.stop <= free}
 
 
+#: This module's cache tag: its entries are its own, and removed after it.
+_TAG = f"test-{uuid.uuid4().hex}"
+
+
 @pytest.fixture(scope="module")
 def compiled_pair(sim_polls):
     """The refit form (its readings' weights and shares are shared data that ``with_data`` swaps),
@@ -54,15 +58,17 @@ def compiled_pair(sim_polls):
     design = build_design(sim_polls, CONFIG)
     pymc_model = PollAggregator(design, CONFIG, refit=True).build()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(CACHE_TAG_ENV, f"test-{uuid.uuid4().hex}")
+        mp.setenv(CACHE_TAG_ENV, _TAG)
         fresh = compile_model(pymc_model)
         cached = compile_model(pymc_model)
         key, _ = _model_key(pymc_model, None)
         layout = _read_layout(key)
-    yield design, pymc_model, fresh, cached
+    yield design, pymc_model, fresh, cached, layout
     from pytensor.link.numba.cache import NUMBA_CACHE_PATH
 
     for callback in ("logp", "expand"):
+        if layout is None:
+            break
         for path in NUMBA_CACHE_PATH.glob(f"*-{layout[callback]['key']}.*"):
             path.unlink(missing_ok=True)
     (_layout_dir() / f"{key}.json").unlink(missing_ok=True)
@@ -72,7 +78,7 @@ def compiled_pair(sim_polls):
 def reference(compiled_pair):
     """PyTensor's own log density, gradient and stored variables of the model (they read its shared
     data when called, so ``set_data`` reaches them)."""
-    design, pymc_model, fresh, cached = compiled_pair
+    design, pymc_model, fresh, cached, layout = compiled_pair
     names, _, _ = fresh.shape_info
     as_values = {v.name: v for v in pymc_model.unobserved_value_vars}  # functions of the free values, not draws
     stored = [as_values[n] for n in names[len(pymc_model.free_RVs) :]]
@@ -84,7 +90,7 @@ def reference(compiled_pair):
 
 
 def test_first_compile_goes_through_pytensor_and_the_second_loads_everything_from_disk(compiled_pair):
-    design, pymc_model, fresh, cached = compiled_pair
+    design, pymc_model, fresh, cached, layout = compiled_pair
     assert callbacks_cached(fresh) == "miss" and fresh.logp_func is not None
     # The second skips PyTensor altogether: no rewriting, no PyTensor functions, machine code loaded.
     assert callbacks_cached(cached) == "hit" and cached.logp_func is None and cached.expand_func is None
@@ -99,7 +105,7 @@ def test_first_compile_goes_through_pytensor_and_the_second_loads_everything_fro
 
 @pytest.mark.parametrize("which", ["fresh", "cached"])
 def test_callbacks_evaluate_the_models_log_density_gradient_and_deterministics(compiled_pair, reference, which):
-    design, pymc_model, fresh, cached = compiled_pair
+    design, pymc_model, fresh, cached, layout = compiled_pair
     compiled = {"fresh": fresh, "cached": cached}[which]
     logp_fn, dlogp_fn, stored_fn = reference
     rng = np.random.default_rng(5)
@@ -121,7 +127,7 @@ def test_callbacks_evaluate_the_models_log_density_gradient_and_deterministics(c
 def test_with_data_reaches_the_callbacks(compiled_pair, reference, which):
     """Swapping readings' weights and shares through nutpie's ``with_data`` changes what the callback
     computes exactly as setting the model's data does (the arrays are read through the user-data pointers)."""
-    design, pymc_model, fresh, cached = compiled_pair
+    design, pymc_model, fresh, cached, layout = compiled_pair
     compiled = {"fresh": fresh, "cached": cached}[which]
     x = compiled.initial_point_func(1)
     point = _as_point(compiled, x)
@@ -186,3 +192,57 @@ def test_an_integer_scalar_shared_value_is_keyed_as_it_may_set_a_shape():
     assert _model_key(pymc_model, None)[0] == key  # data read when sampling
     length.set_value(4)
     assert _model_key(pymc_model, None)[0] != key  # a different parameter count
+
+
+_KEY_SCRIPT = """
+import model
+from model.aggregator import PollAggregator
+from model.compiled import _model_key
+from model.design import build_design
+polls = model.load_polls(model.simulate_polls(n_readings=70, seed=11).polls)
+config = model.Config(reference_question="Q_MAIN", house_effects="House A")
+print(_model_key(PollAggregator(build_design(polls, config), config, refit=True).build(), None)[0])
+"""
+
+
+def test_the_model_key_is_the_same_in_another_process(sim_polls):
+    """The layout cache is only of use if a new process (another ``make fit``) computes the same key,
+    whatever its hash seed."""
+    import os
+    import subprocess
+    import sys
+
+    design = build_design(sim_polls, CONFIG)
+    here = _model_key(PollAggregator(design, CONFIG, refit=True).build(), None)[0]
+    env = os.environ | {"PYTHONHASHSEED": "12345"}
+    there = subprocess.run([sys.executable, "-c", _KEY_SCRIPT], capture_output=True, text=True, env=env, check=True)
+    assert there.stdout.strip().splitlines()[-1] == here
+
+
+def test_a_damaged_layout_is_ignored_with_a_warning(compiled_pair, monkeypatch):
+    """A layout file that does not hold what it should (or whose callbacks are gone) costs a compile,
+    never a wrong model: compile_model warns and compiles through PyTensor."""
+    import model.compiled as compiled_module
+
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    monkeypatch.setenv(CACHE_TAG_ENV, _TAG)  # the fixture's callbacks: only the layout is damaged
+    monkeypatch.setattr(compiled_module, "_read_layout", lambda key: {"n_dim": fresh.n_dim})
+    monkeypatch.setattr(compiled_module, "_write_layout", lambda key, layout: None)
+    with pytest.warns(UserWarning, match="ignoring the cached layout"):
+        again = compile_model(pymc_model)
+    assert again.logp_func is not None  # went through PyTensor
+    x = fresh.initial_point_func(3)
+    assert _logp_and_grad(again, x)[1] == _logp_and_grad(fresh, x)[1]
+
+
+def test_a_layout_whose_free_shapes_no_longer_hold_is_not_used(compiled_pair):
+    """Loading from a layout checks the free variables' shapes against the model's initial point."""
+    from model.compiled import _from_layout, _initial_point_function
+
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    _, shared = _model_key(pymc_model, None)
+    initial = _initial_point_function(pymc_model)
+    assert _from_layout(pymc_model, layout, shared, initial) is not None
+    names, slices, shapes = layout["shape_info"]
+    wrong = dict(layout, shape_info=[names, slices, [[s[0] + 1, *s[1:]] if s else s for s in shapes]])
+    assert _from_layout(pymc_model, wrong, shared, initial) is None
