@@ -466,7 +466,7 @@ def compile_model(pymc_model, *, var_names=None):
 
 def _compile(pymc_model, var_names, initial_point_fn):
     """Compile through PyTensor; returns the compiled model and its layout (``None`` if uncacheable)."""
-    from nutpie.compile_pymc import CompiledPyMCModel, _make_functions, _prepare_dims_and_coords
+    from nutpie.compile_pymc import _make_functions
 
     n_dim, n_expanded, logp_fn_pt, expand_fn_pt, initial_point_flat, shape_info, reparameterized = _make_functions(
         pymc_model,
@@ -497,23 +497,9 @@ def _compile(pymc_model, var_names, initial_point_fn):
     )
     expand_cfunc, expand_key = _cfunc(expand_src, "nutpie_expand", expand_sig, expand_fn_pt.vm.jit_fn, "expand")
 
-    dims, coords = _prepare_dims_and_coords(pymc_model, shape_info, reparameterized)
-    compiled = CompiledPyMCModel(
-        _n_dim=n_dim,
-        dims=dims,
-        _coords=coords,
-        _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info)},
-        compiled_logp_func=logp_cfunc,
-        compiled_expand_func=expand_cfunc,
-        initial_point_func=initial_point_flat,
-        shared_data=shared_data,
-        shared_var_keys=shared_var_keys,
-        user_data=user_data,
-        n_expanded=n_expanded,
-        shape_info=shape_info,
-        logp_func=logp_fn_pt,
-        expand_func=expand_fn_pt,
-        reparameterized_names=reparameterized,
+    compiled = _assemble(
+        pymc_model, n_dim, n_expanded, shape_info, reparameterized, (logp_cfunc, expand_cfunc),
+        (shared_data, shared_var_keys, user_data), initial_point_flat, (logp_fn_pt, expand_fn_pt),
     )
     names_ok = all(v.name for v, _ in ordered) and len({v.name for v, _ in ordered}) == len(ordered)
     if logp_key is None or expand_key is None or not names_ok:
@@ -534,7 +520,7 @@ def _compile(pymc_model, var_names, initial_point_fn):
 
 def _from_layout(pymc_model, layout: dict, shared_by_name: dict[str, Any], initial_point_fn):
     """The compiled model from a cached layout and cached callbacks; ``None`` if anything is missing."""
-    from nutpie.compile_pymc import CompiledPyMCModel, _prepare_dims_and_coords, _rv_dict_to_flat_array_wrapper
+    from nutpie.compile_pymc import _rv_dict_to_flat_array_wrapper
 
     ordered = []
     for entry in layout["shared"]:
@@ -560,23 +546,36 @@ def _from_layout(pymc_model, layout: dict, shared_by_name: dict[str, Any], initi
             return None
     except (ValueError, KeyError):
         return None
-    dims, coords = _prepare_dims_and_coords(pymc_model, shape_info, layout["reparameterized"])
+    return _assemble(
+        pymc_model, layout["n_dim"], layout["n_expanded"], shape_info, list(layout["reparameterized"]),
+        (logp_cfunc, expand_cfunc), (shared_data, shared_var_keys, user_data), initial_point_flat, (None, None),
+    )
+
+
+def _assemble(pymc_model, n_dim, n_expanded, shape_info, reparameterized, callbacks, shared, initial_point_func, functions):
+    """nutpie's ``CompiledPyMCModel`` from its parts, compiled afresh or loaded: ``callbacks`` the
+    (log density, expand) C callbacks, ``shared`` (data, variable keys, user-data record),
+    ``functions`` the PyTensor functions behind the callbacks (``None`` when loaded)."""
+    from nutpie.compile_pymc import CompiledPyMCModel, _prepare_dims_and_coords
+
+    dims, coords = _prepare_dims_and_coords(pymc_model, shape_info, reparameterized)
+    shared_data, shared_var_keys, user_data = shared
     return CompiledPyMCModel(
-        _n_dim=layout["n_dim"],
+        _n_dim=n_dim,
         dims=dims,
         _coords=coords,
         _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info)},
-        compiled_logp_func=logp_cfunc,
-        compiled_expand_func=expand_cfunc,
-        initial_point_func=initial_point_flat,
+        compiled_logp_func=callbacks[0],
+        compiled_expand_func=callbacks[1],
+        initial_point_func=initial_point_func,
         shared_data=shared_data,
         shared_var_keys=shared_var_keys,
         user_data=user_data,
-        n_expanded=layout["n_expanded"],
+        n_expanded=n_expanded,
         shape_info=shape_info,
-        logp_func=None,
-        expand_func=None,
-        reparameterized_names=list(layout["reparameterized"]),
+        logp_func=functions[0],
+        expand_func=functions[1],
+        reparameterized_names=reparameterized,
     )
 
 

@@ -326,29 +326,18 @@ def _sample_nutpie(model: pm.Model, s, *, seed: int, progressbar: bool):
     2-core machine), and nutpie's own progress bar is shown.
     """
     import os
-    import time
 
-    import nutpie
     from pymc.backends.arviz import patch_nutpie_idata
     from pymc.util import get_random_generator
 
     from model.compiled import compile_model
+    from model.refit import sample_compiled
 
     compiled = compile_model(model)
     chain_seed = int(get_random_generator(seed).spawn(s.chains)[0].integers(2**30))
-    started = time.time()
-    idata = nutpie.sample(
-        compiled,
-        draws=s.draws,
-        tune=max(s.tune, 1),  # nuts-rs needs at least one warm-up step, as pm.sample ensures
-        chains=s.chains,
-        cores=min(4, os.cpu_count() or 1, s.chains),
-        seed=chain_seed,
-        target_accept=s.target_accept,
-        save_warmup=False,
-        progress_bar=progressbar,
-    )
-    patch_nutpie_idata(idata, model, sampling_time=time.time() - started)
+    cores = min(4, os.cpu_count() or 1, s.chains)
+    idata, seconds = sample_compiled(compiled, s, seed=chain_seed, cores=cores, progress_bar=progressbar)
+    patch_nutpie_idata(idata, model, sampling_time=seconds)
     return idata
 
 

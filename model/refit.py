@@ -91,8 +91,9 @@ class Refitter:
         return sample_compiled(compiled, sampler, seed=seed, cores=cores)
 
 
-def sample_compiled(compiled: Any, sampler: Sampler, *, seed: int, cores: int) -> tuple[Any, float]:
-    """Sample a nutpie-compiled model as ``pm.sample(nuts_sampler="nutpie")`` does; warm-up draws not kept.
+def sample_compiled(compiled: Any, sampler: Sampler, *, seed: int, cores: int, progress_bar: bool = False) -> tuple[Any, float]:
+    """Sample a nutpie-compiled model as ``pm.sample(nuts_sampler="nutpie")`` does; warm-up draws not kept
+    (at least one warm-up step, which nuts-rs needs, as ``pm.sample`` ensures).
 
     Returns
     -------
@@ -110,13 +111,13 @@ def sample_compiled(compiled: Any, sampler: Sampler, *, seed: int, cores: int) -
     idata = nutpie.sample(
         compiled,
         draws=sampler.draws,
-        tune=sampler.tune,
+        tune=max(sampler.tune, 1),
         chains=sampler.chains,
         target_accept=sampler.target_accept,
         seed=seed,
         cores=cores,
         save_warmup=False,
-        progress_bar=False,
+        progress_bar=progress_bar,
     )
     seconds = time.perf_counter() - start
     got = (idata.posterior.sizes.get("chain", 0), idata.posterior.sizes.get("draw", 0))
