@@ -15,6 +15,7 @@ from pymc.distributions.transforms import ZeroSumTransform
 
 from model.config import ANCHORS, ZERO_SUM, Config
 from model.design import ANSWER, COMPONENT, EVENT, POLL, POLLSTER, QUESTION, TIME, PollDesign
+from model.kernels import field_average, segmented_walk
 
 #: Names of the free hyperparameters reported in summaries and rank plots.
 HYPERPARAMETERS = ("walk_sd", "house_sd", "question_sd", "nonsampling_sd")
@@ -147,7 +148,8 @@ def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
     paired_events, paired_segments = event_segments(design, steps)
     if n_segments == 0:
         jump = pm.ZeroSumNormal("jump", sigma=jump_sd, dims=(EVENT, ANSWER), n_zerosum_axes=1) if n_events else None
-        return pt.concatenate([pt.zeros((1, n_answer)), walk_sd * pt.cumsum(z_all, axis=0)], axis=0), jump
+        no_segments = np.zeros(0, dtype=int)
+        return segmented_walk(z_all, pt.zeros((0, n_answer)), walk_sd, no_segments, no_segments), jump
 
     length = steps.length.astype(float)[:, None]
     walk_var = walk_sd**2 * length
@@ -185,13 +187,9 @@ def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
             change = pt.set_subtensor(total[paired_segments], seg_total - paired_jump)
             jump = pm.Deterministic("jump", jump, dims=(EVENT, ANSWER))
 
-    z_cum = pt.concatenate([pt.zeros((1, n_answer)), pt.cumsum(z_all, axis=0)], axis=0)
-    z_mean = (z_cum[steps.end] - z_cum[steps.start]) / length
-    pad = pt.zeros((1, n_answer))
-    per_step_mean = pt.concatenate([z_mean, pad], axis=0)[steps.segment]
-    per_step_change = pt.concatenate([change / length, pad], axis=0)[steps.segment]
-    increments = walk_sd * (z_all - per_step_mean) + per_step_change
-    return pt.concatenate([pt.zeros((1, n_answer)), pt.cumsum(increments, axis=0)], axis=0), jump
+    # d_s = walk_sd (z_s - mean of z over its segment) + change / length, summed into the walk:
+    # one fused operation with its own gradient (model.kernels; ~120 small graph operations otherwise).
+    return segmented_walk(z_all, change, walk_sd, steps.start, steps.end), jump
 
 
 def event_segments(design: PollDesign, steps: WalkSteps) -> tuple[list[int], list[int]]:
@@ -231,8 +229,8 @@ class PollAggregator:
     The curve is :math:`\pi_t = \mathrm{softmax}(\eta_t)`: talks, continue and undecided sum to 100.
 
     **Field periods.** A reading measures the trend averaged over the cells its field period covers,
-    :math:`\bar\eta_{i} = \frac{1}{b_i - a_i + 1}\sum_{t=a_i}^{b_i} \eta_t` (one lookup in the
-    cumulative sum); a month-only reading covers its month.
+    :math:`\bar\eta_{i} = \frac{1}{b_i - a_i + 1}\sum_{t=a_i}^{b_i} \eta_t` (a running sum, one
+    difference per reading: :func:`model.kernels.field_average`); a month-only reading covers its month.
 
     **House and question effects.** :math:`p_i = \mathrm{softmax}(\bar\eta_i + \alpha_{h[i]} + \beta_{q[i]})`.
     House effects :math:`\alpha_h = \sigma_{house} \, \tilde\alpha_h` are partially pooled with
@@ -384,9 +382,7 @@ class PollAggregator:
             question = pm.Deterministic("question_effect", question, dims=(QUESTION, ANSWER))
 
             # Field-period averages of the trend, then each reading's expected shares.
-            cum = pt.concatenate([pt.zeros((1, n_answer)), pt.cumsum(eta, axis=0)], axis=0)
-            width = (last_cell - first_cell + 1)[:, None]
-            eta_avg = (cum[last_cell + 1] - cum[first_cell]) / width
+            eta_avg = field_average(eta, first_cell, last_cell)  # one fused operation (model.kernels)
             logits = eta_avg + house[pollster_idx] + question[question_idx]
             p = pt.special.softmax(logits, axis=-1)
             p_component = pt.sum(p[:, :, None] * membership, axis=1)

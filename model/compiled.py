@@ -93,9 +93,10 @@ def {name}(dim, expanded, x_, out_, user_data_):
 #: source text does not show.
 _CACHE_FORMAT = "model.compiled/2"
 
-#: This module's own source: a cached layout names callbacks this code generated, so any edit here
-#: starts afresh.
-_SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+#: This module's own source and model.kernels' (the model's own numba operations, which a graph
+#: names only by class): a cached layout names callbacks this code generated and those kernels run
+#: in, so any edit to either starts afresh.
+_SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes() + Path(__file__).with_name("kernels.py").read_bytes()).hexdigest()
 
 #: Environment variable whose value, if set, joins every cache key: a new value starts a fresh set of
 #: cached callbacks without touching PyTensor's kernel cache (``make bench`` sets it per bench run so

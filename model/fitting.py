@@ -19,6 +19,7 @@ from model.aggregator import PollAggregator
 from model.config import Config
 from model.design import build_design, exclusion_reasons
 from model.diagnostics import SENSITIVITY_PRIORS, diagnose, prior_sensitivity
+from model.kernels import register_jax
 from model.polls import load_polls
 from model import plots, summaries
 
@@ -269,6 +270,8 @@ def fit(
     if s.nuts_sampler == "nutpie":
         idata = _sample_nutpie(model, s, seed=sample_seed, progressbar=progressbar)
     else:
+        if s.nuts_sampler in ("numpyro", "blackjax"):
+            register_jax()  # the model's fused operations (model.kernels), for PyTensor's JAX backend
         idata = pm.sample(
             model=model,
             draws=s.draws,
