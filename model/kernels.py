@@ -7,6 +7,9 @@ per fit, and on the shipped data each small operation costs about half a microse
 size. :class:`SegmentedWalk` computes the same values in one pass, and :class:`SegmentedWalkGrad`
 its vector-Jacobian product in one more.
 
+:class:`FieldAverage` does the same for each reading's average of the trend over its field period
+(a running sum, one difference per reading; the gradient by a difference array).
+
 Each operation's loops are written once, as plain Python functions over arrays, and compiled by
 numba: inside PyTensor's numba backend (what nutpie runs) through PyTensor's cached dispatch, and
 for PyTensor's Python and C backends (``perform``) as a cached numba function. ``tests/test_kernels.py``
@@ -212,6 +215,8 @@ class SegmentedWalk(Op):
     def perform(self, node, inputs, outputs):
         innovation, change, walk_sd, start, end = inputs
         _check_segments(start, end, innovation.shape[0])
+        if change.shape != (start.shape[0], innovation.shape[1]):
+            raise ValueError(f"segmented walk: change has shape {change.shape}; expected {(start.shape[0], innovation.shape[1])} (segments, answers)")
         outputs[0][0] = _kernel(_segmented_walk_loops)(innovation, change, float(walk_sd), start, end)
 
     def infer_shape(self, node, shapes):
@@ -259,6 +264,8 @@ class SegmentedWalkGrad(Op):
     def perform(self, node, inputs, outputs):
         innovation, walk_sd, start, end, walk_grad = inputs
         _check_segments(start, end, innovation.shape[0])
+        if walk_grad.shape != (innovation.shape[0] + 1, innovation.shape[1]):
+            raise ValueError(f"segmented walk: gradient has shape {walk_grad.shape}; expected the walk's {(innovation.shape[0] + 1, innovation.shape[1])}")
         results = _kernel(_segmented_walk_grad_loops)(innovation, float(walk_sd), start, end, walk_grad)
         for out, value in zip(outputs, results):
             out[0] = value
@@ -319,6 +326,8 @@ class FieldAverageGrad(Op):
     def perform(self, node, inputs, outputs):
         trend, first, last, average_grad = inputs
         _check_cells(first, last, trend.shape[0])
+        if average_grad.shape != (first.shape[0], trend.shape[1]):
+            raise ValueError(f"field average: gradient has shape {average_grad.shape}; expected {(first.shape[0], trend.shape[1])} (readings, answers)")
         outputs[0][0] = _kernel(_field_average_grad_loops)(trend.shape[0], first, last, average_grad)
 
     def infer_shape(self, node, shapes):
@@ -369,6 +378,8 @@ def _register_numba() -> None:
         @numba_basic.numba_njit
         def segmented_walk_kernel(innovation, change, walk_sd, start, end):
             check(start, end, innovation.shape[0])
+            if change.shape[0] != start.shape[0] or change.shape[1] != innovation.shape[1]:
+                raise ValueError("segmented walk: change must have a row per segment and a column per answer")
             return loops(innovation, change, walk_sd.item(), start, end)
 
         return segmented_walk_kernel, _KERNEL_VERSION
@@ -381,6 +392,8 @@ def _register_numba() -> None:
         @numba_basic.numba_njit
         def segmented_walk_grad_kernel(innovation, walk_sd, start, end, walk_grad):
             check(start, end, innovation.shape[0])
+            if walk_grad.shape[0] != innovation.shape[0] + 1 or walk_grad.shape[1] != innovation.shape[1]:
+                raise ValueError("segmented walk: the walk's gradient must have the walk's shape")
             return loops(innovation, walk_sd.item(), start, end, walk_grad)
 
         return segmented_walk_grad_kernel, _KERNEL_VERSION
@@ -405,6 +418,8 @@ def _register_numba() -> None:
         @numba_basic.numba_njit
         def field_average_grad_kernel(trend, first, last, average_grad):
             check(first, last, trend.shape[0])
+            if average_grad.shape[0] != first.shape[0] or average_grad.shape[1] != trend.shape[1]:
+                raise ValueError("field average: the gradient must have a row per reading and a column per answer")
             return loops(trend.shape[0], first, last, average_grad)
 
         return field_average_grad_kernel, _KERNEL_VERSION

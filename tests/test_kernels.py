@@ -149,3 +149,11 @@ def test_jax_implementations_match_the_numba_kernels():
     values = {mode: pytensor.function([z, change, sd, trend], outputs, mode=mode)(*inputs) for mode in ("NUMBA", "JAX")}
     for got, want in zip(values["JAX"], values["NUMBA"]):
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_segmented_walk_refuses_a_change_without_a_row_per_segment(mode):
+    z, change, sd = _walk_inputs(13)
+    f = pytensor.function([], segmented_walk(z, change[:-1], sd, START, END), mode=mode)
+    with pytest.raises(ValueError, match="change"):
+        f()
