@@ -289,6 +289,12 @@ class PollAggregator:
     :math:`\log n_i \sim N(\log m, s_n)` with :math:`m` the median known size in the table unless
     configured; the run records which readings had it.
 
+    **Implementation.** The walk by segments and the field-period averages are each one fused
+    operation with a numba kernel and a hand-written gradient (:mod:`model.kernels`); PyTensor's C,
+    Python and numba backends run them as they are. To sample the built model through JAX yourself
+    (``pm.sample(nuts_sampler="numpyro")``), call :func:`model.kernels.register_jax` first
+    (:func:`model.fit` does).
+
     Parameters
     ----------
     design : PollDesign

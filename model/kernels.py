@@ -168,8 +168,32 @@ def _kernel(function):
     return _python_kernels[name]
 
 
+def _floats(*values):
+    """As float64 tensors (cast, never truncated: refused if complex)."""
+    out = []
+    for value in values:
+        var = pt.as_tensor_variable(value)
+        if var.dtype.startswith("complex") or var.dtype == "bool":
+            raise TypeError(f"expected a real-valued tensor, got {var.type}")
+        out.append(var if var.dtype == "float64" else pt.cast(var, "float64"))
+    return out
+
+
+def _indices(*values):
+    """As int64 index vectors; a float tensor is refused rather than truncated."""
+    out = []
+    for value in values:
+        var = pt.as_tensor_variable(value)
+        if var.ndim != 1 or not var.dtype.startswith(("int", "uint")):
+            raise TypeError(f"expected an integer index vector, got {var.type}")
+        out.append(var if var.dtype == "int64" else pt.cast(var, "int64"))
+    return out
+
+
 def _check_cells(first: np.ndarray, last: np.ndarray, n_cells: int) -> None:
-    bad = np.flatnonzero((first < 0) | (last < first) | (last >= n_cells)) if first.shape == last.shape else [0]
+    if first.shape != last.shape:
+        raise ValueError(f"field periods: {first.shape[0]} first cells but {last.shape[0]} last cells")
+    bad = np.flatnonzero((first < 0) | (last < first) | (last >= n_cells))
     if len(bad):
         raise ValueError(f"field periods must lie within the grid's {n_cells} cells: reading {int(bad[0])} covers cells {first[bad[0]]}..{last[bad[0]]}")
 
@@ -201,12 +225,9 @@ class SegmentedWalk(Op):
     __props__ = ()
 
     def make_node(self, innovation, change, walk_sd, start, end):
-        innovation = pt.as_tensor_variable(innovation, dtype="float64")
-        change = pt.as_tensor_variable(change, dtype="float64")
-        walk_sd = pt.as_tensor_variable(walk_sd, dtype="float64")
-        start = pt.as_tensor_variable(start, dtype="int64")
-        end = pt.as_tensor_variable(end, dtype="int64")
-        if (innovation.ndim, change.ndim, walk_sd.ndim, start.ndim, end.ndim) != (2, 2, 0, 1, 1):
+        innovation, change, walk_sd = _floats(innovation, change, walk_sd)
+        start, end = _indices(start, end)
+        if (innovation.ndim, change.ndim, walk_sd.ndim) != (2, 2, 0):
             raise TypeError("segmented_walk expects innovation (steps, answers), change (segments, answers), a scalar walk_sd and 1-d start, end")
         n_steps, n_answer = innovation.type.shape
         out = pt.tensor(dtype="float64", shape=(None if n_steps is None else n_steps + 1, n_answer))
@@ -249,11 +270,10 @@ class SegmentedWalkGrad(Op):
     __props__ = ()
 
     def make_node(self, innovation, walk_sd, start, end, walk_grad):
-        innovation = pt.as_tensor_variable(innovation, dtype="float64")
-        walk_sd = pt.as_tensor_variable(walk_sd, dtype="float64")
-        start = pt.as_tensor_variable(start, dtype="int64")
-        end = pt.as_tensor_variable(end, dtype="int64")
-        walk_grad = pt.as_tensor_variable(walk_grad, dtype="float64")
+        innovation, walk_sd, walk_grad = _floats(innovation, walk_sd, walk_grad)
+        start, end = _indices(start, end)
+        if (innovation.ndim, walk_sd.ndim, walk_grad.ndim) != (2, 0, 2):
+            raise TypeError("segmented_walk_grad expects innovation (steps, answers), a scalar walk_sd and the walk's gradient (steps + 1, answers)")
         outputs = [
             pt.tensor(dtype="float64", shape=innovation.type.shape),
             pt.tensor(dtype="float64", shape=(start.type.shape[0], innovation.type.shape[1])),
@@ -273,6 +293,30 @@ class SegmentedWalkGrad(Op):
     def infer_shape(self, node, shapes):
         return [shapes[0], (shapes[2][0], shapes[0][1]), ()]
 
+    def connection_pattern(self, node):
+        # Rows: innovation, walk_sd, start, end, walk_grad; columns: d innovation, d change, d walk_sd.
+        return [[False, False, True], [True, False, False], [False, False, False], [False, False, False], [True, True, True]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        r"""Second derivatives. The walk is :math:`\sigma B z + C c` (B, C fixed by the segments), so the
+        outputs are :math:`\sigma B^\top G`, :math:`C^\top G` and :math:`(Bz) \cdot G`; for cotangents
+        :math:`(u, v, w)` the pullback is :math:`G`: ``segmented_walk(sigma u + w z, v, 1)``,
+        :math:`z`: :math:`w B^\top G`, :math:`\sigma`: :math:`u \cdot B^\top G`.
+        """
+        innovation, walk_sd, start, end, walk_grad = inputs
+        u, v, w = cotangents
+        u = pt.zeros_like(innovation) if isinstance(u.type, DisconnectedType) else u
+        v = pt.zeros((start.shape[0], innovation.shape[1])) if isinstance(v.type, DisconnectedType) else v
+        w = pt.zeros(()) if isinstance(w.type, DisconnectedType) else w
+        b_transpose_g = segmented_walk_grad(innovation, 1.0, start, end, walk_grad)[0]
+        return [
+            w * b_transpose_g,
+            pt.sum(u * b_transpose_g),
+            DisconnectedType()(),
+            DisconnectedType()(),
+            segmented_walk(walk_sd * u + w * innovation, v, 1.0, start, end),
+        ]
+
 
 class FieldAverage(Op):
     r"""Each reading's average of the trend over its field period: ``average[i] = mean(trend[first[i]:last[i] + 1])``.
@@ -285,12 +329,10 @@ class FieldAverage(Op):
     __props__ = ()
 
     def make_node(self, trend, first, last):
-        trend = pt.as_tensor_variable(trend, dtype="float64")
-        first = pt.as_tensor_variable(first)
-        last = pt.as_tensor_variable(last)
-        if trend.ndim != 2 or first.ndim != 1 or last.ndim != 1 or not first.dtype.startswith(("int", "uint")) or not last.dtype.startswith(("int", "uint")):
+        (trend,) = _floats(trend)
+        first, last = _indices(first, last)
+        if trend.ndim != 2:
             raise TypeError("field_average expects trend (cells, answers) and integer vectors first, last")
-        first, last = pt.cast(first, "int64"), pt.cast(last, "int64")
         out = pt.tensor(dtype="float64", shape=(first.type.shape[0], trend.type.shape[1]))
         return Apply(self, [trend, first, last], [out])
 
@@ -316,10 +358,10 @@ class FieldAverageGrad(Op):
     __props__ = ()
 
     def make_node(self, trend, first, last, average_grad):
-        trend = pt.as_tensor_variable(trend, dtype="float64")
-        first = pt.as_tensor_variable(first, dtype="int64")
-        last = pt.as_tensor_variable(last, dtype="int64")
-        average_grad = pt.as_tensor_variable(average_grad, dtype="float64")
+        trend, average_grad = _floats(trend, average_grad)
+        first, last = _indices(first, last)
+        if trend.ndim != 2 or average_grad.ndim != 2:
+            raise TypeError("field_average_grad expects trend (cells, answers) and the averages' gradient (readings, answers)")
         out = pt.tensor(dtype="float64", shape=trend.type.shape)
         return Apply(self, [trend, first, last, average_grad], [out])
 

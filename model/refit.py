@@ -1,8 +1,8 @@
 """One compiled model, refitted many times by swapping data (validation's unit of work).
 
-Compiling a new model (nutpie, numba; :func:`model.compiled.compile_model`) costs about 35 s on the
+Compiling a new model (nutpie, numba; :func:`model.compiled.compile_model`) costs about 20 s on the
 shipped data when PyTensor's kernels are cached (~2 s when the same model was compiled before, in
-any process); sampling a refit about 10-40 s. Validation refits the same model dozens of times with different readings held out (the
+any process); sampling a refit about 5-20 s. Validation refits the same model dozens of times with different readings held out (the
 backtest) or with different simulated shares (calibration), so it builds the model once in the
 :class:`~model.aggregator.PollAggregator` ``refit`` form, compiles it once per process, and swaps
 ``in_likelihood`` / ``observed_share`` for each refit.

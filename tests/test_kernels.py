@@ -8,7 +8,7 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.gradient import verify_grad
 
-from model.kernels import field_average, segmented_walk
+from model.kernels import field_average, segmented_walk, segmented_walk_grad
 
 MODES = ["NUMBA", "FAST_COMPILE"]  # the numba kernels (what nutpie runs) and ``perform``
 
@@ -71,20 +71,53 @@ def test_segmented_walk_gradient_matches_finite_differences():
     verify_grad(lambda a, b, c: segmented_walk(a, b, c, START, END), [z, change, np.asarray(sd)], rng=rng, mode="NUMBA")
 
 
-def test_segmented_walk_without_segments_is_the_scaled_cumulative_sum():
-    z, _, sd = _walk_inputs(6)
-    none = np.array([], dtype=int)
-    out = segmented_walk(z, np.zeros((0, N_ANSWER)), sd, none, none).eval(mode="NUMBA")
-    np.testing.assert_allclose(out, np.vstack([np.zeros((1, N_ANSWER)), sd * np.cumsum(z, axis=0)]), rtol=1e-12)
+@pytest.mark.parametrize("mode", MODES)
+def test_segmented_walk_without_segments_is_the_scaled_cumulative_sum(mode):
+    z, sd = pt.matrix("z", shape=(N_STEPS, N_ANSWER)), pt.scalar("sd")
+    none = np.zeros(0, dtype=int)
+    walk = segmented_walk(z, pt.zeros((0, N_ANSWER)), sd, none, none)
+    plain = pt.concatenate([pt.zeros((1, N_ANSWER)), sd * pt.cumsum(z, axis=0)], axis=0)
+    weights = np.random.default_rng(14).normal(size=(N_STEPS + 1, N_ANSWER))
+    outputs = [out for w in (walk, plain) for out in (w, *pt.grad(pt.sum(pt.sin(w) * weights), [z, sd]))]
+    values = pytensor.function([z, sd], outputs, mode=mode)(*_walk_inputs(6)[::2])
+    for got, want in zip(values[:3], values[3:]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_int32_indices_and_float32_inputs_are_cast_not_truncated(mode):
+    z, change, sd = _walk_inputs(15)
+    start, end = pt.ivector("start"), pt.ivector("end")
+    f = pytensor.function([start, end], segmented_walk(z.astype("float32"), change, sd, start, end), mode=mode)
+    want = segmented_walk(z.astype("float32").astype(float), change, sd, START, END).eval(mode=mode)
+    np.testing.assert_allclose(f(START.astype("int32"), END.astype("int32")), want, rtol=1e-12)
+    with pytest.raises(TypeError, match="integer index"):
+        segmented_walk(z, change, sd, pt.dvector(), END)
+    with pytest.raises(TypeError, match="integer index"):
+        field_average(z, np.array([0.5]), np.array([2.7]))
+
+
+def test_segmented_walk_second_derivatives_match_finite_differences():
+    z, change, sd = _walk_inputs(16)
+    grad = np.random.default_rng(17).normal(size=(N_STEPS + 1, N_ANSWER))
+    rng = np.random.default_rng(18)
+    for mode in MODES:
+        verify_grad(
+            lambda a, s, g: pt.concatenate([out.ravel() for out in segmented_walk_grad(a, s, START, END, g)]),
+            [z, np.asarray(sd), grad],
+            rng=rng,
+            mode=mode,
+        )
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("start, end", [([0, 3], [4, 6]), ([0], [N_STEPS + 1]), ([2], [2])])
 def test_segmented_walk_refuses_bad_segments(mode, start, end):
     z, change, sd = _walk_inputs(7)
-    f = pytensor.function([], segmented_walk(z, change[: len(start)], sd, np.array(start), np.array(end)), mode=mode)
+    starts, ends = pt.lvector("start"), pt.lvector("end")
+    f = pytensor.function([starts, ends], segmented_walk(z, change[: len(start)], sd, starts, ends), mode=mode)
     with pytest.raises(ValueError, match="segment"):
-        f()
+        f(np.array(start), np.array(end))
 
 
 FIRST = np.array([0, 3, 3, 10, 19, 0])
@@ -127,9 +160,10 @@ def _average_pullback(trend, average_grad):
 @pytest.mark.parametrize("first, last", [([0, 5], [3, 4]), ([-1], [2]), ([3], [N_CELLS])])
 def test_field_average_refuses_periods_outside_the_grid(mode, first, last):
     trend = np.zeros((N_CELLS, N_ANSWER))
-    f = pytensor.function([], field_average(trend, np.array(first), np.array(last)), mode=mode)
+    firsts, lasts = pt.lvector("first"), pt.lvector("last")
+    f = pytensor.function([firsts, lasts], field_average(trend, firsts, lasts), mode=mode)
     with pytest.raises(ValueError, match="field"):
-        f()
+        f(np.array(first), np.array(last))
 
 
 def test_jax_implementations_match_the_numba_kernels():
@@ -154,6 +188,7 @@ def test_jax_implementations_match_the_numba_kernels():
 @pytest.mark.parametrize("mode", MODES)
 def test_segmented_walk_refuses_a_change_without_a_row_per_segment(mode):
     z, change, sd = _walk_inputs(13)
-    f = pytensor.function([], segmented_walk(z, change[:-1], sd, START, END), mode=mode)
+    short = pt.matrix("change")
+    f = pytensor.function([short], segmented_walk(z, short, sd, START, END), mode=mode)
     with pytest.raises(ValueError, match="change"):
-        f()
+        f(change[:-1])
