@@ -192,3 +192,21 @@ def test_segmented_walk_refuses_a_change_without_a_row_per_segment(mode):
     f = pytensor.function([short], segmented_walk(z, short, sd, START, END), mode=mode)
     with pytest.raises(ValueError, match="change"):
         f(change[:-1])
+
+
+def test_jax_no_segment_walk_and_empty_readings_match_numba():
+    pytest.importorskip("jax")
+    from model.kernels import register_jax
+
+    register_jax()
+    z, sd = pt.matrix("z", shape=(N_STEPS, N_ANSWER)), pt.scalar("sd")
+    none = np.zeros(0, dtype=int)
+    walk = segmented_walk(z, pt.zeros((0, N_ANSWER)), sd, none, none)
+    no_readings = field_average(walk, none, none)
+    loss = pt.sum(pt.sin(walk)) + pt.sum(no_readings)
+    outputs = [walk, no_readings, *pt.grad(loss, [z, sd])]
+    inputs = _walk_inputs(19)[::2]
+    values = {mode: pytensor.function([z, sd], outputs, mode=mode)(*inputs) for mode in ("NUMBA", "JAX")}
+    assert values["NUMBA"][1].shape == (0, N_ANSWER)
+    for got, want in zip(values["JAX"], values["NUMBA"]):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-12)
