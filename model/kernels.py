@@ -31,8 +31,9 @@ from pytensor.graph.op import Op
 _KERNEL_VERSION = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12], 16)
 
 
-def _segmented_walk_loops(innovation, change, walk_sd, start, end):
+def _segmented_walk_loops(innovation, change, walk_sd_array, start, end):
     """Forward loops of :class:`SegmentedWalk` (compiled by numba; see its docstring for the maths)."""
+    walk_sd = walk_sd_array.item()
     n_steps, n_answer = innovation.shape
     increment = np.empty((n_steps, n_answer))
     for s in range(n_steps):
@@ -58,8 +59,9 @@ def _segmented_walk_loops(innovation, change, walk_sd, start, end):
     return walk
 
 
-def _segmented_walk_grad_loops(innovation, walk_sd, start, end, walk_grad):
+def _segmented_walk_grad_loops(innovation, walk_sd_array, start, end, walk_grad):
     """Backward loops of :class:`SegmentedWalkGrad` (compiled by numba; see its docstring)."""
+    walk_sd = walk_sd_array.item()
     n_steps, n_answer = innovation.shape
     n_segments = start.shape[0]
     # after[s] = sum of walk_grad[t] over t > s: the gradient with respect to increment s.
@@ -118,9 +120,9 @@ def _field_average_loops(trend, first, last):
     return average
 
 
-def _field_average_grad_loops(n_cells, first, last, average_grad):
+def _field_average_grad_loops(trend, first, last, average_grad):
     """Backward loops of :class:`FieldAverageGrad`: each reading's share added over its cells by a difference array."""
-    n_answer = average_grad.shape[1]
+    n_cells, n_answer = trend.shape
     difference = np.zeros((n_cells + 1, n_answer))
     for i in range(first.shape[0]):
         width = last[i] - first[i] + 1
@@ -137,35 +139,99 @@ def _field_average_grad_loops(n_cells, first, last, average_grad):
     return trend_grad
 
 
+def _shape_valid(array, rows, columns, what):
+    """Raise unless ``array`` is ``rows`` x ``columns`` (the kernels index by these shapes)."""
+    if array.shape[0] != rows or array.shape[1] != columns:
+        raise ValueError(
+            what + " has shape (" + str(array.shape[0]) + ", " + str(array.shape[1]) + "); expected (" + str(rows) + ", " + str(columns) + ")"
+        )
+
+
 def _cells_valid(first, last, n_cells):
-    """Raise unless every field period ``first[i] <= last[i]`` lies within the ``n_cells`` cells (the kernels index by them)."""
+    """Raise unless every field period ``first[i] <= last[i]`` lies within the ``n_cells`` cells."""
     if first.shape[0] != last.shape[0]:
-        raise ValueError("field average: first and last cells differ in length")
+        raise ValueError("field periods: " + str(first.shape[0]) + " first cells but " + str(last.shape[0]) + " last cells")
     for i in range(first.shape[0]):
         if first[i] < 0 or last[i] < first[i] or last[i] >= n_cells:
-            raise ValueError("field average: a field period lies outside the grid or ends before it starts")
+            raise ValueError(
+                "field periods must lie within the grid's " + str(n_cells) + " cells: reading " + str(i) + " covers cells "
+                + str(first[i]) + ".." + str(last[i])
+            )
 
 
 def _segments_valid(start, end, n_steps):
-    """Raise unless the segments are non-empty, ordered and disjoint within ``n_steps`` (the kernels index by them)."""
+    """Raise unless the segments are non-empty, ordered and disjoint within ``n_steps`` steps."""
     if start.shape[0] != end.shape[0]:
-        raise ValueError("segmented walk: start and end differ in length")
+        raise ValueError("segments: " + str(start.shape[0]) + " starts but " + str(end.shape[0]) + " ends")
     for j in range(start.shape[0]):
         if start[j] < 0 or end[j] <= start[j] or end[j] > n_steps or (j > 0 and start[j] < end[j - 1]):
-            raise ValueError("segmented walk: segments must be non-empty, ordered and disjoint within the steps")
+            raise ValueError(
+                "segments must be non-empty, ordered and disjoint within " + str(n_steps) + " steps: segment " + str(j)
+                + " covers steps " + str(start[j]) + ".." + str(end[j] - 1)
+            )
 
 
-_python_kernels: dict[str, object] = {}
+def _compile_kernels(jit) -> dict:
+    """Each operation's kernel: its inputs checked, then its loops, all compiled by ``jit``.
+
+    ``jit`` is PyTensor's numba wrapper inside its numba backend (:func:`_register_numba`) or
+    ``numba.njit(cache=True)`` for ``perform`` (:func:`_kernel_for`); one kernel per operation
+    serves both. Returns ``{operation class: kernel}``, each kernel taking the operation's inputs.
+    """
+    shape_valid, segments_valid, cells_valid = jit(_shape_valid), jit(_segments_valid), jit(_cells_valid)
+    walk_loops, walk_grad_loops = jit(_segmented_walk_loops), jit(_segmented_walk_grad_loops)
+    average_loops, average_grad_loops = jit(_field_average_loops), jit(_field_average_grad_loops)
+
+    def walk(innovation, change, walk_sd, start, end):
+        segments_valid(start, end, innovation.shape[0])
+        shape_valid(change, start.shape[0], innovation.shape[1], "segmented walk: change (segments, answers)")
+        return walk_loops(innovation, change, walk_sd, start, end)
+
+    def walk_grad(innovation, walk_sd, start, end, walk_gradient):
+        segments_valid(start, end, innovation.shape[0])
+        shape_valid(walk_gradient, innovation.shape[0] + 1, innovation.shape[1], "segmented walk: the walk's gradient")
+        return walk_grad_loops(innovation, walk_sd, start, end, walk_gradient)
+
+    def average(trend, first, last):
+        cells_valid(first, last, trend.shape[0])
+        return average_loops(trend, first, last)
+
+    def average_grad(trend, first, last, average_gradient):
+        cells_valid(first, last, trend.shape[0])
+        shape_valid(average_gradient, first.shape[0], trend.shape[1], "field average: the gradient (readings, answers)")
+        return average_grad_loops(trend, first, last, average_gradient)
+
+    return {
+        SegmentedWalk: jit(walk),
+        SegmentedWalkGrad: jit(walk_grad),
+        FieldAverage: jit(average),
+        FieldAverageGrad: jit(average_grad),
+    }
 
 
-def _kernel(function):
-    """``function`` compiled by numba for ``perform`` (once per process; numba's on-disk cache across processes)."""
-    name = function.__name__
-    if name not in _python_kernels:
+_perform_kernels: dict = {}
+
+
+def _kernel_for(op_type):
+    """The kernel ``perform`` runs (numba, compiled on first use in a process; numba's on-disk cache across processes)."""
+    if not _perform_kernels:
         import numba
 
-        _python_kernels[name] = numba.njit(cache=True)(function)
-    return _python_kernels[name]
+        _perform_kernels.update(_compile_kernels(numba.njit(cache=True)))
+    return _perform_kernels[op_type]
+
+
+class _KernelOp(Op):
+    """An operation whose ``perform`` runs its numba kernel (:func:`_compile_kernels`) on the inputs as they are."""
+
+    __props__ = ()
+
+    def perform(self, node, inputs, outputs):
+        results = _kernel_for(type(self))(*inputs)
+        if len(outputs) == 1:
+            results = (results,)
+        for out, value in zip(outputs, results):
+            out[0] = value
 
 
 def _floats(*values):
@@ -190,22 +256,7 @@ def _indices(*values):
     return out
 
 
-def _check_cells(first: np.ndarray, last: np.ndarray, n_cells: int) -> None:
-    if first.shape != last.shape:
-        raise ValueError(f"field periods: {first.shape[0]} first cells but {last.shape[0]} last cells")
-    bad = np.flatnonzero((first < 0) | (last < first) | (last >= n_cells))
-    if len(bad):
-        raise ValueError(f"field periods must lie within the grid's {n_cells} cells: reading {int(bad[0])} covers cells {first[bad[0]]}..{last[bad[0]]}")
-
-
-def _check_segments(start: np.ndarray, end: np.ndarray, n_steps: int) -> None:
-    if start.shape != end.shape or np.any(end <= start) or np.any(start < 0) or np.any(end > n_steps) or np.any(start[1:] < end[:-1]):
-        raise ValueError(
-            f"segments must be non-empty, ordered and disjoint within {n_steps} steps; got start {start.tolist()}, end {end.tolist()}"
-        )
-
-
-class SegmentedWalk(Op):
+class SegmentedWalk(_KernelOp):
     r"""The walk sampled by segments, as one operation: ``walk = segmented_walk(innovation, change, walk_sd, start, end)``.
 
     For steps :math:`s = 0..S-1` with standardised innovations :math:`z_s` (a row per step, a column
@@ -233,13 +284,6 @@ class SegmentedWalk(Op):
         out = pt.tensor(dtype="float64", shape=(None if n_steps is None else n_steps + 1, n_answer))
         return Apply(self, [innovation, change, walk_sd, start, end], [out])
 
-    def perform(self, node, inputs, outputs):
-        innovation, change, walk_sd, start, end = inputs
-        _check_segments(start, end, innovation.shape[0])
-        if change.shape != (start.shape[0], innovation.shape[1]):
-            raise ValueError(f"segmented walk: change has shape {change.shape}; expected {(start.shape[0], innovation.shape[1])} (segments, answers)")
-        outputs[0][0] = _kernel(_segmented_walk_loops)(innovation, change, float(walk_sd), start, end)
-
     def infer_shape(self, node, shapes):
         n_steps, n_answer = shapes[0]
         return [(n_steps + 1, n_answer)]
@@ -253,7 +297,7 @@ class SegmentedWalk(Op):
         return [innovation_grad, change_grad, sd_grad, DisconnectedType()(), DisconnectedType()()]
 
 
-class SegmentedWalkGrad(Op):
+class SegmentedWalkGrad(_KernelOp):
     r"""Vector-Jacobian product of :class:`SegmentedWalk`: ``(d innovation, d change, d walk_sd)`` for a walk gradient :math:`G`.
 
     With :math:`A_s = \sum_{t > s} G_t` (the gradient with respect to step :math:`d_s`) and
@@ -280,15 +324,6 @@ class SegmentedWalkGrad(Op):
             pt.tensor(dtype="float64", shape=()),
         ]
         return Apply(self, [innovation, walk_sd, start, end, walk_grad], outputs)
-
-    def perform(self, node, inputs, outputs):
-        innovation, walk_sd, start, end, walk_grad = inputs
-        _check_segments(start, end, innovation.shape[0])
-        if walk_grad.shape != (innovation.shape[0] + 1, innovation.shape[1]):
-            raise ValueError(f"segmented walk: gradient has shape {walk_grad.shape}; expected the walk's {(innovation.shape[0] + 1, innovation.shape[1])}")
-        results = _kernel(_segmented_walk_grad_loops)(innovation, float(walk_sd), start, end, walk_grad)
-        for out, value in zip(outputs, results):
-            out[0] = value
 
     def infer_shape(self, node, shapes):
         return [shapes[0], (shapes[2][0], shapes[0][1]), ()]
@@ -318,7 +353,7 @@ class SegmentedWalkGrad(Op):
         ]
 
 
-class FieldAverage(Op):
+class FieldAverage(_KernelOp):
     r"""Each reading's average of the trend over its field period: ``average[i] = mean(trend[first[i]:last[i] + 1])``.
 
     The field-period averaging of :class:`model.aggregator.PollAggregator`
@@ -336,11 +371,6 @@ class FieldAverage(Op):
         out = pt.tensor(dtype="float64", shape=(first.type.shape[0], trend.type.shape[1]))
         return Apply(self, [trend, first, last], [out])
 
-    def perform(self, node, inputs, outputs):
-        trend, first, last = inputs
-        _check_cells(first, last, trend.shape[0])
-        outputs[0][0] = _kernel(_field_average_loops)(trend, first, last)
-
     def infer_shape(self, node, shapes):
         return [(shapes[1][0], shapes[0][1])]
 
@@ -352,7 +382,7 @@ class FieldAverage(Op):
         return [_field_average_grad(trend, first, last, cotangents[0]), DisconnectedType()(), DisconnectedType()()]
 
 
-class FieldAverageGrad(Op):
+class FieldAverageGrad(_KernelOp):
     r"""Vector-Jacobian product of :class:`FieldAverage`: :math:`\partial\eta_t = \sum_{i: a_i \le t \le b_i} G_i / (b_i - a_i + 1)`."""
 
     __props__ = ()
@@ -364,13 +394,6 @@ class FieldAverageGrad(Op):
             raise TypeError("field_average_grad expects trend (cells, answers) and the averages' gradient (readings, answers)")
         out = pt.tensor(dtype="float64", shape=trend.type.shape)
         return Apply(self, [trend, first, last, average_grad], [out])
-
-    def perform(self, node, inputs, outputs):
-        trend, first, last, average_grad = inputs
-        _check_cells(first, last, trend.shape[0])
-        if average_grad.shape != (first.shape[0], trend.shape[1]):
-            raise ValueError(f"field average: gradient has shape {average_grad.shape}; expected {(first.shape[0], trend.shape[1])} (readings, answers)")
-        outputs[0][0] = _kernel(_field_average_grad_loops)(trend.shape[0], first, last, average_grad)
 
     def infer_shape(self, node, shapes):
         return [shapes[0]]
@@ -409,62 +432,15 @@ def segmented_walk_grad(innovation, walk_sd, start, end, walk_grad):
 
 
 def _register_numba() -> None:
+    """Register each operation's kernel (:func:`_compile_kernels`) with PyTensor's numba backend, cached under its source hash."""
     from pytensor.link.numba.dispatch import basic as numba_basic
     from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
-    @register_funcify_default_op_cache_key(SegmentedWalk)
-    def _funcify_walk(op, node, **kwargs):
-        loops = numba_basic.numba_njit(_segmented_walk_loops)
-        check = numba_basic.numba_njit(_segments_valid)
+    def funcify(op, node, **kwargs):
+        return _compile_kernels(numba_basic.numba_njit)[type(op)], _KERNEL_VERSION
 
-        @numba_basic.numba_njit
-        def segmented_walk_kernel(innovation, change, walk_sd, start, end):
-            check(start, end, innovation.shape[0])
-            if change.shape[0] != start.shape[0] or change.shape[1] != innovation.shape[1]:
-                raise ValueError("segmented walk: change must have a row per segment and a column per answer")
-            return loops(innovation, change, walk_sd.item(), start, end)
-
-        return segmented_walk_kernel, _KERNEL_VERSION
-
-    @register_funcify_default_op_cache_key(SegmentedWalkGrad)
-    def _funcify_walk_grad(op, node, **kwargs):
-        loops = numba_basic.numba_njit(_segmented_walk_grad_loops)
-        check = numba_basic.numba_njit(_segments_valid)
-
-        @numba_basic.numba_njit
-        def segmented_walk_grad_kernel(innovation, walk_sd, start, end, walk_grad):
-            check(start, end, innovation.shape[0])
-            if walk_grad.shape[0] != innovation.shape[0] + 1 or walk_grad.shape[1] != innovation.shape[1]:
-                raise ValueError("segmented walk: the walk's gradient must have the walk's shape")
-            return loops(innovation, walk_sd.item(), start, end, walk_grad)
-
-        return segmented_walk_grad_kernel, _KERNEL_VERSION
-
-    @register_funcify_default_op_cache_key(FieldAverage)
-    def _funcify_average(op, node, **kwargs):
-        loops = numba_basic.numba_njit(_field_average_loops)
-        check = numba_basic.numba_njit(_cells_valid)
-
-        @numba_basic.numba_njit
-        def field_average_kernel(trend, first, last):
-            check(first, last, trend.shape[0])
-            return loops(trend, first, last)
-
-        return field_average_kernel, _KERNEL_VERSION
-
-    @register_funcify_default_op_cache_key(FieldAverageGrad)
-    def _funcify_average_grad(op, node, **kwargs):
-        loops = numba_basic.numba_njit(_field_average_grad_loops)
-        check = numba_basic.numba_njit(_cells_valid)
-
-        @numba_basic.numba_njit
-        def field_average_grad_kernel(trend, first, last, average_grad):
-            check(first, last, trend.shape[0])
-            if average_grad.shape[0] != first.shape[0] or average_grad.shape[1] != trend.shape[1]:
-                raise ValueError("field average: the gradient must have a row per reading and a column per answer")
-            return loops(trend.shape[0], first, last, average_grad)
-
-        return field_average_grad_kernel, _KERNEL_VERSION
+    for op_type in (SegmentedWalk, SegmentedWalkGrad, FieldAverage, FieldAverageGrad):
+        register_funcify_default_op_cache_key(op_type)(funcify)
 
 
 _register_numba()
