@@ -16,6 +16,7 @@ import pandas as pd
 import pymc as pm
 
 from model.aggregator import PollAggregator
+from model.compiled import exact_arithmetic
 from model.config import Config
 from model.design import build_design, exclusion_reasons
 from model.diagnostics import SENSITIVITY_PRIORS, diagnose, prior_sensitivity
@@ -266,6 +267,38 @@ def fit(
     design = build_design(polls, config)
     model = PollAggregator(design, config).build()
     sample_seed, predictive_seed = _seeds(seed)
+    # Every function compiled below (sampling, log likelihood, predictive draws, log prior) is
+    # compiled without fast-math, so a seed gives the same numbers whatever numba had cached.
+    with exact_arithmetic():
+        idata = _sample_and_extend(model, config, sample_seed, predictive_seed, progressbar)
+    _label_poll_dims(idata)
+    from model import __version__
+
+    idata.attrs.update(
+        {
+            "config": json.dumps(config.to_dict(), sort_keys=True),
+            "config_hash": config.hash(),
+            "package": "model",
+            "package_version": __version__,
+            "pymc_version": pm.__version__,
+            "data_checksum": table_checksum(design.polls),
+            "data_source": str(polls.attrs.get("source", "")),
+            "seed": seed,
+            "reference_pollster": design.reference_pollster or "",
+            "house_effects_parameterisation": "centred" if design.centred_houses else "non-centred",
+            "question_effects_parameterisation": "centred" if design.centred_questions else "non-centred",
+            "walk_knots": json.dumps([f"{design.time[k]:%Y-%m-%d}" for k in design.walk_knots]),
+            "confounded_pairs": json.dumps(
+                [[design.pollsters[h], design.questions[q]] for h, q in zip(design.paired_pollsters, design.paired_questions)]
+            ),
+            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+    return FitResult(idata=idata, config=config, polls=design.polls, seed=seed, excluded=excluded)
+
+
+def _sample_and_extend(model: pm.Model, config: Config, sample_seed: int, predictive_seed: int, progressbar: bool):
+    """Sample ``model`` as the config says, then add the log likelihood, predictive draws and log prior."""
     s = config.sampler
     if s.nuts_sampler == "nutpie":
         idata = _sample_nutpie(model, s, seed=sample_seed, progressbar=progressbar)
@@ -291,30 +324,7 @@ def fit(
     pm.sample_posterior_predictive(idata, model=model, extend_inferencedata=True, random_seed=predictive_seed, progressbar=False)
     hyperpriors = [v.name for v in model.free_RVs if v.name in SENSITIVITY_PRIORS]
     pm.stats.compute_log_prior(idata, var_names=hyperpriors, model=model, progressbar=False)
-    _label_poll_dims(idata)
-    from model import __version__
-
-    idata.attrs.update(
-        {
-            "config": json.dumps(config.to_dict(), sort_keys=True),
-            "config_hash": config.hash(),
-            "package": "model",
-            "package_version": __version__,
-            "pymc_version": pm.__version__,
-            "data_checksum": table_checksum(design.polls),
-            "data_source": str(polls.attrs.get("source", "")),
-            "seed": seed,
-            "reference_pollster": design.reference_pollster or "",
-            "house_effects_parameterisation": "centred" if design.centred_houses else "non-centred",
-            "question_effects_parameterisation": "centred" if design.centred_questions else "non-centred",
-            "walk_knots": json.dumps([f"{design.time[k]:%Y-%m-%d}" for k in design.walk_knots]),
-            "confounded_pairs": json.dumps(
-                [[design.pollsters[h], design.questions[q]] for h, q in zip(design.paired_pollsters, design.paired_questions)]
-            ),
-            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-    )
-    return FitResult(idata=idata, config=config, polls=design.polls, seed=seed, excluded=excluded)
+    return idata
 
 
 def _sample_nutpie(model: pm.Model, s, *, seed: int, progressbar: bool):

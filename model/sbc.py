@@ -24,6 +24,7 @@ import pandas as pd
 import pymc as pm
 from scipy import stats
 
+from model.compiled import exact_arithmetic
 from model.config import Config, Priors
 from model.design import PollDesign
 from model.polls import load_polls
@@ -82,7 +83,8 @@ def prior_draws(model: pm.Model, design: PollDesign, n: int, seed: int) -> tuple
         Per draw, quantity name to true value; observed shares (draw, poll, component), with the
         design's unused components left at 1 as in :attr:`PollDesign.observed`.
     """
-    prior = pm.sample_prior_predictive(draws=n, model=model, random_seed=seed)
+    with exact_arithmetic():  # the same tables for a seed, whatever numba had cached (model.compiled)
+        prior = pm.sample_prior_predictive(draws=n, model=model, random_seed=seed)
     names = ("walk_sd", "nonsampling_sd", "house_sd", "question_sd", "house_effect", "question_effect", "share")
     post = prior.prior.to_dataset()
     values = {name: post[name].stack(sample=("chain", "draw")).transpose("sample", ...).values for name in names if name in post}

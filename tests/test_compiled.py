@@ -6,6 +6,7 @@ import ctypes
 import uuid
 
 import numpy as np
+import pytensor
 import pytest
 
 import model
@@ -14,6 +15,8 @@ from model.compiled import CACHE_TAG_ENV, _layout_dir, _model_key, _read_layout,
 from model.design import build_design
 
 CONFIG = model.Config(reference_question="Q_MAIN", house_effects="House A")
+#: PyTensor's own fast-math setting at import: compiling the model must leave it as it was.
+_FASTMATH_BEFORE = pytensor.config.numba__fastmath
 
 
 def _ptr(a: np.ndarray):
@@ -246,3 +249,28 @@ def test_a_layout_whose_free_shapes_no_longer_hold_is_not_used(compiled_pair):
     names, slices, shapes = layout["shape_info"]
     wrong = dict(layout, shape_info=[names, slices, [[s[0] + 1, *s[1:]] if s else s for s in shapes]])
     assert _from_layout(pymc_model, wrong, shared, initial) is None
+
+
+def test_the_callbacks_call_functions_compiled_without_fast_math(compiled_pair):
+    """Fast-math results depend on whether a kernel was compiled in-process or loaded from numba's
+    cache (model.compiled.exact_arithmetic); the model's functions are compiled without it."""
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    for function in (fresh.logp_func, fresh.expand_func):
+        assert function.vm.jit_fn.targetoptions["fastmath"] is False
+    assert pytensor.config.numba__fastmath == _FASTMATH_BEFORE  # the setting is restored afterwards
+
+
+def test_fit_samples_and_post_processes_without_fast_math(sim_polls, monkeypatch):
+    """model.fit compiles sampling, log likelihood, predictive draws and log prior without fast-math."""
+    import model.fitting as fitting
+
+    seen, before = [], pytensor.config.numba__fastmath
+
+    def record(*args, **kwargs):
+        seen.append(pytensor.config.numba__fastmath)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(fitting, "_sample_and_extend", record)
+    with pytest.raises(RuntimeError, match="recorded"):
+        model.fit(sim_polls, config=CONFIG, seed=1, progressbar=False)
+    assert seen == [False] and pytensor.config.numba__fastmath == before
