@@ -15,8 +15,6 @@ from model.compiled import CACHE_TAG_ENV, _layout_dir, _model_key, _read_layout,
 from model.design import build_design
 
 CONFIG = model.Config(reference_question="Q_MAIN", house_effects="House A")
-#: PyTensor's own fast-math setting at import: compiling the model must leave it as it was.
-_FASTMATH_BEFORE = pytensor.config.numba__fastmath
 
 
 def _ptr(a: np.ndarray):
@@ -251,26 +249,43 @@ def test_a_layout_whose_free_shapes_no_longer_hold_is_not_used(compiled_pair):
     assert _from_layout(pymc_model, wrong, shared, initial) is None
 
 
-def test_the_callbacks_call_functions_compiled_without_fast_math(compiled_pair):
+def test_compile_model_turns_fast_math_off(sim_polls, monkeypatch):
     """Fast-math results depend on whether a kernel was compiled in-process or loaded from numba's
-    cache (model.compiled.exact_arithmetic); the model's functions are compiled without it."""
-    design, pymc_model, fresh, cached, layout = compiled_pair
-    for function in (fresh.logp_func, fresh.expand_func):
-        assert function.vm.jit_fn.targetoptions["fastmath"] is False
-    assert pytensor.config.numba__fastmath == _FASTMATH_BEFORE  # the setting is restored afterwards
+    cache (model.compiled.exact_arithmetic): compile_model compiles without it, whatever PyTensor's
+    setting (here switched on), and leaves the setting as it was."""
+    import nutpie.compile_pymc
+
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(pytensor.config.numba__fastmath)
+        raise RuntimeError("recorded")
+
+    design = build_design(sim_polls, CONFIG)
+    pymc_model = PollAggregator(design, CONFIG).build()
+    monkeypatch.setenv(CACHE_TAG_ENV, uuid.uuid4().hex)  # nothing cached: compile_model goes through PyTensor
+    monkeypatch.setattr(nutpie.compile_pymc, "_make_functions", record)
+    with pytensor.config.change_flags(numba__fastmath=True):
+        with pytest.raises(RuntimeError, match="recorded"):
+            compile_model(pymc_model)
+        assert pytensor.config.numba__fastmath is True
+    assert seen == [False]
 
 
 def test_fit_samples_and_post_processes_without_fast_math(sim_polls, monkeypatch):
-    """model.fit compiles sampling, log likelihood, predictive draws and log prior without fast-math."""
+    """model.fit compiles sampling, log likelihood, predictive draws and log prior without fast-math,
+    whatever PyTensor's setting (here switched on)."""
     import model.fitting as fitting
 
-    seen, before = [], pytensor.config.numba__fastmath
+    seen = []
 
     def record(*args, **kwargs):
         seen.append(pytensor.config.numba__fastmath)
         raise RuntimeError("recorded")
 
     monkeypatch.setattr(fitting, "_sample_and_extend", record)
-    with pytest.raises(RuntimeError, match="recorded"):
-        model.fit(sim_polls, config=CONFIG, seed=1, progressbar=False)
-    assert seen == [False] and pytensor.config.numba__fastmath == before
+    with pytensor.config.change_flags(numba__fastmath=True):
+        with pytest.raises(RuntimeError, match="recorded"):
+            model.fit(sim_polls, config=CONFIG, seed=1, progressbar=False)
+        assert pytensor.config.numba__fastmath is True
+    assert seen == [False]
