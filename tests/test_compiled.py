@@ -249,6 +249,16 @@ def test_a_layout_whose_free_shapes_no_longer_hold_is_not_used(compiled_pair):
     assert _from_layout(pymc_model, wrong, shared, initial) is None
 
 
+def _fast_math_recorder(seen: list):
+    """A stand-in for a compile step: records PyTensor's fast-math setting when called, then stops."""
+
+    def record(*args, **kwargs):
+        seen.append(pytensor.config.numba__fastmath)
+        raise RuntimeError("recorded")
+
+    return record
+
+
 def test_compile_model_turns_fast_math_off(sim_polls, monkeypatch):
     """Fast-math results depend on whether a kernel was compiled in-process or loaded from numba's
     cache (model.compiled.exact_arithmetic): compile_model compiles without it, whatever PyTensor's
@@ -256,15 +266,10 @@ def test_compile_model_turns_fast_math_off(sim_polls, monkeypatch):
     import nutpie.compile_pymc
 
     seen = []
-
-    def record(*args, **kwargs):
-        seen.append(pytensor.config.numba__fastmath)
-        raise RuntimeError("recorded")
-
     design = build_design(sim_polls, CONFIG)
     pymc_model = PollAggregator(design, CONFIG).build()
     monkeypatch.setenv(CACHE_TAG_ENV, uuid.uuid4().hex)  # nothing cached: compile_model goes through PyTensor
-    monkeypatch.setattr(nutpie.compile_pymc, "_make_functions", record)
+    monkeypatch.setattr(nutpie.compile_pymc, "_make_functions", _fast_math_recorder(seen))
     with pytensor.config.change_flags(numba__fastmath=True):
         with pytest.raises(RuntimeError, match="recorded"):
             compile_model(pymc_model)
@@ -278,12 +283,7 @@ def test_fit_samples_and_post_processes_without_fast_math(sim_polls, monkeypatch
     import model.fitting as fitting
 
     seen = []
-
-    def record(*args, **kwargs):
-        seen.append(pytensor.config.numba__fastmath)
-        raise RuntimeError("recorded")
-
-    monkeypatch.setattr(fitting, "_sample_and_extend", record)
+    monkeypatch.setattr(fitting, "_sample_and_extend", _fast_math_recorder(seen))
     with pytensor.config.change_flags(numba__fastmath=True):
         with pytest.raises(RuntimeError, match="recorded"):
             model.fit(sim_polls, config=CONFIG, seed=1, progressbar=False)
