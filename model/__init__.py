@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "fit": "model.fitting",
     "FitResult": "model.fitting",
+    "compile_fit": "model.fitting",
     "load_run": "model.runs",
     "save_run": "model.runs",
     "RunFolderError": "model.runs",

@@ -8,8 +8,9 @@ alternately, ``repeats`` times each, every fit in a fresh child process, as a us
 would run: the child's peak resident memory is the fit's own, and on-disk compile caches are warm
 after the first fit, as they are for a user refitting. The project's nutpie callbacks
 (:mod:`model.compiled`) are cached under a tag of the bench run's own, so each case's first project
-fit compiles them as a fit of new data would (PyTensor's per-operation kernels may already be cached,
-as they are on a machine that has fitted before); ``compile_cache`` records which fits loaded them.
+fit compiles them as the first fit of a model structure does (a fit of new readings of a structure
+compiled before loads them; PyTensor's per-operation kernels may already be cached, as they are on
+a machine that has fitted before); ``compile_cache`` records which fits loaded them.
 
 Per fit the bench records
 
@@ -350,8 +351,9 @@ def run_bench(
         raise ConfigError(f"implementations must be among {list(IMPLEMENTATIONS)}, got {list(implementations)}")
     implementations = tuple(i for i in IMPLEMENTATIONS if i in implementations)
     started = datetime.now(UTC)
-    # A cache tag of this bench run's own: each case's first project fit compiles its callbacks as a
-    # fit of new data would; later repeats load them from the disk cache, as a refit does.
+    # A cache tag of this bench run's own: each case's first project fit compiles its callbacks as the
+    # first fit of a model structure does; later repeats load them from the disk cache, as a refit
+    # (or a fit with new readings) does.
     from model.compiled import CACHE_TAG_ENV
 
     previous_tag = os.environ.get(CACHE_TAG_ENV)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m model {data,fit,plots,validate,bench} ...``.
+"""Command line: ``python -m model {data,fit,compile,plots,validate,bench} ...``.
 
 Exit status: 0 success (for ``fit``: a run that passed the diagnostics gate); 1 bad input (a
 poll-table, config or run-folder error, reported on stderr without a traceback; nothing is
@@ -54,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fit the model and write a run folder")
     _add_run_options(fit, runs_help="where run folders go", sampled="")
+
+    comp = sub.add_parser(
+        "compile",
+        help="compile everything a fit of the table runs, without fitting (make install runs it on the shipped data)",
+        description="Later fits of the same model structure (the same config, more or fewer readings) load the compiled code.",
+    )
+    comp.add_argument("--data", type=Path, default=Path("data/polls.csv"), help="poll table (default: data/polls.csv)")
+    comp.add_argument("--config", type=Path, help="TOML config (default: the library defaults)")
 
     plots_cli.add_parser(sub)
 
@@ -141,6 +149,18 @@ def _fit(args: argparse.Namespace) -> int:
     return EXIT_OK if result.passed else EXIT_GATE_FAILED
 
 
+def _compile(args: argparse.Namespace) -> int:
+    from model.fitting import compile_fit
+    from model.polls import load_polls
+
+    config = _config(args)
+    polls = load_polls(args.data, answers=config.answers)
+    done = compile_fit(polls, config=config)
+    found = "found in the cache" if done["callbacks"] == "hit" else "compiled"
+    print(f"model for {args.data} ready in {done['seconds']:.1f} s (sampler callbacks {found})")
+    return EXIT_OK
+
+
 def _validate(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -219,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "fit":
             return _fit(args)
+        if args.command == "compile":
+            return _compile(args)
         if args.command == "plots":
             return plots_cli.run(args)
         if args.command == "validate":

@@ -297,6 +297,46 @@ def fit(
     return FitResult(idata=idata, config=config, polls=design.polls, seed=seed, excluded=excluded)
 
 
+def compile_fit(polls: pd.DataFrame | str | Path, *, config: Config | None = None) -> dict[str, Any]:
+    """Compile everything a fit of ``polls`` runs, so that fits of this model's structure start at once.
+
+    Builds the model and goes through a fit's compiled steps with a minimal sampler (one chain,
+    two warm-up and two kept draws, seed 0; nothing is kept or written): the sampler's callbacks
+    (:func:`model.compiled.compile_model`, cached on disk), and the log-likelihood, predictive and
+    log-prior functions (PyTensor's numba cache). The compiled code depends on the model's
+    structure, not on its data sizes (:mod:`model.compiled`), so later fits of this table, or of
+    it with more readings, load it instead of compiling. ``make install`` runs it on the shipped
+    data (``python -m model compile``).
+
+    Parameters
+    ----------
+    polls : DataFrame or path
+        A poll table.
+    config : Config, optional
+        As for :func:`fit`.
+
+    Returns
+    -------
+    dict
+        ``seconds`` (wall time) and ``callbacks`` (``"hit"`` if the sampler's callbacks came from
+        the disk cache, ``"miss"`` if they were compiled).
+    """
+    import time
+
+    from model.compiled import callbacks_cached, compile_model
+
+    start = time.perf_counter()
+    config = config or Config()
+    polls = load_polls(polls, answers=config.answers)
+    model = PollAggregator(build_design(polls, config), config).build()
+    with exact_arithmetic():
+        cached = callbacks_cached(compile_model(model)) if config.sampler.nuts_sampler == "nutpie" else "n/a"
+    minimal = config.replace(sampler={"chains": 1, "tune": 2, "draws": 2})
+    with exact_arithmetic():
+        _sample_and_extend(model, minimal, 0, 0, False)
+    return {"seconds": time.perf_counter() - start, "callbacks": cached}
+
+
 def _sample_and_extend(model: pm.Model, config: Config, sample_seed: int, predictive_seed: int, progressbar: bool):
     """Sample ``model`` as the config says, then add the log likelihood, predictive draws and log prior."""
     s = config.sampler

@@ -83,9 +83,11 @@ def reference(compiled_pair):
     names, _, _ = fresh.shape_info
     as_values = {v.name: v for v in pymc_model.unobserved_value_vars}  # functions of the free values, not draws
     stored = [as_values[n] for n in names[len(pymc_model.free_RVs) :]]
+    # The flat vector's order (model.compiled._free_values), which need not be the model's.
+    by_value = {pymc_model.rvs_to_values[rv].name: rv for rv in pymc_model.free_RVs}
     return (
         pymc_model.compile_logp(),
-        pymc_model.compile_dlogp(),
+        pymc_model.compile_dlogp(vars=[by_value[n] for n in names[: len(pymc_model.free_RVs)]]),
         pymc_model.compile_fn(stored, inputs=pymc_model.value_vars, on_unused_input="ignore"),
     )
 
@@ -152,17 +154,20 @@ def test_with_data_reaches_the_callbacks(compiled_pair, reference, which):
     assert _logp_and_grad(compiled, x)[1] != pytest.approx(logp, rel=1e-6)
 
 
-def test_the_model_key_follows_the_graph_and_data_but_not_shared_values(sim_polls):
-    """Changing a constant of the graph (one reading dropped) or the model's form changes the key;
-    changing a shared variable's values (what ``with_data`` swaps) does not."""
+def test_the_model_key_follows_the_structure_not_the_data(sim_polls):
+    """The model's form, its config and the stored variables change the key; the data do not: not a
+    shared variable's values (what ``with_data`` swaps), nor fewer readings (other sizes)."""
     design = build_design(sim_polls, CONFIG)
-    fewer = build_design(sim_polls.iloc[1:].reset_index(drop=True), CONFIG)
+    fewer = build_design(sim_polls.iloc[5:].reset_index(drop=True), CONFIG)
+    assert len(fewer.polls) < len(design.polls)
     refit = PollAggregator(design, CONFIG, refit=True).build()
     key, shared = _model_key(refit, None)
-    assert key is not None and {"in_likelihood", "observed_share"} <= set(shared)
+    assert key is not None and {"in_likelihood", "observed_share", "segment_start"} <= set(shared)
     assert _model_key(PollAggregator(design, CONFIG, refit=True).build(), None)[0] == key
     assert _model_key(PollAggregator(design, CONFIG).build(), None)[0] != key
-    assert _model_key(PollAggregator(fewer, CONFIG).build(), None)[0] != _model_key(PollAggregator(design, CONFIG).build(), None)[0]
+    assert _model_key(PollAggregator(fewer, CONFIG, refit=True).build(), None)[0] == key
+    zero_sum = CONFIG.replace(house_effects="zero_sum")
+    assert _model_key(PollAggregator(build_design(sim_polls, zero_sum), zero_sum, refit=True).build(), None)[0] != key
     assert _model_key(refit, ["share"])[0] != key
     weights = np.ones(len(design.polls))
     weights[0] = 0.0
@@ -179,9 +184,44 @@ def test_user_data_layout_other_than_packed_uint64_is_refused():
         _shared_layout({Var(): "k"}, record)
 
 
-def test_an_integer_scalar_shared_value_is_keyed_as_it_may_set_a_shape():
+def test_one_compiled_model_serves_tables_of_other_sizes(compiled_pair, sim_polls):
+    """Fewer readings (fewer polls, fewer unknown sample sizes, other knots) load the callbacks
+    compiled for the full table, and they compute that table's log density, gradient and stored
+    variables exactly as PyTensor does; the first compiled model still reads its own data."""
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    fewer = build_design(sim_polls.iloc[: len(sim_polls) - 12].reset_index(drop=True), CONFIG)
+    small = PollAggregator(fewer, CONFIG, refit=True).build()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_TAG_ENV, _TAG)
+        loaded = compile_model(small)
+    assert callbacks_cached(loaded) == "hit" and loaded.logp_func is None
+    assert loaded.n_dim < fresh.n_dim and loaded.n_expanded < fresh.n_expanded
+    names, _, _ = loaded.shape_info
+    n_free = len(small.free_RVs)
+    by_value = {small.rvs_to_values[rv].name: rv for rv in small.free_RVs}
+    as_values = {v.name: v for v in small.unobserved_value_vars}
+    dlogp = small.compile_dlogp(vars=[by_value[n] for n in names[:n_free]])
+    stored = small.compile_fn([as_values[n] for n in names[n_free:]], inputs=small.value_vars, on_unused_input="ignore")
+    rng = np.random.default_rng(8)
+    for i in range(2):
+        x = loaded.initial_point_func(i) + 0.3 * rng.normal(size=loaded.n_dim)
+        rc, logp, grad = _logp_and_grad(loaded, x)
+        point = _as_point(loaded, x)
+        assert rc == 0
+        np.testing.assert_allclose(logp, small.compile_logp()(point), rtol=1e-10)
+        np.testing.assert_allclose(grad, dlogp(point), rtol=1e-8, atol=1e-10)
+        rc, values = _expand(loaded, x)
+        assert rc == 0
+        np.testing.assert_allclose(values[loaded.n_dim :], np.concatenate([np.ravel(v) for v in stored(point)]), rtol=1e-10, atol=1e-12)
+    x = fresh.initial_point_func(2)
+    assert _logp_and_grad(fresh, x)[0] == 0 and np.isfinite(_logp_and_grad(fresh, x)[1])
+    np.testing.assert_array_equal(_logp_and_grad(cached, x)[2], _logp_and_grad(fresh, x)[2])
+
+
+def test_a_size_shared_with_the_graph_is_data_not_part_of_the_key():
+    """A dimension's length held in a shared variable changes the parameter count, not the key:
+    the sizes reach the compiled functions as data (model.compiled.FREE_LAYOUT)."""
     import pymc as pm
-    import pytensor
 
     length = pytensor.shared(np.int64(3), name="length")
     scale = pytensor.shared(1.5, name="scale")
@@ -190,9 +230,9 @@ def test_an_integer_scalar_shared_value_is_keyed_as_it_may_set_a_shape():
     key, shared = _model_key(pymc_model, None)
     assert key is not None and set(shared) == {"length", "scale"}
     scale.set_value(2.5)
-    assert _model_key(pymc_model, None)[0] == key  # data read when sampling
+    assert _model_key(pymc_model, None)[0] == key
     length.set_value(4)
-    assert _model_key(pymc_model, None)[0] != key  # a different parameter count
+    assert _model_key(pymc_model, None)[0] == key
 
 
 _KEY_SCRIPT = """
@@ -236,17 +276,18 @@ def test_a_damaged_layout_is_ignored_with_a_warning(compiled_pair, monkeypatch):
     assert _logp_and_grad(again, x)[1] == _logp_and_grad(fresh, x)[1]
 
 
-def test_a_layout_whose_free_shapes_no_longer_hold_is_not_used(compiled_pair):
-    """Loading from a layout checks the free variables' shapes against the model's initial point."""
+def test_a_layout_of_other_variables_is_not_used(compiled_pair):
+    """Loading from a layout checks the free and stored variables, in order, against the model's."""
     from model.compiled import _from_layout, _initial_point_function
 
     design, pymc_model, fresh, cached, layout = compiled_pair
     _, shared = _model_key(pymc_model, None)
     initial = _initial_point_function(pymc_model)
-    assert _from_layout(pymc_model, layout, shared, initial) is not None
-    names, slices, shapes = layout["shape_info"]
-    wrong = dict(layout, shape_info=[names, slices, [[s[0] + 1, *s[1:]] if s else s for s in shapes]])
-    assert _from_layout(pymc_model, wrong, shared, initial) is None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_TAG_ENV, _TAG)
+        assert _from_layout(pymc_model, layout, shared, initial) is not None
+        assert _from_layout(pymc_model, dict(layout, free=layout["free"][::-1]), shared, initial) is None
+        assert _from_layout(pymc_model, dict(layout, stored=layout["stored"][1:]), shared, initial) is None
 
 
 def _fast_math_recorder(seen: list):
@@ -263,13 +304,13 @@ def test_compile_model_turns_fast_math_off(sim_polls, monkeypatch):
     """Fast-math results depend on whether a kernel was compiled in-process or loaded from numba's
     cache (model.compiled.exact_arithmetic): compile_model compiles without it, whatever PyTensor's
     setting (here switched on), and leaves the setting as it was."""
-    import nutpie.compile_pymc
+    import model.compiled as compiled_module
 
     seen = []
     design = build_design(sim_polls, CONFIG)
     pymc_model = PollAggregator(design, CONFIG).build()
     monkeypatch.setenv(CACHE_TAG_ENV, uuid.uuid4().hex)  # nothing cached: compile_model goes through PyTensor
-    monkeypatch.setattr(nutpie.compile_pymc, "_make_functions", _fast_math_recorder(seen))
+    monkeypatch.setattr(compiled_module, "_make_functions", _fast_math_recorder(seen))
     with pytensor.config.change_flags(numba__fastmath=True):
         with pytest.raises(RuntimeError, match="recorded"):
             compile_model(pymc_model)
