@@ -74,6 +74,28 @@ def test_bad_input_exits_1_and_writes_nothing(tmp_path):
     assert not runs.exists()
 
 
+def test_compile_finds_the_model_a_fit_of_other_readings_compiled(too_few_draws, sim_csv, tmp_path):
+    """``python -m model compile`` (what make install runs) after fits of the same structure: one
+    reading fewer is new data, not a new model, so the sampler's callbacks come from the cache."""
+    _, first, _ = too_few_draws
+    assert first.returncode in (0, 3), first.stderr
+    fewer = tmp_path / "fewer.csv"
+    lines = sim_csv.read_text().splitlines(keepends=True)
+    fewer.write_text("".join(lines[:-1]))
+    runs_before = sorted((ROOT / "runs").iterdir())
+    result = run_cli("compile", "--data", str(fewer))
+    assert result.returncode == 0, result.stderr
+    assert f"model for {fewer} ready in" in result.stdout and "(sampler callbacks found in the cache)" in result.stdout
+    assert sorted((ROOT / "runs").iterdir()) == runs_before  # nothing fitted is kept or written
+
+
+def test_compile_bad_input_exits_1(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("pollster,question,field_start,field_end,n,talks,continue,undecided\nA,Q,2024-01-01,2024-01-05,-5,50,40,10\n")
+    result = run_cli("compile", "--data", str(bad))
+    assert result.returncode == 1 and "row 2" in result.stderr and "'n'" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_bad_config_exits_1(tmp_path, sim_csv):
     config = tmp_path / "c.toml"
     config.write_text('grid = "fortnight"\n')
