@@ -527,15 +527,36 @@ def _stored_vars(pymc_model, var_names):
     return stored
 
 
-def _sizes(pymc_model, var_names) -> Sizes:
-    """The flat layout of ``pymc_model`` as its data now are (shapes by nutpie's computation)."""
-    from math import prod
+def _shapes(pymc_model, free: list[str], stored: list, initial_point_fn) -> dict[str, tuple[int, ...]]:
+    """Every free and stored variable's shape as the model's data now are.
 
+    The free values' shapes from the initial point; a stored variable's from its dims' lengths when
+    every axis has a dim (all of this package's model). Otherwise nutpie's own computation
+    (``_compute_shapes``: it compiles a shape function, ~3 s on the shipped model in a new process).
+    """
+    def length(dim):
+        var = pymc_model.dim_lengths[dim]
+        return int(var.get_value() if hasattr(var, "get_value") else var.data)
+
+    dims = pymc_model.named_vars_to_dims
+    if initial_point_fn is not None and all(len(dims.get(v.name) or ()) == v.ndim for v in stored):
+        point = initial_point_fn(0)
+        shapes = {name: tuple(np.shape(point[name])) for name in free}
+        shapes.update({v.name: tuple(length(d) for d in dims.get(v.name) or ()) for v in stored})
+        return shapes
     from nutpie.compile_pymc import _compute_shapes
 
-    shapes = _compute_shapes(pymc_model)
+    return {name: tuple(shape) for name, shape in _compute_shapes(pymc_model).items()}
+
+
+def _sizes(pymc_model, var_names, initial_point_fn=None) -> Sizes:
+    """The flat layout of ``pymc_model`` as its data now are (shapes by :func:`_shapes`)."""
+    from math import prod
+
     free = [v.name for v in _free_values(pymc_model)]
-    stored = [v.name for v in _stored_vars(pymc_model, var_names)]
+    stored_vars = _stored_vars(pymc_model, var_names)
+    stored = [v.name for v in stored_vars]
+    shapes = _shapes(pymc_model, free, stored_vars, initial_point_fn)
     names, slices, shape_list = [], [], []
     count = 0
     for name in [*free, *stored]:
@@ -573,7 +594,7 @@ def _make_functions(pymc_model, var_names, initial_point_fn):
     from pymc.pytensorf import compile as compile_pymc
     from pytensor.graph import clone_replace, rewrite_graph
 
-    sizes = _sizes(pymc_model, var_names)
+    sizes = _sizes(pymc_model, var_names, initial_point_fn)
     value_vars = _free_values(pymc_model)
     n_free = len(value_vars)
     names, _, shapes = sizes.shape_info
@@ -677,7 +698,7 @@ def _from_layout(pymc_model, layout: dict, shared_by_name: dict[str, Any], initi
     free = [v.name for v in _free_values(pymc_model)]
     if free != layout["free"]:
         return None
-    sizes = _sizes(pymc_model, var_names)
+    sizes = _sizes(pymc_model, var_names, initial_point_fn)
     if sizes.stored_names != layout["stored"]:
         return None
     shared_by_name = {**shared_by_name, FREE_LAYOUT: pytensor.shared(sizes.free_layout, name=FREE_LAYOUT)}

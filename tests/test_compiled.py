@@ -218,6 +218,22 @@ def test_one_compiled_model_serves_tables_of_other_sizes(compiled_pair, sim_poll
     np.testing.assert_array_equal(_logp_and_grad(cached, x)[2], _logp_and_grad(fresh, x)[2])
 
 
+@pytest.mark.parametrize("house_effects", ["House A", "zero_sum"])
+def test_sizes_from_dims_and_the_initial_point_are_nutpies(sim_polls, house_effects):
+    """The flat layout's shapes read from the initial point and the dims' lengths (a loaded model's
+    fast path) are those nutpie's shape function computes."""
+    from model.compiled import _initial_point_function, _sizes
+
+    config = CONFIG.replace(house_effects=house_effects)
+    for polls in (sim_polls, sim_polls.iloc[:-9]):
+        pymc_model = PollAggregator(build_design(polls, config), config).build()
+        fast = _sizes(pymc_model, None, _initial_point_function(pymc_model))
+        slow = _sizes(pymc_model, None)
+        assert (fast.n_dim, fast.n_expanded, fast.stored_names) == (slow.n_dim, slow.n_expanded, slow.stored_names)
+        assert fast.shape_info[0] == slow.shape_info[0] and fast.shape_info[2] == slow.shape_info[2]
+        np.testing.assert_array_equal(fast.free_layout, slow.free_layout)
+
+
 def test_a_size_shared_with_the_graph_is_data_not_part_of_the_key():
     """A dimension's length held in a shared variable changes the parameter count, not the key:
     the sizes reach the compiled functions as data (model.compiled.FREE_LAYOUT)."""
