@@ -442,17 +442,19 @@ def compile_model(pymc_model, *, var_names=None):
     """Compile ``pymc_model`` for nutpie (numba backend) with disk-cached C callbacks.
 
     Equivalent to ``nutpie.compile_pymc_model(pymc_model, backend="numba", var_names=var_names)``
-    (same initial points: the support point jittered in (-1, 1); the same PyTensor functions), except that
+    (same initial points: the support point jittered in (-1, 1); the same log density, gradient and
+    stored variables, from PyTensor), except that
 
     - they are compiled without numba's fast-math flags (:func:`exact_arithmetic`), so results do
       not depend on which kernels were already in numba's cache,
-
+    - the functions read every size the graph does not fix from the data (:func:`_make_functions`),
+      so they serve any readings of the model's structure,
     - the two C callbacks are cached on disk (numba's cache in PyTensor's compile directory), and
-    - the model's layout (parameter count, names and shapes, which shared variables each callback
-      reads, the callbacks' cache keys) is cached as JSON beside them, under a key of the model's
-      graph (:func:`_model_key`). When both are found, PyTensor's rewriting and numba compilation
-      are skipped: the callbacks' machine code is loaded, and the shared data are read from the
-      model as it is now. ``logp_func`` and ``expand_func`` (PyTensor functions nutpie keeps but
+    - the model's layout (the free and stored variables' names in order, which shared variables
+      each callback reads, the callbacks' cache keys) is cached as JSON beside them, under a key of
+      the model's structure (:func:`_model_key`). When both are found, PyTensor's rewriting and
+      numba compilation are skipped: the callbacks' machine code is loaded, and the sizes
+      (:func:`_sizes`) and shared data are read from the model as it is now. ``logp_func`` and ``expand_func`` (PyTensor functions nutpie keeps but
       does not call) are then ``None``.
 
     Parameters

@@ -329,19 +329,19 @@ def compile_fit(polls: pd.DataFrame | str | Path, *, config: Config | None = Non
     config = config or Config()
     polls = load_polls(polls, answers=config.answers)
     model = PollAggregator(build_design(polls, config), config).build()
-    with exact_arithmetic():
-        cached = callbacks_cached(compile_model(model)) if config.sampler.nuts_sampler == "nutpie" else "n/a"
     minimal = config.replace(sampler={"chains": 1, "tune": 2, "draws": 2})
     with exact_arithmetic():
-        _sample_and_extend(model, minimal, 0, 0, False)
-    return {"seconds": time.perf_counter() - start, "callbacks": cached}
+        compiled = compile_model(model) if config.sampler.nuts_sampler == "nutpie" else None
+        _sample_and_extend(model, minimal, 0, 0, False, compiled=compiled)
+    return {"seconds": time.perf_counter() - start, "callbacks": callbacks_cached(compiled) if compiled is not None else "n/a"}
 
 
-def _sample_and_extend(model: pm.Model, config: Config, sample_seed: int, predictive_seed: int, progressbar: bool):
-    """Sample ``model`` as the config says, then add the log likelihood, predictive draws and log prior."""
+def _sample_and_extend(model: pm.Model, config: Config, sample_seed: int, predictive_seed: int, progressbar: bool, *, compiled=None):
+    """Sample ``model`` as the config says, then add the log likelihood, predictive draws and log prior
+    (``compiled``: the model already compiled for nutpie, else it is compiled here)."""
     s = config.sampler
     if s.nuts_sampler == "nutpie":
-        idata = _sample_nutpie(model, s, seed=sample_seed, progressbar=progressbar)
+        idata = _sample_nutpie(model, s, seed=sample_seed, progressbar=progressbar, compiled=compiled)
     else:
         if s.nuts_sampler in ("numpyro", "blackjax"):
             register_jax()  # the model's fused operations (model.kernels), for PyTensor's JAX backend
@@ -367,7 +367,7 @@ def _sample_and_extend(model: pm.Model, config: Config, sample_seed: int, predic
     return idata
 
 
-def _sample_nutpie(model: pm.Model, s, *, seed: int, progressbar: bool):
+def _sample_nutpie(model: pm.Model, s, *, seed: int, progressbar: bool, compiled=None):
     """``pm.sample(model=model, nuts_sampler="nutpie", random_seed=seed, ...)`` with the model compiled by
     :func:`model.compiled.compile_model` (its C callbacks cached on disk across runs).
 
@@ -386,7 +386,8 @@ def _sample_nutpie(model: pm.Model, s, *, seed: int, progressbar: bool):
     from model.compiled import compile_model
     from model.refit import sample_compiled
 
-    compiled = compile_model(model)
+    if compiled is None:
+        compiled = compile_model(model)
     chain_seed = int(get_random_generator(seed).spawn(s.chains)[0].integers(2**30))
     cores = min(4, os.cpu_count() or 1, s.chains)
     idata, seconds = sample_compiled(compiled, s, seed=chain_seed, cores=cores, progress_bar=progressbar)
