@@ -5,7 +5,7 @@ The library API::
     import model
     polls = model.load_polls("data/polls.csv")
     result = model.fit(polls, config=model.Config(grid="week"), seed=1)
-    result.support_curve(); result.house_effects(); result.diagnostics()
+    result.headline(); result.support_curve(); result.closed_polls(); result.diagnostics()
     result.save("runs/my-run"); model.load_run("runs/my-run")
     v = model.run_validation(polls, config, model.ValidateSettings(sbc=20, workers=2))
     model.write_validation(v)   # runs/validate-<timestamp>/
@@ -16,7 +16,7 @@ PyMC is imported on first use of a fitting name, so reading and checking data st
 from importlib import import_module
 
 from model.config import Anchor, Config, ConfigError, Event, Priors, Sampler, ValidateSettings
-from model.polls import PollDataError, load_polls
+from model.polls import PollDataError, closed_readings, load_polls
 
 __version__ = "0.1.0"
 
@@ -45,6 +45,7 @@ __all__ = [
     "Priors",
     "Sampler",
     "ValidateSettings",
+    "closed_readings",
     "load_polls",
     *_LAZY,
 ]

@@ -38,6 +38,7 @@ from model.polls import PollDataError, Problem, load_polls, read_csv_text
 __all__ = [
     "FAMILIES",
     "LOW_CONFIDENCE",
+    "FIELD_DATES",
     "POLLS_COLUMNS",
     "QUESTIONS",
     "QUESTIONS_COLUMNS",
@@ -81,6 +82,7 @@ POLLS_COLUMNS: tuple[str, ...] = (
     "mode",
     "flags",
     "same_survey_as",
+    "closed",
 )
 #: Columns of ``questions.csv``, in order.
 QUESTIONS_COLUMNS: tuple[str, ...] = (
@@ -106,6 +108,7 @@ SOURCED_COLUMNS: tuple[str, ...] = (
     "status",
     "status_reason",
     "pollster",
+    "pollster_as_reported",
     "field_start",
     "field_end",
     "date_precision",
@@ -193,6 +196,21 @@ QUESTIONS: dict[str, QuestionInfo] = {
         talks_means="advocated negotiations (as reported)",
         continue_means="not reported",
         main_curve=False,
+    ),
+    # The same closed VTsIOM survey's other item (other-39, added 2026-11-28; the shared README,
+    # "Houses and question families"): "continue military operations in Ukraine or conduct peace
+    # negotiations" is the binary choice Levada and the FSO report, so it feeds the main curve
+    # (data/README.md says why). Its own id: VTsIOM's wording and closed sample, not Levada's.
+    "VTSIOM_CLOSED_TALKS_VS_CONTINUE": QuestionInfo(
+        family="talks_vs_continue",
+        wording=(
+            "'What is more important for Russia now: to continue military operations in Ukraine "
+            "or to conduct peace negotiations?' (closed VTsIOM survey for the Presidential "
+            "Administration, as rendered in English reports; Russian original not retrieved)"
+        ),
+        talks_means="conduct peace negotiations",
+        continue_means="continue military operations",
+        main_curve=True,
     ),
     # Closed VTsIOM poll for the Presidential Administration, late June 2022 (other-houses.md,
     # family 2): about stopping as soon as possible, not about negotiating.
@@ -367,6 +385,61 @@ LOW_CONFIDENCE: dict[str, str] = {
     "other-11": "Russian Field early 2024: field dates not in the source",
     # notes/other-houses.md, "Confidence": Low: Russian Field Feb 2025 (single secondary source).
     "other-14": "Russian Field Feb 2025: a single secondary source",
+    # levada-41's own note (added 2026-11-28): "Low confidence: one secondary source", field month
+    # ambiguous (December 2023 or January 2024).
+    "levada-41": "Levada Dec 2023 - Jan 2024: one secondary source; the release confirms the fall only in words",
+}
+
+
+@dataclass(frozen=True)
+class FieldDates:
+    """Day dates of a month-only source row, coded from other reports of the same survey wave.
+
+    Parameters
+    ----------
+    start, end : str
+        ISO dates; they must lie inside the row's own month-only field period.
+    why : str
+        Why the sources describe the same wave as the row.
+    sources : tuple of (str, str)
+        (address, verbatim excerpt giving the dates) of each source.
+    """
+
+    start: str
+    end: str
+    why: str
+    sources: tuple[tuple[str, str], ...]
+
+
+#: Month-only source rows whose day dates are coded from other reports of the same survey wave
+#: (src_row -> FieldDates). The reading takes these dates and the ``dates_from_wave`` flag.
+FIELD_DATES: dict[str, FieldDates] = {
+    # Levada's September 2022 omnibus (48 talks / 44 continue): the row's own source says fieldwork
+    # was at the "end of September (after 21 Sep mobilisation)"; coded month-only, it would straddle
+    # the partial mobilisation of 21 September, the event the curve's jump sits on. The wave's
+    # other releases (Putin's approval 77%, "right direction" 60%: Levada's own 2022-10-06 release
+    # calls them "the end of September") give its dates; re-russia.net/en/review/110 (cited by the
+    # row) reports the 48/44 item from the same "large monthly poll ... in late September".
+    "levada-01": FieldDates(
+        start="2022-09-22",
+        end="2022-09-28",
+        why=(
+            "the same late-September 2022 Levada omnibus: the approval-ratings release of that wave "
+            "states the field dates; the row's note places its fieldwork at the end of September, "
+            "after the 21 September mobilisation"
+        ),
+        sources=(
+            (
+                "https://www.yahoo.com/news/poll-shows-russians-trust-putin-133505456.html",
+                "The poll was conducted on 22-28 September 2022 and surveyed 1,631 people aged over 18 in 137 "
+                "settlements in 50 constituent entities of the Russian Federation.",
+            ),
+            (
+                "https://kyivindependent.com/poll-putins-approval-rating-fell-after-mobilization-began/",
+                "according to a survey conducted by polling agency Levada Center on Sept. 22-28.",
+            ),
+        ),
+    ),
 }
 
 #: Flag tokens of ``polls.csv``, in the order they are written.
@@ -374,7 +447,11 @@ FLAGS: dict[str, str] = {
     "merged_sources": "the reading's figures come from more than one source row",
     "disputed": "a source row is primary but has a status_reason (e.g. disputed attribution)",
     "low_confidence": "the notes grade a source row's figures low confidence (LOW_CONFIDENCE)",
+    "dates_from_wave": "the field dates come from other reports of the same survey wave (FIELD_DATES), not the row's own source",
 }
+#: Words of a source row's ``pollster_as_reported`` that mark a closed poll (commissioned by the
+#: Kremlin, not published by the house, known from a leak): every such row says "closed".
+CLOSED_MARK = re.compile(r"\bclosed\b", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -546,6 +623,7 @@ class _Reading:
     src_rows: list[str]
     modes: list[str]
     flags: list[str]
+    closed: bool
 
 
 def _merge_readings(table: pd.DataFrame, source: str) -> list[_Reading]:
@@ -624,6 +702,8 @@ def _merge_readings(table: pd.DataFrame, source: str) -> list[_Reading]:
             flags.append("disputed")
         if any(r["src_row"] in LOW_CONFIDENCE for r in rows):
             flags.append("low_confidence")
+        if any(r["src_row"] in FIELD_DATES for r in rows):
+            flags.append("dates_from_wave")
         modes = list(dict.fromkeys(r["mode"].strip() for r in rows if r["mode"].strip()))
         readings.append(
             _Reading(
@@ -638,6 +718,7 @@ def _merge_readings(table: pd.DataFrame, source: str) -> list[_Reading]:
                 src_rows=[r["src_row"] for r in rows],
                 modes=modes,
                 flags=flags,
+                closed=any(CLOSED_MARK.search(r["pollster_as_reported"]) for r in rows),
             )
         )
 
@@ -670,6 +751,26 @@ def _merge_dates(
         start, end = r["field_start"].strip(), r["field_end"].strip()
         span = _span(start, end)
         at = int(r["source_row"])
+        coded = FIELD_DATES.get(r["src_row"])
+        if coded is not None and span is not None:
+            inside = span[2] == "month" and span[0] <= coded.start <= coded.end <= span[1]
+            if not inside:
+                problems.append(
+                    _problem(
+                        source,
+                        at,
+                        ("field_start", "field_end"),
+                        f"{start}..{end}",
+                        f"(src_row {r['src_row']}) do not contain the dates FIELD_DATES (model/build_data.py) "
+                        f"codes for it, {coded.start}..{coded.end}",
+                        "FIELD_DATES only for month-only rows, with day dates inside the row's months",
+                    )
+                )
+                continue
+            start, end = coded.start, coded.end
+            span = (coded.start, coded.end, "day")
+            r = r.copy()
+            r["date_precision"] = "day"
         if span is None:
             problems.append(
                 _problem(
@@ -752,6 +853,7 @@ def _polls_frame(readings: list[_Reading]) -> pd.DataFrame:
             "mode": " | ".join(r.modes),
             "flags": ";".join(token for token in FLAGS if token in r.flags),
             "same_survey_as": SAME_SURVEY_AS.get(r.survey_id, ""),
+            "closed": "true" if r.closed else "false",
         }
         for r in ordered
     ]

@@ -24,6 +24,9 @@ EXIT_TASKS_FAILED = 4
 #: SBC datasets when ``validate`` is run with neither ``--backtest`` nor ``--sbc``.
 DEFAULT_SBC = 40
 EXIT_INTERRUPTED = 130
+#: The project's own table and config, relative to the working directory (``make fit`` passes both).
+PROJECT_DATA = Path("data/polls.csv")
+PROJECT_CONFIG = Path("config/fit.toml")
 
 
 def _count(text: str, *, minimum: int) -> int:
@@ -52,8 +55,20 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--sourced", type=Path, default=Path("data/readings_sourced.csv"))
     data.add_argument("--out-dir", type=Path, default=Path("data"))
 
-    fit = sub.add_parser("fit", help="fit the model and write a run folder")
+    fit = sub.add_parser(
+        "fit",
+        help="fit the model and write a run folder",
+        description=(
+            "Inside the project (where config/fit.toml exists) a fit of the project's data/polls.csv uses "
+            "config/fit.toml unless --config says otherwise; any other table gets the library defaults."
+        ),
+    )
     _add_run_options(fit, runs_help="where run folders go", sampled="")
+    fit.add_argument(
+        "--through",
+        metavar="DATE|today",
+        help="run the curve through this date (YYYY-MM-DD or 'today'), projected past the last reading (overrides the config)",
+    )
 
     comp = sub.add_parser(
         "compile",
@@ -61,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Later fits of the same model structure (the same config, more or fewer readings) load the compiled code.",
     )
     comp.add_argument("--data", type=Path, default=Path("data/polls.csv"), help="poll table (default: data/polls.csv)")
-    comp.add_argument("--config", type=Path, help="TOML config (default: the library defaults)")
+    comp.add_argument("--config", type=Path, help=f"TOML config (default: {PROJECT_CONFIG} with the project's {PROJECT_DATA} when it exists, else the library defaults)")
 
     plots_cli.add_parser(sub)
 
@@ -103,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
 def _add_run_options(parser: argparse.ArgumentParser, *, runs_help: str, sampled: str) -> None:
     """Data, config, runs folder, sampler overrides and seed: shared by ``fit``, ``validate`` and ``bench``."""
     parser.add_argument("--data", type=Path, default=Path("data/polls.csv"), help="poll table (default: data/polls.csv)")
-    parser.add_argument("--config", type=Path, help="TOML config (default: the library defaults)")
+    parser.add_argument("--config", type=Path, help=f"TOML config (default: {PROJECT_CONFIG} with the project's {PROJECT_DATA} when it exists, else the library defaults)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help=f"{runs_help} (default: runs)")
     parser.add_argument("--draws", type=lambda t: _count(t, minimum=1), help=f"kept draws per chain{sampled} (overrides the config)")
     parser.add_argument("--tune", type=lambda t: _count(t, minimum=0), help=f"warm-up draws per chain{sampled} (overrides the config)")
@@ -122,11 +137,28 @@ def _sampler_overrides(args: argparse.Namespace) -> dict[str, int]:
     return {k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k) is not None}
 
 
-def _config(args: argparse.Namespace, *, with_sampler_overrides: bool = False):
-    """``--config`` (else the library defaults), with the sampler overrides applied if asked."""
+def config_path(args: argparse.Namespace) -> tuple[Path | None, str]:
+    """The config file a command uses, and why, in words.
+
+    ``--config`` when given; else, inside the project (``config/fit.toml`` exists) and on the
+    project's own table (``--data`` left at ``data/polls.csv``), the project's config, which was
+    written for that table; else none (the library defaults, generic for any table).
+    """
+    if args.config:
+        return args.config, f"config {args.config}"
+    if Path(args.data) == PROJECT_DATA and PROJECT_CONFIG.is_file():
+        return PROJECT_CONFIG, f"config {PROJECT_CONFIG} (the project's, for its data; --config FILE to choose another)"
+    return None, "config: the library defaults (model.Config(); --config FILE to choose one)"
+
+
+def _config(args: argparse.Namespace, *, with_sampler_overrides: bool = False, announce: bool = False):
+    """The config (:func:`config_path`), with the sampler overrides applied if asked."""
     from model.config import Config
 
-    config = Config.from_toml(args.config) if args.config else Config()
+    path, why = config_path(args)
+    if announce:
+        print(f"data {args.data}; {why}", flush=True)
+    config = Config.from_toml(path) if path else Config()
     overrides = _sampler_overrides(args) if with_sampler_overrides else {}
     return config.replace(sampler=overrides) if overrides else config
 
@@ -140,7 +172,9 @@ def _fit(args: argparse.Namespace) -> int:
     from model.polls import load_polls
     from model.runs import save_run
 
-    config = _config(args, with_sampler_overrides=True)
+    config = _config(args, with_sampler_overrides=True, announce=True)
+    if args.through is not None:
+        config = config.replace(through=args.through)
     polls = load_polls(args.data, answers=config.answers)
     result = fit(polls, config=config, seed=args.seed)
     folder = save_run(result, args.runs_dir)
@@ -153,7 +187,7 @@ def _compile(args: argparse.Namespace) -> int:
     from model.fitting import compile_fit
     from model.polls import load_polls
 
-    config = _config(args)
+    config = _config(args, announce=True)
     polls = load_polls(args.data, answers=config.answers)
     done = compile_fit(polls, config=config)
     found = "found in the cache" if done["callbacks"] == "hit" else "compiled"

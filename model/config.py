@@ -7,8 +7,10 @@ one key without repeating the rest), and is written into every run folder as ``c
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +23,9 @@ Grid = Literal["day", "week", "month"]
 #: Identification modes other than naming a reference pollster.
 ZERO_SUM = "zero_sum"
 ANCHORS = "anchors"
+#: ``Config.through`` value that runs the curve to the date of the fit.
+TODAY = "today"
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class ConfigError(ValueError):
@@ -140,6 +145,12 @@ class Config:
         The question whose effect is zero; None takes the most frequent in the (filtered) table.
     grid : {"day", "week", "month"}
         Time grid of the latent trend (default ``"week"``, weeks starting on Monday).
+    through : str or None
+        The date the curve runs through: ``YYYY-MM-DD``, or ``"today"`` (the date of the fit,
+        resolved by :meth:`resolved` and recorded so in the run's ``config.json``). Past the last
+        reading's field end the random walk continues with no data, so the band widens as the
+        walk's estimated step size says; those cells are marked ``projected``. None (default): the
+        curve ends with the last reading. A date before the last reading's field end is refused.
     house_effects : str
         ``"zero_sum"`` (default: the curve is what the average house would report), the name of a
         reference pollster (the curve is what that house would report), or ``"anchors"`` (house
@@ -161,6 +172,7 @@ class Config:
     exclude_flags: tuple[str, ...] = ()
     reference_question: str | None = None
     grid: Grid = "week"
+    through: str | None = None
     house_effects: str = ZERO_SUM
     anchors: tuple[Anchor, ...] = ()
     events: tuple[Event, ...] = ()
@@ -188,6 +200,9 @@ class Config:
                 pd.Timestamp(when)
             except ValueError:
                 problems.append(f"date {when!r} is not an ISO date (YYYY-MM-DD)")
+        if self.through is not None and self.through != TODAY:
+            if not (isinstance(self.through, str) and _ISO_DAY.fullmatch(self.through) and _is_date(self.through)):
+                problems.append(f"through: {self.through!r}; expected a date YYYY-MM-DD, 'today', or nothing (the last reading)")
         labels = [e.label for e in self.events]
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
@@ -225,6 +240,8 @@ class Config:
                 kwargs["questions"] = tuple(kwargs["questions"])
             if "exclude_flags" in kwargs:
                 kwargs["exclude_flags"] = tuple(kwargs["exclude_flags"])
+            if isinstance(kwargs.get("through"), dt.date):  # TOML's bare date: through = 2026-11-28
+                kwargs["through"] = kwargs["through"].isoformat()
             kwargs["events"] = tuple(Event(**e) for e in kwargs.get("events", ()))
             kwargs["anchors"] = tuple(Anchor(**a) for a in kwargs.get("anchors", ()))
             kwargs["priors"] = Priors(**kwargs.get("priors", {}))
@@ -246,6 +263,16 @@ class Config:
             raise ConfigError(f"{path}: not valid TOML ({err})") from None
         return cls.from_dict(data, source=str(path))
 
+    def resolved(self, today: dt.date | None = None) -> Config:
+        """This config with ``through = "today"`` replaced by the date (``today``, default the local date).
+
+        A fit runs on the resolved config, so its ``config.json`` records the date the curve ran
+        through, and a later reload of the run gives the same grid.
+        """
+        if self.through != TODAY:
+            return self
+        return dataclasses.replace(self, through=(today or dt.date.today()).isoformat())
+
     def replace(self, **changes: Any) -> Config:
         """A copy with top-level fields changed (``sampler`` and ``priors`` accept partial dicts)."""
         for key in ("sampler", "priors"):
@@ -257,6 +284,14 @@ class Config:
         """Short, stable hash of the whole config (names run folders)."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _is_date(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

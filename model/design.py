@@ -51,6 +51,11 @@ class PollDesign:
         The readings used, in model order (one row per ``poll``), with their original columns.
     time : pandas.DatetimeIndex
         Start date of each grid cell.
+    data_end : pandas.Timestamp
+        The last field end among the readings: the curve after it is a projection.
+    through : pandas.Timestamp
+        The date the curve runs through (``config.through``; ``data_end`` when not set). The grid's
+        last cell holds it.
     cell_days : float
         Length of a grid cell in days (30.44 for months).
     first_cell, last_cell : numpy.ndarray
@@ -104,6 +109,8 @@ class PollDesign:
 
     polls: pd.DataFrame
     time: pd.DatetimeIndex
+    data_end: pd.Timestamp
+    through: pd.Timestamp
     cell_days: float
     first_cell: np.ndarray
     last_cell: np.ndarray
@@ -146,6 +153,16 @@ class PollDesign:
             COMPONENT: [f"c{j}" for j in range(len(self.answers))],
             EVENT: list(self.event_labels),
         }
+
+    @property
+    def projected(self) -> np.ndarray:
+        """(time,) bool: cells starting after the last reading's field end, where no reading informs the curve."""
+        return np.asarray(self.time > self.data_end)
+
+    @property
+    def last_reading(self) -> pd.Series:
+        """The reading with the latest field end (the first in model order among ties)."""
+        return self.polls.iloc[int(np.argmax(self.polls["field_end"].to_numpy()))]
 
     @property
     def pollster_question_pairs(self) -> pd.DataFrame:
@@ -242,8 +259,12 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
     if dup.any():
         polls.loc[dup, "poll_id"] = polls.loc[dup, "poll_id"] + " #" + polls.loc[dup].groupby("poll_id").cumcount().add(1).astype(str)
 
-    # Time grid over the readings, the events and the anchors.
-    dates = [polls["field_start"].min(), polls["field_end"].max()]
+    # Time grid over the readings, the events and the anchors, and on to ``through`` (projected).
+    last_reading = int(np.argmax(polls["field_end"].to_numpy()))
+    data_end = pd.Timestamp(polls["field_end"].iloc[last_reading])
+    through = _through(config, data_end, polls.iloc[last_reading])
+    _refuse_projected_dates(config, data_end)
+    dates = [polls["field_start"].min(), data_end, through]
     dates += [pd.Timestamp(e.date) for e in config.events] + [pd.Timestamp(a.date) for a in config.anchors]
     time = make_grid(min(dates), max(dates), config.grid)
     cell_days = {"day": 1.0, "week": 7.0, "month": 30.44}[config.grid]
@@ -305,6 +326,8 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
     return PollDesign(
         polls=polls,
         time=time,
+        data_end=data_end,
+        through=through,
         cell_days=cell_days,
         first_cell=first_cell,
         last_cell=last_cell,
@@ -342,6 +365,47 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
         anchor_value=np.array([a.value / 100 for a in config.anchors]),
         anchor_sd=np.array([a.sd_pp / 100 for a in config.anchors]),
     )
+
+
+def _through(config: Config, data_end: pd.Timestamp, last: pd.Series) -> pd.Timestamp:
+    """The date the grid runs through: ``config.through`` (``"today"`` resolved), else the last field end.
+
+    Raises
+    ------
+    ConfigError
+        ``through`` is before the last reading's field end.
+    """
+    through = config.resolved().through
+    if through is None:
+        return data_end
+    when = pd.Timestamp(through)
+    if when < data_end:
+        raise ConfigError(
+            f"through {when:%Y-%m-%d} is before the last reading's field end, {data_end:%Y-%m-%d} "
+            f"({last['pollster']}, {last['question']}): the curve runs at least to the last reading; "
+            "give a later date, 'today', or leave through unset to end the curve at the last reading"
+        )
+    return when
+
+
+def _refuse_projected_dates(config: Config, data_end: pd.Timestamp) -> None:
+    """Events and anchors dated after the last reading: no reading could identify them."""
+    problems = []
+    for event in config.events:
+        if pd.Timestamp(event.date) > data_end:
+            problems.append(
+                f"event {event.label!r} ({event.date}) is after the last reading's field end ({data_end:%Y-%m-%d}): "
+                "no reading could identify its jump (the curve there is a projection); remove it or add readings after it"
+            )
+    for anchor in config.anchors:
+        if pd.Timestamp(anchor.date) > data_end:
+            problems.append(
+                f"anchor {anchor.answer} = {anchor.value} on {anchor.date} is after the last reading's field end "
+                f"({data_end:%Y-%m-%d}): no reading could be compared with it (the curve there is a projection); "
+                "anchor a date the readings cover"
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def walk_knots(first_cell, last_cell, n, *, n_answers: int, step_sd: float, nonsampling_sd: float) -> np.ndarray:

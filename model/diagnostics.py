@@ -162,10 +162,11 @@ def predictive_checks(idata, design: PollDesign) -> dict[str, Any]:
 SENSITIVITY_PRIORS = ("level", "walk_sd", "jump", "house_sd", "question_sd", "nonsampling_sd")
 
 
-def prior_sensitivity(idata) -> pd.DataFrame:
+def prior_sensitivity(idata, cells: list[int] | None = None) -> pd.DataFrame:
     """Power-scaling prior and likelihood sensitivity (ArviZ ``psense``) of the main quantities.
 
-    The scales, the event jumps and the latest shares of the curve. Needs the ``log_prior`` group
+    The scales, the event jumps and the curve's shares at ``cells`` (default: the last cell; a fit
+    passes the last reading's cell and the curve's last, projected, cell). Needs the ``log_prior`` group
     (of :data:`SENSITIVITY_PRIORS`) and ``log_likelihood``. Columns ``quantity``, ``prior``,
     ``likelihood`` (the sensitivity statistics; above 0.05 counts as sensitive) and ``diagnosis``.
     """
@@ -177,7 +178,8 @@ def prior_sensitivity(idata) -> pd.DataFrame:
     level = psense_log.level
     psense_log.setLevel(logging.ERROR)  # its "potential issues" note is the diagnosis column here
     try:
-        table = az.psense_summary(idata, var_names=names, coords={"time": post["time"].values[-1:]})
+        times = post["time"].values[-1:] if cells is None else post["time"].values[cells]
+        table = az.psense_summary(idata, var_names=names, coords={"time": times})
     finally:
         psense_log.setLevel(level)
     return table.rename_axis("quantity").reset_index()

@@ -22,7 +22,7 @@ from model.design import build_design, exclusion_reasons
 from model.diagnostics import SENSITIVITY_PRIORS, diagnose, prior_sensitivity
 from model.kernels import register_jax
 from model.polls import load_polls
-from model import plots, summaries
+from model import closed_polls, headline, plots, summaries
 
 
 def table_checksum(polls: pd.DataFrame) -> str:
@@ -103,14 +103,14 @@ class FitResult:
         return f"as {self.config.house_effects} would measure it"
 
     def support_curve(self, interval: float | None = None) -> pd.DataFrame:
-        """Shares over time for the reference house and question, in percent.
+        """Shares over time for the reference house and question, in percent; ``projected`` marks cells after the last reading.
 
         Parameters
         ----------
         interval : float, optional
             Central interval width (default: ``config.interval``, 0.9).
         """
-        return self._summary("support_curve", interval, lambda i: summaries.support_curve(self.posterior, i))
+        return self._summary("support_curve", interval, lambda i: summaries.support_curve(self.posterior, i, self.design.data_end))
 
     def house_effects(self, interval: float | None = None) -> pd.DataFrame:
         """House effects in percentage points (see :func:`model.summaries.house_effects`)."""
@@ -129,20 +129,54 @@ class FitResult:
         )
 
     def reading_offsets(self, interval: float | None = None) -> pd.DataFrame:
-        """House plus question effect for every (pollster, question) in the data, in points.
+        """House plus question effect for every (pollster, question) in the data, in points, at its readings' dates.
 
         The identified quantity where one house alone asks a question (see
         :func:`model.summaries.reading_offsets`).
         """
-        return self._summary("reading_offsets", interval, lambda i: summaries.reading_offsets(self.posterior, self.design.pollster_question_pairs, i))
+        return self._summary("reading_offsets", interval, lambda i: summaries.reading_offsets(self.posterior, self.design, i))
+
+    def headline(self) -> dict[str, Any]:
+        """The headline numbers (``headline.json``): support on ``as_of``, how sure, whether it changed.
+
+        See :func:`model.headline.headline`.
+        """
+        if "headline" not in self._summaries:
+            self._summaries["headline"] = headline.headline(
+                self.posterior, self.design, interval=self.config.interval, identification=self.identification
+            )
+        return json.loads(json.dumps(self._summaries["headline"]))  # a copy the caller may change
+
+    def headline_sentences(self) -> list[str]:
+        """The headline in plain words (:func:`model.headline.sentences`)."""
+        return headline.sentences(self.headline())
+
+    def closed_polls(self, interval: float | None = None) -> pd.DataFrame:
+        """Every closed reading of the table against the curve over its own field period (``closed_polls.csv``).
+
+        See :func:`model.closed_polls.closed_polls`.
+        """
+        return self._summary(
+            "closed_polls", interval, lambda i: closed_polls.closed_polls(self.posterior, self.design, self.excluded, interval=i)
+        )
+
+    def closed_polls_conclusion(self) -> str:
+        """What the closed polls do and do not show against the public curve, in words."""
+        gap = closed_polls.systematic_gap(self.posterior, self.design)
+        reference = f"the curve ({self.identification}, asking {self.reference_question})"
+        return closed_polls.conclusion(self.closed_polls(), gap, reference=reference)
 
     def event_jumps(self, interval: float | None = None) -> pd.DataFrame:
         """Estimated jump of each configured event, in percentage points."""
         return summaries.event_jumps(self.posterior, list(self.design.event_cell), interval or self.config.interval)
 
     def prior_sensitivity(self) -> pd.DataFrame:
-        """Power-scaling sensitivity of the scales, jumps and latest shares (:func:`model.diagnostics.prior_sensitivity`)."""
-        return self._summary("prior_sensitivity", None, lambda _: prior_sensitivity(self.idata))
+        """Power-scaling sensitivity of the scales, jumps and the shares at the last reading and at the curve's end.
+
+        See :func:`model.diagnostics.prior_sensitivity`.
+        """
+        cells = sorted({int(np.flatnonzero(~self.design.projected)[-1]), len(self.design.time) - 1})
+        return self._summary("prior_sensitivity", None, lambda _: prior_sensitivity(self.idata, cells))
 
     def diagnostics(self) -> dict[str, Any]:
         """The diagnostics report and gate verdict (``passed``, ``failures``, ...)."""
@@ -154,31 +188,90 @@ class FitResult:
     def passed(self) -> bool:
         return bool(self.diagnostics()["passed"])
 
+    @property
+    def compared_with(self) -> str:
+        """What house effects and offsets are differences from, in words."""
+        if self.config.house_effects == "zero_sum":
+            return f"the curve (the average house, asking {self.reference_question})"
+        if self.config.house_effects == "anchors":
+            return f"the anchored true level (asking {self.reference_question})"
+        return f"{self.config.house_effects} asking {self.reference_question}"
+
     def summary_text(self) -> str:
-        """A short plain-text summary: latest shares, house effects, events, diagnostics verdict."""
-        curve = self.support_curve()
-        last = curve[curve["date"] == curve["date"].max()]
+        """A plain-text summary: the headline, closed polls, each house's difference, events, diagnostics."""
         width = round(100 * self.config.interval)
-        lines = [f"Latest estimate (grid cell starting {curve['date'].max():%Y-%m-%d}; {self.identification}):"]
-        for _, row in last.iterrows():
-            lines.append(f"  {row['answer']:<10} {row['median']:5.1f}%  ({width}% interval {row['lower']:.1f}-{row['upper']:.1f})")
-        lines.append("House effects (percentage points, average over the period):")
-        for _, row in self.house_effects().iterrows():
-            tag = " (reference)" if row["reference"] else ""
-            lines.append(f"  {row['pollster']:<28} {row['answer']:<10} {row['mean']:+6.1f}  [{row['lower']:+.1f}, {row['upper']:+.1f}]{tag}")
-        confounded = self.question_effects()
-        confounded = confounded[confounded["identified"].str.startswith("only jointly")]
-        if len(confounded):
-            offsets = self.reading_offsets()
-            offsets = offsets[offsets["question"].isin(confounded["question"])]
-            lines.append("House + question offsets (identified only jointly; percentage points):")
-            for _, row in offsets.iterrows():
+        answers = list(self.config.answers)
+        lines = list(self.headline_sentences())
+
+        closed = self.closed_polls()
+        if len(closed):
+            lines.append("")
+            lines.append("Closed polls against the curve at their own field periods (percentage points, closed_polls.csv):")
+            for _, row in closed.iterrows():
+                where = "in the fit" if row["in_fit"] else "not in the fit"
+                lines.append(f"  {row['pollster']} {row['field_start']} to {row['field_end']}, {row['question']} ({where}):")
+                parts = []
+                for a in answers:
+                    if pd.isna(row[f"difference_{a}"]):
+                        continue
+                    published = "not published, curve " if pd.isna(row[a]) else f"{row[a]:g} vs curve "
+                    parts.append(
+                        f"{a} {published}{row[f'curve_{a}']:.0f}: {row[f'difference_{a}']:+.1f} "
+                        f"[{row[f'difference_{a}_lower']:+.1f}, {row[f'difference_{a}_upper']:+.1f}]"
+                    )
+                lines.append("    " + "; ".join(parts))
+            lines.append("  " + self.closed_polls_conclusion())
+
+        lines.append("")
+        lines.append(
+            f"Differences from {self.compared_with} (house + wording, at each pair's own readings; "
+            f"percentage points, {width}% intervals; offsets.csv):"
+        )
+        offsets = self.reading_offsets()
+        reference_pair = (self.reference_pollster, self.reference_question)
+        alone = set(self.confounded) | {(p, q) for ps, qs in self.design.joint_groups for p in ps for q in qs}
+        for (pollster, question), part in offsets.groupby(["pollster", "question"], sort=False):
+            if (pollster, question) == reference_pair:
+                continue
+            part = part.set_index("answer")
+            count = int(part["readings"].iloc[0])
+            mark = " *" if (pollster, question) in alone else ""
+            lines.append(f"  {pollster} asking {question} ({count} reading{'s' if count != 1 else ''}){mark}")
+            lines.append(
+                "    "
+                + "; ".join(f"{a} {part.loc[a, 'mean']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
+            )
+        houses = self.house_effects()
+        split = sorted({p for p, _ in alone})
+        free = houses[~houses["reference"] & ~houses["pollster"].isin(split)]
+        if len(free):
+            lines.append(f"House effects identified apart from the wording (averaged over the period, {width}% intervals):")
+            for pollster, part in free.groupby("pollster", sort=False):
+                part = part.set_index("answer")
                 lines.append(
-                    f"  {row['pollster'] + ' / ' + row['question']:<52} {row['answer']:<10} {row['mean']:+6.1f}  [{row['lower']:+.1f}, {row['upper']:+.1f}]"
+                    f"  {pollster}: "
+                    + "; ".join(f"{a} {part.loc[a, 'mean']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
+                )
+        if split:
+            questions = self.question_effects().set_index(["question", "answer"])
+            lines.append(
+                "  * identified only as house and wording together: the data cannot split it. The split in "
+                "house_effects.csv and question_effects.csv rests on the priors:"
+            )
+            for pollster, question in sorted(p for p in alone if p[0] in split):
+                part = houses[houses["pollster"] == pollster].set_index("answer")
+                lines.append(
+                    f"    {pollster} house part "
+                    + "; ".join(f"{a} {part.loc[a, 'mean']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
+                    + f" / {question} wording part "
+                    + "; ".join(
+                        f"{a} {questions.loc[(question, a), 'mean']:+.1f} [{questions.loc[(question, a), 'lower']:+.1f}, {questions.loc[(question, a), 'upper']:+.1f}]"
+                        for a in answers
+                    )
                 )
         jumps = self.event_jumps()
         if len(jumps):
-            lines.append("Event jumps (percentage points at the event):")
+            lines.append(f"Event jumps (percentage points at the event, {width}% intervals):")
             for _, row in jumps.iterrows():
                 lines.append(f"  {row['event']:<28} {row['answer']:<10} {row['mean']:+6.1f}  [{row['lower']:+.1f}, {row['upper']:+.1f}]")
         diag = self.diagnostics()
@@ -246,7 +339,8 @@ def fit(
         A poll table (validated with :func:`model.load_polls` if not already).
     config : Config, optional
         Defaults to ``Config()``: every question, the most frequent as reference, zero-sum house
-        effects, no events.
+        effects, no events, the curve ending with the last reading. ``through = "today"`` is
+        resolved to the date (:meth:`Config.resolved`), and the result's config holds that date.
     seed : int, optional
         Seed of every random step; drawn from the OS and recorded when not given.
     progressbar : bool, optional
@@ -256,7 +350,7 @@ def fit(
     -------
     FitResult
     """
-    config = config or Config()
+    config = (config or Config()).resolved()  # through = "today" becomes the date: config.json records it
     polls = load_polls(polls, answers=config.answers)
     reasons = exclusion_reasons(polls, config)
     excluded = polls[reasons != ""].assign(excluded_because=reasons[reasons != ""]).reset_index(drop=True)
@@ -287,6 +381,8 @@ def fit(
             "reference_pollster": design.reference_pollster or "",
             "house_effects_parameterisation": "centred" if design.centred_houses else "non-centred",
             "question_effects_parameterisation": "centred" if design.centred_questions else "non-centred",
+            "data_end": f"{design.data_end:%Y-%m-%d}",
+            "through": f"{design.through:%Y-%m-%d}",
             "walk_knots": json.dumps([f"{design.time[k]:%Y-%m-%d}" for k in design.walk_knots]),
             "confounded_pairs": json.dumps(
                 [[design.pollsters[h], design.questions[q]] for h, q in zip(design.paired_pollsters, design.paired_questions)]
@@ -326,7 +422,7 @@ def compile_fit(polls: pd.DataFrame | str | Path, *, config: Config | None = Non
     from model.compiled import callbacks_cached, compile_model
 
     start = time.perf_counter()
-    config = config or Config()
+    config = (config or Config()).resolved()
     polls = load_polls(polls, answers=config.answers)
     model = PollAggregator(build_design(polls, config), config).build()
     minimal = config.replace(sampler={"chains": 1, "tune": 2, "draws": 2})

@@ -51,6 +51,8 @@ CHAIN_LINESTYLES = ("-", "--", ":", "-.")
 #: The posterior curve: median line and interval bands (the widest band palest).
 CURVE_COLOUR = "#000000"
 BAND_GREYS = ("0.85", "0.62")
+#: Opacity of the bands past the last reading (the projection is drawn paler, its median dashed).
+PROJECTED_ALPHA = 0.45
 EVENT_COLOUR = "0.25"
 #: Default question codebook and sourced table, relative to the working directory.
 DEFAULT_QUESTIONS = Path("data/questions.csv")
@@ -156,24 +158,42 @@ def _interval_label(interval: float) -> str:
     return f"{round(100 * interval)}%"
 
 
-def latest_estimate(result: FitResult, interval: float | None = None) -> pd.DataFrame:
-    """The curve's last grid cell: ``date``, ``answer``, ``median``, ``lower``, ``upper`` (percent)."""
+def latest_estimate(result: FitResult, interval: float | None = None, *, at: str = "end") -> pd.DataFrame:
+    """The curve at one grid cell: ``date``, ``answer``, ``median``, ``lower``, ``upper`` (percent), ``projected``.
+
+    ``at="end"`` (default): the curve's last cell (``through``; projected when later than the
+    last reading); ``at="data"``: the cell of the last reading's field end.
+    """
     curve = result.support_curve(interval)
-    last = curve[curve["date"] == curve["date"].max()]
+    if at == "data":
+        informed = curve.loc[~curve["projected"].astype(bool), "date"]
+        date = informed.max()
+    elif at == "end":
+        date = curve["date"].max()
+    else:
+        raise ValueError(f"at={at!r}; expected 'end' or 'data'")
+    last = curve[curve["date"] == date]
     order = {a: i for i, a in enumerate(result.config.answers)}
     return last.sort_values("answer", key=lambda s: s.map(order)).reset_index(drop=True)
 
 
 def _latest_title(result: FitResult, interval: float, answers: list[str]) -> str:
     last = latest_estimate(result, interval)
-    date = last["date"].iloc[0]
-    when = {"day": f"{date:%d %b %Y}", "week": f"week of {date:%d %b %Y}", "month": f"{date:%b %Y}"}[result.config.grid]
+    through = result.design.through
+    when = {"day": f"{through:%d %b %Y}", "week": f"{through:%d %b %Y}", "month": f"{through:%b %Y}"}[result.config.grid]
     parts = [
         f"{row['answer']} {_pct(row['median'])}% [{_pct(row['lower'])}–{_pct(row['upper'])}]"
         for _, row in last.iterrows()
         if row["answer"] in answers
     ]
-    return f"Latest estimate ({when}, {_interval_label(interval)} intervals)\n" + " · ".join(parts)
+    if bool(last["projected"].iloc[0]):
+        from model.headline import how_far
+
+        days = int((through - result.design.data_end).days)
+        what = f"Estimate for {when}, projected {how_far(days)} past the last reading ({_interval_label(interval)} intervals)"
+    else:
+        what = f"Latest estimate ({when}, {_interval_label(interval)} intervals)"
+    return what + "\n" + " · ".join(parts)
 
 
 def _band_greys(bands: Mapping[float, pd.DataFrame]) -> dict[float, str]:
@@ -181,16 +201,57 @@ def _band_greys(bands: Mapping[float, pd.DataFrame]) -> dict[float, str]:
     return dict(zip(sorted(bands, reverse=True), BAND_GREYS))
 
 
-def _draw_curve(ax, answer: str, bands: dict[float, pd.DataFrame]) -> None:
-    """Posterior median and interval bands of one answer (the widest band first)."""
+def _split_projection(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The curve where readings inform it, and the projected stretch after them (starting at the
+    last informed cell, so the two pieces join)."""
+    projected = part["projected"].to_numpy(dtype=bool) if "projected" in part else np.zeros(len(part), dtype=bool)
+    if not projected.any():
+        return part, part.iloc[:0]
+    first = int(np.argmax(projected))
+    return part.iloc[: first], part.iloc[max(first - 1, 0) :]
+
+
+def _draw_curve(ax, answer: str, bands: dict[float, pd.DataFrame], *, data_end: pd.Timestamp | None = None, label: bool = False) -> None:
+    """Posterior median and interval bands of one answer (the widest band first).
+
+    The projected stretch (cells after the last reading, ``projected`` in the curve) is drawn
+    apart: paler bands (``gid="projected_band<width>"``) and a dashed median
+    (``gid="projected_median"``); with ``label``, a note "projection: no reading since <date>".
+    """
     greys = _band_greys(bands)
     for interval in sorted(bands, reverse=True):
         part, grey = bands[interval], greys[interval]
-        part = part[part["answer"] == answer]
-        ax.fill_between(_as_dates(part["date"]), part["lower"], part["upper"], color=grey, linewidth=0, zorder=1, gid=f"band{round(100 * interval)}")
+        data, ahead = _split_projection(part[part["answer"] == answer])
+        ax.fill_between(_as_dates(data["date"]), data["lower"], data["upper"], color=grey, linewidth=0, zorder=1, gid=f"band{round(100 * interval)}")
+        if len(ahead):
+            ax.fill_between(
+                _as_dates(ahead["date"]), ahead["lower"], ahead["upper"], color=grey, alpha=PROJECTED_ALPHA, linewidth=0, zorder=1,
+                gid=f"projected_band{round(100 * interval)}",
+            )
     part = next(iter(bands.values()))
-    part = part[part["answer"] == answer]
-    ax.plot(_as_dates(part["date"]), part["median"], color=CURVE_COLOUR, linewidth=1.8, zorder=2, gid="median")
+    data, ahead = _split_projection(part[part["answer"] == answer])
+    ax.plot(_as_dates(data["date"]), data["median"], color=CURVE_COLOUR, linewidth=1.8, zorder=2, gid="median")
+    if len(ahead):
+        ax.plot(_as_dates(ahead["date"]), ahead["median"], color=CURVE_COLOUR, linewidth=1.6, linestyle="--", zorder=2, gid="projected_median")
+        if label and data_end is not None:
+            ax.annotate(
+                projection_label(data_end).replace(": ", ":\n", 1),
+                xy=(_as_dates(ahead["date"].iloc[-1:])[0], 0.97),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, 0),
+                textcoords="offset points",
+                ha="right",
+                va="top",
+                fontsize=8,
+                color="0.25",
+                bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+                gid="projection_label",
+            )
+
+
+def projection_label(data_end: pd.Timestamp) -> str:
+    """The words marking a projected stretch."""
+    return f"projection: no reading since {pd.Timestamp(data_end):%d %b %Y}"
 
 
 def _draw_events(ax, result: FitResult, *, label: bool) -> None:
@@ -217,6 +278,8 @@ def _band_handles(bands: dict[float, pd.DataFrame]) -> list:
     handles = [Line2D([], [], color=CURVE_COLOUR, linewidth=1.8, label="posterior median")]
     for interval, grey in sorted(_band_greys(bands).items()):
         handles.append(Patch(facecolor=grey, edgecolor="none", label=f"{_interval_label(interval)} interval"))
+    if any(frame["projected"].any() for frame in bands.values() if "projected" in frame):
+        handles.append(Line2D([], [], color=CURVE_COLOUR, linewidth=1.6, linestyle="--", label="projection (no readings; paler bands)"))
     return handles
 
 
@@ -293,7 +356,7 @@ def plot_support(
     fig = plt.figure(figsize=(12, 1.2 + 3.1 * len(answers)), layout="constrained")
     axes = fig.subplots(len(answers), 1, sharex=True, squeeze=False)[:, 0]
     for ax, name in zip(axes, answers):
-        _draw_curve(ax, name, bands)
+        _draw_curve(ax, name, bands, data_end=result.design.data_end, label=True)
         _draw_events(ax, result, label=True)
         reported = polls[name].notna().to_numpy()
         for (pollster, family, is_known), idx in polls.groupby([polls["pollster"], families, known]).indices.items():
@@ -336,8 +399,14 @@ def plot_support(
         f"Run {run_id or default_run_id(result)}. Data to {data_date(result):%d %b %Y} (latest field end; "
         f"{len(polls)} readings, {polls['pollster'].nunique()} pollsters). Curve: {result.identification}, asking "
         f"{result.reference_question}; line: posterior median; bands: "
-        f"{' and '.join(_interval_label(i) for i in sorted(intervals))} intervals. Points: the published shares, not adjusted "
-        "for house or question effects (see the adjusted figure).",
+        f"{' and '.join(_interval_label(i) for i in sorted(intervals))} intervals"
+        + (
+            f"; dashed line and paler bands after {result.design.data_end:%d %b %Y}: projection, the model's random walk "
+            "run on with no readings (no trend extrapolated)"
+            if result.design.projected.any()
+            else ""
+        )
+        + ". Points: the published shares, not adjusted for house or question effects (see the adjusted figure).",
     )
     return fig
 
@@ -437,7 +506,7 @@ def plot_adjusted(
         part = table[table["answer"] == name]
         for col, column in enumerate(("raw", "adjusted")):
             ax = axes[row, col]
-            _draw_curve(ax, name, bands)
+            _draw_curve(ax, name, bands, data_end=result.design.data_end, label=row == 0 and col == 0)
             _draw_events(ax, result, label=False)
             for (pollster, question), group in part.groupby(["pollster", "question"], sort=False):
                 ax.scatter(
@@ -587,8 +656,12 @@ def plot_house_effects(result: FitResult) -> Figure:
     pairs = confounded_pairs(result)
     rows = []
     for pollster in colours:
-        rows += _effect_rows(effects[effects["pollster"] == pollster], pollster, colours[pollster])
-        rows += _offset_rows(result, [pq for pq in pairs if pq[0] == pollster], colours)
+        own = [pq for pq in pairs if pq[0] == pollster]
+        if own:  # what the data identify first; the prior-driven split after it
+            rows += _offset_rows(result, own, colours)
+            rows += _effect_rows(effects[effects["pollster"] == pollster], f"{pollster}: house part (prior split)", colours[pollster])
+        else:
+            rows += _effect_rows(effects[effects["pollster"] == pollster], pollster, colours[pollster])
     width = _interval_label(result.config.interval)
     caption = (
         f"Shift of each answer's share that a house's readings show against the curve ({result.identification}), "
@@ -597,8 +670,8 @@ def plot_house_effects(result: FitResult) -> Figure:
     if pairs:
         caption += (
             " Squares: " + "; ".join(f"{p} asks only {q}, which no other house asks" for p, q in pairs) + ". For these, the "
-            "data identify only house + question effect together (the square); the circle, the house effect alone, is split "
-            "from it by the priors."
+            "data identify only house + question effect together (the square, evaluated at that house's readings); the circle "
+            "below it, the house part alone, is split from it by the priors."
         )
     return _forest_figure(result, pd.DataFrame(rows), f"House effects (percentage points, {width} intervals)", caption, has_offsets=bool(pairs))
 
@@ -619,8 +692,12 @@ def plot_question_effects(result: FitResult) -> Figure:
     pairs = confounded_pairs(result)
     rows = []
     for question in pd.unique(effects["question"]):
-        rows += _effect_rows(effects[effects["question"] == question], question, "0.3")
-        rows += _offset_rows(result, [pq for pq in pairs if pq[1] == question], colours)
+        own = [pq for pq in pairs if pq[1] == question]
+        if own:  # what the data identify first; the prior-driven split after it
+            rows += _offset_rows(result, own, colours)
+            rows += _effect_rows(effects[effects["question"] == question], f"{question}: wording part (prior split)", "0.3")
+        else:
+            rows += _effect_rows(effects[effects["question"] == question], question, "0.3")
     width = _interval_label(result.config.interval)
     caption = (
         f"Shift of each answer's share that asking a question causes against the reference question "

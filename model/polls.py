@@ -37,6 +37,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "PollDataError",
     "Problem",
+    "closed_readings",
     "load_polls",
     "read_csv_text",
 ]
@@ -63,6 +64,9 @@ _NO_VALUE = object()  # a cell that cannot be checked: its column is missing or 
 _EXPECT_SHARE = "a number from 0 to 100 (percent) or blank for not reported"
 _EXPECT_N = "a positive whole number or blank"
 _EXPECT_DATE = "a date as YYYY-MM-DD, or YYYY-MM when only the month is known"
+_EXPECT_CLOSED = "true (a closed poll: commissioned, not published by the house, known from a leak), false, or blank"
+#: Spellings of the ``closed`` column's values.
+_CLOSED_VALUES = {"true": True, "false": False, "": False}
 
 
 @dataclass(frozen=True)
@@ -335,6 +339,10 @@ def load_polls(
     one column per name in `answers`
         That answer's share in percent, 0 to 100; blank when not reported (which is not zero).
 
+    ``closed`` (optional)
+        ``true`` for a closed poll (commissioned, not published by the house, known from a leak),
+        ``false`` or blank otherwise; kept as given, read with :func:`closed_readings`.
+
     Any other column is metadata and is kept untouched (read from a CSV file, as text exactly as
     written, blank cells as ``""``). Blank lines are skipped; a byte-order mark is allowed.
 
@@ -530,6 +538,7 @@ class _Checker:
                 valid_key[i] = False
             n[i] = self.sample_size(i)
             self.row_shares(i, shares)
+            self.closed_flag(i)
 
         self.duplicates(text, starts, ends, n, shares, valid_key)
         if self.problems:
@@ -594,6 +603,12 @@ class _Checker:
                     f"{precision!r} (from field_start and field_end), or drop the column",
                 )
         return start[0], end[0], precision
+
+    def closed_flag(self, i: int) -> None:
+        value = self.cell(i, "closed")
+        if value is _NO_VALUE or _closed_value(value) is not None:
+            return
+        self.problem(i, "closed", value, "is not true, false or blank", _EXPECT_CLOSED)
 
     def sample_size(self, i: int) -> float:
         value = self.cell(i, "n")
@@ -680,5 +695,41 @@ class _Checker:
                 None,
                 f"the same survey and question as row {self.rows[j]} is given twice "
                 f"(with {figures_text})",
-                "each survey's answer to a question once (merge the rows or drop one)",
+                "each survey's answer to a question once: merge the rows, or drop one; if they are "
+                "two samples fielded together (say a house's phone and online samples), keep both by "
+                + (
+                    "giving each its own survey_id"
+                    if columns[0] == "survey_id"
+                    else "adding a survey_id column with a distinct id for each sample"
+                ),
             )
+
+
+def _closed_value(value: object) -> bool | None:
+    """A ``closed`` cell as a bool (blank: False); None if it is not a closed flag."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return _CLOSED_VALUES.get(str(value).strip().lower())
+
+
+def closed_readings(polls: pd.DataFrame) -> pd.Series:
+    """Which readings are closed polls (the optional ``closed`` column; all False without it).
+
+    Raises
+    ------
+    PollDataError
+        A cell is not ``true``, ``false`` or blank (:func:`load_polls` refuses such a table first).
+    """
+    if "closed" not in polls:
+        return pd.Series(False, index=polls.index, dtype=bool)
+    values = [_closed_value(v) for v in polls["closed"]]
+    bad = [i for i, v in enumerate(values) if v is None]
+    if bad:
+        source = str(polls.attrs.get("source", DATAFRAME_SOURCE))
+        rows = polls["source_row"].tolist() if "source_row" in polls else [FIRST_DATA_ROW + i for i in range(len(polls))]
+        raise PollDataError(
+            [Problem(source, int(rows[i]), "closed", polls["closed"].iloc[i], _EXPECT_CLOSED, "is not true, false or blank") for i in bad]
+        )
+    return pd.Series(values, index=polls.index, dtype=bool)

@@ -35,7 +35,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 #: Section ids of the page, in order (tests and links rely on them).
 SECTIONS = (
+    "headline",
     "estimate",
+    "closed-polls",
     "pooling",
     "house-effects",
     "question-effects",
@@ -80,6 +82,12 @@ td a { overflow-wrap: anywhere; }
 .ok { color: #006d50; } .bad { color: #a33f00; font-weight: bold; }
 .data-table { font-size: 0.82rem; }
 .note { background: #f7f7f7; border-left: 4px solid #999; padding: 0.4rem 0.8rem; }
+.lead { font-size: 1.15rem; font-weight: 600; }
+ul.caveats { font-size: 0.9rem; color: #333; }
+table.footnote { font-size: 0.82rem; color: #444; }
+table.closed { font-size: 0.85rem; }
+table.closed td.why { font-size: 0.8rem; max-width: 22rem; }
+table.closed td:first-child { overflow-wrap: anywhere; max-width: 15rem; }
 """
 
 
@@ -196,23 +204,103 @@ def source_cell(src_rows: Any, sources: dict[str, dict[str, str]] | None) -> str
 
 
 # -- sections ------------------------------------------------------------------------------------
+def _headline_section(result: FitResult) -> str:
+    """The page opens with the headline in plain words (:meth:`FitResult.headline_sentences`)."""
+    first, *rest = result.headline_sentences()
+    head = result.headline()
+    caveats = "".join(f"<li>{esc(c)}</li>" for c in head["caveats"])
+    return (
+        '<section id="headline"><h2>Headline</h2>'
+        f'<p class="lead">{esc(first)}</p>'
+        + ("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in rest) + "</ul>" if rest else "")
+        + f'<p class="note">What these numbers are conditional on:</p><ul class="caveats">{caveats}</ul>'
+        + "<p>All figures: <code>headline.json</code> in the run folder.</p></section>"
+    )
+
+
 def _estimate_section(result: FitResult, figures, run_id: str) -> str:
     interval = result.config.interval
     width = f"{round(100 * interval)}%"
-    last = plots.latest_estimate(result, interval)
-    inner = plots.latest_estimate(result, 0.5).set_index("answer")
-    date = last["date"].iloc[0]
-    rows = [
-        [esc(r["answer"]), f"{r['median']:.1f}%", f"{inner.loc[r['answer'], 'lower']:.1f} – {inner.loc[r['answer'], 'upper']:.1f}", f"{r['lower']:.1f} – {r['upper']:.1f}"]
-        for _, r in last.iterrows()
-    ]
-    table = _table(["answer", "median", "50% interval", f"{width} interval"], rows, numeric={1, 2, 3})
+    design = result.design
+    rows = []
+    for at in ("end", "data") if design.projected.any() else ("end",):
+        last = plots.latest_estimate(result, interval, at=at)
+        inner = plots.latest_estimate(result, 0.5, at=at).set_index("answer")
+        date = last["date"].iloc[0]
+        if at == "end":
+            what = f"{design.through:%d %b %Y} (projected)" if design.projected.any() else f"{design.through:%d %b %Y} (last reading)"
+        else:
+            what = f"{design.data_end:%d %b %Y} (last reading)"
+        rows += [
+            [
+                esc(what),
+                esc(f"{date:%Y-%m-%d}"),
+                esc(r["answer"]),
+                f"{r['median']:.1f}%",
+                f"{inner.loc[r['answer'], 'lower']:.1f} – {inner.loc[r['answer'], 'upper']:.1f}",
+                f"{r['lower']:.1f} – {r['upper']:.1f}",
+            ]
+            for _, r in last.iterrows()
+        ]
+    table = _table(["date", f"{result.config.grid} starting", "answer", "median", "50% interval", f"{width} interval"], rows, numeric={3, 4, 5}, nowrap={0, 1})
+    projection = ""
+    if design.projected.any():
+        projection = (
+            f"<p>After {design.data_end:%d %B %Y}, the last reading's field end, the curve runs on to "
+            f"{design.through:%d %B %Y} as the model's random walk with no readings: dashed and paler in the figure, "
+            "<code>projected</code> in <code>curve.csv</code>. Its median stays where the data left it and its band "
+            "widens with the walk's estimated step size.</p>"
+        )
     return (
-        f'<section id="estimate"><h2>Latest estimate</h2>'
-        f"<p>Grid cell starting {date:%d %B %Y} ({esc(result.config.grid)} grid), {esc(result.identification)}, "
-        f"asking {esc(result.reference_question)}. Data to {plots.data_date(result):%d %B %Y}.</p>{table}"
-        + _img("support_curve", figures, "Line: posterior median; bands: 50% and 90% intervals; points: published readings "
+        f'<section id="estimate"><h2>The curve</h2>'
+        f"<p>{esc(result.identification)[0].upper() + esc(result.identification)[1:]}, asking {esc(result.reference_question)}. "
+        f"Data to {plots.data_date(result):%d %B %Y}.</p>{projection}{table}"
+        + _img("support_curve", figures, "Line: posterior median; bands: 50% and 90% intervals; dashed and paler: projection "
+               "past the last reading; points: published readings "
                "(colour: pollster, shape: question family, area: sample size, hollow: sample size not published).")
+        + "</section>"
+    )
+
+
+def _closed_section(result: FitResult) -> str:
+    table = result.closed_polls()
+    intro = (
+        '<section id="closed-polls"><h2>Closed polls beside the public curve</h2>'
+        f'<p class="note">{esc(result.closed_polls_conclusion())}</p>'
+    )
+    if table.empty:
+        return intro + "</section>"
+    answers = list(result.config.answers)
+    width = round(100 * result.config.interval)
+    head = "".join(
+        f"<th>{esc(h)}</th>"
+        for h in ("reading", "in the fit", "answer", "published", f"curve ({width}% interval)", f"difference ({width}% interval)", "identified")
+    )
+    body = []
+    for _, r in table.iterrows():
+        shown = [a for a in answers if not pd.isna(r[f"curve_{a}"])] or answers[:1]
+        span = f' rowspan="{len(shown)}"'
+        reading = f"{esc(r['pollster'])}<br>{esc(r['question'])}<br>{esc(r['field_start'])} – {esc(r['field_end'])}"
+        in_fit = "yes" if r["in_fit"] else esc(f"no: {r['excluded_because']}")
+        for k, a in enumerate(shown):
+            curve = "" if pd.isna(r[f"curve_{a}"]) else f"{r[f'curve_{a}']:.0f} [{r[f'curve_{a}_lower']:.0f}, {r[f'curve_{a}_upper']:.0f}]"
+            diff = (
+                "–"
+                if pd.isna(r[f"difference_{a}"])
+                else f"{r[f'difference_{a}']:+.1f} [{r[f'difference_{a}_lower']:+.1f}, {r[f'difference_{a}_upper']:+.1f}]"
+            )
+            published = "not published" if pd.isna(r[a]) else f"{r[a]:g}"
+            cells = [f'<td class="num">{esc(v)}</td>' for v in (published, curve, diff)]
+            lead = f"<td{span}>{reading}</td><td{span}>{in_fit}</td>" if k == 0 else ""
+            tail = f'<td{span} class="why">{esc(r["identification"])}</td>' if k == 0 else ""
+            body.append(f"<tr>{lead}<td>{esc(a)}</td>{''.join(cells)}{tail}</tr>")
+    return (
+        intro
+        + "<p>Each closed (leaked, commissioned) reading against the curve over its own field period, in percent and "
+        f"percentage points with {width}% intervals. For a reading in the fit the difference is the model's house and wording "
+        "offset at that date; for one outside the fit it is the published share minus the curve, which also holds its "
+        "wording's effect and its sampling error. <code>closed_polls.csv</code> has every figure.</p>"
+        + f'<div class="table-wrap"><table class="closed"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
         + "</section>"
     )
 
@@ -229,31 +317,53 @@ def _pooling_section(figures) -> str:
 
 
 def _house_section(result: FitResult, figures) -> str:
+    """Each house's difference from the curve's house as the data identify it (house + wording at its
+    readings), then house effects identified apart from the wording; prior-driven splits as a footnote."""
     answers = list(result.config.answers)
+    width = round(100 * result.config.interval)
+    effect_columns = set(range(2, 2 + len(answers)))
+    offsets = result.reading_offsets()
+    reference_pair = (result.reference_pollster, result.reference_question)
+    alone = set(plots.confounded_pairs(result)) | {(p, q) for ps, qs in result.design.joint_groups for p in ps for q in qs}
+    rows = []
+    for (pollster, question), part in offsets.groupby(["pollster", "question"], sort=False):
+        if (pollster, question) == reference_pair:
+            continue
+        part = part.set_index("answer")
+        cells = [esc(pollster), esc(question)]
+        cells += [esc(_pp(part.loc[a, "mean"], part.loc[a, "lower"], part.loc[a, "upper"])) for a in answers]
+        cells += [str(int(part["readings"].iloc[0])), "house and wording together *" if (pollster, question) in alone else "house apart from wording"]
+        rows.append(cells)
+    parts = [
+        f'<section id="house-effects"><h2>Differences between houses</h2>'
+        f"<p>Percentage points by which each house, asking its question, reports differently from {esc(result.compared_with)}, "
+        f"evaluated at that house's own readings; mean and {width}% interval. This is what the data identify.</p>",
+        _table(["pollster", "question", *answers, "readings", "identified as"], rows, numeric=effect_columns | {2 + len(answers)}),
+    ]
     effects = result.house_effects()
-    alone: dict[str, list[str]] = {}
-    for pollster, question in plots.confounded_pairs(result):
-        alone.setdefault(pollster, []).append(question)
-
-    def identified(row) -> str:
-        if row["reference"]:
-            return "reference (fixed at 0)"
-        if row["pollster"] in alone:
-            return "only jointly with the effect of " + ", ".join(alone[row["pollster"]]) + " (its only question, asked by no other house)"
-        return "separately from question effects"
-
-    effects = effects.assign(identified=effects.apply(identified, axis=1))
-    header, rows = _effects_pivot(effects, "pollster", answers, extra=["questions", "identified"])
-    header[-2] = "questions asked"
-    effect_columns = set(range(1, 1 + len(answers)))
-    return (
-        f'<section id="house-effects"><h2>House effects</h2>'
-        f"<p>Percentage points by which each house's readings differ from the curve ({esc(result.identification)}), "
-        f"averaged over the period; mean and {round(100 * result.config.interval)}% interval.</p>"
-        + _table(header, rows, numeric=effect_columns)
-        + _img("house_effects", figures)
-        + "</section>"
-    )
+    split = {p for p, _ in alone}
+    free = effects[~effects["reference"] & ~effects["pollster"].isin(split)]
+    if len(free):
+        header, free_rows = _effects_pivot(free, "pollster", answers, extra=["questions"])
+        header[-1] = "questions asked"
+        parts.append(
+            "<h3>House effects identified apart from the wording</h3>"
+            f"<p>Averaged over the period; mean and {width}% interval.</p>" + _table(header, free_rows, numeric=set(range(1, 1 + len(answers))))
+        )
+    if split:
+        footnote = effects[effects["pollster"].isin(split)]
+        header, split_rows = _effects_pivot(footnote, "pollster", answers)
+        parts.append(
+            '<p class="note">* For '
+            + esc(", ".join(sorted(split)))
+            + ": the house asks only a question no other house asks, so the data identify only house and wording together "
+            "(above). The split into a house part (below; averaged over the period) and a wording part (next section) "
+            "comes from the priors, not from the data.</p>"
+            + _table(header, split_rows, numeric=set(range(1, 1 + len(answers))), css="footnote")
+        )
+    parts.append(_img("house_effects", figures))
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def _question_section(result: FitResult, figures) -> str:
@@ -344,8 +454,19 @@ def _diagnostics_section(result: FitResult, figures) -> str:
         parts.append("<p>Warnings:</p><ul>" + "".join(f"<li>{esc(w)}</li>" for w in d["warnings"]) + "</ul>")
     parts.append(_table(["criterion", "value", "threshold", "status"], rows, numeric={1}))
     if d.get("high_pareto_k"):
-        k_rows = [[esc(r["pollster"]), esc(r["question"]), esc(f"{r['field_start']} – {r['field_end']}"), f"{r['pareto_k']:.2f}"] for r in d["high_pareto_k"]]
-        parts.append("<h3>Influential readings (high Pareto k)</h3>" + _table(["pollster", "question", "field period", "Pareto k"], k_rows, numeric={3}))
+        counts = result.polls.groupby(["pollster", "question"]).size()
+        alone = set(plots.confounded_pairs(result))
+
+        def why(r) -> str:
+            if (r["pollster"], r["question"]) in alone and counts.get((r["pollster"], r["question"]), 0) == 1:
+                return "structural: the only reading of its house and wording, so leaving it out leaves their offset to the prior (not a sign of an outlier)"
+            return "the fit depends strongly on this reading"
+
+        k_rows = [
+            [esc(r["pollster"]), esc(r["question"]), esc(f"{r['field_start']} – {r['field_end']}"), f"{r['pareto_k']:.2f}", esc(why(r))]
+            for r in d["high_pareto_k"]
+        ]
+        parts.append("<h3>Influential readings (high Pareto k)</h3>" + _table(["pollster", "question", "field period", "Pareto k", "why"], k_rows, numeric={3}))
     parts.append(_img("rank", figures, "Rank plots of the hyperparameters: the chains agree when every line stays near zero; p is the multi-chain uniformity test."))
     parts.append(_img("energy", figures, "Energy: the marginal and transition distributions should overlap; E-BFMI per chain should exceed 0.3."))
     parts.append(_img("ppc", figures, "Posterior predictive check per reading: each observed share against its 50% and 90% predictive intervals."))
@@ -466,12 +587,16 @@ def build_report(
     body = "".join(
         [
             f"<header><h1>{esc(title)}</h1>",
-            f'<p class="meta">Data to {plots.data_date(result):%d %B %Y} · {len(result.polls)} readings from '
+            f'<p class="meta">Data to {plots.data_date(result):%d %B %Y}'
+            + (f" · curve projected to {result.design.through:%d %B %Y}" if result.design.projected.any() else "")
+            + f' · {len(result.polls)} readings from '
             f"{result.polls['pollster'].nunique()} pollsters · curve {esc(result.identification)} · diagnostics {esc(verdict)}</p>",
-            '<nav><a href="#estimate">estimate</a> · <a href="#pooling">pooling</a> · <a href="#house-effects">house effects</a> · '
+            '<nav><a href="#headline">headline</a> · <a href="#estimate">curve</a> · <a href="#closed-polls">closed polls</a> · <a href="#pooling">pooling</a> · <a href="#house-effects">house effects</a> · '
             '<a href="#question-effects">question effects</a> · <a href="#events">events</a> · <a href="#diagnostics">diagnostics</a> · '
             '<a href="#model">model</a> · <a href="#data">data</a> · <a href="#excluded">left out</a></nav></header><main>',
+            _headline_section(result),
             _estimate_section(result, figures, run_id),
+            _closed_section(result),
             _pooling_section(figures),
             _house_section(result, figures),
             _question_section(result, figures),

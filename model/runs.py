@@ -9,10 +9,19 @@ A run folder ``runs/<UTC timestamp>-<config hash>/`` holds:
     The config as run (priors and sampler settings included), plus the seed.
 ``polls.csv``
     The exact poll table used, in model order, with ``poll_id`` and ``n_known``.
+``headline.json``
+    The headline numbers (:meth:`model.FitResult.headline`): every answer's share on ``as_of``
+    (the date the curve runs through, projected past the last reading when later) and at the last
+    reading, the probabilities that talks lead, rose over twelve months and since each event, and
+    the changes with their intervals.
 ``curve.csv``, ``house_effects.csv``, ``question_effects.csv``, ``offsets.csv``, ``event_jumps.csv``
-    Tidy summaries (percent / percentage points); ``offsets.csv`` holds house + question effect
-    per (pollster, question) asked, the quantity the data identify when one house alone asks a
-    question.
+    Tidy summaries (percent / percentage points); ``curve.csv``'s ``projected`` marks the cells
+    after the last reading's field end; ``offsets.csv`` holds house + question effect per
+    (pollster, question) asked, at its own readings' dates: the quantity the data identify when
+    one house alone asks a question.
+``closed_polls.csv``
+    Every closed (leaked, commissioned) reading of the table against the curve over its own field
+    period (:meth:`model.FitResult.closed_polls`); only a header when the table marks none.
 ``prior_sensitivity.csv``
     Power-scaling prior and likelihood sensitivity (ArviZ ``psense``) of the scales, event jumps
     and latest shares.
@@ -102,7 +111,9 @@ def _write_contents(result, folder: Path) -> None:
     polls = result.polls.copy()
     polls["n_known"] = polls["n"].notna()
     polls.to_csv(folder / "polls.csv", index=False, date_format="%Y-%m-%d")
+    (folder / "headline.json").write_text(json.dumps(_strict_json(result.headline()), indent=2, allow_nan=False) + "\n")
     result.support_curve().to_csv(folder / "curve.csv", index=False, date_format="%Y-%m-%d")
+    result.closed_polls().to_csv(folder / "closed_polls.csv", index=False)
     result.house_effects().to_csv(folder / "house_effects.csv", index=False)
     result.question_effects().to_csv(folder / "question_effects.csv", index=False)
     result.event_jumps().to_csv(folder / "event_jumps.csv", index=False)

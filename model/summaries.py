@@ -41,13 +41,44 @@ def _tidy(stats: dict[str, xr.DataArray], index: list[str]) -> pd.DataFrame:
     return frame[[*index, *stats]]
 
 
-def support_curve(posterior: xr.Dataset, interval: float = 0.9) -> pd.DataFrame:
+def support_curve(posterior: xr.Dataset, interval: float = 0.9, data_end: pd.Timestamp | None = None) -> pd.DataFrame:
     """Estimated shares over time for the reference house and question.
 
-    Columns ``date``, ``answer``, ``mean``, ``median``, ``lower``, ``upper`` (percent).
+    Columns ``date`` (the grid cell's first day), ``answer``, ``mean``, ``median``, ``lower``,
+    ``upper`` (percent) and ``projected``: the cell starts after ``data_end``, the last reading's
+    field end, so no reading informs it and the curve there is the random walk run on from the
+    data (``False`` everywhere when ``data_end`` is not given).
     """
     frame = _tidy(_interval(posterior["share"], interval), ["time", "answer"])
-    return frame.rename(columns={"time": "date"}).sort_values(["answer", "date"], kind="stable").reset_index(drop=True)
+    frame = frame.rename(columns={"time": "date"}).sort_values(["answer", "date"], kind="stable").reset_index(drop=True)
+    frame["projected"] = frame["date"] > data_end if data_end is not None else False
+    return frame
+
+
+def field_period_logits(posterior: xr.Dataset, first_cell: Sequence[int], last_cell: Sequence[int]) -> np.ndarray:
+    """The trend's logits averaged over each field period, as the model averages them (chain, draw, reading, answer).
+
+    Cells ``first_cell[i]..last_cell[i]`` (inclusive); centred over answers, which the softmax ignores.
+    """
+    trend = np.log(posterior["share"].transpose("chain", "draw", "time", "answer").values)
+    running = np.concatenate([np.zeros_like(trend[:, :, :1]), np.cumsum(trend, axis=2)], axis=2)
+    first, last = np.asarray(first_cell, dtype=int), np.asarray(last_cell, dtype=int)
+    mean = (running[:, :, last + 1] - running[:, :, first]) / (last - first + 1)[None, None, :, None]
+    return mean - mean.mean(axis=-1, keepdims=True)
+
+
+def softmax_points(logits: np.ndarray) -> np.ndarray:
+    """Shares in percent from logits over the last axis."""
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return 100 * e / e.sum(axis=-1, keepdims=True)
+
+
+def interval_of(draws: np.ndarray, interval: float) -> dict[str, np.ndarray]:
+    """``median``, ``lower``, ``upper`` (central interval) and ``mean`` over the first two (sample) axes."""
+    flat = draws.reshape(-1, *draws.shape[2:])
+    tail = (1 - interval) / 2
+    lower, median, upper = np.quantile(flat, [tail, 0.5, 1 - tail], axis=0)
+    return {"mean": flat.mean(axis=0), "median": median, "lower": lower, "upper": upper}
 
 
 def effect_in_points(posterior: xr.Dataset, effect: xr.DataArray) -> xr.DataArray:
@@ -140,20 +171,39 @@ def event_jumps(posterior: xr.Dataset, event_cells: list[int], interval: float =
     return pd.concat(frames, ignore_index=True)
 
 
-def reading_offsets(posterior: xr.Dataset, pairs: pd.DataFrame, interval: float = 0.9) -> pd.DataFrame:
+def reading_offsets(posterior: xr.Dataset, design, interval: float = 0.9) -> pd.DataFrame:
     """What each house, asking each of its questions, reports relative to the curve (points).
 
-    The sum of the house and question effects, averaged over the period like
-    :func:`effect_in_points`. Unlike its two parts, this is always identified by the data.
-    Columns ``pollster``, ``question``, ``answer``, ``mean``, ``lower``, ``upper``, ``readings``.
+    The sum of the house and question effects, evaluated where that house asked that question:
+    for each of its readings, ``softmax(trend + house + question) - softmax(trend)`` with the trend
+    averaged over the reading's field period, then averaged over its readings, per draw. Unlike its
+    two parts, this is always identified by the data; for a reference house on the reference
+    question it is zero. Columns ``pollster``, ``question``, ``answer``, ``mean``, ``median``,
+    ``lower``, ``upper``, ``readings``, ``first_field_start``, ``last_field_end``.
     """
-    frames = []
-    for _, pair in pairs.iterrows():
-        effect = posterior["house_effect"].sel(pollster=pair["pollster"]) + posterior["question_effect"].sel(question=pair["question"])
-        stats = _interval(effect_in_points(posterior, effect), interval)
-        frame = _tidy(stats, ["answer"]).drop(columns="median")
-        frame.insert(0, "question", pair["question"])
-        frame.insert(0, "pollster", pair["pollster"])
-        frame["readings"] = int(pair["readings"])
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+    polls = design.polls
+    trend = field_period_logits(posterior, design.first_cell, design.last_cell)
+    house = posterior["house_effect"].transpose("chain", "draw", "pollster", "answer")
+    question = posterior["question_effect"].transpose("chain", "draw", "question", "answer")
+    answers = list(posterior["share"]["answer"].values)
+    rows = []
+    for (pollster, asked), idx in polls.groupby(["pollster", "question"], sort=False).indices.items():
+        effect = house.sel(pollster=pollster).values + question.sel(question=asked).values
+        part = trend[:, :, idx, :]
+        shift = (softmax_points(part + effect[:, :, None, :]) - softmax_points(part)).mean(axis=2)
+        stats = interval_of(shift, interval)
+        for k, answer in enumerate(answers):
+            rows.append(
+                {
+                    "pollster": pollster,
+                    "question": asked,
+                    "answer": answer,
+                    **{name: float(values[k]) for name, values in stats.items()},
+                    "readings": int(len(idx)),
+                    "first_field_start": polls["field_start"].iloc[idx].min(),
+                    "last_field_end": polls["field_end"].iloc[idx].max(),
+                }
+            )
+    frame = pd.DataFrame(rows)
+    order = {p: i for i, p in enumerate(design.pollsters)}
+    return frame.sort_values(["pollster", "question"], key=lambda s: s.map(order) if s.name == "pollster" else s, kind="stable").reset_index(drop=True)

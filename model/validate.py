@@ -202,7 +202,9 @@ def run_validation(polls: pd.DataFrame, config: Config, settings: ValidateSettin
     polls : DataFrame
         A validated poll table (:func:`model.load_polls`).
     config : Config
-        The fit config (its priors, identification and selection are what is validated).
+        The fit config (its priors, identification and selection are what is validated). Its
+        ``through`` is dropped: every refit's grid ends with its readings, and what is scored is the
+        prediction of held-out readings.
     settings : ValidateSettings
     log : callable, optional
         Receives one progress line per finished task (default: print to stderr).
@@ -215,6 +217,7 @@ def run_validation(polls: pd.DataFrame, config: Config, settings: ValidateSettin
     targets: list[backtest.Target] = []
     sbc_truths: list[dict[str, float]] = []
 
+    config = config.replace(through=None)
     design = build_design(polls, config)
     if settings.backtest:
         targets = backtest.backtest_targets(design, settings.since)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import model
@@ -52,6 +54,42 @@ def test_too_few_draws_exits_3_and_says_why(too_few_draws):
     diag = json.loads((folder / "diagnostics.json").read_text())
     assert diag["passed"] is False and any("ESS" in f for f in diag["failures"])
     assert (runs / "latest").resolve() in {p.resolve() for p in runs.iterdir() if not p.is_symlink()}
+
+
+def test_another_table_gets_the_library_defaults_and_is_told_so(too_few_draws, sim_csv):
+    _, first, _ = too_few_draws
+    assert first.stdout.splitlines()[0] == f"data {sim_csv}; config: the library defaults (model.Config(); --config FILE to choose one)"
+
+
+def test_fit_with_no_options_uses_the_project_data_and_config_through_today(tmp_path):
+    """`python -m model fit` with no data or config option, in the project: the project's table
+    and config (which runs the curve to today), as `make fit`. Few draws: the gate may fail (3)."""
+    runs = tmp_path / "runs"
+    result = run_cli("fit", "--runs-dir", str(runs), "--draws", "20", "--tune", "20", "--chains", "1", "--seed", "3")
+    assert result.returncode in (0, 3), result.stderr
+    assert result.stdout.splitlines()[0].startswith("data data/polls.csv; config config/fit.toml (the project's")
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    today = datetime.date.today().isoformat()
+    assert json.loads((folder / "config.json").read_text())["config"]["through"] == today
+    head = json.loads((folder / "headline.json").read_text())
+    assert head["as_of"] == today and head["projected"] is True
+    assert head["last_reading"]["pollster"] == "Levada Center"
+    curve = pd.read_csv(folder / "curve.csv", parse_dates=["date"])
+    assert curve["projected"].iloc[-1] and not curve["projected"].iloc[0]
+    assert (curve.loc[curve["projected"], "date"] > pd.Timestamp(head["last_reading"]["field_end"])).all()
+    closed = pd.read_csv(folder / "closed_polls.csv")
+    assert {"FSO", "VTsIOM"} <= set(closed.loc[closed["in_fit"], "pollster"])
+    assert result.stdout.splitlines()[1].startswith(f"Support for talks on {datetime.date.today():%d %b %Y}")
+
+
+@pytest.mark.parametrize(
+    ("through", "message"),
+    [("2025-01-01", "through 2025-01-01 is before the last reading's field end, 2026-02-25"), ("soon", "through: 'soon'; expected a date")],
+)
+def test_a_bad_through_date_exits_1_and_says_why(tmp_path, through, message):
+    result = run_cli("fit", "--through", through, "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_same_seed_same_numbers(too_few_draws):

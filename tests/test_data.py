@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from model.build_data import (
+    FIELD_DATES,
     FAMILIES,
     POLLS_COLUMNS,
     QUESTIONS,
@@ -112,7 +113,33 @@ def test_field_dates_come_from_the_source(polls: pd.DataFrame, sourced: pd.DataF
             (sourced.loc[s, "field_start"], sourced.loc[s, "field_end"])
             for s in reading.src_rows.split(";")
         }
-        assert (reading.field_start, reading.field_end) in given
+        coded = {(FIELD_DATES[s].start, FIELD_DATES[s].end) for s in reading.src_rows.split(";") if s in FIELD_DATES}
+        assert (reading.field_start, reading.field_end) in (coded or given)
+        assert ("dates_from_wave" in reading.flags.split(";")) == bool(coded)
+
+
+def test_coded_field_dates_lie_inside_the_source_month_and_cite_sources(sourced: pd.DataFrame) -> None:
+    for src, coded in FIELD_DATES.items():
+        row = sourced.loc[src]
+        assert row["date_precision"] == "month"
+        assert row["field_start"] <= coded.start[:7] and coded.end[:7] <= row["field_end"]
+        assert coded.sources and all(url.startswith("https://") and excerpt.strip() for url, excerpt in coded.sources)
+
+
+def test_levada_september_2022_no_longer_straddles_the_mobilisation(polls: pd.DataFrame) -> None:
+    """levada-01's fieldwork was after the 21 September 2022 announcement (its own note): coded so."""
+    reading = polls[polls["src_rows"] == "levada-01"].iloc[0]
+    assert reading["field_start"] > "2022-09-21" and reading["date_precision"] == "day"
+
+
+def test_closed_polls_are_marked_from_the_source_rows(polls: pd.DataFrame, sourced: pd.DataFrame) -> None:
+    assert set(polls["closed"]) <= {"true", "false"}
+    for reading in polls.itertuples(index=False):
+        reported = [sourced.loc[s, "pollster_as_reported"] for s in reading.src_rows.split(";")]
+        assert (reading.closed == "true") == any("closed" in r.lower() for r in reported), reading.src_rows
+    closed = polls[polls["closed"] == "true"]
+    assert set(closed["pollster"]) == {"FSO", "VTsIOM", "Kremlin (pollster not named)"}
+    assert set(closed["src_rows"]) == {"other-00", "other-01", "other-03", "other-04", "other-39"}
 
 
 def test_no_survey_and_question_twice(polls: pd.DataFrame) -> None:
@@ -141,12 +168,12 @@ def test_disputed_primary_rows_are_flagged(polls: pd.DataFrame, sourced: pd.Data
 
 
 def test_same_survey_pairs_point_at_each_other(polls: pd.DataFrame) -> None:
-    by_survey = polls.set_index("survey_id")
     pairs = polls[polls["same_survey_as"] != ""]
     assert set(pairs["survey_id"]) == set(SAME_SURVEY_AS)
     for reading in pairs.itertuples(index=False):
-        other = by_survey.loc[reading.same_survey_as]
-        assert other["same_survey_as"] == reading.survey_id
+        # a survey may have several readings (questions); each names the other survey
+        others = polls[polls["survey_id"] == reading.same_survey_as]
+        assert len(others) and (others["same_survey_as"] == reading.survey_id).all()
     assert SAME_SURVEY_AS["fso-2022-07"] == "vtsiom-2022-06"
 
 
@@ -166,6 +193,7 @@ def test_questions_codebook_covers_the_data(
         "LEVADA_CONTINUE_VS_TALKS",
         "RF_CONTINUE_VS_TALKS",
         "FSO_CLOSED_TALKS_VS_CONTINUE",
+        "VTSIOM_CLOSED_TALKS_VS_CONTINUE",
     }
     assert main == {q for q, info in QUESTIONS.items() if info.main_curve}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,17 +113,54 @@ def test_exclusion_reasons_cover_every_left_out_reading():
 
 
 def test_an_event_outside_the_readings_is_refused(sim_polls):
-    for date in ("2022-06-01", "2023-01-01", "2025-06-01"):  # before, in the first cell, after
+    for date in ("2022-06-01", "2023-01-01"):  # before, in the first cell
         with pytest.raises(model.ConfigError, match="not inside the readings' span"):
             build_design(sim_polls, model.Config(events=(model.Event(date, "e"),)))
+    for through in (None, "2025-12-31"):  # after the readings, with or without a projection there
+        with pytest.raises(model.ConfigError, match="after the last reading's field end .*no reading could identify its jump"):
+            build_design(sim_polls, model.Config(through=through, events=(model.Event("2025-06-01", "e"),)))
     assert len(build_design(sim_polls, model.Config(events=(model.Event("2024-01-15", "e"),))).event_cell) == 1
+
+
+def test_the_grid_runs_through_the_configured_date_and_marks_the_projection(sim_polls):
+    plain = build_design(sim_polls, model.Config())
+    data_end = sim_polls["field_end"].max()
+    assert plain.data_end == data_end and plain.through == data_end and not plain.projected.any()
+    ahead = build_design(sim_polls, model.Config(through="2025-06-30"))
+    assert ahead.through == pd.Timestamp("2025-06-30") and ahead.time[-1] <= ahead.through < ahead.time[-1] + pd.Timedelta(days=7)
+    assert (ahead.time[: len(plain.time)] == plain.time).all()  # the same cells, then more
+    np.testing.assert_array_equal(ahead.projected, ahead.time > data_end)
+    assert ahead.projected.sum() == len(ahead.time) - len(plain.time) > 20
+    # the readings' own layout (and so the walk's knots) does not depend on the projection
+    np.testing.assert_array_equal(ahead.walk_knots, plain.walk_knots)
+    np.testing.assert_array_equal(ahead.last_cell, plain.last_cell)
+    # "today" resolves to the date of the fit
+    today = build_design(sim_polls, model.Config(through="today"))
+    assert today.through == pd.Timestamp(datetime.date.today())
+
+
+def test_a_through_date_before_the_last_reading_is_refused(sim_polls):
+    data_end = sim_polls["field_end"].max()
+    with pytest.raises(model.ConfigError, match=f"through 2024-06-30 is before the last reading's field end, {data_end:%Y-%m-%d}"):
+        build_design(sim_polls, model.Config(through="2024-06-30"))
+    build_design(sim_polls, model.Config(through=f"{data_end:%Y-%m-%d}"))  # the last field end itself is fine
+
+
+def test_an_anchor_in_the_projected_stretch_is_refused(sim_polls):
+    anchor = model.Anchor(date="2025-03-01", answer="talks", value=45.0)
+    with pytest.raises(model.ConfigError, match="anchor talks = 45.0 on 2025-03-01 is after the last reading's field end"):
+        build_design(sim_polls, model.Config(house_effects="anchors", anchors=(anchor,), through="2025-06-30"))
 
 
 def test_effects_identified_only_jointly_are_found_from_the_reading_graph():
     polls = model.load_polls(f"{ROOT}/data/polls.csv")
     project = model.Config.from_toml(f"{ROOT}/config/fit.toml")
     design = build_design(polls, project)
-    assert design.joint_groups == ((("FSO",), ("FSO_CLOSED_TALKS_VS_CONTINUE",)), (("Russian Field",), ("RF_CONTINUE_VS_TALKS",)))
+    assert design.joint_groups == (
+        (("FSO",), ("FSO_CLOSED_TALKS_VS_CONTINUE",)),
+        (("Russian Field",), ("RF_CONTINUE_VS_TALKS",)),
+        (("VTsIOM",), ("VTSIOM_CLOSED_TALKS_VS_CONTINUE",)),
+    )
     # two houses sharing a question nobody else asks: not a pair, but still one shared shift
     relabelled = polls.copy()
     relabelled.loc[relabelled["question"] == "FSO_CLOSED_TALKS_VS_CONTINUE", "question"] = "RF_CONTINUE_VS_TALKS"

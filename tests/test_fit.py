@@ -35,7 +35,8 @@ def test_idata_has_every_group_with_named_dims(small_fit):
 
 def test_curve_is_coherent_and_covers_the_truth(small_fit, simulation):
     curve = small_fit.support_curve(interval=0.9)
-    assert list(curve.columns) == ["date", "answer", "mean", "median", "lower", "upper"]
+    assert list(curve.columns) == ["date", "answer", "mean", "median", "lower", "upper", "projected"]
+    assert not curve["projected"].any()  # no through: the curve ends with the last reading
     by_date = curve.groupby("date")["mean"].sum()
     np.testing.assert_allclose(by_date, 100, atol=1e-6)  # talks + continue + undecided
     assert (curve["lower"] <= curve["median"]).all() and (curve["median"] <= curve["upper"]).all()
@@ -91,10 +92,13 @@ def test_diagnostics_report(small_fit):
 
 def test_save_and_load_round_trip(small_fit, tmp_path):
     folder = small_fit.save(tmp_path / "run")
-    for name in ("posterior.nc", "config.json", "polls.csv", "curve.csv", "house_effects.csv", "question_effects.csv", "diagnostics.json", "excluded.csv", "prior_sensitivity.csv"):
+    for name in ("posterior.nc", "config.json", "polls.csv", "curve.csv", "house_effects.csv", "question_effects.csv", "diagnostics.json", "excluded.csv", "prior_sensitivity.csv", "headline.json", "closed_polls.csv"):
         assert (folder / name).is_file(), name
     loaded = model.load_run(folder)
     pd.testing.assert_frame_equal(loaded.support_curve(), small_fit.support_curve())
+    assert loaded.headline() == small_fit.headline()
+    assert json.loads((folder / "headline.json").read_text()) == json.loads(json.dumps(small_fit.headline()))
+    assert pd.read_csv(folder / "closed_polls.csv").empty  # the simulated table marks no closed poll
     pd.testing.assert_frame_equal(loaded.house_effects(), small_fit.house_effects())
     assert loaded.config == small_fit.config and loaded.seed == small_fit.seed
     assert loaded.diagnostics()["passed"] == small_fit.diagnostics()["passed"]

@@ -118,7 +118,11 @@ def test_confounded_pairs_in_the_project_data():
     config = model.Config.from_toml(root / "config" / "fit.toml")
     design = build_design(model.load_polls(root / "data" / "polls.csv"), config)
     pairs = {(design.pollsters[h], design.questions[q]) for h, q in zip(design.paired_pollsters, design.paired_questions)}
-    assert pairs == {("Russian Field", "RF_CONTINUE_VS_TALKS"), ("FSO", "FSO_CLOSED_TALKS_VS_CONTINUE")}
+    assert pairs == {
+        ("Russian Field", "RF_CONTINUE_VS_TALKS"),
+        ("FSO", "FSO_CLOSED_TALKS_VS_CONTINUE"),
+        ("VTsIOM", "VTSIOM_CLOSED_TALKS_VS_CONTINUE"),
+    }
 
 
 def test_pair_reparameterisation_keeps_the_independent_priors():

@@ -41,8 +41,8 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def fake_result() -> FitResult:
-    """A FitResult whose idata is built by hand, shaped like a real fit's."""
+def fake_result(through: str | None = None) -> FitResult:
+    """A FitResult whose idata is built by hand, shaped like a real fit's (``through``: projected past the data)."""
     rng = np.random.default_rng(3)
     sim = model.simulate_polls(
         pollsters=(HOUSE_A, "House B"), questions=("Q_MAIN", "Q_ALT"), n_readings=10, start="2023-01-02", end="2023-05-14", seed=19
@@ -52,7 +52,9 @@ def fake_result() -> FitResult:
     table["src_rows"] = [f"sim-{i:02d}" for i in range(len(table))]
     table.loc[1, "src_rows"] = "sim-01;sim-99"
     table["flags"] = ""
-    config = model.Config(house_effects=HOUSE_A, reference_question="Q_MAIN", events=(EVENT,))
+    table["closed"] = "false"
+    table.loc[table.index[table["pollster"] == "House B"][0], "closed"] = "true"  # one closed poll, in a confounded pair
+    config = model.Config(house_effects=HOUSE_A, reference_question="Q_MAIN", events=(EVENT,), through=through)
     polls = model.load_polls(table)
     design = build_design(polls, config)
     n_time, n_poll, k = len(design.time), len(design.polls), len(ANSWERS)
@@ -185,6 +187,11 @@ def legend_texts(fig) -> list[str]:
     return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
 
 
+@pytest.fixture(scope="module")
+def projected():
+    return fake_result(through="2023-08-31")
+
+
 def test_fake_has_what_the_figures_must_show(result):
     polls = result.polls
     assert len(polls) == 10 and polls["pollster"].nunique() == 2 and polls["question"].nunique() == 2
@@ -311,7 +318,8 @@ def _forest_rows(fig) -> list[str]:
 def test_house_effects_forest_marks_reference_and_identified_sum(figures):
     fig = figures["house_effects"]
     assert fig.get_suptitle().startswith("House effects (percentage points")
-    assert _forest_rows(fig) == [f"{HOUSE_A} (reference)", "House B", "House B + Q_ALT"]
+    # what the data identify (the sum) first, the prior-driven split after it
+    assert _forest_rows(fig) == [f"{HOUSE_A} (reference)", "House B + Q_ALT", "House B: house part (prior split)"]
     for ax, answer in zip(fig.axes, ANSWERS):
         assert ax.get_title() == answer
         assert ax.get_xlabel() == "percentage points"
@@ -326,14 +334,16 @@ def test_house_effects_forest_marks_reference_and_identified_sum(figures):
 def test_house_effect_intervals_match_the_summary(result, figures):
     ax = figures["house_effects"].axes[0]
     effect = result.house_effects().set_index(["pollster", "answer"]).loc[("House B", "talks")]
-    interval = next(line for line in ax.lines if line.get_gid() == "interval")
-    assert np.allclose(interval.get_xdata(), [effect["lower"], effect["upper"]])
+    offset = result.reading_offsets().set_index(["pollster", "answer"]).loc[("House B", "talks")]
+    first, second = [line for line in ax.lines if line.get_gid() == "interval"]
+    assert np.allclose(first.get_xdata(), [offset["lower"], offset["upper"]])  # the identified sum
+    assert np.allclose(second.get_xdata(), [effect["lower"], effect["upper"]])  # the split
 
 
 def test_question_effects_forest(figures):
     fig = figures["question_effects"]
     assert fig.get_suptitle().startswith("Question-wording effects")
-    assert _forest_rows(fig) == ["Q_MAIN (reference)", "Q_ALT", "House B + Q_ALT"]
+    assert _forest_rows(fig) == ["Q_MAIN (reference)", "House B + Q_ALT", "Q_ALT: wording part (prior split)"]
     for ax in fig.axes:
         assert len([line for line in ax.lines if line.get_gid() == "interval"]) == 2
     assert "Q_ALT is asked only by House B" in fig.get_supxlabel().replace("\n", " ")
@@ -346,7 +356,7 @@ def test_zero_sum_fit_has_no_reference_row(result):
     # House B alone asks Q_ALT and asks nothing else: confounded whatever the identification
     assert plots.confounded_pairs(zero_sum) == [("House B", "Q_ALT")]
     fig = plots.plot_house_effects(zero_sum)
-    assert _forest_rows(fig) == [HOUSE_A, "House B", "House B + Q_ALT"]
+    assert _forest_rows(fig) == [HOUSE_A, "House B + Q_ALT", "House B: house part (prior split)"]
     assert not [line for ax in fig.axes for line in ax.lines if line.get_gid() == "reference"]
     assert "average house" in fig.get_supxlabel()
 
@@ -584,3 +594,105 @@ def test_cli_unknown_answer_exits_1(stored_run, tmp_path, capsys):
     assert plots_cli.run(_args(folder, answer="peace")) == 1
     assert "--answer 'peace' is not one of the run's answers" in capsys.readouterr().err
     assert not (folder / "figures").exists()
+
+
+# -- projection, headline, closed polls ----------------------------------------------------------
+def test_the_projection_is_drawn_apart_and_labelled(projected):
+    data_end = projected.polls["field_end"].max()
+    fig = plots.plot_support(projected, questions=None, run_id="run-test")
+    for ax in fig.axes:
+        median = [line for line in ax.lines if line.get_gid() == "median"]
+        ahead = [line for line in ax.lines if line.get_gid() == "projected_median"]
+        assert len(median) == 1 and len(ahead) == 1 and ahead[0].get_linestyle() == "--"
+        # the dashed part starts at the last informed cell and runs to the curve's end
+        assert mdates_num(median[0].get_xdata()[-1]) == mdates_num(ahead[0].get_xdata()[0])
+        bands = {c.get_gid(): c for c in ax.collections}
+        assert {"band90", "band50", "projected_band90", "projected_band50"} <= set(bands)
+        assert bands["projected_band90"].get_alpha() < 1 and bands["band90"].get_alpha() in (None, 1)
+        labels = [t.get_text() for t in ax.texts if t.get_gid() == "projection_label"]
+        assert labels == [f"projection:\nno reading since {data_end:%d %b %Y}"]
+    assert "projection (no readings; paler bands)" in legend_texts(fig)
+    assert "Estimate for 31 Aug 2023, projected" in fig.get_suptitle()
+    assert "projection, the model's random walk run on with no readings" in fig.get_supxlabel().replace("\n", " ")
+    plt.close(fig)
+
+
+def mdates_num(value) -> float:
+    import matplotlib.dates as mdates
+
+    return float(mdates.date2num(value))
+
+
+def test_an_unprojected_curve_has_no_projection_marks(figures):
+    fig = figures["support_curve"]
+    gids = {artist.get_gid() for ax in fig.axes for artist in [*ax.lines, *ax.collections, *ax.texts]}
+    assert not {g for g in gids if g and g.startswith("projected")} and "projection_label" not in gids
+
+
+def test_headline_numbers_come_from_the_draws(projected):
+    head = projected.headline()
+    share = projected.posterior["share"]
+    last_cell = int(np.flatnonzero(~projected.design.projected)[-1])
+    assert head["as_of"] == "2023-08-31" and head["projected"] is True
+    assert head["days_past_last_reading"] == (pd.Timestamp("2023-08-31") - projected.polls["field_end"].max()).days
+    talks_end = share.sel(answer="talks").isel(time=-1)
+    assert head["answers"]["talks"]["as_of"]["median"] == pytest.approx(float(talks_end.median()))
+    assert head["answers"]["talks"]["last_reading"]["median"] == pytest.approx(float(share.sel(answer="talks").isel(time=last_cell).median()))
+    lower, upper = np.quantile(talks_end.values.ravel(), [0.05, 0.95])
+    assert head["answers"]["talks"]["as_of"]["lower"] == pytest.approx(lower) and head["answers"]["talks"]["as_of"]["upper"] == pytest.approx(upper)
+    # the grid spans less than a year: no twelve-month comparison, and no claim of one
+    statements = [p["statement"] for p in head["probabilities"]]
+    assert statements == ["talks above continue on 31 Aug 2023", "talks higher on 31 Aug 2023 than just before test event (20 Feb 2023)"]
+    event_cell = int(projected.design.event_cell[0])
+    expected = float((talks_end > share.sel(answer="talks").isel(time=event_cell - 1)).mean())
+    assert head["probabilities"][1]["probability"] == pytest.approx(expected)
+    assert [j["event"] for j in head["event_jumps"]] == [EVENT.label] * 3
+    assert any("projection" in c for c in head["caveats"])
+    first = projected.headline_sentences()[0]
+    talks = head["answers"]["talks"]["as_of"]
+    assert first.startswith(f"Support for talks on 31 Aug 2023: {talks['median']:.0f}% (90% interval {talks['lower']:.0f}-{talks['upper']:.0f}), projected")
+    assert f"as {HOUSE_A} would measure it, asking Q_MAIN" in first
+
+
+def test_closed_polls_table_evaluates_the_offset_at_the_reading(result):
+    table = result.closed_polls()
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["pollster"] == "House B" and bool(row["in_fit"]) and not bool(row["identified_apart_from_wording"])
+    assert "only together with the wording" in row["identification"]
+    # the offset at the reading's own field period, draw by draw, from the posterior directly
+    i = int(np.flatnonzero(result.polls["closed"] == "true")[0])
+    design = result.design
+    post = result.posterior
+    cells = slice(int(design.first_cell[i]), int(design.last_cell[i]) + 1)
+    trend = np.log(post["share"].isel(time=cells)).mean("time")
+    effect = post["house_effect"].sel(pollster="House B") + post["question_effect"].sel(question="Q_ALT")
+
+    def shares(x):
+        e = np.exp(x - x.max("answer"))
+        return 100 * e / e.sum("answer")
+
+    difference = (shares(trend + effect) - shares(trend)).sel(answer="continue")
+    assert row["difference_continue"] == pytest.approx(float(difference.median()))
+    assert row["p_difference_continue_above_0"] == pytest.approx(float((difference > 0).mean()))
+    conclusion = result.closed_polls_conclusion()
+    assert conclusion.startswith("One closed reading is in the fit (House B ") and "cannot establish a systematic gap" in conclusion
+
+
+def test_report_opens_with_the_headline_and_shows_closed_polls(page, result):
+    text, parsed = page
+    assert parsed.ids[:3] == ["headline", "estimate", "closed-polls"]
+    words = " ".join(parsed.text)
+    first = result.headline_sentences()[0]
+    assert html.escape(first) in text and words.index(first) < words.index("The curve")
+    assert "Closed polls beside the public curve" in words and "only together with the wording" in words
+    assert result.closed_polls_conclusion() in words
+
+
+def test_report_of_a_projection_says_so(projected, pngs):
+    text = report.build_report(projected, pngs, run_id="run-test", sourced=None)
+    parsed = PageParser()
+    parsed.feed(text)
+    words = " ".join(parsed.text)
+    assert "projected" in projected.headline_sentences()[0] and projected.headline_sentences()[0] in words
+    assert "31 Aug 2023 (projected)" in words and "curve projected to 31 August 2023" in words

@@ -371,6 +371,47 @@ def test_same_survey_without_survey_id_is_pollster_and_dates(tmp_path: Path) -> 
     assert len(info.value.problems) == 1
 
 
+def test_the_same_survey_message_says_how_to_keep_two_samples(tmp_path: Path) -> None:
+    """Two samples of one house fielded together (phone and online) are two surveys: the message
+    says how to keep both as well as how to merge or drop."""
+    path = write(tmp_path, HEADER, GOOD, GOOD.replace(",50,40,", ",47,43,"))
+    with pytest.raises(PollDataError) as info:
+        load_polls(path)
+    message = str(info.value)
+    assert "merge the rows, or drop one" in message
+    assert "two samples fielded together" in message and "giving each its own survey_id" in message
+    header = "pollster,question,field_start,field_end,n,talks,continue,undecided"
+    row = "Levada,Q1,2024-02-20,2024-02-27,1612,50,40,10"
+    path = write(tmp_path, header, row, row.replace(",50,40,", ",47,43,"))
+    with pytest.raises(PollDataError, match="adding a survey_id column with a distinct id for each sample"):
+        load_polls(path)
+    # and doing so keeps both
+    path = write(tmp_path, header + ",survey_id", row + ",lev-phone", row.replace(",50,40,", ",47,43,") + ",lev-online")
+    assert len(load_polls(path)) == 2
+
+
+def test_closed_column_is_checked_and_read(tmp_path: Path) -> None:
+    from model.polls import closed_readings
+
+    header = "pollster,question,field_start,field_end,n,talks,continue,undecided,closed"
+    path = write(
+        tmp_path,
+        header,
+        "FSO,Q1,2022-11,2022-11,,55,25,,true",
+        "Levada,Q1,2022-11,2022-11,,53,41,6,false",
+        "Levada,Q1,2022-12,2022-12,,50,40,,",
+        "Levada,Q1,2023-01,2023-01,,50,40,,TRUE",
+    )
+    polls = load_polls(path)
+    assert closed_readings(polls).tolist() == [True, False, False, True]
+    assert polls["closed"].tolist() == ["true", "false", "", "TRUE"]  # kept as given
+    bad = write(tmp_path, header, "FSO,Q1,2022-11,2022-11,,55,25,,leaked")
+    with pytest.raises(PollDataError, match=re.escape(f"{bad} row 2, column 'closed': 'leaked' is not true, false or blank")):
+        load_polls(bad)
+    no_column = load_polls(write(tmp_path, header.rsplit(",", 1)[0], "FSO,Q1,2022-11,2022-11,,55,25,"))
+    assert closed_readings(no_column).tolist() == [False]
+
+
 def test_same_question_in_different_surveys_is_fine(tmp_path: Path) -> None:
     path = write(tmp_path, HEADER, GOOD, GOOD.replace("lev-2024-02", "lev-2024-02b"))
     assert len(load_polls(path)) == 2
