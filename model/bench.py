@@ -150,7 +150,8 @@ def select_cases(names: Sequence[str] | None) -> tuple[BenchCase, ...]:
 def case_table(case: BenchCase, data: str | Path, config: Config) -> tuple[pd.DataFrame, Config]:
     """The poll table and config of a case.
 
-    The shipped case is ``data`` with ``config``. A simulated case draws its table from a seed
+    The shipped case is ``data`` with ``config``, its ``through`` dropped: the curve ends with the
+    last reading, so the case is the same whatever day the bench runs. A simulated case draws its table from a seed
     derived from the case name (the same table every run) and fits it with the library's default
     model (every question, zero-sum house effects, default priors) on the case's grid, with
     ``config``'s sampler settings.
@@ -159,7 +160,7 @@ def case_table(case: BenchCase, data: str | Path, config: Config) -> tuple[pd.Da
     from model.simulate import simulate_polls
 
     if case.name == SHIPPED:
-        return load_polls(data, answers=config.answers), config
+        return load_polls(data, answers=config.answers), config.replace(through=None)
     sim = simulate_polls(
         pollsters=[f"House {i + 1:02d}" for i in range(case.houses)],
         questions=SIM_QUESTIONS,

@@ -26,7 +26,7 @@ import xarray as xr
 
 from model.design import PollDesign, cell_of
 from model.polls import closed_readings
-from model.summaries import field_period_logits, interval_of, softmax_points
+from model.summaries import field_period_logits, interval_of, offsets_at_readings, softmax_points
 
 #: Posterior probability from which every closed reading differing in one direction counts as a
 #: systematic closed-poll gap (the same direction in all of them, jointly over the draws).
@@ -34,22 +34,37 @@ SYSTEMATIC_PROBABILITY = 0.95
 
 
 def _identification(pollster: str, question: str, design: PollDesign, readings: int) -> tuple[bool, str]:
-    """Whether a fitted reading's house effect is identified apart from its wording, and why, in words."""
+    """Whether a fitted reading's house effect is identified apart from its wording, and why, in words.
+
+    Parameters
+    ----------
+    pollster, question : str
+        The reading's house and question.
+    design : PollDesign
+        The fit's design (:attr:`~model.design.PollDesign.identified_only_with_wording`).
+    readings : int
+        Readings of this house and question in the fit.
+
+    Returns
+    -------
+    (bool, str)
+        Identified apart from the wording; the reason in words.
+    """
+    if (pollster, question) not in design.identified_only_with_wording:
+        if pollster == design.reference_pollster and question == design.questions[0]:
+            return True, "the reference house asking the reference question (the curve itself)"
+        return True, f"apart from the wording: other readings link {pollster} and {question} to the reference"
     if (pollster, question) in set(design.confounded):
         return False, (
             f"only together with the wording: {pollster} asks only {question}, which no other house asks in this fit, "
             f"so the difference is house and wording together (and, with {readings} reading{'s' if readings != 1 else ''}, "
             "that survey's own error)"
         )
-    for houses, questions in design.joint_groups:
-        if pollster in houses:
-            return False, (
-                f"only together with the wording: {pollster} and {', '.join(questions)} are linked to the reference by no "
-                "reading, so the difference is house and wording together"
-            )
-    if pollster == design.reference_pollster and question == design.questions[0]:
-        return True, "the reference house asking the reference question (the curve itself)"
-    return True, f"apart from the wording: other readings link {pollster} and {question} to the reference"
+    questions = next(qs for houses, qs in design.joint_groups if pollster in houses)
+    return False, (
+        f"only together with the wording: {pollster} and {', '.join(questions)} are linked to the reference by no "
+        "reading, so the difference is house and wording together"
+    )
 
 
 def closed_polls(posterior: xr.Dataset, design: PollDesign, excluded: pd.DataFrame | None, *, interval: float) -> pd.DataFrame:
@@ -88,16 +103,10 @@ def closed_polls(posterior: xr.Dataset, design: PollDesign, excluded: pd.DataFra
     if fitted.empty and left_out.empty:
         return pd.DataFrame(columns=columns)
 
-    house = posterior["house_effect"].transpose("chain", "draw", "pollster", "answer")
-    question = posterior["question_effect"].transpose("chain", "draw", "question", "answer")
     pair_counts = polls.groupby(["pollster", "question"]).size()
-    n_time = len(design.time)
     rows = []
     for i, reading in fitted.iterrows():
-        trend = field_period_logits(posterior, [design.first_cell[i]], [design.last_cell[i]])[:, :, 0, :]
-        effect = house.sel(pollster=reading["pollster"]).values + question.sel(question=reading["question"]).values
-        curve = softmax_points(trend)
-        difference = softmax_points(trend + effect) - curve
+        curve, difference = (draws[:, :, 0, :] for draws in offsets_at_readings(posterior, design, [i]))
         readings = int(pair_counts[(reading["pollster"], reading["question"])])
         separately, words = _identification(reading["pollster"], reading["question"], design, readings)
         rows.append(
@@ -117,15 +126,25 @@ def closed_polls(posterior: xr.Dataset, design: PollDesign, excluded: pd.DataFra
         )
     for _, reading in left_out.iterrows():
         start, end = pd.Timestamp(reading["field_start"]), pd.Timestamp(reading["field_end"])
-        first = int(cell_of(pd.DatetimeIndex([start]), design.time)[0])
-        last = int(cell_of(pd.DatetimeIndex([end]), design.time)[0])
-        outside = last < 0 or end < design.time[0] or first > n_time - 1
         published = np.array([pd.to_numeric(reading.get(a), errors="coerce") for a in answers], dtype=float)
+        outside = end < design.time[0] or start > design.through
         if outside:
             curve = np.full((1, 1, len(answers)), np.nan)
+            what = (
+                f"outside the curve's span ({design.time[0]:%Y-%m-%d} to {design.through:%Y-%m-%d}): no comparison"
+            )
         else:
-            trend = field_period_logits(posterior, [max(first, 0)], [min(last, n_time - 1)])[:, :, 0, :]
-            curve = softmax_points(trend)
+            first = max(int(cell_of(pd.DatetimeIndex([start]), design.time)[0]), 0)
+            last = int(cell_of(pd.DatetimeIndex([min(end, design.through)]), design.time)[0])
+            curve = softmax_points(field_period_logits(posterior, [first], [last])[:, :, 0, :])
+            what = (
+                "published share minus the curve over the field period (not estimated by the model: it holds the "
+                f"wording's effect against {design.questions[0]} and the reading's own sampling error)"
+            )
+            if start < design.time[0] or end > design.through:
+                what += f"; only the part of the field period inside the curve's span ({design.time[0]:%Y-%m-%d} to {design.through:%Y-%m-%d})"
+            if end > design.data_end:
+                what += f"; the curve after {design.data_end:%Y-%m-%d} is a projection, which no reading informs"
         difference = published[None, None, :] - curve
         rows.append(
             _row(
@@ -137,12 +156,7 @@ def closed_polls(posterior: xr.Dataset, design: PollDesign, excluded: pd.DataFra
                 in_fit=False,
                 excluded_because=str(reading.get("excluded_because", "")),
                 readings=0,
-                difference_is=(
-                    "outside the curve's span: no comparison"
-                    if outside
-                    else "published share minus the curve over the field period (not estimated by the model: it holds "
-                    f"the wording's effect against {design.questions[0]} and the reading's own sampling error)"
-                ),
+                difference_is=what,
                 separately=False,
                 identification=f"not in the fit ({reading.get('excluded_because', '')}): nothing separates house, wording and sampling error",
             )
@@ -207,35 +221,50 @@ def _row(reading, answers, curve, difference, interval, *, in_fit, excluded_beca
 def systematic_gap(posterior: xr.Dataset, design: PollDesign) -> dict[str, Any]:
     """How strongly the posterior puts every fitted closed reading's difference on one side of zero.
 
-    For each answer, the probability (jointly over the draws) that the offsets of all closed
-    readings in the fit are above zero, and that they are all below. A systematic closed-poll gap
-    needs at least two closed readings and one of these probabilities at least
-    :data:`SYSTEMATIC_PROBABILITY`; even then, where each closed reading is the only reading of its
-    house and wording, the gap cannot be told apart from the wordings' effects.
+    Only the answers every closed reading in the fit published count (a share a reading did not
+    publish, such as the FSO's "undecided", is only the rest of the others, not a figure of that
+    poll). For each, the probability (jointly over the draws) that the offsets of all closed
+    readings in the fit are above zero, and that they are all below. The model has no closed-poll
+    term: a closed reading's difference is its house and wording offset. So a systematic
+    closed-poll gap is established only when (a) at least two closed readings are in the fit,
+    (b) one of these probabilities is at least :data:`SYSTEMATIC_PROBABILITY`, and (c) not every
+    closed reading's house is identified only together with its wording (if every closed house
+    asks a wording no other house asks, being closed cannot be told apart from house and wording,
+    whatever the probabilities).
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        ``share``, ``house_effect`` and ``question_effect`` draws.
+    design : PollDesign
+        The fit's design; its readings' ``closed`` column marks the closed polls.
 
     Returns
     -------
     dict
-        ``readings`` (count), ``by_answer`` (answer -> ``{"all_above": p, "all_below": p}``),
-        ``established`` (bool), ``best`` (answer, direction, probability), ``all_confounded`` (bool).
+        ``readings`` (count), ``answers`` (the published answers compared), ``by_answer`` (answer ->
+        ``{"all_above": p, "all_below": p}``), ``best`` (answer, direction, probability, or None),
+        ``separable`` (some closed house is identified apart from its wording) and ``established``.
     """
     polls = design.polls
-    closed = closed_readings(polls).to_numpy()
-    idx = np.flatnonzero(closed)
+    idx = np.flatnonzero(closed_readings(polls).to_numpy())
     answers = [str(a) for a in posterior["share"]["answer"].values]
-    out: dict[str, Any] = {"readings": int(idx.size), "by_answer": {}, "established": False, "best": None, "all_confounded": True}
-    if idx.size == 0:
+    published = [a for a in answers if idx.size and polls[a].iloc[idx].notna().all()]
+    separable = any((polls["pollster"].iloc[i], polls["question"].iloc[i]) not in design.identified_only_with_wording for i in idx)
+    out: dict[str, Any] = {
+        "readings": int(idx.size),
+        "answers": published,
+        "by_answer": {},
+        "best": None,
+        "separable": bool(separable),
+        "established": False,
+    }
+    if idx.size == 0 or not published:
         return out
-    trend = field_period_logits(posterior, design.first_cell[idx], design.last_cell[idx])
-    house = posterior["house_effect"].transpose("chain", "draw", "pollster", "answer")
-    question = posterior["question_effect"].transpose("chain", "draw", "question", "answer")
-    effect = np.stack(
-        [house.sel(pollster=polls["pollster"].iloc[i]).values + question.sel(question=polls["question"].iloc[i]).values for i in idx],
-        axis=2,
-    )
-    difference = softmax_points(trend + effect) - softmax_points(trend)
+    difference = offsets_at_readings(posterior, design, idx)[1]
     best = None
-    for k, a in enumerate(answers):
+    for a in published:
+        k = answers.index(a)
         above = float(np.mean((difference[:, :, :, k] > 0).all(axis=2)))
         below = float(np.mean((difference[:, :, :, k] < 0).all(axis=2)))
         out["by_answer"][a] = {"all_above": above, "all_below": below}
@@ -243,15 +272,12 @@ def systematic_gap(posterior: xr.Dataset, design: PollDesign) -> dict[str, Any]:
             if best is None or p > best[2]:
                 best = (a, direction, p)
     out["best"] = best
-    out["all_confounded"] = all(
-        not _identification(polls["pollster"].iloc[i], polls["question"].iloc[i], design, 1)[0] for i in idx
-    )
-    out["established"] = bool(idx.size >= 2 and best[2] >= SYSTEMATIC_PROBABILITY)
+    out["established"] = bool(idx.size >= 2 and best[2] >= SYSTEMATIC_PROBABILITY and separable)
     return out
 
 
-def conclusion(table: pd.DataFrame, gap: dict[str, Any], *, reference: str) -> str:
-    """What can and cannot be concluded about closed vs public polls, in one or two sentences.
+def conclusion(table: pd.DataFrame, gap: dict[str, Any], *, reference: str, interval: float) -> str:
+    """What can and cannot be concluded about closed vs public polls, in a few sentences.
 
     Parameters
     ----------
@@ -260,10 +286,14 @@ def conclusion(table: pd.DataFrame, gap: dict[str, Any], *, reference: str) -> s
     gap : dict
         :func:`systematic_gap`.
     reference : str
-        What the curve is (e.g. "Levada Center asking LEVADA_CONTINUE_VS_TALKS").
+        What the curve is (e.g. "the curve (as Levada Center would measure it, asking ...)").
+    interval : float
+        The width of the intervals in ``table``.
     """
     if table.empty:
         return "The table marks no closed poll, so there is nothing to compare with the public curve."
+    width = f"{round(100 * interval)}%"
+    answers = [c[len("curve_") :] for c in table.columns if c.startswith("curve_") and not c.endswith(("_lower", "_upper"))]
     fitted = table[table["in_fit"].astype(bool)]
     left = len(table) - len(fitted)
     outside = (
@@ -274,24 +304,38 @@ def conclusion(table: pd.DataFrame, gap: dict[str, Any], *, reference: str) -> s
     )
     if fitted.empty:
         return "No closed poll is in the fit, so the model estimates no closed-poll difference." + outside
-    names = ", ".join(f"{r['pollster']} {pd.Timestamp(r['field_start']):%b %Y}" for _, r in fitted.iterrows())
-    alone = all(~fitted["identified_apart_from_wording"].astype(bool))
+    clauses = []
+    for _, r in fitted.iterrows():
+        name = f"{r['pollster']} {pd.Timestamp(r['field_start']):%b %Y}"
+        clear = [
+            f"{a} {r[f'difference_{a}']:+.0f} points ({width} interval {r[f'difference_{a}_lower']:+.0f} to {r[f'difference_{a}_upper']:+.0f})"
+            for a in answers
+            if not pd.isna(r[a]) and (r[f"difference_{a}_lower"] > 0 or r[f"difference_{a}_upper"] < 0)
+        ]
+        if clear:
+            clauses.append(f"{name} differs in " + " and ".join(clear))
+        else:
+            clauses.append(f"{name} shows no difference in a published share whose {width} interval excludes zero")
+    sentences = [f"Against {reference}: " + "; ".join(clauses) + "."]
     if gap["readings"] < 2:
-        head = (
-            f"One closed reading is in the fit ({names}): its difference from {reference} is that one survey's, "
-            "and one reading cannot establish a systematic gap between closed and public polls"
-        )
+        sentences.append("One closed reading cannot establish a systematic gap between closed and public polls.")
+    elif gap["best"] is None:
+        sentences.append("The closed readings share no published answer, so no systematic gap can be assessed.")
     else:
         answer, direction, p = gap["best"]
-        verdict = "is" if gap["established"] else "is not"
-        head = (
-            f"{gap['readings']} closed readings are in the fit ({names}); a systematic closed-poll gap {verdict} established: "
-            f"the posterior puts every one of their {answer} differences {direction} zero with probability {p:.3f} "
-            f"(the strongest such agreement over the answers; {SYSTEMATIC_PROBABILITY} is needed)"
+        agreement = (
+            f"the posterior puts every closed reading's {answer} difference {direction} zero with probability {p:.2f} "
+            f"(the strongest agreement over the answers they all published, {', '.join(gap['answers'])})"
         )
-    if alone:
-        head += (
-            "; each is the only reading of its house and wording, so the data cannot tell a closed-poll effect from "
-            "the wording's effect, and what differs is that house with its question"
+        if gap["established"]:
+            sentences.append(f"A systematic closed-poll gap is established: {agreement}.")
+        elif p < SYSTEMATIC_PROBABILITY:
+            sentences.append(f"A systematic closed-poll gap is not established: {agreement}; {SYSTEMATIC_PROBABILITY} would be needed.")
+        else:
+            sentences.append(f"The closed readings agree in direction ({agreement}), but that does not establish a closed-poll gap.")
+    if not gap["separable"]:
+        sentences.append(
+            "Each closed house asks only a wording no other house asks, so the data cannot tell being closed from the "
+            "house's and the wording's effects: what differs is that house asking that question."
         )
-    return head + "." + outside
+    return " ".join(sentences) + outside

@@ -160,6 +160,18 @@ class PollDesign:
         return np.asarray(self.time > self.data_end)
 
     @property
+    def last_data_cell(self) -> int:
+        """The grid cell holding the last reading's field end (the last cell a reading informs)."""
+        return int(np.flatnonzero(~self.projected)[-1])
+
+    @property
+    def identified_only_with_wording(self) -> frozenset[tuple[str, str]]:
+        """(pollster, question) pairs whose house effect the data identify only together with the
+        question's: the confounded pairs and every pair of a :attr:`joint_groups` group."""
+        grouped = {(p, q) for houses, questions in self.joint_groups for p in houses for q in questions}
+        return frozenset(set(self.confounded) | grouped)
+
+    @property
     def last_reading(self) -> pd.Series:
         """The reading with the latest field end (the first in model order among ties)."""
         return self.polls.iloc[int(np.argmax(self.polls["field_end"].to_numpy()))]
@@ -401,8 +413,8 @@ def _refuse_projected_dates(config: Config, data_end: pd.Timestamp) -> None:
         if pd.Timestamp(anchor.date) > data_end:
             problems.append(
                 f"anchor {anchor.answer} = {anchor.value} on {anchor.date} is after the last reading's field end "
-                f"({data_end:%Y-%m-%d}): no reading could be compared with it (the curve there is a projection); "
-                "anchor a date the readings cover"
+                f"({data_end:%Y-%m-%d}): no reading could be compared with it there (past the last reading the curve "
+                "is a projection); anchor a date the readings cover"
             )
     if problems:
         raise ConfigError("\n".join(problems))

@@ -97,9 +97,9 @@ class FitResult:
     def identification(self) -> str:
         """How the curve's level is fixed, in words."""
         if self.config.house_effects == "zero_sum":
-            return "average house (house effects sum to zero)"
+            return "as the average house would measure it (house effects sum to zero)"
         if self.config.house_effects == "anchors":
-            return "anchored to known true values"
+            return "at the level known true values (the anchors) fix"
         return f"as {self.config.house_effects} would measure it"
 
     def support_curve(self, interval: float | None = None) -> pd.DataFrame:
@@ -110,7 +110,7 @@ class FitResult:
         interval : float, optional
             Central interval width (default: ``config.interval``, 0.9).
         """
-        return self._summary("support_curve", interval, lambda i: summaries.support_curve(self.posterior, i, self.design.data_end))
+        return self._summary("support_curve", interval, lambda i: summaries.support_curve(self.posterior, i, self.design.projected))
 
     def house_effects(self, interval: float | None = None) -> pd.DataFrame:
         """House effects in percentage points (see :func:`model.summaries.house_effects`)."""
@@ -163,8 +163,8 @@ class FitResult:
     def closed_polls_conclusion(self) -> str:
         """What the closed polls do and do not show against the public curve, in words."""
         gap = closed_polls.systematic_gap(self.posterior, self.design)
-        reference = f"the curve ({self.identification}, asking {self.reference_question})"
-        return closed_polls.conclusion(self.closed_polls(), gap, reference=reference)
+        reference = f"the curve ({self.identification}, asking {self.reference_question}) over each reading's field period"
+        return closed_polls.conclusion(self.closed_polls(), gap, reference=reference, interval=self.config.interval)
 
     def event_jumps(self, interval: float | None = None) -> pd.DataFrame:
         """Estimated jump of each configured event, in percentage points."""
@@ -175,7 +175,7 @@ class FitResult:
 
         See :func:`model.diagnostics.prior_sensitivity`.
         """
-        cells = sorted({int(np.flatnonzero(~self.design.projected)[-1]), len(self.design.time) - 1})
+        cells = sorted({self.design.last_data_cell, len(self.design.time) - 1})
         return self._summary("prior_sensitivity", None, lambda _: prior_sensitivity(self.idata, cells))
 
     def diagnostics(self) -> dict[str, Any]:
@@ -206,30 +206,36 @@ class FitResult:
         closed = self.closed_polls()
         if len(closed):
             lines.append("")
-            lines.append("Closed polls against the curve at their own field periods (percentage points, closed_polls.csv):")
+            lines.append(
+                "Closed polls against the curve over their own field periods (published share, the curve's median, and the "
+                f"difference: median [{width}% interval] in points; closed_polls.csv):"
+            )
             for _, row in closed.iterrows():
-                where = "in the fit" if row["in_fit"] else "not in the fit"
-                lines.append(f"  {row['pollster']} {row['field_start']} to {row['field_end']}, {row['question']} ({where}):")
+                if row["in_fit"]:
+                    what = "in the fit; difference = the model's house + wording offset"
+                else:
+                    what = f"not in the fit: {row['excluded_because']}; difference = published minus curve"
+                lines.append(f"  {row['pollster']} {row['field_start']} to {row['field_end']}, {row['question']} ({what}):")
                 parts = []
                 for a in answers:
                     if pd.isna(row[f"difference_{a}"]):
                         continue
-                    published = "not published, curve " if pd.isna(row[a]) else f"{row[a]:g} vs curve "
+                    published = "not published" if pd.isna(row[a]) else f"{row[a]:g}"
                     parts.append(
-                        f"{a} {published}{row[f'curve_{a}']:.0f}: {row[f'difference_{a}']:+.1f} "
+                        f"{a} {published}, curve {row[f'curve_{a}']:.1f}: {row[f'difference_{a}']:+.1f} "
                         f"[{row[f'difference_{a}_lower']:+.1f}, {row[f'difference_{a}_upper']:+.1f}]"
                     )
-                lines.append("    " + "; ".join(parts))
+                lines.append("    " + "; ".join(parts) if parts else f"    {row['difference_is']}")
             lines.append("  " + self.closed_polls_conclusion())
 
         lines.append("")
         lines.append(
             f"Differences from {self.compared_with} (house + wording, at each pair's own readings; "
-            f"percentage points, {width}% intervals; offsets.csv):"
+            f"median [{width}% interval] in points; offsets.csv):"
         )
         offsets = self.reading_offsets()
         reference_pair = (self.reference_pollster, self.reference_question)
-        alone = set(self.confounded) | {(p, q) for ps, qs in self.design.joint_groups for p in ps for q in qs}
+        alone = self.design.identified_only_with_wording
         for (pollster, question), part in offsets.groupby(["pollster", "question"], sort=False):
             if (pollster, question) == reference_pair:
                 continue
@@ -239,18 +245,18 @@ class FitResult:
             lines.append(f"  {pollster} asking {question} ({count} reading{'s' if count != 1 else ''}){mark}")
             lines.append(
                 "    "
-                + "; ".join(f"{a} {part.loc[a, 'mean']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
+                + "; ".join(f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
             )
         houses = self.house_effects()
         split = sorted({p for p, _ in alone})
         free = houses[~houses["reference"] & ~houses["pollster"].isin(split)]
         if len(free):
-            lines.append(f"House effects identified apart from the wording (averaged over the period, {width}% intervals):")
+            lines.append(f"House effects identified apart from the wording (averaged over the period; median [{width}% interval]):")
             for pollster, part in free.groupby("pollster", sort=False):
                 part = part.set_index("answer")
                 lines.append(
                     f"  {pollster}: "
-                    + "; ".join(f"{a} {part.loc[a, 'mean']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
+                    + "; ".join(f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
                 )
         if split:
             questions = self.question_effects().set_index(["question", "answer"])
@@ -262,18 +268,18 @@ class FitResult:
                 part = houses[houses["pollster"] == pollster].set_index("answer")
                 lines.append(
                     f"    {pollster} house part "
-                    + "; ".join(f"{a} {part.loc[a, 'mean']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
+                    + "; ".join(f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
                     + f" / {question} wording part "
                     + "; ".join(
-                        f"{a} {questions.loc[(question, a), 'mean']:+.1f} [{questions.loc[(question, a), 'lower']:+.1f}, {questions.loc[(question, a), 'upper']:+.1f}]"
+                        f"{a} {questions.loc[(question, a), 'median']:+.1f} [{questions.loc[(question, a), 'lower']:+.1f}, {questions.loc[(question, a), 'upper']:+.1f}]"
                         for a in answers
                     )
                 )
         jumps = self.event_jumps()
         if len(jumps):
-            lines.append(f"Event jumps (percentage points at the event, {width}% intervals):")
+            lines.append(f"Event jumps (percentage points at the event; median [{width}% interval]):")
             for _, row in jumps.iterrows():
-                lines.append(f"  {row['event']:<28} {row['answer']:<10} {row['mean']:+6.1f}  [{row['lower']:+.1f}, {row['upper']:+.1f}]")
+                lines.append(f"  {row['event']:<28} {row['answer']:<10} {row['median']:+6.1f}  [{row['lower']:+.1f}, {row['upper']:+.1f}]")
         diag = self.diagnostics()
         verdict = "PASSED" if diag["passed"] else "FAILED: " + "; ".join(diag["failures"])
         lines.append(

@@ -48,7 +48,8 @@ def headline(posterior: xr.Dataset, design: PollDesign, *, interval: float, iden
     dict
         ``as_of`` (the date the curve runs through; its grid cell ``as_of_cell``), ``projected``
         and ``days_past_last_reading``, ``last_reading`` (house, question, field dates), ``curve``
-        (what the curve is: house and question), ``interval``, ``draws``, ``answers`` (for every
+        (what the curve is: house and question), ``conditional_on`` (that and the projection, in
+        words), ``interval``, ``draws``, ``answers`` (for every
         answer the ``median``, ``lower``, ``upper`` at ``as_of`` and at the last reading),
         ``probabilities`` (a list of ``{statement, probability}``), ``changes`` (the change of
         every answer since twelve months before ``as_of`` and since just before each event, with
@@ -61,7 +62,7 @@ def headline(posterior: xr.Dataset, design: PollDesign, *, interval: float, iden
     answers = [str(a) for a in share["answer"].values]
     time = design.time
     as_of_cell = len(time) - 1
-    last_cell = _cell(design, design.data_end)
+    last_cell = design.last_data_cell
     last = design.last_reading
     first, second = answers[0], answers[1] if len(answers) > 1 else None
     draws = values.shape[0] * values.shape[1]
@@ -75,10 +76,12 @@ def headline(posterior: xr.Dataset, design: PollDesign, *, interval: float, iden
 
     now, before = at(as_of_cell), at(last_cell)
     as_of = design.through
+    projected = bool(design.projected[as_of_cell])
+    on = f"{as_of:%d %b %Y}" + (" (projected)" if projected else "")
     probabilities = []
     if second is not None:
         probabilities.append(
-            probability(f"{first} above {second} on {as_of:%d %b %Y}", values[:, :, as_of_cell, 0] > values[:, :, as_of_cell, 1])
+            probability(f"the {first} share is above the {second} share on {on}", values[:, :, as_of_cell, 0] > values[:, :, as_of_cell, 1])
         )
     changes = []
     comparisons = []
@@ -90,7 +93,7 @@ def headline(posterior: xr.Dataset, design: PollDesign, *, interval: float, iden
     for name, when, cell, event in comparisons:
         probabilities.append(
             probability(
-                f"{first} higher on {as_of:%d %b %Y} than {name} ({when:%d %b %Y})",
+                f"the {first} share is higher on {on} than {name} ({when:%d %b %Y})",
                 values[:, :, as_of_cell, 0] > values[:, :, cell, 0],
             )
         )
@@ -101,7 +104,7 @@ def headline(posterior: xr.Dataset, design: PollDesign, *, interval: float, iden
                     "since": name,
                     "event": event,
                     "from_date": _date(when),
-                    "from_cell": _date(time[cell]),
+                    "from_cell_start": _date(time[cell]),
                     "to_date": _date(as_of),
                     "answer": answer,
                     **{k: float(stats[k][j]) for k in ("median", "lower", "upper")},
@@ -118,15 +121,14 @@ def headline(posterior: xr.Dataset, design: PollDesign, *, interval: float, iden
             jumps.append(
                 {
                     "event": row["event"],
-                    "cell": dates.get(row["event"]),
+                    "cell_start": dates.get(row["event"]),
                     "answer": row["answer"],
-                    "mean": float(row["mean"]),
+                    "median": float(row["median"]),
                     "lower": float(row["lower"]),
                     "upper": float(row["upper"]),
                 }
             )
     days = int((as_of - design.data_end).days)
-    projected = bool(design.projected[as_of_cell])
     caveats = [
         f"Every share is the curve {identification}, asking {design.questions[0]}: other houses and wordings "
         "differ from it by their estimated offsets (offsets.csv).",
@@ -149,9 +151,13 @@ def headline(posterior: xr.Dataset, design: PollDesign, *, interval: float, iden
             "field_start": _date(last["field_start"]),
             "field_end": _date(last["field_end"]),
             "poll_id": str(last["poll_id"]),
-            "cell": _date(time[last_cell]),
+            "cell_start": _date(time[last_cell]),
         },
         "curve": {"identification": identification, "question": design.questions[0]},
+        "conditional_on": (
+            f"the curve {identification}, asking {design.questions[0]}; "
+            + (f"projected {how_far(days)} past the last reading's field end ({design.data_end:%Y-%m-%d})" if projected else "not projected")
+        ),
         "interval": interval,
         "draws": draws,
         "answers": {a: {"as_of": now[a], "last_reading": before[a]} for a in answers},
@@ -170,8 +176,9 @@ def _pct(value: float) -> str:
     return f"{value:.0f}"
 
 
-def format_probability(p: float, draws: int | None = None) -> str:
-    """A probability as text, never claiming more than the draws can show (``> 0.99``, ``< 0.01``)."""
+def format_probability(p: float) -> str:
+    """A probability as text, to two decimals, and never 0 or 1: ``> 0.99`` and ``< 0.01`` at the ends,
+    where a few thousand draws cannot tell further."""
     if p > 0.99:
         return "> 0.99"
     if p < 0.01:
@@ -189,15 +196,32 @@ def _span(start: str, end: str) -> str:
 
 
 def how_far(days: int) -> str:
-    """A projection's length in words: "9 months (276 days)" or "12 days"."""
-    months = round(days / DAYS_PER_MONTH)
-    if months < 1:
+    """A projection's length in words: "9 months (276 days)", or "40 days" under a month and a half."""
+    if days < 1.5 * DAYS_PER_MONTH:
         return f"{days} day{'s' if days != 1 else ''}"
-    return f"{months} month{'s' if months != 1 else ''} ({days} days)"
+    months = round(days / DAYS_PER_MONTH)
+    return f"{months} months ({days} days)"
+
+
+def _points(value: float) -> str:
+    return f"{value:+.0f} point{'' if round(abs(value)) == 1 else 's'}"
 
 
 def sentences(head: dict[str, Any]) -> list[str]:
-    """The headline in plain words, first sentence first (the summary and the report open with them)."""
+    """The headline in plain words, first sentence first (the summary and the report open with them).
+
+    Parameters
+    ----------
+    head : dict
+        :func:`headline`'s result (or ``headline.json`` read back).
+
+    Returns
+    -------
+    list of str
+        The first answer's share on ``as_of`` with its interval, how far it is projected and what
+        the curve is; every answer's share on ``as_of`` and at the last reading (one decimal); the
+        probabilities; the first answer's changes and event jumps.
+    """
     answers = list(head["answers"])
     first = answers[0]
     width = round(100 * head["interval"])
@@ -207,6 +231,8 @@ def sentences(head: dict[str, Any]) -> list[str]:
     reading = f"{last['pollster']}, {_span(last['field_start'], last['field_end'])}"
     if head["projected"]:
         where = f"projected {how_far(head['days_past_last_reading'])} past the last reading ({reading})"
+    elif head["days_past_last_reading"] > 0:
+        where = f"{how_far(head['days_past_last_reading'])} after the last reading ({reading}), in the same grid cell"
     else:
         where = f"the last reading's field end ({reading})"
     lines = [
@@ -214,11 +240,12 @@ def sentences(head: dict[str, Any]) -> list[str]:
         f"{_pct(now['lower'])}-{_pct(now['upper'])}), {where}; the curve is {head['curve']['identification']}, "
         f"asking {head['curve']['question']}."
     ]
-    parts = [f"{a} {_pct(v['as_of']['median'])}% ({_pct(v['as_of']['lower'])}-{_pct(v['as_of']['upper'])})" for a, v in head["answers"].items()]
-    lines.append(f"On {as_of:%d %b %Y}: " + ", ".join(parts) + ".")
+    on = f"{as_of:%d %b %Y}" + (" (projected)" if head["projected"] else "")
+    parts = [f"{a} {v['as_of']['median']:.1f}% ({v['as_of']['lower']:.1f}-{v['as_of']['upper']:.1f})" for a, v in head["answers"].items()]
+    lines.append(f"On {on}: " + ", ".join(parts) + f" (medians, {width}% intervals).")
     if head["projected"]:
         parts = [
-            f"{a} {_pct(v['last_reading']['median'])}% ({_pct(v['last_reading']['lower'])}-{_pct(v['last_reading']['upper'])})"
+            f"{a} {v['last_reading']['median']:.1f}% ({v['last_reading']['lower']:.1f}-{v['last_reading']['upper']:.1f})"
             for a, v in head["answers"].items()
         ]
         lines.append(f"At the last reading ({pd.Timestamp(last['field_end']):%d %b %Y}): " + ", ".join(parts) + ".")
@@ -228,14 +255,14 @@ def sentences(head: dict[str, Any]) -> list[str]:
         if change["answer"] != first:
             continue
         lines.append(
-            f"Change in {first} since {change['since']} ({pd.Timestamp(change['from_date']):%d %b %Y}): "
-            f"{change['median']:+.0f} points ({width}% interval {change['lower']:+.0f} to {change['upper']:+.0f})."
+            f"Change in {first} from {change['since']} ({pd.Timestamp(change['from_date']):%d %b %Y}) to {on}: "
+            f"{_points(change['median'])} ({width}% interval {change['lower']:+.0f} to {change['upper']:+.0f})."
         )
     for jump in head["event_jumps"]:
         if jump["answer"] != first:
             continue
         lines.append(
-            f"Jump in {first} at {jump['event']}: {jump['mean']:+.1f} points ({width}% interval "
+            f"Jump in {first} at {jump['event']}: {jump['median']:+.1f} points ({width}% interval "
             f"{jump['lower']:+.1f} to {jump['upper']:+.1f})."
         )
     return lines

@@ -552,7 +552,7 @@ def plot_adjusted(
 
 # -- house and question effects ------------------------------------------------------------------
 def _forest(ax, rows: pd.DataFrame, answer: str) -> None:
-    """One answer's effects as a forest: point at the mean, line over the interval."""
+    """One answer's effects as a forest: point at the median, line over the interval."""
     part = rows[rows["answer"] == answer].reset_index(drop=True)
     y = np.arange(len(part))[::-1]
     ax.axvline(0, color="0.55", linewidth=0.8, linestyle=":", zorder=0)
@@ -562,7 +562,7 @@ def _forest(ax, rows: pd.DataFrame, answer: str) -> None:
             continue
         marker = "s" if row["kind"] == "offset" else "o"
         ax.plot([row["lower"], row["upper"]], [yi, yi], color=row["colour"], linewidth=2.2, solid_capstyle="butt", gid="interval")
-        ax.plot([row["mean"]], [yi], linestyle="none", marker=marker, markersize=7, markerfacecolor=row["colour"], markeredgecolor="black", markeredgewidth=0.6, gid=row["kind"])
+        ax.plot([row["median"]], [yi], linestyle="none", marker=marker, markersize=7, markerfacecolor=row["colour"], markeredgecolor="black", markeredgewidth=0.6, gid=row["kind"])
     ax.set_yticks(y, part["label"])
     ax.set_ylim(-0.7, len(part) - 0.3)
     ax.set_title(answer, fontsize=11, fontweight="bold")
@@ -579,7 +579,7 @@ def _forest_figure(result: FitResult, rows: pd.DataFrame, title: str, caption: s
         _forest(ax, rows, answer)
     fig.suptitle(title, fontsize=12)
     handles = [
-        Line2D([], [], linestyle="-", marker="o", color="0.4", markerfacecolor="0.4", markeredgecolor="black", label="effect, mean and interval"),
+        Line2D([], [], linestyle="-", marker="o", color="0.4", markerfacecolor="0.4", markeredgecolor="black", label="effect, median and interval"),
     ]
     if (rows["kind"] == "reference").any():
         handles.append(Line2D([], [], linestyle="none", marker="D", markerfacecolor="white", markeredgecolor="0.3", markeredgewidth=1.6, label="reference (fixed at 0)"))
@@ -602,7 +602,7 @@ def _offset_rows(result: FitResult, pairs: list[tuple[str, str]], colours: dict[
                     "kind": "offset",
                     "colour": colours.get(pollster, "0.3"),
                     "answer": row["answer"],
-                    "mean": row["mean"],
+                    "median": row["median"],
                     "lower": row["lower"],
                     "upper": row["upper"],
                 }
@@ -629,7 +629,7 @@ def _effect_rows(part: pd.DataFrame, name: str, colour: str) -> list[dict]:
             "kind": "reference" if row["reference"] else "effect",
             "colour": colour,
             "answer": row["answer"],
-            "mean": row["mean"],
+            "median": row["median"],
             "lower": row["lower"],
             "upper": row["upper"],
         }

@@ -137,10 +137,10 @@ def _table(header: list[str], rows: list[list[str]], *, numeric: set[int] = froz
     return f'<div class="table-wrap"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _pp(mean: float, lower: float, upper: float) -> str:
-    if mean == lower == upper == 0:
+def _pp(median: float, lower: float, upper: float) -> str:
+    if median == lower == upper == 0:
         return "0 (fixed)"
-    return f"{mean:+.1f} [{lower:+.1f}, {upper:+.1f}]"
+    return f"{median:+.1f} [{lower:+.1f}, {upper:+.1f}]"
 
 
 def _share(value: float) -> str:
@@ -148,7 +148,7 @@ def _share(value: float) -> str:
 
 
 def _effects_pivot(frame: pd.DataFrame, key: str, answers: list[str], *, extra: list[str] = ()) -> tuple[list[str], list[list[str]]]:
-    """One row per ``key`` value, one column per answer ("mean [lower, upper]")."""
+    """One row per ``key`` value, one column per answer ("median [lower, upper]")."""
     header = [key, *answers, *extra]
     rows = []
     for name in pd.unique(frame[key]):
@@ -156,7 +156,7 @@ def _effects_pivot(frame: pd.DataFrame, key: str, answers: list[str], *, extra: 
         cells = [esc(name)]
         for answer in answers:
             r = part.loc[answer]
-            cells.append(esc(_pp(r["mean"], r["lower"], r["upper"])))
+            cells.append(esc(_pp(r["median"], r["lower"], r["upper"])))
         cells += [esc(part[column].iloc[0]) for column in extra]
         rows.append(cells)
     return header, rows
@@ -324,20 +324,20 @@ def _house_section(result: FitResult, figures) -> str:
     effect_columns = set(range(2, 2 + len(answers)))
     offsets = result.reading_offsets()
     reference_pair = (result.reference_pollster, result.reference_question)
-    alone = set(plots.confounded_pairs(result)) | {(p, q) for ps, qs in result.design.joint_groups for p in ps for q in qs}
+    alone = result.design.identified_only_with_wording
     rows = []
     for (pollster, question), part in offsets.groupby(["pollster", "question"], sort=False):
         if (pollster, question) == reference_pair:
             continue
         part = part.set_index("answer")
         cells = [esc(pollster), esc(question)]
-        cells += [esc(_pp(part.loc[a, "mean"], part.loc[a, "lower"], part.loc[a, "upper"])) for a in answers]
+        cells += [esc(_pp(part.loc[a, "median"], part.loc[a, "lower"], part.loc[a, "upper"])) for a in answers]
         cells += [str(int(part["readings"].iloc[0])), "house and wording together *" if (pollster, question) in alone else "house apart from wording"]
         rows.append(cells)
     parts = [
         f'<section id="house-effects"><h2>Differences between houses</h2>'
         f"<p>Percentage points by which each house, asking its question, reports differently from {esc(result.compared_with)}, "
-        f"evaluated at that house's own readings; mean and {width}% interval. This is what the data identify.</p>",
+        f"evaluated at that house's own readings; median and {width}% interval. This is what the data identify.</p>",
         _table(["pollster", "question", *answers, "readings", "identified as"], rows, numeric=effect_columns | {2 + len(answers)}),
     ]
     effects = result.house_effects()
@@ -348,7 +348,7 @@ def _house_section(result: FitResult, figures) -> str:
         header[-1] = "questions asked"
         parts.append(
             "<h3>House effects identified apart from the wording</h3>"
-            f"<p>Averaged over the period; mean and {width}% interval.</p>" + _table(header, free_rows, numeric=set(range(1, 1 + len(answers))))
+            f"<p>Averaged over the period; median and {width}% interval.</p>" + _table(header, free_rows, numeric=set(range(1, 1 + len(answers))))
         )
     if split:
         footnote = effects[effects["pollster"].isin(split)]
@@ -386,7 +386,7 @@ def _question_section(result: FitResult, figures) -> str:
     html_out = (
         f'<section id="question-effects"><h2>Question-wording effects</h2>'
         f"<p>Percentage points by which asking each question shifts the answers against the reference question "
-        f"{esc(result.reference_question)}; mean and {round(100 * result.config.interval)}% interval.</p>"
+        f"{esc(result.reference_question)}; median and {round(100 * result.config.interval)}% interval.</p>"
         + _table(header, rows, numeric=effect_columns)
     )
     if pairs:

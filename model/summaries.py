@@ -41,24 +41,48 @@ def _tidy(stats: dict[str, xr.DataArray], index: list[str]) -> pd.DataFrame:
     return frame[[*index, *stats]]
 
 
-def support_curve(posterior: xr.Dataset, interval: float = 0.9, data_end: pd.Timestamp | None = None) -> pd.DataFrame:
+def support_curve(posterior: xr.Dataset, interval: float = 0.9, projected: Sequence[bool] | None = None) -> pd.DataFrame:
     """Estimated shares over time for the reference house and question.
 
-    Columns ``date`` (the grid cell's first day), ``answer``, ``mean``, ``median``, ``lower``,
-    ``upper`` (percent) and ``projected``: the cell starts after ``data_end``, the last reading's
-    field end, so no reading informs it and the curve there is the random walk run on from the
-    data (``False`` everywhere when ``data_end`` is not given).
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        Holds ``share`` (chain, draw, time, answer).
+    interval : float
+        Central interval width.
+    projected : sequence of bool, optional
+        Per grid cell, whether it lies after the last reading (:attr:`model.design.PollDesign.projected`);
+        all False when not given.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``date`` (the grid cell's first day), ``answer``, ``mean``, ``median``, ``lower``,
+        ``upper`` (percent) and ``projected`` (no reading informs the cell: the curve there is the
+        random walk run on from the data).
     """
     frame = _tidy(_interval(posterior["share"], interval), ["time", "answer"])
+    flags = np.zeros(posterior.sizes["time"], dtype=bool) if projected is None else np.asarray(projected, dtype=bool)
+    frame["projected"] = flags[pd.Index(posterior["time"].values).get_indexer(frame["time"])]
     frame = frame.rename(columns={"time": "date"}).sort_values(["answer", "date"], kind="stable").reset_index(drop=True)
-    frame["projected"] = frame["date"] > data_end if data_end is not None else False
     return frame
 
 
 def field_period_logits(posterior: xr.Dataset, first_cell: Sequence[int], last_cell: Sequence[int]) -> np.ndarray:
-    """The trend's logits averaged over each field period, as the model averages them (chain, draw, reading, answer).
+    """The trend's logits averaged over each field period, as the model averages them.
 
-    Cells ``first_cell[i]..last_cell[i]`` (inclusive); centred over answers, which the softmax ignores.
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        Holds ``share`` (chain, draw, time, answer); its log is the trend's logits up to a constant
+        per cell, which the average carries as a constant per reading and the softmax ignores.
+    first_cell, last_cell : sequence of int
+        Each reading's first and last grid cell (inclusive).
+
+    Returns
+    -------
+    numpy.ndarray
+        (chain, draw, reading, answer) logits, centred over answers.
     """
     trend = np.log(posterior["share"].transpose("chain", "draw", "time", "answer").values)
     running = np.concatenate([np.zeros_like(trend[:, :, :1]), np.cumsum(trend, axis=2)], axis=2)
@@ -68,13 +92,38 @@ def field_period_logits(posterior: xr.Dataset, first_cell: Sequence[int], last_c
 
 
 def softmax_points(logits: np.ndarray) -> np.ndarray:
-    """Shares in percent from logits over the last axis."""
+    """Shares in percent from logits over the last axis.
+
+    Parameters
+    ----------
+    logits : numpy.ndarray
+        Any shape; the last axis is the answers.
+
+    Returns
+    -------
+    numpy.ndarray
+        The same shape, summing to 100 over the last axis.
+    """
     e = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return 100 * e / e.sum(axis=-1, keepdims=True)
 
 
 def interval_of(draws: np.ndarray, interval: float) -> dict[str, np.ndarray]:
-    """``median``, ``lower``, ``upper`` (central interval) and ``mean`` over the first two (sample) axes."""
+    """Summaries of posterior draws over their first two (chain, draw) axes.
+
+    Parameters
+    ----------
+    draws : numpy.ndarray
+        (chain, draw, ...) draws.
+    interval : float
+        Central interval width.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``mean``, ``median``, ``lower`` and ``upper`` (the central interval's ends), each of the
+        draws' trailing shape.
+    """
     flat = draws.reshape(-1, *draws.shape[2:])
     tail = (1 - interval) / 2
     lower, median, upper = np.quantile(flat, [tail, 0.5, 1 - tail], axis=0)
@@ -108,7 +157,7 @@ def house_effects(
     pp = effect_in_points(posterior, posterior["house_effect"])
     stats = _interval(pp, interval)
     stats["mean_logit"] = posterior["house_effect"].mean(SAMPLE_DIMS)
-    frame = _tidy(stats, ["pollster", "answer"]).drop(columns="median")
+    frame = _tidy(stats, ["pollster", "answer"])
     asked = pairs.groupby("pollster")["question"].apply(lambda s: "; ".join(sorted(s)))
     alone = {p: "; ".join(qs) for ps, qs in joint_groups for p in ps}
     frame["reference"] = frame["pollster"] == reference
@@ -132,7 +181,7 @@ def question_effects(
     pp = effect_in_points(posterior, posterior["question_effect"])
     stats = _interval(pp, interval)
     stats["mean_logit"] = posterior["question_effect"].mean(SAMPLE_DIMS)
-    frame = _tidy(stats, ["question", "answer"]).drop(columns="median")
+    frame = _tidy(stats, ["question", "answer"])
     askers = pairs.groupby("question")["pollster"].apply(lambda s: sorted(set(s)))
     jointly = {q: ps for ps, qs in joint_groups for q in qs}
     frame["reference"] = frame["question"] == reference
@@ -157,7 +206,7 @@ def event_jumps(posterior: xr.Dataset, event_cells: list[int], interval: float =
     the cell before the event.
     """
     if "jump" not in posterior:
-        return pd.DataFrame(columns=["event", "answer", "mean", "lower", "upper", "mean_logit"])
+        return pd.DataFrame(columns=["event", "answer", "mean", "median", "lower", "upper", "mean_logit"])
     frames = []
     for e, label in enumerate(posterior["jump"].coords["event"].values):
         jump = posterior["jump"].sel(event=label)
@@ -165,10 +214,41 @@ def event_jumps(posterior: xr.Dataset, event_cells: list[int], interval: float =
         pp = 100 * (_softmax(before + jump) - _softmax(before))
         stats = _interval(pp, interval)
         stats["mean_logit"] = jump.mean(SAMPLE_DIMS)
-        frame = _tidy(stats, ["answer"]).drop(columns="median")
+        frame = _tidy(stats, ["answer"])
         frame.insert(0, "event", label)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def offsets_at_readings(posterior: xr.Dataset, design, readings: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The curve over each reading's field period, and its house + question offset there, per draw.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        ``share``, ``house_effect`` and ``question_effect`` draws.
+    design : PollDesign
+        The fit's design.
+    readings : sequence of int
+        Readings (rows of ``design.polls``).
+
+    Returns
+    -------
+    (curve, offset) : numpy.ndarray
+        Each (chain, draw, reading, answer), in percent / points: ``curve = softmax(trend)`` with the
+        trend's logits averaged over the field period, ``offset = softmax(trend + house + question) - curve``.
+    """
+    idx = np.asarray(readings, dtype=int)
+    trend = field_period_logits(posterior, design.first_cell[idx], design.last_cell[idx])
+    house = posterior["house_effect"].transpose("chain", "draw", "pollster", "answer")
+    question = posterior["question_effect"].transpose("chain", "draw", "question", "answer")
+    polls = design.polls
+    effect = np.stack(
+        [house.sel(pollster=polls["pollster"].iloc[i]).values + question.sel(question=polls["question"].iloc[i]).values for i in idx],
+        axis=2,
+    )
+    curve = softmax_points(trend)
+    return curve, softmax_points(trend + effect) - curve
 
 
 def reading_offsets(posterior: xr.Dataset, design, interval: float = 0.9) -> pd.DataFrame:
@@ -182,15 +262,10 @@ def reading_offsets(posterior: xr.Dataset, design, interval: float = 0.9) -> pd.
     ``lower``, ``upper``, ``readings``, ``first_field_start``, ``last_field_end``.
     """
     polls = design.polls
-    trend = field_period_logits(posterior, design.first_cell, design.last_cell)
-    house = posterior["house_effect"].transpose("chain", "draw", "pollster", "answer")
-    question = posterior["question_effect"].transpose("chain", "draw", "question", "answer")
     answers = list(posterior["share"]["answer"].values)
     rows = []
     for (pollster, asked), idx in polls.groupby(["pollster", "question"], sort=False).indices.items():
-        effect = house.sel(pollster=pollster).values + question.sel(question=asked).values
-        part = trend[:, :, idx, :]
-        shift = (softmax_points(part + effect[:, :, None, :]) - softmax_points(part)).mean(axis=2)
+        shift = offsets_at_readings(posterior, design, idx)[1].mean(axis=2)
         stats = interval_of(shift, interval)
         for k, answer in enumerate(answers):
             rows.append(

@@ -69,3 +69,25 @@ def test_project_config_uses_the_main_curve_questions():
 def test_event_labels_must_be_unique():
     with pytest.raises(ConfigError, match="labels \\['x'\\] are used more than once"):
         Config(events=(Event("2022-09-21", "x"), Event("2023-01-01", "x")))
+
+
+def test_through_is_a_date_today_or_nothing(tmp_path):
+    import datetime
+
+    assert Config().through is None and Config().resolved() == Config()
+    assert Config(through="today").resolved(today=datetime.date(2026, 11, 28)).through == "2026-11-28"
+    assert Config(through="2026-03-01").resolved(today=datetime.date(2026, 11, 28)).through == "2026-03-01"
+    for bad in ("tomorrow", "2026-13-01", "2026-3-1", "28.11.2026"):
+        with pytest.raises(ConfigError, match=f"through: '{bad}'; expected a date YYYY-MM-DD, 'today'"):
+            Config(through=bad)
+    path = tmp_path / "c.toml"
+    path.write_text("through = 2026-11-28\n")  # TOML's bare date
+    assert Config.from_toml(path).through == "2026-11-28"
+    path.write_text('through = "today"\n')
+    assert Config.from_toml(path).through == "today"
+    assert Config(through="today").hash() != Config(through="2026-11-28").hash()
+
+
+def test_project_config_runs_the_curve_to_today():
+    assert Config.from_toml(ROOT / "config" / "fit.toml").through == "today"
+

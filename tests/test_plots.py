@@ -642,7 +642,10 @@ def test_headline_numbers_come_from_the_draws(projected):
     assert head["answers"]["talks"]["as_of"]["lower"] == pytest.approx(lower) and head["answers"]["talks"]["as_of"]["upper"] == pytest.approx(upper)
     # the grid spans less than a year: no twelve-month comparison, and no claim of one
     statements = [p["statement"] for p in head["probabilities"]]
-    assert statements == ["talks above continue on 31 Aug 2023", "talks higher on 31 Aug 2023 than just before test event (20 Feb 2023)"]
+    assert statements == [
+        "the talks share is above the continue share on 31 Aug 2023 (projected)",
+        "the talks share is higher on 31 Aug 2023 (projected) than just before test event (20 Feb 2023)",
+    ]
     event_cell = int(projected.design.event_cell[0])
     expected = float((talks_end > share.sel(answer="talks").isel(time=event_cell - 1)).mean())
     assert head["probabilities"][1]["probability"] == pytest.approx(expected)
@@ -676,7 +679,9 @@ def test_closed_polls_table_evaluates_the_offset_at_the_reading(result):
     assert row["difference_continue"] == pytest.approx(float(difference.median()))
     assert row["p_difference_continue_above_0"] == pytest.approx(float((difference > 0).mean()))
     conclusion = result.closed_polls_conclusion()
-    assert conclusion.startswith("One closed reading is in the fit (House B ") and "cannot establish a systematic gap" in conclusion
+    assert conclusion.startswith(f"Against the curve (as {HOUSE_A} would measure it, asking Q_MAIN) over each reading's field period: House B ")
+    assert "One closed reading cannot establish a systematic gap" in conclusion
+    assert "Each closed house asks only a wording no other house asks" in conclusion
 
 
 def test_report_opens_with_the_headline_and_shows_closed_polls(page, result):

@@ -103,8 +103,8 @@ def test_headline_json_and_closed_polls_csv_in_the_run_folder(projections, tmp_p
             assert figures["lower"] < figures["median"] < figures["upper"]
             np.testing.assert_allclose([figures["median"], figures["lower"], figures["upper"]], row[["median", "lower", "upper"]].astype(float), rtol=1e-9)
     statements = [p["statement"] for p in head["probabilities"]]
-    assert statements[0] == "talks above continue on 31 Dec 2024"
-    assert statements[1].startswith("talks higher on 31 Dec 2024 than twelve months before (31 Dec 2023)")
+    assert statements[0] == "the talks share is above the continue share on 31 Dec 2024 (projected)"
+    assert statements[1].startswith("the talks share is higher on 31 Dec 2024 (projected) than twelve months before (31 Dec 2023)")
     share = result.posterior["share"]
     expected = float((share.isel(time=-1).sel(answer="talks") > share.isel(time=-1).sel(answer="continue")).mean())
     assert head["probabilities"][0]["probability"] == pytest.approx(expected)
