@@ -293,7 +293,7 @@ def _closed_section(result: FitResult) -> str:
             cells = [f'<td class="num">{esc(v)}</td>' for v in (published, curve, diff)]
             lead = f"<td{span}>{reading}</td><td{span}>{in_fit}</td>" if k == 0 else ""
             tail = f'<td{span} class="why">{esc(r["identification"])}</td>' if k == 0 else ""
-            body.append(f"<tr>{lead}<td>{esc(a)}</td>{''.join(cells)}{tail}</tr>")
+            body.append(f'<tr>{lead}<td class="nowrap">{esc(a)}</td>{"".join(cells)}{tail}</tr>')
     return (
         intro
         + "<p>Each closed (leaked, commissioned) reading against the curve over its own field period, in percent and "
@@ -487,7 +487,14 @@ def _model_section(result: FitResult) -> str:
         "follow a Dirichlet whose spread is sampling error (1/n, with unpublished sample sizes estimated) plus a "
         "non-sampling error estimated from the data; a reading that leaves answers unreported enters through the "
         "shares it does report.</p>"
-        f"<p>The level of the curve is fixed {esc(result.identification)}, and the question "
+        + (
+            f"<p>The grid runs on to {result.design.through:%d %B %Y}, past the last reading's field end "
+            f"({result.design.data_end:%d %B %Y}): there the walk continues with no reading to inform it, so the curve "
+            "is a projection whose band widens with the walk's estimated step size and which extrapolates no trend.</p>"
+            if result.design.projected.any()
+            else ""
+        )
+        + f"<p>The level of the curve is fixed {esc(result.identification)}, and the question "
         f"{esc(result.reference_question)} is the reference wording. Where one house alone asks a question, the data "
         "identify only the sum of that house's and that question's effects (see above).</p>"
         f"<p>Sampled with {esc(s.nuts_sampler)}: {s.chains} chains of {s.draws} draws after {s.tune} tuning steps, "
