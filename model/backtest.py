@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln, logsumexp, softmax
 
+from model.polls import reading_midpoints
 from model.config import Config, ConfigError
 from model.design import PollDesign
 
@@ -208,10 +209,6 @@ def score(alpha: np.ndarray, design: PollDesign, i: int, rng: np.random.Generato
 # -- baselines --------------------------------------------------------------------------------
 
 
-def _midpoint(polls: pd.DataFrame) -> pd.Series:
-    return polls["field_start"] + (polls["field_end"] - polls["field_start"]) / 2
-
-
 def baseline_answers(method: str, train: pd.DataFrame, start: pd.Timestamp, answers, reference, median_n: float) -> dict[str, float]:
     """A baseline's estimate (percent) of each answer, from the readings in ``train``.
 
@@ -232,7 +229,7 @@ def baseline_answers(method: str, train: pd.DataFrame, start: pd.Timestamp, answ
         elif method == "weighted_average":
             if len(rows):
                 n = rows["n"].fillna(median_n).to_numpy(dtype=float)
-                age = (start - _midpoint(rows)).dt.total_seconds().to_numpy() / 86400.0
+                age = (start - reading_midpoints(rows)).dt.total_seconds().to_numpy() / 86400.0
                 weight = np.sqrt(n / median_n) * 0.5 ** (age / HALF_LIFE_DAYS)
                 estimate[answer] = float(np.sum(weight * rows[answer].to_numpy(dtype=float)) / np.sum(weight))
         else:

@@ -56,7 +56,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import time
 import traceback
 import zlib
 from collections.abc import Callable, Sequence
@@ -68,7 +67,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from model.config import ZERO_SUM, Config, ConfigError, Sampler
+from model.config import ZERO_SUM, Config, ConfigError
 
 SHIPPED = "shipped"
 IMPLEMENTATIONS = ("project", "reference")
@@ -203,23 +202,16 @@ def fit_project(design, config: Config, *, seed: int, cores: int | None = None) 
     """
     import nutpie  # noqa: F401  (imported before the clock, as the reference imports JAX and NumPyro)
 
-    from model.aggregator import PollAggregator
-    from model.compiled import callbacks_cached, compile_model
-    from model.refit import sample_compiled
+    from model.sampling.engine import CompiledAggregator
 
-    started = time.perf_counter()
-    pymc_model = PollAggregator(design, config).build()
-    compiled = compile_model(pymc_model)
-    compile_s = time.perf_counter() - started
-    idata, sample_s = sample_compiled(compiled, config.sampler, seed=seed, cores=cores or min(4, os.cpu_count() or 1))
-    posterior = idata.posterior.to_dataset()
-    divergences = int(idata.sample_stats["diverging"].sum())
+    engine = CompiledAggregator(design, config)
+    idata, sample_s = engine.sample(config.sampler, seed=seed, cores=cores or min(4, os.cpu_count() or 1))
     return {
-        "compile_s": compile_s,
+        "compile_s": engine.compile_s,
         "sample_s": sample_s,
-        "divergences": divergences,
-        "posterior": posterior,
-        "compile_cache": callbacks_cached(compiled),
+        "divergences": int(idata.sample_stats["diverging"].sum()),
+        "posterior": idata.posterior.to_dataset(),
+        "compile_cache": engine.callbacks,
     }
 
 
@@ -526,7 +518,7 @@ def write_bench(bench: Bench, runs_dir: str | Path = "runs") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    from model.runs import staged_folder
+    from model.files import staged_folder
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     with staged_folder(Path(runs_dir) / f"bench-{stamp}", unique=True) as (tmp, final):

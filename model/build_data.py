@@ -14,38 +14,44 @@ address and excerpt (see ``data/README.md`` and ``data/notes/``). :func:`build` 
 
 Both files are written deterministically (fixed columns, sort order and number formatting), so a
 rebuild is byte-for-byte identical, and atomically (a temporary file, then a rename).
+
+What a person decided rather than read in a source is data too, kept in the hand-edited
+``data/codebook.toml`` and read by :func:`load_codebook`: each question's family, wording,
+polarity and ``main_curve`` (``[questions]``), survey ids that are probably one survey
+(``[same_survey]``), source rows the notes grade low confidence (``[low_confidence]``), and day
+dates coded for a month-only row from other reports of its wave (``[field_dates]``). Adding any of
+these never means editing code; the family vocabulary, :data:`FAMILIES`, stays here.
 """
 
 from __future__ import annotations
 
-import calendar
 import csv
 import io
-import os
 import re
-import tempfile
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
-from model.polls import PollDataError, Problem, load_polls, read_csv_text
+from model.files import atomic_write_text
+from model.polls import PollDataError, Problem, load_polls, parse_field_date, read_csv_text
 
 __all__ = [
+    "CODEBOOK_NAME",
     "FAMILIES",
-    "LOW_CONFIDENCE",
-    "FIELD_DATES",
     "POLLS_COLUMNS",
-    "QUESTIONS",
     "QUESTIONS_COLUMNS",
-    "SAME_SURVEY_AS",
+    "Codebook",
+    "FieldDates",
     "QuestionInfo",
     "build",
     "family_table",
+    "load_codebook",
 ]
 
 Family = Literal[
@@ -125,8 +131,6 @@ SOURCED_COLUMNS: tuple[str, ...] = (
 )
 STATUSES = ("primary", "superseded", "no_figures")
 
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_MONTH = re.compile(r"\d{4}-\d{2}")
 
 
 @dataclass(frozen=True)
@@ -152,245 +156,6 @@ class QuestionInfo:
     main_curve: bool
 
 
-_NOT_REPORTED = " (not reported)"
-
-#: Every question id the sourced table may use. ``build`` refuses a question id not listed here,
-#: so a new question is classified by a person, not by a default. Wordings come from the sourced
-#: ``wording`` column and ``data/notes/``; ``main_curve`` is true exactly for the binary "move to
-#: peace talks vs continue the war" items (see data/README.md for the reasons).
-QUESTIONS: dict[str, QuestionInfo] = {
-    # Levada's monthly omnibus item (notes/levada.md, "The question"): the exact Russian text was
-    # not retrieved; paraphrases agree on "continue military actions or move to peace talks".
-    "LEVADA_CONTINUE_VS_TALKS": QuestionInfo(
-        family="talks_vs_continue",
-        wording=(
-            "Exact questionnaire text not retrieved; paraphrased in sources as: 'Do you think it "
-            "is necessary now to continue military actions or to move to peace negotiations?' "
-            "Answers: definitely / rather continue, rather / definitely move to peace "
-            "negotiations, difficult to answer."
-        ),
-        talks_means="move to peace negotiations (definitely + rather)",
-        continue_means="continue military actions (definitely + rather)",
-        main_curve=True,
-    ),
-    # FSO closed polls leaked to Meduza (notes/other-houses.md, family 1): text never published;
-    # reported as "for peace talks" vs "for continuing the war". Least comparable, but binary.
-    "FSO_CLOSED_TALKS_VS_CONTINUE": QuestionInfo(
-        family="talks_vs_continue",
-        wording=(
-            "unpublished (closed FSO survey; reported as the share 'for peace talks with "
-            "Ukraine' vs 'for continuing the war')"
-        ),
-        talks_means="for peace talks with Ukraine (as reported)",
-        continue_means="for continuing the war (as reported)",
-        main_curve=True,
-    ),
-    # A July 2022 closed-poll figure known only from a superseded row (other-02); probably the
-    # closed VTsIOM stop-ASAP figure (notes/other-houses.md, "FSO July 2022"). No readings.
-    "KREMLIN_CLOSED_TALKS_VS_CONTINUE": QuestionInfo(
-        family="talks_vs_continue",
-        wording=(
-            "unpublished (a July 2022 closed poll; reported only as the share that 'advocated "
-            "the negotiations')"
-        ),
-        talks_means="advocated negotiations (as reported)",
-        continue_means="not reported",
-        main_curve=False,
-    ),
-    # The same closed VTsIOM survey's other item (other-39, added 2026-11-28; the shared README,
-    # "Houses and question families"): "continue military operations in Ukraine or conduct peace
-    # negotiations" is the binary choice Levada and the FSO report, so it feeds the main curve
-    # (data/README.md says why). Its own id: VTsIOM's wording and closed sample, not Levada's.
-    "VTSIOM_CLOSED_TALKS_VS_CONTINUE": QuestionInfo(
-        family="talks_vs_continue",
-        wording=(
-            "'What is more important for Russia now: to continue military operations in Ukraine "
-            "or to conduct peace negotiations?' (closed VTsIOM survey for the Presidential "
-            "Administration, as rendered in English reports; Russian original not retrieved)"
-        ),
-        talks_means="conduct peace negotiations",
-        continue_means="continue military operations",
-        main_curve=True,
-    ),
-    # Closed VTsIOM poll for the Presidential Administration, late June 2022 (other-houses.md,
-    # family 2): about stopping as soon as possible, not about negotiating.
-    "VTSIOM_CLOSED_STOP_ASAP_VS_NOT_NOW": QuestionInfo(
-        family="stop_vs_continue",
-        wording=(
-            "'Some people say the military activity in Ukraine should be brought to an end as "
-            "soon as possible. Others believe it's not time to end it yet. Which view do you "
-            "agree with more - the first or the second?'"
-        ),
-        talks_means="the military activity should be brought to an end as soon as possible",
-        continue_means="it is not time to end it yet",
-        main_curve=False,
-    ),
-    # Kremlin-commissioned closed poll, Oct 2022, pollster not named (other-houses.md, family 1):
-    # continue hostilities vs stop the "special operation".
-    "KREMLIN_CLOSED_CONTINUE_VS_STOP": QuestionInfo(
-        family="stop_vs_continue",
-        wording="unpublished (reported as continue hostilities vs stop the 'special operation')",
-        talks_means="the 'special operation' should be stopped",
-        continue_means="hostilities should continue",
-        main_curve=False,
-    ),
-    # Russian Field's binary item, the closest match to Levada's (other-houses.md, family 3).
-    "RF_CONTINUE_VS_TALKS": QuestionInfo(
-        family="talks_vs_continue",
-        wording=(
-            "Continue the 'special military operation' or move to peace negotiations? (binary; "
-            "as rendered by media: «продолжение военной операции» / «переход к мирным "
-            "переговорам»)"
-        ),
-        talks_means="move to peace negotiations",
-        continue_means="continue the military operation",
-        main_curve=True,
-    ),
-    # The same choice under a condition (other-houses.md, family 3): not to be pooled with it.
-    "RF_CONTINUE_VS_TALKS_IF_NEW_MOBILIZATION": QuestionInfo(
-        family="conditional_scenario",
-        wording=(
-            "Continue the war or move to peace negotiations, if continuing it required a new "
-            "mobilisation"
-        ),
-        talks_means="peace negotiations, if a new mobilisation were needed to continue",
-        continue_means="continue the war even with a new mobilisation",
-        main_curve=False,
-    ),
-    # Leader cue (other-houses.md, family 4): runs far above the unconditional talks share.
-    "RF_SUPPORT_PUTIN_SIGNS_PEACE_TOMORROW": QuestionInfo(
-        family="leader_cue",
-        wording=(
-            "'If tomorrow Vladimir Putin signed a peace agreement and stopped the military "
-            "operation, would you support this decision?' (support / not support)"
-        ),
-        talks_means="would support Putin signing a peace agreement and stopping the operation",
-        continue_means="would not support it",
-        main_curve=False,
-    ),
-    # The mirror-image leader cue (other-houses.md, family 5). Polarity: talks = does NOT
-    # support the offensive; continue = supports it.
-    "RF_SUPPORT_NEW_KYIV_OFFENSIVE": QuestionInfo(
-        family="leader_cue",
-        wording=(
-            "'If tomorrow Vladimir Putin decided to launch a new offensive on Kyiv, would you "
-            "support this decision?' (support / not support)"
-        ),
-        talks_means="does not support a new offensive on Kyiv",
-        continue_means="supports a new offensive on Kyiv",
-        main_curve=False,
-    ),
-    # A specific settlement scenario (other-houses.md, family 6).
-    "RF_CEASEFIRE_CURRENT_LINE_NO_PRECONDITIONS": QuestionInfo(
-        family="conditional_scenario",
-        wording=(
-            "Support signing a ceasefire agreement along the current front line without "
-            "preconditions (followed by negotiations)? (support / oppose)"
-        ),
-        talks_means="supports a ceasefire on the current front line without preconditions",
-        continue_means="opposes it",
-        main_curve=False,
-    ),
-    # Chronicles (other-houses.md, family 7): withdrawal AND failure to reach the war's goals,
-    # with an explicit "don't know": asks far more than talks.
-    "CHR_WITHDRAW_AND_NEGOTIATE_WITHOUT_GOALS": QuestionInfo(
-        family="withdrawal",
-        wording=(
-            "'Would you support or not support a decision by Vladimir Putin to withdraw troops "
-            "from Ukraine and begin peace negotiations without achieving the goals of the "
-            "special military operation?' (support / not support / don't know)"
-        ),
-        talks_means="would support withdrawal and peace talks without achieving the war's goals",
-        continue_means="would not support it",
-        main_curve=False,
-    ),
-    # Chronicles + ExtremeScan, Sep 2024 (other-houses.md, family 8): wish for a compromise treaty.
-    "CHR_COMPROMISE_PEACE_TREATY_WITHIN_YEAR": QuestionInfo(
-        family="compromise_treaty",
-        wording=(
-            "Would like a peace treaty between Russia and Ukraine based on mutual concessions "
-            "to be concluded within the next year (exact text not retrieved)"
-        ),
-        talks_means="would like a compromise peace treaty within the next year",
-        continue_means="would not" + _NOT_REPORTED,
-        main_curve=False,
-    ),
-    # Chronicles, Oct 2025 (other-houses.md, family 8): one item of a split-sample battery of
-    # desired changes whose answers are not mutually exclusive.
-    "CHR_DESIRE_COMPROMISE_PEACE_TREATY_SPLIT_SAMPLE": QuestionInfo(
-        family="compromise_treaty",
-        wording=(
-            "Half sample, asked which changes they would like to see: 'the Kremlin ends the war "
-            "and signs a peace agreement with Ukraine with mutual concessions' (one item of a "
-            "battery; answers not mutually exclusive)"
-        ),
-        talks_means="would like the Kremlin to end the war with a compromise peace agreement",
-        continue_means="would not" + _NOT_REPORTED,
-        main_curve=False,
-    ),
-    # Chronicles + ExtremeScan, Sep 2024 (other-houses.md, family 9): forced choice, peace vs a
-    # new wave of mobilisation.
-    "CHR_PEACE_VS_NEW_MOBILIZATION": QuestionInfo(
-        family="conditional_scenario",
-        wording=(
-            "Forced choice between peace and a new wave of mobilisation (exact text not retrieved)"
-        ),
-        talks_means="prefers peace",
-        continue_means="prefers a new wave of mobilisation",
-        main_curve=False,
-    ),
-    # ExtremeScan, Aug-Sep 2025 (other-houses.md, family 10): conditional on Trump's stance.
-    "XS_IMMEDIATE_CEASEFIRE_IF_TRUMP_PRO_RUSSIA": QuestionInfo(
-        family="conditional_scenario",
-        wording=(
-            "Support an immediate ceasefire if Trump takes a pro-Russian position (exact text "
-            "not retrieved)"
-        ),
-        talks_means="would support an immediate ceasefire if Trump takes a pro-Russian position",
-        continue_means="would not" + _NOT_REPORTED,
-        main_curve=False,
-    ),
-    "XS_IMMEDIATE_CEASEFIRE_IF_TRUMP_PRO_UKRAINE": QuestionInfo(
-        family="conditional_scenario",
-        wording=(
-            "Support an immediate ceasefire even if Trump takes Ukraine's side (exact text "
-            "not retrieved)"
-        ),
-        talks_means="would support an immediate ceasefire even if Trump takes Ukraine's side",
-        continue_means="would not" + _NOT_REPORTED,
-        main_curve=False,
-    ),
-}
-
-#: Readings that are probably the same survey as a reading under another ``survey_id``
-#: (survey_id -> the other survey_id). The model must never count one survey twice, so a fit
-#: that includes both readings of a pair is refused. Kept symmetric so either side finds the other.
-SAME_SURVEY_AS: dict[str, str] = {
-    # notes/other-houses.md, "Where sources disagree: FSO July 2022", and the status_reason and
-    # note of other-01: Business Insider's "FSO poll in July" (32/57) matches the closed VTsIOM
-    # poll of late June 2022 (30/57/13, other-03) that Meduza published in July 2022; the FSO
-    # label is probably a misattribution. other-02 (30%, superseded) is a third report of it.
-    "fso-2022-07": "vtsiom-2022-06",
-    "vtsiom-2022-06": "fso-2022-07",
-}
-
-#: Source rows that the notes grade "Low" confidence (src_row -> why); their readings carry the
-#: ``low_confidence`` flag.
-LOW_CONFIDENCE: dict[str, str] = {
-    # notes/levada.md, "Confidence": Low: Jul 2025 (figures internally inconsistent).
-    "levada-31": "Levada Jul 2025: the same article contradicts May 2025's figures",
-    # notes/other-houses.md, "Confidence": Low: FSO July 2022 (32%).
-    "other-01": "FSO Jul 2022: disputed attribution, probably the VTsIOM closed poll",
-    # notes/other-houses.md, "Confidence": Low: Russian Field early-2024 (dates).
-    "other-11": "Russian Field early 2024: field dates not in the source",
-    # notes/other-houses.md, "Confidence": Low: Russian Field Feb 2025 (single secondary source).
-    "other-14": "Russian Field Feb 2025: a single secondary source",
-    # levada-41's own note (added 2026-11-28): "Low confidence: one secondary source", field month
-    # ambiguous (December 2023 or January 2024).
-    "levada-41": "Levada Dec 2023 - Jan 2024: one secondary source; the release confirms the fall only in words",
-}
-
-
 @dataclass(frozen=True)
 class FieldDates:
     """Day dates of a month-only source row, coded from other reports of the same survey wave.
@@ -411,43 +176,381 @@ class FieldDates:
     sources: tuple[tuple[str, str], ...]
 
 
-#: Month-only source rows whose day dates are coded from other reports of the same survey wave
-#: (src_row -> FieldDates). The reading takes these dates and the ``dates_from_wave`` flag.
-FIELD_DATES: dict[str, FieldDates] = {
-    # Levada's September 2022 omnibus (48 talks / 44 continue): the row's own source says fieldwork
-    # was at the "end of September (after 21 Sep mobilisation)"; coded month-only, it would straddle
-    # the partial mobilisation of 21 September, the event the curve's jump sits on. The wave's
-    # other releases (Putin's approval 77%, "right direction" 60%: Levada's own 2022-10-06 release
-    # calls them "the end of September") give its dates; re-russia.net/en/review/110 (cited by the
-    # row) reports the 48/44 item from the same "large monthly poll ... in late September".
-    "levada-01": FieldDates(
-        start="2022-09-22",
-        end="2022-09-28",
-        why=(
-            "the same late-September 2022 Levada omnibus: the approval-ratings release of that wave "
-            "states the field dates; the row's note places its fieldwork at the end of September, "
-            "after the 21 September mobilisation"
-        ),
-        sources=(
-            (
-                "https://www.yahoo.com/news/poll-shows-russians-trust-putin-133505456.html",
-                "The poll was conducted on 22-28 September 2022 and surveyed 1,631 people aged over 18 in 137 "
-                "settlements in 50 constituent entities of the Russian Federation.",
-            ),
-            (
-                "https://kyivindependent.com/poll-putins-approval-rating-fell-after-mobilization-began/",
-                "according to a survey conducted by polling agency Levada Center on Sept. 22-28.",
-            ),
-        ),
-    ),
+@dataclass(frozen=True)
+class Codebook:
+    """The curated research codes of ``data/codebook.toml``, as :func:`load_codebook` checked them.
+
+    Parameters
+    ----------
+    path : str
+        The file the codebook was read from, as given; problems name it.
+    questions : dict of str to QuestionInfo
+        Every question id the sourced table may use, in file order (the order of
+        ``questions.csv``). :func:`build` refuses a question id not listed here, so a new question
+        is classified by a person, not by a default.
+    same_survey_as : dict of str to str
+        survey_id -> the survey_id of another reading that is probably the same survey. The model
+        must never count one survey twice, so a fit that includes both readings of a pair is
+        refused. Symmetric, so either side finds the other (the file gives each pair once).
+    low_confidence : dict of str to str
+        src_row -> why the notes grade the row "Low" confidence; its reading carries the
+        ``low_confidence`` flag.
+    field_dates : dict of str to FieldDates
+        Month-only src_row -> day dates coded from other reports of the same survey wave; the
+        reading takes these dates and the ``dates_from_wave`` flag.
+    """
+
+    path: str
+    questions: dict[str, QuestionInfo]
+    same_survey_as: dict[str, str]
+    low_confidence: dict[str, str]
+    field_dates: dict[str, FieldDates]
+
+
+#: File name of the codebook; :func:`build` reads the one next to the sourced table by default.
+CODEBOOK_NAME = "codebook.toml"
+
+_TEXT = "a non-blank string"
+_ID = "a non-blank id without surrounding spaces"
+#: Keys of each codebook table's entries -> what each key must hold.
+_QUESTION_KEYS = {
+    "family": f"one of {', '.join(FAMILIES)}",
+    "main_curve": "true or false",
+    "wording": _TEXT,
+    "talks_means": _TEXT,
+    "continue_means": _TEXT,
+    "source": f"{_TEXT}: the note or src_row the entry comes from, and why",
 }
+_SAME_SURVEY_KEYS = {
+    "same_as": "the survey_id of another survey",
+    "why": f"{_TEXT}: why the two are probably one survey",
+}
+_LOW_CONFIDENCE_KEYS = {
+    "reason": _TEXT,
+    "source": f"{_TEXT}: the note that grades the row low confidence",
+}
+_FIELD_DATES_KEYS = {
+    "start": "a date, YYYY-MM-DD",
+    "end": "a date, YYYY-MM-DD",
+    "why": _TEXT,
+    "sources": "an array of tables with keys url and excerpt",
+}
+_SOURCE_KEYS = {"url": "an address, https://...", "excerpt": f"{_TEXT}: a verbatim excerpt"}
+_TABLES = {
+    "questions": "[questions.<QUESTION_ID>] tables",
+    "same_survey": "[same_survey.<survey_id>] tables",
+    "low_confidence": "[low_confidence.<src_row>] tables",
+    "field_dates": "[field_dates.<src_row>] tables",
+}
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def load_codebook(path: str | Path) -> Codebook:
+    """Read and check the codebook, ``data/codebook.toml``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path, optional
+        The codebook file (the project's is ``data/codebook.toml``).
+
+    Returns
+    -------
+    Codebook
+        Its tables, with ``same_survey_as`` made symmetric and field dates as ISO strings.
+
+    Raises
+    ------
+    PollDataError
+        Listing every problem found, each naming the file and, in ``column``, the key path
+        (e.g. ``questions.LEVADA_CONTINUE_VS_TALKS.family``): a file that cannot be read or is not
+        valid TOML (with the parser's message); an unknown or missing key; a value of the wrong
+        type or blank; a family not in :data:`FAMILIES`; a ``same_survey`` entry naming its own
+        survey, or a survey named in more than one pair (each pair is written once); field dates
+        that are not dates, an end before the start, or no sources.
+
+    Notes
+    -----
+    The file's tables (its header comment says the same):
+
+    ``[questions.<QUESTION_ID>]``
+        ``family``, ``main_curve``, ``wording``, ``talks_means``, ``continue_means`` and
+        ``source`` (the note the entry comes from), in the order of ``questions.csv``.
+    ``[same_survey.<survey_id>]``
+        ``same_as`` (the other survey_id) and ``why``.
+    ``[low_confidence.<src_row>]``
+        ``reason`` and ``source``.
+    ``[field_dates.<src_row>]``
+        ``start``, ``end`` (TOML dates or ``"YYYY-MM-DD"`` strings), ``why`` and ``sources``, an
+        array of ``{url, excerpt}`` tables.
+    """
+    check = _CodebookCheck(str(path))
+    doc = check.parse(Path(path))
+    if doc is None:
+        raise PollDataError(check.problems)
+    for name in doc:
+        if name not in _TABLES:
+            check.add(
+                _key(None, name),
+                None,
+                "is not a codebook table",
+                f"only the tables {', '.join(_TABLES)}",
+            )
+    if "questions" not in doc:
+        check.add("questions", None, "is missing", _TABLES["questions"])
+    tables = {
+        name: check.table(doc.get(name, {}), _key(None, name), expected)
+        for name, expected in _TABLES.items()
+    }
+
+    questions: dict[str, QuestionInfo] = {}
+    for question_id, entry in tables["questions"].items():
+        at = _key("questions", question_id)
+        if check.entry(entry, at, _QUESTION_KEYS) is None or not check.id(question_id, at):
+            continue
+        family = entry.get("family")
+        if isinstance(family, str) and family not in FAMILIES:
+            check.add(
+                _key(at, "family"), family, "is not a question family", _QUESTION_KEYS["family"]
+            )
+        elif "family" in entry:
+            check.text(entry, at, "family", _QUESTION_KEYS["family"])
+        main_curve = entry.get("main_curve")
+        if "main_curve" in entry and not isinstance(main_curve, bool):
+            check.add(
+                _key(at, "main_curve"),
+                _scalar(main_curve),
+                f"is {_kind(main_curve)}",
+                _QUESTION_KEYS["main_curve"],
+            )
+        texts = {
+            name: check.text(entry, at, name, _QUESTION_KEYS[name])
+            for name in ("wording", "talks_means", "continue_means", "source")
+        }
+        if not check.problems:
+            questions[question_id] = QuestionInfo(
+                family=family,
+                wording=texts["wording"],
+                talks_means=texts["talks_means"],
+                continue_means=texts["continue_means"],
+                main_curve=main_curve,
+            )
+
+    same_survey_as: dict[str, str] = {}
+    paired: dict[str, str] = {}  # survey_id -> the entry that names it
+    for survey_id, entry in tables["same_survey"].items():
+        at = _key("same_survey", survey_id)
+        if check.entry(entry, at, _SAME_SURVEY_KEYS) is None or not check.id(survey_id, at):
+            continue
+        check.text(entry, at, "why", _SAME_SURVEY_KEYS["why"])
+        other = check.text(entry, at, "same_as", _SAME_SURVEY_KEYS["same_as"])
+        if other is None:
+            continue
+        if other == survey_id:
+            check.add(_key(at, "same_as"), other, "names its own survey", "another survey_id")
+            continue
+        clash = [survey for survey in (survey_id, other) if survey in paired]
+        if clash:
+            check.add(
+                at,
+                clash[0],
+                f"is already paired in {paired[clash[0]]}",
+                "each survey in one pair, written once (the build links both ways)",
+            )
+            continue
+        paired[survey_id] = paired[other] = at
+        same_survey_as[survey_id] = other
+        same_survey_as[other] = survey_id
+
+    low_confidence: dict[str, str] = {}
+    for src_row, entry in tables["low_confidence"].items():
+        at = _key("low_confidence", src_row)
+        if check.entry(entry, at, _LOW_CONFIDENCE_KEYS) is None or not check.id(src_row, at):
+            continue
+        reason = check.text(entry, at, "reason", _LOW_CONFIDENCE_KEYS["reason"])
+        check.text(entry, at, "source", _LOW_CONFIDENCE_KEYS["source"])
+        if reason is not None:
+            low_confidence[src_row] = reason
+
+    field_dates: dict[str, FieldDates] = {}
+    for src_row, entry in tables["field_dates"].items():
+        at = _key("field_dates", src_row)
+        if check.entry(entry, at, _FIELD_DATES_KEYS) is None or not check.id(src_row, at):
+            continue
+        start, end = check.day(entry, at, "start"), check.day(entry, at, "end")
+        if start is not None and end is not None and start > end:
+            check.add(_key(at, "end"), end, f"is before start {start!r}", "end on or after start")
+        why = check.text(entry, at, "why", _FIELD_DATES_KEYS["why"])
+        sources = check.sources(entry.get("sources", []), _key(at, "sources"))
+        if start and end and why and sources:
+            field_dates[src_row] = FieldDates(start=start, end=end, why=why, sources=sources)
+
+    if check.problems:
+        raise PollDataError(check.problems)
+    return Codebook(
+        path=str(path),
+        questions=questions,
+        same_survey_as=same_survey_as,
+        low_confidence=low_confidence,
+        field_dates=field_dates,
+    )
+
+
+def _key(path: str | None, name: str) -> str:
+    """The key path of `name` under `path`, for messages: ``questions.X.family``.
+
+    A key that TOML would need quoted (not letters, digits, ``_`` and ``-``) is quoted.
+    """
+    quoted = name if _BARE_KEY.fullmatch(name) else f'"{name}"'
+    return quoted if path is None else f"{path}.{quoted}"
+
+
+def _kind(value: object) -> str:
+    """The TOML type of a parsed value, for messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, datetime):
+        return "a date-time"
+    if isinstance(value, date):
+        return "a date"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "a time"
+
+
+def _scalar(value: object) -> object:
+    """A value to show in a problem: scalars as given, None for tables and arrays."""
+    return None if isinstance(value, (dict, list)) else value
+
+
+class _CodebookCheck:
+    """Collects the problems of one codebook file (``column`` = the TOML key path)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+
+    def add(self, key: str | None, value: object, issue: str, expected: str) -> None:
+        self.problems.append(
+            Problem(
+                source=self.source,
+                row=None,
+                column=key,
+                value=value,
+                expected=expected,
+                issue=issue,
+            )
+        )
+
+    def parse(self, path: Path) -> dict | None:
+        expected = "the codebook, a TOML file (see data/README.md)"
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except OSError as err:
+            self.add(None, None, f"cannot be read ({err.strerror or err})", expected)
+            return None
+        except UnicodeDecodeError as err:
+            self.add(None, None, f"is not UTF-8 text ({err.reason} at byte {err.start})", expected)
+            return None
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            self.add(None, None, f"is not valid TOML: {err}", expected)
+            return None
+
+    def table(self, value: object, key: str, expected: str) -> dict:
+        """`value` if it is a table, else an empty one (and a problem)."""
+        if isinstance(value, dict):
+            return value
+        self.add(key, _scalar(value), f"is {_kind(value)}, not a table", expected)
+        return {}
+
+    def entry(self, value: object, key: str, keys: dict[str, str]) -> dict | None:
+        """An entry's table, its unknown and missing keys reported; None if not a table."""
+        if not isinstance(value, dict):
+            expected = "a table with the keys " + ", ".join(keys)
+            self.add(key, _scalar(value), f"is {_kind(value)}, not a table", expected)
+            return None
+        for name in value:
+            if name not in keys:
+                self.add(
+                    _key(key, name), None, "is not a known key", "only the keys " + ", ".join(keys)
+                )
+        for name, expected in keys.items():
+            if name not in value:
+                self.add(_key(key, name), None, "is missing", expected)
+        return value
+
+    def id(self, name: str, key: str) -> bool:
+        if name and name.strip() == name:
+            return True
+        self.add(key, name, "is not an id", _ID)
+        return False
+
+    def text(self, entry: dict, key: str, name: str, expected: str) -> str | None:
+        """A non-blank string value; None (with a problem unless missing) otherwise."""
+        if name not in entry:
+            return None
+        value = entry[name]
+        if isinstance(value, str) and value.strip():
+            return value
+        issue = "is blank" if isinstance(value, str) else f"is {_kind(value)}"
+        self.add(_key(key, name), _scalar(value), issue, expected)
+        return None
+
+    def day(self, entry: dict, key: str, name: str) -> str | None:
+        """A date (TOML date or ``YYYY-MM-DD`` string) as an ISO string; None if not one."""
+        if name not in entry:
+            return None
+        value = entry[name]
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return value.isoformat()
+        parsed = parse_field_date(value, end=False) if isinstance(value, str) else None
+        if parsed is not None and parsed[1] == "day":
+            return f"{parsed[0]:%Y-%m-%d}"
+        self.add(_key(key, name), _scalar(value), "is not a date", _FIELD_DATES_KEYS[name])
+        return None
+
+    def sources(self, value: object, key: str) -> tuple[tuple[str, str], ...] | None:
+        """The ``sources`` array of a field-dates entry as (url, excerpt) pairs."""
+        expected = _FIELD_DATES_KEYS["sources"]
+        if not isinstance(value, list) or not value:
+            issue = "is empty" if isinstance(value, list) else f"is {_kind(value)}"
+            self.add(key, _scalar(value), issue, f"{expected}, at least one")
+            return None
+        pairs = []
+        for number, item in enumerate(value):
+            at = f"{key}[{number}]"
+            if self.entry(item, at, _SOURCE_KEYS) is None:
+                continue
+            url = self.text(item, at, "url", _SOURCE_KEYS["url"])
+            if url is not None and not url.startswith(("https://", "http://")):
+                self.add(_key(at, "url"), url, "is not an address", _SOURCE_KEYS["url"])
+                url = None
+            excerpt = self.text(item, at, "excerpt", _SOURCE_KEYS["excerpt"])
+            if url is not None and excerpt is not None:
+                pairs.append((url, excerpt))
+        return tuple(pairs) if len(pairs) == len(value) else None
+
 
 #: Flag tokens of ``polls.csv``, in the order they are written.
 FLAGS: dict[str, str] = {
     "merged_sources": "the reading's figures come from more than one source row",
     "disputed": "a source row is primary but has a status_reason (e.g. disputed attribution)",
-    "low_confidence": "the notes grade a source row's figures low confidence (LOW_CONFIDENCE)",
-    "dates_from_wave": "the field dates come from other reports of the same survey wave (FIELD_DATES), not the row's own source",
+    "low_confidence": (
+        "the notes grade a source row's figures low confidence (codebook [low_confidence])"
+    ),
+    "dates_from_wave": (
+        "the field dates come from other reports of the same survey wave (codebook "
+        "[field_dates]), not the row's own source"
+    ),
 }
 #: Words of a source row's ``pollster_as_reported`` that mark a closed poll (commissioned by the
 #: Kremlin, not published by the house, known from a leak): every such row says "closed".
@@ -459,7 +562,7 @@ CLOSED_MARK = re.compile(r"\bclosed\b", re.IGNORECASE)
 # --------------------------------------------------------------------------------------------
 
 
-def build(sourced: Path, out_dir: Path) -> list[Path]:
+def build(sourced: Path, out_dir: Path, codebook: Path | None = None) -> list[Path]:
     """Derive ``polls.csv`` and ``questions.csv`` from the sourced table and write them.
 
     Parameters
@@ -468,6 +571,9 @@ def build(sourced: Path, out_dir: Path) -> list[Path]:
         The sourced table (``data/readings_sourced.csv``).
     out_dir : pathlib.Path
         Folder to write into (created if missing).
+    codebook : pathlib.Path, optional
+        The codebook (:func:`load_codebook`); by default ``codebook.toml`` next to `sourced`
+        (``data/codebook.toml``).
 
     Returns
     -------
@@ -477,12 +583,14 @@ def build(sourced: Path, out_dir: Path) -> list[Path]:
     Raises
     ------
     PollDataError
-        Listing every problem found, before anything is written: a missing column; a blank or
-        repeated ``src_row``; an unknown ``status``; a ``question_id`` not in :data:`QUESTIONS`;
-        a figure that is not a number; rows of one reading (same ``survey_id`` and
-        ``question_id``) that give different figures, pollsters or field dates; a
-        ``date_precision`` that disagrees with the dates; a :data:`SAME_SURVEY_AS` entry whose
-        surveys have no reading; or a derived table that fails :func:`model.polls.load_polls`.
+        Listing every problem found, before anything is written: any problem of the codebook
+        (:func:`load_codebook`); a missing column; a blank or repeated ``src_row``; an unknown
+        ``status``; a ``question_id`` not in the codebook's ``[questions]``; a figure that is not
+        a number; rows of one reading (same ``survey_id`` and ``question_id``) that give
+        different figures, pollsters or field dates; a ``date_precision`` that disagrees with the
+        dates; coded ``[field_dates]`` outside the row's months; a ``[same_survey]`` pair one of
+        whose surveys has no reading; or a derived table that fails
+        :func:`model.polls.load_polls`.
 
     Notes
     -----
@@ -493,22 +601,23 @@ def build(sourced: Path, out_dir: Path) -> list[Path]:
     """
     sourced = Path(sourced)
     out_dir = Path(out_dir)
+    book = load_codebook(sourced.with_name(CODEBOOK_NAME) if codebook is None else codebook)
     table = read_csv_text(sourced)
     source = str(sourced)
-    _check_sourced(table, source)
+    _check_sourced(table, source, book)
 
-    readings = _merge_readings(table, source)
-    polls = _polls_frame(readings)
+    readings = _merge_readings(table, source, book)
+    polls = _polls_frame(readings, book.same_survey_as)
     polls_path = out_dir / "polls.csv"
     checked = polls.copy()
     checked.attrs["source"] = str(polls_path)
     load_polls(checked)  # the derived table must pass the loader's checks
 
-    questions = _questions_frame(table, polls, source)
+    questions = _questions_frame(table, polls, source, book.questions)
     texts = {polls_path: _to_csv(polls), out_dir / "questions.csv": _to_csv(questions)}
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, text in texts.items():
-        _write_atomic(path, text)
+        atomic_write_text(path, text, newline="")
     return list(texts)
 
 
@@ -520,10 +629,12 @@ def _problem(
     issue: str,
     expected: str,
 ) -> Problem:
-    return Problem(source, row, column, value, expected, issue)
+    return Problem(
+        source=source, row=row, column=column, value=value, expected=expected, issue=issue
+    )
 
 
-def _check_sourced(table: pd.DataFrame, source: str) -> None:
+def _check_sourced(table: pd.DataFrame, source: str, book: Codebook) -> None:
     """Problems that make the sourced table unusable as a whole, raised at once."""
     problems: list[Problem] = []
     for column in SOURCED_COLUMNS:
@@ -549,15 +660,16 @@ def _check_sourced(table: pd.DataFrame, source: str) -> None:
             problems.append(
                 _problem(source, at, "status", row.status, "is not a status", f"one of {STATUSES}")
             )
-        if row.question_id not in QUESTIONS:
+        if row.question_id not in book.questions:
             problems.append(
                 _problem(
                     source,
                     at,
                     "question_id",
                     row.question_id,
-                    "is not in the question table (model/build_data.py QUESTIONS)",
-                    "a known question id; classify a new question in QUESTIONS first",
+                    f"is not in the question table ([questions] of {book.path})",
+                    f"a known question id; classify a new question as a [questions.<id>] table "
+                    f"in {book.path} first",
                 )
             )
         if row.status == "primary" and not row.survey_id.strip():
@@ -592,22 +704,13 @@ def _format_figure(number: Decimal | None) -> str:
 
 
 def _span(start: str, end: str) -> tuple[str, str, str] | None:
-    """(first day, last day, precision) as ISO strings; None if a date is malformed."""
-    bounds = []
-    for text, is_end in ((start, False), (end, True)):
-        try:
-            if _DAY.fullmatch(text):
-                bounds.append((date.fromisoformat(text).isoformat(), "day"))
-            elif _MONTH.fullmatch(text):
-                year, month = int(text[:4]), int(text[5:])
-                day = calendar.monthrange(year, month)[1] if is_end else 1
-                bounds.append((date(year, month, day).isoformat(), "month"))
-            else:
-                return None
-        except ValueError:
-            return None
-    precision = "day" if bounds[0][1] == bounds[1][1] == "day" else "month"
-    return bounds[0][0], bounds[1][0], precision
+    """(first day, last day, precision) as ISO strings (:func:`model.polls.parse_field_date`);
+    None if a date is malformed."""
+    first, last = parse_field_date(start, end=False), parse_field_date(end, end=True)
+    if first is None or last is None:
+        return None
+    precision = "day" if first[1] == last[1] == "day" else "month"
+    return f"{first[0]:%Y-%m-%d}", f"{last[0]:%Y-%m-%d}", precision
 
 
 @dataclass
@@ -626,7 +729,7 @@ class _Reading:
     closed: bool
 
 
-def _merge_readings(table: pd.DataFrame, source: str) -> list[_Reading]:
+def _merge_readings(table: pd.DataFrame, source: str, book: Codebook) -> list[_Reading]:
     problems: list[Problem] = []
     primary = table[table["status"] == "primary"]
     groups: dict[tuple[str, str], list[pd.Series]] = {}
@@ -691,7 +794,7 @@ def _merge_readings(table: pd.DataFrame, source: str) -> list[_Reading]:
                 )
             )
 
-        dates = _merge_dates(rows, source, context, problems)
+        dates = _merge_dates(rows, source, context, problems, book)
         if len(problems) > before or dates is None:
             continue
         start, end, precision, sort_start = dates
@@ -700,9 +803,9 @@ def _merge_readings(table: pd.DataFrame, source: str) -> list[_Reading]:
             flags.append("merged_sources")
         if any(r["status_reason"].strip() for r in rows):
             flags.append("disputed")
-        if any(r["src_row"] in LOW_CONFIDENCE for r in rows):
+        if any(r["src_row"] in book.low_confidence for r in rows):
             flags.append("low_confidence")
-        if any(r["src_row"] in FIELD_DATES for r in rows):
+        if any(r["src_row"] in book.field_dates for r in rows):
             flags.append("dates_from_wave")
         modes = list(dict.fromkeys(r["mode"].strip() for r in rows if r["mode"].strip()))
         readings.append(
@@ -722,9 +825,9 @@ def _merge_readings(table: pd.DataFrame, source: str) -> list[_Reading]:
             )
         )
 
-    # A pair whose one side has lost its reading means SAME_SURVEY_AS is out of date.
+    # A pair whose one side has lost its reading means [same_survey] is out of date.
     surveys = {reading.survey_id for reading in readings}
-    for survey_id, other in SAME_SURVEY_AS.items():
+    for survey_id, other in book.same_survey_as.items():
         if survey_id in surveys and other not in surveys:
             problems.append(
                 _problem(
@@ -732,9 +835,9 @@ def _merge_readings(table: pd.DataFrame, source: str) -> list[_Reading]:
                     None,
                     "survey_id",
                     other,
-                    f"is named in SAME_SURVEY_AS (model/build_data.py) as the same survey as "
+                    f"is named in [same_survey] of {book.path} as the same survey as "
                     f"{survey_id!r} but has no primary row",
-                    "SAME_SURVEY_AS to pair surveys that both have readings",
+                    f"[same_survey] in {book.path} to pair surveys that both have readings",
                 )
             )
     if problems:
@@ -743,7 +846,11 @@ def _merge_readings(table: pd.DataFrame, source: str) -> list[_Reading]:
 
 
 def _merge_dates(
-    rows: Sequence[pd.Series], source: str, context: str, problems: list[Problem]
+    rows: Sequence[pd.Series],
+    source: str,
+    context: str,
+    problems: list[Problem],
+    book: Codebook,
 ) -> tuple[str, str, str, str] | None:
     """Field dates of a reading: (field_start, field_end, date_precision, first day)."""
     spans = []
@@ -751,7 +858,7 @@ def _merge_dates(
         start, end = r["field_start"].strip(), r["field_end"].strip()
         span = _span(start, end)
         at = int(r["source_row"])
-        coded = FIELD_DATES.get(r["src_row"])
+        coded = book.field_dates.get(r["src_row"])
         if coded is not None and span is not None:
             inside = span[2] == "month" and span[0] <= coded.start <= coded.end <= span[1]
             if not inside:
@@ -761,9 +868,10 @@ def _merge_dates(
                         at,
                         ("field_start", "field_end"),
                         f"{start}..{end}",
-                        f"(src_row {r['src_row']}) do not contain the dates FIELD_DATES (model/build_data.py) "
-                        f"codes for it, {coded.start}..{coded.end}",
-                        "FIELD_DATES only for month-only rows, with day dates inside the row's months",
+                        f"(src_row {r['src_row']}) do not contain the dates [field_dates] of "
+                        f"{book.path} codes for it, {coded.start}..{coded.end}",
+                        "[field_dates] only for month-only rows, with day dates inside the "
+                        "row's months",
                     )
                 )
                 continue
@@ -837,7 +945,7 @@ def _merge_dates(
     return best_dates[0], best_dates[1], best[2], best[0]
 
 
-def _polls_frame(readings: list[_Reading]) -> pd.DataFrame:
+def _polls_frame(readings: list[_Reading], same_survey_as: dict[str, str]) -> pd.DataFrame:
     ordered = sorted(readings, key=lambda r: (r.sort_start, r.pollster, r.question, r.survey_id))
     records = [
         {
@@ -852,7 +960,7 @@ def _polls_frame(readings: list[_Reading]) -> pd.DataFrame:
             "date_precision": r.date_precision,
             "mode": " | ".join(r.modes),
             "flags": ";".join(token for token in FLAGS if token in r.flags),
-            "same_survey_as": SAME_SURVEY_AS.get(r.survey_id, ""),
+            "same_survey_as": same_survey_as.get(r.survey_id, ""),
             "closed": "true" if r.closed else "false",
         }
         for r in ordered
@@ -860,11 +968,16 @@ def _polls_frame(readings: list[_Reading]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=list(POLLS_COLUMNS), dtype="str")
 
 
-def _questions_frame(table: pd.DataFrame, polls: pd.DataFrame, source: str) -> pd.DataFrame:
+def _questions_frame(
+    table: pd.DataFrame,
+    polls: pd.DataFrame,
+    source: str,
+    questions: dict[str, QuestionInfo],
+) -> pd.DataFrame:
     problems: list[Problem] = []
     counts = polls["question"].value_counts()
     records = []
-    for question_id, info in QUESTIONS.items():
+    for question_id, info in questions.items():
         rows = table[table["question_id"] == question_id]
         if rows.empty:
             continue
@@ -904,19 +1017,6 @@ def _to_csv(frame: pd.DataFrame) -> str:
     writer.writerow(frame.columns)
     writer.writerows(frame.itertuples(index=False, name=None))
     return buffer.getvalue()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file in the same folder and a rename."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def family_table(polls: pd.DataFrame, questions: pd.DataFrame) -> pd.DataFrame:

@@ -49,12 +49,13 @@ import hashlib
 import json
 import os
 import textwrap
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from model.files import atomic_write_text
 
 #: Source of the log-density callback (nutpie's C signature:
 #: ``int64 (uint64 dim, double *x, double *grad_out, double *logp_out, void *user_data)``).
@@ -395,16 +396,11 @@ def _read_layout(key: str) -> dict | None:
 def _write_layout(key: str, layout: dict) -> None:
     """Write atomically (a reader sees the whole file or none); a failure to write only costs speed."""
     folder = _layout_dir()
-    text = json.dumps(layout)
-    tmp = folder / f".{key}.{uuid.uuid4().hex}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-        os.replace(tmp, folder / f"{key}.json")
+        atomic_write_text(folder / f"{key}.json", json.dumps(layout))
     except OSError as err:
         warnings.warn(f"could not cache the compiled model's layout in {folder}: {err}", stacklevel=3)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _user_data(shared_vars: list[tuple[Any, str]]):

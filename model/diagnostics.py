@@ -10,7 +10,7 @@ import logging
 import warnings
 from typing import Any
 
-import arviz as az
+import arviz_stats as azs  # not arviz itself: it imports arviz_plots and with it matplotlib
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -59,9 +59,9 @@ def mixing(posterior: xr.Dataset) -> dict[str, Any]:
                 best_value, best_name = value, name
         return (best_value if best_value is not None else float("nan")), best_name
 
-    max_rhat, rhat_var = worst(az.rhat(posterior), np.max)
-    min_bulk, bulk_var = worst(az.ess(posterior, method="bulk"), np.min)
-    min_tail, tail_var = worst(az.ess(posterior, method="tail"), np.min)
+    max_rhat, rhat_var = worst(azs.rhat(posterior), np.max)
+    min_bulk, bulk_var = worst(azs.ess(posterior, method="bulk"), np.min)
+    min_tail, tail_var = worst(azs.ess(posterior, method="tail"), np.min)
     return {
         "max_rhat": max_rhat,
         "max_rhat_variable": rhat_var,
@@ -75,7 +75,7 @@ def mixing(posterior: xr.Dataset) -> dict[str, Any]:
 def convergence(idata) -> dict[str, Any]:
     """R-hat, bulk/tail ESS over every posterior variable; divergences, E-BFMI, tree depth."""
     stats = idata.sample_stats
-    bfmi = np.atleast_1d(az.bfmi(idata)["energy"].values)  # one value per chain
+    bfmi = np.atleast_1d(azs.bfmi(idata)["energy"].values)  # one value per chain
     depth_var = next((v for v in ("maxdepth_reached", "reached_max_treedepth") if v in stats), None)
     saturation = float(stats[depth_var].mean()) if depth_var else float("nan")
     return {
@@ -114,7 +114,7 @@ def predictive_checks(idata, design: PollDesign) -> dict[str, Any]:
         with warnings.catch_warnings():
             # High Pareto k is not hidden: every reading's k is reported, those over 0.7 listed.
             warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
-            loo = az.loo(idata, pointwise=True, var_name="obs_share")
+            loo = azs.loo(idata, pointwise=True, var_name="obs_share")
     except ValueError as err:  # e.g. too few draws for Pareto smoothing
         loo_summary["loo_error"] = f"PSIS-LOO not computed: {err}"
     else:
@@ -179,7 +179,7 @@ def prior_sensitivity(idata, cells: list[int] | None = None) -> pd.DataFrame:
     psense_log.setLevel(logging.ERROR)  # its "potential issues" note is the diagnosis column here
     try:
         times = post["time"].values[-1:] if cells is None else post["time"].values[cells]
-        table = az.psense_summary(idata, var_names=names, coords={"time": times})
+        table = azs.psense_summary(idata, var_names=names, coords={"time": times})
     finally:
         psense_log.setLevel(level)
     return table.rename_axis("quantity").reset_index()

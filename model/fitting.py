@@ -15,14 +15,12 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
-from model.aggregator import PollAggregator
-from model.compiled import exact_arithmetic
 from model.config import Config
 from model.design import build_design, exclusion_reasons
-from model.diagnostics import SENSITIVITY_PRIORS, diagnose, prior_sensitivity
-from model.kernels import register_jax
+from model.diagnostics import diagnose, prior_sensitivity
 from model.polls import load_polls
-from model import closed_polls, headline, plots, summaries
+from model.sampling.engine import CompiledAggregator
+from model import closed_polls, headline, summaries
 
 
 def table_checksum(polls: pd.DataFrame) -> str:
@@ -135,6 +133,23 @@ class FitResult:
         :func:`model.summaries.reading_offsets`).
         """
         return self._summary("reading_offsets", interval, lambda i: summaries.reading_offsets(self.posterior, self.design, i))
+
+    def latest_estimate(self, interval: float | None = None, *, at: str = "end") -> pd.DataFrame:
+        """The curve at its last cell (``at="end"``) or at the last reading's (``at="data"``).
+
+        See :func:`model.summaries.latest_estimate`.
+        """
+        return summaries.latest_estimate(self.support_curve(interval), self.config.answers, at)
+
+    def adjusted_readings(self) -> pd.DataFrame:
+        """Each reported share, raw and adjusted for its house and question (:func:`model.summaries.adjusted_readings`)."""
+        return self._summary(
+            "adjusted_readings", None, lambda _: summaries.adjusted_readings(self.polls, self.reading_offsets(), self.support_curve(), self.config.answers)
+        )
+
+    def predictive_by_answer(self):
+        """Predictive and observed share of every reported answer (:func:`model.summaries.predictive_by_answer`)."""
+        return summaries.predictive_by_answer(self.idata, self.design)
 
     def headline(self) -> dict[str, Any]:
         """The headline numbers (``headline.json``): support on ``as_of``, how sure, whether it changed.
@@ -300,22 +315,32 @@ class FitResult:
     # -- figures (see model.plots; each returns matplotlib figures to restyle) -------------------
     def plot_support(self, answer: str | None = None, **kwargs):
         """The support curve with 50%/90% bands and the readings (:func:`model.plots.plot_support`)."""
+        from model import plots  # presentation, imported only when drawn
+
         return plots.plot_support(self, answer=answer, **kwargs)
 
     def plot_adjusted(self, answer: str | None = None, **kwargs):
         """Raw readings beside readings adjusted for house and question effects."""
+        from model import plots  # presentation, imported only when drawn
+
         return plots.plot_adjusted(self, answer=answer, **kwargs)
 
     def plot_house_effects(self):
         """Forest plot of house effects in percentage points."""
+        from model import plots  # presentation, imported only when drawn
+
         return plots.plot_house_effects(self)
 
     def plot_question_effects(self):
         """Forest plot of question effects in percentage points."""
+        from model import plots  # presentation, imported only when drawn
+
         return plots.plot_question_effects(self)
 
     def plot_diagnostics(self):
         """Rank plots, energy plot and per-reading predictive check, as a dict of figures."""
+        from model import plots  # presentation, imported only when drawn
+
         return plots.plot_diagnostics(self)
 
     def save(self, folder: str | Path) -> Path:
@@ -365,12 +390,9 @@ def fit(
     if progressbar is None:
         progressbar = sys.stderr.isatty()
     design = build_design(polls, config)
-    model = PollAggregator(design, config).build()
     sample_seed, predictive_seed = _seeds(seed)
-    # Every function compiled below (sampling, log likelihood, predictive draws, log prior) is
-    # compiled without fast-math, so a seed gives the same numbers whatever numba had cached.
-    with exact_arithmetic():
-        idata = _sample_and_extend(model, config, sample_seed, predictive_seed, progressbar)
+    engine = CompiledAggregator(design, config)
+    idata = engine.extend(engine.sample_as_pymc(config.sampler, seed=sample_seed, progress_bar=progressbar), seed=predictive_seed)
     _label_poll_dims(idata)
     from model import __version__
 
@@ -425,76 +447,13 @@ def compile_fit(polls: pd.DataFrame | str | Path, *, config: Config | None = Non
     """
     import time
 
-    from model.compiled import callbacks_cached, compile_model
-
     start = time.perf_counter()
     config = (config or Config()).resolved()
     polls = load_polls(polls, answers=config.answers)
-    model = PollAggregator(build_design(polls, config), config).build()
-    minimal = config.replace(sampler={"chains": 1, "tune": 2, "draws": 2})
-    with exact_arithmetic():
-        compiled = compile_model(model) if config.sampler.nuts_sampler == "nutpie" else None
-        _sample_and_extend(model, minimal, 0, 0, False, compiled=compiled)
-    return {"seconds": time.perf_counter() - start, "callbacks": callbacks_cached(compiled) if compiled is not None else "n/a"}
-
-
-def _sample_and_extend(model: pm.Model, config: Config, sample_seed: int, predictive_seed: int, progressbar: bool, *, compiled=None):
-    """Sample ``model`` as the config says, then add the log likelihood, predictive draws and log prior
-    (``compiled``: the model already compiled for nutpie, else it is compiled here)."""
-    s = config.sampler
-    if s.nuts_sampler == "nutpie":
-        idata = _sample_nutpie(model, s, seed=sample_seed, progressbar=progressbar, compiled=compiled)
-    else:
-        if s.nuts_sampler in ("numpyro", "blackjax"):
-            register_jax()  # the model's fused operations (model.kernels), for PyTensor's JAX backend
-        idata = pm.sample(
-            model=model,
-            draws=s.draws,
-            tune=s.tune,
-            chains=s.chains,
-            target_accept=s.target_accept,
-            random_seed=sample_seed,
-            nuts_sampler=s.nuts_sampler,
-            progressbar=progressbar,
-        )
-    # nutpie answers Ctrl-C (and our SIGTERM handler) by returning the draws made so far: a cut-short
-    # posterior must never be summarised or saved as if it were the run asked for.
-    got = (idata.posterior.sizes.get("chain", 0), idata.posterior.sizes.get("draw", 0))
-    if got != (s.chains, s.draws):
-        raise KeyboardInterrupt(f"sampling stopped early: {got[0]} chains x {got[1]} draws of {s.chains} x {s.draws}")
-    pm.compute_log_likelihood(idata, var_names=["obs_share"], model=model, progressbar=False)
-    pm.sample_posterior_predictive(idata, model=model, extend_inferencedata=True, random_seed=predictive_seed, progressbar=False)
-    hyperpriors = [v.name for v in model.free_RVs if v.name in SENSITIVITY_PRIORS]
-    pm.stats.compute_log_prior(idata, var_names=hyperpriors, model=model, progressbar=False)
-    return idata
-
-
-def _sample_nutpie(model: pm.Model, s, *, seed: int, progressbar: bool, compiled=None):
-    """``pm.sample(model=model, nuts_sampler="nutpie", random_seed=seed, ...)`` with the model compiled by
-    :func:`model.compiled.compile_model` (its C callbacks cached on disk across runs).
-
-    Otherwise what PyMC 6 does for nutpie: the chains' seed (the first of ``chains`` spawned from
-    ``seed``), warm-up draws dropped, and the ``constant_data`` / ``observed_data`` groups and
-    sampling-time attributes PyMC adds to nutpie's trace; so a seed gives the draws ``pm.sample``
-    gave (nutpie's draws do not depend on its thread count). Two differences: nutpie runs
-    ``min(4, cpu count, chains)`` threads, where PyMC takes half the CPU count (one thread on a
-    2-core machine), and nutpie's own progress bar is shown.
-    """
-    import os
-
-    from pymc.backends.arviz import patch_nutpie_idata
-    from pymc.util import get_random_generator
-
-    from model.compiled import compile_model
-    from model.refit import sample_compiled
-
-    if compiled is None:
-        compiled = compile_model(model)
-    chain_seed = int(get_random_generator(seed).spawn(s.chains)[0].integers(2**30))
-    cores = min(4, os.cpu_count() or 1, s.chains)
-    idata, seconds = sample_compiled(compiled, s, seed=chain_seed, cores=cores, progress_bar=progressbar)
-    patch_nutpie_idata(idata, model, sampling_time=seconds)
-    return idata
+    engine = CompiledAggregator(build_design(polls, config), config)
+    minimal = config.replace(sampler={"chains": 1, "tune": 2, "draws": 2}).sampler
+    engine.extend(engine.sample_as_pymc(minimal, seed=0), seed=0)
+    return {"seconds": time.perf_counter() - start, "callbacks": engine.callbacks}
 
 
 def _label_poll_dims(idata) -> None:

@@ -21,7 +21,6 @@ the matplotlib backend).
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,12 +30,12 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from model.design import cell_of
+from model.files import atomic_write
+from model.polls import reading_midpoints
 
 if TYPE_CHECKING:
     from model.fitting import FitResult
@@ -110,16 +109,6 @@ def family_markers(families: pd.Series) -> dict[str, str]:
     return {f: FAMILY_MARKERS[i % len(FAMILY_MARKERS)] for i, f in enumerate(pd.unique(families))}
 
 
-def reading_midpoints(polls: pd.DataFrame) -> pd.Series:
-    """Middle of each reading's field period (where a reading is drawn on a time axis)."""
-    return polls["field_start"] + (polls["field_end"] - polls["field_start"]) / 2
-
-
-def data_date(result: FitResult) -> pd.Timestamp:
-    """The latest field end among the readings used (how current the data are)."""
-    return pd.Timestamp(result.polls["field_end"].max())
-
-
 def default_run_id(result: FitResult) -> str:
     """A name for a fit that has no run folder: creation time and config hash."""
     attrs = result.idata.attrs
@@ -158,27 +147,8 @@ def _interval_label(interval: float) -> str:
     return f"{round(100 * interval)}%"
 
 
-def latest_estimate(result: FitResult, interval: float | None = None, *, at: str = "end") -> pd.DataFrame:
-    """The curve at one grid cell: ``date``, ``answer``, ``median``, ``lower``, ``upper`` (percent), ``projected``.
-
-    ``at="end"`` (default): the curve's last cell (``through``; projected when later than the
-    last reading); ``at="data"``: the cell of the last reading's field end.
-    """
-    curve = result.support_curve(interval)
-    if at == "data":
-        informed = curve.loc[~curve["projected"].astype(bool), "date"]
-        date = informed.max()
-    elif at == "end":
-        date = curve["date"].max()
-    else:
-        raise ValueError(f"at={at!r}; expected 'end' or 'data'")
-    last = curve[curve["date"] == date]
-    order = {a: i for i, a in enumerate(result.config.answers)}
-    return last.sort_values("answer", key=lambda s: s.map(order)).reset_index(drop=True)
-
-
 def _latest_title(result: FitResult, interval: float, answers: list[str]) -> str:
-    last = latest_estimate(result, interval)
+    last = result.latest_estimate(interval)
     through = result.design.through
     when = {"day": f"{through:%d %b %Y}", "week": f"{through:%d %b %Y}", "month": f"{through:%b %Y}"}[result.config.grid]
     parts = [
@@ -396,7 +366,7 @@ def plot_support(
     _legend(fig, handles)
     _caption(
         fig,
-        f"Run {run_id or default_run_id(result)}. Data to {data_date(result):%d %b %Y} (latest field end; "
+        f"Run {run_id or default_run_id(result)}. Data to {result.design.data_end:%d %b %Y} (latest field end; "
         f"{len(polls)} readings, {polls['pollster'].nunique()} pollsters). Curve: {result.identification}, asking "
         f"{result.reference_question}; line: posterior median; bands: "
         f"{' and '.join(_interval_label(i) for i in sorted(intervals))} intervals"
@@ -412,51 +382,6 @@ def plot_support(
 
 
 # -- what the pooling did ------------------------------------------------------------------------
-def adjusted_readings(result: FitResult) -> pd.DataFrame:
-    """Each reported share, raw and adjusted for its pollster's and question's offset.
-
-    The adjusted share is the published share minus the posterior mean of the reading's house plus
-    question offset (:meth:`FitResult.reading_offsets`, percentage points averaged over the
-    period): roughly what the curve's reference house, asking the reference question, would have
-    published.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per (reading, reported answer): ``poll_id``, ``pollster``, ``question``,
-        ``midpoint``, ``answer``, ``raw``, ``offset``, ``adjusted``, ``curve`` (the curve's median
-        averaged over the reading's field period) and ``n``.
-    """
-    polls = result.polls
-    offsets = result.reading_offsets().set_index(["pollster", "question", "answer"])["mean"]
-    curve = result.support_curve()
-    time = pd.DatetimeIndex(sorted(curve["date"].unique()))
-    first = np.clip(cell_of(polls["field_start"], time), 0, len(time) - 1)
-    last = np.clip(cell_of(polls["field_end"], time), 0, len(time) - 1)
-    rows = []
-    for answer in result.config.answers:
-        median = curve[curve["answer"] == answer].set_index("date")["median"].reindex(time).to_numpy()
-        for i, (_, poll) in enumerate(polls.iterrows()):
-            if pd.isna(poll[answer]):
-                continue
-            offset = float(offsets.get((poll["pollster"], poll["question"], answer), 0.0))
-            rows.append(
-                {
-                    "poll_id": poll["poll_id"],
-                    "pollster": poll["pollster"],
-                    "question": poll["question"],
-                    "midpoint": poll["field_start"] + (poll["field_end"] - poll["field_start"]) / 2,
-                    "answer": answer,
-                    "raw": float(poll[answer]),
-                    "offset": offset,
-                    "adjusted": float(poll[answer]) - offset,
-                    "curve": float(median[first[i] : last[i] + 1].mean()),
-                    "n": poll["n"],
-                }
-            )
-    return pd.DataFrame(rows)
-
-
 def _rms(values: pd.Series) -> float:
     return float(np.sqrt(np.mean(np.square(values)))) if len(values) else float("nan")
 
@@ -491,7 +416,7 @@ def plot_adjusted(
         Reading markers carry ``gid="readings"``.
     """
     answers = _answers(result, answer)
-    table = adjusted_readings(result)
+    table = result.adjusted_readings()
     families_by_question = dict(zip(result.polls["question"], family_of(result, questions)))
     markers = family_markers(pd.Series(list(families_by_question.values())))
     colours = house_colours(result)
@@ -610,17 +535,6 @@ def _offset_rows(result: FitResult, pairs: list[tuple[str, str]], colours: dict[
     return rows
 
 
-def confounded_pairs(result: FitResult) -> list[tuple[str, str]]:
-    """(pollster, question) pairs whose two effects the data identify only as a sum.
-
-    The design's own definition (:attr:`model.design.PollDesign.confounded`): a non-reference
-    house that asks only a non-reference question nobody else asks. For these the data identify
-    only the sum of the house and question effects (shown with :meth:`FitResult.reading_offsets`);
-    the split between them rests on the priors.
-    """
-    return list(result.confounded)
-
-
 def _effect_rows(part: pd.DataFrame, name: str, colour: str) -> list[dict]:
     """Forest rows (one per answer) of one house's or question's effect; the reference is marked."""
     return [
@@ -653,7 +567,7 @@ def plot_house_effects(result: FitResult) -> Figure:
     """
     colours = house_colours(result)
     effects = result.house_effects()
-    pairs = confounded_pairs(result)
+    pairs = list(result.confounded)
     rows = []
     for pollster in colours:
         own = [pq for pq in pairs if pq[0] == pollster]
@@ -689,7 +603,7 @@ def plot_question_effects(result: FitResult) -> Figure:
     """
     colours = house_colours(result)
     effects = result.question_effects()
-    pairs = confounded_pairs(result)
+    pairs = list(result.confounded)
     rows = []
     for question in pd.unique(effects["question"]):
         own = [pq for pq in pairs if pq[1] == question]
@@ -789,33 +703,6 @@ def _abbreviation(name: str) -> str:
     return str(name)[:6]
 
 
-def predictive_by_answer(result: FitResult) -> xr.DataTree:
-    """Posterior predictive and observed share (percent) of every reported answer of every reading.
-
-    One variable per answer, each over its own dim ``reading_<answer>`` (the readings that report
-    that answer, in model order, labelled by ``poll_id``), in groups ``posterior_predictive`` and ``observed_data``: the
-    layout ``arviz.plot_ppc_interval`` plots one panel per variable from. The merged ``rest``
-    component is left out (the reported ones determine it).
-    """
-    from model.design import build_design
-
-    design = build_design(result.polls, result.config)
-    predicted = result.idata.posterior_predictive["obs_share"].transpose("chain", "draw", "poll", "component")
-    observed = result.idata.observed_data["obs_share"].transpose("poll", "component")
-    pred, obs = {}, {}
-    for answer in design.answers:
-        polls_idx, comp_idx = np.nonzero(design.component_label == answer)
-        dim = f"reading_{answer}"
-        coords = {dim: design.polls["poll_id"].to_numpy()[polls_idx]}
-        pred[answer] = xr.DataArray(
-            100 * predicted.values[:, :, polls_idx, comp_idx],
-            dims=("chain", "draw", dim),
-            coords={"chain": predicted["chain"].values, "draw": predicted["draw"].values, **coords},
-        )
-        obs[answer] = xr.DataArray(100 * observed.values[polls_idx, comp_idx], dims=(dim,), coords=coords)
-    return xr.DataTree.from_dict({"posterior_predictive": xr.Dataset(pred), "observed_data": xr.Dataset(obs)})
-
-
 def plot_ppc(result: FitResult) -> Figure:
     """Posterior predictive check per reading with ``arviz.plot_ppc_interval``.
 
@@ -823,7 +710,7 @@ def plot_ppc(result: FitResult) -> Figure:
     and pollster initials), the predictive median with 50% and 90% intervals, and the observed
     share (black diamond). Each panel title counts the readings outside their 90% interval.
     """
-    tree = predictive_by_answer(result)
+    tree = result.predictive_by_answer()
     answers = [a for a in result.config.answers if tree.posterior_predictive[a].size]
     pc = _arviz().plot_ppc_interval(
         tree,
@@ -886,16 +773,6 @@ def make_figures(
     return figures
 
 
-def _write_atomic(fig: Figure, path: Path, **kwargs) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
-    try:
-        fig.savefig(tmp, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_figures(figures: Mapping[str, Figure], folder: str | Path, *, dpi: int = 130) -> list[Path]:
     """Write each figure as ``<name>.png`` (and ``<name>.svg`` for the support curve) into ``folder``.
 
@@ -911,10 +788,10 @@ def save_figures(figures: Mapping[str, Figure], folder: str | Path, *, dpi: int 
     written = []
     for name, fig in figures.items():
         path = folder / f"{name}.png"
-        _write_atomic(fig, path, dpi=dpi)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
         written.append(path)
         if name in SVG_FIGURES:
             path = folder / f"{name}.svg"
-            _write_atomic(fig, path)
+            atomic_write(path, fig.savefig)
             written.append(path)
     return written

@@ -39,6 +39,8 @@ __all__ = [
     "Problem",
     "closed_readings",
     "load_polls",
+    "parse_field_date",
+    "reading_midpoints",
     "read_csv_text",
 ]
 
@@ -153,8 +155,22 @@ def _as_number(value: object) -> float | None:
     return None
 
 
-def _as_date(value: object, *, end: bool) -> tuple[pd.Timestamp, DatePrecision] | None:
-    """Resolve a date cell; a month resolves to its first day (start) or last day (end)."""
+def parse_field_date(value: object, *, end: bool) -> tuple[pd.Timestamp, DatePrecision] | None:
+    """Resolve a field date: ``YYYY-MM-DD``, or ``YYYY-MM`` (a month resolves to its first day for a
+    start, its last day for an end), or a date object.
+
+    Parameters
+    ----------
+    value : str or date-like
+        The cell.
+    end : bool
+        Whether it is a field end.
+
+    Returns
+    -------
+    (pandas.Timestamp, {"day", "month"}) or None
+        The day and the precision given; None when the value is not a field date.
+    """
     if isinstance(value, (datetime, date, np.datetime64)):
         stamp = pd.Timestamp(value)
         if stamp.tz is not None or stamp != stamp.normalize():
@@ -572,7 +588,7 @@ class _Checker:
             if _is_blank(value):
                 self.problem(i, column, "" if value is None else value, "is blank", _EXPECT_DATE)
                 continue
-            parsed[column] = _as_date(value, end=column == "field_end")
+            parsed[column] = parse_field_date(value, end=column == "field_end")
             if parsed[column] is None:
                 self.problem(i, column, value, "is not a date", _EXPECT_DATE)
         start, end = parsed["field_start"], parsed["field_end"]
@@ -733,3 +749,19 @@ def closed_readings(polls: pd.DataFrame) -> pd.Series:
             [Problem(source, int(rows[i]), "closed", polls["closed"].iloc[i], _EXPECT_CLOSED, "is not true, false or blank") for i in bad]
         )
     return pd.Series(values, index=polls.index, dtype=bool)
+
+
+def reading_midpoints(polls: pd.DataFrame) -> pd.Series:
+    """The middle of each reading's field period (where a reading sits on a time axis).
+
+    Parameters
+    ----------
+    polls : pandas.DataFrame
+        A table from :func:`load_polls` (``field_start``, ``field_end`` as datetimes).
+
+    Returns
+    -------
+    pandas.Series
+        Timestamps, one per reading.
+    """
+    return polls["field_start"] + (polls["field_end"] - polls["field_start"]) / 2

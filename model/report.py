@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from model import plots
+from model.files import atomic_write_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -224,8 +224,8 @@ def _estimate_section(result: FitResult, figures, run_id: str) -> str:
     design = result.design
     rows = []
     for at in ("end", "data") if design.projected.any() else ("end",):
-        last = plots.latest_estimate(result, interval, at=at)
-        inner = plots.latest_estimate(result, 0.5, at=at).set_index("answer")
+        last = result.latest_estimate(interval, at=at)
+        inner = result.latest_estimate(0.5, at=at).set_index("answer")
         date = last["date"].iloc[0]
         if at == "end":
             what = f"{design.through:%d %b %Y} (projected)" if design.projected.any() else f"{design.through:%d %b %Y} (last reading)"
@@ -254,7 +254,7 @@ def _estimate_section(result: FitResult, figures, run_id: str) -> str:
     return (
         f'<section id="estimate"><h2>The curve</h2>'
         f"<p>{esc(result.identification)[0].upper() + esc(result.identification)[1:]}, asking {esc(result.reference_question)}. "
-        f"Data to {plots.data_date(result):%d %B %Y}.</p>{projection}{table}"
+        f"Data to {result.design.data_end:%d %B %Y}.</p>{projection}{table}"
         + _img("support_curve", figures, "Line: posterior median; bands: 50% and 90% intervals; dashed and paler: projection "
                "past the last reading; points: published readings "
                "(colour: pollster, shape: question family, area: sample size, hollow: sample size not published).")
@@ -369,7 +369,7 @@ def _house_section(result: FitResult, figures) -> str:
 def _question_section(result: FitResult, figures) -> str:
     answers = list(result.config.answers)
     effects = result.question_effects()
-    pairs = plots.confounded_pairs(result)
+    pairs = list(result.confounded)
     alone = {q: p for p, q in pairs}
 
     def identified(row) -> str:
@@ -455,7 +455,7 @@ def _diagnostics_section(result: FitResult, figures) -> str:
     parts.append(_table(["criterion", "value", "threshold", "status"], rows, numeric={1}))
     if d.get("high_pareto_k"):
         counts = result.polls.groupby(["pollster", "question"]).size()
-        alone = set(plots.confounded_pairs(result))
+        alone = set(list(result.confounded))
 
         def why(r) -> str:
             if (r["pollster"], r["question"]) in alone and counts.get((r["pollster"], r["question"]), 0) == 1:
@@ -594,7 +594,7 @@ def build_report(
     body = "".join(
         [
             f"<header><h1>{esc(title)}</h1>",
-            f'<p class="meta">Data to {plots.data_date(result):%d %B %Y}'
+            f'<p class="meta">Data to {result.design.data_end:%d %B %Y}'
             + (f" · curve projected to {result.design.through:%d %B %Y}" if result.design.projected.any() else "")
             + f' · {len(result.polls)} readings from '
             f"{result.polls['pollster'].nunique()} pollsters · curve {esc(result.identification)} · diagnostics {esc(verdict)}</p>",
@@ -658,12 +658,4 @@ def write_report(
     if figures is None:
         figures = plots.make_figures(result, answer=answer, questions=questions, run_id=run_id)
     page = build_report(result, figures, run_id=run_id, sourced=sourced)
-    path = folder / REPORT_NAME
-    tmp = folder / f".{REPORT_NAME}.{os.getpid()}.partial"
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(folder / REPORT_NAME, page)

@@ -39,20 +39,16 @@ pointed at it.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
 from model.config import Config
+from model.files import json_text, staged_folder
 
 REQUIRED_FILES = (
     "posterior.nc",
@@ -77,27 +73,6 @@ def run_name(result) -> str:
     return f"{stamp}-{result.config.hash()}"
 
 
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _strict_json(value):
-    """NaN and infinities as null: diagnostics.json stays valid JSON for any reader."""
-    if isinstance(value, dict):
-        return {k: _strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict_json(v) for v in value]
-    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
-        return None
-    return value
-
-
 def _write_contents(result, folder: Path) -> None:
     idata = result.idata
     encoding = {
@@ -105,13 +80,11 @@ def _write_contents(result, folder: Path) -> None:
         for name, node in idata.children.items()
     }
     idata.to_netcdf(folder / "posterior.nc", engine="h5netcdf", encoding=encoding)
-    (folder / "config.json").write_text(
-        json.dumps({"config": result.config.to_dict(), "seed": result.seed}, indent=2, sort_keys=True) + "\n"
-    )
+    (folder / "config.json").write_text(json_text({"config": result.config.to_dict(), "seed": result.seed}, sort_keys=True))
     polls = result.polls.copy()
     polls["n_known"] = polls["n"].notna()
     polls.to_csv(folder / "polls.csv", index=False, date_format="%Y-%m-%d")
-    (folder / "headline.json").write_text(json.dumps(_strict_json(result.headline()), indent=2, allow_nan=False) + "\n")
+    (folder / "headline.json").write_text(json_text(result.headline()))
     result.support_curve().to_csv(folder / "curve.csv", index=False, date_format="%Y-%m-%d")
     result.closed_polls().to_csv(folder / "closed_polls.csv", index=False)
     result.house_effects().to_csv(folder / "house_effects.csv", index=False)
@@ -122,54 +95,8 @@ def _write_contents(result, folder: Path) -> None:
     result.excluded.to_csv(folder / "excluded.csv", index=False, date_format="%Y-%m-%d")
     diagnostics = dict(result.diagnostics())
     diagnostics["unknown_n_readings"] = list(result.polls.loc[result.polls["n"].isna(), "poll_id"])
-    (folder / "diagnostics.json").write_text(json.dumps(_strict_json(diagnostics), indent=2, default=_json_default, allow_nan=False) + "\n")
+    (folder / "diagnostics.json").write_text(json_text(diagnostics))
     (folder / "summary.txt").write_text(result.summary_text() + "\n")
-
-
-@contextmanager
-def staged_folder(folder: Path, *, unique: bool = False):
-    """Stage a folder's contents in a temporary sibling; rename it into place only on success.
-
-    Yields ``(tmp, final)``: write into ``tmp``; after the ``with`` block ``final`` (a list holding
-    the path) names the folder that appeared. On any error, or an interrupt, the temporary folder is
-    removed and nothing appears. With ``unique``, a taken name gets a numeric suffix.
-    """
-    folder = Path(folder)
-    if folder.exists() and not unique:
-        raise FileExistsError(f"run folder {folder} already exists")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
-    final = _FinalPath()
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; a run folder is an ordinary folder
-        yield tmp, final
-        target = folder
-        for attempt in range(1, 100):
-            try:
-                os.rename(tmp, target)  # atomic; fails if target exists and is not empty
-                final.path = target
-                return
-            except OSError as err:
-                if not (unique and err.errno in (errno.EEXIST, errno.ENOTEMPTY)) and not (unique and target.exists()):
-                    raise
-                target = folder.with_name(f"{folder.name}-{attempt}")
-        raise FileExistsError(f"no free run folder name next to {folder}")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-class _FinalPath(os.PathLike):
-    """The path a staged folder was renamed to (set when the ``with`` block ends)."""
-
-    path: Path | None = None
-
-    def __fspath__(self) -> str:
-        if self.path is None:
-            raise RuntimeError("the staged folder is not in place yet")
-        return os.fspath(self.path)
 
 
 def write_run(result, folder: Path, *, unique: bool = False) -> Path:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,6 @@ class Simulation:
         out = curve.groupby(["cell", "answer"], sort=True)["share"].mean().reset_index()
         out["date"] = starts[out["cell"].to_numpy()]
         return out[["date", "answer", "share"]]
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def simulate_polls(
@@ -138,7 +134,7 @@ def simulate_polls(
         mean_logit = truth_logit[first : first + length].mean(axis=0)
         logit = mean_logit + house[h] + question[j] + rng.normal(0, nonsampling_sd, size=k)
         n = int(rng.integers(n_range[0], n_range[1] + 1))
-        counts = rng.multinomial(n, _softmax(logit))
+        counts = rng.multinomial(n, softmax(logit))
         shares = np.round(100 * counts / n).astype(float)
         if rng.random() < partial_fraction:
             shares[-1] = np.nan
@@ -155,7 +151,7 @@ def simulate_polls(
     # One survey per house, question and field period.
     polls = polls.drop_duplicates(["pollster", "question", "field_start", "field_end"]).reset_index(drop=True)
 
-    share = 100 * _softmax(truth_logit)
+    share = 100 * softmax(truth_logit, axis=-1)
     curve = pd.DataFrame(
         {
             "date": np.repeat(days.values, k),

@@ -10,13 +10,16 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy.special import softmax
+
+from model.design import cell_of
+from model.polls import reading_midpoints
 
 SAMPLE_DIMS = ("chain", "draw")
 
 
 def _softmax(x: xr.DataArray, dim: str = "answer") -> xr.DataArray:
-    e = np.exp(x - x.max(dim))
-    return e / e.sum(dim)
+    return xr.apply_ufunc(softmax, x, input_core_dims=[[dim]], output_core_dims=[[dim]], kwargs={"axis": -1}).transpose(*x.dims)
 
 
 def trend_logit(posterior: xr.Dataset) -> xr.DataArray:
@@ -104,8 +107,7 @@ def softmax_points(logits: np.ndarray) -> np.ndarray:
     numpy.ndarray
         The same shape, summing to 100 over the last axis.
     """
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return 100 * e / e.sum(axis=-1, keepdims=True)
+    return 100 * softmax(logits, axis=-1)
 
 
 def interval_of(draws: np.ndarray, interval: float) -> dict[str, np.ndarray]:
@@ -282,3 +284,121 @@ def reading_offsets(posterior: xr.Dataset, design, interval: float = 0.9) -> pd.
     frame = pd.DataFrame(rows)
     order = {p: i for i, p in enumerate(design.pollsters)}
     return frame.sort_values(["pollster", "question"], key=lambda s: s.map(order) if s.name == "pollster" else s, kind="stable").reset_index(drop=True)
+
+
+def latest_estimate(curve: pd.DataFrame, answers: Sequence[str], at: str = "end") -> pd.DataFrame:
+    """The curve at one grid cell, answers in ``answers``' order.
+
+    Parameters
+    ----------
+    curve : pandas.DataFrame
+        :func:`support_curve`.
+    answers : sequence of str
+        The answers' order.
+    at : {"end", "data"}
+        ``"end"``: the curve's last cell (``through``; projected when later than the last reading);
+        ``"data"``: the cell of the last reading's field end.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of :func:`support_curve` at that cell.
+    """
+    if at == "data":
+        date = curve.loc[~curve["projected"].astype(bool), "date"].max()
+    elif at == "end":
+        date = curve["date"].max()
+    else:
+        raise ValueError(f"at={at!r}; expected 'end' or 'data'")
+    last = curve[curve["date"] == date]
+    order = {a: i for i, a in enumerate(answers)}
+    return last.sort_values("answer", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def adjusted_readings(polls: pd.DataFrame, offsets: pd.DataFrame, curve: pd.DataFrame, answers: Sequence[str]) -> pd.DataFrame:
+    """Each reported share, raw and adjusted for its pollster's and question's offset.
+
+    The adjusted share is the published share minus the posterior mean of the reading's house plus
+    question offset (:func:`reading_offsets`, in points at that house's readings): roughly what the
+    curve's reference house, asking the reference question, would have published.
+
+    Parameters
+    ----------
+    polls : pandas.DataFrame
+        The readings of the fit.
+    offsets : pandas.DataFrame
+        :func:`reading_offsets`.
+    curve : pandas.DataFrame
+        :func:`support_curve`.
+    answers : sequence of str
+        The fitted answers.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (reading, reported answer): ``poll_id``, ``pollster``, ``question``,
+        ``midpoint``, ``answer``, ``raw``, ``offset``, ``adjusted``, ``curve`` (the curve's median
+        averaged over the reading's field period) and ``n``.
+    """
+    offset_of = offsets.set_index(["pollster", "question", "answer"])["mean"]
+    time = pd.DatetimeIndex(sorted(curve["date"].unique()))
+    first = np.clip(cell_of(polls["field_start"], time), 0, len(time) - 1)
+    last = np.clip(cell_of(polls["field_end"], time), 0, len(time) - 1)
+    midpoints = reading_midpoints(polls)
+    rows = []
+    for answer in answers:
+        median = curve[curve["answer"] == answer].set_index("date")["median"].reindex(time).to_numpy()
+        for i, (_, poll) in enumerate(polls.iterrows()):
+            if pd.isna(poll[answer]):
+                continue
+            offset = float(offset_of.get((poll["pollster"], poll["question"], answer), 0.0))
+            rows.append(
+                {
+                    "poll_id": poll["poll_id"],
+                    "pollster": poll["pollster"],
+                    "question": poll["question"],
+                    "midpoint": midpoints.iloc[i],
+                    "answer": answer,
+                    "raw": float(poll[answer]),
+                    "offset": offset,
+                    "adjusted": float(poll[answer]) - offset,
+                    "curve": float(median[first[i] : last[i] + 1].mean()),
+                    "n": poll["n"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def predictive_by_answer(idata, design) -> xr.DataTree:
+    """Posterior predictive and observed share (percent) of every reported answer of every reading.
+
+    One variable per answer, each over its own dim ``reading_<answer>`` (the readings that report
+    that answer, in model order, labelled by ``poll_id``), in groups ``posterior_predictive`` and
+    ``observed_data``: the layout ``arviz.plot_ppc_interval`` plots one panel per variable from.
+    The merged ``rest`` component is left out (the reported ones determine it).
+
+    Parameters
+    ----------
+    idata : xarray.DataTree
+        A fit's trace, with ``posterior_predictive`` and ``observed_data``.
+    design : PollDesign
+        The fit's design (which component holds which answer).
+
+    Returns
+    -------
+    xarray.DataTree
+    """
+    predicted = idata.posterior_predictive["obs_share"].transpose("chain", "draw", "poll", "component")
+    observed = idata.observed_data["obs_share"].transpose("poll", "component")
+    pred, obs = {}, {}
+    for answer in design.answers:
+        polls_idx, comp_idx = np.nonzero(design.component_label == answer)
+        dim = f"reading_{answer}"
+        coords = {dim: design.polls["poll_id"].to_numpy()[polls_idx]}
+        pred[answer] = xr.DataArray(
+            100 * predicted.values[:, :, polls_idx, comp_idx],
+            dims=("chain", "draw", dim),
+            coords={"chain": predicted["chain"].values, "draw": predicted["draw"].values, **coords},
+        )
+        obs[answer] = xr.DataArray(100 * observed.values[polls_idx, comp_idx], dims=(dim,), coords=coords)
+    return xr.DataTree.from_dict({"posterior_predictive": xr.Dataset(pred), "observed_data": xr.Dataset(obs)})

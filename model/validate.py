@@ -1,7 +1,8 @@
 """``python -m model validate``: the backtest and calibration, as independent refits on Dask.
 
 Every refit is one Dask task. A worker compiles each model it meets once (a
-:class:`~model.refit.Refitter`, cached per process) and refits it by swapping data, so a worker
+:class:`~model.sampling.engine.CompiledAggregator` in its refit form, cached per process) and
+refits it by swapping data, so a worker
 pays the compile cost once per model, not once per refit. By default the tasks run on a
 ``LocalCluster`` started for the run (``workers`` processes, one task at a time each, the
 machine's cores shared between them); ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``) sends them to
@@ -33,20 +34,20 @@ from model.config import Config, ConfigError, Sampler, ValidateSettings
 from model.design import build_design
 from model.diagnostics import convergence, gate
 from model.fitting import table_checksum
-from model.refit import Refitter
+from model.sampling.engine import CompiledAggregator
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 
 # -- worker side ------------------------------------------------------------------------------
 
-_REFITTERS: dict[str, Refitter] = {}
+_REFITTERS: dict[str, CompiledAggregator] = {}
 
 
-def _refitter(key: str, polls: pd.DataFrame, config: Config) -> tuple[Refitter, bool]:
+def _refitter(key: str, polls: pd.DataFrame, config: Config) -> tuple[CompiledAggregator, bool]:
     """This process's compiled model for ``key`` (compiled on first use); whether it was compiled now."""
     if key not in _REFITTERS:
-        _REFITTERS[key] = Refitter(build_design(polls, config), config)
+        _REFITTERS[key] = CompiledAggregator(build_design(polls, config), config, refit=True)
         return _REFITTERS[key], True
     return _REFITTERS[key], False
 
@@ -321,7 +322,7 @@ def write_validation(v: Validation, runs_dir: str | Path = "runs") -> Path:
     """Write ``runs_dir/validate-<timestamp>/`` whole (staged in a temporary sibling, then renamed)."""
     import matplotlib.pyplot as plt
 
-    from model.runs import staged_folder
+    from model.files import staged_folder
     from model.validation_plots import validation_figures
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -337,12 +337,19 @@ def test_compile_model_turns_fast_math_off(sim_polls, monkeypatch):
 def test_fit_samples_and_post_processes_without_fast_math(sim_polls, monkeypatch):
     """model.fit compiles sampling, log likelihood, predictive draws and log prior without fast-math,
     whatever PyTensor's setting (here switched on)."""
-    import model.fitting as fitting
+    from model.sampling import engine
 
     seen = []
-    monkeypatch.setattr(fitting, "_sample_and_extend", _fast_math_recorder(seen))
+    monkeypatch.setattr(engine.CompiledAggregator, "_sample_nutpie", _fast_math_recorder(seen))
     with pytensor.config.change_flags(numba__fastmath=True):
         with pytest.raises(RuntimeError, match="recorded"):
             model.fit(sim_polls, config=CONFIG, seed=1, progressbar=False)
         assert pytensor.config.numba__fastmath is True
     assert seen == [False]
+    # the post-processing (log likelihood first) of the same engine
+    compiled = engine.CompiledAggregator(build_design(sim_polls, CONFIG), CONFIG)
+    monkeypatch.setattr(engine.pm, "compute_log_likelihood", _fast_math_recorder(seen))
+    with pytensor.config.change_flags(numba__fastmath=True):
+        with pytest.raises(RuntimeError, match="recorded"):
+            compiled.extend(None, seed=1)
+    assert seen == [False, False]

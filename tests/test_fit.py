@@ -130,10 +130,10 @@ def test_a_failed_write_leaves_no_folder(small_fit, tmp_path, monkeypatch):
 
 def test_sampling_cut_short_is_an_interrupt_not_a_run(small_fit, sim_polls, monkeypatch):
     """nutpie answers Ctrl-C by returning the draws so far; fit must not treat them as the run."""
-    import model.fitting
+    from model.sampling.engine import CompiledAggregator
 
     short = small_fit.idata.isel(draw=slice(0, 5))
-    monkeypatch.setattr(model.fitting, "_sample_nutpie", lambda *args, **kwargs: short)
+    monkeypatch.setattr(CompiledAggregator, "_sample_nutpie", lambda *args, **kwargs: short)
     with pytest.raises(KeyboardInterrupt, match="sampling stopped early: 2 chains x 5 draws of 2 x 300"):
         model.fit(sim_polls, config=small_fit.config, seed=1)
 

@@ -198,7 +198,7 @@ def test_fake_has_what_the_figures_must_show(result):
     assert polls["n"].isna().any() and polls["n"].notna().any()
     assert polls["undecided"].isna().any()
     assert 15 <= result.posterior.sizes["time"] <= 22
-    assert plots.confounded_pairs(result) == [("House B", "Q_ALT")]
+    assert list(result.confounded) == [("House B", "Q_ALT")]
 
 
 # -- support curve -------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_support_curve_has_one_panel_per_answer_with_every_reported_reading(resu
 def test_support_curve_title_gives_latest_estimate_and_caption_the_run(result, figures):
     fig = figures["support_curve"]
     title = fig.get_suptitle()
-    last = plots.latest_estimate(result, 0.9)
+    last = result.latest_estimate(0.9)
     assert "Latest estimate" in title and "90% intervals" in title
     for _, row in last.iterrows():
         assert f"{row['answer']} {row['median']:.1f}% [{row['lower']:.1f}–{row['upper']:.1f}]" in title
@@ -279,7 +279,7 @@ def test_unknown_answer_is_refused(result):
 
 # -- what the pooling did ------------------------------------------------------------------------
 def test_adjusted_readings_subtract_the_pair_offset(result):
-    table = plots.adjusted_readings(result)
+    table = result.adjusted_readings()
     offsets = result.reading_offsets().set_index(["pollster", "question", "answer"])["mean"]
     assert len(table) == sum(result.polls[a].notna().sum() for a in ANSWERS)
     for _, row in table.iterrows():
@@ -294,7 +294,7 @@ def test_adjusted_figure_shows_raw_beside_adjusted(result, figures):
     axes = np.array(fig.axes).reshape(len(ANSWERS), 2)
     assert axes[0, 0].get_title(loc="left").startswith("As published")
     assert axes[0, 1].get_title(loc="left").startswith(f"Adjusted to {HOUSE_A} asking Q_MAIN")
-    table = plots.adjusted_readings(result)
+    table = result.adjusted_readings()
     for row, answer in enumerate(ANSWERS):
         part = table[table["answer"] == answer]
         for col, column in enumerate(("raw", "adjusted")):
@@ -354,7 +354,7 @@ def test_zero_sum_fit_has_no_reference_row(result):
     tree.attrs = {**result.idata.attrs, "reference_pollster": ""}
     zero_sum = dataclasses.replace(result, idata=tree, config=result.config.replace(house_effects="zero_sum"), _design=None)
     # House B alone asks Q_ALT and asks nothing else: confounded whatever the identification
-    assert plots.confounded_pairs(zero_sum) == [("House B", "Q_ALT")]
+    assert list(zero_sum.confounded) == [("House B", "Q_ALT")]
     fig = plots.plot_house_effects(zero_sum)
     assert _forest_rows(fig) == [HOUSE_A, "House B + Q_ALT", "House B: house part (prior split)"]
     assert not [line for ax in fig.axes for line in ax.lines if line.get_gid() == "reference"]
@@ -389,7 +389,7 @@ def test_ppc_has_an_interval_and_the_observed_share_per_reported_reading(result,
         assert ax.get_ylabel() == f"{answer} (%)"
         assert len(ax.get_xticklabels()) == reported
         assert f"of {reported} observed shares outside their 90% predictive interval" in ax.get_title(loc="left")
-        observed = plots.predictive_by_answer(result).observed_data[answer].values
+        observed = result.predictive_by_answer().observed_data[answer].values
         points = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections])
         assert all(np.isclose(points, value).any() for value in observed)
     assert fig.axes[-1].get_xlabel().startswith("reading")
@@ -505,7 +505,7 @@ def test_report_escapes_data_strings(page):
 def test_report_states_the_numbers_and_the_verdict(page, result):
     text, parsed = page
     words = " ".join(parsed.text)
-    last = plots.latest_estimate(result, 0.9)
+    last = result.latest_estimate(0.9)
     for _, row in last.iterrows():
         assert f"{row['median']:.1f}%" in words
         assert f"{row['lower']:.1f} – {row['upper']:.1f}" in words

@@ -3,7 +3,6 @@ houses over three years, on a daily grid, fits and recovers its truth."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -1,0 +1,193 @@
+"""One engine builds, compiles, samples and extends every fit: :class:`CompiledAggregator`.
+
+A fit (:func:`model.fit`), the compile step (:func:`model.compile_fit`), the validation refits and
+the bench all sample through it, so they share one compiled model per structure (its C callbacks
+cached on disk by :mod:`model.compiled`), one "stopped early" check and one way of adding the log
+likelihood, predictive draws and log prior to a trace.
+
+Compiling a new structure costs about 20 s on the shipped data with PyTensor's kernels cached
+(~2-3 s when it was compiled before, in any process); a refit swaps data (``in_likelihood``,
+``observed_share``) on the compiled model instead of compiling again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pymc as pm
+
+from model.aggregator import PollAggregator
+from model.compiled import callbacks_cached, compile_model, exact_arithmetic
+from model.config import Config, Sampler
+from model.design import PollDesign
+from model.diagnostics import SENSITIVITY_PRIORS
+from model.kernels import register_jax
+
+
+class CompiledAggregator:
+    """A :class:`~model.aggregator.PollAggregator` built and compiled once, sampled any number of times.
+
+    Parameters
+    ----------
+    design : PollDesign
+        The readings (for refits: every reading any refit may use or predict).
+    config : Config
+        Priors, identification and the NUTS implementation (``config.sampler.nuts_sampler``).
+    refit : bool
+        Build the refit form (a ``pm.Data("in_likelihood")`` weight per reading), so held-out
+        readings and simulated shares are data swaps (see :class:`~model.aggregator.PollAggregator`).
+
+    Attributes
+    ----------
+    pymc_model : pymc.Model
+        The built model.
+    compile_s : float
+        Seconds spent building the graph and compiling nutpie's callbacks (0 for the other samplers,
+        which compile when they sample).
+    callbacks : str
+        ``"hit"`` if the sampler's callbacks came from the disk cache, ``"miss"`` if they were
+        compiled, ``"n/a"`` for the other samplers.
+
+    Notes
+    -----
+    Everything is compiled without numba's fast-math flags (:func:`model.compiled.exact_arithmetic`),
+    so one seed gives the same numbers whatever numba had cached.
+    """
+
+    def __init__(self, design: PollDesign, config: Config, *, refit: bool = False) -> None:
+        start = time.perf_counter()
+        self.design = design
+        self.config = config
+        self.pymc_model = PollAggregator(design, config, refit=refit).build()
+        self._nutpie = None
+        if config.sampler.nuts_sampler == "nutpie":
+            with exact_arithmetic():
+                self._nutpie = compile_model(self.pymc_model)
+        self.compile_s = time.perf_counter() - start
+        self.callbacks = callbacks_cached(self._nutpie) if self._nutpie is not None else "n/a"
+
+    def sample(
+        self,
+        sampler: Sampler,
+        *,
+        seed: int,
+        cores: int | None = None,
+        in_likelihood: np.ndarray | None = None,
+        observed: np.ndarray | None = None,
+        progress_bar: bool = False,
+    ) -> tuple[Any, float]:
+        """Sample the posterior (warm-up draws not kept).
+
+        Parameters
+        ----------
+        sampler : Sampler
+            Draws, tuning steps, chains and target acceptance (its ``nuts_sampler`` is the config's).
+        seed : int
+            The sampler's seed.
+        cores : int, optional
+            Chains run in parallel; default ``min(4, cpu count, chains)``.
+        in_likelihood : numpy.ndarray, optional
+            (poll,) 1 for readings in the likelihood, 0 for held-out ones (refit form only).
+        observed : numpy.ndarray, optional
+            (poll, component) observed component shares replacing the design's.
+        progress_bar : bool
+            Show the sampler's progress.
+
+        Returns
+        -------
+        (DataTree, float)
+            The trace (posterior with every deterministic, sample_stats) and the seconds sampling
+            took (warm-up included).
+
+        Raises
+        ------
+        KeyboardInterrupt
+            If sampling stopped early: nutpie answers Ctrl-C (and the CLI's SIGTERM handler) by
+            returning the draws made so far, which must never pass for the run asked for.
+        """
+        data = {}
+        if in_likelihood is not None:
+            data["in_likelihood"] = np.asarray(in_likelihood, dtype=float)
+        if observed is not None:
+            data["observed_share"] = np.asarray(observed, dtype=float)
+        cores = cores or min(4, os.cpu_count() or 1, sampler.chains)
+        start = time.perf_counter()
+        with exact_arithmetic():
+            if self._nutpie is not None:
+                idata = self._sample_nutpie(sampler, seed, cores, data, progress_bar)
+            else:
+                idata = self._sample_pymc(sampler, seed, cores, data, progress_bar)
+        seconds = time.perf_counter() - start
+        got = (idata.posterior.sizes.get("chain", 0), idata.posterior.sizes.get("draw", 0))
+        if got != (sampler.chains, sampler.draws):
+            raise KeyboardInterrupt(f"sampling stopped early: {got[0]} chains x {got[1]} draws of {sampler.chains} x {sampler.draws}")
+        return idata, seconds
+
+    def _sample_nutpie(self, sampler: Sampler, seed: int, cores: int, data: dict, progress_bar: bool):
+        import nutpie
+
+        compiled = self._nutpie.with_data(**data) if data else self._nutpie
+        return nutpie.sample(
+            compiled,
+            draws=sampler.draws,
+            tune=max(sampler.tune, 1),  # nuts-rs needs a warm-up step, as pm.sample ensures
+            chains=sampler.chains,
+            target_accept=sampler.target_accept,
+            seed=seed,
+            cores=cores,
+            save_warmup=False,
+            progress_bar=progress_bar,
+        )
+
+    def _sample_pymc(self, sampler: Sampler, seed: int, cores: int, data: dict, progress_bar: bool):
+        if sampler.nuts_sampler in ("numpyro", "blackjax"):
+            register_jax()  # the model's fused operations (model.kernels), for PyTensor's JAX backend
+        if data:
+            pm.set_data(data, model=self.pymc_model)
+        return pm.sample(
+            model=self.pymc_model,
+            draws=sampler.draws,
+            tune=sampler.tune,
+            chains=sampler.chains,
+            target_accept=sampler.target_accept,
+            random_seed=seed,
+            nuts_sampler=sampler.nuts_sampler,
+            progressbar=progress_bar,
+        )
+
+    def sample_as_pymc(self, sampler: Sampler, *, seed: int, progress_bar: bool = False) -> Any:
+        """Sample as ``pm.sample(model=..., nuts_sampler=..., random_seed=seed)`` does.
+
+        With nutpie: the chains' seed is the first of ``chains`` spawned from ``seed``, as PyMC 6
+        derives it, and the trace gets the ``constant_data`` / ``observed_data`` groups and
+        sampling attributes PyMC adds to nutpie's; so a seed gives the draws ``pm.sample`` gave
+        (nutpie's draws do not depend on its thread count). nutpie runs ``min(4, cpu count,
+        chains)`` threads, where PyMC takes half the CPU count. Other samplers go through
+        ``pm.sample`` itself.
+
+        Returns
+        -------
+        DataTree
+        """
+        if self._nutpie is None:
+            return self.sample(sampler, seed=seed, progress_bar=progress_bar)[0]
+        from pymc.backends.arviz import patch_nutpie_idata
+        from pymc.util import get_random_generator
+
+        chain_seed = int(get_random_generator(seed).spawn(sampler.chains)[0].integers(2**30))
+        idata, seconds = self.sample(sampler, seed=chain_seed, progress_bar=progress_bar)
+        patch_nutpie_idata(idata, self.pymc_model, sampling_time=seconds)
+        return idata
+
+    def extend(self, idata, *, seed: int) -> Any:
+        """Add the log likelihood, the posterior predictive draws (seeded) and the log prior of the
+        hyperparameters (for power-scaling sensitivity) to a trace, in place; return it."""
+        with exact_arithmetic():
+            pm.compute_log_likelihood(idata, var_names=["obs_share"], model=self.pymc_model, progressbar=False)
+            pm.sample_posterior_predictive(idata, model=self.pymc_model, extend_inferencedata=True, random_seed=seed, progressbar=False)
+            hyperpriors = [v.name for v in self.pymc_model.free_RVs if v.name in SENSITIVITY_PRIORS]
+            pm.stats.compute_log_prior(idata, var_names=hyperpriors, model=self.pymc_model, progressbar=False)
+        return idata
