@@ -15,25 +15,33 @@ PyMC is imported on first use of a fitting name, so reading and checking data st
 
 from importlib import import_module
 
-from model.config import Anchor, Config, ConfigError, Event, Priors, Sampler, ValidateSettings
-from model.polls import PollDataError, closed_readings, load_polls
+from model.config import (
+    Anchor,
+    Config,
+    ConfigError,
+    Event,
+    Priors,
+    Sampler,
+    ValidateSettings,
+)
+from model.data.polls import PollDataError, closed_readings, load_polls
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "fit": "model.fitting",
-    "FitResult": "model.fitting",
+    "FitResult": "model.results.fit_result",
     "compile_fit": "model.fitting",
-    "load_run": "model.runs",
-    "save_run": "model.runs",
-    "RunFolderError": "model.runs",
-    "simulate_polls": "model.simulate",
-    "Simulation": "model.simulate",
-    "PollAggregator": "model.aggregator",
-    "build_design": "model.design",
-    "run_validation": "model.validate",
-    "write_validation": "model.validate",
-    "Validation": "model.validate",
+    "load_run": "model.results.run_folder",
+    "save_run": "model.results.run_folder",
+    "RunFolderError": "model.results.run_folder",
+    "simulate_polls": "model.data.simulate",
+    "Simulation": "model.data.simulate",
+    "PollAggregator": "model.aggregator.graph",
+    "build_design": "model.aggregator.design",
+    "run_validation": "model.validation.runner",
+    "write_validation": "model.validation.runner",
+    "Validation": "model.validation.runner",
 }
 
 __all__ = [

@@ -15,8 +15,6 @@ import signal
 import sys
 from pathlib import Path
 
-from model import plots_cli
-
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
 EXIT_GATE_FAILED = 3
@@ -27,6 +25,10 @@ EXIT_INTERRUPTED = 130
 #: The project's own table and config, relative to the working directory (``make fit`` passes both).
 PROJECT_DATA = Path("data/polls.csv")
 PROJECT_CONFIG = Path("config/fit.toml")
+PROJECT_SOURCED = Path("data/readings_sourced.csv")
+PROJECT_QUESTIONS = Path("data/questions.csv")
+#: The run ``plots`` draws by default.
+DEFAULT_RUN = Path("runs/latest")
 
 
 def _count(text: str, *, minimum: int) -> int:
@@ -78,13 +80,31 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--data", type=Path, default=Path("data/polls.csv"), help="poll table (default: data/polls.csv)")
     comp.add_argument("--config", type=Path, help=f"TOML config (default: {PROJECT_CONFIG} with the project's {PROJECT_DATA} when it exists, else the library defaults)")
 
-    plots_cli.add_parser(sub)
+    plots = sub.add_parser(
+        "plots",
+        help="draw a run's figures (RUN_FOLDER/figures/) and write RUN_FOLDER/report.html",
+        description="Writes RUN_FOLDER/figures/ (support_curve.png and .svg, adjusted, house_effects, question_effects, rank, energy, ppc) and RUN_FOLDER/report.html, then prints the paths written.",
+    )
+    plots.add_argument("run_folder", nargs="?", type=Path, default=DEFAULT_RUN, help=f"run folder (default: {DEFAULT_RUN})")
+    plots.add_argument("--answer", help="draw the support curve and adjusted readings for this answer only (e.g. talks)")
+    plots.add_argument(
+        "--questions",
+        type=Path,
+        default=PROJECT_QUESTIONS,
+        help=f"question codebook giving each question's family (default: {PROJECT_QUESTIONS}; if missing, question ids are used)",
+    )
+    plots.add_argument(
+        "--sourced",
+        type=Path,
+        default=PROJECT_SOURCED,
+        help=f"sourced table giving each reading's source links (default: {PROJECT_SOURCED}; if missing, no links)",
+    )
 
     defaults = _validate_defaults()
     val = sub.add_parser(
         "validate",
         help="backtest against baselines and simulation-based calibration, refits on Dask",
-        description="With neither --backtest nor --sbc, runs both (--sbc %d)." % DEFAULT_SBC,
+        description=f"With neither --backtest nor --sbc, runs both (--sbc {DEFAULT_SBC}).",
     )
     val.add_argument("--backtest", action="store_true", help="run the leave-future-out backtest")
     val.add_argument("--sbc", type=lambda t: _count(t, minimum=0), metavar="N", help="simulation-based calibration with N prior datasets")
@@ -168,9 +188,9 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from model.data.polls import load_polls
     from model.fitting import fit
-    from model.polls import load_polls
-    from model.runs import save_run
+    from model.results.run_folder import save_run
 
     config = _config(args, with_sampler_overrides=True, announce=True)
     if args.through is not None:
@@ -184,8 +204,8 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
+    from model.data.polls import load_polls
     from model.fitting import compile_fit
-    from model.polls import load_polls
 
     config = _config(args, announce=True)
     polls = load_polls(args.data, answers=config.answers)
@@ -195,14 +215,55 @@ def _compile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _plots(args: argparse.Namespace) -> int:
+    """Draw the figures and the report of ``args.run_folder``; return the exit status."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from model.config import ConfigError
+    from model.report import html, plots
+    from model.results.run_folder import RunFolderError, load_run
+
+    folder = Path(args.run_folder)
+    try:
+        result = load_run(folder)
+    except (RunFolderError, ConfigError):
+        raise
+    except (OSError, ValueError, KeyError) as err:
+        raise RunFolderError(f"{folder}: cannot read the run folder ({type(err).__name__}: {err})") from None
+    if args.answer is not None and args.answer not in result.config.answers:
+        raise ConfigError(f"--answer {args.answer!r} is not one of the run's answers {list(result.config.answers)}")
+    questions = args.questions if Path(args.questions).is_file() else None
+    if questions is None:
+        print(f"note: {args.questions} not found; question ids stand in for question families", file=sys.stderr)
+    sourced = args.sourced if Path(args.sourced).is_file() else None
+    if sourced is None:
+        print(f"note: {args.sourced} not found; the report lists source rows without links", file=sys.stderr)
+
+    run_id = folder.resolve().name
+    figures = plots.make_figures(result, answer=args.answer, questions=questions, run_id=run_id)
+    try:
+        written = plots.save_figures(figures, folder / "figures")
+        pngs = {path.stem: path.read_bytes() for path in written if path.suffix == ".png"}
+        written.append(html.write_report(result, folder, figures=pngs, run_id=run_id, sourced=sourced))
+    finally:
+        for fig in figures.values():
+            plt.close(fig)
+    for path in written:
+        print(path)
+    return EXIT_OK
+
+
 def _validate(args: argparse.Namespace) -> int:
     import dataclasses
 
     import numpy as np
 
     from model.config import ValidateSettings
-    from model.polls import load_polls
-    from model.validate import run_validation, summary_text, write_validation
+    from model.data.polls import load_polls
+    from model.validation.runner import run_validation, summary_text, write_validation
 
     config = _config(args)
     polls = load_polls(args.data, answers=config.answers)
@@ -229,7 +290,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from model.bench import run_bench, select_cases, summary_text, write_bench
+    from model.bench.runner import run_bench, select_cases, summary_text, write_bench
 
     cases = select_cases(args.cases)
     if args.list:
@@ -238,7 +299,7 @@ def _bench(args: argparse.Namespace) -> int:
         return EXIT_OK
     config = _config(args, with_sampler_overrides=True)
     if any(c.name == "shipped" for c in cases):
-        from model.polls import load_polls
+        from model.data.polls import load_polls
 
         load_polls(args.data, answers=config.answers)  # bad input fails here, before any fit
     bench = run_bench(
@@ -259,14 +320,14 @@ def _bench(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     from model.config import ConfigError
-    from model.polls import PollDataError
-    from model.runs import RunFolderError
+    from model.data.polls import PollDataError
+    from model.results.run_folder import RunFolderError
 
     args = _parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         if args.command == "data":
-            from model.build_data import build
+            from model.data.build import build
 
             for path in build(args.sourced, args.out_dir):
                 print(path)
@@ -276,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compile":
             return _compile(args)
         if args.command == "plots":
-            return plots_cli.run(args)
+            return _plots(args)
         if args.command == "validate":
             return _validate(args)
         if args.command == "bench":

@@ -72,7 +72,7 @@ class Anchor:
 
 @dataclass(frozen=True)
 class Priors:
-    """Prior scales, each on an interpretable scale (see :class:`model.aggregator.PollAggregator`).
+    """Prior scales, each on an interpretable scale (see :class:`model.aggregator.graph.PollAggregator`).
 
     Parameters
     ----------

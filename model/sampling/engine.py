@@ -2,7 +2,7 @@
 
 A fit (:func:`model.fit`), the compile step (:func:`model.compile_fit`), the validation refits and
 the bench all sample through it, so they share one compiled model per structure (its C callbacks
-cached on disk by :mod:`model.compiled`), one "stopped early" check and one way of adding the log
+cached on disk by :mod:`model.sampling.compiled`), one "stopped early" check and one way of adding the log
 likelihood, predictive draws and log prior to a trace.
 
 Compiling a new structure costs about 20 s on the shipped data with PyTensor's kernels cached
@@ -19,16 +19,16 @@ from typing import Any
 import numpy as np
 import pymc as pm
 
-from model.aggregator import PollAggregator
-from model.compiled import callbacks_cached, compile_model, exact_arithmetic
+from model.aggregator.design import PollDesign
+from model.aggregator.graph import PollAggregator
+from model.aggregator.kernels import register_jax
+from model.aggregator.names import SENSITIVITY_PRIORS
 from model.config import Config, Sampler
-from model.design import PollDesign
-from model.diagnostics import SENSITIVITY_PRIORS
-from model.kernels import register_jax
+from model.sampling.compiled import callbacks_cached, compile_model, exact_arithmetic
 
 
 class CompiledAggregator:
-    """A :class:`~model.aggregator.PollAggregator` built and compiled once, sampled any number of times.
+    """A :class:`~model.aggregator.graph.PollAggregator` built and compiled once, sampled any number of times.
 
     Parameters
     ----------
@@ -38,7 +38,7 @@ class CompiledAggregator:
         Priors, identification and the NUTS implementation (``config.sampler.nuts_sampler``).
     refit : bool
         Build the refit form (a ``pm.Data("in_likelihood")`` weight per reading), so held-out
-        readings and simulated shares are data swaps (see :class:`~model.aggregator.PollAggregator`).
+        readings and simulated shares are data swaps (see :class:`~model.aggregator.graph.PollAggregator`).
 
     Attributes
     ----------
@@ -53,7 +53,7 @@ class CompiledAggregator:
 
     Notes
     -----
-    Everything is compiled without numba's fast-math flags (:func:`model.compiled.exact_arithmetic`),
+    Everything is compiled without numba's fast-math flags (:func:`model.sampling.compiled.exact_arithmetic`),
     so one seed gives the same numbers whatever numba had cached.
     """
 
@@ -144,7 +144,7 @@ class CompiledAggregator:
 
     def _sample_pymc(self, sampler: Sampler, seed: int, cores: int, data: dict, progress_bar: bool):
         if sampler.nuts_sampler in ("numpyro", "blackjax"):
-            register_jax()  # the model's fused operations (model.kernels), for PyTensor's JAX backend
+            register_jax()  # the model's fused operations (model.aggregator.kernels), for PyTensor's JAX backend
         if data:
             pm.set_data(data, model=self.pymc_model)
         return pm.sample(

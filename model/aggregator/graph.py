@@ -1,0 +1,481 @@
+r"""The PyMC model: a softmax random walk with house, question and event effects.
+
+See :class:`PollAggregator` for the model written out.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from pymc.distributions.shape_utils import rv_size_is_none
+from pymc.distributions.transforms import ZeroSumTransform
+
+from model.aggregator.design import PollDesign
+from model.aggregator.kernels import field_average, segmented_walk
+from model.aggregator.names import (
+    ANSWER,
+    COMPONENT,
+    EVENT,
+    POLL,
+    POLLSTER,
+    QUESTION,
+    TIME,
+)
+from model.config import ANCHORS, ZERO_SUM, Config
+
+#: Dimensions whose length follows from the readings themselves (one more reading, a later month,
+#: a knot more): their lengths are data (shared variables), so the compiled model does not change
+#: with them (:mod:`model.sampling.compiled`). Every other dimension (answers, pollsters, questions, events,
+#: the confounded pairs) is part of the model's structure: a constant of the graph, which lets
+#: PyTensor fold what depends on it (measured on the shipped data: 220 operations per gradient
+#: instead of 341 with every length shared).
+DATA_DIMS = (TIME, POLL, "step", "walk_segment", "poll_unknown_n")
+
+
+def dirichlet_components_logp(value, alpha, used):
+    """Log density of a Dirichlet over the used components of each reading (unused ones masked)."""
+    alpha_used = pt.switch(used, alpha, 1.0)
+    total = pt.sum(pt.switch(used, alpha, 0.0), axis=-1)
+    terms = pt.switch(used, (alpha_used - 1.0) * pt.log(value) - pt.gammaln(alpha_used), 0.0)
+    return pt.gammaln(total) + pt.sum(terms, axis=-1)
+
+
+def weighted_dirichlet_components_logp(value, alpha, used, weight):
+    """:func:`dirichlet_components_logp` times a per-reading weight (0 leaves a reading out)."""
+    return weight * dirichlet_components_logp(value, alpha, used)
+
+
+def weighted_dirichlet_components_dist(alpha, used, weight, size):
+    """Generative graph for the weighted form: the weight does not change what a reading would show."""
+    return dirichlet_components_dist(alpha, used, size)
+
+
+def dirichlet_components_dist(alpha, used, size):
+    """Generative graph of component shares: a Dirichlet (normalised gammas) over the used components."""
+    shape = alpha.shape if rv_size_is_none(size) else pt.concatenate([size, alpha.shape[-1:]])
+    a = pt.broadcast_to(pt.switch(used, alpha, 1.0), shape)
+    gamma = pt.switch(used, pm.Gamma.dist(alpha=a, beta=1.0), 0.0)
+    return pt.switch(used, gamma / pt.sum(gamma, axis=-1, keepdims=True), 1.0)
+
+
+def _part_given_sum(total, part_sd, other_sd, split):
+    r"""One part of a sum of two independent zero-mean normals, given the sum and a standard-normal split.
+
+    For :math:`a \sim N(0, s_a^2)`, :math:`b \sim N(0, s_b^2)` and :math:`t = a + b`:
+    :math:`a = (s_a^2 / v)\, t + (s_a s_b / \sqrt{v})\, u` with :math:`v = s_a^2 + s_b^2`,
+    :math:`u \sim N(0, 1)` independent of :math:`t`: the exact conditional, so sampling
+    :math:`(t, u)` leaves the prior of :math:`(a, b)` unchanged.
+    """
+    variance = part_sd**2 + other_sd**2
+    return (part_sd**2 / variance) * total + (part_sd * other_sd / pt.sqrt(variance)) * split
+
+
+def _scaled_zero_sum(name: str, scale, centred: bool, dims: tuple[str, ...], n_zerosum_axes: int):
+    """``scale * ZeroSumNormal(1)``: centred (sampled on the effect's own scale) or non-centred."""
+    if centred:
+        return pm.ZeroSumNormal(name, sigma=scale, dims=dims, n_zerosum_axes=n_zerosum_axes)
+    return scale * pm.ZeroSumNormal(name, sigma=1.0, dims=dims, n_zerosum_axes=n_zerosum_axes)
+
+
+class WalkSteps(NamedTuple):
+    """How each step of the walk (cell ``s - 1`` to ``s``, ``s = 1..T-1``) is sampled; see :func:`walk_steps`."""
+
+    free: np.ndarray  # (T-1,) bool: the step has a standardised innovation ("step" coordinate)
+    segment: np.ndarray  # (T-1,) int: its centred segment, or n_segments for a non-centred step
+    length: np.ndarray  # (n_segments,) steps per segment
+    start: np.ndarray  # (n_segments,) first step index (0-based) of each segment
+    end: np.ndarray  # (n_segments,) one past its last step index
+
+
+def walk_steps(design: PollDesign) -> WalkSteps:
+    """Lay the walk's steps out by the knots (:attr:`model.aggregator.design.PollDesign.walk_knots`).
+
+    Segment ``j`` holds the steps from knot ``j`` to knot ``j + 1``; steps before the first knot
+    and after the last belong to no segment. A step has a standardised innovation unless it is a
+    segment on its own (then the segment's change is the step).
+    """
+    n_steps = len(design.time) - 1
+    knots = np.asarray(design.walk_knots, dtype=int)
+    if len(knots) and (knots[0] != 0 or np.any(np.diff(knots) <= 0) or knots[-1] > n_steps):
+        raise ValueError(f"walk knots must rise from cell 0 within the grid's {n_steps + 1} cells, got {knots.tolist()}")
+    start, end = knots[:-1], knots[1:]
+    segment = np.full(n_steps, len(start), dtype=int)
+    for j, (a, b) in enumerate(zip(start, end)):
+        segment[a:b] = j
+    length = end - start
+    free = np.ones(n_steps, dtype=bool)
+    free[start[length == 1]] = False
+    return WalkSteps(free=free, segment=segment, length=length, start=start, end=end)
+
+
+def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
+    r"""The walk :math:`\sigma_{walk} \sum_{s \le t} z_s` (cells x answers) and the event jumps, sampled by segments.
+
+    Between consecutive knots :math:`t_0 < t_1` (:func:`walk_steps`), the :math:`m = t_1 - t_0`
+    steps' innovations :math:`d_s \sim \mathrm{ZeroSumNormal}(\sigma_{walk})` are sampled as their
+    sum and a bridge,
+
+    .. math::
+
+        S \sim \mathrm{ZeroSumNormal}(\sigma_{walk}\sqrt{m}) \;(\text{centred}), \qquad
+        d_s = S / m + \sigma_{walk} (z_s - \bar z), \quad z_s \sim \mathrm{ZeroSumNormal}(1),
+        \quad \bar z = \frac{1}{m} \sum_{s = t_0 + 1}^{t_1} z_s,
+
+    which leaves the prior exactly as it was (:math:`z - \bar z` is the bridge's zero-sum part,
+    independent of :math:`\bar z`; :math:`\bar z` itself enters nothing and keeps its prior).
+    The changes are sampled through the trend's values at the knots, ``trend_at_knot``
+    :math:`\lambda + \sum_{i \le j} S_i` (plus the jumps paired below; the first knot is cell 0,
+    where the trend is the level :math:`\lambda`; a unit-triangular map, so the prior is still
+    exactly the walk's): the data pin the trend at the knots, where a centred variable mixes well, and the
+    path between knots keeps its prior, where a non-centred one does. Steps outside any segment
+    (before the first knot, after the last) are :math:`d_s = \sigma_{walk} z_s`.
+
+    An event whose jump :math:`\delta \sim \mathrm{ZeroSumNormal}(s_{jump})` falls inside a segment
+    (the only one there) adds to the change the data pin, which is then :math:`S + \delta`: that
+    total is sampled centred, :math:`S + \delta \sim \mathrm{ZeroSumNormal}(v^{1/2})` with
+    :math:`v = \sigma_{walk}^2 m + s_{jump}^2`, and its prior-only split
+    :math:`u \sim \mathrm{ZeroSumNormal}(1)` non-centred, :math:`\delta = (s_{jump}^2 / v)(S + \delta)
+    + (\sigma_{walk}\sqrt{m}\, s_{jump} / v^{1/2})\, u` (the conditional of two independent normals
+    given their sum, as for the confounded house-question pairs).
+
+    Returns
+    -------
+    (walk, jump)
+        ``walk`` (time, answer); ``jump`` (event, answer), or None without events.
+    """
+    n_answer = len(design.answers)
+    n_events = len(design.event_labels)
+    if len(design.time) == 1:
+        jump = pm.ZeroSumNormal("jump", sigma=jump_sd, dims=(EVENT, ANSWER), n_zerosum_axes=1) if n_events else None
+        return pt.zeros((1, n_answer)), jump
+    steps = walk_steps(design)
+    n_segments = len(steps.length)
+    free = np.flatnonzero(steps.free)
+    # Sizes and indices that follow from the readings are data (pm.Data), not constants of the
+    # graph: a new reading changes what the compiled model reads, not the compiled model
+    # (model.sampling.compiled caches it by its graph).
+    n_steps = pm.modelcontext(None).dim_lengths[TIME] - 1
+    if len(free):
+        z = pm.ZeroSumNormal("innovation", sigma=1.0, dims=("step", ANSWER), n_zerosum_axes=1)
+        if len(free) < len(steps.free):
+            free_step = pm.Data("free_step", free, dims="step")
+            z_all = pt.set_subtensor(pt.zeros((n_steps, n_answer))[free_step], z)
+        else:
+            z_all = z
+    else:
+        z_all = pt.zeros((n_steps, n_answer))
+    # Which events pair with which segments stays a constant of the graph (structure: a change
+    # recompiles); the segments' bounds are data. Indexing by data costs ~2.5 us per gradient here.
+    paired_events, paired_segments = event_segments(design, steps)
+    if n_segments == 0:
+        jump = pm.ZeroSumNormal("jump", sigma=jump_sd, dims=(EVENT, ANSWER), n_zerosum_axes=1) if n_events else None
+        no_segments = np.zeros(0, dtype=int)
+        return segmented_walk(z_all, pt.zeros((0, n_answer)), walk_sd, no_segments, no_segments), jump
+
+    segment_start = pm.Data("segment_start", steps.start, dims="walk_segment")
+    segment_end = pm.Data("segment_end", steps.end, dims="walk_segment")
+    length = pt.cast(segment_end - segment_start, "float64")[:, None]
+    walk_var = walk_sd**2 * length
+    total_var = pt.set_subtensor(walk_var[paired_segments], walk_var[paired_segments] + jump_sd**2) if paired_events else walk_var
+    # Centred as values, not as changes: the data pin the trend at each knot, so sampling the knot
+    # values (from the level, the value at cell 0, the first knot) leaves their posterior nearly
+    # uncorrelated, where the changes between them would be chained (each pinned only as a running
+    # sum) and the level would ride on all of them. A unit-triangular map: the prior is unchanged.
+    at_knot = pm.CustomDist(
+        "trend_at_knot",
+        level,
+        pt.sqrt(total_var),
+        dist=lambda start, sd, size: start[None, :]
+        + pt.cumsum(pm.ZeroSumNormal.dist(sigma=sd, n_zerosum_axes=1, support_shape=(n_answer,)), axis=0),
+        signature="(k),(s,k)->(s,k)",
+        transform=ZeroSumTransform(zerosum_axes=(-1,)),
+        dims=("walk_segment", ANSWER),
+    )
+    total = pt.diff(pt.concatenate([level[None, :], at_knot], axis=0), axis=0)
+    change = total
+    jump = None
+    if n_events:
+        unpaired = [e for e in range(n_events) if e not in paired_events]
+        jump = pt.zeros((n_events, n_answer))
+        if unpaired and not paired_events:
+            jump = pm.ZeroSumNormal("jump", sigma=jump_sd, dims=(EVENT, ANSWER), n_zerosum_axes=1)
+        elif unpaired:
+            free_jump = pm.ZeroSumNormal("jump_unpaired", sigma=jump_sd, dims=("event_unpaired", ANSWER), n_zerosum_axes=1)
+            jump = pt.set_subtensor(jump[unpaired], free_jump)
+        if paired_events:
+            split = pm.ZeroSumNormal("jump_split", sigma=1.0, dims=("event_paired", ANSWER), n_zerosum_axes=1)
+            seg_total = total[paired_segments]
+            paired_jump = _part_given_sum(seg_total, jump_sd, pt.sqrt(walk_var[paired_segments]), split)
+            jump = pt.set_subtensor(jump[paired_events], paired_jump)
+            change = pt.set_subtensor(total[paired_segments], seg_total - paired_jump)
+            jump = pm.Deterministic("jump", jump, dims=(EVENT, ANSWER))
+
+    # d_s = walk_sd (z_s - mean of z over its segment) + change / length, summed into the walk:
+    # one fused operation with its own gradient (model.aggregator.kernels; ~120 small graph operations otherwise).
+    return segmented_walk(z_all, change, walk_sd, segment_start, segment_end), jump
+
+
+def event_segments(design: PollDesign, steps: WalkSteps) -> tuple[list[int], list[int]]:
+    """Events whose jump is sampled with its segment's change (see :func:`_walk_and_jumps`), and those segments.
+
+    An event starting at cell ``e`` jumps on step index ``e - 1``; it is paired when that step lies
+    in a centred segment holding no other event.
+    """
+    n_segments = len(steps.length)
+    segment_of = [int(steps.segment[c - 1]) for c in design.event_cell]
+    events, segments = [], []
+    for e, j in enumerate(segment_of):
+        if j < n_segments and segment_of.count(j) == 1:
+            events.append(e)
+            segments.append(j)
+    return events, segments
+
+
+class PollAggregator:
+    r"""Hierarchical poll aggregation model.
+
+    Readings :math:`i` by pollster :math:`h[i]` on question :math:`q[i]` report shares of answers
+    :math:`k = 1..K` over field periods covering grid cells :math:`a_i..b_i`.
+
+    **Trend.** A latent logit per answer on a time grid (cells :math:`t = 0..T-1`):
+
+    .. math::
+
+        \eta_{t,k} = \lambda_k + \sigma_{walk} \sum_{s=1}^{t} z_{s,k}
+                     + \sum_e \delta_{e,k} \, [t \ge t_e],
+
+    with :math:`\lambda \sim \mathrm{ZeroSumNormal}(\sigma_\lambda)` over answers, non-centred
+    innovations :math:`z_{s,\cdot} \sim \mathrm{ZeroSumNormal}(1)` over answers (the walk's first
+    value is pinned at 0, so :math:`\lambda` is the level at the first cell),
+    :math:`\sigma_{walk} \sim \mathrm{HalfNormal}(s_{walk} \sqrt{\Delta/30.44})` for cells of
+    :math:`\Delta` days, and event jumps :math:`\delta_e \sim \mathrm{ZeroSumNormal}(s_{jump})`.
+    The curve is :math:`\pi_t = \mathrm{softmax}(\eta_t)`: talks, continue and undecided sum to 100.
+
+    **Field periods.** A reading measures the trend averaged over the cells its field period covers,
+    :math:`\bar\eta_{i} = \frac{1}{b_i - a_i + 1}\sum_{t=a_i}^{b_i} \eta_t` (a running sum, one
+    difference per reading: :func:`model.aggregator.kernels.field_average`); a month-only reading covers its month.
+
+    **House and question effects.** :math:`p_i = \mathrm{softmax}(\bar\eta_i + \alpha_{h[i]} + \beta_{q[i]})`.
+    House effects :math:`\alpha_h = \sigma_{house} \, \tilde\alpha_h` are partially pooled with
+    :math:`\sigma_{house} \sim \mathrm{HalfNormal}(s_{house})`, zero-sum over answers, and identified by
+    the config: ``zero_sum`` (also zero-sum over pollsters: the curve is the average house),
+    a reference pollster (:math:`\alpha_{ref} = 0`: the curve is what it would report), or
+    ``anchors`` (free effects; known true shares :math:`v_j \sim N(\pi_{t_j,k_j}, sd_j)` fix the level).
+    Question effects :math:`\beta_q = \sigma_{question} \tilde\beta_q`, zero for the reference question,
+    zero-sum over answers, :math:`\sigma_{question} \sim \mathrm{HalfNormal}(s_{question})`. Where one house
+    alone asks a question, only :math:`\alpha_h + \beta_q` is identified by the data; the priors
+    split it, and summaries say so (``reading_offsets`` reports the identified sum).
+
+    **Sampling the confounded pairs.** With a reference pollster or anchors, a house that asks only
+    a question nobody else asks forms a pair :math:`(h, q)`. Sampling :math:`\tilde\alpha_h` and
+    :math:`\tilde\beta_q` separately leaves a curved ridge (their scaled sum is pinned by the data,
+    the split only by the priors), which NUTS crosses badly. The pair is sampled instead as its sum
+    :math:`s = \alpha_h + \beta_q \sim \mathrm{ZeroSumNormal}(\sqrt{\sigma_{house}^2 + \sigma_{question}^2})`
+    (centred: the data pin it) and a prior-only split :math:`u \sim \mathrm{ZeroSumNormal}(1)`:
+
+    .. math::
+
+        \alpha_h = w s + \frac{\sigma_{house}\sigma_{question}}{\sqrt{\sigma_{house}^2 + \sigma_{question}^2}} u,
+        \qquad \beta_q = s - \alpha_h, \qquad w = \frac{\sigma_{house}^2}{\sigma_{house}^2 + \sigma_{question}^2},
+
+    the conditional decomposition of two independent normals, so the prior is exactly unchanged.
+    **Sampling the walk.** Written non-centred above, the walk is sampled by segments between
+    knots, the cells where the readings pin the trend (:func:`model.aggregator.design.walk_knots`): its values
+    at the knots centred, the path between them (a bridge) and before the first / after the last
+    knot non-centred, and an event's jump as its share of its segment's change
+    (:func:`_walk_and_jumps`); exact reparameterisations, so the prior is unchanged. Measured on
+    the shipped data, the plain non-centred walk at target_accept 0.8 gave 533 divergent
+    transitions and a bulk ESS of 13 for the walk scale in 4 x 1000 draws.
+    Other house (question) effects are centred when every house (question)
+    concerned has at least :data:`model.aggregator.design.CENTRED_MIN_READINGS` readings, so the data pin each
+    effect well inside its prior (a non-centred effect then forms a curved ridge with its scale:
+    bulk ESS 34 of 600 draws for the house scale on a simulated five-house table), and
+    non-centred otherwise; ``idata.attrs`` records the choice.
+
+    **Likelihood with non-sampling error.** Each reading's observed components (every reported answer,
+    plus one merged "rest" of the unreported ones, so a partial report enters through its exact
+    marginal and missing shares are never zeros) follow a Dirichlet with mean the aggregated
+    :math:`p_i` and concentration :math:`c_i`:
+
+    .. math::
+
+        y_i \sim \mathrm{Dirichlet}(c_i \, M_i^\top p_i), \qquad
+        \frac{1}{c_i} = \frac{1}{n_i} + \tau^2 .
+
+    This is the continuous (share-scale) form of a Dirichlet-multinomial: a share's variance is
+    :math:`p(1-p)(1/n_i + \tau^2)` to first order, binomial sampling error plus a non-sampling
+    error :math:`\tau`, estimated with :math:`50\tau \sim \mathrm{HalfNormal}(s_{ns})` (its extra sd
+    at a 50% share, in points). Aggregating Dirichlet components is exact, so the merged rest is the
+    exact marginal.
+
+    **Unknown sample sizes** are parameters, not constants:
+    :math:`\log n_i \sim N(\log m, s_n)` with :math:`m` the median known size in the table unless
+    configured; the run records which readings had it.
+
+    **Data, not constants.** Everything that follows from the readings is ``pm.Data`` (the observed
+    shares, field periods, indices, the knots' segments, which readings lack a sample size and the
+    median known size), and the lengths of the dimensions that grow with them are shared
+    (:data:`DATA_DIMS`): the compiled model depends on the structure (config, pollsters, questions,
+    events and how they pair), so a new reading is a data change (:mod:`model.sampling.compiled`).
+
+    **Implementation.** The walk by segments and the field-period averages are each one fused
+    operation with a numba kernel and a hand-written gradient (:mod:`model.aggregator.kernels`); PyTensor's C,
+    Python and numba backends run them as they are. To sample the built model through JAX yourself
+    (``pm.sample(nuts_sampler="numpyro")``), call :func:`model.aggregator.kernels.register_jax` first
+    (:func:`model.fit` does).
+
+    Parameters
+    ----------
+    design : PollDesign
+        The laid-out data (:func:`model.aggregator.design.build_design`).
+    config : Config
+        Priors and identification.
+    refit : bool
+        Build the form that validation refits many times from one compiled model: each reading's
+        likelihood term is multiplied by ``pm.Data("in_likelihood")`` (1 or 0), so a held-out
+        reading (or, with ``pm.Data("observed_share")``, a new simulated table) is a data swap,
+        not a recompilation. With all weights 1 the posterior is the ordinary one; a
+        reading with weight 0 contributes nothing, and its latent quantities (an unknown ``n``)
+        keep their prior. Default False: the ordinary model.
+    """
+
+    def __init__(self, design: PollDesign, config: Config, *, refit: bool = False) -> None:
+        self.design = design
+        self.config = config
+        self.refit = refit
+        self.model: pm.Model | None = None
+
+    def build(self) -> pm.Model:
+        """Build (once) and return the PyMC model."""
+        if self.model is not None:
+            return self.model
+        d, priors = self.design, self.config.priors
+        n_answer = len(d.answers)
+        coords = d.coords
+        steps = walk_steps(d)
+        cells = np.asarray(coords[TIME])
+        coords["step"] = cells[1:][steps.free]
+        coords["walk_segment"] = cells[np.asarray(d.walk_knots[1:], dtype=int)]
+        paired_events, _ = event_segments(d, steps)
+        coords["event_paired"] = [d.event_labels[e] for e in paired_events]
+        coords["event_unpaired"] = [label for e, label in enumerate(d.event_labels) if e not in paired_events]
+        coords["pollster_unpaired"] = [
+            p for h, p in enumerate(d.pollsters) if p != d.reference_pollster and h not in d.paired_pollsters
+        ]
+        coords["question_unpaired"] = [q for j, q in enumerate(d.questions) if j > 0 and j not in d.paired_questions]
+        coords["pair"] = [f"{d.pollsters[h]} | {d.questions[q]}" for h, q in zip(d.paired_pollsters, d.paired_questions)]
+        coords["poll_unknown_n"] = list(d.polls["poll_id"][~d.n_known])
+
+        with pm.Model() as model:
+            for name, values in coords.items():
+                model.add_coord(name, values, length=None if name in DATA_DIMS else pt.constant(len(values), dtype="int64"))
+            first_cell = pm.Data("first_cell", d.first_cell, dims=POLL)
+            last_cell = pm.Data("last_cell", d.last_cell, dims=POLL)
+            pollster_idx = pm.Data("pollster_idx", d.pollster_idx, dims=POLL)
+            question_idx = pm.Data("question_idx", d.question_idx, dims=POLL)
+            membership = pm.Data("membership", d.membership, dims=(POLL, ANSWER, COMPONENT))
+            used = pm.Data("component_used", d.component_used, dims=(POLL, COMPONENT))
+            n_stated = pm.Data("n_stated", np.where(d.n_known, d.n, 1.0), dims=POLL)
+
+            # Trend.
+            level = pm.ZeroSumNormal("level", sigma=priors.level_sd, dims=ANSWER)
+            walk_scale = priors.walk_sd_per_month * np.sqrt(d.cell_days / 30.44)
+            walk_sd = pm.HalfNormal("walk_sd", sigma=walk_scale)
+            walk, jump = _walk_and_jumps(level, walk_sd, priors.jump_sd, d)
+            eta = level[None, :] + walk
+            if jump is not None:
+                event_cell = pm.Data("event_cell", d.event_cell, dims=EVENT)
+                after = pt.cast(pt.arange(eta.shape[0])[:, None] >= event_cell[None, :], "float64")
+                eta = eta + pt.dot(after, jump)
+            pm.Deterministic("share", 100 * pt.special.softmax(eta, axis=-1), dims=(TIME, ANSWER))
+
+            # House and question effects (zero-sum over answers; reference question = 0).
+            house_sd = pm.HalfNormal("house_sd", sigma=priors.house_sd)
+            question_sd = pm.HalfNormal("question_sd", sigma=priors.question_sd) if len(d.questions) > 1 else None
+            house = pt.zeros((len(d.pollsters), n_answer))
+            question = pt.zeros((len(d.questions), n_answer))
+            if self.config.house_effects == ZERO_SUM:
+                if len(d.pollsters) > 1:
+                    house = _scaled_zero_sum("house_raw", house_sd, d.centred_houses, (POLLSTER, ANSWER), 2)
+            else:
+                free = [h for h in range(len(d.pollsters)) if d.pollsters[h] != d.reference_pollster and h not in d.paired_pollsters]
+                if free:
+                    raw = _scaled_zero_sum("house_raw", house_sd, d.centred_houses, ("pollster_unpaired", ANSWER), 1)
+                    house = pt.set_subtensor(house[free], raw)
+            free_q = [q for q in range(1, len(d.questions)) if q not in d.paired_questions]
+            if free_q:
+                q_raw = _scaled_zero_sum("question_raw", question_sd, d.centred_questions, ("question_unpaired", ANSWER), 1)
+                question = pt.set_subtensor(question[free_q], q_raw)
+            if d.paired_pollsters:
+                # A question asked by one house alone, which asks nothing else: the data identify
+                # only the sum of the two effects. Sample that sum (centred: the data pin it) and
+                # the prior-only split, an exact reparameterisation of the two independent priors.
+                total_sd = pt.sqrt(house_sd**2 + question_sd**2)
+                pair_sum = pm.ZeroSumNormal("pair_sum", sigma=total_sd, dims=("pair", ANSWER), n_zerosum_axes=1)
+                pair_split = pm.ZeroSumNormal("pair_split", sigma=1.0, dims=("pair", ANSWER), n_zerosum_axes=1)
+                house_part = _part_given_sum(pair_sum, house_sd, question_sd, pair_split)
+                house = pt.set_subtensor(house[list(d.paired_pollsters)], house_part)
+                question = pt.set_subtensor(question[list(d.paired_questions)], pair_sum - house_part)
+            house = pm.Deterministic("house_effect", house, dims=(POLLSTER, ANSWER))
+            question = pm.Deterministic("question_effect", question, dims=(QUESTION, ANSWER))
+
+            # Field-period averages of the trend, then each reading's expected shares.
+            eta_avg = field_average(eta, first_cell, last_cell)  # one fused operation (model.aggregator.kernels)
+            logits = eta_avg + house[pollster_idx] + question[question_idx]
+            p = pt.special.softmax(logits, axis=-1)
+            p_component = pt.sum(p[:, :, None] * membership, axis=1)
+
+            # Sampling plus non-sampling error.
+            nonsampling_sd = pm.HalfNormal("nonsampling_sd", sigma=priors.nonsampling_sd_pp)
+            tau = nonsampling_sd / 50.0
+            n = n_stated
+            if (~d.n_known).any():
+                log_n_z = pm.Normal("log_n_z", 0.0, 1.0, dims="poll_unknown_n")
+                # The median known size is data too (a new reading may move it).
+                log_n_median = pm.Data("log_unknown_n_median", np.log(d.unknown_n_median))
+                n_unknown = pm.Deterministic(
+                    "n_unknown",
+                    pt.exp(log_n_median + priors.unknown_n_log_sd * log_n_z),
+                    dims="poll_unknown_n",
+                )
+                unknown_n_poll = pm.Data("unknown_n_poll", np.flatnonzero(~d.n_known), dims="poll_unknown_n")
+                n = pt.set_subtensor(n[unknown_n_poll], n_unknown)
+            concentration = 1.0 / (1.0 / n + tau**2)
+            alpha = concentration[:, None] * p_component
+            observed = pm.Data("observed_share", d.observed, dims=(POLL, COMPONENT))
+            if self.refit:
+                weight = pm.Data("in_likelihood", np.ones(len(d.polls)), dims=POLL)
+                pm.CustomDist(
+                    "obs_share",
+                    alpha,
+                    used,
+                    weight,
+                    dist=weighted_dirichlet_components_dist,
+                    logp=weighted_dirichlet_components_logp,
+                    signature="(c),(c),()->(c)",
+                    observed=observed,
+                    dims=(POLL, COMPONENT),
+                )
+            else:
+                pm.CustomDist(
+                    "obs_share",
+                    alpha,
+                    used,
+                    dist=dirichlet_components_dist,
+                    logp=dirichlet_components_logp,
+                    signature="(c),(c)->(c)",
+                    observed=observed,
+                    dims=(POLL, COMPONENT),
+                )
+
+            if self.config.house_effects == ANCHORS:
+                anchor_cell = pm.Data("anchor_cell", d.anchor_cell)
+                anchor_answer = pm.Data("anchor_answer", d.anchor_answer)
+                anchored = pt.special.softmax(eta, axis=-1)[anchor_cell, anchor_answer]
+                anchor_sd = pm.Data("anchor_sd", d.anchor_sd)
+                pm.Normal("anchor", mu=anchored, sigma=anchor_sd, observed=pm.Data("anchor_value", d.anchor_value))
+        self.model = model
+        return model

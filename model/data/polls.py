@@ -1,0 +1,774 @@
+"""Read and check a tidy table of poll readings.
+
+A poll table has one row per poll reading: one house's answer shares to one question in one
+survey. :func:`load_polls` reads such a table from a CSV file or a :class:`pandas.DataFrame`,
+checks every row, and either returns a clean, typed table or raises one :class:`PollDataError`
+that lists every problem it found.
+
+Row numbers
+-----------
+Problems name rows the way a user sees them in the CSV file: the header line is row 1, so the
+first data row is row 2. Precisely, a row's number is the line of the file on which its record
+starts, which is also the row number a spreadsheet shows (unless a quoted field spans several
+lines). A :class:`pandas.DataFrame` is numbered as if it had been written with
+``to_csv(index=False)``: its first row is row 2, unless it has a ``source_row`` column (as a table
+returned by :func:`load_polls` has), whose numbers are then used, so problems in a filtered table
+still point at the original file.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import hashlib
+import io
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DEFAULT_ANSWERS",
+    "REQUIRED_COLUMNS",
+    "PollDataError",
+    "Problem",
+    "closed_readings",
+    "load_polls",
+    "parse_field_date",
+    "table_checksum",
+    "reading_midpoints",
+    "read_csv_text",
+]
+
+#: Columns every poll table must have, besides one column per answer.
+REQUIRED_COLUMNS: tuple[str, ...] = ("pollster", "question", "field_start", "field_end", "n")
+#: The answers of this project's table: move to peace talks, continue the war, undecided.
+DEFAULT_ANSWERS: tuple[str, ...] = ("talks", "continue", "undecided")
+#: Source name used in problems when the table was given as a DataFrame.
+DATAFRAME_SOURCE = "<DataFrame>"
+#: Row number of the first data row (the header line is row 1).
+FIRST_DATA_ROW = 2
+#: Columns that :func:`load_polls` adds (``date_precision`` only when the input lacks it).
+ADDED_COLUMNS: tuple[str, ...] = ("date_precision", "source_row")
+
+DatePrecision = Literal["day", "month"]
+Column = str | tuple[str, ...] | None
+
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_MONTH = re.compile(r"(\d{4})-(\d{2})")
+_NO_VALUE = object()  # a cell that cannot be checked: its column is missing or it is not UTF-8
+
+_EXPECT_SHARE = "a number from 0 to 100 (percent) or blank for not reported"
+_EXPECT_N = "a positive whole number or blank"
+_EXPECT_DATE = "a date as YYYY-MM-DD, or YYYY-MM when only the month is known"
+_EXPECT_CLOSED = "true (a closed poll: commissioned, not published by the house, known from a leak), false, or blank"
+#: Spellings of the ``closed`` column's values.
+_CLOSED_VALUES = {"true": True, "false": False, "": False}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a poll table.
+
+    Parameters
+    ----------
+    source : str
+        File name as given, or ``"<DataFrame>"``.
+    row : int or None
+        Row number as the user sees it in the CSV (header = row 1, first data row = row 2);
+        ``None`` for problems about the whole file or a whole column.
+    column : str, tuple of str, or None
+        The column (or columns) at fault; ``None`` when no column applies.
+    value : object
+        The offending value as given (``None`` when there is no single value to show).
+    expected : str
+        What would have been accepted.
+    issue : str
+        What is wrong, phrased to follow the value, e.g. ``"is not a sample size"``.
+    """
+
+    source: str
+    row: int | None
+    column: Column
+    value: object
+    expected: str
+    issue: str
+
+    def __str__(self) -> str:
+        where = self.source if self.row is None else f"{self.source} row {self.row}"
+        if isinstance(self.column, tuple):
+            where += ", columns " + ", ".join(repr(c) for c in self.column)
+        elif self.column is not None:
+            where += f", column {self.column!r}"
+        what = self.issue if self.value is None else f"{_show(self.value)} {self.issue}"
+        return f"{where}: {what}; expected {self.expected}"
+
+
+class PollDataError(ValueError):
+    """A poll table failed its checks; ``problems`` lists every problem found.
+
+    ``str(error)`` gives one problem per line, each naming the file, row, column, value and what
+    was expected.
+
+    Parameters
+    ----------
+    problems : sequence of Problem
+        Every problem found (at least one).
+    """
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        if not problems:
+            raise ValueError("PollDataError needs at least one problem")
+        self.problems: list[Problem] = list(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+def _show(value: object) -> str:
+    """Render a cell value for a message: strings and bytes quoted, numbers as written."""
+    if isinstance(value, (str, bytes)):
+        return repr(value)
+    if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
+        return repr(value.item() if isinstance(value, np.generic) else value)
+    return repr(str(value))
+
+
+def _is_blank(value: object) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+def _as_number(value: object) -> float | None:
+    """The value as a finite float, or None if it is not a plain number."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value.strip())
+    return None
+
+
+def parse_field_date(value: object, *, end: bool) -> tuple[pd.Timestamp, DatePrecision] | None:
+    """Resolve a field date: ``YYYY-MM-DD``, or ``YYYY-MM`` (a month resolves to its first day for a
+    start, its last day for an end), or a date object.
+
+    Parameters
+    ----------
+    value : str or date-like
+        The cell.
+    end : bool
+        Whether it is a field end.
+
+    Returns
+    -------
+    (pandas.Timestamp, {"day", "month"}) or None
+        The day and the precision given; None when the value is not a field date.
+    """
+    if isinstance(value, (datetime, date, np.datetime64)):
+        stamp = pd.Timestamp(value)
+        if stamp.tz is not None or stamp != stamp.normalize():
+            return None
+        return stamp, "day"
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if match := _DAY.fullmatch(text):
+        try:
+            return pd.Timestamp(date(*map(int, match.groups()))), "day"
+        except ValueError:
+            return None
+    if match := _MONTH.fullmatch(text):
+        year, month = map(int, match.groups())
+        if not 1 <= month <= 12 or year < 1:
+            return None
+        day = calendar.monthrange(year, month)[1] if end else 1
+        return pd.Timestamp(date(year, month, day)), "month"
+    return None
+
+
+def _spans_whole_months(start: pd.Timestamp, end: pd.Timestamp) -> bool:
+    return start.day == 1 and end.day == calendar.monthrange(end.year, end.month)[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading a CSV file as text
+# --------------------------------------------------------------------------------------------
+
+
+def read_csv_text(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a UTF-8 CSV file as text, every cell a string, blanks as ``""``.
+
+    Nothing is converted: numbers and dates stay exactly as written. A ``source_row`` column is
+    added holding each row's number (header = row 1, first data row = row 2).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One column per header field (as ``str``), plus ``source_row``; ``attrs["source"]`` holds
+        the file name.
+
+    Raises
+    ------
+    PollDataError
+        If the file cannot be read, is not UTF-8, is empty, has a header naming a column twice,
+        or has rows with the wrong number of fields.
+    """
+    source = os.fspath(path)
+    header, records, problems = _read_records(source)
+    if header is not None:
+        for row, cells in records:
+            for column, cell in zip(header, cells, strict=True):
+                if _has_undecodable(cell):
+                    problems.append(_encoding_problem(source, row, column, cell))
+    if problems:
+        raise PollDataError(problems)
+    assert header is not None
+    frame = pd.DataFrame([cells for _, cells in records], columns=header, dtype="str")
+    if not records:
+        frame = pd.DataFrame({column: pd.Series([], dtype="str") for column in header})
+    frame["source_row"] = [row for row, _ in records]
+    frame.attrs["source"] = source
+    return frame
+
+
+def _has_undecodable(text: str) -> bool:
+    return any("\udc80" <= char <= "\udcff" for char in text)
+
+
+def _readable(text: str) -> str:
+    """Text with undecodable bytes replaced by U+FFFD, for use as a label."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _encoding_problem(source: str, row: int | None, column: Column, text: str) -> Problem:
+    raw = text.encode("utf-8", "surrogateescape")
+    return Problem(
+        source, row, column, raw, "UTF-8 text (save the file as UTF-8)", "is not valid UTF-8"
+    )
+
+
+def _read_records(
+    source: str,
+) -> tuple[list[str] | None, list[tuple[int, list[str]]], list[Problem]]:
+    """Header, ``(row number, cells)`` records and problems of a CSV file.
+
+    Bytes that are not UTF-8 are kept as surrogate escapes so that the caller can report the
+    cell they are in; a leading byte-order mark is dropped. Blank lines (and rows of empty
+    fields only) are skipped. Records with the wrong number of fields are reported and left out.
+    """
+    problems: list[Problem] = []
+    try:
+        with open(source, "rb") as handle:
+            raw = handle.read()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        problems.append(
+            Problem(source, None, None, None, "a readable CSV file", f"cannot be read ({reason})")
+        )
+        return None, [], problems
+    text = raw.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    records: list[tuple[int, list[str]]] = []
+    start = 1
+    try:
+        for cells in reader:
+            row, start = start, reader.line_num + 1
+            if all(not cell.strip() for cell in cells):
+                continue  # a blank line, or a spreadsheet's empty row (commas only)
+            if header is None:
+                header = cells
+                continue
+            if len(cells) != len(header):
+                problems.append(
+                    Problem(
+                        source,
+                        row,
+                        None,
+                        None,
+                        f"{len(header)} fields, one per header column",
+                        f"has {len(cells)} fields",
+                    )
+                )
+                continue
+            records.append((row, cells))
+    except csv.Error as err:
+        problems.append(
+            Problem(
+                source, start, None, None, "well-formed CSV", f"cannot be parsed as CSV ({err})"
+            )
+        )
+    if header is None:
+        if not problems:
+            problems.append(
+                Problem(source, None, None, None, "a header line and data rows", "is empty")
+            )
+        return None, records, problems
+    seen: set[str] = set()
+    for column in header:
+        if _has_undecodable(column):
+            problems.append(_encoding_problem(source, 1, None, column))
+        elif column in seen:
+            problems.append(
+                Problem(source, 1, column, None, "each column named once", "is named twice")
+            )
+        seen.add(column)
+    return header, records, problems
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and checking a poll table
+# --------------------------------------------------------------------------------------------
+
+
+def load_polls(
+    source: str | os.PathLike[str] | pd.DataFrame,
+    *,
+    answers: Sequence[str] = DEFAULT_ANSWERS,
+) -> pd.DataFrame:
+    """Read a tidy poll table, check every row, and return it typed.
+
+    The table has one row per poll reading and these columns (any order):
+
+    ``pollster``
+        House name; must not be blank.
+    ``question``
+        Question id; must not be blank.
+    ``field_start``, ``field_end``
+        Fieldwork dates, ``YYYY-MM-DD``, or ``YYYY-MM`` when only the month is known: the reading
+        then spans the whole month (``field_start`` resolves to the month's first day,
+        ``field_end`` to its last day).
+    ``n``
+        Sample size, a positive whole number (``1612`` or ``1612.0``), blank when unknown.
+    one column per name in `answers`
+        That answer's share in percent, 0 to 100; blank when not reported (which is not zero).
+
+    ``closed`` (optional)
+        ``true`` for a closed poll (commissioned, not published by the house, known from a leak),
+        ``false`` or blank otherwise; kept as given, read with :func:`closed_readings`.
+
+    Any other column is metadata and is kept untouched (read from a CSV file, as text exactly as
+    written, blank cells as ``""``). Blank lines are skipped; a byte-order mark is allowed.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or pandas.DataFrame
+        A UTF-8 CSV file, or a DataFrame of the same shape (cells may be strings, numbers or, for
+        the dates, timestamps).
+    answers : sequence of str, default ``("talks", "continue", "undecided")``
+        The answer columns. Any answer set works, e.g. ``["yes", "no"]``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows in their original order, with a fresh ``RangeIndex``; ``field_start`` and
+        ``field_end`` as ``datetime64`` columns, ``n`` and the answer columns as ``float64``
+        with NaN for unknown / not reported, ``pollster`` and ``question`` stripped of
+        surrounding spaces; ``date_precision`` (``"day"`` when both dates are days, else
+        ``"month"``) and ``source_row`` (the row number used in messages) added at the end.
+        ``attrs["source"]`` names the file (or ``"<DataFrame>"``, or the input DataFrame's own
+        ``attrs["source"]``).
+
+    Raises
+    ------
+    PollDataError
+        Listing every problem found: unreadable file or not UTF-8; missing required or answer
+        columns; no data rows; a blank pollster or question; an unparseable date; ``field_end``
+        before ``field_start``; a ``date_precision`` column that disagrees with the dates; a
+        share that is not a number or is outside 0-100; a row with no share reported; the
+        reported shares of a row summing to more than ``100 + 0.5 * k`` for ``k`` reported shares
+        (each share rounded to a whole percent is off by at most 0.5); ``n`` that is not a
+        positive whole number; the same survey and question given twice (same ``survey_id`` when
+        the table has that column and the cell is not blank, else same pollster, ``field_start``
+        and ``field_end``), whether or not the figures agree, since one survey must not be
+        counted twice.
+    ValueError
+        If `answers` is empty, repeats a name, or reuses a required or added column name.
+
+    Notes
+    -----
+    Problems (and ``source_row``) number rows as the user sees them in the CSV file: the header
+    line is row 1, the first data row is row 2 (see the module docstring for DataFrames).
+
+    Examples
+    --------
+    >>> polls = load_polls("data/polls.csv")  # doctest: +SKIP
+    >>> votes = load_polls(table, answers=["yes", "no"])  # doctest: +SKIP
+    """
+    answers = tuple(answers)
+    _check_answers(answers)
+    if isinstance(source, pd.DataFrame):
+        name = str(source.attrs.get("source", DATAFRAME_SOURCE))
+        frame, rows, problems = _frame_input(source, name)
+        undecodable: set[tuple[int, str]] = set()
+    else:
+        name = os.fspath(source)
+        frame, rows, problems, undecodable = _file_input(name)
+    if frame is None:
+        raise PollDataError(problems)
+
+    checker = _Checker(name, frame, rows, answers, undecodable, problems)
+    return checker.run()
+
+
+def _check_answers(answers: tuple[str, ...]) -> None:
+    if not answers:
+        raise ValueError("answers must name at least one answer column")
+    if len(set(answers)) != len(answers):
+        raise ValueError(f"answers repeat a name: {answers!r}")
+    clash = set(answers) & (set(REQUIRED_COLUMNS) | set(ADDED_COLUMNS) | {"survey_id"})
+    if clash:
+        raise ValueError(f"answers reuse reserved column names: {sorted(clash)!r}")
+
+
+def _file_input(
+    source: str,
+) -> tuple[pd.DataFrame | None, list[int], list[Problem], set[tuple[int, str]]]:
+    header, records, problems = _read_records(source)
+    if header is None:
+        return None, [], problems, set()
+    keep = [i for i, column in enumerate(header) if column not in header[:i]]
+    columns = [_readable(header[i]) for i in keep]
+    data = [[cells[i] for i in keep] for _, cells in records]
+    rows = [row for row, _ in records]
+    undecodable: set[tuple[int, str]] = set()
+    for position, cells in enumerate(data):
+        for k, (column, cell) in enumerate(zip(columns, cells, strict=True)):
+            if _has_undecodable(cell):
+                problems.append(_encoding_problem(source, rows[position], column, cell))
+                undecodable.add((position, column))
+                cells[k] = _readable(cell)  # never checked further; the problem names it
+    frame = pd.DataFrame(data, columns=columns, dtype="str")
+    if not records:
+        frame = pd.DataFrame({column: pd.Series([], dtype="str") for column in columns})
+    return frame, rows, problems, undecodable
+
+
+def _frame_input(
+    source_frame: pd.DataFrame, name: str
+) -> tuple[pd.DataFrame, list[int], list[Problem]]:
+    problems: list[Problem] = []
+    frame = source_frame.reset_index(drop=True)
+    columns = [str(c) for c in frame.columns]
+    duplicated = sorted({c for i, c in enumerate(columns) if c in columns[:i]})
+    for column in duplicated:
+        problems.append(
+            Problem(name, None, column, None, "each column named once", "is named twice")
+        )
+    frame = frame.loc[:, ~pd.Index(columns).duplicated()].copy()
+    frame.columns = [str(c) for c in frame.columns]
+    rows = list(range(FIRST_DATA_ROW, FIRST_DATA_ROW + len(frame)))
+    if "source_row" in frame.columns:
+        given = [_as_number(v) for v in frame["source_row"]]
+        bad = [i for i, v in enumerate(given) if v is None or v < 1 or not v.is_integer()]
+        for i in bad:
+            problems.append(
+                Problem(
+                    name,
+                    rows[i],
+                    "source_row",
+                    frame.at[i, "source_row"],
+                    "a positive whole number (the row in the original file)",
+                    "is not a row number",
+                )
+            )
+        if not bad:
+            rows = [int(v) for v in given if v is not None]
+    return frame, rows, problems
+
+
+class _Checker:
+    """Checks one poll table row by row, collecting problems; builds the typed result."""
+
+    def __init__(
+        self,
+        source: str,
+        frame: pd.DataFrame,
+        rows: list[int],
+        answers: tuple[str, ...],
+        undecodable: set[tuple[int, str]],
+        problems: list[Problem],
+    ) -> None:
+        self.source = source
+        self.frame = frame
+        self.rows = rows
+        self.answers = answers
+        self.undecodable = undecodable
+        self.problems = problems
+
+    def problem(
+        self, position: int | None, column: Column, value: object, issue: str, expected: str
+    ) -> None:
+        row = None if position is None else self.rows[position]
+        self.problems.append(Problem(self.source, row, column, value, expected, issue))
+
+    def cell(self, position: int, column: str) -> object:
+        """The cell, or ``_NO_VALUE`` if the column is missing or the cell is not UTF-8."""
+        if column not in self.frame.columns or (position, column) in self.undecodable:
+            return _NO_VALUE
+        return self.frame.at[position, column]
+
+    def run(self) -> pd.DataFrame:
+        frame = self.frame
+        needed = [*REQUIRED_COLUMNS, *self.answers]
+        for column in needed:
+            if column not in frame.columns:
+                self.problem(None, column, None, "is missing", f"a column named {column!r}")
+        if len(frame) == 0:
+            self.problem(None, None, None, "has no data rows", "at least one poll reading")
+
+        size = len(frame)
+        text = {c: [""] * size for c in ("pollster", "question")}
+        starts: list[pd.Timestamp | None] = [None] * size
+        ends: list[pd.Timestamp | None] = [None] * size
+        precision: list[DatePrecision | None] = [None] * size
+        n = np.full(size, np.nan)
+        shares = {a: np.full(size, np.nan) for a in self.answers}
+        valid_key = [True] * size
+
+        for i in range(size):
+            for column in ("pollster", "question"):
+                value = self.cell(i, column)
+                if value is _NO_VALUE:
+                    valid_key[i] = False
+                elif _is_blank(value):
+                    valid_key[i] = False
+                    what = "house name" if column == "pollster" else "question id"
+                    self.problem(i, column, "" if value is None else value, "is blank", f"a {what}")
+                else:
+                    text[column][i] = str(value).strip()
+            starts[i], ends[i], precision[i] = self.dates(i)
+            if starts[i] is None:
+                valid_key[i] = False
+            n[i] = self.sample_size(i)
+            self.row_shares(i, shares)
+            self.closed_flag(i)
+
+        self.duplicates(text, starts, ends, n, shares, valid_key)
+        if self.problems:
+            # file and column problems first, then by row (stable: a row's cells in order)
+            raise PollDataError(sorted(self.problems, key=lambda p: -1 if p.row is None else p.row))
+
+        out = frame.copy()
+        out["pollster"] = pd.Series(text["pollster"], dtype="str")
+        out["question"] = pd.Series(text["question"], dtype="str")
+        out["field_start"] = pd.to_datetime(pd.Series(starts, dtype="object")).astype(
+            "datetime64[ns]"
+        )
+        out["field_end"] = pd.to_datetime(pd.Series(ends, dtype="object")).astype("datetime64[ns]")
+        out["n"] = n
+        for answer in self.answers:
+            out[answer] = shares[answer]
+        out["date_precision"] = pd.Series(precision, dtype="str")
+        out["source_row"] = np.asarray(self.rows, dtype=np.int64)
+        out.attrs["source"] = self.source
+        return out
+
+    def dates(
+        self, i: int
+    ) -> tuple[pd.Timestamp | None, pd.Timestamp | None, DatePrecision | None]:
+        parsed: dict[str, tuple[pd.Timestamp, DatePrecision] | None] = {}
+        for column in ("field_start", "field_end"):
+            value = self.cell(i, column)
+            parsed[column] = None
+            if value is _NO_VALUE:
+                continue
+            if _is_blank(value):
+                self.problem(i, column, "" if value is None else value, "is blank", _EXPECT_DATE)
+                continue
+            parsed[column] = parse_field_date(value, end=column == "field_end")
+            if parsed[column] is None:
+                self.problem(i, column, value, "is not a date", _EXPECT_DATE)
+        start, end = parsed["field_start"], parsed["field_end"]
+        if start is None or end is None:
+            return None, None, None
+        if end[0] < start[0]:
+            self.problem(
+                i,
+                "field_end",
+                self.cell(i, "field_end"),
+                f"is before field_start {_show(self.cell(i, 'field_start'))}",
+                "field_end on or after field_start",
+            )
+            return None, None, None
+        precision: DatePrecision = "day" if start[1] == end[1] == "day" else "month"
+        given = self.cell(i, "date_precision")
+        if given is not _NO_VALUE:
+            stated = "" if _is_blank(given) else str(given).strip()
+            timestamps = isinstance(self.cell(i, "field_start"), (datetime, date, np.datetime64))
+            if stated == "month" and timestamps and _spans_whole_months(start[0], end[0]):
+                precision = "month"  # a table returned by load_polls, given back
+            elif stated != precision:
+                self.problem(
+                    i,
+                    "date_precision",
+                    "" if given is None else given,
+                    "disagrees with the field dates",
+                    f"{precision!r} (from field_start and field_end), or drop the column",
+                )
+        return start[0], end[0], precision
+
+    def closed_flag(self, i: int) -> None:
+        value = self.cell(i, "closed")
+        if value is _NO_VALUE or _closed_value(value) is not None:
+            return
+        self.problem(i, "closed", value, "is not true, false or blank", _EXPECT_CLOSED)
+
+    def sample_size(self, i: int) -> float:
+        value = self.cell(i, "n")
+        if value is _NO_VALUE or _is_blank(value):
+            return np.nan
+        number = _as_number(value)
+        if number is None or number <= 0 or not number.is_integer():
+            self.problem(i, "n", value, "is not a sample size", _EXPECT_N)
+            return np.nan
+        return number
+
+    def row_shares(self, i: int, shares: dict[str, np.ndarray]) -> None:
+        reported: list[float] = []
+        unusable = False
+        for answer in self.answers:
+            value = self.cell(i, answer)
+            if value is _NO_VALUE:
+                unusable = True
+                continue
+            if _is_blank(value):
+                continue
+            number = _as_number(value)
+            if number is None:
+                self.problem(i, answer, value, "is not a number", _EXPECT_SHARE)
+                unusable = True
+            elif not 0 <= number <= 100:
+                self.problem(i, answer, value, "is outside 0-100", _EXPECT_SHARE)
+                unusable = True
+            else:
+                shares[answer][i] = number
+                reported.append(number)
+        if not reported and not unusable:
+            self.problem(
+                i,
+                self.answers,
+                None,
+                "no share is reported",
+                "at least one answer's share (blank means not reported)",
+            )
+        limit = 100 + 0.5 * len(reported)
+        total = math.fsum(reported)
+        if total > limit + 1e-9:
+            self.problem(
+                i,
+                self.answers,
+                None,
+                f"the reported shares sum to {total:g}, more than rounding allows ({limit:g})",
+                "reported shares summing to at most 100 plus 0.5 per reported share "
+                "(each share rounded to a whole percent)",
+            )
+
+    def duplicates(
+        self,
+        text: dict[str, list[str]],
+        starts: list[pd.Timestamp | None],
+        ends: list[pd.Timestamp | None],
+        n: np.ndarray,
+        shares: dict[str, np.ndarray],
+        valid_key: list[bool],
+    ) -> None:
+        first: dict[tuple[object, ...], int] = {}
+        for i in range(len(self.frame)):
+            survey = self.cell(i, "survey_id")
+            if survey is not _NO_VALUE and not _is_blank(survey):
+                key: tuple[object, ...] = ("survey_id", str(survey).strip(), text["question"][i])
+                if not text["question"][i]:
+                    continue
+                columns: tuple[str, ...] = ("survey_id", "question")
+            elif valid_key[i]:
+                key = ("fields", text["pollster"][i], starts[i], ends[i], text["question"][i])
+                columns = ("pollster", "field_start", "field_end", "question")
+            else:
+                continue
+            if key not in first:
+                first[key] = i
+                continue
+            j = first[key]
+            figures = [n, *shares.values()]
+            same = all((np.isnan(f[i]) and np.isnan(f[j])) or f[i] == f[j] for f in figures)
+            figures_text = "the same figures" if same else "different figures"
+            self.problem(
+                i,
+                columns,
+                None,
+                f"the same survey and question as row {self.rows[j]} is given twice "
+                f"(with {figures_text})",
+                "each survey's answer to a question once: merge the rows, or drop one; if they are "
+                "two samples fielded together (say a house's phone and online samples), keep both by "
+                + (
+                    "giving each its own survey_id"
+                    if columns[0] == "survey_id"
+                    else "adding a survey_id column with a distinct id for each sample"
+                ),
+            )
+
+
+def _closed_value(value: object) -> bool | None:
+    """A ``closed`` cell as a bool (blank: False); None if it is not a closed flag."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return _CLOSED_VALUES.get(str(value).strip().lower())
+
+
+def closed_readings(polls: pd.DataFrame) -> pd.Series:
+    """Which readings are closed polls (the optional ``closed`` column; all False without it).
+
+    Raises
+    ------
+    PollDataError
+        A cell is not ``true``, ``false`` or blank (:func:`load_polls` refuses such a table first).
+    """
+    if "closed" not in polls:
+        return pd.Series(False, index=polls.index, dtype=bool)
+    values = [_closed_value(v) for v in polls["closed"]]
+    bad = [i for i, v in enumerate(values) if v is None]
+    if bad:
+        source = str(polls.attrs.get("source", DATAFRAME_SOURCE))
+        rows = polls["source_row"].tolist() if "source_row" in polls else [FIRST_DATA_ROW + i for i in range(len(polls))]
+        raise PollDataError(
+            [Problem(source, int(rows[i]), "closed", polls["closed"].iloc[i], _EXPECT_CLOSED, "is not true, false or blank") for i in bad]
+        )
+    return pd.Series(values, index=polls.index, dtype=bool)
+
+
+def reading_midpoints(polls: pd.DataFrame) -> pd.Series:
+    """The middle of each reading's field period (where a reading sits on a time axis).
+
+    Parameters
+    ----------
+    polls : pandas.DataFrame
+        A table from :func:`load_polls` (``field_start``, ``field_end`` as datetimes).
+
+    Returns
+    -------
+    pandas.Series
+        Timestamps, one per reading.
+    """
+    return polls["field_start"] + (polls["field_end"] - polls["field_start"]) / 2
+
+
+def table_checksum(polls: pd.DataFrame) -> str:
+    """SHA-256 of the poll table as used (its CSV form), recorded with every run."""
+    return hashlib.sha256(polls.to_csv(index=False, date_format="%Y-%m-%d").encode()).hexdigest()

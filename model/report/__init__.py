@@ -1,0 +1,1 @@
+"""Presentation: figures of a fit and the HTML report. Reads results, never the reverse."""

@@ -1,0 +1,247 @@
+"""A fitted model as tables: :class:`FitResult`, returned by :func:`model.fit` and :func:`model.load_run`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from model.aggregator.design import build_design
+from model.config import ANCHORS, ZERO_SUM, Config
+from model.results import closed_polls, headline, summaries
+from model.results.diagnostics import diagnose, prior_sensitivity
+
+
+@dataclass
+class FitResult:
+    """A fitted model: the posterior (ArviZ ``DataTree``), the config, the readings used, diagnostics.
+
+    Attributes
+    ----------
+    idata : xarray.DataTree
+        Groups ``posterior``, ``sample_stats``, ``posterior_predictive``, ``observed_data``,
+        ``constant_data``, ``log_likelihood``; dims ``time``, ``pollster``, ``question``, ``answer``,
+        ``poll`` with real labels. Provenance (config JSON, package version, data checksum, seed) is
+        in ``idata.attrs``.
+    config : Config
+        The config as run.
+    polls : pandas.DataFrame
+        The readings used, in model order (``poll_id`` matches the ``poll`` coordinate).
+    seed : int
+        The seed every random step drew from.
+    excluded : pandas.DataFrame
+        Readings of the input table that the fit left out, with the reason (``excluded_because``).
+    """
+
+    idata: Any
+    config: Config
+    polls: pd.DataFrame
+    seed: int
+    excluded: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    _diagnostics: dict[str, Any] | None = None
+    _design: Any = None
+    _summaries: dict[tuple, pd.DataFrame] = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _summary(self, name: str, interval: float | None, compute) -> pd.DataFrame:
+        """A summary table, computed once per interval (the run folder and the summary text share them)."""
+        key = (name, interval or self.config.interval)
+        if key not in self._summaries:
+            self._summaries[key] = compute(key[1])
+        return self._summaries[key].copy()
+
+    # -- summaries -----------------------------------------------------------------------------
+    @property
+    def posterior(self):
+        return self.idata.posterior.to_dataset()
+
+    @property
+    def reference_pollster(self) -> str | None:
+        """The pollster fixed at zero, or None (zero-sum or anchors)."""
+        return self.idata.attrs.get("reference_pollster") or None
+
+    @property
+    def reference_question(self) -> str:
+        return str(self.posterior["question_effect"].coords["question"].values[0])
+
+    @property
+    def design(self):
+        """The design the fit used, rebuilt from its readings and config (cheap, no sampling)."""
+        if self._design is None:
+            self._design = build_design(self.polls, self.config)
+        return self._design
+
+    @property
+    def confounded(self) -> tuple[tuple[str, str], ...]:
+        """(pollster, question) pairs whose effects the data identify only as a sum."""
+        return self.design.confounded
+
+    @property
+    def identification(self) -> str:
+        """How the curve's level is fixed, in words."""
+        if self.config.house_effects == ZERO_SUM:
+            return "as the average house would measure it (house effects sum to zero)"
+        if self.config.house_effects == ANCHORS:
+            return "at the level known true values (the anchors) fix"
+        return f"as {self.config.house_effects} would measure it"
+
+    def support_curve(self, interval: float | None = None) -> pd.DataFrame:
+        """Shares over time for the reference house and question, in percent; ``projected`` marks cells after the last reading.
+
+        Parameters
+        ----------
+        interval : float, optional
+            Central interval width (default: ``config.interval``, 0.9).
+        """
+        return self._summary("support_curve", interval, lambda i: summaries.support_curve(self.posterior, i, self.design.projected))
+
+    def house_effects(self, interval: float | None = None) -> pd.DataFrame:
+        """House effects in percentage points (see :func:`model.results.summaries.house_effects`)."""
+        return self._summary(
+            "house_effects",
+            interval,
+            lambda i: summaries.house_effects(self.posterior, self.design.pollster_question_pairs, self.reference_pollster, self.design.joint_groups, i),
+        )
+
+    def question_effects(self, interval: float | None = None) -> pd.DataFrame:
+        """Question effects in percentage points (see :func:`model.results.summaries.question_effects`)."""
+        return self._summary(
+            "question_effects",
+            interval,
+            lambda i: summaries.question_effects(self.posterior, self.design.pollster_question_pairs, self.reference_question, self.design.joint_groups, i),
+        )
+
+    def reading_offsets(self, interval: float | None = None) -> pd.DataFrame:
+        """House plus question effect for every (pollster, question) in the data, in points, at its readings' dates.
+
+        The identified quantity where one house alone asks a question (see
+        :func:`model.results.summaries.reading_offsets`).
+        """
+        return self._summary("reading_offsets", interval, lambda i: summaries.reading_offsets(self.posterior, self.design, i))
+
+    def latest_estimate(self, interval: float | None = None, *, at: str = "end") -> pd.DataFrame:
+        """The curve at its last cell (``at="end"``) or at the last reading's (``at="data"``).
+
+        See :func:`model.results.summaries.latest_estimate`.
+        """
+        return summaries.latest_estimate(self.support_curve(interval), self.config.answers, at)
+
+    def adjusted_readings(self) -> pd.DataFrame:
+        """Each reported share, raw and adjusted for its house and question (:func:`model.results.summaries.adjusted_readings`)."""
+        return self._summary(
+            "adjusted_readings", None, lambda _: summaries.adjusted_readings(self.polls, self.reading_offsets(), self.support_curve(), self.config.answers)
+        )
+
+    def predictive_by_answer(self):
+        """Predictive and observed share of every reported answer (:func:`model.results.summaries.predictive_by_answer`)."""
+        return summaries.predictive_by_answer(self.idata, self.design)
+
+    def headline(self) -> dict[str, Any]:
+        """The headline numbers (``headline.json``): support on ``as_of``, how sure, whether it changed.
+
+        See :func:`model.results.headline.headline`.
+        """
+        if "headline" not in self._summaries:
+            self._summaries["headline"] = headline.headline(
+                self.posterior, self.design, interval=self.config.interval, identification=self.identification
+            )
+        return json.loads(json.dumps(self._summaries["headline"]))  # a copy the caller may change
+
+    def headline_sentences(self) -> list[str]:
+        """The headline in plain words (:func:`model.results.headline.sentences`)."""
+        return headline.sentences(self.headline())
+
+    def closed_polls(self, interval: float | None = None) -> pd.DataFrame:
+        """Every closed reading of the table against the curve over its own field period (``closed_polls.csv``).
+
+        See :func:`model.results.closed_polls.closed_polls`.
+        """
+        return self._summary(
+            "closed_polls", interval, lambda i: closed_polls.closed_polls(self.posterior, self.design, self.excluded, interval=i)
+        )
+
+    def closed_polls_conclusion(self) -> str:
+        """What the closed polls do and do not show against the public curve, in words."""
+        gap = closed_polls.systematic_gap(self.posterior, self.design)
+        reference = f"the curve ({self.identification}, asking {self.reference_question}) over each reading's field period"
+        return closed_polls.conclusion(self.closed_polls(), gap, reference=reference, interval=self.config.interval)
+
+    def event_jumps(self, interval: float | None = None) -> pd.DataFrame:
+        """Estimated jump of each configured event, in percentage points."""
+        return summaries.event_jumps(self.posterior, list(self.design.event_cell), interval or self.config.interval)
+
+    def prior_sensitivity(self) -> pd.DataFrame:
+        """Power-scaling sensitivity of the scales, jumps and the shares at the last reading and at the curve's end.
+
+        See :func:`model.results.diagnostics.prior_sensitivity`.
+        """
+        cells = sorted({self.design.last_data_cell, len(self.design.time) - 1})
+        return self._summary("prior_sensitivity", None, lambda _: prior_sensitivity(self.idata, cells))
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The diagnostics report and gate verdict (``passed``, ``failures``, ...)."""
+        if self._diagnostics is None:
+            self._diagnostics = diagnose(self.idata, self.design)
+        return self._diagnostics
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.diagnostics()["passed"])
+
+    @property
+    def compared_with(self) -> str:
+        """What house effects and offsets are differences from, in words."""
+        if self.config.house_effects == ZERO_SUM:
+            return f"the curve (the average house, asking {self.reference_question})"
+        if self.config.house_effects == ANCHORS:
+            return f"the anchored true level (asking {self.reference_question})"
+        return f"{self.config.house_effects} asking {self.reference_question}"
+
+    def summary_text(self) -> str:
+        """A plain-text summary: the headline, closed polls, each house's difference, events, diagnostics.
+
+        See :func:`model.results.text.summary_text`.
+        """
+        from model.results.text import summary_text
+
+        return summary_text(self)
+
+    # -- figures (see model.report.plots; each returns matplotlib figures to restyle) -------------------
+    def plot_support(self, answer: str | None = None, **kwargs):
+        """The support curve with 50%/90% bands and the readings (:func:`model.report.plots.plot_support`)."""
+        from model.report import plots  # presentation, imported only when drawn
+
+        return plots.plot_support(self, answer=answer, **kwargs)
+
+    def plot_adjusted(self, answer: str | None = None, **kwargs):
+        """Raw readings beside readings adjusted for house and question effects."""
+        from model.report import plots  # presentation, imported only when drawn
+
+        return plots.plot_adjusted(self, answer=answer, **kwargs)
+
+    def plot_house_effects(self):
+        """Forest plot of house effects in percentage points."""
+        from model.report import plots  # presentation, imported only when drawn
+
+        return plots.plot_house_effects(self)
+
+    def plot_question_effects(self):
+        """Forest plot of question effects in percentage points."""
+        from model.report import plots  # presentation, imported only when drawn
+
+        return plots.plot_question_effects(self)
+
+    def plot_diagnostics(self):
+        """Rank plots, energy plot and per-reading predictive check, as a dict of figures."""
+        from model.report import plots  # presentation, imported only when drawn
+
+        return plots.plot_diagnostics(self)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the run folder (see :func:`model.results.run_folder.write_run`)."""
+        from model.results.run_folder import write_run
+
+        return write_run(self, Path(folder))

@@ -1,0 +1,163 @@
+"""Run folders: written whole or not at all, and read back with :func:`load_run`.
+
+A run folder ``runs/<UTC timestamp>-<config hash>/`` holds:
+
+``posterior.nc``
+    The whole ArviZ ``DataTree`` (posterior, sample_stats, posterior_predictive, observed_data,
+    constant_data, log_likelihood), provenance in its attrs.
+``config.json``
+    The config as run (priors and sampler settings included), plus the seed.
+``polls.csv``
+    The exact poll table used, in model order, with ``poll_id`` and ``n_known``.
+``headline.json``
+    The headline numbers (:meth:`model.FitResult.headline`): every answer's share on ``as_of``
+    (the date the curve runs through, projected past the last reading when later) and at the last
+    reading, the probabilities that talks lead, rose over twelve months and since each event, and
+    the changes with their intervals.
+``curve.csv``, ``house_effects.csv``, ``question_effects.csv``, ``offsets.csv``, ``event_jumps.csv``
+    Tidy summaries (percent / percentage points); ``curve.csv``'s ``projected`` marks the cells
+    after the last reading's field end; ``offsets.csv`` holds house + question effect per
+    (pollster, question) asked, at its own readings' dates: the quantity the data identify when
+    one house alone asks a question.
+``closed_polls.csv``
+    Every closed (leaked, commissioned) reading of the table against the curve over its own field
+    period (:meth:`model.FitResult.closed_polls`); only a header when the table marks none.
+``prior_sensitivity.csv``
+    Power-scaling prior and likelihood sensitivity (ArviZ ``psense``) of the scales, event jumps
+    and latest shares.
+``excluded.csv``
+    Readings of the input table the fit left out, each with its reason.
+``diagnostics.json``
+    The diagnostics gate and its figures (see :mod:`model.results.diagnostics`).
+``summary.txt``
+    The summary printed by ``python -m model fit``.
+
+The folder is first written under a hidden temporary name in the same parent and renamed into
+place when complete, so an interrupted write leaves no partial run; ``runs/latest`` is then
+pointed at it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from model.config import Config
+from model.files import json_text, staged_folder
+from model.results.fit_result import FitResult
+
+REQUIRED_FILES = (
+    "posterior.nc",
+    "config.json",
+    "polls.csv",
+    "curve.csv",
+    "house_effects.csv",
+    "question_effects.csv",
+    "excluded.csv",
+    "diagnostics.json",
+)
+REQUIRED_GROUPS = ("posterior", "sample_stats", "posterior_predictive", "observed_data", "log_likelihood", "log_prior")
+REQUIRED_VARIABLES = ("share", "house_effect", "question_effect")
+
+
+class RunFolderError(ValueError):
+    """A run folder is missing files or does not hold the expected structure."""
+
+
+def run_name(result) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{result.config.hash()}"
+
+
+def _write_contents(result, folder: Path) -> None:
+    idata = result.idata
+    encoding = {
+        f"/{name}": {var: {"zlib": True, "complevel": 4} for var in node.data_vars}
+        for name, node in idata.children.items()
+    }
+    idata.to_netcdf(folder / "posterior.nc", engine="h5netcdf", encoding=encoding)
+    (folder / "config.json").write_text(json_text({"config": result.config.to_dict(), "seed": result.seed}, sort_keys=True))
+    polls = result.polls.copy()
+    polls["n_known"] = polls["n"].notna()
+    polls.to_csv(folder / "polls.csv", index=False, date_format="%Y-%m-%d")
+    (folder / "headline.json").write_text(json_text(result.headline()))
+    result.support_curve().to_csv(folder / "curve.csv", index=False, date_format="%Y-%m-%d")
+    result.closed_polls().to_csv(folder / "closed_polls.csv", index=False)
+    result.house_effects().to_csv(folder / "house_effects.csv", index=False)
+    result.question_effects().to_csv(folder / "question_effects.csv", index=False)
+    result.event_jumps().to_csv(folder / "event_jumps.csv", index=False)
+    result.reading_offsets().to_csv(folder / "offsets.csv", index=False)
+    result.prior_sensitivity().to_csv(folder / "prior_sensitivity.csv", index=False)
+    result.excluded.to_csv(folder / "excluded.csv", index=False, date_format="%Y-%m-%d")
+    diagnostics = dict(result.diagnostics())
+    diagnostics["unknown_n_readings"] = list(result.polls.loc[result.polls["n"].isna(), "poll_id"])
+    (folder / "diagnostics.json").write_text(json_text(diagnostics))
+    (folder / "summary.txt").write_text(result.summary_text() + "\n")
+
+
+def write_run(result, folder: Path, *, unique: bool = False) -> Path:
+    """Write ``result`` into ``folder`` atomically (temporary sibling, then rename).
+
+    With ``unique``, a name already taken (two runs finishing in the same second) gets a numeric
+    suffix instead of failing.
+
+    Raises
+    ------
+    FileExistsError
+        If ``folder`` already exists (and not ``unique``).
+    """
+    with staged_folder(folder, unique=unique) as (tmp, final):
+        _write_contents(result, tmp)
+    return final.path
+
+
+def save_run(result, runs_dir: str | Path = "runs") -> Path:
+    """Write a new run folder under ``runs_dir`` and point ``runs_dir/latest`` at it."""
+    runs_dir = Path(runs_dir)
+    folder = write_run(result, runs_dir / run_name(result), unique=True)
+    link = runs_dir / "latest"
+    tmp_link = runs_dir / f".latest.{os.getpid()}"
+    if tmp_link.is_symlink() or tmp_link.exists():
+        tmp_link.unlink()
+    tmp_link.symlink_to(folder.name)
+    os.replace(tmp_link, link)
+    return folder
+
+
+def load_run(folder: str | Path):
+    """Read a run folder back into a :class:`model.FitResult`.
+
+    Raises
+    ------
+    RunFolderError
+        Naming every missing file, group or variable.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RunFolderError(f"{folder}: no such run folder")
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise RunFolderError(f"{folder}: missing {', '.join(missing)}; expected a folder written by `python -m model fit`")
+    idata = xr.open_datatree(folder / "posterior.nc", engine="h5netcdf").load()
+    problems = [f"group {g!r} missing" for g in REQUIRED_GROUPS if g not in idata.children]
+    if "posterior" in idata.children:
+        problems += [f"posterior variable {v!r} missing" for v in REQUIRED_VARIABLES if v not in idata.posterior]
+    if problems:
+        raise RunFolderError(f"{folder / 'posterior.nc'}: " + "; ".join(problems))
+    stored = json.loads((folder / "config.json").read_text())
+    config = Config.from_dict(stored["config"], source=str(folder / "config.json"))
+    if config.hash() != idata.attrs.get("config_hash"):
+        raise RunFolderError(f"{folder}: config.json (hash {config.hash()}) does not match posterior.nc (hash {idata.attrs.get('config_hash')})")
+    polls = pd.read_csv(folder / "polls.csv", parse_dates=["field_start", "field_end"], keep_default_na=False, na_values={"n": [""], **{a: [""] for a in config.answers}})
+    polls = polls.drop(columns="n_known")
+    if list(polls["poll_id"]) != [str(p) for p in idata.posterior_predictive["poll"].values]:
+        raise RunFolderError(f"{folder}: polls.csv readings do not match the posterior's poll coordinate")
+    diagnostics = json.loads((folder / "diagnostics.json").read_text())
+    excluded_path = folder / "excluded.csv"
+    excluded = pd.read_csv(excluded_path, keep_default_na=False) if excluded_path.stat().st_size > 1 else pd.DataFrame()
+    return FitResult(idata=idata, config=config, polls=polls, seed=int(stored["seed"]), excluded=excluded, _diagnostics=diagnostics)

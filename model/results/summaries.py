@@ -1,0 +1,404 @@
+"""Tidy summaries of a posterior: the support curve, house and question effects, event jumps.
+
+All shares and effects are in percent / percentage points. Intervals are central (equal-tailed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.special import softmax
+
+from model.aggregator.design import cell_of
+from model.data.polls import reading_midpoints
+
+SAMPLE_DIMS = ("chain", "draw")
+
+
+def _softmax(x: xr.DataArray, dim: str = "answer") -> xr.DataArray:
+    return xr.apply_ufunc(softmax, x, input_core_dims=[[dim]], output_core_dims=[[dim]], kwargs={"axis": -1}).transpose(*x.dims)
+
+
+def trend_logit(posterior: xr.Dataset) -> xr.DataArray:
+    """The trend's answer logits, centred over answers, recovered from the curve (``share``)."""
+    log_share = np.log(posterior["share"])
+    return log_share - log_share.mean("answer")
+
+
+def _interval(da: xr.DataArray, interval: float) -> dict[str, xr.DataArray]:
+    tail = (1 - interval) / 2
+    q = da.quantile([tail, 0.5, 1 - tail], dim=SAMPLE_DIMS)
+    return {
+        "mean": da.mean(SAMPLE_DIMS),
+        "median": q.isel(quantile=1, drop=True),
+        "lower": q.isel(quantile=0, drop=True),
+        "upper": q.isel(quantile=2, drop=True),
+    }
+
+
+def _tidy(stats: dict[str, xr.DataArray], index: list[str]) -> pd.DataFrame:
+    frame = xr.Dataset(stats).to_dataframe().reset_index()
+    return frame[[*index, *stats]]
+
+
+def support_curve(posterior: xr.Dataset, interval: float = 0.9, projected: Sequence[bool] | None = None) -> pd.DataFrame:
+    """Estimated shares over time for the reference house and question.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        Holds ``share`` (chain, draw, time, answer).
+    interval : float
+        Central interval width.
+    projected : sequence of bool, optional
+        Per grid cell, whether it lies after the last reading (:attr:`model.aggregator.design.PollDesign.projected`);
+        all False when not given.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``date`` (the grid cell's first day), ``answer``, ``mean``, ``median``, ``lower``,
+        ``upper`` (percent) and ``projected`` (no reading informs the cell: the curve there is the
+        random walk run on from the data).
+    """
+    frame = _tidy(_interval(posterior["share"], interval), ["time", "answer"])
+    flags = np.zeros(posterior.sizes["time"], dtype=bool) if projected is None else np.asarray(projected, dtype=bool)
+    frame["projected"] = flags[pd.Index(posterior["time"].values).get_indexer(frame["time"])]
+    frame = frame.rename(columns={"time": "date"}).sort_values(["answer", "date"], kind="stable").reset_index(drop=True)
+    return frame
+
+
+def field_period_logits(posterior: xr.Dataset, first_cell: Sequence[int], last_cell: Sequence[int]) -> np.ndarray:
+    """The trend's logits averaged over each field period, as the model averages them.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        Holds ``share`` (chain, draw, time, answer); its log is the trend's logits up to a constant
+        per cell, which the average carries as a constant per reading and the softmax ignores.
+    first_cell, last_cell : sequence of int
+        Each reading's first and last grid cell (inclusive).
+
+    Returns
+    -------
+    numpy.ndarray
+        (chain, draw, reading, answer) logits, centred over answers.
+    """
+    trend = np.log(posterior["share"].transpose("chain", "draw", "time", "answer").values)
+    running = np.concatenate([np.zeros_like(trend[:, :, :1]), np.cumsum(trend, axis=2)], axis=2)
+    first, last = np.asarray(first_cell, dtype=int), np.asarray(last_cell, dtype=int)
+    mean = (running[:, :, last + 1] - running[:, :, first]) / (last - first + 1)[None, None, :, None]
+    return mean - mean.mean(axis=-1, keepdims=True)
+
+
+def softmax_points(logits: np.ndarray) -> np.ndarray:
+    """Shares in percent from logits over the last axis.
+
+    Parameters
+    ----------
+    logits : numpy.ndarray
+        Any shape; the last axis is the answers.
+
+    Returns
+    -------
+    numpy.ndarray
+        The same shape, summing to 100 over the last axis.
+    """
+    return 100 * softmax(logits, axis=-1)
+
+
+def interval_of(draws: np.ndarray, interval: float) -> dict[str, np.ndarray]:
+    """Summaries of posterior draws over their first two (chain, draw) axes.
+
+    Parameters
+    ----------
+    draws : numpy.ndarray
+        (chain, draw, ...) draws.
+    interval : float
+        Central interval width.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``mean``, ``median``, ``lower`` and ``upper`` (the central interval's ends), each of the
+        draws' trailing shape.
+    """
+    flat = draws.reshape(-1, *draws.shape[2:])
+    tail = (1 - interval) / 2
+    lower, median, upper = np.quantile(flat, [tail, 0.5, 1 - tail], axis=0)
+    return {"mean": flat.mean(axis=0), "median": median, "lower": lower, "upper": upper}
+
+
+def effect_in_points(posterior: xr.Dataset, effect: xr.DataArray) -> xr.DataArray:
+    """An effect on the logit scale expressed in percentage points.
+
+    The shift it causes in each answer's share, averaged over the fitted period:
+    ``mean_t [softmax(trend_t + effect) - softmax(trend_t)] * 100``, per posterior draw.
+    """
+    trend = trend_logit(posterior)
+    shifted = _softmax(trend + effect) - _softmax(trend)
+    return 100 * shifted.mean("time")
+
+
+def house_effects(
+    posterior: xr.Dataset,
+    pairs: pd.DataFrame,
+    reference: str | None,
+    joint_groups: Sequence[tuple[Sequence[str], Sequence[str]]] = (),
+    interval: float = 0.9,
+) -> pd.DataFrame:
+    """House effects in percentage points (columns ``pollster``, ``answer``, ``mean``, ``lower``, ``upper``, ...).
+
+    ``reference`` marks the pollster fixed at zero; ``questions`` lists what each house asked, and
+    ``confounded_with_question`` names the questions whose effects this house's effect is identified
+    only jointly with (``joint_groups`` of the design).
+    """
+    pp = effect_in_points(posterior, posterior["house_effect"])
+    stats = _interval(pp, interval)
+    stats["mean_logit"] = posterior["house_effect"].mean(SAMPLE_DIMS)
+    frame = _tidy(stats, ["pollster", "answer"])
+    asked = pairs.groupby("pollster")["question"].apply(lambda s: "; ".join(sorted(s)))
+    alone = {p: "; ".join(qs) for ps, qs in joint_groups for p in ps}
+    frame["reference"] = frame["pollster"] == reference
+    frame["questions"] = frame["pollster"].map(lambda p: asked.get(p, ""))
+    frame["confounded_with_question"] = frame["pollster"].map(lambda p: alone.get(p, ""))
+    return frame
+
+
+def question_effects(
+    posterior: xr.Dataset,
+    pairs: pd.DataFrame,
+    reference: str,
+    joint_groups: Sequence[tuple[Sequence[str], Sequence[str]]] = (),
+    interval: float = 0.9,
+) -> pd.DataFrame:
+    """Question effects in percentage points against the reference question.
+
+    ``asked_by`` lists the houses asking it; ``identified`` says whether the data identify it on
+    its own or only jointly with house effects (``joint_groups`` of the design).
+    """
+    pp = effect_in_points(posterior, posterior["question_effect"])
+    stats = _interval(pp, interval)
+    stats["mean_logit"] = posterior["question_effect"].mean(SAMPLE_DIMS)
+    frame = _tidy(stats, ["question", "answer"])
+    askers = pairs.groupby("question")["pollster"].apply(lambda s: sorted(set(s)))
+    jointly = {q: ps for ps, qs in joint_groups for q in qs}
+    frame["reference"] = frame["question"] == reference
+    frame["asked_by"] = frame["question"].map(lambda q: "; ".join(askers.get(q, [])))
+
+    def identified(q: str) -> str:
+        if q == reference:
+            return "reference (fixed at 0)"
+        if q in jointly:
+            return f"only jointly with the house effect of {' and '.join(jointly[q])} (no reading links it to the reference)"
+        return "separately from house effects"
+
+    frame["identified"] = frame["question"].map(identified)
+    return frame
+
+
+def event_jumps(posterior: xr.Dataset, event_cells: list[int], interval: float = 0.9) -> pd.DataFrame:
+    """Each event's jump, in percentage points of each answer's share at the event.
+
+    The change in the curve at the event's cell that the jump alone causes:
+    ``softmax(trend_before + jump) - softmax(trend_before)``, where ``trend_before`` is the trend in
+    the cell before the event.
+    """
+    if "jump" not in posterior:
+        return pd.DataFrame(columns=["event", "answer", "mean", "median", "lower", "upper", "mean_logit"])
+    frames = []
+    for e, label in enumerate(posterior["jump"].coords["event"].values):
+        jump = posterior["jump"].sel(event=label)
+        before = trend_logit(posterior).isel(time=max(int(event_cells[e]) - 1, 0))
+        pp = 100 * (_softmax(before + jump) - _softmax(before))
+        stats = _interval(pp, interval)
+        stats["mean_logit"] = jump.mean(SAMPLE_DIMS)
+        frame = _tidy(stats, ["answer"])
+        frame.insert(0, "event", label)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def offsets_at_readings(posterior: xr.Dataset, design, readings: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The curve over each reading's field period, and its house + question offset there, per draw.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        ``share``, ``house_effect`` and ``question_effect`` draws.
+    design : PollDesign
+        The fit's design.
+    readings : sequence of int
+        Readings (rows of ``design.polls``).
+
+    Returns
+    -------
+    (curve, offset) : numpy.ndarray
+        Each (chain, draw, reading, answer), in percent / points: ``curve = softmax(trend)`` with the
+        trend's logits averaged over the field period, ``offset = softmax(trend + house + question) - curve``.
+    """
+    idx = np.asarray(readings, dtype=int)
+    trend = field_period_logits(posterior, design.first_cell[idx], design.last_cell[idx])
+    house = posterior["house_effect"].transpose("chain", "draw", "pollster", "answer")
+    question = posterior["question_effect"].transpose("chain", "draw", "question", "answer")
+    polls = design.polls
+    effect = np.stack(
+        [house.sel(pollster=polls["pollster"].iloc[i]).values + question.sel(question=polls["question"].iloc[i]).values for i in idx],
+        axis=2,
+    )
+    curve = softmax_points(trend)
+    return curve, softmax_points(trend + effect) - curve
+
+
+def reading_offsets(posterior: xr.Dataset, design, interval: float = 0.9) -> pd.DataFrame:
+    """What each house, asking each of its questions, reports relative to the curve (points).
+
+    The sum of the house and question effects, evaluated where that house asked that question:
+    for each of its readings, ``softmax(trend + house + question) - softmax(trend)`` with the trend
+    averaged over the reading's field period, then averaged over its readings, per draw. Unlike its
+    two parts, this is always identified by the data; for a reference house on the reference
+    question it is zero. Columns ``pollster``, ``question``, ``answer``, ``mean``, ``median``,
+    ``lower``, ``upper``, ``readings``, ``first_field_start``, ``last_field_end``.
+    """
+    polls = design.polls
+    answers = list(posterior["share"]["answer"].values)
+    rows = []
+    for (pollster, asked), idx in polls.groupby(["pollster", "question"], sort=False).indices.items():
+        shift = offsets_at_readings(posterior, design, idx)[1].mean(axis=2)
+        stats = interval_of(shift, interval)
+        for k, answer in enumerate(answers):
+            rows.append(
+                {
+                    "pollster": pollster,
+                    "question": asked,
+                    "answer": answer,
+                    **{name: float(values[k]) for name, values in stats.items()},
+                    "readings": int(len(idx)),
+                    "first_field_start": polls["field_start"].iloc[idx].min(),
+                    "last_field_end": polls["field_end"].iloc[idx].max(),
+                }
+            )
+    frame = pd.DataFrame(rows)
+    order = {p: i for i, p in enumerate(design.pollsters)}
+    return frame.sort_values(["pollster", "question"], key=lambda s: s.map(order) if s.name == "pollster" else s, kind="stable").reset_index(drop=True)
+
+
+def latest_estimate(curve: pd.DataFrame, answers: Sequence[str], at: str = "end") -> pd.DataFrame:
+    """The curve at one grid cell, answers in ``answers``' order.
+
+    Parameters
+    ----------
+    curve : pandas.DataFrame
+        :func:`support_curve`.
+    answers : sequence of str
+        The answers' order.
+    at : {"end", "data"}
+        ``"end"``: the curve's last cell (``through``; projected when later than the last reading);
+        ``"data"``: the cell of the last reading's field end.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of :func:`support_curve` at that cell.
+    """
+    if at == "data":
+        date = curve.loc[~curve["projected"].astype(bool), "date"].max()
+    elif at == "end":
+        date = curve["date"].max()
+    else:
+        raise ValueError(f"at={at!r}; expected 'end' or 'data'")
+    last = curve[curve["date"] == date]
+    order = {a: i for i, a in enumerate(answers)}
+    return last.sort_values("answer", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def adjusted_readings(polls: pd.DataFrame, offsets: pd.DataFrame, curve: pd.DataFrame, answers: Sequence[str]) -> pd.DataFrame:
+    """Each reported share, raw and adjusted for its pollster's and question's offset.
+
+    The adjusted share is the published share minus the posterior mean of the reading's house plus
+    question offset (:func:`reading_offsets`, in points at that house's readings): roughly what the
+    curve's reference house, asking the reference question, would have published.
+
+    Parameters
+    ----------
+    polls : pandas.DataFrame
+        The readings of the fit.
+    offsets : pandas.DataFrame
+        :func:`reading_offsets`.
+    curve : pandas.DataFrame
+        :func:`support_curve`.
+    answers : sequence of str
+        The fitted answers.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (reading, reported answer): ``poll_id``, ``pollster``, ``question``,
+        ``midpoint``, ``answer``, ``raw``, ``offset``, ``adjusted``, ``curve`` (the curve's median
+        averaged over the reading's field period) and ``n``.
+    """
+    offset_of = offsets.set_index(["pollster", "question", "answer"])["mean"]
+    time = pd.DatetimeIndex(sorted(curve["date"].unique()))
+    first = np.clip(cell_of(polls["field_start"], time), 0, len(time) - 1)
+    last = np.clip(cell_of(polls["field_end"], time), 0, len(time) - 1)
+    midpoints = reading_midpoints(polls)
+    rows = []
+    for answer in answers:
+        median = curve[curve["answer"] == answer].set_index("date")["median"].reindex(time).to_numpy()
+        for i, (_, poll) in enumerate(polls.iterrows()):
+            if pd.isna(poll[answer]):
+                continue
+            offset = float(offset_of.get((poll["pollster"], poll["question"], answer), 0.0))
+            rows.append(
+                {
+                    "poll_id": poll["poll_id"],
+                    "pollster": poll["pollster"],
+                    "question": poll["question"],
+                    "midpoint": midpoints.iloc[i],
+                    "answer": answer,
+                    "raw": float(poll[answer]),
+                    "offset": offset,
+                    "adjusted": float(poll[answer]) - offset,
+                    "curve": float(median[first[i] : last[i] + 1].mean()),
+                    "n": poll["n"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def predictive_by_answer(idata, design) -> xr.DataTree:
+    """Posterior predictive and observed share (percent) of every reported answer of every reading.
+
+    One variable per answer, each over its own dim ``reading_<answer>`` (the readings that report
+    that answer, in model order, labelled by ``poll_id``), in groups ``posterior_predictive`` and
+    ``observed_data``: the layout ``arviz.plot_ppc_interval`` plots one panel per variable from.
+    The merged ``rest`` component is left out (the reported ones determine it).
+
+    Parameters
+    ----------
+    idata : xarray.DataTree
+        A fit's trace, with ``posterior_predictive`` and ``observed_data``.
+    design : PollDesign
+        The fit's design (which component holds which answer).
+
+    Returns
+    -------
+    xarray.DataTree
+    """
+    predicted = idata.posterior_predictive["obs_share"].transpose("chain", "draw", "poll", "component")
+    observed = idata.observed_data["obs_share"].transpose("poll", "component")
+    pred, obs = {}, {}
+    for answer in design.answers:
+        polls_idx, comp_idx = np.nonzero(design.component_label == answer)
+        dim = f"reading_{answer}"
+        coords = {dim: design.polls["poll_id"].to_numpy()[polls_idx]}
+        pred[answer] = xr.DataArray(
+            100 * predicted.values[:, :, polls_idx, comp_idx],
+            dims=("chain", "draw", dim),
+            coords={"chain": predicted["chain"].values, "draw": predicted["draw"].values, **coords},
+        )
+        obs[answer] = xr.DataArray(100 * observed.values[polls_idx, comp_idx], dims=(dim,), coords=coords)
+    return xr.DataTree.from_dict({"posterior_predictive": xr.Dataset(pred), "observed_data": xr.Dataset(obs)})

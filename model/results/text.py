@@ -1,0 +1,121 @@
+"""The plain-text summary of a fit (``summary.txt``, printed by ``python -m model fit``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from model.results.fit_result import FitResult
+
+
+def summary_text(result: FitResult) -> str:
+    """A plain-text summary: the headline, closed polls, each house's difference, events, diagnostics.
+
+    Parameters
+    ----------
+    result : FitResult
+
+    Returns
+    -------
+    str
+        Lines opening with the headline in words (:meth:`FitResult.headline_sentences`).
+    """
+    width = round(100 * result.config.interval)
+    answers = list(result.config.answers)
+    lines = list(result.headline_sentences())
+
+    closed = result.closed_polls()
+    if len(closed):
+        lines.append("")
+        lines.append(
+            "Closed polls against the curve over their own field periods (published share, the curve's median, and the "
+            f"difference: median [{width}% interval] in points; closed_polls.csv):"
+        )
+        for _, row in closed.iterrows():
+            if row["in_fit"]:
+                what = "in the fit; difference = the model's house + wording offset"
+            else:
+                what = f"not in the fit: {row['excluded_because']}; difference = published minus curve"
+            lines.append(f"  {row['pollster']} {row['field_start']} to {row['field_end']}, {row['question']} ({what}):")
+            parts = []
+            for a in answers:
+                if pd.isna(row[f"difference_{a}"]):
+                    continue
+                published = "not published" if pd.isna(row[a]) else f"{row[a]:g}"
+                parts.append(
+                    f"{a} {published}, curve {row[f'curve_{a}']:.1f}: {row[f'difference_{a}']:+.1f} "
+                    f"[{row[f'difference_{a}_lower']:+.1f}, {row[f'difference_{a}_upper']:+.1f}]"
+                )
+            lines.append("    " + "; ".join(parts) if parts else f"    {row['difference_is']}")
+        lines.append("  " + result.closed_polls_conclusion())
+
+    lines.append("")
+    lines.append(
+        f"Differences from {result.compared_with} (house + wording, at each pair's own readings; "
+        f"median [{width}% interval] in points; offsets.csv):"
+    )
+    offsets = result.reading_offsets()
+    reference_pair = (result.reference_pollster, result.reference_question)
+    alone = result.design.identified_only_with_wording
+    for (pollster, question), part in offsets.groupby(["pollster", "question"], sort=False):
+        if (pollster, question) == reference_pair:
+            continue
+        part = part.set_index("answer")
+        count = int(part["readings"].iloc[0])
+        mark = " *" if (pollster, question) in alone else ""
+        lines.append(f"  {pollster} asking {question} ({count} reading{'s' if count != 1 else ''}){mark}")
+        lines.append(
+            "    "
+            + "; ".join(f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
+        )
+    houses = result.house_effects()
+    split = sorted({p for p, _ in alone})
+    free = houses[~houses["reference"] & ~houses["pollster"].isin(split)]
+    if len(free):
+        lines.append(f"House effects identified apart from the wording (averaged over the period; median [{width}% interval]):")
+        for pollster, part in free.groupby("pollster", sort=False):
+            part = part.set_index("answer")
+            lines.append(
+                f"  {pollster}: "
+                + "; ".join(f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
+            )
+    if split:
+        questions = result.question_effects().set_index(["question", "answer"])
+        lines.append(
+            "  * identified only as house and wording together: the data cannot split it. The split in "
+            "house_effects.csv and question_effects.csv rests on the priors:"
+        )
+        for pollster, question in sorted(p for p in alone if p[0] in split):
+            part = houses[houses["pollster"] == pollster].set_index("answer")
+            lines.append(
+                f"    {pollster} house part "
+                + "; ".join(f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
+                + f" / {question} wording part "
+                + "; ".join(
+                    f"{a} {questions.loc[(question, a), 'median']:+.1f} [{questions.loc[(question, a), 'lower']:+.1f}, {questions.loc[(question, a), 'upper']:+.1f}]"
+                    for a in answers
+                )
+            )
+    jumps = result.event_jumps()
+    if len(jumps):
+        lines.append(f"Event jumps (percentage points at the event; median [{width}% interval]):")
+        for _, row in jumps.iterrows():
+            lines.append(f"  {row['event']:<28} {row['answer']:<10} {row['median']:+6.1f}  [{row['lower']:+.1f}, {row['upper']:+.1f}]")
+    diag = result.diagnostics()
+    verdict = "PASSED" if diag["passed"] else "FAILED: " + "; ".join(diag["failures"])
+    lines.append(
+        f"Diagnostics {verdict} (max R-hat {diag['max_rhat']:.3f}, min ESS bulk {diag['min_ess_bulk']:.0f} / "
+        f"tail {diag['min_ess_tail']:.0f}, {diag['divergences']} divergences, min E-BFMI {diag['min_bfmi']:.2f}; "
+        f"predictive coverage 50%: {diag['coverage50']:.0%}, 90%: {diag['coverage90']:.0%})"
+    )
+    for warning in diag["warnings"]:
+        lines.append(f"  warning: {warning}")
+    flagged = result.prior_sensitivity()
+    flagged = flagged[flagged["diagnosis"] != "✓"]
+    if len(flagged):
+        lines.append("Prior sensitivity (power-scaling, prior_sensitivity.csv) flags:")
+        for _, row in flagged.iterrows():
+            lines.append(f"  {row['quantity']:<40} {row['diagnosis']} (prior {row['prior']:.3f}, likelihood {row['likelihood']:.3f})")
+    return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""Design: the grid, field periods, observed components, selection. No sampling."""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import model
+from model.aggregator.design import build_design, make_grid
+
+ROOT = model.__path__[0] + "/.."
+
+
+def table(rows):
+    base = {"pollster": "A", "question": "Q", "n": 1000, "talks": 50, "continue": 40, "undecided": 10}
+    return model.load_polls(pd.DataFrame([{**base, **row} for row in rows]))
+
+
+def test_weekly_grid_starts_on_monday_and_covers_every_reading():
+    polls = table([{"field_start": "2024-01-03", "field_end": "2024-01-05"}, {"field_start": "2024-02", "field_end": "2024-02"}])
+    design = build_design(polls, model.Config())
+    assert design.time[0] == pd.Timestamp("2024-01-01") and all(t.weekday() == 0 for t in design.time)
+    # the month-only reading spans all of February: from the week of Feb 1 to the week of Feb 29
+    feb = design.polls.index[design.polls["date_precision"] == "month"][0]
+    assert design.time[design.first_cell[feb]] == pd.Timestamp("2024-01-29")
+    assert design.time[design.last_cell[feb]] == pd.Timestamp("2024-02-26")
+    assert design.last_cell.max() == len(design.time) - 1
+
+
+@pytest.mark.parametrize(("grid", "cells"), [("day", 366), ("week", 53), ("month", 12)])
+def test_grid_sizes(grid, cells):
+    assert len(make_grid(pd.Timestamp("2024-01-01"), pd.Timestamp("2024-12-31"), grid)) == cells
+
+
+def test_partial_report_enters_as_reported_plus_rest():
+    polls = table(
+        [
+            {"field_start": "2024-01-01", "field_end": "2024-01-02", "undecided": None},
+            {"field_start": "2024-01-08", "field_end": "2024-01-09", "continue": None, "undecided": None, "talks": 61},
+            {"field_start": "2024-01-15", "field_end": "2024-01-16", "talks": 53, "continue": 41, "undecided": 7},
+        ]
+    )
+    d = build_design(polls, model.Config())
+    # talks + continue reported: components talks, continue, rest (= undecided)
+    assert list(d.component_label[0]) == ["talks", "continue", "rest"]
+    np.testing.assert_allclose(d.observed[0], [0.5, 0.4, 0.1])
+    # talks only: talks, rest (= continue + undecided), unused slot
+    assert list(d.component_label[1]) == ["talks", "rest", ""]
+    np.testing.assert_allclose(d.observed[1][:2], [0.61, 0.39])
+    np.testing.assert_array_equal(d.membership[1][:, 1], [0, 1, 1])
+    assert list(d.component_used[1]) == [True, True, False]
+    # all three reported, summing to 101 after rounding: divided by their sum
+    np.testing.assert_allclose(d.observed[2], np.array([53, 41, 7]) / 101)
+
+
+def test_unknown_sample_sizes_are_flagged_and_given_a_prior_median():
+    polls = table(
+        [
+            {"field_start": "2024-01-01", "field_end": "2024-01-02", "n": 1600},
+            {"field_start": "2024-01-08", "field_end": "2024-01-09", "n": None},
+            {"field_start": "2024-01-15", "field_end": "2024-01-16", "n": 800},
+        ]
+    )
+    d = build_design(polls, model.Config())
+    assert list(d.n_known) == [True, False, True]
+    assert d.unknown_n_median == 1200
+
+
+def test_reference_question_defaults_to_the_most_frequent():
+    polls = table(
+        [
+            {"field_start": "2024-01-01", "field_end": "2024-01-02", "question": "RARE"},
+            {"field_start": "2024-01-08", "field_end": "2024-01-09", "question": "COMMON"},
+            {"field_start": "2024-01-15", "field_end": "2024-01-16", "question": "COMMON"},
+        ]
+    )
+    assert build_design(polls, model.Config()).questions == ("COMMON", "RARE")
+    assert build_design(polls, model.Config(reference_question="RARE")).questions == ("RARE", "COMMON")
+
+
+def test_reference_pollster_comes_first_and_must_exist():
+    polls = table([{"field_start": "2024-01-01", "field_end": "2024-01-02", "pollster": p} for p in "AB"])
+    assert build_design(polls, model.Config(house_effects="B")).pollsters == ("B", "A")
+    with pytest.raises(model.ConfigError, match="reference pollster 'C'"):
+        build_design(polls, model.Config(house_effects="C"))
+
+
+def test_shipped_data_never_counts_one_survey_twice():
+    polls = model.load_polls(f"{ROOT}/data/polls.csv")
+    both = model.Config(questions=("FSO_CLOSED_TALKS_VS_CONTINUE", "VTSIOM_CLOSED_STOP_ASAP_VS_NOT_NOW"))
+    with pytest.raises(model.PollDataError, match="same_survey_as") as err:
+        build_design(polls, both)
+    assert "row " in str(err.value)
+    # the project config leaves the disputed FSO reading out, so its default fit is accepted
+    project = model.Config.from_toml(f"{ROOT}/config/fit.toml")
+    design = build_design(polls, project)
+    assert "fso-2022-07" not in set(design.polls["survey_id"])
+    assert set(design.polls["question"]) == set(project.questions)
+
+
+def test_exclusion_reasons_cover_every_left_out_reading():
+    from model.aggregator.design import exclusion_reasons
+
+    polls = model.load_polls(f"{ROOT}/data/polls.csv")
+    project = model.Config.from_toml(f"{ROOT}/config/fit.toml")
+    reasons = exclusion_reasons(polls, project)
+    used = build_design(polls, project).polls
+    assert (reasons == "").sum() == len(used)
+    assert reasons[polls["survey_id"] == "fso-2022-07"].str.contains("disputed").all()
+
+
+def test_an_event_outside_the_readings_is_refused(sim_polls):
+    for date in ("2022-06-01", "2023-01-01"):  # before, in the first cell
+        with pytest.raises(model.ConfigError, match="not inside the readings' span"):
+            build_design(sim_polls, model.Config(events=(model.Event(date, "e"),)))
+    for through in (None, "2025-12-31"):  # after the readings, with or without a projection there
+        with pytest.raises(model.ConfigError, match="after the last reading's field end .*no reading could identify its jump"):
+            build_design(sim_polls, model.Config(through=through, events=(model.Event("2025-06-01", "e"),)))
+    assert len(build_design(sim_polls, model.Config(events=(model.Event("2024-01-15", "e"),))).event_cell) == 1
+
+
+def test_the_grid_runs_through_the_configured_date_and_marks_the_projection(sim_polls):
+    plain = build_design(sim_polls, model.Config())
+    data_end = sim_polls["field_end"].max()
+    assert plain.data_end == data_end and plain.through == data_end and not plain.projected.any()
+    ahead = build_design(sim_polls, model.Config(through="2025-06-30"))
+    assert ahead.through == pd.Timestamp("2025-06-30") and ahead.time[-1] <= ahead.through < ahead.time[-1] + pd.Timedelta(days=7)
+    assert (ahead.time[: len(plain.time)] == plain.time).all()  # the same cells, then more
+    np.testing.assert_array_equal(ahead.projected, ahead.time > data_end)
+    assert ahead.projected.sum() == len(ahead.time) - len(plain.time) > 20
+    # the readings' own layout (and so the walk's knots) does not depend on the projection
+    np.testing.assert_array_equal(ahead.walk_knots, plain.walk_knots)
+    np.testing.assert_array_equal(ahead.last_cell, plain.last_cell)
+    # "today" resolves to the date of the fit
+    today = build_design(sim_polls, model.Config(through="today"))
+    assert today.through == pd.Timestamp(datetime.date.today())
+
+
+def test_a_through_date_before_the_last_reading_is_refused(sim_polls):
+    data_end = sim_polls["field_end"].max()
+    with pytest.raises(model.ConfigError, match=f"through 2024-06-30 is before the last reading's field end, {data_end:%Y-%m-%d}"):
+        build_design(sim_polls, model.Config(through="2024-06-30"))
+    build_design(sim_polls, model.Config(through=f"{data_end:%Y-%m-%d}"))  # the last field end itself is fine
+
+
+def test_an_anchor_in_the_projected_stretch_is_refused(sim_polls):
+    anchor = model.Anchor(date="2025-03-01", answer="talks", value=45.0)
+    with pytest.raises(model.ConfigError, match="anchor talks = 45.0 on 2025-03-01 is after the last reading's field end"):
+        build_design(sim_polls, model.Config(house_effects="anchors", anchors=(anchor,), through="2025-06-30"))
+
+
+def test_effects_identified_only_jointly_are_found_from_the_reading_graph():
+    polls = model.load_polls(f"{ROOT}/data/polls.csv")
+    project = model.Config.from_toml(f"{ROOT}/config/fit.toml")
+    design = build_design(polls, project)
+    assert design.joint_groups == (
+        (("FSO",), ("FSO_CLOSED_TALKS_VS_CONTINUE",)),
+        (("Russian Field",), ("RF_CONTINUE_VS_TALKS",)),
+        (("VTsIOM",), ("VTSIOM_CLOSED_TALKS_VS_CONTINUE",)),
+    )
+    # two houses sharing a question nobody else asks: not a pair, but still one shared shift
+    relabelled = polls.copy()
+    relabelled.loc[relabelled["question"] == "FSO_CLOSED_TALKS_VS_CONTINUE", "question"] = "RF_CONTINUE_VS_TALKS"
+    config = project.replace(questions=("LEVADA_CONTINUE_VS_TALKS", "RF_CONTINUE_VS_TALKS"))
+    design = build_design(relabelled, config)
+    assert design.confounded == ()
+    assert design.joint_groups == ((("FSO", "Russian Field"), ("RF_CONTINUE_VS_TALKS",)),)
+
+
+def test_a_reference_pollster_unlinked_to_the_reference_question_is_refused():
+    polls = model.load_polls(f"{ROOT}/data/polls.csv")
+    config = model.Config.from_toml(f"{ROOT}/config/fit.toml").replace(reference_question="RF_CONTINUE_VS_TALKS")
+    with pytest.raises(model.ConfigError, match="not linked to the reference question"):
+        build_design(polls, config)
+
+
+def test_walk_knots_follow_the_precision_the_readings_give():
+    """A knot closes a segment once the readings credited since the last knot pin its change to a
+    quarter of the prior sd (KNOT_PRECISION_RATIO 16): sparse readings, far-apart knots; dense, close ones."""
+    from model.aggregator.design import KNOT_PRECISION_RATIO, walk_knots
+
+    step_sd, tau = 0.1, 0.06
+    info = (1 / (1 / 1000 + tau**2)) * (1 - 1 / 3) / 3  # one reading of n = 1000, three answers
+    # one reading per cell: the segment of m cells closes when m * m * info * step_sd**2 >= 16
+    cells = np.arange(60)
+    knots = walk_knots(cells, cells, np.full(60, 1000.0), n_answers=3, step_sd=step_sd, nonsampling_sd=tau)
+    m = int(np.ceil(np.sqrt(KNOT_PRECISION_RATIO / (info * step_sd**2))))
+    assert knots[0] == 0 and set(np.diff(knots)) == {m}, (knots, m)
+    # the same readings at ten per cell: shorter segments
+    dense = walk_knots(np.repeat(cells, 10), np.repeat(cells, 10), np.full(600, 1000.0), n_answers=3, step_sd=step_sd, nonsampling_sd=tau)
+    assert np.diff(dense).max() < m and len(dense) > len(knots)
+    # a field period counts at its middle cell (here 7: one reading alone is too little after 7 cells,
+    # a hundred are enough); the first knot is always cell 0, where the trend is the level
+    assert list(walk_knots([4], [10], [1000.0], n_answers=3, step_sd=step_sd, nonsampling_sd=tau)) == [0]
+    assert list(walk_knots([4] * 100, [10] * 100, [1000.0] * 100, n_answers=3, step_sd=step_sd, nonsampling_sd=tau)) == [0, 7]
+
+
+def test_the_shipped_design_samples_its_walk_by_segments():
+    config = model.Config.from_toml(f"{ROOT}/config/fit.toml")
+    design = build_design(model.load_polls(f"{ROOT}/data/polls.csv", answers=config.answers), config)
+    knots = design.walk_knots
+    assert 3 <= len(knots) < len(design.polls) and np.all(np.diff(knots) > 0)
+    assert knots[0] == 0 and knots[-1] <= len(design.time) - 1

@@ -1,0 +1,173 @@
+"""The PyMC model's structure: dims, coords, identification, log density, prior predictive. No MCMC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+
+import model
+from model.aggregator.design import build_design
+from model.aggregator.graph import PollAggregator
+
+NAMED_DIMS = {"time", "pollster", "question", "answer", "poll", "component", "event", "step", "pollster_unpaired", "question_unpaired", "pair", "poll_unknown_n", "walk_segment", "event_paired", "event_unpaired"}
+
+
+def build(polls, **config):
+    config = model.Config(**config)
+    design = build_design(polls, config)
+    return design, PollAggregator(design, config).build()
+
+
+def test_every_variable_has_named_dims_with_real_labels(sim_polls):
+    design, m = build(sim_polls, events=(model.Event("2024-01-15", "event"),))
+    for var in m.free_RVs + m.deterministics + m.observed_RVs:
+        if var.ndim == 0:
+            continue
+        dims = m.named_vars_to_dims.get(var.name)
+        assert dims, f"{var.name} has no dims"
+        assert set(dims) <= NAMED_DIMS, f"{var.name}: {dims}"
+    assert list(m.coords["pollster"]) == sorted(sim_polls["pollster"].unique())
+    assert pd.Timestamp(m.coords["time"][0]) == design.time[0]
+    assert np.issubdtype(np.asarray(m.coords["time"]).dtype, np.datetime64)
+    assert list(m.coords["answer"]) == ["talks", "continue", "undecided"]
+    assert m.coords["poll"][0].startswith(design.polls["pollster"].iloc[0])
+    assert m.named_vars_to_dims["share"] == ("time", "answer")
+
+
+def test_log_density_is_finite_at_the_initial_point(sim_polls):
+    _, m = build(sim_polls)
+    logps = m.point_logps()
+    assert all(np.isfinite(v) for v in logps.values()), logps
+
+
+def test_zero_sum_house_effects_sum_to_zero(sim_polls):
+    _, m = build(sim_polls)
+    draws = pm.draw(m["house_effect"], draws=20, random_seed=1)
+    np.testing.assert_allclose(draws.sum(axis=1), 0, atol=1e-9)  # over pollsters
+    np.testing.assert_allclose(draws.sum(axis=2), 0, atol=1e-9)  # over answers
+
+
+def test_reference_pollster_effect_is_zero(sim_polls):
+    design, m = build(sim_polls, house_effects="House B")
+    draws = pm.draw(m["house_effect"], draws=20, random_seed=1)
+    assert design.pollsters[0] == "House B"
+    np.testing.assert_array_equal(draws[:, 0], 0)
+    assert np.abs(draws[:, 1:]).max() > 0
+
+
+def test_reference_question_effect_is_zero(sim_polls):
+    _, m = build(sim_polls, reference_question="Q_MAIN")
+    draws = pm.draw(m["question_effect"], draws=20, random_seed=1)
+    assert list(m.coords["question"]) == ["Q_MAIN", "Q_ALT"]
+    np.testing.assert_array_equal(draws[:, 0], 0)
+
+
+def test_anchors_add_an_observation_of_the_true_curve(sim_polls):
+    anchor = model.Anchor(date="2024-06-01", answer="talks", value=45.0, sd_pp=0.5)
+    _, m = build(sim_polls, house_effects="anchors", anchors=(anchor,))
+    assert "anchor" in [v.name for v in m.observed_RVs]
+    draws = pm.draw(m["house_effect"], draws=20, random_seed=1)
+    assert np.abs(draws.sum(axis=1)).max() > 1e-6  # no longer zero-sum over pollsters
+
+
+def test_unknown_sample_sizes_are_parameters(sim_polls):
+    design, m = build(sim_polls)
+    assert (~design.n_known).sum() > 0
+    assert "log_n_z" in [v.name for v in m.free_RVs]
+    assert len(m.coords["poll_unknown_n"]) == (~design.n_known).sum()
+
+
+def test_prior_predictive_readings_look_like_polls(sim_polls):
+    design, m = build(sim_polls)
+    with m:
+        prior = pm.sample_prior_predictive(draws=300, random_seed=3, var_names=["obs_share", "share"])
+    shares = 100 * prior.prior_predictive["obs_share"].values  # chain, draw, poll, component
+    used = np.broadcast_to(design.component_used, shares.shape[2:])
+    values = shares[..., used]
+    assert np.isfinite(values).all()
+    assert (values >= 0).all() and (values <= 100).all()
+    # plausible, not degenerate: most readings are far from 0 and 100, and they vary
+    assert np.mean((values > 1) & (values < 99)) > 0.9
+    assert 5 < np.std(values) < 40
+    # per reading, the used components sum to one
+    np.testing.assert_allclose((shares * used).sum(axis=-1), 100)
+
+
+def test_a_single_house_and_question_builds(sim_polls):
+    one = sim_polls[(sim_polls["pollster"] == "House A") & (sim_polls["question"] == "Q_MAIN")]
+    _, m = build(model.load_polls(one))
+    names = [v.name for v in m.free_RVs]
+    assert "house_raw" not in names and "question_raw" not in names
+    assert np.isfinite(m.point_logps()["obs_share"])
+
+
+def test_two_answer_table_builds():
+    sim = model.simulate_polls(answers=("yes", "no"), pollsters=("A", "B", "C", "D", "E"), questions=("VOTE",), n_readings=40, seed=2)
+    polls = model.load_polls(sim.polls, answers=["yes", "no"])
+    design, m = build(polls, answers=("yes", "no"), grid="day")
+    assert list(m.coords["answer"]) == ["yes", "no"]
+    assert len(m.coords["time"]) == len(design.time) > 300
+
+
+def test_confounded_pairs_in_the_project_data():
+    from pathlib import Path
+
+    root = Path(model.__path__[0]).parent
+    config = model.Config.from_toml(root / "config" / "fit.toml")
+    design = build_design(model.load_polls(root / "data" / "polls.csv"), config)
+    pairs = {(design.pollsters[h], design.questions[q]) for h, q in zip(design.paired_pollsters, design.paired_questions)}
+    assert pairs == {
+        ("Russian Field", "RF_CONTINUE_VS_TALKS"),
+        ("FSO", "FSO_CLOSED_TALKS_VS_CONTINUE"),
+        ("VTsIOM", "VTSIOM_CLOSED_TALKS_VS_CONTINUE"),
+    }
+
+
+def test_pair_reparameterisation_keeps_the_independent_priors():
+    """A confounded house/question pair is sampled as (sum, split); the prior must be unchanged."""
+    rows = [
+        {"pollster": "REF", "question": "Q0", "field_start": "2024-01-01", "field_end": "2024-01-03"},
+        {"pollster": "P", "question": "Q1", "field_start": "2024-01-08", "field_end": "2024-01-10"},
+        {"pollster": "P2", "question": "Q0", "field_start": "2024-01-15", "field_end": "2024-01-17"},
+        {"pollster": "P2", "question": "Q2", "field_start": "2024-01-22", "field_end": "2024-01-24"},
+        {"pollster": "REF", "question": "Q2", "field_start": "2024-01-29", "field_end": "2024-01-31"},
+    ]
+    polls = model.load_polls(pd.DataFrame([{**r, "n": 1000, "talks": 50, "continue": 40, "undecided": 10} for r in rows]))
+    design, m = build(polls, house_effects="REF", reference_question="Q0")
+    assert [design.pollsters[h] for h in design.paired_pollsters] == ["P"]
+    house, question = pm.draw([m["house_effect"], m["question_effect"]], draws=20000, random_seed=7)
+    p, p2 = design.pollsters.index("P"), design.pollsters.index("P2")
+    q1, q2 = design.questions.index("Q1"), design.questions.index("Q2")
+    # paired (P, Q1) against unpaired (P2, Q2): same marginal priors, and independent
+    for paired, unpaired in ((house[:, p, 0], house[:, p2, 0]), (question[:, q1, 0], question[:, q2, 0])):
+        np.testing.assert_allclose(np.quantile(paired, [0.1, 0.25, 0.5, 0.75, 0.9]), np.quantile(unpaired, [0.1, 0.25, 0.5, 0.75, 0.9]), atol=0.02)
+    assert abs(np.corrcoef(house[:, p, 0], question[:, q1, 0])[0, 1]) < 0.03
+
+
+@pytest.mark.parametrize("knots", ["design", "every_other_cell"])
+def test_segmented_walk_keeps_the_prior(sim_polls, knots):
+    """The walk by segments (centred values at knots, bridge and jump split non-centred) has the plain
+    non-centred walk's prior: increments independent ZeroSumNormal(walk_sd), jumps ZeroSumNormal(jump_sd).
+    (The plain walk itself, no knots, is checked against the NumPyro reference's log density.)"""
+    import dataclasses
+
+    config = model.Config(events=(model.Event("2024-01-15", "event"),))
+    design = build_design(sim_polls, config)
+    chosen = {"design": design.walk_knots, "every_other_cell": np.arange(0, len(design.time), 2)}[knots]
+    design = dataclasses.replace(design, walk_knots=chosen)
+    m = PollAggregator(design, config).build()
+    assert "trend_at_knot" in m.named_vars and "jump_split" in m.named_vars  # the event sits in a segment
+    share, walk_sd, jump = pm.draw([m["share"], m["walk_sd"], m["jump"]], draws=20000, random_seed=3)
+    log_ratio = np.log(share[:, :, 1] / share[:, :, 0])
+    jump_diff = jump[:, 0, 1] - jump[:, 0, 0]
+    step = np.diff(log_ratio, axis=1)
+    step[:, design.event_cell[0] - 1] -= jump_diff
+    standardised = step / walk_sd[:, None]
+    # z_1 - z_0 of a 3-answer ZeroSumNormal(1) has sd sqrt(2); the jump's the same times jump_sd
+    quantiles = np.quantile(standardised, [0.1, 0.5, 0.9], axis=0) / np.sqrt(2)
+    np.testing.assert_allclose(quantiles, np.broadcast_to(np.array([[-1.2816], [0.0], [1.2816]]), quantiles.shape), atol=0.07)
+    np.testing.assert_allclose(jump_diff.std() / np.sqrt(2), config.priors.jump_sd, rtol=0.03)
+    corr = np.corrcoef(np.column_stack([standardised[:, :12], jump_diff]).T)
+    assert np.abs(corr[np.triu_indices_from(corr, k=1)]).max() < 0.05

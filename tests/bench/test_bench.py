@@ -1,0 +1,219 @@
+"""``make bench`` (model/bench.py): cases, the tables it writes, and the CLI. No sampling here.
+
+That the bench's two timed fits (``fit_project``, ``fit_reference_timed``) sample the same
+posterior, and that their figures are filled in, is checked in tests/test_reference.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import model
+from model.aggregator.design import build_design
+from model.bench import runner as bench
+from model.cli import EXIT_BAD_INPUT, main
+from model.config import ConfigError
+from model.sampling.compiled import CACHE_TAG_ENV
+
+
+def test_cases_cover_the_sizes_the_issue_asks_for():
+    names = [c.name for c in bench.all_cases()]
+    assert names[0] == "shipped"
+    assert {c.readings for c in bench.all_cases()[1:]} == {100, 1000, 10000}
+    assert {c.houses for c in bench.all_cases()[1:]} == {8, 40}
+    assert {c.grid for c in bench.all_cases()[1:]} == {"week", "day"}
+    assert len(names) == len(set(names)) == 13
+
+
+def test_select_cases_by_name_and_prefix_in_a_fixed_order():
+    chosen = bench.select_cases(["sim-r1000-h8-day", "shipped", "sim-r100-*"])
+    assert [c.name for c in chosen] == [
+        "shipped", "sim-r100-h8-week", "sim-r100-h8-day", "sim-r100-h40-week", "sim-r100-h40-day", "sim-r1000-h8-day",
+    ]
+    with pytest.raises(ConfigError, match="'sim-r5-h8-week' is not one of: shipped, sim-r100-h8-week"):
+        bench.select_cases(["sim-r5-h8-week"])
+
+
+@pytest.mark.parametrize("grid, cells", [("week", 210), ("day", 1461)])
+def test_simulated_case_spans_four_years_on_its_grid(grid, cells):
+    case = bench.BenchCase.simulated(100, 8, grid)
+    config = model.Config(sampler=model.Sampler(draws=123, tune=45, chains=3))
+    polls, case_config = bench.case_table(case, "unused.csv", config)
+    design = build_design(polls, case_config)
+    # One survey per house, question and field period: a few of the 100 draws may merge.
+    assert 95 <= len(design.polls) <= 100
+    assert len(design.pollsters) == 8 and case_config.grid == grid
+    assert 0.95 * cells <= len(design.time) <= cells  # the grid spans the readings, nearly four years
+    assert case_config.sampler == config.sampler  # the sampler settings come from the run's config
+    again, _ = bench.case_table(case, "unused.csv", config)
+    pd.testing.assert_frame_equal(polls, again)  # the same table every run
+
+
+def test_shipped_case_is_the_data_with_its_config(tmp_path):
+    config = model.Config.from_toml("config/fit.toml")
+    polls, case_config = bench.case_table(bench.BenchCase("shipped"), "data/polls.csv", config)
+    # the config as given, but ending with the last reading: the case does not change with the day it runs
+    assert config.through == "today" and case_config == config.replace(through=None)
+    assert len(polls) == len(model.load_polls("data/polls.csv", answers=config.answers))
+
+
+def _fit_row(case, implementation, repeat, readings, wall, ess, *, error=""):
+    row = {"case": case, "implementation": implementation, "repeat": repeat, "error": error}
+    if error:
+        return row
+    return row | {
+        "readings": readings, "grid_cells": 210, "houses": 8, "grid": "week", "compile_s": wall / 4,
+        "sample_s": 3 * wall / 4, "wall_s": wall, "min_ess_bulk": ess, "min_ess_tail": ess + 10,
+        "ess_per_s": ess / wall, "divergences": 0, "max_rhat": 1.003, "peak_mem_mb": 500.0, "gate_passed": True,
+        "draws": 100, "tune": 100, "chains": 2, "note": "",
+        "compile_cache": ("miss" if repeat == 0 else "hit") if implementation == "project" else "",
+    }
+
+
+def _fake_runner(walls):
+    """A runner that returns made-up figures: wall time = c * readings ** b per implementation."""
+
+    def runner(job):
+        case = bench.BenchCase(**job["case"])
+        readings = case.readings or 70
+        coefficient, exponent = walls[job["implementation"]]
+        wall = coefficient * readings**exponent * (1 + 0.01 * job["repeat"])
+        if case.name == "sim-r1000-h8-week" and job["implementation"] == "reference" and job["repeat"] == 1:
+            return _fit_row(case.name, job["implementation"], job["repeat"], 0, 0, 0, error="RuntimeError: out of memory")
+        return _fit_row(case.name, job["implementation"], job["repeat"], readings, wall, 800.0)
+
+    return runner
+
+
+def test_run_bench_alternates_summarises_and_fits_the_exponent():
+    cases = bench.select_cases(["shipped", "sim-r100-h8-week", "sim-r1000-h8-week", "sim-r10000-h8-week"])
+    order = []
+    runner = _fake_runner({"project": (0.01, 1.0), "reference": (0.02, 1.5)})
+
+    tags = set()
+
+    def recording(job):
+        order.append((job["case"]["name"], job["implementation"], job["repeat"], job["seed"]))
+        tags.add(os.environ.get(CACHE_TAG_ENV))
+        return runner(job)
+
+    before = os.environ.get(CACHE_TAG_ENV)
+
+    result = bench.run_bench(cases, data="data/polls.csv", config=model.Config(), repeats=3, seed=7, log=lambda m: None, runner=recording)
+    assert order[:6] == [
+        ("shipped", "project", 0, 7), ("shipped", "reference", 0, 7),
+        ("shipped", "reference", 1, 8), ("shipped", "project", 1, 8),
+        ("shipped", "project", 2, 9), ("shipped", "reference", 2, 9),
+    ]
+    assert len(result.fits) == 4 * 3 * 2
+
+    r = result.results
+    assert list(r.columns[: len(bench.RESULT_COLUMNS)]) == bench.RESULT_COLUMNS
+    assert len(r) == 8 and set(r["implementation"]) == {"project", "reference"}
+    row = r[(r["case"] == "sim-r100-h8-week") & (r["implementation"] == "project")].iloc[0]
+    assert row["wall_s"] == pytest.approx(0.01 * 100 * 1.01)  # median of the three repeats
+    assert row["repeats"] == 3 and row["failed"] == 0
+    # The first repeat on its own (for the project, the fit that compiled its callbacks).
+    assert row["first_wall_s"] == pytest.approx(0.01 * 100) and row["first_ess_per_s"] == pytest.approx(800.0 / 1.0)
+    assert row["compile_cache"] == "miss,hit,hit"
+    # One fresh callback-cache tag for the whole bench run, put back afterwards.
+    assert len(tags) == 1 and next(iter(tags)).startswith("bench-") and os.environ.get(CACHE_TAG_ENV) == before
+    failed = r[(r["case"] == "sim-r1000-h8-week") & (r["implementation"] == "reference")].iloc[0]
+    assert failed["repeats"] == 2 and failed["failed"] == 1
+    assert failed["wall_s"] == pytest.approx(0.02 * 1000**1.5 * 1.01)  # median of repeats 0 and 2
+
+    ratio = result.ratios.set_index("case").loc["sim-r100-h8-week"]
+    assert ratio["wall_s_ratio"] == pytest.approx((0.01 * 100) / (0.02 * 100**1.5))
+    assert ratio["ess_per_s_ratio"] == pytest.approx((0.02 * 100**1.5) / (0.01 * 100))
+
+    exponents = result.scaling.set_index("implementation")["wall_exponent"]
+    assert exponents["project"] == pytest.approx(1.0, abs=1e-6)
+    assert exponents["reference"] == pytest.approx(1.5, abs=0.01)
+    assert "shipped" not in set(result.scaling.get("case", []))
+
+
+def test_write_bench_writes_the_folder_whole(tmp_path):
+    cases = bench.select_cases(["shipped", "sim-r100-h8-week", "sim-r1000-h8-week"])
+    result = bench.run_bench(
+        cases, data="data/polls.csv", config=model.Config(), repeats=2, log=lambda m: None,
+        runner=_fake_runner({"project": (0.01, 1.0), "reference": (0.02, 1.5)}),
+    )
+    folder = bench.write_bench(result, tmp_path)
+    assert folder.name.startswith("bench-")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "ratios.csv", "repeats.csv", "results.csv", "scaling.csv", "settings.json", "summary.txt", "time_vs_size.png",
+    ]
+    table = pd.read_csv(folder / "results.csv")
+    assert list(table.columns[: len(bench.RESULT_COLUMNS)]) == bench.RESULT_COLUMNS
+    assert set(table["implementation"]) == {"project", "reference"} and "shipped" in set(table["case"])
+    assert (pd.read_csv(folder / "repeats.csv")["error"].fillna("") != "").sum() == 1
+    assert "Project / reference" in (folder / "summary.txt").read_text()
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no staging folder left
+
+
+def test_a_fit_that_fails_in_its_child_process_is_recorded_not_raised():
+    """A fresh process really runs the job; its error comes back as a row naming the case."""
+    job = {
+        "case": {"name": "shipped", "readings": None, "houses": None, "grid": None},
+        "implementation": "project",
+        "data": "no/such/polls.csv",
+        "config": model.Config().to_dict(),
+        "seed": 0,
+        "repeat": 0,
+    }
+    row = bench._in_fresh_process(job)
+    assert row["case"] == "shipped" and row["implementation"] == "project"
+    assert "no/such/polls.csv" in row["error"]
+
+
+def test_compared_diagnostics_skip_constant_entries_and_apply_the_gate():
+    rng = np.random.default_rng(0)
+    import xarray as xr
+
+    effect = rng.normal(size=(4, 500, 3, 2))
+    effect[:, :, 0, :] = 0.0  # a reference house: constant, left out
+    posterior = xr.Dataset(
+        {
+            "walk_sd": (("chain", "draw"), rng.normal(size=(4, 500))),
+            "house_effect": (("chain", "draw", "pollster", "answer"), effect),
+            "innovation": (("chain", "draw", "step"), np.ones((4, 500, 2))),  # not compared
+        }
+    )
+    figures = bench.compared_diagnostics(posterior, divergences=0)
+    assert figures["min_ess_bulk"] > 1000 and figures["max_rhat"] < 1.01 and figures["gate_passed"]
+    assert not bench.compared_diagnostics(posterior, divergences=1)["gate_passed"]
+    stuck = posterior.assign(walk_sd=posterior["walk_sd"] + np.arange(4)[:, None])  # chains disagree
+    assert not bench.compared_diagnostics(stuck, divergences=0)["gate_passed"]
+
+
+def test_cli_bench_rejects_an_unknown_case_and_bad_data(tmp_path, capsys):
+    assert main(["bench", "--cases", "sim-r7-h8-week"]) == EXIT_BAD_INPUT
+    assert "'sim-r7-h8-week' is not one of" in capsys.readouterr().err
+    bad = tmp_path / "polls.csv"
+    bad.write_text("pollster,question\nX,Y\n")
+    assert main(["bench", "--cases", "shipped", "--data", str(bad), "--runs-dir", str(tmp_path / "runs")]) == EXIT_BAD_INPUT
+    assert str(bad) in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_bench_list(capsys):
+    assert main(["bench", "--list", "--cases", "sim-r100-*"]) == 0
+    assert capsys.readouterr().out.split() == [c.name for c in bench.select_cases(["sim-r100-*"])]
+
+
+def test_run_bench_can_run_one_implementation_alone():
+    cases = bench.select_cases(["sim-r100-h8-week", "sim-r1000-h8-week"])
+    runner = _fake_runner({"project": (0.01, 1.0), "reference": (0.02, 1.5)})
+    result = bench.run_bench(
+        cases, data="data/polls.csv", config=model.Config(), repeats=2, log=lambda m: None, runner=runner, implementations=["project"]
+    )
+    assert set(result.fits["implementation"]) == {"project"} and len(result.fits) == 2 * 2
+    assert result.ratios.empty  # ratios need both
+    assert result.scaling["implementation"].tolist() == ["project"]
+    assert result.settings["implementations"] == ["project"]
+    with pytest.raises(model.ConfigError, match="implementations"):
+        bench.run_bench(cases, data="data/polls.csv", config=model.Config(), runner=runner, implementations=["stan"])

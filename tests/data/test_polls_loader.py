@@ -1,0 +1,468 @@
+"""Checks of :func:`model.data.polls.load_polls`: every kind of bad input is named by row and column."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.data.polls import PollDataError, Problem, load_polls
+
+HEADER = "pollster,question,field_start,field_end,n,talks,continue,undecided,survey_id,note"
+GOOD = "Levada,Q1,2024-02-20,2024-02-27,1612,50,40,10,lev-2024-02,ok"
+
+
+def write(tmp_path: Path, *lines: str, name: str = "polls.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def load_error(path: Path | pd.DataFrame, **kwargs) -> PollDataError:
+    with pytest.raises(PollDataError) as info:
+        load_polls(path, **kwargs)
+    return info.value
+
+
+def where(path: Path, row: int, column: str) -> str:
+    """The start of a problem line naming the file, row and column."""
+    return re.escape(f"{path} row {row}, column {column!r}:")
+
+
+# --- a good table --------------------------------------------------------------------------
+
+
+def test_good_table_is_typed_and_keeps_order_nans_and_metadata(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        HEADER,
+        GOOD,
+        "Russian Field,Q2,2024-02,2024-02,,44,,,rf-2024-02,month only",
+        "Chronicles,Q3,2023-12-30,2024-01,1600.0,,35,,chr-2024-01,",
+    )
+    polls = load_polls(path)
+
+    assert list(polls["pollster"]) == ["Levada", "Russian Field", "Chronicles"]
+    assert list(polls.columns) == [*HEADER.split(","), "date_precision", "source_row"]
+    assert pd.api.types.is_datetime64_any_dtype(polls["field_start"])
+    assert pd.api.types.is_datetime64_any_dtype(polls["field_end"])
+    # a month-only reading spans its whole month (2024 is a leap year)
+    assert polls.loc[1, "field_start"] == pd.Timestamp("2024-02-01")
+    assert polls.loc[1, "field_end"] == pd.Timestamp("2024-02-29")
+    assert polls.loc[2, "field_end"] == pd.Timestamp("2024-01-31")
+    assert list(polls["date_precision"]) == ["day", "month", "month"]
+    # not reported stays NaN, never zero; n is float with NaN for unknown
+    assert polls["n"].dtype == np.float64
+    assert polls.loc[0, "n"] == 1612 and np.isnan(polls.loc[1, "n"]) and polls.loc[2, "n"] == 1600
+    assert np.isnan(polls.loc[1, "continue"]) and np.isnan(polls.loc[1, "undecided"])
+    assert np.isnan(polls.loc[2, "talks"]) and polls.loc[2, "continue"] == 35
+    for answer in ("talks", "continue", "undecided"):
+        assert polls[answer].dtype == np.float64
+    # metadata kept as written
+    assert list(polls["note"]) == ["ok", "month only", ""]
+    assert list(polls["survey_id"]) == ["lev-2024-02", "rf-2024-02", "chr-2024-01"]
+    assert list(polls["source_row"]) == [2, 3, 4]
+    assert polls.attrs["source"] == str(path)
+
+
+def test_dataframe_input_and_round_trip(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, GOOD, "Russian Field,Q2,2024-02,2024-02,,44,,,rf-2024-02,x")
+    polls = load_polls(path)
+    again = load_polls(polls)
+    pd.testing.assert_frame_equal(again, polls)
+    assert again.attrs["source"] == str(path)
+
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    from_frame = load_polls(frame)
+    assert from_frame.attrs["source"] == "<DataFrame>"
+    assert list(from_frame["source_row"]) == [2, 3]
+    pd.testing.assert_frame_equal(from_frame, polls, check_dtype=False)
+
+
+def test_blank_lines_are_skipped_and_rows_keep_their_line_numbers(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, GOOD, "", "Levada,Q1,2024-03,2024-03,-5,50,40,,lev-2024-03,")
+    error = load_error(path)
+    assert re.search(where(path, 4, "n"), str(error))
+
+
+def test_two_answer_vote_intention_table_from_other_houses(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "house,pollster,question,field_start,field_end,n,yes,no,region",
+        "x,Gallup,REFERENDUM,2019-05-02,2019-05-06,1004,52,41,national",
+        "y,Ipsos,REFERENDUM,2019-05,2019-05,,49.5,50.5,national",
+        "z,YouGov,REFERENDUM,2019-05-03,2019-05-03,2011,,47,",
+    )
+    polls = load_polls(path, answers=["yes", "no"])
+    assert list(polls["pollster"]) == ["Gallup", "Ipsos", "YouGov"]
+    assert list(polls.columns) == [
+        "house",
+        "pollster",
+        "question",
+        "field_start",
+        "field_end",
+        "n",
+        "yes",
+        "no",
+        "region",
+        "date_precision",
+        "source_row",
+    ]
+    assert polls.loc[1, "yes"] == 49.5 and np.isnan(polls.loc[2, "yes"])
+    assert "talks" not in polls.columns
+
+    # the default answers do not fit this table, and the error says which columns are missing
+    error = load_error(path)
+    assert re.search(re.escape(f"{path}, column 'talks': is missing"), str(error))
+
+
+def test_bad_answers_argument_is_a_programming_error(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, GOOD)
+    for answers in ([], ["talks", "talks"], ["talks", "n"]):
+        with pytest.raises(ValueError) as info:
+            load_polls(path, answers=answers)
+        assert not isinstance(info.value, PollDataError)
+
+
+# --- file-level problems -------------------------------------------------------------------
+
+
+def test_file_not_found(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.csv"
+    with pytest.raises(PollDataError, match=re.escape(f"{path}: cannot be read")):
+        load_polls(path)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    folder = tmp_path / "a_folder.csv"
+    folder.mkdir()
+    with pytest.raises(PollDataError, match=re.escape(f"{folder}: cannot be read")):
+        load_polls(folder)
+
+
+def test_not_utf8_names_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "polls.csv"
+    text = f"{HEADER}\n{GOOD}\nLev\xe1da,Q1,2024-03,2024-03,,50,40,,lev-2024-03,\n"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(PollDataError, match=where(path, 3, "pollster")) as info:
+        load_polls(path)
+    assert "is not valid UTF-8" in str(info.value)
+    assert "b'Lev\\xe1da'" in str(info.value)
+    assert len(info.value.problems) == 1
+
+
+def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "polls.csv"
+    path.write_bytes(f"{HEADER}\n{GOOD}\n".encode("utf-8-sig"))
+    assert list(load_polls(path)["pollster"]) == ["Levada"]
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "polls.csv"
+    path.write_text("", encoding="utf-8")
+    with pytest.raises(PollDataError, match=re.escape(f"{path}: is empty")):
+        load_polls(path)
+
+
+def test_no_rows(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER)
+    with pytest.raises(PollDataError, match=re.escape(f"{path}: has no data rows")):
+        load_polls(path)
+
+
+def test_no_rows_in_a_dataframe() -> None:
+    frame = pd.DataFrame(columns=HEADER.split(","))
+    with pytest.raises(PollDataError, match="<DataFrame>: has no data rows"):
+        load_polls(frame)
+
+
+def test_missing_required_and_answer_columns(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "pollster,question,field_start,field_end,talks,continue",
+        "Levada,Q1,2024-02,2024-02,50,40",
+    )
+    error = load_error(path)
+    assert re.search(re.escape(f"{path}, column 'n': is missing"), str(error))
+    assert re.search(re.escape(f"{path}, column 'undecided': is missing"), str(error))
+    assert [(p.row, p.column) for p in error.problems] == [(None, "n"), (None, "undecided")]
+
+
+def test_ragged_row(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, GOOD, "Levada,Q1,2024-03,2024-03,,50")
+    with pytest.raises(PollDataError, match=re.escape(f"{path} row 3: has 6 fields")):
+        load_polls(path)
+
+
+def test_column_named_twice(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER + ",note", GOOD + ",again")
+    with pytest.raises(PollDataError, match=where(path, 1, "note") + " is named twice"):
+        load_polls(path)
+
+
+# --- cell problems -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["2024-13-01", "2024/02/01", "Feb 2024", "2023-02-30", "2024-00"])
+@pytest.mark.parametrize("column", ["field_start", "field_end"])
+def test_unparseable_dates(tmp_path: Path, column: str, bad: str) -> None:
+    cells = dict(zip(HEADER.split(","), GOOD.split(","), strict=True))
+    cells[column] = bad
+    path = write(tmp_path, HEADER, GOOD.replace("lev-2024-02", "other"), ",".join(cells.values()))
+    with pytest.raises(PollDataError, match=where(path, 3, column) + " .* is not a date"):
+        load_polls(path)
+
+
+def test_blank_date(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, "Levada,Q1,,2024-02,,50,40,,lev,")
+    with pytest.raises(PollDataError, match=where(path, 2, "field_start") + " '' is blank"):
+        load_polls(path)
+
+
+def test_field_end_before_field_start(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, "Levada,Q1,2024-03-10,2024-03-02,,50,40,,lev,")
+    with pytest.raises(
+        PollDataError, match=where(path, 2, "field_end") + " '2024-03-02' is before"
+    ):
+        load_polls(path)
+
+
+def test_month_end_is_not_before_a_day_start_in_the_same_month(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, "Levada,Q1,2024-03-10,2024-03,,50,40,,lev,")
+    polls = load_polls(path)
+    assert polls.loc[0, "field_end"] == pd.Timestamp("2024-03-31")
+    assert polls.loc[0, "date_precision"] == "month"
+
+
+def test_date_precision_column_must_agree(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "pollster,question,field_start,field_end,n,talks,continue,undecided,date_precision",
+        "Levada,Q1,2024-02,2024-02,,50,40,,month",
+        "Levada,Q2,2024-02,2024-02,,50,40,,day",
+    )
+    with pytest.raises(PollDataError, match=where(path, 3, "date_precision")) as info:
+        load_polls(path)
+    assert len(info.value.problems) == 1
+
+
+@pytest.mark.parametrize("bad", ["101", "-1", "100.5"])
+def test_share_outside_0_100(tmp_path: Path, bad: str) -> None:
+    path = write(tmp_path, HEADER, f"Levada,Q1,2024-02,2024-02,,{bad},,,lev,")
+    with pytest.raises(PollDataError, match=where(path, 2, "talks") + f" '{bad}' is outside 0-100"):
+        load_polls(path)
+
+
+@pytest.mark.parametrize("bad", ["abc", "44%", "44,5", "nan", "inf"])
+def test_share_not_a_number(tmp_path: Path, bad: str) -> None:
+    path = write(tmp_path, HEADER, f'Levada,Q1,2024-02,2024-02,,50,"{bad}",,lev,')
+    with pytest.raises(PollDataError, match=where(path, 2, "continue") + " .* is not a number"):
+        load_polls(path)
+
+
+@pytest.mark.parametrize(
+    ("shares", "ok"),
+    [
+        ("51,50,", True),  # two rounded shares: at most 101
+        ("51,51,", False),
+        ("34,34,33.5", True),  # three shares: at most 101.5
+        ("60,40,3", False),
+        ("100,,", True),
+    ],
+)
+def test_shares_summing_over_100_beyond_rounding(tmp_path: Path, shares: str, ok: bool) -> None:
+    path = write(tmp_path, HEADER, f"Levada,Q1,2024-02,2024-02,,{shares},lev,")
+    if ok:
+        load_polls(path)
+        return
+    columns = re.escape(f"{path} row 2, columns 'talks', 'continue', 'undecided':")
+    with pytest.raises(PollDataError, match=columns + " the reported shares sum to"):
+        load_polls(path)
+
+
+def test_row_with_no_share_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, GOOD, "Levada,Q1,2024-03,2024-03,1600,,,,lev-2024-03,")
+    columns = re.escape(f"{path} row 3, columns 'talks', 'continue', 'undecided':")
+    with pytest.raises(PollDataError, match=columns + " no share is reported"):
+        load_polls(path)
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "12.5", "abc", "1,612", "1e3"])
+def test_n_not_a_positive_whole_number(tmp_path: Path, bad: str) -> None:
+    path = write(tmp_path, HEADER, f'Levada,Q1,2024-02,2024-02,"{bad}",50,40,,lev,')
+    with pytest.raises(
+        PollDataError, match=where(path, 2, "n") + re.escape(f" '{bad}' is not a sample size")
+    ):
+        load_polls(path)
+
+
+@pytest.mark.parametrize("good", ["1612", "1612.0", " 1612 ", ""])
+def test_n_whole_or_blank_is_fine(tmp_path: Path, good: str) -> None:
+    path = write(tmp_path, HEADER, f'Levada,Q1,2024-02,2024-02,"{good}",50,40,,lev,')
+    n = load_polls(path).loc[0, "n"]
+    assert (np.isnan(n) and not good) or n == 1612
+
+
+def test_message_format_matches_the_style_guide(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, "Levada,Q1,2024-02,2024-02,-5,50,40,,lev,")
+    error = load_error(path)
+    assert str(error) == (
+        f"{path} row 2, column 'n': '-5' is not a sample size; "
+        "expected a positive whole number or blank"
+    )
+    assert error.problems == [
+        Problem(
+            source=str(path),
+            row=2,
+            column="n",
+            value="-5",
+            expected="a positive whole number or blank",
+            issue="is not a sample size",
+        )
+    ]
+    assert isinstance(error, ValueError)
+
+
+@pytest.mark.parametrize("column", ["pollster", "question"])
+def test_blank_pollster_or_question(tmp_path: Path, column: str) -> None:
+    cells = dict(zip(HEADER.split(","), GOOD.split(","), strict=True))
+    cells[column] = "  "
+    path = write(tmp_path, HEADER, ",".join(cells.values()))
+    with pytest.raises(PollDataError, match=where(path, 2, column) + " '  ' is blank"):
+        load_polls(path)
+
+
+def test_same_survey_and_question_twice_with_different_figures(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, GOOD, GOOD.replace(",50,40,", ",51,39,"))
+    columns = re.escape(f"{path} row 3, columns 'survey_id', 'question':")
+    with pytest.raises(
+        PollDataError, match=columns + r" .*row 2 is given twice \(with different figures\)"
+    ):
+        load_polls(path)
+
+
+def test_same_survey_and_question_twice_with_the_same_figures(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, GOOD, GOOD.replace(",ok", ",copied from another article"))
+    with pytest.raises(
+        PollDataError,
+        match=r"row 3, columns 'survey_id', 'question': .*given twice \(with the same figures\)",
+    ):
+        load_polls(path)
+
+
+def test_same_survey_without_survey_id_is_pollster_and_dates(tmp_path: Path) -> None:
+    header = "pollster,question,field_start,field_end,n,talks,continue,undecided"
+    path = write(
+        tmp_path,
+        header,
+        "Levada,Q1,2024-02-20,2024-02-27,1612,50,40,10",
+        "Levada,Q2,2024-02-20,2024-02-27,1612,50,40,10",  # another question: fine
+        "Ipsos,Q1,2024-02-20,2024-02-27,1612,50,40,10",  # another house: fine
+        "Levada,Q1,2024-02-20,2024-02-27,1612,50,40,10",
+    )
+    columns = re.escape(
+        f"{path} row 5, columns 'pollster', 'field_start', 'field_end', 'question':"
+    )
+    with pytest.raises(PollDataError, match=columns + " .*row 2 is given twice") as info:
+        load_polls(path)
+    assert len(info.value.problems) == 1
+
+
+def test_the_same_survey_message_says_how_to_keep_two_samples(tmp_path: Path) -> None:
+    """Two samples of one house fielded together (phone and online) are two surveys: the message
+    says how to keep both as well as how to merge or drop."""
+    path = write(tmp_path, HEADER, GOOD, GOOD.replace(",50,40,", ",47,43,"))
+    with pytest.raises(PollDataError) as info:
+        load_polls(path)
+    message = str(info.value)
+    assert "merge the rows, or drop one" in message
+    assert "two samples fielded together" in message and "giving each its own survey_id" in message
+    header = "pollster,question,field_start,field_end,n,talks,continue,undecided"
+    row = "Levada,Q1,2024-02-20,2024-02-27,1612,50,40,10"
+    path = write(tmp_path, header, row, row.replace(",50,40,", ",47,43,"))
+    with pytest.raises(PollDataError, match="adding a survey_id column with a distinct id for each sample"):
+        load_polls(path)
+    # and doing so keeps both
+    path = write(tmp_path, header + ",survey_id", row + ",lev-phone", row.replace(",50,40,", ",47,43,") + ",lev-online")
+    assert len(load_polls(path)) == 2
+
+
+def test_closed_column_is_checked_and_read(tmp_path: Path) -> None:
+    from model.data.polls import closed_readings
+
+    header = "pollster,question,field_start,field_end,n,talks,continue,undecided,closed"
+    path = write(
+        tmp_path,
+        header,
+        "FSO,Q1,2022-11,2022-11,,55,25,,true",
+        "Levada,Q1,2022-11,2022-11,,53,41,6,false",
+        "Levada,Q1,2022-12,2022-12,,50,40,,",
+        "Levada,Q1,2023-01,2023-01,,50,40,,TRUE",
+    )
+    polls = load_polls(path)
+    assert closed_readings(polls).tolist() == [True, False, False, True]
+    assert polls["closed"].tolist() == ["true", "false", "", "TRUE"]  # kept as given
+    bad = write(tmp_path, header, "FSO,Q1,2022-11,2022-11,,55,25,,leaked")
+    with pytest.raises(PollDataError, match=re.escape(f"{bad} row 2, column 'closed': 'leaked' is not true, false or blank")):
+        load_polls(bad)
+    no_column = load_polls(write(tmp_path, header.rsplit(",", 1)[0], "FSO,Q1,2022-11,2022-11,,55,25,"))
+    assert closed_readings(no_column).tolist() == [False]
+
+
+def test_same_question_in_different_surveys_is_fine(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, GOOD, GOOD.replace("lev-2024-02", "lev-2024-02b"))
+    assert len(load_polls(path)) == 2
+
+
+def test_every_problem_is_collected_in_one_error(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        HEADER,
+        GOOD,
+        ",Q1,2024-03,2024-03,,50,40,,a,",  # row 3: blank pollster
+        "Levada,Q1,2024-04,2024-04,abc,50,40,,b,",  # row 4: bad n
+        "Levada,Q1,2024-05-09,2024-05-01,,50,40,,c,",  # row 5: end before start
+        "Levada,Q1,2024-06,2024-06,,150,,,d,",  # row 6: share over 100
+        "Levada,Q1,June,2024-06,0,,,,e,",  # row 7: bad date, bad n, no share
+    )
+    error = load_error(path)
+    found = [(p.row, p.column) for p in error.problems]
+    assert found == [
+        (3, "pollster"),
+        (4, "n"),
+        (5, "field_end"),
+        (6, "talks"),
+        (7, "field_start"),
+        (7, "n"),
+        (7, ("talks", "continue", "undecided")),
+    ]
+    lines = str(error).splitlines()
+    assert len(lines) == len(found)
+    for line, (row, _) in zip(lines, found, strict=True):
+        assert line.startswith(f"{path} row {row}, column")
+
+
+def test_dataframe_problems_name_dataframe_rows() -> None:
+    frame = pd.DataFrame(
+        {
+            "pollster": ["Levada", "Levada"],
+            "question": ["Q1", "Q1"],
+            "field_start": ["2024-02", pd.Timestamp("2024-03-04")],
+            "field_end": ["2024-02", pd.Timestamp("2024-03-09")],
+            "n": [1600, -5],
+            "talks": [50.0, 50.0],
+            "continue": [40.0, np.nan],
+            "undecided": [np.nan, np.nan],
+        }
+    )
+    with pytest.raises(
+        PollDataError, match=re.escape("<DataFrame> row 3, column 'n': -5 is not a sample size")
+    ):
+        load_polls(frame)
+    frame.loc[1, "n"] = 1600
+    polls = load_polls(frame)
+    assert list(polls["date_precision"]) == ["month", "day"]
+    assert polls.loc[1, "field_start"] == pd.Timestamp("2024-03-04")

@@ -1,0 +1,159 @@
+"""Small sampling tests on simulated data: recovery of a known truth, the result API, run folders.
+
+One fit (``small_fit``, 2 chains x 300 draws) is shared by the session. Tolerances are stated per
+test; they are about coverage of the truth, not about this seed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import model
+
+pytestmark = pytest.mark.sampling
+
+
+def test_idata_has_every_group_with_named_dims(small_fit):
+    idata = small_fit.idata
+    for group in ("posterior", "sample_stats", "posterior_predictive", "observed_data", "log_likelihood", "constant_data"):
+        assert group in idata.children, group
+    post = idata.posterior
+    assert post["share"].dims == ("chain", "draw", "time", "answer")
+    assert post["house_effect"].dims[2:] == ("pollster", "answer")
+    assert post["question_effect"].dims[2:] == ("question", "answer")
+    assert idata.log_likelihood["obs_share"].dims == ("chain", "draw", "poll")
+    assert list(idata.posterior_predictive["poll"].values) == list(small_fit.polls["poll_id"])
+    assert np.issubdtype(post["time"].dtype, np.datetime64)
+    attrs = idata.attrs
+    assert json.loads(attrs["config"]) == json.loads(json.dumps(small_fit.config.to_dict()))
+    assert attrs["seed"] == small_fit.seed and len(attrs["data_checksum"]) == 64
+
+
+def test_curve_is_coherent_and_covers_the_truth(small_fit, simulation):
+    curve = small_fit.support_curve(interval=0.9)
+    assert list(curve.columns) == ["date", "answer", "mean", "median", "lower", "upper", "projected"]
+    assert not curve["projected"].any()  # no through: the curve ends with the last reading
+    by_date = curve.groupby("date")["mean"].sum()
+    np.testing.assert_allclose(by_date, 100, atol=1e-6)  # talks + continue + undecided
+    assert (curve["lower"] <= curve["median"]).all() and (curve["median"] <= curve["upper"]).all()
+    truth = simulation.curve_on_grid(pd.DatetimeIndex(sorted(curve["date"].unique())))
+    merged = curve.merge(truth, on=["date", "answer"])
+    covered = (merged["lower"] <= merged["share"]) & (merged["share"] <= merged["upper"])
+    # tolerance: 90% intervals should cover the true weekly share in at least 80% of cells
+    assert covered.mean() >= 0.8, covered.groupby(merged["answer"]).mean()
+    assert (merged["median"] - merged["share"]).abs().mean() < 2.5  # points
+
+
+def test_house_and_question_effects_cover_the_truth(small_fit, simulation):
+    post = small_fit.posterior
+    covered = []
+    for var, dim, truth in (
+        ("house_effect", "pollster", simulation.house_effects),
+        ("question_effect", "question", simulation.question_effects),
+    ):
+        lo, hi = post[var].quantile([0.05, 0.95], dim=("chain", "draw")).values
+        true = truth.pivot(index=dim, columns="answer", values="logit")
+        true = true.loc[list(post[dim].values), list(post["answer"].values)].to_numpy()
+        free = hi > lo  # the reference question is fixed at zero
+        covered.extend(((lo <= true) & (true <= hi))[free])
+    # tolerance: 90% intervals cover at least 80% of the 15 free effects (4 houses + 1 question, x 3 answers)
+    assert len(covered) == 15
+    assert np.mean(covered) >= 0.8, covered
+
+
+def test_effect_tables(small_fit):
+    houses = small_fit.house_effects()
+    assert {"pollster", "answer", "mean", "lower", "upper"} <= set(houses.columns)
+    assert len(houses) == 4 * 3
+    # zero-sum identification: house effects (logits) cancel over houses, and points share their signs
+    np.testing.assert_allclose(houses.groupby("answer")["mean_logit"].sum(), 0, atol=1e-9)
+    assert (np.sign(houses["mean"]) == np.sign(houses["mean_logit"])).mean() >= 0.9
+    questions = small_fit.question_effects()
+    assert {"question", "answer", "mean", "lower", "upper", "identified"} <= set(questions.columns)
+    ref = questions[questions["question"] == "Q_MAIN"]
+    assert (ref["mean"] == 0).all() and ref["reference"].all()
+
+
+def test_diagnostics_report(small_fit):
+    diag = small_fit.diagnostics()
+    for key in ("passed", "max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "min_bfmi", "failures", "coverage50", "coverage90", "readings", "high_pareto_k"):
+        assert key in diag, key
+    assert len(diag["bfmi_per_chain"]) == 2
+    assert len(diag["readings"]) == len(small_fit.polls)
+    assert all(0 <= r["loo_pit"] <= 1 for r in diag["readings"])
+    assert diag["passed"] == (not diag["failures"])
+    # a well-specified model on its own kind of data: predictive coverage near nominal
+    assert 0.3 <= diag["coverage50"] <= 0.75 and diag["coverage90"] >= 0.75
+
+
+def test_save_and_load_round_trip(small_fit, tmp_path):
+    folder = small_fit.save(tmp_path / "run")
+    for name in ("posterior.nc", "config.json", "polls.csv", "curve.csv", "house_effects.csv", "question_effects.csv", "diagnostics.json", "excluded.csv", "prior_sensitivity.csv", "headline.json", "closed_polls.csv"):
+        assert (folder / name).is_file(), name
+    loaded = model.load_run(folder)
+    pd.testing.assert_frame_equal(loaded.support_curve(), small_fit.support_curve())
+    assert loaded.headline() == small_fit.headline()
+    assert json.loads((folder / "headline.json").read_text()) == json.loads(json.dumps(small_fit.headline()))
+    assert pd.read_csv(folder / "closed_polls.csv").empty  # the simulated table marks no closed poll
+    pd.testing.assert_frame_equal(loaded.house_effects(), small_fit.house_effects())
+    assert loaded.config == small_fit.config and loaded.seed == small_fit.seed
+    assert loaded.diagnostics()["passed"] == small_fit.diagnostics()["passed"]
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_load_run_says_what_is_missing(small_fit, tmp_path):
+    folder = small_fit.save(tmp_path / "run")
+    (folder / "curve.csv").unlink()
+    with pytest.raises(model.RunFolderError, match="curve.csv"):
+        model.load_run(folder)
+
+
+def test_a_failed_write_leaves_no_folder(small_fit, tmp_path, monkeypatch):
+    import model.results.run_folder
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    def half_written(result, folder):
+        (folder / "posterior.nc").write_text("partial")
+        boom()
+
+    monkeypatch.setattr(model.results.run_folder, "_write_contents", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        small_fit.save(tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sampling_cut_short_is_an_interrupt_not_a_run(small_fit, sim_polls, monkeypatch):
+    """nutpie answers Ctrl-C by returning the draws so far; fit must not treat them as the run."""
+    from model.sampling.engine import CompiledAggregator
+
+    short = small_fit.idata.isel(draw=slice(0, 5))
+    monkeypatch.setattr(CompiledAggregator, "_sample_nutpie", lambda *args, **kwargs: short)
+    with pytest.raises(KeyboardInterrupt, match="sampling stopped early: 2 chains x 5 draws of 2 x 300"):
+        model.fit(sim_polls, config=small_fit.config, seed=1)
+
+
+def test_run_folders_are_readable_by_others(small_fit, tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        folder = small_fit.save(tmp_path / "run")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
+def test_prior_sensitivity_is_reported(small_fit):
+    table = small_fit.prior_sensitivity()
+    assert list(table.columns) == ["quantity", "prior", "likelihood", "diagnosis"]
+    assert {"walk_sd", "nonsampling_sd", "house_sd", "question_sd"} <= set(table["quantity"])
+    assert table["quantity"].str.startswith("share[").sum() == 3  # the latest shares
+    assert np.isfinite(table[["prior", "likelihood"]].to_numpy()).all()
+    assert set(small_fit.idata.log_prior.data_vars) == {"level", "walk_sd", "house_sd", "question_sd", "nonsampling_sd"}

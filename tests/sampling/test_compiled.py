@@ -1,0 +1,363 @@
+"""model.sampling.compiled: nutpie's C callbacks built without closures, cached on disk (no sampling here)."""
+
+from __future__ import annotations
+
+import ctypes
+import uuid
+
+import numpy as np
+import pytensor
+import pytest
+
+import model
+from model.aggregator.design import build_design
+from model.aggregator.graph import PollAggregator
+from model.sampling.compiled import (
+    CACHE_TAG_ENV,
+    _layout_dir,
+    _model_key,
+    _read_layout,
+    _shared_layout,
+    callbacks_cached,
+    compile_model,
+)
+
+CONFIG = model.Config(reference_question="Q_MAIN", house_effects="House A")
+
+
+def _ptr(a: np.ndarray):
+    return a.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+
+
+def _logp_and_grad(compiled, x: np.ndarray) -> tuple[int, float, np.ndarray]:
+    """Call the log-density callback as nuts-rs does."""
+    grad = np.full(compiled.n_dim, np.nan)
+    logp = np.full((), np.nan)
+    x = np.ascontiguousarray(x, dtype=float)
+    rc = compiled.compiled_logp_func.ctypes(
+        compiled.n_dim, _ptr(x), _ptr(grad), _ptr(logp), ctypes.c_void_p(compiled.user_data.ctypes.data)
+    )
+    return rc, float(logp), grad
+
+
+def _expand(compiled, x: np.ndarray) -> tuple[int, np.ndarray]:
+    out = np.full(compiled.n_expanded, np.nan)
+    x = np.ascontiguousarray(x, dtype=float)
+    rc = compiled.compiled_expand_func.ctypes(
+        compiled.n_dim, compiled.n_expanded, _ptr(x), _ptr(out), ctypes.c_void_p(compiled.user_data.ctypes.data)
+    )
+    return rc, out
+
+
+def _as_point(compiled, x: np.ndarray) -> dict[str, np.ndarray]:
+    names, slices, shapes = compiled.shape_info
+    free = compiled.n_dim
+    return {n: x[s].reshape(shape) for n, s, shape in zip(names, slices, shapes) if s.stop <= free}
+
+
+#: This module's cache tag: its entries are its own, and removed after it.
+_TAG = f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture(scope="module")
+def compiled_pair(sim_polls):
+    """The refit form (its readings' weights and shares are shared data that ``with_data`` swaps),
+    compiled twice under a cache tag of this test's own: first through PyTensor (nothing cached under
+    the tag), then from the disk cache. The tag's cache files are removed afterwards."""
+    design = build_design(sim_polls, CONFIG)
+    pymc_model = PollAggregator(design, CONFIG, refit=True).build()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_TAG_ENV, _TAG)
+        fresh = compile_model(pymc_model)
+        cached = compile_model(pymc_model)
+        key, _ = _model_key(pymc_model, None)
+        layout = _read_layout(key)
+    yield design, pymc_model, fresh, cached, layout
+    from pytensor.link.numba.cache import NUMBA_CACHE_PATH
+
+    for callback in ("logp", "expand"):
+        if layout is None:
+            break
+        for path in NUMBA_CACHE_PATH.glob(f"*-{layout[callback]['key']}.*"):
+            path.unlink(missing_ok=True)
+    (_layout_dir() / f"{key}.json").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def reference(compiled_pair):
+    """PyTensor's own log density, gradient and stored variables of the model (they read its shared
+    data when called, so ``set_data`` reaches them)."""
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    names, _, _ = fresh.shape_info
+    as_values = {v.name: v for v in pymc_model.unobserved_value_vars}  # functions of the free values, not draws
+    stored = [as_values[n] for n in names[len(pymc_model.free_RVs) :]]
+    # The flat vector's order (model.sampling.compiled._free_values), which need not be the model's.
+    by_value = {pymc_model.rvs_to_values[rv].name: rv for rv in pymc_model.free_RVs}
+    return (
+        pymc_model.compile_logp(),
+        pymc_model.compile_dlogp(vars=[by_value[n] for n in names[: len(pymc_model.free_RVs)]]),
+        pymc_model.compile_fn(stored, inputs=pymc_model.value_vars, on_unused_input="ignore"),
+    )
+
+
+def test_first_compile_goes_through_pytensor_and_the_second_loads_everything_from_disk(compiled_pair):
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    assert callbacks_cached(fresh) == "miss" and fresh.logp_func is not None
+    # The second skips PyTensor altogether: no rewriting, no PyTensor functions, machine code loaded.
+    assert callbacks_cached(cached) == "hit" and cached.logp_func is None and cached.expand_func is None
+    assert (cached.n_dim, cached.n_expanded, cached.shapes) == (fresh.n_dim, fresh.n_expanded, fresh.shapes)
+    assert cached.shape_info[0] == fresh.shape_info[0] and cached.dims == fresh.dims
+    np.testing.assert_array_equal(cached.initial_point_func(4), fresh.initial_point_func(4))
+    x = fresh.initial_point_func(2)
+    assert _logp_and_grad(cached, x)[1] == _logp_and_grad(fresh, x)[1]
+    np.testing.assert_array_equal(_logp_and_grad(cached, x)[2], _logp_and_grad(fresh, x)[2])
+    np.testing.assert_array_equal(_expand(cached, x)[1], _expand(fresh, x)[1])
+
+
+@pytest.mark.parametrize("which", ["fresh", "cached"])
+def test_callbacks_evaluate_the_models_log_density_gradient_and_deterministics(compiled_pair, reference, which):
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    compiled = {"fresh": fresh, "cached": cached}[which]
+    logp_fn, dlogp_fn, stored_fn = reference
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        x = compiled.initial_point_func(i) + 0.5 * rng.normal(size=compiled.n_dim)
+        rc, logp, grad = _logp_and_grad(compiled, x)
+        assert rc == 0
+        point = _as_point(compiled, x)
+        np.testing.assert_allclose(logp, logp_fn(point), rtol=1e-10)
+        np.testing.assert_allclose(grad, dlogp_fn(point), rtol=1e-8, atol=1e-10)
+        rc, values = _expand(compiled, x)
+        assert rc == 0
+        np.testing.assert_array_equal(values[: compiled.n_dim], x)
+        expected = np.concatenate([np.ravel(v) for v in stored_fn(point)])
+        np.testing.assert_allclose(values[compiled.n_dim :], expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("which", ["fresh", "cached"])
+def test_with_data_reaches_the_callbacks(compiled_pair, reference, which):
+    """Swapping readings' weights and shares through nutpie's ``with_data`` changes what the callback
+    computes exactly as setting the model's data does (the arrays are read through the user-data pointers)."""
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    compiled = {"fresh": fresh, "cached": cached}[which]
+    x = compiled.initial_point_func(1)
+    point = _as_point(compiled, x)
+    weights = np.ones(len(design.polls))
+    weights[[2, 7]] = 0.0
+    observed = design.observed.copy()[:, ::-1]
+    swapped = compiled.with_data(in_likelihood=weights, observed_share=observed)
+    rc, logp, grad = _logp_and_grad(swapped, x)
+    assert rc == 0
+    try:
+        pymc_model.set_data("in_likelihood", weights)
+        pymc_model.set_data("observed_share", observed)
+        expected = reference[0](point)
+        expected_grad = reference[1](point)
+    finally:
+        pymc_model.set_data("in_likelihood", np.ones(len(design.polls)))
+        pymc_model.set_data("observed_share", design.observed)
+    np.testing.assert_allclose(logp, expected, rtol=1e-10)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-8, atol=1e-10)
+    # ...and the original compiled model still reads the original data.
+    assert _logp_and_grad(compiled, x)[1] != pytest.approx(logp, rel=1e-6)
+
+
+def test_the_model_key_follows_the_structure_not_the_data(sim_polls):
+    """The model's form, its config and the stored variables change the key; the data do not: not a
+    shared variable's values (what ``with_data`` swaps), nor fewer readings (other sizes)."""
+    design = build_design(sim_polls, CONFIG)
+    fewer = build_design(sim_polls.iloc[5:].reset_index(drop=True), CONFIG)
+    assert len(fewer.polls) < len(design.polls)
+    refit = PollAggregator(design, CONFIG, refit=True).build()
+    key, shared = _model_key(refit, None)
+    assert key is not None and {"in_likelihood", "observed_share", "segment_start"} <= set(shared)
+    assert _model_key(PollAggregator(design, CONFIG, refit=True).build(), None)[0] == key
+    assert _model_key(PollAggregator(design, CONFIG).build(), None)[0] != key
+    assert _model_key(PollAggregator(fewer, CONFIG, refit=True).build(), None)[0] == key
+    zero_sum = CONFIG.replace(house_effects="zero_sum")
+    assert _model_key(PollAggregator(build_design(sim_polls, zero_sum), zero_sum, refit=True).build(), None)[0] != key
+    assert _model_key(refit, ["share"])[0] != key
+    weights = np.ones(len(design.polls))
+    weights[0] = 0.0
+    refit.set_data("in_likelihood", weights)
+    assert _model_key(refit, None)[0] == key
+
+
+def test_user_data_layout_other_than_packed_uint64_is_refused():
+    class Var:
+        ndim = 1
+
+    record = np.zeros((), dtype=[("shared", [("data", [("k", np.uint32)]), ("size", [("k", np.uint64)]), ("shape", [("k", np.uint64, (1,))])])])
+    with pytest.raises(RuntimeError, match="packed uint64 layout"):
+        _shared_layout({Var(): "k"}, record)
+
+
+def test_one_compiled_model_serves_tables_of_other_sizes(compiled_pair, sim_polls):
+    """Fewer readings (fewer polls, fewer unknown sample sizes, other knots) load the callbacks
+    compiled for the full table, and they compute that table's log density, gradient and stored
+    variables exactly as PyTensor does; the first compiled model still reads its own data."""
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    fewer = build_design(sim_polls.iloc[: len(sim_polls) - 12].reset_index(drop=True), CONFIG)
+    small = PollAggregator(fewer, CONFIG, refit=True).build()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_TAG_ENV, _TAG)
+        loaded = compile_model(small)
+    assert callbacks_cached(loaded) == "hit" and loaded.logp_func is None
+    assert loaded.n_dim < fresh.n_dim and loaded.n_expanded < fresh.n_expanded
+    names, _, _ = loaded.shape_info
+    n_free = len(small.free_RVs)
+    by_value = {small.rvs_to_values[rv].name: rv for rv in small.free_RVs}
+    as_values = {v.name: v for v in small.unobserved_value_vars}
+    dlogp = small.compile_dlogp(vars=[by_value[n] for n in names[:n_free]])
+    stored = small.compile_fn([as_values[n] for n in names[n_free:]], inputs=small.value_vars, on_unused_input="ignore")
+    rng = np.random.default_rng(8)
+    for i in range(2):
+        x = loaded.initial_point_func(i) + 0.3 * rng.normal(size=loaded.n_dim)
+        rc, logp, grad = _logp_and_grad(loaded, x)
+        point = _as_point(loaded, x)
+        assert rc == 0
+        np.testing.assert_allclose(logp, small.compile_logp()(point), rtol=1e-10)
+        np.testing.assert_allclose(grad, dlogp(point), rtol=1e-8, atol=1e-10)
+        rc, values = _expand(loaded, x)
+        assert rc == 0
+        np.testing.assert_allclose(values[loaded.n_dim :], np.concatenate([np.ravel(v) for v in stored(point)]), rtol=1e-10, atol=1e-12)
+    x = fresh.initial_point_func(2)
+    assert _logp_and_grad(fresh, x)[0] == 0 and np.isfinite(_logp_and_grad(fresh, x)[1])
+    np.testing.assert_array_equal(_logp_and_grad(cached, x)[2], _logp_and_grad(fresh, x)[2])
+
+
+@pytest.mark.parametrize("house_effects", ["House A", "zero_sum"])
+def test_sizes_from_dims_and_the_initial_point_are_nutpies(sim_polls, house_effects):
+    """The flat layout's shapes read from the initial point and the dims' lengths (a loaded model's
+    fast path) are those nutpie's shape function computes."""
+    from model.sampling.compiled import _initial_point_function, _sizes
+
+    config = CONFIG.replace(house_effects=house_effects)
+    for polls in (sim_polls, sim_polls.iloc[:-9]):
+        pymc_model = PollAggregator(build_design(polls, config), config).build()
+        fast = _sizes(pymc_model, None, _initial_point_function(pymc_model))
+        slow = _sizes(pymc_model, None)
+        assert (fast.n_dim, fast.n_expanded, fast.stored_names) == (slow.n_dim, slow.n_expanded, slow.stored_names)
+        assert fast.shape_info[0] == slow.shape_info[0] and fast.shape_info[2] == slow.shape_info[2]
+        np.testing.assert_array_equal(fast.free_layout, slow.free_layout)
+
+
+def test_a_size_shared_with_the_graph_is_data_not_part_of_the_key():
+    """A dimension's length held in a shared variable changes the parameter count, not the key:
+    the sizes reach the compiled functions as data (model.sampling.compiled.FREE_LAYOUT)."""
+    import pymc as pm
+
+    length = pytensor.shared(np.int64(3), name="length")
+    scale = pytensor.shared(1.5, name="scale")
+    with pm.Model() as pymc_model:
+        pm.Normal("x", sigma=scale, shape=(length,))
+    key, shared = _model_key(pymc_model, None)
+    assert key is not None and set(shared) == {"length", "scale"}
+    scale.set_value(2.5)
+    assert _model_key(pymc_model, None)[0] == key
+    length.set_value(4)
+    assert _model_key(pymc_model, None)[0] == key
+
+
+_KEY_SCRIPT = """
+import model
+from model.aggregator.graph import PollAggregator
+from model.sampling.compiled import _model_key
+from model.aggregator.design import build_design
+polls = model.load_polls(model.simulate_polls(n_readings=70, seed=11).polls)
+config = model.Config(reference_question="Q_MAIN", house_effects="House A")
+print(_model_key(PollAggregator(build_design(polls, config), config, refit=True).build(), None)[0])
+"""
+
+
+def test_the_model_key_is_the_same_in_another_process(sim_polls):
+    """The layout cache is only of use if a new process (another ``make fit``) computes the same key,
+    whatever its hash seed."""
+    import os
+    import subprocess
+    import sys
+
+    design = build_design(sim_polls, CONFIG)
+    here = _model_key(PollAggregator(design, CONFIG, refit=True).build(), None)[0]
+    env = os.environ | {"PYTHONHASHSEED": "12345"}
+    there = subprocess.run([sys.executable, "-c", _KEY_SCRIPT], capture_output=True, text=True, env=env, check=True)
+    assert there.stdout.strip().splitlines()[-1] == here
+
+
+def test_a_damaged_layout_is_ignored_with_a_warning(compiled_pair, monkeypatch):
+    """A layout file that does not hold what it should (or whose callbacks are gone) costs a compile,
+    never a wrong model: compile_model warns and compiles through PyTensor."""
+    import model.sampling.compiled as compiled_module
+
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    monkeypatch.setenv(CACHE_TAG_ENV, _TAG)  # the fixture's callbacks: only the layout is damaged
+    monkeypatch.setattr(compiled_module, "_read_layout", lambda key: {"n_dim": fresh.n_dim})
+    monkeypatch.setattr(compiled_module, "_write_layout", lambda key, layout: None)
+    with pytest.warns(UserWarning, match="ignoring the cached layout"):
+        again = compile_model(pymc_model)
+    assert again.logp_func is not None  # went through PyTensor
+    x = fresh.initial_point_func(3)
+    assert _logp_and_grad(again, x)[1] == _logp_and_grad(fresh, x)[1]
+
+
+def test_a_layout_of_other_variables_is_not_used(compiled_pair):
+    """Loading from a layout checks the free and stored variables, in order, against the model's."""
+    from model.sampling.compiled import _from_layout, _initial_point_function
+
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    _, shared = _model_key(pymc_model, None)
+    initial = _initial_point_function(pymc_model)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_TAG_ENV, _TAG)
+        assert _from_layout(pymc_model, layout, shared, initial) is not None
+        assert _from_layout(pymc_model, dict(layout, free=layout["free"][::-1]), shared, initial) is None
+        assert _from_layout(pymc_model, dict(layout, stored=layout["stored"][1:]), shared, initial) is None
+
+
+def _fast_math_recorder(seen: list):
+    """A stand-in for a compile step: records PyTensor's fast-math setting when called, then stops."""
+
+    def record(*args, **kwargs):
+        seen.append(pytensor.config.numba__fastmath)
+        raise RuntimeError("recorded")
+
+    return record
+
+
+def test_compile_model_turns_fast_math_off(sim_polls, monkeypatch):
+    """Fast-math results depend on whether a kernel was compiled in-process or loaded from numba's
+    cache (model.sampling.compiled.exact_arithmetic): compile_model compiles without it, whatever PyTensor's
+    setting (here switched on), and leaves the setting as it was."""
+    import model.sampling.compiled as compiled_module
+
+    seen = []
+    design = build_design(sim_polls, CONFIG)
+    pymc_model = PollAggregator(design, CONFIG).build()
+    monkeypatch.setenv(CACHE_TAG_ENV, uuid.uuid4().hex)  # nothing cached: compile_model goes through PyTensor
+    monkeypatch.setattr(compiled_module, "_make_functions", _fast_math_recorder(seen))
+    with pytensor.config.change_flags(numba__fastmath=True):
+        with pytest.raises(RuntimeError, match="recorded"):
+            compile_model(pymc_model)
+        assert pytensor.config.numba__fastmath is True
+    assert seen == [False]
+
+
+def test_fit_samples_and_post_processes_without_fast_math(sim_polls, monkeypatch):
+    """model.fit compiles sampling, log likelihood, predictive draws and log prior without fast-math,
+    whatever PyTensor's setting (here switched on)."""
+    from model.sampling import engine
+
+    seen = []
+    monkeypatch.setattr(engine.CompiledAggregator, "_sample_nutpie", _fast_math_recorder(seen))
+    with pytensor.config.change_flags(numba__fastmath=True):
+        with pytest.raises(RuntimeError, match="recorded"):
+            model.fit(sim_polls, config=CONFIG, seed=1, progressbar=False)
+        assert pytensor.config.numba__fastmath is True
+    assert seen == [False]
+    # the post-processing (log likelihood first) of the same engine
+    compiled = engine.CompiledAggregator(build_design(sim_polls, CONFIG), CONFIG)
+    monkeypatch.setattr(engine.pm, "compute_log_likelihood", _fast_math_recorder(seen))
+    with pytensor.config.change_flags(numba__fastmath=True):
+        with pytest.raises(RuntimeError, match="recorded"):
+            compiled.extend(None, seed=1)
+    assert seen == [False, False]
