@@ -11,7 +11,7 @@ BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$$(cat
 DATA   := data/polls.csv data/questions.csv
 CONFIG := config/fit.toml
 
-.PHONY: help install lock data test fit plots validate bench clean
+.PHONY: help install lock data test lint fit plots validate bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ data: $(STAMP) ## Rebuild data/polls.csv and data/questions.csv from data/readin
 
 test: $(STAMP) ## Run the test suite (structure tests and small sampling tests)
 	$(PY) -m pytest
+
+lint: $(STAMP) ## Check formatting and lint with ruff (settings in pyproject.toml; the test suite runs the same check)
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
 
 fit: $(STAMP) ## Fit the model to data/polls.csv with config/fit.toml; writes runs/<timestamp>-<hash>/
 	$(PY) -m model fit --data data/polls.csv --config $(CONFIG)

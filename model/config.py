@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,8 @@ Grid = Literal["day", "week", "month"]
 #: Identification modes other than naming a reference pollster.
 ZERO_SUM = "zero_sum"
 ANCHORS = "anchors"
+#: Days in a month on average (365.25 / 12): the month grid's cell and the walk prior's time unit.
+DAYS_PER_MONTH = 30.44
 #: ``Config.through`` value that runs the curve to the date of the fit.
 TODAY = "today"
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -79,8 +82,8 @@ class Priors:
     level_sd : float
         Sd of the zero-sum answer logits at the first grid cell.
     walk_sd_per_month : float
-        Half-normal scale of the random walk's step sd, in logits per 30.44 days; scaled to the grid
-        by sqrt(cell length / 30.44 days).
+        Half-normal scale of the random walk's step sd, in logits per month (:data:`DAYS_PER_MONTH`
+        days); scaled to the grid by :meth:`walk_scale`.
     jump_sd : float
         Sd of an event's jump on each answer logit.
     house_sd : float
@@ -105,6 +108,12 @@ class Priors:
     nonsampling_sd_pp: float = 3.0
     unknown_n_median: float | None = None
     unknown_n_log_sd: float = 0.5
+
+    def walk_scale(self, cell_days: float) -> float:
+        """The walk's step-sd prior scale on a grid of ``cell_days``-day cells:
+        ``walk_sd_per_month * sqrt(cell_days / DAYS_PER_MONTH)`` (a random walk's sd grows with the
+        square root of time)."""
+        return float(self.walk_sd_per_month * math.sqrt(cell_days / DAYS_PER_MONTH))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import model  # noqa: E402
 # The fit compiles without numba's fast-math (model.sampling.compiled.exact_arithmetic); so do the tests that
 # compile PyMC functions themselves (log densities, prior draws): the same arithmetic as the fit, and
 # one set of PyTensor kernels to compile on an empty cache instead of two (one per setting).
-# tests/test_compiled.py switches fast-math back on where it checks that the fit turns it off.
+# tests/sampling/test_compiled.py switches fast-math back on where it checks that the fit turns it off.
 pytensor.config.numba__fastmath = False
 
 

@@ -22,7 +22,7 @@ from model.aggregator.names import (
     QUESTION,
     TIME,
 )
-from model.config import ANCHORS, ZERO_SUM, Config, ConfigError
+from model.config import ANCHORS, DAYS_PER_MONTH, ZERO_SUM, Config, ConfigError
 from model.data.polls import PollDataError, Problem
 
 #: Half of the rounding unit of published shares (whole percents): the smallest share a
@@ -54,7 +54,7 @@ class PollDesign:
         The date the curve runs through (``config.through``; ``data_end`` when not set). The grid's
         last cell holds it.
     cell_days : float
-        Length of a grid cell in days (30.44 for months).
+        Length of a grid cell in days (:data:`model.config.DAYS_PER_MONTH` for months).
     first_cell, last_cell : numpy.ndarray
         Per reading, the first and last grid cell its field period covers (inclusive).
     pollster_idx, question_idx : numpy.ndarray
@@ -276,7 +276,7 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
     dates = [polls["field_start"].min(), data_end, through]
     dates += [pd.Timestamp(e.date) for e in config.events] + [pd.Timestamp(a.date) for a in config.anchors]
     time = make_grid(min(dates), max(dates), config.grid)
-    cell_days = {"day": 1.0, "week": 7.0, "month": 30.44}[config.grid]
+    cell_days = {"day": 1.0, "week": 7.0, "month": DAYS_PER_MONTH}[config.grid]
     first_cell = cell_of(polls["field_start"], time)
     last_cell = cell_of(polls["field_end"], time)
 
@@ -357,7 +357,7 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
             last_cell,
             np.where(n_known, n, median),
             n_answers=len(answers),
-            step_sd=config.priors.walk_sd_per_month * np.sqrt(cell_days / 30.44),
+            step_sd=config.priors.walk_scale(cell_days),
             nonsampling_sd=config.priors.nonsampling_sd_pp / 50.0,
         ),
         membership=membership,

@@ -382,7 +382,7 @@ class PollAggregator:
 
             # Trend.
             level = pm.ZeroSumNormal("level", sigma=priors.level_sd, dims=ANSWER)
-            walk_scale = priors.walk_sd_per_month * np.sqrt(d.cell_days / 30.44)
+            walk_scale = priors.walk_scale(d.cell_days)
             walk_sd = pm.HalfNormal("walk_sd", sigma=walk_scale)
             walk, jump = _walk_and_jumps(level, walk_sd, priors.jump_sd, d)
             eta = level[None, :] + walk

@@ -163,7 +163,7 @@ def model_inputs(design: PollDesign, config: Config) -> ModelInputs:
         n_answer=len(d.answers),
         n_pollster=len(d.pollsters),
         n_question=len(d.questions),
-        walk_scale=float(config.priors.walk_sd_per_month * np.sqrt(d.cell_days / 30.44)),
+        walk_scale=config.priors.walk_scale(d.cell_days),
         event_after=(np.arange(n_time)[:, None] >= np.asarray(d.event_cell)[None, :]).astype(float),
         first_cell=np.asarray(d.first_cell, dtype=int),
         last_cell=np.asarray(d.last_cell, dtype=int),

@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
     from model.results.fit_result import FitResult
 
-#: Default sourced table (``src_row`` -> ``source_url``, ``excerpt``), relative to the working directory.
-DEFAULT_SOURCED = Path("data/readings_sourced.csv")
 REPORT_NAME = "report.html"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -163,7 +161,7 @@ def _effects_pivot(frame: pd.DataFrame, key: str, answers: list[str], *, extra: 
 
 
 # -- sources -------------------------------------------------------------------------------------
-def load_sources(path: str | Path | None = DEFAULT_SOURCED) -> dict[str, dict[str, str]] | None:
+def load_sources(path: str | Path | None = None) -> dict[str, dict[str, str]] | None:
     """``src_row`` -> {"url", "excerpt", "pollster_as_reported"} from the sourced table; None if it is missing."""
     if path is None or not Path(path).is_file():
         return None
@@ -566,7 +564,7 @@ def build_report(
     figures: Mapping[str, Figure | bytes],
     *,
     run_id: str,
-    sourced: str | Path | None = DEFAULT_SOURCED,
+    sourced: str | Path | None = None,
 ) -> str:
     """The report page as a string.
 
@@ -580,7 +578,8 @@ def build_report(
     run_id : str
         The run's name (its folder name).
     sourced : path or None
-        The sourced table giving each ``src_row``'s address (default ``data/readings_sourced.csv``).
+        The sourced table giving each ``src_row``'s address (the project's is
+        ``data/readings_sourced.csv``; ``python -m model plots`` passes it); None: no links.
         When it is missing, the data table shows ``src_rows`` without links.
 
     Returns
@@ -629,8 +628,8 @@ def write_report(
     *,
     figures: Mapping[str, Figure | bytes] | None = None,
     run_id: str | None = None,
-    sourced: str | Path | None = DEFAULT_SOURCED,
-    questions: str | Path | Mapping[str, str] | None = plots.DEFAULT_QUESTIONS,
+    sourced: str | Path | None = None,
+    questions: str | Path | Mapping[str, str] | None = None,
     answer: str | None = None,
 ) -> Path:
     """Write ``folder/report.html`` (atomically: a temporary file, then a rename).

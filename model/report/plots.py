@@ -54,8 +54,6 @@ BAND_GREYS = ("0.85", "0.62")
 #: Opacity of the bands past the last reading (the projection is drawn paler, its median dashed).
 PROJECTED_ALPHA = 0.45
 EVENT_COLOUR = "0.25"
-#: Default question codebook and sourced table, relative to the working directory.
-DEFAULT_QUESTIONS = Path("data/questions.csv")
 #: Marker area (points^2) per respondent, and the area of a reading whose n is unknown.
 AREA_PER_RESPONDENT = 0.05
 UNKNOWN_N_AREA = 60.0
@@ -65,13 +63,13 @@ SVG_FIGURES = ("support_curve",)
 
 
 # -- shared pieces -------------------------------------------------------------------------------
-def question_families(questions: str | Path | Mapping[str, str] | None = DEFAULT_QUESTIONS) -> dict[str, str]:
+def question_families(questions: str | Path | Mapping[str, str] | None = None) -> dict[str, str]:
     """Question id -> question family, from the question codebook.
 
     Parameters
     ----------
     questions : path, mapping or None
-        A ``questions.csv`` with columns ``question_id`` and ``family`` (default
+        A ``questions.csv`` with columns ``question_id`` and ``family`` (the project's is
         ``data/questions.csv``), or a ready mapping. A missing file or None gives an empty mapping:
         callers then use each question id as its own family.
 
@@ -92,7 +90,7 @@ def question_families(questions: str | Path | Mapping[str, str] | None = DEFAULT
     return {q: f for q, f in zip(table["question_id"], table["family"]) if f}
 
 
-def family_of(result: FitResult, questions: str | Path | Mapping[str, str] | None = DEFAULT_QUESTIONS) -> pd.Series:
+def family_of(result: FitResult, questions: str | Path | Mapping[str, str] | None = None) -> pd.Series:
     """Question family of each reading of ``result.polls`` (the question id where unknown)."""
     families = question_families(questions)
     return result.polls["question"].map(lambda q: families.get(q, q))
@@ -280,7 +278,7 @@ def plot_support(
     result: FitResult,
     *,
     answer: str | None = None,
-    questions: str | Path | Mapping[str, str] | None = DEFAULT_QUESTIONS,
+    questions: str | Path | Mapping[str, str] | None = None,
     run_id: str | None = None,
     intervals: tuple[float, float] = (0.5, 0.9),
 ) -> Figure:
@@ -298,7 +296,7 @@ def plot_support(
     answer : str, optional
         Draw this answer only (default: every answer, one panel each).
     questions : path, mapping or None
-        Question codebook giving each question's family (default ``data/questions.csv``); the
+        Question codebook giving each question's family (the project's ``data/questions.csv``); the
         question id stands in for an unknown family.
     run_id : str, optional
         Name of the run shown in the caption (default: creation time and config hash).
@@ -391,7 +389,7 @@ def plot_adjusted(
     result: FitResult,
     *,
     answer: str | None = None,
-    questions: str | Path | Mapping[str, str] | None = DEFAULT_QUESTIONS,
+    questions: str | Path | Mapping[str, str] | None = None,
     run_id: str | None = None,
 ) -> Figure:
     """Readings as published beside the same readings adjusted for house and question effects.
@@ -756,7 +754,7 @@ def make_figures(
     result: FitResult,
     *,
     answer: str | None = None,
-    questions: str | Path | Mapping[str, str] | None = DEFAULT_QUESTIONS,
+    questions: str | Path | Mapping[str, str] | None = None,
     run_id: str | None = None,
 ) -> dict[str, Figure]:
     """Every figure of a run, keyed by the names in :data:`FIGURE_NAMES`.

@@ -15,10 +15,8 @@ import pandas as pd
 import xarray as xr
 
 from model.aggregator.design import PollDesign, cell_of
+from model.config import DAYS_PER_MONTH
 from model.results.summaries import interval_of
-
-#: Days per month, to say how far a projection runs in words.
-DAYS_PER_MONTH = 30.44
 
 
 def _date(value) -> str:

@@ -37,10 +37,13 @@ compiles afresh; new readings of the same structure do not. Setting :data:`CACHE
 fresh set of entries. ``make install`` compiles the shipped model once (``python -m model compile``),
 as Stan-based tools compile their models at install.
 
-This uses nutpie helpers that are not public API (``nutpie.compile_pymc._compute_shapes`` and
-``_rv_dict_to_flat_array_wrapper``, its user-data layout, ``CompiledPyMCModel``'s fields), pinned by
-``requirements.lock``; :func:`_shared_layout` checks the layout and ``tests/test_compiled.py``
-compares the callbacks with PyTensor's own functions.
+This uses internals of nutpie, numba and PyTensor that are not public API (:data:`PRIVATE_NAMES`,
+nutpie's user-data layout, ``CompiledPyMCModel``'s fields), pinned in ``pyproject.toml`` to the
+versions the tests ran with (:data:`TESTED_VERSIONS`); ``tests/sampling/test_compiled.py`` compares
+the callbacks with PyTensor's own functions. When they cannot be used (another version is
+installed, a private name is gone, or nutpie's user-data layout is not the one read here),
+:func:`compile_model` warns and compiles with nutpie's public ``compile_pymc_model`` instead:
+slower to start (every fit compiles), the same model.
 """
 
 from __future__ import annotations
@@ -131,6 +134,51 @@ def exact_arithmetic():
     return pytensor.config.change_flags(numba__fastmath=False)
 
 
+#: The versions whose internals this module was written against and tested with.
+TESTED_VERSIONS = {"nutpie": "0.16.11", "numba": "0.68.0", "pytensor": "3.3.8"}
+#: The private names it uses, as (module, attribute).
+PRIVATE_NAMES = (
+    ("nutpie.compile_pymc", "_compute_shapes"),
+    ("nutpie.compile_pymc", "_rv_dict_to_flat_array_wrapper"),
+    ("nutpie.compile_pymc", "_wrap_with_lock"),
+    ("nutpie.compile_pymc", "make_user_data"),
+    ("nutpie.compile_pymc", "address_as_void_pointer"),
+    ("nutpie.compile_pymc", "CompiledPyMCModel"),
+    ("pytensor.link.numba.cache", "CACHED_SRC_FUNCTIONS"),
+    ("pytensor.link.numba.cache", "compile_numba_function_src"),
+    ("pytensor.link.numba.dispatch.basic", "cache_key_for_constant"),
+)
+
+
+class CacheUnusable(RuntimeError):
+    """The disk-cached callbacks cannot be built here (another version of a library, a missing
+    private name, another user-data layout): :func:`compile_model` falls back to nutpie's public path."""
+
+
+def cache_unusable() -> str | None:
+    """Why this module's cached callbacks cannot be used with the installed libraries, or None.
+
+    Returns
+    -------
+    str or None
+        The first version (:data:`TESTED_VERSIONS`) or private name (:data:`PRIVATE_NAMES`) that
+        differs, in words.
+    """
+    import importlib
+    import importlib.metadata
+
+    for package, version in TESTED_VERSIONS.items():
+        installed = importlib.metadata.version(package)
+        if installed != version:
+            return f"{package} {installed} is installed; model.sampling.compiled was tested with {version}"
+    for module, name in PRIVATE_NAMES:
+        try:
+            getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as err:
+            return f"{module}.{name} is not available ({type(err).__name__}: {err})"
+    return None
+
+
 def _shared_layout(shared_var_keys: dict[Any, str], user_data: np.ndarray) -> dict[str, tuple[int, list[int]]]:
     """Where each shared array's pointer and shape sit in nutpie's user data, read as uint64 words.
 
@@ -145,7 +193,7 @@ def _shared_layout(shared_var_keys: dict[Any, str], user_data: np.ndarray) -> di
 
     Raises
     ------
-    RuntimeError
+    CacheUnusable
         If the record is not the packed all-uint64 layout this module reads.
     """
     shared = user_data.dtype.fields["shared"]
@@ -166,13 +214,13 @@ def _shared_layout(shared_var_keys: dict[Any, str], user_data: np.ndarray) -> di
             and shape_dt.shape == (var.ndim,)
         )
         if not ok:
-            raise RuntimeError(
+            raise CacheUnusable(
                 "nutpie's user-data record is not the packed uint64 layout model.sampling.compiled reads "
                 f"(field {key!r}: {data_dt}, {shape_dt}); check the installed nutpie against requirements.lock"
             )
         layout[key] = (data_at // 8, [shape_at // 8 + i for i in range(var.ndim)])
     if user_data.dtype.itemsize % 8:
-        raise RuntimeError(f"nutpie's user-data record is {user_data.dtype.itemsize} bytes, not whole uint64 words")
+        raise CacheUnusable(f"nutpie's user-data record is {user_data.dtype.itemsize} bytes, not whole uint64 words")
     return layout
 
 
@@ -466,12 +514,32 @@ def compile_model(pymc_model, *, var_names=None):
     nutpie.compile_pymc.CompiledPyMCModel
         Ready for ``nutpie.sample`` and ``with_data``.
 
+    Warns
+    -----
+    UserWarning
+        When the cached callbacks cannot be used here (:func:`cache_unusable`, or nutpie's
+        user-data layout differs): the model is then compiled with nutpie's public
+        ``compile_pymc_model`` (numba backend), the same model without the disk cache.
+
     See Also
     --------
     callbacks_cached : whether both callbacks came from the disk cache.
     """
     with exact_arithmetic():
-        return _compile_model(pymc_model, var_names)
+        problem = cache_unusable()
+        if problem is None:
+            try:
+                return _compile_model(pymc_model, var_names)
+            except CacheUnusable as err:
+                problem = str(err)
+        warnings.warn(
+            f"the compiled-model cache cannot be used ({problem}); compiling with nutpie.compile_pymc_model "
+            "instead: the same model, compiled afresh for every fit",
+            stacklevel=3,
+        )
+        import nutpie
+
+        return nutpie.compile_pymc_model(pymc_model, backend="numba", var_names=var_names)
 
 
 def _compile_model(pymc_model, var_names):

@@ -14,6 +14,7 @@ from model.aggregator.design import build_design
 from model.aggregator.graph import PollAggregator
 from model.sampling.compiled import (
     CACHE_TAG_ENV,
+    CacheUnusable,
     _layout_dir,
     _model_key,
     _read_layout,
@@ -188,8 +189,50 @@ def test_user_data_layout_other_than_packed_uint64_is_refused():
         ndim = 1
 
     record = np.zeros((), dtype=[("shared", [("data", [("k", np.uint32)]), ("size", [("k", np.uint64)]), ("shape", [("k", np.uint64, (1,))])])])
-    with pytest.raises(RuntimeError, match="packed uint64 layout"):
+    with pytest.raises(CacheUnusable, match="packed uint64 layout"):
         _shared_layout({Var(): "k"}, record)
+
+
+def test_an_untested_library_version_falls_back_to_nutpies_public_compile(sim_polls, monkeypatch):
+    """The cache rests on nutpie's, numba's and PyTensor's internals: with another version installed
+    compile_model warns and compiles the same model through nutpie's public compile_pymc_model."""
+    import nutpie
+
+    import model.sampling.compiled as compiled_module
+
+    assert compiled_module.cache_unusable() is None  # the pinned versions are the tested ones
+    monkeypatch.setitem(compiled_module.TESTED_VERSIONS, "nutpie", "0.0.1")
+    assert compiled_module.cache_unusable() == f"nutpie {nutpie.__version__} is installed; model.sampling.compiled was tested with 0.0.1"
+    pymc_model = PollAggregator(build_design(sim_polls, CONFIG), CONFIG).build()
+    with pytest.warns(UserWarning, match=r"compiled-model cache cannot be used \(nutpie .* is installed.*compiling with nutpie.compile_pymc_model"):
+        compiled = compile_model(pymc_model)
+    assert isinstance(compiled, nutpie.compile_pymc.CompiledPyMCModel) and callbacks_cached(compiled) == "miss"
+    trace = nutpie.sample(compiled, draws=30, tune=30, chains=1, seed=1, progress_bar=False)
+    assert {"share", "house_effect", "question_effect"} <= set(trace.posterior.data_vars)
+
+
+def test_a_missing_private_name_or_another_layout_falls_back_too(monkeypatch):
+    """Without compiling: a private name gone, or nutpie's user-data layout changed, sends
+    compile_model to nutpie's public path (here a stand-in) with a warning, never an error."""
+    import nutpie
+
+    import model.sampling.compiled as compiled_module
+
+    public = []
+    monkeypatch.setattr(nutpie, "compile_pymc_model", lambda pymc_model, **kwargs: public.append(kwargs) or "public")
+    monkeypatch.setattr(compiled_module, "PRIVATE_NAMES", (*compiled_module.PRIVATE_NAMES, ("nutpie.compile_pymc", "_gone")))
+    with pytest.warns(UserWarning, match="nutpie.compile_pymc._gone is not available"):
+        assert compile_model(object()) == "public"
+    monkeypatch.undo()
+    monkeypatch.setattr(nutpie, "compile_pymc_model", lambda pymc_model, **kwargs: public.append(kwargs) or "public")
+
+    def other_layout(pymc_model, var_names):
+        raise CacheUnusable("nutpie's user-data record is not the packed uint64 layout")
+
+    monkeypatch.setattr(compiled_module, "_compile_model", other_layout)
+    with pytest.warns(UserWarning, match="packed uint64 layout"):
+        assert compile_model(object(), var_names=["share"]) == "public"
+    assert public == [{"backend": "numba", "var_names": None}, {"backend": "numba", "var_names": ["share"]}]
 
 
 def test_one_compiled_model_serves_tables_of_other_sizes(compiled_pair, sim_polls):

@@ -35,6 +35,30 @@ def test_refit_form_has_the_ordinary_log_density_and_weight_zero_removes_one_rea
     np.testing.assert_allclose(full - refit.compile_logp()(point), per_reading[k], rtol=1e-10)
 
 
+def test_the_backtests_numpy_likelihood_is_the_models(design):
+    """backtest.model_alpha and dirichlet_logpdf score a reading as the PyMC model's likelihood does:
+    the same log density for every reading at a point of the parameters."""
+    import xarray as xr
+
+    pymc_model = PollAggregator(design, CONFIG).build()
+    point = pymc_model.initial_point(random_seed=5)
+    names = ["share", "house_effect", "question_effect", "nonsampling_sd", "n_unknown"]
+    outputs = pymc_model.replace_rvs_by_values([pymc_model[n] for n in names])  # functions of the point, not draws
+    values = pymc_model.compile_fn(outputs, inputs=pymc_model.value_vars, on_unused_input="ignore")(point)
+    dims = {n: pymc_model.named_vars_to_dims.get(n, ()) for n in names}
+    coords = {d: list(pymc_model.coords[d]) for dd in dims.values() for d in dd}
+    posterior = xr.Dataset(
+        {n: (("chain", "draw", *dims[n]), np.asarray(v)[None, None]) for n, v in zip(names, values)},
+        coords={"chain": [0], "draw": [0], **coords},
+    )
+    expected = pymc_model.compile_logp(vars=[pymc_model["obs_share"]], sum=False)(point)[0]
+    got = [
+        backtest.dirichlet_logpdf(design.observed[i, design.component_used[i]], backtest.model_alpha(posterior, design, i))[0]
+        for i in range(len(design.polls))
+    ]
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
 def test_refit_form_swaps_observed_shares(design):
     refit = PollAggregator(design, CONFIG, refit=True).build()
     point = refit.initial_point(random_seed=3)
