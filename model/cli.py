@@ -53,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m model", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    data = sub.add_parser("data", help="derive data/polls.csv and data/questions.csv from the sourced table")
+    data = sub.add_parser(
+        "data", help="derive data/polls.csv and data/questions.csv from the sourced table"
+    )
     data.add_argument("--sourced", type=Path, default=Path("data/readings_sourced.csv"))
     data.add_argument("--out-dir", type=Path, default=Path("data"))
 
@@ -77,16 +79,34 @@ def _parser() -> argparse.ArgumentParser:
         help="compile everything a fit of the table runs, without fitting (make install runs it on the shipped data)",
         description="Later fits of the same model structure (the same config, more or fewer readings) load the compiled code.",
     )
-    comp.add_argument("--data", type=Path, default=Path("data/polls.csv"), help="poll table (default: data/polls.csv)")
-    comp.add_argument("--config", type=Path, help=f"TOML config (default: {PROJECT_CONFIG} with the project's {PROJECT_DATA} when it exists, else the library defaults)")
+    comp.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/polls.csv"),
+        help="poll table (default: data/polls.csv)",
+    )
+    comp.add_argument(
+        "--config",
+        type=Path,
+        help=f"TOML config (default: {PROJECT_CONFIG} with the project's {PROJECT_DATA} when it exists, else the library defaults)",
+    )
 
     plots = sub.add_parser(
         "plots",
         help="draw a run's figures (RUN_FOLDER/figures/) and write RUN_FOLDER/report.html",
         description="Writes RUN_FOLDER/figures/ (support_curve.png and .svg, adjusted, house_effects, question_effects, rank, energy, ppc) and RUN_FOLDER/report.html, then prints the paths written.",
     )
-    plots.add_argument("run_folder", nargs="?", type=Path, default=DEFAULT_RUN, help=f"run folder (default: {DEFAULT_RUN})")
-    plots.add_argument("--answer", help="draw the support curve and adjusted readings for this answer only (e.g. talks)")
+    plots.add_argument(
+        "run_folder",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_RUN,
+        help=f"run folder (default: {DEFAULT_RUN})",
+    )
+    plots.add_argument(
+        "--answer",
+        help="draw the support curve and adjusted readings for this answer only (e.g. talks)",
+    )
     plots.add_argument(
         "--questions",
         type=Path,
@@ -107,21 +127,61 @@ def _parser() -> argparse.ArgumentParser:
         description=f"With neither --backtest nor --sbc, runs both (--sbc {DEFAULT_SBC}).",
     )
     val.add_argument("--backtest", action="store_true", help="run the leave-future-out backtest")
-    val.add_argument("--sbc", type=lambda t: _count(t, minimum=0), metavar="N", help="simulation-based calibration with N prior datasets")
-    val.add_argument("--scheduler", help="address of an existing Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else a local cluster)")
-    val.add_argument("--workers", type=lambda t: _count(t, minimum=1), default=defaults.workers, help="local Dask workers (default: %(default)s)")
-    val.add_argument("--cores-per-task", type=lambda t: _count(t, minimum=1), help="chains each refit runs in parallel (default: cores / workers)")
-    val.add_argument("--since", default=defaults.since, help="first backtest target's field start (default: %(default)s)")
-    _add_run_options(val, runs_help="where the validate-<timestamp> folder goes", sampled=" of each backtest refit")
-    val.add_argument("--sbc-draws", type=lambda t: _count(t, minimum=1), default=defaults.sbc_sampler.draws, help="kept draws per chain of each SBC refit (default: %(default)s)")
-    val.add_argument("--sbc-tune", type=lambda t: _count(t, minimum=0), default=defaults.sbc_sampler.tune, help="warm-up draws per chain of each SBC refit (default: %(default)s)")
+    val.add_argument(
+        "--sbc",
+        type=lambda t: _count(t, minimum=0),
+        metavar="N",
+        help="simulation-based calibration with N prior datasets",
+    )
+    val.add_argument(
+        "--scheduler",
+        help="address of an existing Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else a local cluster)",
+    )
+    val.add_argument(
+        "--workers",
+        type=lambda t: _count(t, minimum=1),
+        default=defaults.workers,
+        help="local Dask workers (default: %(default)s)",
+    )
+    val.add_argument(
+        "--cores-per-task",
+        type=lambda t: _count(t, minimum=1),
+        help="chains each refit runs in parallel (default: cores / workers)",
+    )
+    val.add_argument(
+        "--since",
+        default=defaults.since,
+        help="first backtest target's field start (default: %(default)s)",
+    )
+    _add_run_options(
+        val,
+        runs_help="where the validate-<timestamp> folder goes",
+        sampled=" of each backtest refit",
+    )
+    val.add_argument(
+        "--sbc-draws",
+        type=lambda t: _count(t, minimum=1),
+        default=defaults.sbc_sampler.draws,
+        help="kept draws per chain of each SBC refit (default: %(default)s)",
+    )
+    val.add_argument(
+        "--sbc-tune",
+        type=lambda t: _count(t, minimum=0),
+        default=defaults.sbc_sampler.tune,
+        help="warm-up draws per chain of each SBC refit (default: %(default)s)",
+    )
 
     bench = sub.add_parser(
         "bench",
         help="time the project's fit against the NumPyro reference on the shipped data and simulated tables",
         description="Each fit runs in a fresh process; writes runs/bench-<timestamp>/ (results.csv, ratios.csv, scaling.csv, time_vs_size.png).",
     )
-    bench.add_argument("--cases", nargs="+", metavar="CASE", help="cases to run, e.g. shipped sim-r100-h8-week 'sim-r1000-*' (default: all)")
+    bench.add_argument(
+        "--cases",
+        nargs="+",
+        metavar="CASE",
+        help="cases to run, e.g. shipped sim-r100-h8-week 'sim-r1000-*' (default: all)",
+    )
     bench.add_argument("--list", action="store_true", help="list the cases and exit")
     bench.add_argument(
         "--implementations",
@@ -130,20 +190,54 @@ def _parser() -> argparse.ArgumentParser:
         default=["project", "reference"],
         help="which fits to run (default: both; ratios need both)",
     )
-    bench.add_argument("--repeats", type=lambda t: _count(t, minimum=1), default=3, help="fits per case and implementation (default: %(default)s)")
-    _add_run_options(bench, runs_help="where the bench-<timestamp> folder goes", sampled=" of every fit")
+    bench.add_argument(
+        "--repeats",
+        type=lambda t: _count(t, minimum=1),
+        default=3,
+        help="fits per case and implementation (default: %(default)s)",
+    )
+    _add_run_options(
+        bench, runs_help="where the bench-<timestamp> folder goes", sampled=" of every fit"
+    )
     return parser
 
 
 def _add_run_options(parser: argparse.ArgumentParser, *, runs_help: str, sampled: str) -> None:
     """Data, config, runs folder, sampler overrides and seed: shared by ``fit``, ``validate`` and ``bench``."""
-    parser.add_argument("--data", type=Path, default=Path("data/polls.csv"), help="poll table (default: data/polls.csv)")
-    parser.add_argument("--config", type=Path, help=f"TOML config (default: {PROJECT_CONFIG} with the project's {PROJECT_DATA} when it exists, else the library defaults)")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help=f"{runs_help} (default: runs)")
-    parser.add_argument("--draws", type=lambda t: _count(t, minimum=1), help=f"kept draws per chain{sampled} (overrides the config)")
-    parser.add_argument("--tune", type=lambda t: _count(t, minimum=0), help=f"warm-up draws per chain{sampled} (overrides the config)")
-    parser.add_argument("--chains", type=lambda t: _count(t, minimum=1), help=f"number of chains{sampled} (overrides the config)")
-    parser.add_argument("--seed", type=lambda t: _count(t, minimum=0), help="random seed, a whole number >= 0 (default: drawn and recorded)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/polls.csv"),
+        help="poll table (default: data/polls.csv)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help=f"TOML config (default: {PROJECT_CONFIG} with the project's {PROJECT_DATA} when it exists, else the library defaults)",
+    )
+    parser.add_argument(
+        "--runs-dir", type=Path, default=Path("runs"), help=f"{runs_help} (default: runs)"
+    )
+    parser.add_argument(
+        "--draws",
+        type=lambda t: _count(t, minimum=1),
+        help=f"kept draws per chain{sampled} (overrides the config)",
+    )
+    parser.add_argument(
+        "--tune",
+        type=lambda t: _count(t, minimum=0),
+        help=f"warm-up draws per chain{sampled} (overrides the config)",
+    )
+    parser.add_argument(
+        "--chains",
+        type=lambda t: _count(t, minimum=1),
+        help=f"number of chains{sampled} (overrides the config)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=lambda t: _count(t, minimum=0),
+        help="random seed, a whole number >= 0 (default: drawn and recorded)",
+    )
 
 
 def _validate_defaults():
@@ -154,7 +248,9 @@ def _validate_defaults():
 
 def _sampler_overrides(args: argparse.Namespace) -> dict[str, int]:
     """``--draws``, ``--tune``, ``--chains`` where given."""
-    return {k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k) is not None}
+    return {
+        k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k) is not None
+    }
 
 
 def config_path(args: argparse.Namespace) -> tuple[Path | None, str]:
@@ -167,11 +263,16 @@ def config_path(args: argparse.Namespace) -> tuple[Path | None, str]:
     if args.config:
         return args.config, f"config {args.config}"
     if Path(args.data) == PROJECT_DATA and PROJECT_CONFIG.is_file():
-        return PROJECT_CONFIG, f"config {PROJECT_CONFIG} (the project's, for its data; --config FILE to choose another)"
+        return (
+            PROJECT_CONFIG,
+            f"config {PROJECT_CONFIG} (the project's, for its data; --config FILE to choose another)",
+        )
     return None, "config: the library defaults (model.Config(); --config FILE to choose one)"
 
 
-def _config(args: argparse.Namespace, *, with_sampler_overrides: bool = False, announce: bool = False):
+def _config(
+    args: argparse.Namespace, *, with_sampler_overrides: bool = False, announce: bool = False
+):
     """The config (:func:`config_path`), with the sampler overrides applied if asked."""
     from model.config import Config
 
@@ -232,22 +333,34 @@ def _plots(args: argparse.Namespace) -> int:
     except (RunFolderError, ConfigError):
         raise
     except (OSError, ValueError, KeyError) as err:
-        raise RunFolderError(f"{folder}: cannot read the run folder ({type(err).__name__}: {err})") from None
+        raise RunFolderError(
+            f"{folder}: cannot read the run folder ({type(err).__name__}: {err})"
+        ) from None
     if args.answer is not None and args.answer not in result.config.answers:
-        raise ConfigError(f"--answer {args.answer!r} is not one of the run's answers {list(result.config.answers)}")
+        raise ConfigError(
+            f"--answer {args.answer!r} is not one of the run's answers {list(result.config.answers)}"
+        )
     questions = args.questions if Path(args.questions).is_file() else None
     if questions is None:
-        print(f"note: {args.questions} not found; question ids stand in for question families", file=sys.stderr)
+        print(
+            f"note: {args.questions} not found; question ids stand in for question families",
+            file=sys.stderr,
+        )
     sourced = args.sourced if Path(args.sourced).is_file() else None
     if sourced is None:
-        print(f"note: {args.sourced} not found; the report lists source rows without links", file=sys.stderr)
+        print(
+            f"note: {args.sourced} not found; the report lists source rows without links",
+            file=sys.stderr,
+        )
 
     run_id = folder.resolve().name
     figures = plots.make_figures(result, answer=args.answer, questions=questions, run_id=run_id)
     try:
         written = plots.save_figures(figures, folder / "figures")
         pngs = {path.stem: path.read_bytes() for path in written if path.suffix == ".png"}
-        written.append(html.write_report(result, folder, figures=pngs, run_id=run_id, sourced=sourced))
+        written.append(
+            html.write_report(result, folder, figures=pngs, run_id=run_id, sourced=sourced)
+        )
     finally:
         for fig in figures.values():
             plt.close(fig)
@@ -275,9 +388,14 @@ def _validate(args: argparse.Namespace) -> int:
         sbc=DEFAULT_SBC if both else (args.sbc or 0),
         sampler=dataclasses.replace(config.sampler, **_sampler_overrides(args)),
         sbc_sampler=dataclasses.replace(
-            defaults.sbc_sampler, draws=args.sbc_draws, tune=args.sbc_tune, target_accept=config.sampler.target_accept,
+            defaults.sbc_sampler,
+            draws=args.sbc_draws,
+            tune=args.sbc_tune,
+            target_accept=config.sampler.target_accept,
         ),
-        seed=args.seed if args.seed is not None else int(np.random.SeedSequence().generate_state(1)[0]),
+        seed=args.seed
+        if args.seed is not None
+        else int(np.random.SeedSequence().generate_state(1)[0]),
         workers=args.workers,
         scheduler=args.scheduler,
         cores_per_task=args.cores_per_task,

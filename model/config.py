@@ -201,28 +201,44 @@ class Config:
             problems.append("anchors are given but house_effects is not 'anchors'")
         for anchor in self.anchors:
             if anchor.answer not in self.answers:
-                problems.append(f"anchor answer {anchor.answer!r} is not one of answers {self.answers!r}")
+                problems.append(
+                    f"anchor answer {anchor.answer!r} is not one of answers {self.answers!r}"
+                )
             if not 0 < anchor.value < 100:
-                problems.append(f"anchor value {anchor.value!r}; expected a share strictly between 0 and 100")
+                problems.append(
+                    f"anchor value {anchor.value!r}; expected a share strictly between 0 and 100"
+                )
         for when in [e.date for e in self.events] + [a.date for a in self.anchors]:
             try:
                 pd.Timestamp(when)
             except ValueError:
                 problems.append(f"date {when!r} is not an ISO date (YYYY-MM-DD)")
         if self.through is not None and self.through != TODAY:
-            if not (isinstance(self.through, str) and _ISO_DAY.fullmatch(self.through) and _is_date(self.through)):
-                problems.append(f"through: {self.through!r}; expected a date YYYY-MM-DD, 'today', or nothing (the last reading)")
+            if not (
+                isinstance(self.through, str)
+                and _ISO_DAY.fullmatch(self.through)
+                and _is_date(self.through)
+            ):
+                problems.append(
+                    f"through: {self.through!r}; expected a date YYYY-MM-DD, 'today', or nothing (the last reading)"
+                )
         labels = [e.label for e in self.events]
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
-            problems.append(f"events: labels {repeated} are used more than once; expected one label per event")
+            problems.append(
+                f"events: labels {repeated} are used more than once; expected one label per event"
+            )
         if not 0 < self.interval < 1:
             problems.append(f"interval: {self.interval!r}; expected a probability between 0 and 1")
         s = self.sampler
         if s.draws < 1 or s.tune < 0 or s.chains < 1:
-            problems.append(f"sampler: draws={s.draws}, tune={s.tune}, chains={s.chains}; expected positive counts")
+            problems.append(
+                f"sampler: draws={s.draws}, tune={s.tune}, chains={s.chains}; expected positive counts"
+            )
         if not 0 < s.target_accept < 1:
-            problems.append(f"sampler.target_accept: {s.target_accept!r}; expected a value between 0 and 1")
+            problems.append(
+                f"sampler.target_accept: {s.target_accept!r}; expected a value between 0 and 1"
+            )
         for name, value in dataclasses.asdict(self.priors).items():
             if value is not None and not value > 0:
                 problems.append(f"priors.{name}: {value!r}; expected a positive number")
@@ -240,7 +256,9 @@ class Config:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ConfigError(f"{source}: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
+            raise ConfigError(
+                f"{source}: unknown keys {sorted(unknown)}; expected some of {sorted(known)}"
+            )
         kwargs: dict[str, Any] = dict(data)
         try:
             if "answers" in kwargs:
@@ -337,7 +355,9 @@ class ValidateSettings:
     since: str = "2023-01-01"
     sbc: int = 0
     sampler: Sampler | None = None
-    sbc_sampler: Sampler = field(default_factory=lambda: Sampler(draws=500, tune=500, chains=4, target_accept=0.99))
+    sbc_sampler: Sampler = field(
+        default_factory=lambda: Sampler(draws=500, tune=500, chains=4, target_accept=0.99)
+    )
     sbc_readings: int = 40
     seed: int = 0
     workers: int = 1

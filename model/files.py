@@ -89,7 +89,9 @@ def json_text(value: Any, **options: Any) -> str:
 
 
 @contextmanager
-def staged_folder(folder: str | os.PathLike, *, unique: bool = False) -> Iterator[tuple[Path, _FinalPath]]:
+def staged_folder(
+    folder: str | os.PathLike, *, unique: bool = False
+) -> Iterator[tuple[Path, _FinalPath]]:
     """Stage a folder's contents in a temporary sibling; rename it into place only on success.
 
     Yields ``(tmp, final)``: write into ``tmp``; after the ``with`` block ``final`` names the folder
@@ -110,7 +112,9 @@ def staged_folder(folder: str | os.PathLike, *, unique: bool = False) -> Iterato
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; a run folder is an ordinary folder
+        os.chmod(
+            tmp, 0o777 & ~umask
+        )  # mkdtemp makes it owner-only; a run folder is an ordinary folder
         yield tmp, final
         target = folder
         for attempt in range(1, 100):
@@ -119,7 +123,9 @@ def staged_folder(folder: str | os.PathLike, *, unique: bool = False) -> Iterato
                 final.path = target
                 return
             except OSError as err:
-                if not (unique and err.errno in (errno.EEXIST, errno.ENOTEMPTY)) and not (unique and target.exists()):
+                if not (unique and err.errno in (errno.EEXIST, errno.ENOTEMPTY)) and not (
+                    unique and target.exists()
+                ):
                     raise
                 target = folder.with_name(f"{folder.name}-{attempt}")
         raise FileExistsError(f"no free run folder name next to {folder}")

@@ -52,10 +52,14 @@ def fit(
     -------
     FitResult
     """
-    config = (config or Config()).resolved()  # through = "today" becomes the date: config.json records it
+    config = (
+        config or Config()
+    ).resolved()  # through = "today" becomes the date: config.json records it
     polls = load_polls(polls, answers=config.answers)
     reasons = exclusion_reasons(polls, config)
-    excluded = polls[reasons != ""].assign(excluded_because=reasons[reasons != ""]).reset_index(drop=True)
+    excluded = (
+        polls[reasons != ""].assign(excluded_because=reasons[reasons != ""]).reset_index(drop=True)
+    )
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     if progressbar is None:
@@ -63,7 +67,10 @@ def fit(
     design = build_design(polls, config)
     sample_seed, predictive_seed = _seeds(seed)
     engine = CompiledAggregator(design, config)
-    idata = engine.extend(engine.sample_as_pymc(config.sampler, seed=sample_seed, progress_bar=progressbar), seed=predictive_seed)
+    idata = engine.extend(
+        engine.sample_as_pymc(config.sampler, seed=sample_seed, progress_bar=progressbar),
+        seed=predictive_seed,
+    )
     _label_poll_dims(idata)
     from model import __version__
 
@@ -79,12 +86,17 @@ def fit(
             "seed": seed,
             "reference_pollster": design.reference_pollster or "",
             "house_effects_parameterisation": "centred" if design.centred_houses else "non-centred",
-            "question_effects_parameterisation": "centred" if design.centred_questions else "non-centred",
+            "question_effects_parameterisation": "centred"
+            if design.centred_questions
+            else "non-centred",
             "data_end": f"{design.data_end:%Y-%m-%d}",
             "through": f"{design.through:%Y-%m-%d}",
             "walk_knots": json.dumps([f"{design.time[k]:%Y-%m-%d}" for k in design.walk_knots]),
             "confounded_pairs": json.dumps(
-                [[design.pollsters[h], design.questions[q]] for h, q in zip(design.paired_pollsters, design.paired_questions)]
+                [
+                    [design.pollsters[h], design.questions[q]]
+                    for h, q in zip(design.paired_pollsters, design.paired_questions)
+                ]
             ),
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
@@ -92,7 +104,9 @@ def fit(
     return FitResult(idata=idata, config=config, polls=design.polls, seed=seed, excluded=excluded)
 
 
-def compile_fit(polls: pd.DataFrame | str | Path, *, config: Config | None = None) -> dict[str, Any]:
+def compile_fit(
+    polls: pd.DataFrame | str | Path, *, config: Config | None = None
+) -> dict[str, Any]:
     """Compile everything a fit of ``polls`` runs, so that fits of this model's structure start at once.
 
     Builds the model and goes through a fit's compiled steps with a minimal sampler (one chain,
@@ -133,4 +147,6 @@ def _label_poll_dims(idata) -> None:
     da = ll["obs_share"]
     extra = [d for d in da.dims if d not in ("chain", "draw")]
     if extra and extra[0] != "poll":
-        idata["log_likelihood"] = ll.rename({extra[0]: "poll"}).assign_coords(poll=idata.posterior_predictive["poll"].values)
+        idata["log_likelihood"] = ll.rename({extra[0]: "poll"}).assign_coords(
+            poll=idata.posterior_predictive["poll"].values
+        )

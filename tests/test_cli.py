@@ -21,7 +21,13 @@ ROOT = Path(model.__path__[0]).parent
 
 
 def run_cli(*args, cwd=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "model", *args], capture_output=True, text=True, cwd=cwd or ROOT, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "model", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +41,31 @@ def sim_csv(tmp_path_factory):
 def too_few_draws(sim_csv, tmp_path_factory):
     """Two runs with one seed, started side by side (one per core)."""
     runs = tmp_path_factory.mktemp("runs")
-    args = ["fit", "--data", str(sim_csv), "--runs-dir", str(runs), "--draws", "10", "--tune", "30", "--chains", "2", "--seed", "7"]
-    procs = [subprocess.Popen([sys.executable, "-m", "model", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    args = [
+        "fit",
+        "--data",
+        str(sim_csv),
+        "--runs-dir",
+        str(runs),
+        "--draws",
+        "10",
+        "--tune",
+        "30",
+        "--chains",
+        "2",
+        "--seed",
+        "7",
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "model", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=600)
@@ -52,21 +81,40 @@ def test_too_few_draws_exits_3_and_says_why(too_few_draws):
     assert folder.parent == runs and folder.is_dir()
     diag = json.loads((folder / "diagnostics.json").read_text())
     assert diag["passed"] is False and any("ESS" in f for f in diag["failures"])
-    assert (runs / "latest").resolve() in {p.resolve() for p in runs.iterdir() if not p.is_symlink()}
+    assert (runs / "latest").resolve() in {
+        p.resolve() for p in runs.iterdir() if not p.is_symlink()
+    }
 
 
 def test_another_table_gets_the_library_defaults_and_is_told_so(too_few_draws, sim_csv):
     _, first, _ = too_few_draws
-    assert first.stdout.splitlines()[0] == f"data {sim_csv}; config: the library defaults (model.Config(); --config FILE to choose one)"
+    assert (
+        first.stdout.splitlines()[0]
+        == f"data {sim_csv}; config: the library defaults (model.Config(); --config FILE to choose one)"
+    )
 
 
 def test_fit_with_no_options_uses_the_project_data_and_config_through_today(tmp_path):
     """`python -m model fit` with no data or config option, in the project: the project's table
     and config (which runs the curve to today), as `make fit`. Few draws: the gate may fail (3)."""
     runs = tmp_path / "runs"
-    result = run_cli("fit", "--runs-dir", str(runs), "--draws", "20", "--tune", "20", "--chains", "1", "--seed", "3")
+    result = run_cli(
+        "fit",
+        "--runs-dir",
+        str(runs),
+        "--draws",
+        "20",
+        "--tune",
+        "20",
+        "--chains",
+        "1",
+        "--seed",
+        "3",
+    )
     assert result.returncode in (0, 3), result.stderr
-    assert result.stdout.splitlines()[0].startswith("data data/polls.csv; config config/fit.toml (the project's")
+    assert result.stdout.splitlines()[0].startswith(
+        "data data/polls.csv; config config/fit.toml (the project's"
+    )
     folder = Path(result.stdout.strip().splitlines()[-1])
     today = datetime.date.today().isoformat()
     assert json.loads((folder / "config.json").read_text())["config"]["through"] == today
@@ -75,15 +123,22 @@ def test_fit_with_no_options_uses_the_project_data_and_config_through_today(tmp_
     assert head["last_reading"]["pollster"] == "Levada Center"
     curve = pd.read_csv(folder / "curve.csv", parse_dates=["date"])
     assert curve["projected"].iloc[-1] and not curve["projected"].iloc[0]
-    assert (curve.loc[curve["projected"], "date"] > pd.Timestamp(head["last_reading"]["field_end"])).all()
+    assert (
+        curve.loc[curve["projected"], "date"] > pd.Timestamp(head["last_reading"]["field_end"])
+    ).all()
     closed = pd.read_csv(folder / "closed_polls.csv")
     assert {"FSO", "VTsIOM"} <= set(closed.loc[closed["in_fit"], "pollster"])
-    assert result.stdout.splitlines()[1].startswith(f"Support for talks on {datetime.date.today():%d %b %Y}")
+    assert result.stdout.splitlines()[1].startswith(
+        f"Support for talks on {datetime.date.today():%d %b %Y}"
+    )
 
 
 @pytest.mark.parametrize(
     ("through", "message"),
-    [("2025-01-01", "through 2025-01-01 is before the last reading's field end, 2026-02-25"), ("soon", "through: 'soon'; expected a date")],
+    [
+        ("2025-01-01", "through 2025-01-01 is before the last reading's field end, 2026-02-25"),
+        ("soon", "through: 'soon'; expected a date"),
+    ],
 )
 def test_a_bad_through_date_exits_1_and_says_why(tmp_path, through, message):
     result = run_cli("fit", "--through", through, "--runs-dir", str(tmp_path / "runs"))
@@ -102,7 +157,9 @@ def test_same_seed_same_numbers(too_few_draws):
 
 def test_bad_input_exits_1_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad.csv"
-    bad.write_text("pollster,question,field_start,field_end,n,talks,continue,undecided\nA,Q,2024-01-01,2024-01-05,-5,50,40,10\n")
+    bad.write_text(
+        "pollster,question,field_start,field_end,n,talks,continue,undecided\nA,Q,2024-01-01,2024-01-05,-5,50,40,10\n"
+    )
     runs = tmp_path / "runs"
     result = run_cli("fit", "--data", str(bad), "--runs-dir", str(runs))
     assert result.returncode == 1
@@ -122,21 +179,33 @@ def test_compile_finds_the_model_a_fit_of_other_readings_compiled(too_few_draws,
     runs_before = sorted((ROOT / "runs").iterdir())
     result = run_cli("compile", "--data", str(fewer))
     assert result.returncode == 0, result.stderr
-    assert f"model for {fewer} ready in" in result.stdout and "(sampler callbacks found in the cache)" in result.stdout
+    assert (
+        f"model for {fewer} ready in" in result.stdout
+        and "(sampler callbacks found in the cache)" in result.stdout
+    )
     assert sorted((ROOT / "runs").iterdir()) == runs_before  # nothing fitted is kept or written
 
 
 def test_compile_bad_input_exits_1(tmp_path):
     bad = tmp_path / "bad.csv"
-    bad.write_text("pollster,question,field_start,field_end,n,talks,continue,undecided\nA,Q,2024-01-01,2024-01-05,-5,50,40,10\n")
+    bad.write_text(
+        "pollster,question,field_start,field_end,n,talks,continue,undecided\nA,Q,2024-01-01,2024-01-05,-5,50,40,10\n"
+    )
     result = run_cli("compile", "--data", str(bad))
-    assert result.returncode == 1 and "row 2" in result.stderr and "'n'" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 1
+        and "row 2" in result.stderr
+        and "'n'" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 def test_bad_config_exits_1(tmp_path, sim_csv):
     config = tmp_path / "c.toml"
     config.write_text('grid = "fortnight"\n')
-    result = run_cli("fit", "--data", str(sim_csv), "--config", str(config), "--runs-dir", str(tmp_path / "runs"))
+    result = run_cli(
+        "fit", "--data", str(sim_csv), "--config", str(config), "--runs-dir", str(tmp_path / "runs")
+    )
     assert result.returncode == 1 and "grid" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
 
@@ -144,7 +213,24 @@ def test_bad_config_exits_1(tmp_path, sim_csv):
 def test_sigterm_leaves_no_partial_run(tmp_path, sim_csv):
     runs = tmp_path / "runs"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "model", "fit", "--data", str(sim_csv), "--runs-dir", str(runs), "--draws", "100000", "--tune", "100", "--chains", "2", "--seed", "1"],
+        [
+            sys.executable,
+            "-m",
+            "model",
+            "fit",
+            "--data",
+            str(sim_csv),
+            "--runs-dir",
+            str(runs),
+            "--draws",
+            "100000",
+            "--tune",
+            "100",
+            "--chains",
+            "2",
+            "--seed",
+            "1",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -169,17 +255,40 @@ def test_validate_without_targets_exits_1_and_writes_nothing(tmp_path, sim_csv):
     config = tmp_path / "c.toml"
     config.write_text('reference_question = "Q_MAIN"\nhouse_effects = "House A"\n')
     runs = tmp_path / "runs"
-    result = run_cli("validate", "--backtest", "--since", "2030-01-01", "--data", str(sim_csv), "--config", str(config), "--runs-dir", str(runs))
-    assert result.returncode == 1 and "2030-01-01" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli(
+        "validate",
+        "--backtest",
+        "--since",
+        "2030-01-01",
+        "--data",
+        str(sim_csv),
+        "--config",
+        str(config),
+        "--runs-dir",
+        str(runs),
+    )
+    assert (
+        result.returncode == 1
+        and "2030-01-01" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     assert not runs.exists()
 
 
 def test_validate_backtest_needs_a_reference_house(tmp_path, sim_csv):
-    result = run_cli("validate", "--backtest", "--data", str(sim_csv), "--runs-dir", str(tmp_path / "runs"))
-    assert result.returncode == 1 and "reference pollster" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli(
+        "validate", "--backtest", "--data", str(sim_csv), "--runs-dir", str(tmp_path / "runs")
+    )
+    assert (
+        result.returncode == 1
+        and "reference pollster" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 @pytest.mark.parametrize("args", [["--sbc", "-1"], ["--workers", "0"], ["--draws", "x"]])
 def test_validate_bad_options_exit_1(tmp_path, sim_csv, args):
-    result = run_cli("validate", "--data", str(sim_csv), "--runs-dir", str(tmp_path / "runs"), *args)
+    result = run_cli(
+        "validate", "--data", str(sim_csv), "--runs-dir", str(tmp_path / "runs"), *args
+    )
     assert result.returncode == 1 and "error:" in result.stderr and "Traceback" not in result.stderr

@@ -23,7 +23,9 @@ def test_library_defaults_are_generic():
 
 def test_toml_merges_over_defaults(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('grid = "month"\n[sampler]\ndraws = 50\n[[events]]\ndate = "2022-09-21"\nlabel = "x"\n')
+    path.write_text(
+        'grid = "month"\n[sampler]\ndraws = 50\n[[events]]\ndate = "2022-09-21"\nlabel = "x"\n'
+    )
     config = Config.from_toml(path)
     assert config.grid == "month"
     assert config.sampler.draws == 50 and config.sampler.tune == Config().sampler.tune
@@ -75,10 +77,17 @@ def test_through_is_a_date_today_or_nothing(tmp_path):
     import datetime
 
     assert Config().through is None and Config().resolved() == Config()
-    assert Config(through="today").resolved(today=datetime.date(2026, 11, 28)).through == "2026-11-28"
-    assert Config(through="2026-03-01").resolved(today=datetime.date(2026, 11, 28)).through == "2026-03-01"
+    assert (
+        Config(through="today").resolved(today=datetime.date(2026, 11, 28)).through == "2026-11-28"
+    )
+    assert (
+        Config(through="2026-03-01").resolved(today=datetime.date(2026, 11, 28)).through
+        == "2026-03-01"
+    )
     for bad in ("tomorrow", "2026-13-01", "2026-3-1", "28.11.2026"):
-        with pytest.raises(ConfigError, match=f"through: '{bad}'; expected a date YYYY-MM-DD, 'today'"):
+        with pytest.raises(
+            ConfigError, match=f"through: '{bad}'; expected a date YYYY-MM-DD, 'today'"
+        ):
             Config(through=bad)
     path = tmp_path / "c.toml"
     path.write_text("through = 2026-11-28\n")  # TOML's bare date
@@ -90,4 +99,3 @@ def test_through_is_a_date_today_or_nothing(tmp_path):
 
 def test_project_config_runs_the_curve_to_today():
     assert Config.from_toml(ROOT / "config" / "fit.toml").through == "today"
-

@@ -39,7 +39,11 @@ ALLOWED_UPWARDS = {("model.results.fit_result", "model.report.plots")}
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts) if parts != ("model", "__init__") else "model"
+    return (
+        ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if parts != ("model", "__init__")
+        else "model"
+    )
 
 
 def _layer(module: str) -> int:
@@ -54,11 +58,17 @@ def _imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "model"}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "model":
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.split(".")[0] == "model"
+        ):
             # from package import name: the submodule when name is one, else the package itself
             folder = PACKAGE.parent.joinpath(*node.module.split("."))
             for alias in node.names:
-                is_module = (folder / alias.name).is_dir() or (folder / f"{alias.name}.py").is_file()
+                is_module = (folder / alias.name).is_dir() or (
+                    folder / f"{alias.name}.py"
+                ).is_file()
                 found.add(f"{node.module}.{alias.name}" if is_module else node.module)
     return found
 
@@ -66,7 +76,9 @@ def _imports(path: Path) -> set[str]:
 def test_every_module_belongs_to_a_layer():
     for path in PACKAGE.rglob("*.py"):
         name = _module_name(path)
-        assert name == "model" or name.split(".")[1] in LAYERS, f"{path}: add its folder to the layers (README, Code map)"
+        assert name == "model" or name.split(".")[1] in LAYERS, (
+            f"{path}: add its folder to the layers (README, Code map)"
+        )
 
 
 def test_imports_point_down():

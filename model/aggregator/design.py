@@ -38,6 +38,7 @@ CENTRED_MIN_READINGS = 10
 #: min bulk ESS 204-309 at 1, 552-694 at 16, 677-708 at 67, and 13 with no knots (533 divergences).
 KNOT_PRECISION_RATIO = 16.0
 
+
 @dataclass(frozen=True)
 class PollDesign:
     """Arrays and coordinates for one fit.
@@ -165,7 +166,9 @@ class PollDesign:
     def identified_only_with_wording(self) -> frozenset[tuple[str, str]]:
         """(pollster, question) pairs whose house effect the data identify only together with the
         question's: the confounded pairs and every pair of a :attr:`joint_groups` group."""
-        grouped = {(p, q) for houses, questions in self.joint_groups for p in houses for q in questions}
+        grouped = {
+            (p, q) for houses, questions in self.joint_groups for p in houses for q in questions
+        }
         return frozenset(set(self.confounded) | grouped)
 
     @property
@@ -205,11 +208,15 @@ def exclusion_reasons(polls: pd.DataFrame, config: Config) -> pd.Series:
         reasons[~polls["question"].isin(config.questions)] = "question not in config.questions"
     if config.exclude_flags:
         if "flags" not in polls:
-            raise ConfigError(f"exclude_flags {list(config.exclude_flags)} given but the poll table has no 'flags' column")
+            raise ConfigError(
+                f"exclude_flags {list(config.exclude_flags)} given but the poll table has no 'flags' column"
+            )
         tokens = polls["flags"].fillna("").astype(str).str.split(";")
         hit = tokens.map(lambda ts: sorted(set(t.strip() for t in ts) & set(config.exclude_flags)))
         flagged = hit.map(bool) & (reasons == "")
-        reasons[flagged] = hit[flagged].map(lambda ts: "flagged " + ", ".join(ts) + " (config.exclude_flags)")
+        reasons[flagged] = hit[flagged].map(
+            lambda ts: "flagged " + ", ".join(ts) + " (config.exclude_flags)"
+        )
     return reasons
 
 
@@ -226,10 +233,14 @@ def select_polls(polls: pd.DataFrame, config: Config) -> pd.DataFrame:
     if config.questions is not None:
         missing = sorted(set(config.questions) - set(polls["question"]))
         if missing:
-            raise ConfigError(f"questions {missing} are not in the poll table {polls.attrs.get('source', '')}")
+            raise ConfigError(
+                f"questions {missing} are not in the poll table {polls.attrs.get('source', '')}"
+            )
     polls = polls[exclusion_reasons(polls, config) == ""]
     if polls.empty:
-        raise ConfigError("no readings left after applying config.questions and config.exclude_flags")
+        raise ConfigError(
+            "no readings left after applying config.questions and config.exclude_flags"
+        )
     if "same_survey_as" in polls and "survey_id" in polls:
         selected = set(polls["survey_id"].dropna())
         problems = []
@@ -259,14 +270,21 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
     missing_cols = [a for a in answers if a not in polls]
     if missing_cols:
         raise ConfigError(f"answers {missing_cols} are not columns of the poll table")
-    order = np.lexsort((polls["question"], polls["pollster"], polls["field_end"], polls["field_start"]))
+    order = np.lexsort(
+        (polls["question"], polls["pollster"], polls["field_end"], polls["field_start"])
+    )
     polls = polls.iloc[order].reset_index(drop=True)
     polls["poll_id"] = [
-        f"{p} | {q} | {s:%Y-%m-%d}" for p, q, s in zip(polls["pollster"], polls["question"], polls["field_start"])
+        f"{p} | {q} | {s:%Y-%m-%d}"
+        for p, q, s in zip(polls["pollster"], polls["question"], polls["field_start"])
     ]
     dup = polls["poll_id"].duplicated(keep=False)
     if dup.any():
-        polls.loc[dup, "poll_id"] = polls.loc[dup, "poll_id"] + " #" + polls.loc[dup].groupby("poll_id").cumcount().add(1).astype(str)
+        polls.loc[dup, "poll_id"] = (
+            polls.loc[dup, "poll_id"]
+            + " #"
+            + polls.loc[dup].groupby("poll_id").cumcount().add(1).astype(str)
+        )
 
     # Time grid over the readings, the events and the anchors, and on to ``through`` (projected).
     last_reading = int(np.argmax(polls["field_end"].to_numpy()))
@@ -274,7 +292,9 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
     through = _through(config, data_end, polls.iloc[last_reading])
     _refuse_projected_dates(config, data_end)
     dates = [polls["field_start"].min(), data_end, through]
-    dates += [pd.Timestamp(e.date) for e in config.events] + [pd.Timestamp(a.date) for a in config.anchors]
+    dates += [pd.Timestamp(e.date) for e in config.events] + [
+        pd.Timestamp(a.date) for a in config.anchors
+    ]
     time = make_grid(min(dates), max(dates), config.grid)
     cell_days = {"day": 1.0, "week": 7.0, "month": DAYS_PER_MONTH}[config.grid]
     first_cell = cell_of(polls["field_start"], time)
@@ -286,7 +306,9 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
     if reference_question is None:
         reference_question = sorted(counts.index, key=lambda q: (-counts[q], q))[0]
     elif reference_question not in counts:
-        raise ConfigError(f"reference_question {reference_question!r} is not among the fitted questions {sorted(counts.index)}")
+        raise ConfigError(
+            f"reference_question {reference_question!r} is not among the fitted questions {sorted(counts.index)}"
+        )
     questions = (reference_question, *sorted(q for q in counts.index if q != reference_question))
 
     # Pollsters: a named reference first.
@@ -295,7 +317,9 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
     if config.house_effects not in (ZERO_SUM, ANCHORS):
         reference_pollster = config.house_effects
         if reference_pollster not in pollster_names:
-            raise ConfigError(f"house_effects: reference pollster {reference_pollster!r} is not among the fitted pollsters {pollster_names}")
+            raise ConfigError(
+                f"house_effects: reference pollster {reference_pollster!r} is not among the fitted pollsters {pollster_names}"
+            )
         pollster_names.remove(reference_pollster)
         pollster_names.insert(0, reference_pollster)
     pollsters = tuple(pollster_names)
@@ -310,10 +334,17 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
             if pollsters[h] != reference_pollster and set(question_idx[pollster_idx == h]) == {q}:
                 confounded.append((h, q))
     pairs = confounded if config.house_effects != ZERO_SUM else []
-    joint = _unidentified_groups(pollster_idx, question_idx, pollsters, questions, reference_pollster)
+    joint = _unidentified_groups(
+        pollster_idx, question_idx, pollsters, questions, reference_pollster
+    )
     paired_h = {h for h, _ in pairs}
     paired_q = {q for _, q in pairs}
-    free_h = [h for h in range(len(pollsters)) if pollsters[h] != reference_pollster and (config.house_effects == ZERO_SUM or h not in paired_h)]
+    free_h = [
+        h
+        for h in range(len(pollsters))
+        if pollsters[h] != reference_pollster
+        and (config.house_effects == ZERO_SUM or h not in paired_h)
+    ]
     free_q = [q for q in range(1, len(questions)) if q not in paired_q]
     centred_houses = all((pollster_idx == h).sum() >= CENTRED_MIN_READINGS for h in free_h)
     centred_questions = all((question_idx == q).sum() >= CENTRED_MIN_READINGS for q in free_q)
@@ -417,7 +448,9 @@ def _refuse_projected_dates(config: Config, data_end: pd.Timestamp) -> None:
         raise ConfigError("\n".join(problems))
 
 
-def walk_knots(first_cell, last_cell, n, *, n_answers: int, step_sd: float, nonsampling_sd: float) -> np.ndarray:
+def walk_knots(
+    first_cell, last_cell, n, *, n_answers: int, step_sd: float, nonsampling_sd: float
+) -> np.ndarray:
     r"""Grid cells where the readings pin the trend tightly enough to sample its changes centred.
 
     A reading is credited to the middle cell of its field period, with the precision it gives a
@@ -442,7 +475,9 @@ def walk_knots(first_cell, last_cell, n, *, n_answers: int, step_sd: float, nons
     if first_cell.size == 0:
         return np.zeros(1, dtype=int)
     concentration = 1.0 / (1.0 / np.asarray(n, dtype=float) + nonsampling_sd**2)
-    per_cell = np.bincount((first_cell + last_cell) // 2, weights=concentration * (1 - 1 / n_answers) / n_answers)
+    per_cell = np.bincount(
+        (first_cell + last_cell) // 2, weights=concentration * (1 - 1 / n_answers) / n_answers
+    )
     knots = [0]
     gathered = 0.0
     for cell in np.flatnonzero(per_cell[1:] > 0) + 1:
@@ -462,7 +497,9 @@ def _unidentified_groups(pollster_idx, question_idx, pollsters, questions, refer
         With a reference pollster that no chain of readings links to the reference question: the
         curve (that house asking that question) would then rest on the priors alone.
     """
-    parent = {("p", h): ("p", h) for h in range(len(pollsters))} | {("q", q): ("q", q) for q in range(len(questions))}
+    parent = {("p", h): ("p", h) for h in range(len(pollsters))} | {
+        ("q", q): ("q", q) for q in range(len(questions))
+    }
 
     def root(node):
         while parent[node] != node:
@@ -473,13 +510,18 @@ def _unidentified_groups(pollster_idx, question_idx, pollsters, questions, refer
     for h, q in set(zip(pollster_idx.tolist(), question_idx.tolist())):
         parent[root(("p", h))] = root(("q", q))
     ref_question_root = root(("q", 0))
-    if reference_pollster is not None and root(("p", pollsters.index(reference_pollster))) != ref_question_root:
+    if (
+        reference_pollster is not None
+        and root(("p", pollsters.index(reference_pollster))) != ref_question_root
+    ):
         raise ConfigError(
             f"house_effects: reference pollster {reference_pollster!r} is not linked to the reference question "
             f"{questions[0]!r} by any chain of readings, so the curve would rest on the priors alone; "
             "choose a reference question that pollster asks (or one linked to it)"
         )
-    ref_pollster_root = root(("p", pollsters.index(reference_pollster))) if reference_pollster is not None else None
+    ref_pollster_root = (
+        root(("p", pollsters.index(reference_pollster))) if reference_pollster is not None else None
+    )
     groups: dict = {}
     for node in parent:
         r = root(node)

@@ -100,7 +100,9 @@ def walk_steps(design: PollDesign) -> WalkSteps:
     n_steps = len(design.time) - 1
     knots = np.asarray(design.walk_knots, dtype=int)
     if len(knots) and (knots[0] != 0 or np.any(np.diff(knots) <= 0) or knots[-1] > n_steps):
-        raise ValueError(f"walk knots must rise from cell 0 within the grid's {n_steps + 1} cells, got {knots.tolist()}")
+        raise ValueError(
+            f"walk knots must rise from cell 0 within the grid's {n_steps + 1} cells, got {knots.tolist()}"
+        )
     start, end = knots[:-1], knots[1:]
     segment = np.full(n_steps, len(start), dtype=int)
     for j, (a, b) in enumerate(zip(start, end)):
@@ -149,7 +151,11 @@ def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
     n_answer = len(design.answers)
     n_events = len(design.event_labels)
     if len(design.time) == 1:
-        jump = pm.ZeroSumNormal("jump", sigma=jump_sd, dims=(EVENT, ANSWER), n_zerosum_axes=1) if n_events else None
+        jump = (
+            pm.ZeroSumNormal("jump", sigma=jump_sd, dims=(EVENT, ANSWER), n_zerosum_axes=1)
+            if n_events
+            else None
+        )
         return pt.zeros((1, n_answer)), jump
     steps = walk_steps(design)
     n_segments = len(steps.length)
@@ -171,15 +177,25 @@ def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
     # recompiles); the segments' bounds are data. Indexing by data costs ~2.5 us per gradient here.
     paired_events, paired_segments = event_segments(design, steps)
     if n_segments == 0:
-        jump = pm.ZeroSumNormal("jump", sigma=jump_sd, dims=(EVENT, ANSWER), n_zerosum_axes=1) if n_events else None
+        jump = (
+            pm.ZeroSumNormal("jump", sigma=jump_sd, dims=(EVENT, ANSWER), n_zerosum_axes=1)
+            if n_events
+            else None
+        )
         no_segments = np.zeros(0, dtype=int)
-        return segmented_walk(z_all, pt.zeros((0, n_answer)), walk_sd, no_segments, no_segments), jump
+        return segmented_walk(
+            z_all, pt.zeros((0, n_answer)), walk_sd, no_segments, no_segments
+        ), jump
 
     segment_start = pm.Data("segment_start", steps.start, dims="walk_segment")
     segment_end = pm.Data("segment_end", steps.end, dims="walk_segment")
     length = pt.cast(segment_end - segment_start, "float64")[:, None]
     walk_var = walk_sd**2 * length
-    total_var = pt.set_subtensor(walk_var[paired_segments], walk_var[paired_segments] + jump_sd**2) if paired_events else walk_var
+    total_var = (
+        pt.set_subtensor(walk_var[paired_segments], walk_var[paired_segments] + jump_sd**2)
+        if paired_events
+        else walk_var
+    )
     # Centred as values, not as changes: the data pin the trend at each knot, so sampling the knot
     # values (from the level, the value at cell 0, the first knot) leaves their posterior nearly
     # uncorrelated, where the changes between them would be chained (each pinned only as a running
@@ -188,8 +204,12 @@ def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
         "trend_at_knot",
         level,
         pt.sqrt(total_var),
-        dist=lambda start, sd, size: start[None, :]
-        + pt.cumsum(pm.ZeroSumNormal.dist(sigma=sd, n_zerosum_axes=1, support_shape=(n_answer,)), axis=0),
+        dist=lambda start, sd, size: (
+            start[None, :]
+            + pt.cumsum(
+                pm.ZeroSumNormal.dist(sigma=sd, n_zerosum_axes=1, support_shape=(n_answer,)), axis=0
+            )
+        ),
         signature="(k),(s,k)->(s,k)",
         transform=ZeroSumTransform(zerosum_axes=(-1,)),
         dims=("walk_segment", ANSWER),
@@ -203,12 +223,18 @@ def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
         if unpaired and not paired_events:
             jump = pm.ZeroSumNormal("jump", sigma=jump_sd, dims=(EVENT, ANSWER), n_zerosum_axes=1)
         elif unpaired:
-            free_jump = pm.ZeroSumNormal("jump_unpaired", sigma=jump_sd, dims=("event_unpaired", ANSWER), n_zerosum_axes=1)
+            free_jump = pm.ZeroSumNormal(
+                "jump_unpaired", sigma=jump_sd, dims=("event_unpaired", ANSWER), n_zerosum_axes=1
+            )
             jump = pt.set_subtensor(jump[unpaired], free_jump)
         if paired_events:
-            split = pm.ZeroSumNormal("jump_split", sigma=1.0, dims=("event_paired", ANSWER), n_zerosum_axes=1)
+            split = pm.ZeroSumNormal(
+                "jump_split", sigma=1.0, dims=("event_paired", ANSWER), n_zerosum_axes=1
+            )
             seg_total = total[paired_segments]
-            paired_jump = _part_given_sum(seg_total, jump_sd, pt.sqrt(walk_var[paired_segments]), split)
+            paired_jump = _part_given_sum(
+                seg_total, jump_sd, pt.sqrt(walk_var[paired_segments]), split
+            )
             jump = pt.set_subtensor(jump[paired_events], paired_jump)
             change = pt.set_subtensor(total[paired_segments], seg_total - paired_jump)
             jump = pm.Deterministic("jump", jump, dims=(EVENT, ANSWER))
@@ -361,17 +387,30 @@ class PollAggregator:
         coords["walk_segment"] = cells[np.asarray(d.walk_knots[1:], dtype=int)]
         paired_events, _ = event_segments(d, steps)
         coords["event_paired"] = [d.event_labels[e] for e in paired_events]
-        coords["event_unpaired"] = [label for e, label in enumerate(d.event_labels) if e not in paired_events]
-        coords["pollster_unpaired"] = [
-            p for h, p in enumerate(d.pollsters) if p != d.reference_pollster and h not in d.paired_pollsters
+        coords["event_unpaired"] = [
+            label for e, label in enumerate(d.event_labels) if e not in paired_events
         ]
-        coords["question_unpaired"] = [q for j, q in enumerate(d.questions) if j > 0 and j not in d.paired_questions]
-        coords["pair"] = [f"{d.pollsters[h]} | {d.questions[q]}" for h, q in zip(d.paired_pollsters, d.paired_questions)]
+        coords["pollster_unpaired"] = [
+            p
+            for h, p in enumerate(d.pollsters)
+            if p != d.reference_pollster and h not in d.paired_pollsters
+        ]
+        coords["question_unpaired"] = [
+            q for j, q in enumerate(d.questions) if j > 0 and j not in d.paired_questions
+        ]
+        coords["pair"] = [
+            f"{d.pollsters[h]} | {d.questions[q]}"
+            for h, q in zip(d.paired_pollsters, d.paired_questions)
+        ]
         coords["poll_unknown_n"] = list(d.polls["poll_id"][~d.n_known])
 
         with pm.Model() as model:
             for name, values in coords.items():
-                model.add_coord(name, values, length=None if name in DATA_DIMS else pt.constant(len(values), dtype="int64"))
+                model.add_coord(
+                    name,
+                    values,
+                    length=None if name in DATA_DIMS else pt.constant(len(values), dtype="int64"),
+                )
             first_cell = pm.Data("first_cell", d.first_cell, dims=POLL)
             last_cell = pm.Data("last_cell", d.last_cell, dims=POLL)
             pollster_idx = pm.Data("pollster_idx", d.pollster_idx, dims=POLL)
@@ -394,36 +433,62 @@ class PollAggregator:
 
             # House and question effects (zero-sum over answers; reference question = 0).
             house_sd = pm.HalfNormal("house_sd", sigma=priors.house_sd)
-            question_sd = pm.HalfNormal("question_sd", sigma=priors.question_sd) if len(d.questions) > 1 else None
+            question_sd = (
+                pm.HalfNormal("question_sd", sigma=priors.question_sd)
+                if len(d.questions) > 1
+                else None
+            )
             house = pt.zeros((len(d.pollsters), n_answer))
             question = pt.zeros((len(d.questions), n_answer))
             if self.config.house_effects == ZERO_SUM:
                 if len(d.pollsters) > 1:
-                    house = _scaled_zero_sum("house_raw", house_sd, d.centred_houses, (POLLSTER, ANSWER), 2)
+                    house = _scaled_zero_sum(
+                        "house_raw", house_sd, d.centred_houses, (POLLSTER, ANSWER), 2
+                    )
             else:
-                free = [h for h in range(len(d.pollsters)) if d.pollsters[h] != d.reference_pollster and h not in d.paired_pollsters]
+                free = [
+                    h
+                    for h in range(len(d.pollsters))
+                    if d.pollsters[h] != d.reference_pollster and h not in d.paired_pollsters
+                ]
                 if free:
-                    raw = _scaled_zero_sum("house_raw", house_sd, d.centred_houses, ("pollster_unpaired", ANSWER), 1)
+                    raw = _scaled_zero_sum(
+                        "house_raw", house_sd, d.centred_houses, ("pollster_unpaired", ANSWER), 1
+                    )
                     house = pt.set_subtensor(house[free], raw)
             free_q = [q for q in range(1, len(d.questions)) if q not in d.paired_questions]
             if free_q:
-                q_raw = _scaled_zero_sum("question_raw", question_sd, d.centred_questions, ("question_unpaired", ANSWER), 1)
+                q_raw = _scaled_zero_sum(
+                    "question_raw",
+                    question_sd,
+                    d.centred_questions,
+                    ("question_unpaired", ANSWER),
+                    1,
+                )
                 question = pt.set_subtensor(question[free_q], q_raw)
             if d.paired_pollsters:
                 # A question asked by one house alone, which asks nothing else: the data identify
                 # only the sum of the two effects. Sample that sum (centred: the data pin it) and
                 # the prior-only split, an exact reparameterisation of the two independent priors.
                 total_sd = pt.sqrt(house_sd**2 + question_sd**2)
-                pair_sum = pm.ZeroSumNormal("pair_sum", sigma=total_sd, dims=("pair", ANSWER), n_zerosum_axes=1)
-                pair_split = pm.ZeroSumNormal("pair_split", sigma=1.0, dims=("pair", ANSWER), n_zerosum_axes=1)
+                pair_sum = pm.ZeroSumNormal(
+                    "pair_sum", sigma=total_sd, dims=("pair", ANSWER), n_zerosum_axes=1
+                )
+                pair_split = pm.ZeroSumNormal(
+                    "pair_split", sigma=1.0, dims=("pair", ANSWER), n_zerosum_axes=1
+                )
                 house_part = _part_given_sum(pair_sum, house_sd, question_sd, pair_split)
                 house = pt.set_subtensor(house[list(d.paired_pollsters)], house_part)
-                question = pt.set_subtensor(question[list(d.paired_questions)], pair_sum - house_part)
+                question = pt.set_subtensor(
+                    question[list(d.paired_questions)], pair_sum - house_part
+                )
             house = pm.Deterministic("house_effect", house, dims=(POLLSTER, ANSWER))
             question = pm.Deterministic("question_effect", question, dims=(QUESTION, ANSWER))
 
             # Field-period averages of the trend, then each reading's expected shares.
-            eta_avg = field_average(eta, first_cell, last_cell)  # one fused operation (model.aggregator.kernels)
+            eta_avg = field_average(
+                eta, first_cell, last_cell
+            )  # one fused operation (model.aggregator.kernels)
             logits = eta_avg + house[pollster_idx] + question[question_idx]
             p = pt.special.softmax(logits, axis=-1)
             p_component = pt.sum(p[:, :, None] * membership, axis=1)
@@ -441,7 +506,9 @@ class PollAggregator:
                     pt.exp(log_n_median + priors.unknown_n_log_sd * log_n_z),
                     dims="poll_unknown_n",
                 )
-                unknown_n_poll = pm.Data("unknown_n_poll", np.flatnonzero(~d.n_known), dims="poll_unknown_n")
+                unknown_n_poll = pm.Data(
+                    "unknown_n_poll", np.flatnonzero(~d.n_known), dims="poll_unknown_n"
+                )
                 n = pt.set_subtensor(n[unknown_n_poll], n_unknown)
             concentration = 1.0 / (1.0 / n + tau**2)
             alpha = concentration[:, None] * p_component
@@ -476,6 +543,11 @@ class PollAggregator:
                 anchor_answer = pm.Data("anchor_answer", d.anchor_answer)
                 anchored = pt.special.softmax(eta, axis=-1)[anchor_cell, anchor_answer]
                 anchor_sd = pm.Data("anchor_sd", d.anchor_sd)
-                pm.Normal("anchor", mu=anchored, sigma=anchor_sd, observed=pm.Data("anchor_value", d.anchor_value))
+                pm.Normal(
+                    "anchor",
+                    mu=anchored,
+                    sigma=anchor_sd,
+                    observed=pm.Data("anchor_value", d.anchor_value),
+                )
         self.model = model
         return model

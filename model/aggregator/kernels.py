@@ -143,31 +143,65 @@ def _shape_valid(array, rows, columns, what):
     """Raise unless ``array`` is ``rows`` x ``columns`` (the kernels index by these shapes)."""
     if array.shape[0] != rows or array.shape[1] != columns:
         raise ValueError(
-            what + " has shape (" + str(array.shape[0]) + ", " + str(array.shape[1]) + "); expected (" + str(rows) + ", " + str(columns) + ")"
+            what
+            + " has shape ("
+            + str(array.shape[0])
+            + ", "
+            + str(array.shape[1])
+            + "); expected ("
+            + str(rows)
+            + ", "
+            + str(columns)
+            + ")"
         )
 
 
 def _cells_valid(first, last, n_cells):
     """Raise unless every field period ``first[i] <= last[i]`` lies within the ``n_cells`` cells."""
     if first.shape[0] != last.shape[0]:
-        raise ValueError("field periods: " + str(first.shape[0]) + " first cells but " + str(last.shape[0]) + " last cells")
+        raise ValueError(
+            "field periods: "
+            + str(first.shape[0])
+            + " first cells but "
+            + str(last.shape[0])
+            + " last cells"
+        )
     for i in range(first.shape[0]):
         if first[i] < 0 or last[i] < first[i] or last[i] >= n_cells:
             raise ValueError(
-                "field periods must lie within the grid's " + str(n_cells) + " cells: reading " + str(i) + " covers cells "
-                + str(first[i]) + ".." + str(last[i])
+                "field periods must lie within the grid's "
+                + str(n_cells)
+                + " cells: reading "
+                + str(i)
+                + " covers cells "
+                + str(first[i])
+                + ".."
+                + str(last[i])
             )
 
 
 def _segments_valid(start, end, n_steps):
     """Raise unless the segments are non-empty, ordered and disjoint within ``n_steps`` steps."""
     if start.shape[0] != end.shape[0]:
-        raise ValueError("segments: " + str(start.shape[0]) + " starts but " + str(end.shape[0]) + " ends")
+        raise ValueError(
+            "segments: " + str(start.shape[0]) + " starts but " + str(end.shape[0]) + " ends"
+        )
     for j in range(start.shape[0]):
-        if start[j] < 0 or end[j] <= start[j] or end[j] > n_steps or (j > 0 and start[j] < end[j - 1]):
+        if (
+            start[j] < 0
+            or end[j] <= start[j]
+            or end[j] > n_steps
+            or (j > 0 and start[j] < end[j - 1])
+        ):
             raise ValueError(
-                "segments must be non-empty, ordered and disjoint within " + str(n_steps) + " steps: segment " + str(j)
-                + " covers steps " + str(start[j]) + ".." + str(end[j] - 1)
+                "segments must be non-empty, ordered and disjoint within "
+                + str(n_steps)
+                + " steps: segment "
+                + str(j)
+                + " covers steps "
+                + str(start[j])
+                + ".."
+                + str(end[j] - 1)
             )
 
 
@@ -178,18 +212,32 @@ def _compile_kernels(jit) -> dict:
     ``numba.njit(cache=True)`` for ``perform`` (:func:`_kernel_for`); one kernel per operation
     serves both. Returns ``{operation class: kernel}``, each kernel taking the operation's inputs.
     """
-    shape_valid, segments_valid, cells_valid = jit(_shape_valid), jit(_segments_valid), jit(_cells_valid)
+    shape_valid, segments_valid, cells_valid = (
+        jit(_shape_valid),
+        jit(_segments_valid),
+        jit(_cells_valid),
+    )
     walk_loops, walk_grad_loops = jit(_segmented_walk_loops), jit(_segmented_walk_grad_loops)
     average_loops, average_grad_loops = jit(_field_average_loops), jit(_field_average_grad_loops)
 
     def walk(innovation, change, walk_sd, start, end):
         segments_valid(start, end, innovation.shape[0])
-        shape_valid(change, start.shape[0], innovation.shape[1], "segmented walk: change (segments, answers)")
+        shape_valid(
+            change,
+            start.shape[0],
+            innovation.shape[1],
+            "segmented walk: change (segments, answers)",
+        )
         return walk_loops(innovation, change, walk_sd, start, end)
 
     def walk_grad(innovation, walk_sd, start, end, walk_gradient):
         segments_valid(start, end, innovation.shape[0])
-        shape_valid(walk_gradient, innovation.shape[0] + 1, innovation.shape[1], "segmented walk: the walk's gradient")
+        shape_valid(
+            walk_gradient,
+            innovation.shape[0] + 1,
+            innovation.shape[1],
+            "segmented walk: the walk's gradient",
+        )
         return walk_grad_loops(innovation, walk_sd, start, end, walk_gradient)
 
     def average(trend, first, last):
@@ -198,7 +246,12 @@ def _compile_kernels(jit) -> dict:
 
     def average_grad(trend, first, last, average_gradient):
         cells_valid(first, last, trend.shape[0])
-        shape_valid(average_gradient, first.shape[0], trend.shape[1], "field average: the gradient (readings, answers)")
+        shape_valid(
+            average_gradient,
+            first.shape[0],
+            trend.shape[1],
+            "field average: the gradient (readings, answers)",
+        )
         return average_grad_loops(trend, first, last, average_gradient)
 
     return {
@@ -279,7 +332,9 @@ class SegmentedWalk(_KernelOp):
         innovation, change, walk_sd = _floats(innovation, change, walk_sd)
         start, end = _indices(start, end)
         if (innovation.ndim, change.ndim, walk_sd.ndim) != (2, 2, 0):
-            raise TypeError("segmented_walk expects innovation (steps, answers), change (segments, answers), a scalar walk_sd and 1-d start, end")
+            raise TypeError(
+                "segmented_walk expects innovation (steps, answers), change (segments, answers), a scalar walk_sd and 1-d start, end"
+            )
         n_steps, n_answer = innovation.type.shape
         out = pt.tensor(dtype="float64", shape=(None if n_steps is None else n_steps + 1, n_answer))
         return Apply(self, [innovation, change, walk_sd, start, end], [out])
@@ -293,7 +348,9 @@ class SegmentedWalk(_KernelOp):
 
     def pullback(self, inputs, outputs, cotangents):
         innovation, change, walk_sd, start, end = inputs
-        innovation_grad, change_grad, sd_grad = segmented_walk_grad(innovation, walk_sd, start, end, cotangents[0])
+        innovation_grad, change_grad, sd_grad = segmented_walk_grad(
+            innovation, walk_sd, start, end, cotangents[0]
+        )
         return [innovation_grad, change_grad, sd_grad, DisconnectedType()(), DisconnectedType()()]
 
 
@@ -317,7 +374,9 @@ class SegmentedWalkGrad(_KernelOp):
         innovation, walk_sd, walk_grad = _floats(innovation, walk_sd, walk_grad)
         start, end = _indices(start, end)
         if (innovation.ndim, walk_sd.ndim, walk_grad.ndim) != (2, 0, 2):
-            raise TypeError("segmented_walk_grad expects innovation (steps, answers), a scalar walk_sd and the walk's gradient (steps + 1, answers)")
+            raise TypeError(
+                "segmented_walk_grad expects innovation (steps, answers), a scalar walk_sd and the walk's gradient (steps + 1, answers)"
+            )
         outputs = [
             pt.tensor(dtype="float64", shape=innovation.type.shape),
             pt.tensor(dtype="float64", shape=(start.type.shape[0], innovation.type.shape[1])),
@@ -330,7 +389,13 @@ class SegmentedWalkGrad(_KernelOp):
 
     def connection_pattern(self, node):
         # Rows: innovation, walk_sd, start, end, walk_grad; columns: d innovation, d change, d walk_sd.
-        return [[False, False, True], [True, False, False], [False, False, False], [False, False, False], [True, True, True]]
+        return [
+            [False, False, True],
+            [True, False, False],
+            [False, False, False],
+            [False, False, False],
+            [True, True, True],
+        ]
 
     def pullback(self, inputs, outputs, cotangents):
         r"""Second derivatives. The walk is :math:`\sigma B z + C c` (B, C fixed by the segments), so the
@@ -341,7 +406,11 @@ class SegmentedWalkGrad(_KernelOp):
         innovation, walk_sd, start, end, walk_grad = inputs
         u, v, w = cotangents
         u = pt.zeros_like(innovation) if isinstance(u.type, DisconnectedType) else u
-        v = pt.zeros((start.shape[0], innovation.shape[1])) if isinstance(v.type, DisconnectedType) else v
+        v = (
+            pt.zeros((start.shape[0], innovation.shape[1]))
+            if isinstance(v.type, DisconnectedType)
+            else v
+        )
         w = pt.zeros(()) if isinstance(w.type, DisconnectedType) else w
         b_transpose_g = segmented_walk_grad(innovation, 1.0, start, end, walk_grad)[0]
         return [
@@ -367,7 +436,9 @@ class FieldAverage(_KernelOp):
         (trend,) = _floats(trend)
         first, last = _indices(first, last)
         if trend.ndim != 2:
-            raise TypeError("field_average expects trend (cells, answers) and integer vectors first, last")
+            raise TypeError(
+                "field_average expects trend (cells, answers) and integer vectors first, last"
+            )
         out = pt.tensor(dtype="float64", shape=(first.type.shape[0], trend.type.shape[1]))
         return Apply(self, [trend, first, last], [out])
 
@@ -379,7 +450,11 @@ class FieldAverage(_KernelOp):
 
     def pullback(self, inputs, outputs, cotangents):
         trend, first, last = inputs
-        return [_field_average_grad(trend, first, last, cotangents[0]), DisconnectedType()(), DisconnectedType()()]
+        return [
+            _field_average_grad(trend, first, last, cotangents[0]),
+            DisconnectedType()(),
+            DisconnectedType()(),
+        ]
 
 
 class FieldAverageGrad(_KernelOp):
@@ -391,7 +466,9 @@ class FieldAverageGrad(_KernelOp):
         trend, average_grad = _floats(trend, average_grad)
         first, last = _indices(first, last)
         if trend.ndim != 2 or average_grad.ndim != 2:
-            raise TypeError("field_average_grad expects trend (cells, answers) and the averages' gradient (readings, answers)")
+            raise TypeError(
+                "field_average_grad expects trend (cells, answers) and the averages' gradient (readings, answers)"
+            )
         out = pt.tensor(dtype="float64", shape=trend.type.shape)
         return Apply(self, [trend, first, last, average_grad], [out])
 
@@ -405,7 +482,12 @@ class FieldAverageGrad(_KernelOp):
     def pullback(self, inputs, outputs, cotangents):
         trend, first, last, _ = inputs
         # Linear in the gradient: its own pullback is the forward average.
-        return [DisconnectedType()(), DisconnectedType()(), DisconnectedType()(), field_average(cotangents[0], first, last)]
+        return [
+            DisconnectedType()(),
+            DisconnectedType()(),
+            DisconnectedType()(),
+            field_average(cotangents[0], first, last),
+        ]
 
 
 _segmented_walk = SegmentedWalk()
@@ -470,7 +552,9 @@ def register_jax() -> None:
             length = (end - start).astype(jnp.float64)[:, None]
             mean = (mask.T @ innovation) / length
             increment = walk_sd * (innovation - mask @ mean) + mask @ (change / length)
-            return jnp.concatenate([jnp.zeros((1, innovation.shape[1])), jnp.cumsum(increment, axis=0)], axis=0)
+            return jnp.concatenate(
+                [jnp.zeros((1, innovation.shape[1])), jnp.cumsum(increment, axis=0)], axis=0
+            )
 
         return walk
 
@@ -489,7 +573,9 @@ def register_jax() -> None:
     @jax_funcify.register(FieldAverage)
     def _jax_average(op, **kwargs):
         def average(trend, first, last):
-            running = jnp.concatenate([jnp.zeros((1, trend.shape[1])), jnp.cumsum(trend, axis=0)], axis=0)
+            running = jnp.concatenate(
+                [jnp.zeros((1, trend.shape[1])), jnp.cumsum(trend, axis=0)], axis=0
+            )
             return (running[last + 1] - running[first]) / (last - first + 1)[:, None]
 
         return average
@@ -498,7 +584,13 @@ def register_jax() -> None:
     def _jax_average_grad(op, **kwargs):
         def average_grad(trend, first, last, grad):
             share = grad / (last - first + 1)[:, None]
-            difference = jnp.zeros((trend.shape[0] + 1, trend.shape[1])).at[first].add(share).at[last + 1].add(-share)
+            difference = (
+                jnp.zeros((trend.shape[0] + 1, trend.shape[1]))
+                .at[first]
+                .add(share)
+                .at[last + 1]
+                .add(-share)
+            )
             return jnp.cumsum(difference, axis=0)[:-1]
 
         return average_grad

@@ -29,4 +29,12 @@ SENSITIVITY_PRIORS = ("level", "walk_sd", "jump", "house_sd", "question_sd", "no
 COMPARED = ("share", "house_effect", "question_effect", "level", "jump", *HYPERPARAMETERS)
 
 #: The quantities simulation-based calibration ranks the truth among (before they are summarised).
-CALIBRATED = ("walk_sd", "nonsampling_sd", "house_sd", "question_sd", "house_effect", "question_effect", "share")
+CALIBRATED = (
+    "walk_sd",
+    "nonsampling_sd",
+    "house_sd",
+    "question_sd",
+    "house_effect",
+    "question_effect",
+    "share",
+)

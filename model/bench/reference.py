@@ -157,7 +157,9 @@ def model_inputs(design: PollDesign, config: Config) -> ModelInputs:
     if config.house_effects == ZERO_SUM:
         free_pollsters = np.arange(len(d.pollsters))
     else:
-        free_pollsters = np.array([h for h, p in enumerate(d.pollsters) if p != d.reference_pollster], dtype=int)
+        free_pollsters = np.array(
+            [h for h, p in enumerate(d.pollsters) if p != d.reference_pollster], dtype=int
+        )
     return ModelInputs(
         n_time=n_time,
         n_answer=len(d.answers),
@@ -174,11 +176,15 @@ def model_inputs(design: PollDesign, config: Config) -> ModelInputs:
         free_questions=np.arange(1, len(d.questions)),
         membership=np.asarray(d.membership, dtype=float),
         component_used=np.asarray(d.component_used, dtype=bool),
-        log_observed=np.where(d.component_used, np.log(np.where(d.component_used, d.observed, 1.0)), 0.0),
+        log_observed=np.where(
+            d.component_used, np.log(np.where(d.component_used, d.observed, 1.0)), 0.0
+        ),
         n_stated=np.where(d.n_known, d.n, 1.0),
         unknown_n=np.flatnonzero(~d.n_known),
         log_unknown_n_median=float(np.log(d.unknown_n_median)),
-        anchor_cell=np.asarray(d.anchor_cell, dtype=int) if config.house_effects == ANCHORS else np.zeros(0, int),
+        anchor_cell=np.asarray(d.anchor_cell, dtype=int)
+        if config.house_effects == ANCHORS
+        else np.zeros(0, int),
         anchor_answer=np.asarray(d.anchor_answer, dtype=int),
         anchor_value=np.asarray(d.anchor_value, dtype=float),
         anchor_sd=np.asarray(d.anchor_sd, dtype=float),
@@ -242,7 +248,9 @@ def poll_model(inputs: ModelInputs, priors) -> None:
     house = jnp.zeros((x.n_pollster, K))
     if x.zero_sum_houses:
         if x.n_pollster > 1:
-            raw = numpyro.sample("house_raw", dist.ZeroSumNormal(1.0, event_shape=(x.n_pollster, K)))
+            raw = numpyro.sample(
+                "house_raw", dist.ZeroSumNormal(1.0, event_shape=(x.n_pollster, K))
+            )
             house = house_sd * raw
     elif x.free_pollsters.size:
         with numpyro.plate("pollster_free", x.free_pollsters.size):
@@ -271,10 +279,14 @@ def poll_model(inputs: ModelInputs, priors) -> None:
     if x.unknown_n.size:
         with numpyro.plate("poll_unknown_n", x.unknown_n.size):
             log_n_z = numpyro.sample("log_n_z", dist.Normal(0.0, 1.0))
-        n = n.at[x.unknown_n].set(jnp.exp(x.log_unknown_n_median + priors.unknown_n_log_sd * log_n_z))
+        n = n.at[x.unknown_n].set(
+            jnp.exp(x.log_unknown_n_median + priors.unknown_n_log_sd * log_n_z)
+        )
     concentration = 1.0 / (1.0 / n + tau**2)
     alpha = concentration[:, None] * p_component
-    numpyro.factor("obs_share", jnp.sum(masked_dirichlet_logp(x.log_observed, alpha, x.component_used)))
+    numpyro.factor(
+        "obs_share", jnp.sum(masked_dirichlet_logp(x.log_observed, alpha, x.component_used))
+    )
 
     if x.anchor_cell.size:
         anchored = jax.nn.softmax(eta, axis=-1)[x.anchor_cell, x.anchor_answer]
@@ -316,7 +328,9 @@ def resolve_chain_method(requested: str, chains: int) -> tuple[str, str]:
     fallback (a warning, then sequential chains).
     """
     if requested not in ("parallel", "vectorized", "sequential"):
-        raise ValueError(f"chain_method {requested!r}; expected 'parallel', 'vectorized' or 'sequential'")
+        raise ValueError(
+            f"chain_method {requested!r}; expected 'parallel', 'vectorized' or 'sequential'"
+        )
     if requested != "parallel" or chains == 1:
         return requested, ""
     available = request_host_devices(chains)
@@ -418,7 +432,9 @@ def fit_reference(
     )
     with _CompileClock() as clock:
         started = time.perf_counter()
-        mcmc.run(jax.random.PRNGKey(seed), inputs, config.priors, extra_fields=("diverging", "num_steps"))
+        mcmc.run(
+            jax.random.PRNGKey(seed), inputs, config.priors, extra_fields=("diverging", "num_steps")
+        )
         samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
         stats = jax.block_until_ready(mcmc.get_extra_fields(group_by_chain=True))
         wall = time.perf_counter() - started
@@ -485,4 +501,6 @@ def make_potential_energy(design: PollDesign, config: Config):
 
     args = (model_inputs(design, config), config.priors)
     compiled = jax.jit(lambda params: potential_energy(poll_model, args, {}, params))
-    return lambda unconstrained: float(compiled({name: np.asarray(v, dtype=float) for name, v in unconstrained.items()}))
+    return lambda unconstrained: float(
+        compiled({name: np.asarray(v, dtype=float) for name, v in unconstrained.items()})
+    )

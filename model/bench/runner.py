@@ -82,16 +82,46 @@ SIM_ANSWERS = ("talks", "continue", "undecided")
 SIM_QUESTIONS = ("Q_MAIN", "Q_ALT")
 #: Posterior quantities both implementations report; ESS and R-hat are taken over these.
 RESULT_COLUMNS = [
-    "case", "implementation", "readings", "grid_cells", "compile_s", "sample_s", "wall_s", "min_ess_bulk",
-    "ess_per_s", "divergences", "max_rhat", "peak_mem_mb",
+    "case",
+    "implementation",
+    "readings",
+    "grid_cells",
+    "compile_s",
+    "sample_s",
+    "wall_s",
+    "min_ess_bulk",
+    "ess_per_s",
+    "divergences",
+    "max_rhat",
+    "peak_mem_mb",
 ]
 #: Further columns of results.csv and repeats.csv, after :data:`RESULT_COLUMNS`.
 EXTRA_COLUMNS = [
-    "houses", "grid", "min_ess_tail", "gate_passed", "repeats", "failed", "draws", "tune", "chains",
-    "first_compile_s", "first_wall_s", "first_ess_per_s", "compile_cache",
+    "houses",
+    "grid",
+    "min_ess_tail",
+    "gate_passed",
+    "repeats",
+    "failed",
+    "draws",
+    "tune",
+    "chains",
+    "first_compile_s",
+    "first_wall_s",
+    "first_ess_per_s",
+    "compile_cache",
 ]
 #: Figures compared as project/reference in ratios.csv.
-RATIO_COLUMNS = ["compile_s", "sample_s", "wall_s", "min_ess_bulk", "ess_per_s", "peak_mem_mb", "first_wall_s", "first_ess_per_s"]
+RATIO_COLUMNS = [
+    "compile_s",
+    "sample_s",
+    "wall_s",
+    "min_ess_bulk",
+    "ess_per_s",
+    "peak_mem_mb",
+    "first_wall_s",
+    "first_ess_per_s",
+]
 
 
 @dataclass(frozen=True)
@@ -123,7 +153,9 @@ class BenchCase:
 
 def all_cases() -> tuple[BenchCase, ...]:
     """The shipped data, then every simulated size (smallest first)."""
-    sims = [BenchCase.simulated(r, h, g) for r in CASE_READINGS for h in CASE_HOUSES for g in CASE_GRIDS]
+    sims = [
+        BenchCase.simulated(r, h, g) for r in CASE_READINGS for h in CASE_HOUSES for g in CASE_GRIDS
+    ]
     return (BenchCase(SHIPPED), *sims)
 
 
@@ -138,7 +170,11 @@ def select_cases(names: Sequence[str] | None) -> tuple[BenchCase, ...]:
         return cases
     chosen = []
     for name in names:
-        hits = [c for c in cases if (c.name.startswith(name[:-1]) if name.endswith("*") else c.name == name)]
+        hits = [
+            c
+            for c in cases
+            if (c.name.startswith(name[:-1]) if name.endswith("*") else c.name == name)
+        ]
         if not hits:
             known = ", ".join(c.name for c in cases)
             raise ConfigError(f"bench case {name!r} is not one of: {known}")
@@ -205,7 +241,9 @@ def fit_project(design, config: Config, *, seed: int, cores: int | None = None) 
     from model.sampling.engine import CompiledAggregator
 
     engine = CompiledAggregator(design, config)
-    idata, sample_s = engine.sample(config.sampler, seed=seed, cores=cores or min(4, os.cpu_count() or 1))
+    idata, sample_s = engine.sample(
+        config.sampler, seed=seed, cores=cores or min(4, os.cpu_count() or 1)
+    )
     return {
         "compile_s": engine.compile_s,
         "sample_s": sample_s,
@@ -271,7 +309,12 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
 def _failed_row(job: dict[str, Any], err: BaseException) -> dict[str, Any]:
     detail = " ".join("".join(traceback.format_exception_only(err)).split())
-    return {"case": job["case"]["name"], "implementation": job["implementation"], "repeat": job["repeat"], "error": detail}
+    return {
+        "case": job["case"]["name"],
+        "implementation": job["implementation"],
+        "repeat": job["repeat"],
+        "error": detail,
+    }
 
 
 def _run_one_reporting_errors(job: dict[str, Any]) -> dict[str, Any]:
@@ -341,7 +384,9 @@ def run_bench(
     """
     unknown = sorted(set(implementations) - set(IMPLEMENTATIONS))
     if unknown or not implementations:
-        raise ConfigError(f"implementations must be among {list(IMPLEMENTATIONS)}, got {list(implementations)}")
+        raise ConfigError(
+            f"implementations must be among {list(IMPLEMENTATIONS)}, got {list(implementations)}"
+        )
     implementations = tuple(i for i in IMPLEMENTATIONS if i in implementations)
     started = datetime.now(UTC)
     # A cache tag of this bench run's own: each case's first project fit compiles its callbacks as the
@@ -375,12 +420,24 @@ def run_bench(
         "data": str(data),
         "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "compile_cache_tag": f"{CACHE_TAG_ENV}=bench-{started:%Y%m%dT%H%M%S.%f}",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
     }
-    return Bench(fits=fits, results=results, ratios=ratios(results), scaling=scaling(results), settings=settings)
+    return Bench(
+        fits=fits,
+        results=results,
+        ratios=ratios(results),
+        scaling=scaling(results),
+        settings=settings,
+    )
 
 
-def _run_fits(cases, data, config, repeats, seed, implementations, runner, log) -> list[dict[str, Any]]:
+def _run_fits(
+    cases, data, config, repeats, seed, implementations, runner, log
+) -> list[dict[str, Any]]:
     """The fits of :func:`run_bench`, in its order."""
     rows = []
     total = len(cases) * repeats * len(implementations)
@@ -426,15 +483,31 @@ def summarise(fits: pd.DataFrame) -> pd.DataFrame:
         row: dict[str, Any] = {"case": case, "implementation": implementation}
         for column in ("readings", "grid_cells", "houses", "grid", "draws", "tune", "chains"):
             row[column] = ok[column].iloc[0] if len(ok) else np.nan
-        for column in ("compile_s", "sample_s", "wall_s", "min_ess_bulk", "min_ess_tail", "ess_per_s", "divergences", "max_rhat", "peak_mem_mb"):
+        for column in (
+            "compile_s",
+            "sample_s",
+            "wall_s",
+            "min_ess_bulk",
+            "min_ess_tail",
+            "ess_per_s",
+            "divergences",
+            "max_rhat",
+            "peak_mem_mb",
+        ):
             row[column] = float(ok[column].astype(float).median()) if len(ok) else np.nan
         row["gate_passed"] = bool(len(ok)) and bool(ok["gate_passed"].astype(bool).all())
         row["repeats"] = len(ok)
         row["failed"] = len(group) - len(ok)
-        first = ok[ok["repeat"] == 0]  # NaN when the first repeat failed (a later one may have found the cache)
+        first = ok[
+            ok["repeat"] == 0
+        ]  # NaN when the first repeat failed (a later one may have found the cache)
         for column in ("compile_s", "wall_s", "ess_per_s"):
             row[f"first_{column}"] = float(first[column].iloc[0]) if len(first) else np.nan
-        states = [str(c) for c in ok.sort_values("repeat")["compile_cache"]] if "compile_cache" in ok else []
+        states = (
+            [str(c) for c in ok.sort_values("repeat")["compile_cache"]]
+            if "compile_cache" in ok
+            else []
+        )
         row["compile_cache"] = ",".join(states) if any(states) else ""
         out.append(row)
     return pd.DataFrame(out, columns=RESULT_COLUMNS + EXTRA_COLUMNS)
@@ -450,18 +523,32 @@ def ratios(results: pd.DataFrame) -> pd.DataFrame:
         row = {"case": case}
         for column in RATIO_COLUMNS:
             project, reference = both.loc["project", column], both.loc["reference", column]
-            row[f"{column}_ratio"] = float(project) / float(reference) if reference and np.isfinite(reference) else np.nan
+            row[f"{column}_ratio"] = (
+                float(project) / float(reference)
+                if reference and np.isfinite(reference)
+                else np.nan
+            )
         row["project_gate_passed"] = both.loc["project", "gate_passed"]
         row["reference_gate_passed"] = both.loc["reference", "gate_passed"]
         rows.append(row)
-    return pd.DataFrame(rows, columns=["case", *(f"{c}_ratio" for c in RATIO_COLUMNS), "project_gate_passed", "reference_gate_passed"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "case",
+            *(f"{c}_ratio" for c in RATIO_COLUMNS),
+            "project_gate_passed",
+            "reference_gate_passed",
+        ],
+    )
 
 
 def scaling(results: pd.DataFrame) -> pd.DataFrame:
     """Least-squares exponent of wall time (and sampling time) against readings, per group of sizes."""
     sims = results[(results["case"] != SHIPPED) & results["wall_s"].notna()]
     rows = []
-    for (implementation, grid, houses), group in sims.groupby(["implementation", "grid", "houses"], sort=True):
+    for (implementation, grid, houses), group in sims.groupby(
+        ["implementation", "grid", "houses"], sort=True
+    ):
         if group["readings"].nunique() < 2:
             continue
         x = np.log(group["readings"].astype(float))
@@ -472,18 +559,34 @@ def scaling(results: pd.DataFrame) -> pd.DataFrame:
                 "houses": int(houses),
                 "sizes": int(group["readings"].nunique()),
                 "wall_exponent": float(np.polyfit(x, np.log(group["wall_s"].astype(float)), 1)[0]),
-                "sample_exponent": float(np.polyfit(x, np.log(group["sample_s"].astype(float)), 1)[0]),
+                "sample_exponent": float(
+                    np.polyfit(x, np.log(group["sample_s"].astype(float)), 1)[0]
+                ),
                 "min_readings": int(group["readings"].min()),
                 "max_readings": int(group["readings"].max()),
             }
         )
-    return pd.DataFrame(rows, columns=["implementation", "grid", "houses", "sizes", "wall_exponent", "sample_exponent", "min_readings", "max_readings"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "implementation",
+            "grid",
+            "houses",
+            "sizes",
+            "wall_exponent",
+            "sample_exponent",
+            "min_readings",
+            "max_readings",
+        ],
+    )
 
 
 def summary_text(bench: Bench) -> str:
     """The results and ratios as a plain-text table."""
     r = bench.results
-    lines = [f"Bench: {len(r['case'].unique())} case(s), {bench.settings['repeats']} repeat(s) each; medians"]
+    lines = [
+        f"Bench: {len(r['case'].unique())} case(s), {bench.settings['repeats']} repeat(s) each; medians"
+    ]
     lines.append(
         f"  {'case':24} {'impl':9} {'reads':>6} {'cells':>6} {'compile':>8} {'sample':>8} {'wall':>8} "
         f"{'minESS':>7} {'ESS/s':>7} {'div':>5} {'R-hat':>6} {'MB':>6} gate"
@@ -502,7 +605,9 @@ def summary_text(bench: Bench) -> str:
         lines.append("Project / reference:")
         lines.append(f"  {'case':24} {'wall':>6} {'ESS/s':>6} {'memory':>6}")
         for row in bench.ratios.itertuples(index=False):
-            lines.append(f"  {row.case:24} {row.wall_s_ratio:6.2f} {row.ess_per_s_ratio:6.2f} {row.peak_mem_mb_ratio:6.2f}")
+            lines.append(
+                f"  {row.case:24} {row.wall_s_ratio:6.2f} {row.ess_per_s_ratio:6.2f} {row.peak_mem_mb_ratio:6.2f}"
+            )
     if len(bench.scaling):
         lines.append("Wall time ~ readings^b:")
         for row in bench.scaling.itertuples(index=False):
@@ -546,16 +651,37 @@ def plot_scaling(results: pd.DataFrame):
     styles = {"week": "-", "day": "--"}
     markers = {8: "o", 40: "s"}
     sims = ok[ok["case"] != SHIPPED]
-    for (implementation, grid, houses), group in sims.groupby(["implementation", "grid", "houses"], sort=True):
+    for (implementation, grid, houses), group in sims.groupby(
+        ["implementation", "grid", "houses"], sort=True
+    ):
         group = group.sort_values("readings")
-        kwargs = dict(color=colours.get(implementation), linestyle=styles.get(grid, ":"), marker=markers.get(int(houses), "^"))
+        kwargs = dict(
+            color=colours.get(implementation),
+            linestyle=styles.get(grid, ":"),
+            marker=markers.get(int(houses), "^"),
+        )
         label = f"{implementation}, {grid}, {int(houses)} houses"
         axes[0].plot(group["readings"], group["wall_s"], label=label, **kwargs)
         axes[1].plot(group["readings"], group["ess_per_s"], label=label, **kwargs)
     shipped = ok[ok["case"] == SHIPPED]
     for row in shipped.itertuples(index=False):
-        axes[0].scatter([row.readings], [row.wall_s], color=colours.get(row.implementation), marker="*", s=150, zorder=3, label=f"{row.implementation}, shipped data")
-        axes[1].scatter([row.readings], [row.ess_per_s], color=colours.get(row.implementation), marker="*", s=150, zorder=3)
+        axes[0].scatter(
+            [row.readings],
+            [row.wall_s],
+            color=colours.get(row.implementation),
+            marker="*",
+            s=150,
+            zorder=3,
+            label=f"{row.implementation}, shipped data",
+        )
+        axes[1].scatter(
+            [row.readings],
+            [row.ess_per_s],
+            color=colours.get(row.implementation),
+            marker="*",
+            s=150,
+            zorder=3,
+        )
     for ax, ylabel in zip(axes, ("wall time, compile + sampling (s)", "min bulk ESS per second")):
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -138,7 +138,6 @@ SOURCED_COLUMNS: tuple[str, ...] = (
 STATUSES = ("primary", "superseded", "no_figures")
 
 
-
 @dataclass(frozen=True)
 class QuestionInfo:
     """What one question asks and how the model uses it by default.

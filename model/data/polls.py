@@ -746,9 +746,23 @@ def closed_readings(polls: pd.DataFrame) -> pd.Series:
     bad = [i for i, v in enumerate(values) if v is None]
     if bad:
         source = str(polls.attrs.get("source", DATAFRAME_SOURCE))
-        rows = polls["source_row"].tolist() if "source_row" in polls else [FIRST_DATA_ROW + i for i in range(len(polls))]
+        rows = (
+            polls["source_row"].tolist()
+            if "source_row" in polls
+            else [FIRST_DATA_ROW + i for i in range(len(polls))]
+        )
         raise PollDataError(
-            [Problem(source, int(rows[i]), "closed", polls["closed"].iloc[i], _EXPECT_CLOSED, "is not true, false or blank") for i in bad]
+            [
+                Problem(
+                    source,
+                    int(rows[i]),
+                    "closed",
+                    polls["closed"].iloc[i],
+                    _EXPECT_CLOSED,
+                    "is not true, false or blank",
+                )
+                for i in bad
+            ]
         )
     return pd.Series(values, index=polls.index, dtype=bool)
 

@@ -116,7 +116,11 @@ def simulate_polls(
     house -= house.mean(axis=0, keepdims=True)
     house -= house.mean(axis=1, keepdims=True)
     question = np.zeros((len(questions), k))
-    shifts = np.full(len(questions) - 1, 0.4) if question_effect is None else np.asarray(question_effect, dtype=float)
+    shifts = (
+        np.full(len(questions) - 1, 0.4)
+        if question_effect is None
+        else np.asarray(question_effect, dtype=float)
+    )
     for j, shift in enumerate(shifts, start=1):
         question[j, 0] = shift
         question[j, 1:] = -shift / (k - 1)
@@ -127,7 +131,11 @@ def simulate_polls(
         asked_by[j] = [len(pollsters) - j]
     rows = []
     for _ in range(n_readings):
-        j = 0 if len(questions) == 1 or rng.random() < 0.75 else int(rng.integers(1, len(questions)))
+        j = (
+            0
+            if len(questions) == 1 or rng.random() < 0.75
+            else int(rng.integers(1, len(questions)))
+        )
         h = int(rng.choice(asked_by[j]))
         length = int(rng.integers(field_days[0], field_days[1] + 1))
         first = int(rng.integers(0, len(days) - length))
@@ -147,9 +155,15 @@ def simulate_polls(
         }
         row.update(dict(zip(answers, shares)))
         rows.append(row)
-    polls = pd.DataFrame(rows).sort_values(["field_start", "pollster", "question"], kind="stable").reset_index(drop=True)
+    polls = (
+        pd.DataFrame(rows)
+        .sort_values(["field_start", "pollster", "question"], kind="stable")
+        .reset_index(drop=True)
+    )
     # One survey per house, question and field period.
-    polls = polls.drop_duplicates(["pollster", "question", "field_start", "field_end"]).reset_index(drop=True)
+    polls = polls.drop_duplicates(["pollster", "question", "field_start", "field_end"]).reset_index(
+        drop=True
+    )
 
     share = 100 * softmax(truth_logit, axis=-1)
     curve = pd.DataFrame(
@@ -160,9 +174,19 @@ def simulate_polls(
         }
     )
     house_df = pd.DataFrame(
-        {"pollster": np.repeat(pollsters, k), "answer": np.tile(answers, len(pollsters)), "logit": house.ravel()}
+        {
+            "pollster": np.repeat(pollsters, k),
+            "answer": np.tile(answers, len(pollsters)),
+            "logit": house.ravel(),
+        }
     )
     question_df = pd.DataFrame(
-        {"question": np.repeat(questions, k), "answer": np.tile(answers, len(questions)), "logit": question.ravel()}
+        {
+            "question": np.repeat(questions, k),
+            "answer": np.tile(answers, len(questions)),
+            "logit": question.ravel(),
+        }
     )
-    return Simulation(polls=polls, curve=curve, house_effects=house_df, question_effects=question_df)
+    return Simulation(
+        polls=polls, curve=curve, house_effects=house_df, question_effects=question_df
+    )

@@ -116,7 +116,14 @@ def _img(name: str, figures: Mapping[str, Figure | bytes], caption: str = "") ->
     return f'<figure id="fig-{esc(name)}"><img src="data:image/png;base64,{data}" alt="{esc(_FIGURE_ALT.get(name, name))}">{cap}</figure>'
 
 
-def _table(header: list[str], rows: list[list[str]], *, numeric: set[int] = frozenset(), nowrap: set[int] = frozenset(), css: str = "") -> str:
+def _table(
+    header: list[str],
+    rows: list[list[str]],
+    *,
+    numeric: set[int] = frozenset(),
+    nowrap: set[int] = frozenset(),
+    css: str = "",
+) -> str:
     """An HTML table; cells are given already escaped (they may hold links).
 
     Columns in ``numeric`` are right-aligned and not wrapped; columns in ``nowrap`` are not wrapped.
@@ -131,7 +138,9 @@ def _table(header: list[str], rows: list[list[str]], *, numeric: set[int] = froz
             return f'<td class="nowrap">{content}</td>'
         return f"<td>{content}</td>"
 
-    body = "".join("<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>" for row in rows
+    )
     return f'<div class="table-wrap"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
@@ -145,7 +154,9 @@ def _share(value: float) -> str:
     return "" if pd.isna(value) else f"{value:g}"
 
 
-def _effects_pivot(frame: pd.DataFrame, key: str, answers: list[str], *, extra: list[str] = ()) -> tuple[list[str], list[list[str]]]:
+def _effects_pivot(
+    frame: pd.DataFrame, key: str, answers: list[str], *, extra: list[str] = ()
+) -> tuple[list[str], list[list[str]]]:
     """One row per ``key`` value, one column per answer ("median [lower, upper]")."""
     header = [key, *answers, *extra]
     rows = []
@@ -195,7 +206,9 @@ def source_cell(src_rows: Any, sources: dict[str, dict[str, str]] | None) -> str
         if info and _safe_url(info["url"]):
             host = urlsplit(info["url"].strip()).netloc
             title = f' title="{esc(info["excerpt"])}"' if info["excerpt"] else ""
-            cells.append(f'<a href="{esc(info["url"].strip())}"{title} rel="noopener noreferrer">{esc(src)}</a> ({esc(host)})')
+            cells.append(
+                f'<a href="{esc(info["url"].strip())}"{title} rel="noopener noreferrer">{esc(src)}</a> ({esc(host)})'
+            )
         else:
             cells.append(esc(src))
     return "<br>".join(cells)
@@ -226,7 +239,11 @@ def _estimate_section(result: FitResult, figures, run_id: str) -> str:
         inner = result.latest_estimate(0.5, at=at).set_index("answer")
         date = last["date"].iloc[0]
         if at == "end":
-            what = f"{design.through:%d %b %Y} (projected)" if design.projected.any() else f"{design.through:%d %b %Y} (last reading)"
+            what = (
+                f"{design.through:%d %b %Y} (projected)"
+                if design.projected.any()
+                else f"{design.through:%d %b %Y} (last reading)"
+            )
         else:
             what = f"{design.data_end:%d %b %Y} (last reading)"
         rows += [
@@ -240,7 +257,19 @@ def _estimate_section(result: FitResult, figures, run_id: str) -> str:
             ]
             for _, r in last.iterrows()
         ]
-    table = _table(["date", f"{result.config.grid} starting", "answer", "median", "50% interval", f"{width} interval"], rows, numeric={3, 4, 5}, nowrap={0, 1})
+    table = _table(
+        [
+            "date",
+            f"{result.config.grid} starting",
+            "answer",
+            "median",
+            "50% interval",
+            f"{width} interval",
+        ],
+        rows,
+        numeric={3, 4, 5},
+        nowrap={0, 1},
+    )
     projection = ""
     if design.projected.any():
         projection = (
@@ -253,9 +282,13 @@ def _estimate_section(result: FitResult, figures, run_id: str) -> str:
         f'<section id="estimate"><h2>The curve</h2>'
         f"<p>{esc(result.identification)[0].upper() + esc(result.identification)[1:]}, asking {esc(result.reference_question)}. "
         f"Data to {result.design.data_end:%d %B %Y}.</p>{projection}{table}"
-        + _img("support_curve", figures, "Line: posterior median; bands: 50% and 90% intervals; dashed and paler: projection "
-               "past the last reading; points: published readings "
-               "(colour: pollster, shape: question family, area: sample size, hollow: sample size not published).")
+        + _img(
+            "support_curve",
+            figures,
+            "Line: posterior median; bands: 50% and 90% intervals; dashed and paler: projection "
+            "past the last reading; points: published readings "
+            "(colour: pollster, shape: question family, area: sample size, hollow: sample size not published).",
+        )
         + "</section>"
     )
 
@@ -272,7 +305,15 @@ def _closed_section(result: FitResult) -> str:
     width = round(100 * result.config.interval)
     head = "".join(
         f"<th>{esc(h)}</th>"
-        for h in ("reading", "in the fit", "answer", "published", f"curve ({width}% interval)", f"difference ({width}% interval)", "identified")
+        for h in (
+            "reading",
+            "in the fit",
+            "answer",
+            "published",
+            f"curve ({width}% interval)",
+            f"difference ({width}% interval)",
+            "identified",
+        )
     )
     body = []
     for _, r in table.iterrows():
@@ -281,7 +322,11 @@ def _closed_section(result: FitResult) -> str:
         reading = f"{esc(r['pollster'])}<br>{esc(r['question'])}<br>{esc(r['field_start'])} – {esc(r['field_end'])}"
         in_fit = "yes" if r["in_fit"] else esc(f"no: {r['excluded_because']}")
         for k, a in enumerate(shown):
-            curve = "" if pd.isna(r[f"curve_{a}"]) else f"{r[f'curve_{a}']:.0f} [{r[f'curve_{a}_lower']:.0f}, {r[f'curve_{a}_upper']:.0f}]"
+            curve = (
+                ""
+                if pd.isna(r[f"curve_{a}"])
+                else f"{r[f'curve_{a}']:.0f} [{r[f'curve_{a}_lower']:.0f}, {r[f'curve_{a}_upper']:.0f}]"
+            )
             diff = (
                 "–"
                 if pd.isna(r[f"difference_{a}"])
@@ -329,14 +374,26 @@ def _house_section(result: FitResult, figures) -> str:
             continue
         part = part.set_index("answer")
         cells = [esc(pollster), esc(question)]
-        cells += [esc(_pp(part.loc[a, "median"], part.loc[a, "lower"], part.loc[a, "upper"])) for a in answers]
-        cells += [str(int(part["readings"].iloc[0])), "house and wording together *" if (pollster, question) in alone else "house apart from wording"]
+        cells += [
+            esc(_pp(part.loc[a, "median"], part.loc[a, "lower"], part.loc[a, "upper"]))
+            for a in answers
+        ]
+        cells += [
+            str(int(part["readings"].iloc[0])),
+            "house and wording together *"
+            if (pollster, question) in alone
+            else "house apart from wording",
+        ]
         rows.append(cells)
     parts = [
         f'<section id="house-effects"><h2>Differences between houses</h2>'
         f"<p>Percentage points by which each house, asking its question, reports differently from {esc(result.compared_with)}, "
         f"evaluated at that house's own readings; median and {width}% interval. This is what the data identify.</p>",
-        _table(["pollster", "question", *answers, "readings", "identified as"], rows, numeric=effect_columns | {2 + len(answers)}),
+        _table(
+            ["pollster", "question", *answers, "readings", "identified as"],
+            rows,
+            numeric=effect_columns | {2 + len(answers)},
+        ),
     ]
     effects = result.house_effects()
     split = {p for p, _ in alone}
@@ -346,7 +403,8 @@ def _house_section(result: FitResult, figures) -> str:
         header[-1] = "questions asked"
         parts.append(
             "<h3>House effects identified apart from the wording</h3>"
-            f"<p>Averaged over the period; median and {width}% interval.</p>" + _table(header, free_rows, numeric=set(range(1, 1 + len(answers))))
+            f"<p>Averaged over the period; median and {width}% interval.</p>"
+            + _table(header, free_rows, numeric=set(range(1, 1 + len(answers))))
         )
     if split:
         footnote = effects[effects["pollster"].isin(split)]
@@ -389,7 +447,9 @@ def _question_section(result: FitResult, figures) -> str:
     )
     if pairs:
         offsets = result.reading_offsets()
-        offsets = offsets[[(p, q) in set(pairs) for p, q in zip(offsets["pollster"], offsets["question"])]]
+        offsets = offsets[
+            [(p, q) in set(pairs) for p, q in zip(offsets["pollster"], offsets["question"])]
+        ]
         offsets = offsets.assign(pair=offsets["pollster"] + " + " + offsets["question"])
         header, rows = _effects_pivot(offsets, "pair", answers, extra=["readings"])
         html_out += (
@@ -425,49 +485,129 @@ def _check(ok: bool) -> str:
 def _diagnostics_section(result: FitResult, figures) -> str:
     d = result.diagnostics()
     t = d.get("thresholds", {})
-    max_rhat, min_ess, min_bfmi = t.get("max_rhat", 1.01), t.get("min_ess", 400), t.get("min_bfmi", 0.3)
+    max_rhat, min_ess, min_bfmi = (
+        t.get("max_rhat", 1.01),
+        t.get("min_ess", 400),
+        t.get("min_bfmi", 0.3),
+    )
     max_div = t.get("max_divergences", 0)
     verdict = "passed" if d["passed"] else "failed"
     rows = [
-        ["max R-hat", f"{d['max_rhat']:.3f} ({esc(d.get('max_rhat_variable', ''))})", f"≤ {max_rhat}", _check(d["max_rhat"] <= max_rhat)],
-        ["min bulk ESS", f"{d['min_ess_bulk']:.0f} ({esc(d.get('min_ess_bulk_variable', ''))})", f"≥ {min_ess}", _check(d["min_ess_bulk"] >= min_ess)],
-        ["min tail ESS", f"{d['min_ess_tail']:.0f} ({esc(d.get('min_ess_tail_variable', ''))})", f"≥ {min_ess}", _check(d["min_ess_tail"] >= min_ess)],
-        ["divergent transitions", f"{d['divergences']}", f"≤ {max_div}", _check(d["divergences"] <= max_div)],
+        [
+            "max R-hat",
+            f"{d['max_rhat']:.3f} ({esc(d.get('max_rhat_variable', ''))})",
+            f"≤ {max_rhat}",
+            _check(d["max_rhat"] <= max_rhat),
+        ],
+        [
+            "min bulk ESS",
+            f"{d['min_ess_bulk']:.0f} ({esc(d.get('min_ess_bulk_variable', ''))})",
+            f"≥ {min_ess}",
+            _check(d["min_ess_bulk"] >= min_ess),
+        ],
+        [
+            "min tail ESS",
+            f"{d['min_ess_tail']:.0f} ({esc(d.get('min_ess_tail_variable', ''))})",
+            f"≥ {min_ess}",
+            _check(d["min_ess_tail"] >= min_ess),
+        ],
+        [
+            "divergent transitions",
+            f"{d['divergences']}",
+            f"≤ {max_div}",
+            _check(d["divergences"] <= max_div),
+        ],
         ["min E-BFMI", f"{d['min_bfmi']:.2f}", f"≥ {min_bfmi}", _check(d["min_bfmi"] >= min_bfmi)],
-        ["draws at max tree depth", f"{100 * d.get('treedepth_saturation', float('nan')):.1f}%", "warning above 1%", ""],
+        [
+            "draws at max tree depth",
+            f"{100 * d.get('treedepth_saturation', float('nan')):.1f}%",
+            "warning above 1%",
+            "",
+        ],
         ["predictive coverage, 50% intervals", f"{d['coverage50']:.0%}", "about 50%", ""],
         ["predictive coverage, 90% intervals", f"{d['coverage90']:.0%}", "about 90%", ""],
     ]
     if "elpd_loo" in d:
-        rows.append(["ELPD (PSIS-LOO)", f"{d['elpd_loo']:.1f} ± {d.get('elpd_loo_se', float('nan')):.1f}; p_loo {d.get('p_loo', float('nan')):.1f}", "", ""])
+        rows.append(
+            [
+                "ELPD (PSIS-LOO)",
+                f"{d['elpd_loo']:.1f} ± {d.get('elpd_loo_se', float('nan')):.1f}; p_loo {d.get('p_loo', float('nan')):.1f}",
+                "",
+                "",
+            ]
+        )
     threshold = d.get("pareto_k_threshold", 0.7)
-    rows.append([f"readings with Pareto k > {threshold}", f"{len(d.get('high_pareto_k', []))}", "influential readings (warning)", ""])
+    rows.append(
+        [
+            f"readings with Pareto k > {threshold}",
+            f"{len(d.get('high_pareto_k', []))}",
+            "influential readings (warning)",
+            "",
+        ]
+    )
     parts = [
         '<section id="diagnostics"><h2>Diagnostics</h2>',
         f'<p><span class="verdict {verdict}">Diagnostics gate {verdict.upper()}</span></p>',
     ]
     if d.get("failures"):
-        parts.append("<p>Failed criteria:</p><ul>" + "".join(f"<li>{esc(f)}</li>" for f in d["failures"]) + "</ul>")
+        parts.append(
+            "<p>Failed criteria:</p><ul>"
+            + "".join(f"<li>{esc(f)}</li>" for f in d["failures"])
+            + "</ul>"
+        )
     if d.get("warnings"):
-        parts.append("<p>Warnings:</p><ul>" + "".join(f"<li>{esc(w)}</li>" for w in d["warnings"]) + "</ul>")
+        parts.append(
+            "<p>Warnings:</p><ul>" + "".join(f"<li>{esc(w)}</li>" for w in d["warnings"]) + "</ul>"
+        )
     parts.append(_table(["criterion", "value", "threshold", "status"], rows, numeric={1}))
     if d.get("high_pareto_k"):
         counts = result.polls.groupby(["pollster", "question"]).size()
         alone = set(list(result.confounded))
 
         def why(r) -> str:
-            if (r["pollster"], r["question"]) in alone and counts.get((r["pollster"], r["question"]), 0) == 1:
+            if (r["pollster"], r["question"]) in alone and counts.get(
+                (r["pollster"], r["question"]), 0
+            ) == 1:
                 return "structural: the only reading of its house and wording, so leaving it out leaves their offset to the prior (not a sign of an outlier)"
             return "the fit depends strongly on this reading"
 
         k_rows = [
-            [esc(r["pollster"]), esc(r["question"]), esc(f"{r['field_start']} – {r['field_end']}"), f"{r['pareto_k']:.2f}", esc(why(r))]
+            [
+                esc(r["pollster"]),
+                esc(r["question"]),
+                esc(f"{r['field_start']} – {r['field_end']}"),
+                f"{r['pareto_k']:.2f}",
+                esc(why(r)),
+            ]
             for r in d["high_pareto_k"]
         ]
-        parts.append("<h3>Influential readings (high Pareto k)</h3>" + _table(["pollster", "question", "field period", "Pareto k", "why"], k_rows, numeric={3}))
-    parts.append(_img("rank", figures, "Rank plots of the hyperparameters: the chains agree when every line stays near zero; p is the multi-chain uniformity test."))
-    parts.append(_img("energy", figures, "Energy: the marginal and transition distributions should overlap; E-BFMI per chain should exceed 0.3."))
-    parts.append(_img("ppc", figures, "Posterior predictive check per reading: each observed share against its 50% and 90% predictive intervals."))
+        parts.append(
+            "<h3>Influential readings (high Pareto k)</h3>"
+            + _table(
+                ["pollster", "question", "field period", "Pareto k", "why"], k_rows, numeric={3}
+            )
+        )
+    parts.append(
+        _img(
+            "rank",
+            figures,
+            "Rank plots of the hyperparameters: the chains agree when every line stays near zero; p is the multi-chain uniformity test.",
+        )
+    )
+    parts.append(
+        _img(
+            "energy",
+            figures,
+            "Energy: the marginal and transition distributions should overlap; E-BFMI per chain should exceed 0.3.",
+        )
+    )
+    parts.append(
+        _img(
+            "ppc",
+            figures,
+            "Posterior predictive check per reading: each observed share against its 50% and 90% predictive intervals.",
+        )
+    )
     parts.append("</section>")
     return "".join(parts)
 
@@ -500,7 +640,9 @@ def _model_section(result: FitResult) -> str:
     )
 
 
-def _reading_rows(frame: pd.DataFrame, answers: list[str], sources, extra: list[str]) -> list[list[str]]:
+def _reading_rows(
+    frame: pd.DataFrame, answers: list[str], sources, extra: list[str]
+) -> list[list[str]]:
     rows = []
     for i, (_, r) in enumerate(frame.iterrows(), start=1):
         n = "" if pd.isna(r.get("n")) or r.get("n") == "" else f"{float(r['n']):,.0f}"
@@ -531,7 +673,9 @@ def _data_section(result: FitResult, sources, sourced_path) -> str:
         f'<section id="data"><h2>Data</h2><p>{len(result.polls)} readings used, in model order. Shares in percent as '
         "published (blank: not reported); n blank: sample size not published. Hover a source link for the quoted excerpt.</p>"
         + note
-        + _table(header, rows, numeric={0, 4, *range(5, 5 + len(answers))}, nowrap={3}, css="data-table")
+        + _table(
+            header, rows, numeric={0, 4, *range(5, 5 + len(answers))}, nowrap={3}, css="data-table"
+        )
         + "</section>"
     )
 
@@ -541,21 +685,44 @@ def _excluded_section(result: FitResult, sources) -> str:
     if excluded is None or excluded.empty:
         return '<section id="excluded"><h2>Readings left out</h2><p>None: every reading of the table was used.</p></section>'
     answers = [a for a in result.config.answers if a in excluded]
-    header = ["#", "pollster", "question", "field period", "n", *answers, "left out because", "sources"]
+    header = [
+        "#",
+        "pollster",
+        "question",
+        "field period",
+        "n",
+        *answers,
+        "left out because",
+        "sources",
+    ]
     rows = _reading_rows(excluded, answers, sources, ["excluded_because"])
     return (
         f'<section id="excluded"><h2>Readings left out</h2><p>{len(excluded)} readings of the table were not used by this fit.</p>'
-        + _table(header, rows, numeric={0, 4, *range(5, 5 + len(answers))}, nowrap={3}, css="data-table")
+        + _table(
+            header, rows, numeric={0, 4, *range(5, 5 + len(answers))}, nowrap={3}, css="data-table"
+        )
         + "</section>"
     )
 
 
 def _provenance_section(result: FitResult, run_id: str) -> str:
     attrs = result.idata.attrs
-    keys = ("package_version", "pymc_version", "config_hash", "data_checksum", "data_source", "seed", "created")
+    keys = (
+        "package_version",
+        "pymc_version",
+        "config_hash",
+        "data_checksum",
+        "data_source",
+        "seed",
+        "created",
+    )
     rows = [[esc(k), esc(attrs.get(k, ""))] for k in keys if k in attrs]
     rows.insert(0, ["run", esc(run_id)])
-    return '<section id="provenance"><h2>Provenance</h2>' + _table(["item", "value"], rows) + "</section>"
+    return (
+        '<section id="provenance"><h2>Provenance</h2>'
+        + _table(["item", "value"], rows)
+        + "</section>"
+    )
 
 
 # -- the page ------------------------------------------------------------------------------------
@@ -594,8 +761,12 @@ def build_report(
         [
             f"<header><h1>{esc(title)}</h1>",
             f'<p class="meta">Data to {result.design.data_end:%d %B %Y}'
-            + (f" · curve projected to {result.design.through:%d %B %Y}" if result.design.projected.any() else "")
-            + f' · {len(result.polls)} readings from '
+            + (
+                f" · curve projected to {result.design.through:%d %B %Y}"
+                if result.design.projected.any()
+                else ""
+            )
+            + f" · {len(result.polls)} readings from "
             f"{result.polls['pollster'].nunique()} pollsters · curve {esc(result.identification)} · diagnostics {esc(verdict)}</p>",
             '<nav><a href="#headline">headline</a> · <a href="#estimate">curve</a> · <a href="#closed-polls">closed polls</a> · <a href="#pooling">pooling</a> · <a href="#house-effects">house effects</a> · '
             '<a href="#question-effects">question effects</a> · <a href="#events">events</a> · <a href="#diagnostics">diagnostics</a> · '

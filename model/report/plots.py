@@ -58,7 +58,15 @@ EVENT_COLOUR = "0.25"
 AREA_PER_RESPONDENT = 0.05
 UNKNOWN_N_AREA = 60.0
 #: Names of the figures :func:`make_figures` draws; the support curve is also written as SVG.
-FIGURE_NAMES = ("support_curve", "adjusted", "house_effects", "question_effects", "rank", "energy", "ppc")
+FIGURE_NAMES = (
+    "support_curve",
+    "adjusted",
+    "house_effects",
+    "question_effects",
+    "rank",
+    "energy",
+    "ppc",
+)
 SVG_FIGURES = ("support_curve",)
 
 
@@ -90,7 +98,9 @@ def question_families(questions: str | Path | Mapping[str, str] | None = None) -
     return {q: f for q, f in zip(table["question_id"], table["family"]) if f}
 
 
-def family_of(result: FitResult, questions: str | Path | Mapping[str, str] | None = None) -> pd.Series:
+def family_of(
+    result: FitResult, questions: str | Path | Mapping[str, str] | None = None
+) -> pd.Series:
     """Question family of each reading of ``result.polls`` (the question id where unknown)."""
     families = question_families(questions)
     return result.polls["question"].map(lambda q: families.get(q, q))
@@ -149,7 +159,11 @@ def _interval_label(interval: float) -> str:
 def _latest_title(result: FitResult, interval: float, answers: list[str]) -> str:
     last = result.latest_estimate(interval)
     through = result.design.through
-    when = {"day": f"{through:%d %b %Y}", "week": f"{through:%d %b %Y}", "month": f"{through:%b %Y}"}[result.config.grid]
+    when = {
+        "day": f"{through:%d %b %Y}",
+        "week": f"{through:%d %b %Y}",
+        "month": f"{through:%b %Y}",
+    }[result.config.grid]
     parts = [
         f"{row['answer']} {_pct(row['median'])}% [{_pct(row['lower'])}–{_pct(row['upper'])}]"
         for _, row in last.iterrows()
@@ -173,14 +187,25 @@ def _band_greys(bands: Mapping[float, pd.DataFrame]) -> dict[float, str]:
 def _split_projection(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The curve where readings inform it, and the projected stretch after them (starting at the
     last informed cell, so the two pieces join)."""
-    projected = part["projected"].to_numpy(dtype=bool) if "projected" in part else np.zeros(len(part), dtype=bool)
+    projected = (
+        part["projected"].to_numpy(dtype=bool)
+        if "projected" in part
+        else np.zeros(len(part), dtype=bool)
+    )
     if not projected.any():
         return part, part.iloc[:0]
     first = int(np.argmax(projected))
-    return part.iloc[: first], part.iloc[max(first - 1, 0) :]
+    return part.iloc[:first], part.iloc[max(first - 1, 0) :]
 
 
-def _draw_curve(ax, answer: str, bands: dict[float, pd.DataFrame], *, data_end: pd.Timestamp | None = None, label: bool = False) -> None:
+def _draw_curve(
+    ax,
+    answer: str,
+    bands: dict[float, pd.DataFrame],
+    *,
+    data_end: pd.Timestamp | None = None,
+    label: bool = False,
+) -> None:
     """Posterior median and interval bands of one answer (the widest band first).
 
     The projected stretch (cells after the last reading, ``projected`` in the curve) is drawn
@@ -191,17 +216,46 @@ def _draw_curve(ax, answer: str, bands: dict[float, pd.DataFrame], *, data_end: 
     for interval in sorted(bands, reverse=True):
         part, grey = bands[interval], greys[interval]
         data, ahead = _split_projection(part[part["answer"] == answer])
-        ax.fill_between(_as_dates(data["date"]), data["lower"], data["upper"], color=grey, linewidth=0, zorder=1, gid=f"band{round(100 * interval)}")
+        ax.fill_between(
+            _as_dates(data["date"]),
+            data["lower"],
+            data["upper"],
+            color=grey,
+            linewidth=0,
+            zorder=1,
+            gid=f"band{round(100 * interval)}",
+        )
         if len(ahead):
             ax.fill_between(
-                _as_dates(ahead["date"]), ahead["lower"], ahead["upper"], color=grey, alpha=PROJECTED_ALPHA, linewidth=0, zorder=1,
+                _as_dates(ahead["date"]),
+                ahead["lower"],
+                ahead["upper"],
+                color=grey,
+                alpha=PROJECTED_ALPHA,
+                linewidth=0,
+                zorder=1,
                 gid=f"projected_band{round(100 * interval)}",
             )
     part = next(iter(bands.values()))
     data, ahead = _split_projection(part[part["answer"] == answer])
-    ax.plot(_as_dates(data["date"]), data["median"], color=CURVE_COLOUR, linewidth=1.8, zorder=2, gid="median")
+    ax.plot(
+        _as_dates(data["date"]),
+        data["median"],
+        color=CURVE_COLOUR,
+        linewidth=1.8,
+        zorder=2,
+        gid="median",
+    )
     if len(ahead):
-        ax.plot(_as_dates(ahead["date"]), ahead["median"], color=CURVE_COLOUR, linewidth=1.6, linestyle="--", zorder=2, gid="projected_median")
+        ax.plot(
+            _as_dates(ahead["date"]),
+            ahead["median"],
+            color=CURVE_COLOUR,
+            linewidth=1.6,
+            linestyle="--",
+            zorder=2,
+            gid="projected_median",
+        )
         if label and data_end is not None:
             ax.annotate(
                 projection_label(data_end).replace(": ", ":\n", 1),
@@ -213,7 +267,12 @@ def _draw_curve(ax, answer: str, bands: dict[float, pd.DataFrame], *, data_end: 
                 va="top",
                 fontsize=8,
                 color="0.25",
-                bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+                bbox={
+                    "boxstyle": "round,pad=0.2",
+                    "facecolor": "white",
+                    "edgecolor": "none",
+                    "alpha": 0.8,
+                },
                 gid="projection_label",
             )
 
@@ -238,7 +297,12 @@ def _draw_events(ax, result: FitResult, *, label: bool) -> None:
                 va="top",
                 fontsize=8,
                 color=EVENT_COLOUR,
-                bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+                bbox={
+                    "boxstyle": "round,pad=0.2",
+                    "facecolor": "white",
+                    "edgecolor": "none",
+                    "alpha": 0.8,
+                },
                 gid="event_label",
             )
 
@@ -246,9 +310,20 @@ def _draw_events(ax, result: FitResult, *, label: bool) -> None:
 def _band_handles(bands: dict[float, pd.DataFrame]) -> list:
     handles = [Line2D([], [], color=CURVE_COLOUR, linewidth=1.8, label="posterior median")]
     for interval, grey in sorted(_band_greys(bands).items()):
-        handles.append(Patch(facecolor=grey, edgecolor="none", label=f"{_interval_label(interval)} interval"))
+        handles.append(
+            Patch(facecolor=grey, edgecolor="none", label=f"{_interval_label(interval)} interval")
+        )
     if any(frame["projected"].any() for frame in bands.values() if "projected" in frame):
-        handles.append(Line2D([], [], color=CURVE_COLOUR, linewidth=1.6, linestyle="--", label="projection (no readings; paler bands)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=CURVE_COLOUR,
+                linewidth=1.6,
+                linestyle="--",
+                label="projection (no readings; paler bands)",
+            )
+        )
     return handles
 
 
@@ -258,9 +333,15 @@ def _heading(text: str) -> Line2D:
 
 
 def _legend(fig: Figure, handles: list) -> None:
-    legend = fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False, handlelength=1.6)
+    legend = fig.legend(
+        handles=handles, loc="outside right upper", fontsize=8, frameon=False, handlelength=1.6
+    )
     for text, handle in zip(legend.get_texts(), handles):
-        if isinstance(handle, Line2D) and handle.get_marker() in ("none", "None", None) and handle.get_linestyle() in ("none", "None"):
+        if (
+            isinstance(handle, Line2D)
+            and handle.get_marker() in ("none", "None", None)
+            and handle.get_linestyle() in ("none", "None")
+        ):
             text.set_fontweight("bold")
 
 
@@ -328,7 +409,9 @@ def plot_support(
         _draw_curve(ax, name, bands, data_end=result.design.data_end, label=True)
         _draw_events(ax, result, label=True)
         reported = polls[name].notna().to_numpy()
-        for (pollster, family, is_known), idx in polls.groupby([polls["pollster"], families, known]).indices.items():
+        for (pollster, family, is_known), idx in polls.groupby(
+            [polls["pollster"], families, known]
+        ).indices.items():
             idx = idx[reported[idx]]
             if idx.size == 0:
                 continue
@@ -339,7 +422,16 @@ def plot_support(
             else:
                 sizes = np.full(idx.size, UNKNOWN_N_AREA)
                 style = {"facecolors": "none", "edgecolors": colour, "linewidths": 1.6}
-            ax.scatter(when[idx], polls[name].to_numpy()[idx], s=sizes, marker=markers[family], alpha=0.9, zorder=3, gid="readings", **style)
+            ax.scatter(
+                when[idx],
+                polls[name].to_numpy()[idx],
+                s=sizes,
+                marker=markers[family],
+                alpha=0.9,
+                zorder=3,
+                gid="readings",
+                **style,
+            )
         ax.set_title(name, loc="left", fontsize=11, fontweight="bold")
         ax.set_ylabel(f"{name} (% of respondents)")
         ax.grid(axis="y", color="0.9", linewidth=0.8)
@@ -350,18 +442,69 @@ def plot_support(
     fig.suptitle(_latest_title(result, outer, answers), x=0.01, ha="left", fontsize=12)
     handles = [_heading("Curve"), *_band_handles(bands)]
     if result.config.events:
-        handles.append(Line2D([], [], color=EVENT_COLOUR, linestyle="--", linewidth=1, label="event"))
+        handles.append(
+            Line2D([], [], color=EVENT_COLOUR, linestyle="--", linewidth=1, label="event")
+        )
     handles.append(_heading("Pollster (colour)"))
-    handles += [Line2D([], [], linestyle="none", marker="o", markersize=8, markerfacecolor=c, markeredgecolor="black", markeredgewidth=0.5, label=p) for p, c in colours.items() if p in set(polls["pollster"])]
+    handles += [
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker="o",
+            markersize=8,
+            markerfacecolor=c,
+            markeredgecolor="black",
+            markeredgewidth=0.5,
+            label=p,
+        )
+        for p, c in colours.items()
+        if p in set(polls["pollster"])
+    ]
     handles.append(_heading("Question family (shape)"))
-    handles += [Line2D([], [], linestyle="none", marker=m, markersize=8, markerfacecolor="0.5", markeredgecolor="black", markeredgewidth=0.5, label=f) for f, m in markers.items()]
+    handles += [
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker=m,
+            markersize=8,
+            markerfacecolor="0.5",
+            markeredgecolor="black",
+            markeredgewidth=0.5,
+            label=f,
+        )
+        for f, m in markers.items()
+    ]
     handles.append(_heading("Sample size (area)"))
     handles += [
-        Line2D([], [], linestyle="none", marker="o", markersize=np.sqrt(AREA_PER_RESPONDENT * v), markerfacecolor="0.5", markeredgecolor="black", markeredgewidth=0.5, label=f"n = {v:,}")
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker="o",
+            markersize=np.sqrt(AREA_PER_RESPONDENT * v),
+            markerfacecolor="0.5",
+            markeredgecolor="black",
+            markeredgewidth=0.5,
+            label=f"n = {v:,}",
+        )
         for v in _size_examples(polls["n"])
     ]
     if (~known).any():
-        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=np.sqrt(UNKNOWN_N_AREA), markerfacecolor="none", markeredgecolor="0.3", markeredgewidth=1.6, label="n not published (hollow)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="o",
+                markersize=np.sqrt(UNKNOWN_N_AREA),
+                markerfacecolor="none",
+                markeredgecolor="0.3",
+                markeredgewidth=1.6,
+                label="n not published (hollow)",
+            )
+        )
     _legend(fig, handles)
     _caption(
         fig,
@@ -430,7 +573,9 @@ def plot_adjusted(
         part = table[table["answer"] == name]
         for col, column in enumerate(("raw", "adjusted")):
             ax = axes[row, col]
-            _draw_curve(ax, name, bands, data_end=result.design.data_end, label=row == 0 and col == 0)
+            _draw_curve(
+                ax, name, bands, data_end=result.design.data_end, label=row == 0 and col == 0
+            )
             _draw_events(ax, result, label=False)
             for (pollster, question), group in part.groupby(["pollster", "question"], sort=False):
                 ax.scatter(
@@ -446,22 +591,67 @@ def plot_adjusted(
                     gid="readings",
                 )
             distance = _rms(part[column] - part["curve"])
-            heading = "As published" if column == "raw" else f"Adjusted to {reference} asking {result.reference_question}"
-            spread = f"{name}: RMS distance from the curve {distance:.1f} points ({len(part)} readings)"
+            heading = (
+                "As published"
+                if column == "raw"
+                else f"Adjusted to {reference} asking {result.reference_question}"
+            )
+            spread = (
+                f"{name}: RMS distance from the curve {distance:.1f} points ({len(part)} readings)"
+            )
             ax.set_title(f"{heading}\n{spread}" if row == 0 else spread, loc="left", fontsize=9)
             ax.grid(axis="y", color="0.9", linewidth=0.8)
             _date_axis(ax)
         axes[row, 0].set_ylabel(f"{name} (%)")
     for ax in axes[-1]:
         ax.set_xlabel("date (middle of the field period)")
-    fig.suptitle("What the pooling did: readings before and after removing house and question effects", fontsize=12)
+    fig.suptitle(
+        "What the pooling did: readings before and after removing house and question effects",
+        fontsize=12,
+    )
     handles = [_heading("Curve"), *_band_handles(bands)]
     if result.config.events:
-        handles.append(Line2D([], [], color=EVENT_COLOUR, linestyle="--", linewidth=1, label="event (" + "; ".join(e.label for e in result.config.events) + ")"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=EVENT_COLOUR,
+                linestyle="--",
+                linewidth=1,
+                label="event (" + "; ".join(e.label for e in result.config.events) + ")",
+            )
+        )
     handles.append(_heading("Pollster (colour)"))
-    handles += [Line2D([], [], linestyle="none", marker="o", markersize=7, markerfacecolor=c, markeredgecolor="black", markeredgewidth=0.5, label=p) for p, c in colours.items() if p in set(table["pollster"])]
+    handles += [
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker="o",
+            markersize=7,
+            markerfacecolor=c,
+            markeredgecolor="black",
+            markeredgewidth=0.5,
+            label=p,
+        )
+        for p, c in colours.items()
+        if p in set(table["pollster"])
+    ]
     handles.append(_heading("Question family (shape)"))
-    handles += [Line2D([], [], linestyle="none", marker=m, markersize=7, markerfacecolor="0.5", markeredgecolor="black", markeredgewidth=0.5, label=f) for f, m in markers.items()]
+    handles += [
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker=m,
+            markersize=7,
+            markerfacecolor="0.5",
+            markeredgecolor="black",
+            markeredgewidth=0.5,
+            label=f,
+        )
+        for f, m in markers.items()
+    ]
     _legend(fig, handles)
     _caption(
         fig,
@@ -482,11 +672,38 @@ def _forest(ax, rows: pd.DataFrame, answer: str) -> None:
     ax.axvline(0, color="0.55", linewidth=0.8, linestyle=":", zorder=0)
     for yi, (_, row) in zip(y, part.iterrows()):
         if row["kind"] == "reference":
-            ax.plot([0], [yi], linestyle="none", marker="D", markersize=8, markerfacecolor="white", markeredgecolor=row["colour"], markeredgewidth=1.6, gid="reference")
+            ax.plot(
+                [0],
+                [yi],
+                linestyle="none",
+                marker="D",
+                markersize=8,
+                markerfacecolor="white",
+                markeredgecolor=row["colour"],
+                markeredgewidth=1.6,
+                gid="reference",
+            )
             continue
         marker = "s" if row["kind"] == "offset" else "o"
-        ax.plot([row["lower"], row["upper"]], [yi, yi], color=row["colour"], linewidth=2.2, solid_capstyle="butt", gid="interval")
-        ax.plot([row["median"]], [yi], linestyle="none", marker=marker, markersize=7, markerfacecolor=row["colour"], markeredgecolor="black", markeredgewidth=0.6, gid=row["kind"])
+        ax.plot(
+            [row["lower"], row["upper"]],
+            [yi, yi],
+            color=row["colour"],
+            linewidth=2.2,
+            solid_capstyle="butt",
+            gid="interval",
+        )
+        ax.plot(
+            [row["median"]],
+            [yi],
+            linestyle="none",
+            marker=marker,
+            markersize=7,
+            markerfacecolor=row["colour"],
+            markeredgecolor="black",
+            markeredgewidth=0.6,
+            gid=row["kind"],
+        )
     ax.set_yticks(y, part["label"])
     ax.set_ylim(-0.7, len(part) - 0.3)
     ax.set_title(answer, fontsize=11, fontweight="bold")
@@ -494,7 +711,9 @@ def _forest(ax, rows: pd.DataFrame, answer: str) -> None:
     ax.grid(axis="x", color="0.92", linewidth=0.8)
 
 
-def _forest_figure(result: FitResult, rows: pd.DataFrame, title: str, caption: str, *, has_offsets: bool) -> Figure:
+def _forest_figure(
+    result: FitResult, rows: pd.DataFrame, title: str, caption: str, *, has_offsets: bool
+) -> Figure:
     answers = list(result.config.answers)
     n_rows = rows["label"].nunique()
     fig = plt.figure(figsize=(13, 1.8 + 0.42 * n_rows), layout="constrained")
@@ -503,18 +722,51 @@ def _forest_figure(result: FitResult, rows: pd.DataFrame, title: str, caption: s
         _forest(ax, rows, answer)
     fig.suptitle(title, fontsize=12)
     handles = [
-        Line2D([], [], linestyle="-", marker="o", color="0.4", markerfacecolor="0.4", markeredgecolor="black", label="effect, median and interval"),
+        Line2D(
+            [],
+            [],
+            linestyle="-",
+            marker="o",
+            color="0.4",
+            markerfacecolor="0.4",
+            markeredgecolor="black",
+            label="effect, median and interval",
+        ),
     ]
     if (rows["kind"] == "reference").any():
-        handles.append(Line2D([], [], linestyle="none", marker="D", markerfacecolor="white", markeredgecolor="0.3", markeredgewidth=1.6, label="reference (fixed at 0)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="D",
+                markerfacecolor="white",
+                markeredgecolor="0.3",
+                markeredgewidth=1.6,
+                label="reference (fixed at 0)",
+            )
+        )
     if has_offsets:
-        handles.append(Line2D([], [], linestyle="-", marker="s", color="0.4", markerfacecolor="0.4", markeredgecolor="black", label="house + question (identified sum)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="-",
+                marker="s",
+                color="0.4",
+                markerfacecolor="0.4",
+                markeredgecolor="black",
+                label="house + question (identified sum)",
+            )
+        )
     _legend(fig, handles)
     _caption(fig, caption)
     return fig
 
 
-def _offset_rows(result: FitResult, pairs: list[tuple[str, str]], colours: dict[str, str]) -> list[dict]:
+def _offset_rows(
+    result: FitResult, pairs: list[tuple[str, str]], colours: dict[str, str]
+) -> list[dict]:
     offsets = result.reading_offsets()
     rows = []
     for pollster, question in pairs:
@@ -572,9 +824,15 @@ def plot_house_effects(result: FitResult) -> Figure:
         own = [pq for pq in pairs if pq[0] == pollster]
         if own:  # what the data identify first; the prior-driven split after it
             rows += _offset_rows(result, own, colours)
-            rows += _effect_rows(effects[effects["pollster"] == pollster], f"{pollster}: house part (prior split)", colours[pollster])
+            rows += _effect_rows(
+                effects[effects["pollster"] == pollster],
+                f"{pollster}: house part (prior split)",
+                colours[pollster],
+            )
         else:
-            rows += _effect_rows(effects[effects["pollster"] == pollster], pollster, colours[pollster])
+            rows += _effect_rows(
+                effects[effects["pollster"] == pollster], pollster, colours[pollster]
+            )
     width = _interval_label(result.config.interval)
     caption = (
         f"Shift of each answer's share that a house's readings show against the curve ({result.identification}), "
@@ -582,11 +840,19 @@ def plot_house_effects(result: FitResult) -> Figure:
     )
     if pairs:
         caption += (
-            " Squares: " + "; ".join(f"{p} asks only {q}, which no other house asks" for p, q in pairs) + ". For these, the "
+            " Squares: "
+            + "; ".join(f"{p} asks only {q}, which no other house asks" for p, q in pairs)
+            + ". For these, the "
             "data identify only house + question effect together (the square, evaluated at that house's readings); the circle "
             "below it, the house part alone, is split from it by the priors."
         )
-    return _forest_figure(result, pd.DataFrame(rows), f"House effects (percentage points, {width} intervals)", caption, has_offsets=bool(pairs))
+    return _forest_figure(
+        result,
+        pd.DataFrame(rows),
+        f"House effects (percentage points, {width} intervals)",
+        caption,
+        has_offsets=bool(pairs),
+    )
 
 
 def plot_question_effects(result: FitResult) -> Figure:
@@ -608,7 +874,11 @@ def plot_question_effects(result: FitResult) -> Figure:
         own = [pq for pq in pairs if pq[1] == question]
         if own:  # what the data identify first; the prior-driven split after it
             rows += _offset_rows(result, own, colours)
-            rows += _effect_rows(effects[effects["question"] == question], f"{question}: wording part (prior split)", "0.3")
+            rows += _effect_rows(
+                effects[effects["question"] == question],
+                f"{question}: wording part (prior split)",
+                "0.3",
+            )
         else:
             rows += _effect_rows(effects[effects["question"] == question], question, "0.3")
     width = _interval_label(result.config.interval)
@@ -618,11 +888,19 @@ def plot_question_effects(result: FitResult) -> Figure:
     )
     if pairs:
         caption += (
-            " Squares: " + "; ".join(f"{q} is asked only by {p}, which asks nothing else" for p, q in pairs) + ". For these, "
+            " Squares: "
+            + "; ".join(f"{q} is asked only by {p}, which asks nothing else" for p, q in pairs)
+            + ". For these, "
             "the data identify only house + question effect together (the square, coloured by the house); the question "
             "effect alone (circle) is split from it by the priors."
         )
-    return _forest_figure(result, pd.DataFrame(rows), f"Question-wording effects (percentage points, {width} intervals)", caption, has_offsets=bool(pairs))
+    return _forest_figure(
+        result,
+        pd.DataFrame(rows),
+        f"Question-wording effects (percentage points, {width} intervals)",
+        caption,
+        has_offsets=bool(pairs),
+    )
 
 
 # -- diagnostics (ArviZ) -------------------------------------------------------------------------
@@ -653,7 +931,9 @@ def plot_rank(result: FitResult) -> Figure:
     """
     names = hyperparameters(result)
     if not names:
-        raise ValueError("the posterior holds none of the hyperparameters walk_sd, house_sd, question_sd, nonsampling_sd")
+        raise ValueError(
+            "the posterior holds none of the hyperparameters walk_sd, house_sd, question_sd, nonsampling_sd"
+        )
     n_chains = result.idata.posterior.sizes["chain"]
     pc = _arviz().plot_rank(
         result.idata,
@@ -666,11 +946,17 @@ def plot_rank(result: FitResult) -> Figure:
         color=[OKABE_ITO[c % len(OKABE_ITO)] for c in range(n_chains)],
         linestyle=[CHAIN_LINESTYLES[c % len(CHAIN_LINESTYLES)] for c in range(n_chains)],
         col_wrap=2,
-        figure_kwargs={"figsize": (11, 2.2 + 2.4 * ((len(names) + 1) // 2)), "layout": "constrained"},
+        figure_kwargs={
+            "figsize": (11, 2.2 + 2.4 * ((len(names) + 1) // 2)),
+            "layout": "constrained",
+        },
     )
     pc.add_legend("chain")
     fig = pc.get_viz("figure")
-    fig.suptitle("Rank plots of the hyperparameters: each chain's fractional-rank Δ-ECDF (flat near 0 = chains agree)", fontsize=11)
+    fig.suptitle(
+        "Rank plots of the hyperparameters: each chain's fractional-rank Δ-ECDF (flat near 0 = chains agree)",
+        fontsize=11,
+    )
     return fig
 
 
@@ -691,7 +977,10 @@ def plot_energy(result: FitResult) -> Figure:
     fig = pc.get_viz("figure")
     fig.axes[0].set_xlabel("E-BFMI")
     fig.axes[1].set_xlabel("energy (centred)")
-    fig.suptitle("Energy: marginal and transition distributions should overlap; E-BFMI per chain above 0.3 (dashed)", fontsize=11)
+    fig.suptitle(
+        "Energy: marginal and transition distributions should overlap; E-BFMI per chain above 0.3 (dashed)",
+        fontsize=11,
+    )
     return fig
 
 
@@ -718,14 +1007,30 @@ def plot_ppc(result: FitResult) -> Figure:
         ci_kind="eti",
         ci_probs=(0.5, 0.9),
         point_estimate="median",
-        visuals={"observed_markers": {"marker": "D", "color": "black", "edgecolor": "white", "width": 0.8, "size": 30, "zorder": 4}},
+        visuals={
+            "observed_markers": {
+                "marker": "D",
+                "color": "black",
+                "edgecolor": "white",
+                "width": 0.8,
+                "size": 30,
+                "zorder": 4,
+            }
+        },
         cols=["__variable__"],
         col_wrap=1,
-        figure_kwargs={"figsize": (13, 1.5 + 2.9 * len(answers)), "layout": "constrained", "sharex": False},
+        figure_kwargs={
+            "figsize": (13, 1.5 + 2.9 * len(answers)),
+            "layout": "constrained",
+            "sharex": False,
+        },
     )
     fig = pc.get_viz("figure")
     polls = result.polls.set_index("poll_id")
-    short = {pid: f"{row['field_end']:%Y-%m} {_abbreviation(row['pollster'])}" for pid, row in polls.iterrows()}
+    short = {
+        pid: f"{row['field_end']:%Y-%m} {_abbreviation(row['pollster'])}"
+        for pid, row in polls.iterrows()
+    }
     for ax, answer in zip(fig.axes, answers):
         draws = tree.posterior_predictive[answer]
         dim = f"reading_{answer}"
@@ -736,11 +1041,23 @@ def plot_ppc(result: FitResult) -> Figure:
         ax.set_xticks(np.arange(len(labels)), labels, rotation=90, fontsize=7)
         ax.set_ylabel(f"{answer} (%)")
         ax.set_xlabel("")
-        ax.set_title(f"{answer}: {outside} of {len(labels)} observed shares outside their 90% predictive interval", loc="left", fontsize=10)
+        ax.set_title(
+            f"{answer}: {outside} of {len(labels)} observed shares outside their 90% predictive interval",
+            loc="left",
+            fontsize=10,
+        )
     fig.axes[len(answers) - 1].set_xlabel("reading (field month and pollster, in field order)")
-    fig.suptitle("Posterior predictive check: observed share (black diamond) against its predictive median, 50% and 90% intervals (blue)", fontsize=11)
+    fig.suptitle(
+        "Posterior predictive check: observed share (black diamond) against its predictive median, 50% and 90% intervals (blue)",
+        fontsize=11,
+    )
     abbrev = sorted({(_abbreviation(p), p) for p in result.polls["pollster"].unique()})
-    _caption(fig, "Pollsters: " + "; ".join(f"{a} = {p}" for a, p in abbrev) + ". Shares of a reading reporting every answer are divided by their sum (published shares are rounded).")
+    _caption(
+        fig,
+        "Pollsters: "
+        + "; ".join(f"{a} = {p}" for a, p in abbrev)
+        + ". Shares of a reading reporting every answer are divided by their sum (published shares are rounded).",
+    )
     return fig
 
 
@@ -772,7 +1089,9 @@ def make_figures(
     return figures
 
 
-def save_figures(figures: Mapping[str, Figure], folder: str | Path, *, dpi: int = 130) -> list[Path]:
+def save_figures(
+    figures: Mapping[str, Figure], folder: str | Path, *, dpi: int = 130
+) -> list[Path]:
     """Write each figure as ``<name>.png`` (and ``<name>.svg`` for the support curve) into ``folder``.
 
     Each file is written under a temporary name and renamed, so a reader never sees half a file.

@@ -38,7 +38,9 @@ from model.results.summaries import (
 SYSTEMATIC_PROBABILITY = 0.95
 
 
-def _identification(pollster: str, question: str, design: PollDesign, readings: int) -> tuple[bool, str]:
+def _identification(
+    pollster: str, question: str, design: PollDesign, readings: int
+) -> tuple[bool, str]:
     """Whether a fitted reading's house effect is identified apart from its wording, and why, in words.
 
     Parameters
@@ -58,7 +60,10 @@ def _identification(pollster: str, question: str, design: PollDesign, readings: 
     if (pollster, question) not in design.identified_only_with_wording:
         if pollster == design.reference_pollster and question == design.questions[0]:
             return True, "the reference house asking the reference question (the curve itself)"
-        return True, f"apart from the wording: other readings link {pollster} and {question} to the reference"
+        return (
+            True,
+            f"apart from the wording: other readings link {pollster} and {question} to the reference",
+        )
     if (pollster, question) in set(design.confounded):
         return False, (
             f"only together with the wording: {pollster} asks only {question}, which no other house asks in this fit, "
@@ -72,7 +77,9 @@ def _identification(pollster: str, question: str, design: PollDesign, readings: 
     )
 
 
-def closed_polls(posterior: xr.Dataset, design: PollDesign, excluded: pd.DataFrame | None, *, interval: float) -> pd.DataFrame:
+def closed_polls(
+    posterior: xr.Dataset, design: PollDesign, excluded: pd.DataFrame | None, *, interval: float
+) -> pd.DataFrame:
     """One row per closed reading of the table (fitted or left out), against the curve at its field period.
 
     Parameters
@@ -111,9 +118,13 @@ def closed_polls(posterior: xr.Dataset, design: PollDesign, excluded: pd.DataFra
     pair_counts = polls.groupby(["pollster", "question"]).size()
     rows = []
     for i, reading in fitted.iterrows():
-        curve, difference = (draws[:, :, 0, :] for draws in offsets_at_readings(posterior, design, [i]))
+        curve, difference = (
+            draws[:, :, 0, :] for draws in offsets_at_readings(posterior, design, [i])
+        )
         readings = int(pair_counts[(reading["pollster"], reading["question"])])
-        separately, words = _identification(reading["pollster"], reading["question"], design, readings)
+        separately, words = _identification(
+            reading["pollster"], reading["question"], design, readings
+        )
         rows.append(
             _row(
                 reading,
@@ -131,13 +142,13 @@ def closed_polls(posterior: xr.Dataset, design: PollDesign, excluded: pd.DataFra
         )
     for _, reading in left_out.iterrows():
         start, end = pd.Timestamp(reading["field_start"]), pd.Timestamp(reading["field_end"])
-        published = np.array([pd.to_numeric(reading.get(a), errors="coerce") for a in answers], dtype=float)
+        published = np.array(
+            [pd.to_numeric(reading.get(a), errors="coerce") for a in answers], dtype=float
+        )
         outside = end < design.time[0] or start > design.through
         if outside:
             curve = np.full((1, 1, len(answers)), np.nan)
-            what = (
-                f"outside the curve's span ({design.time[0]:%Y-%m-%d} to {design.through:%Y-%m-%d}): no comparison"
-            )
+            what = f"outside the curve's span ({design.time[0]:%Y-%m-%d} to {design.through:%Y-%m-%d}): no comparison"
         else:
             first = max(int(cell_of(pd.DatetimeIndex([start]), design.time)[0]), 0)
             last = int(cell_of(pd.DatetimeIndex([min(end, design.through)]), design.time)[0])
@@ -167,13 +178,24 @@ def closed_polls(posterior: xr.Dataset, design: PollDesign, excluded: pd.DataFra
             )
         )
     table = pd.DataFrame(rows, columns=columns)
-    return table.sort_values(["field_start", "pollster", "question"], kind="stable").reset_index(drop=True)
+    return table.sort_values(["field_start", "pollster", "question"], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def _columns(answers: list[str]) -> list[str]:
     per_answer = []
     for a in answers:
-        per_answer += [a, f"curve_{a}", f"curve_{a}_lower", f"curve_{a}_upper", f"difference_{a}", f"difference_{a}_lower", f"difference_{a}_upper", f"p_difference_{a}_above_0"]
+        per_answer += [
+            a,
+            f"curve_{a}",
+            f"curve_{a}_lower",
+            f"curve_{a}_upper",
+            f"difference_{a}",
+            f"difference_{a}_lower",
+            f"difference_{a}_upper",
+            f"p_difference_{a}_above_0",
+        ]
     return [
         "pollster",
         "question",
@@ -191,7 +213,20 @@ def _columns(answers: list[str]) -> list[str]:
     ]
 
 
-def _row(reading, answers, curve, difference, interval, *, in_fit, excluded_because, readings, difference_is, separately, identification) -> dict[str, Any]:
+def _row(
+    reading,
+    answers,
+    curve,
+    difference,
+    interval,
+    *,
+    in_fit,
+    excluded_because,
+    readings,
+    difference_is,
+    separately,
+    identification,
+) -> dict[str, Any]:
     row: dict[str, Any] = {
         "pollster": reading["pollster"],
         "question": reading["question"],
@@ -255,7 +290,11 @@ def systematic_gap(posterior: xr.Dataset, design: PollDesign) -> dict[str, Any]:
     idx = np.flatnonzero(closed_readings(polls).to_numpy())
     answers = [str(a) for a in posterior["share"]["answer"].values]
     published = [a for a in answers if idx.size and polls[a].iloc[idx].notna().all()]
-    separable = any((polls["pollster"].iloc[i], polls["question"].iloc[i]) not in design.identified_only_with_wording for i in idx)
+    separable = any(
+        (polls["pollster"].iloc[i], polls["question"].iloc[i])
+        not in design.identified_only_with_wording
+        for i in idx
+    )
     out: dict[str, Any] = {
         "readings": int(idx.size),
         "answers": published,
@@ -296,9 +335,15 @@ def conclusion(table: pd.DataFrame, gap: dict[str, Any], *, reference: str, inte
         The width of the intervals in ``table``.
     """
     if table.empty:
-        return "The table marks no closed poll, so there is nothing to compare with the public curve."
+        return (
+            "The table marks no closed poll, so there is nothing to compare with the public curve."
+        )
     width = f"{round(100 * interval)}%"
-    answers = [c[len("curve_") :] for c in table.columns if c.startswith("curve_") and not c.endswith(("_lower", "_upper"))]
+    answers = [
+        c[len("curve_") :]
+        for c in table.columns
+        if c.startswith("curve_") and not c.endswith(("_lower", "_upper"))
+    ]
     fitted = table[table["in_fit"].astype(bool)]
     left = len(table) - len(fitted)
     outside = (
@@ -308,24 +353,34 @@ def conclusion(table: pd.DataFrame, gap: dict[str, Any], *, reference: str, inte
         else ""
     )
     if fitted.empty:
-        return "No closed poll is in the fit, so the model estimates no closed-poll difference." + outside
+        return (
+            "No closed poll is in the fit, so the model estimates no closed-poll difference."
+            + outside
+        )
     clauses = []
     for _, r in fitted.iterrows():
         name = f"{r['pollster']} {pd.Timestamp(r['field_start']):%b %Y}"
         clear = [
             f"{a} {r[f'difference_{a}']:+.0f} points ({width} interval {r[f'difference_{a}_lower']:+.0f} to {r[f'difference_{a}_upper']:+.0f})"
             for a in answers
-            if not pd.isna(r[a]) and (r[f"difference_{a}_lower"] > 0 or r[f"difference_{a}_upper"] < 0)
+            if not pd.isna(r[a])
+            and (r[f"difference_{a}_lower"] > 0 or r[f"difference_{a}_upper"] < 0)
         ]
         if clear:
             clauses.append(f"{name} differs in " + " and ".join(clear))
         else:
-            clauses.append(f"{name} shows no difference in a published share whose {width} interval excludes zero")
+            clauses.append(
+                f"{name} shows no difference in a published share whose {width} interval excludes zero"
+            )
     sentences = [f"Against {reference}: " + "; ".join(clauses) + "."]
     if gap["readings"] < 2:
-        sentences.append("One closed reading cannot establish a systematic gap between closed and public polls.")
+        sentences.append(
+            "One closed reading cannot establish a systematic gap between closed and public polls."
+        )
     elif gap["best"] is None:
-        sentences.append("The closed readings share no published answer, so no systematic gap can be assessed.")
+        sentences.append(
+            "The closed readings share no published answer, so no systematic gap can be assessed."
+        )
     else:
         answer, direction, p = gap["best"]
         agreement = (
@@ -335,9 +390,13 @@ def conclusion(table: pd.DataFrame, gap: dict[str, Any], *, reference: str, inte
         if gap["established"]:
             sentences.append(f"A systematic closed-poll gap is established: {agreement}.")
         elif p < SYSTEMATIC_PROBABILITY:
-            sentences.append(f"A systematic closed-poll gap is not established: {agreement}; {SYSTEMATIC_PROBABILITY} would be needed.")
+            sentences.append(
+                f"A systematic closed-poll gap is not established: {agreement}; {SYSTEMATIC_PROBABILITY} would be needed."
+            )
         else:
-            sentences.append(f"The closed readings agree in direction ({agreement}), but that does not establish a closed-poll gap.")
+            sentences.append(
+                f"The closed readings agree in direction ({agreement}), but that does not establish a closed-poll gap."
+            )
     if not gap["separable"]:
         sentences.append(
             "Each closed house asks only a wording no other house asks, so the data cannot tell being closed from the "

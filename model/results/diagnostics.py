@@ -109,17 +109,26 @@ def predictive_checks(idata, design: PollDesign) -> dict[str, Any]:
     n_poll = observed.shape[0]
     pareto_k = np.full(n_poll, np.nan)
     pit = np.full(n_poll, np.nan)
-    loo_summary: dict[str, Any] = {"elpd_loo": None, "elpd_loo_se": None, "p_loo": None, "loo_error": None}
+    loo_summary: dict[str, Any] = {
+        "elpd_loo": None,
+        "elpd_loo_se": None,
+        "p_loo": None,
+        "loo_error": None,
+    }
     try:
         with warnings.catch_warnings():
             # High Pareto k is not hidden: every reading's k is reported, those over 0.7 listed.
-            warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
+            warnings.filterwarnings(
+                "ignore", message="Estimated shape parameter of Pareto", category=UserWarning
+            )
             loo = azs.loo(idata, pointwise=True, var_name="obs_share")
     except ValueError as err:  # e.g. too few draws for Pareto smoothing
         loo_summary["loo_error"] = f"PSIS-LOO not computed: {err}"
     else:
         pareto_k = np.asarray(loo.pareto_k).ravel()
-        log_weights = np.asarray(loo.log_weights.transpose("chain", "draw", "poll").values).reshape(-1, n_poll)
+        log_weights = np.asarray(loo.log_weights.transpose("chain", "draw", "poll").values).reshape(
+            -1, n_poll
+        )
         weights = np.exp(log_weights - log_weights.max(axis=0))
         weights /= weights.sum(axis=0)
         pit = np.einsum("sp,sp->p", weights, (pred[:, :, 0] <= observed[None, :, 0]).astype(float))
@@ -151,7 +160,8 @@ def predictive_checks(idata, design: PollDesign) -> dict[str, Any]:
         **loo_summary,
         "pareto_k_threshold": PARETO_K_THRESHOLD,
         "high_pareto_k": [
-            {k: r[k] for k in ("pollster", "question", "field_start", "field_end", "pareto_k")} for r in high_k
+            {k: r[k] for k in ("pollster", "question", "field_start", "field_end", "pareto_k")}
+            for r in high_k
         ],
         "readings": readings,
     }
@@ -168,7 +178,11 @@ def prior_sensitivity(idata, cells: list[int] | None = None) -> pd.DataFrame:
     if "log_prior" not in idata.children:
         raise ValueError("the posterior has no log_prior group; refit to get prior sensitivity")
     post = idata.posterior
-    names = [v for v in ("walk_sd", "nonsampling_sd", "house_sd", "question_sd", "jump", "share") if v in post]
+    names = [
+        v
+        for v in ("walk_sd", "nonsampling_sd", "house_sd", "question_sd", "jump", "share")
+        if v in post
+    ]
     psense_log = logging.getLogger("arviz_stats.psense")
     level = psense_log.level
     psense_log.setLevel(logging.ERROR)  # its "potential issues" note is the diagnosis column here
@@ -184,11 +198,17 @@ def mixing_failures(conv: dict[str, Any]) -> list[str]:
     """The failed R-hat, ESS and divergence criteria of the gate, as sentences (see :func:`gate`)."""
     failures = []
     if not conv["max_rhat"] <= MAX_RHAT:
-        failures.append(f"max R-hat {conv['max_rhat']:.3f} > {MAX_RHAT} ({conv['max_rhat_variable']})")
+        failures.append(
+            f"max R-hat {conv['max_rhat']:.3f} > {MAX_RHAT} ({conv['max_rhat_variable']})"
+        )
     if not conv["min_ess_bulk"] >= MIN_ESS:
-        failures.append(f"min bulk ESS {conv['min_ess_bulk']:.0f} < {MIN_ESS} ({conv['min_ess_bulk_variable']})")
+        failures.append(
+            f"min bulk ESS {conv['min_ess_bulk']:.0f} < {MIN_ESS} ({conv['min_ess_bulk_variable']})"
+        )
     if not conv["min_ess_tail"] >= MIN_ESS:
-        failures.append(f"min tail ESS {conv['min_ess_tail']:.0f} < {MIN_ESS} ({conv['min_ess_tail_variable']})")
+        failures.append(
+            f"min tail ESS {conv['min_ess_tail']:.0f} < {MIN_ESS} ({conv['min_ess_tail_variable']})"
+        )
     if conv["divergences"] > MAX_DIVERGENCES:
         failures.append(f"{conv['divergences']} divergent transitions (expected none)")
     return failures
@@ -208,17 +228,26 @@ def diagnose(idata, design: PollDesign) -> dict[str, Any]:
     failures = gate(conv)
     notes = []
     if conv["treedepth_saturation"] > TREEDEPTH_WARN_FRACTION:
-        notes.append(f"{100 * conv['treedepth_saturation']:.1f}% of draws hit the maximum tree depth")
+        notes.append(
+            f"{100 * conv['treedepth_saturation']:.1f}% of draws hit the maximum tree depth"
+        )
     checks = predictive_checks(idata, design)
     if checks["loo_error"]:
         notes.append(checks["loo_error"])
     if checks["high_pareto_k"]:
-        notes.append(f"{len(checks['high_pareto_k'])} reading(s) with Pareto k > {PARETO_K_THRESHOLD}")
+        notes.append(
+            f"{len(checks['high_pareto_k'])} reading(s) with Pareto k > {PARETO_K_THRESHOLD}"
+        )
     return {
         "passed": not failures,
         "failures": failures,
         "warnings": notes,
-        "thresholds": {"max_rhat": MAX_RHAT, "min_ess": MIN_ESS, "max_divergences": MAX_DIVERGENCES, "min_bfmi": MIN_BFMI},
+        "thresholds": {
+            "max_rhat": MAX_RHAT,
+            "min_ess": MIN_ESS,
+            "max_divergences": MAX_DIVERGENCES,
+            "min_bfmi": MIN_BFMI,
+        },
         **conv,
         **checks,
     }

@@ -44,7 +44,9 @@ class FitResult:
     excluded: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     _diagnostics: dict[str, Any] | None = None
     _design: Any = None
-    _summaries: dict[tuple, pd.DataFrame] = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
+    _summaries: dict[tuple, pd.DataFrame] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def _summary(self, name: str, interval: float | None, compute) -> pd.DataFrame:
         """A summary table, computed once per interval (the run folder and the summary text share them)."""
@@ -96,14 +98,24 @@ class FitResult:
         interval : float, optional
             Central interval width (default: ``config.interval``, 0.9).
         """
-        return self._summary("support_curve", interval, lambda i: summaries.support_curve(self.posterior, i, self.design.projected))
+        return self._summary(
+            "support_curve",
+            interval,
+            lambda i: summaries.support_curve(self.posterior, i, self.design.projected),
+        )
 
     def house_effects(self, interval: float | None = None) -> pd.DataFrame:
         """House effects in percentage points (see :func:`model.results.summaries.house_effects`)."""
         return self._summary(
             "house_effects",
             interval,
-            lambda i: summaries.house_effects(self.posterior, self.design.pollster_question_pairs, self.reference_pollster, self.design.joint_groups, i),
+            lambda i: summaries.house_effects(
+                self.posterior,
+                self.design.pollster_question_pairs,
+                self.reference_pollster,
+                self.design.joint_groups,
+                i,
+            ),
         )
 
     def question_effects(self, interval: float | None = None) -> pd.DataFrame:
@@ -111,7 +123,13 @@ class FitResult:
         return self._summary(
             "question_effects",
             interval,
-            lambda i: summaries.question_effects(self.posterior, self.design.pollster_question_pairs, self.reference_question, self.design.joint_groups, i),
+            lambda i: summaries.question_effects(
+                self.posterior,
+                self.design.pollster_question_pairs,
+                self.reference_question,
+                self.design.joint_groups,
+                i,
+            ),
         )
 
     def reading_offsets(self, interval: float | None = None) -> pd.DataFrame:
@@ -120,7 +138,11 @@ class FitResult:
         The identified quantity where one house alone asks a question (see
         :func:`model.results.summaries.reading_offsets`).
         """
-        return self._summary("reading_offsets", interval, lambda i: summaries.reading_offsets(self.posterior, self.design, i))
+        return self._summary(
+            "reading_offsets",
+            interval,
+            lambda i: summaries.reading_offsets(self.posterior, self.design, i),
+        )
 
     def latest_estimate(self, interval: float | None = None, *, at: str = "end") -> pd.DataFrame:
         """The curve at its last cell (``at="end"``) or at the last reading's (``at="data"``).
@@ -132,7 +154,11 @@ class FitResult:
     def adjusted_readings(self) -> pd.DataFrame:
         """Each reported share, raw and adjusted for its house and question (:func:`model.results.summaries.adjusted_readings`)."""
         return self._summary(
-            "adjusted_readings", None, lambda _: summaries.adjusted_readings(self.polls, self.reading_offsets(), self.support_curve(), self.config.answers)
+            "adjusted_readings",
+            None,
+            lambda _: summaries.adjusted_readings(
+                self.polls, self.reading_offsets(), self.support_curve(), self.config.answers
+            ),
         )
 
     def predictive_by_answer(self):
@@ -146,7 +172,10 @@ class FitResult:
         """
         if "headline" not in self._summaries:
             self._summaries["headline"] = headline.headline(
-                self.posterior, self.design, interval=self.config.interval, identification=self.identification
+                self.posterior,
+                self.design,
+                interval=self.config.interval,
+                identification=self.identification,
             )
         return json.loads(json.dumps(self._summaries["headline"]))  # a copy the caller may change
 
@@ -160,18 +189,26 @@ class FitResult:
         See :func:`model.results.closed_polls.closed_polls`.
         """
         return self._summary(
-            "closed_polls", interval, lambda i: closed_polls.closed_polls(self.posterior, self.design, self.excluded, interval=i)
+            "closed_polls",
+            interval,
+            lambda i: closed_polls.closed_polls(
+                self.posterior, self.design, self.excluded, interval=i
+            ),
         )
 
     def closed_polls_conclusion(self) -> str:
         """What the closed polls do and do not show against the public curve, in words."""
         gap = closed_polls.systematic_gap(self.posterior, self.design)
         reference = f"the curve ({self.identification}, asking {self.reference_question}) over each reading's field period"
-        return closed_polls.conclusion(self.closed_polls(), gap, reference=reference, interval=self.config.interval)
+        return closed_polls.conclusion(
+            self.closed_polls(), gap, reference=reference, interval=self.config.interval
+        )
 
     def event_jumps(self, interval: float | None = None) -> pd.DataFrame:
         """Estimated jump of each configured event, in percentage points."""
-        return summaries.event_jumps(self.posterior, list(self.design.event_cell), interval or self.config.interval)
+        return summaries.event_jumps(
+            self.posterior, list(self.design.event_cell), interval or self.config.interval
+        )
 
     def prior_sensitivity(self) -> pd.DataFrame:
         """Power-scaling sensitivity of the scales, jumps and the shares at the last reading and at the curve's end.
@@ -179,7 +216,9 @@ class FitResult:
         See :func:`model.results.diagnostics.prior_sensitivity`.
         """
         cells = sorted({self.design.last_data_cell, len(self.design.time) - 1})
-        return self._summary("prior_sensitivity", None, lambda _: prior_sensitivity(self.idata, cells))
+        return self._summary(
+            "prior_sensitivity", None, lambda _: prior_sensitivity(self.idata, cells)
+        )
 
     def diagnostics(self) -> dict[str, Any]:
         """The diagnostics report and gate verdict (``passed``, ``failures``, ...)."""

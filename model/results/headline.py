@@ -27,7 +27,9 @@ def _cell(design: PollDesign, when: pd.Timestamp) -> int:
     return int(cell_of(pd.DatetimeIndex([when]), design.time)[0])
 
 
-def headline(posterior: xr.Dataset, design: PollDesign, *, interval: float, identification: str) -> dict[str, Any]:
+def headline(
+    posterior: xr.Dataset, design: PollDesign, *, interval: float, identification: str
+) -> dict[str, Any]:
     """The headline numbers, as written to ``headline.json``.
 
     Parameters
@@ -67,7 +69,10 @@ def headline(posterior: xr.Dataset, design: PollDesign, *, interval: float, iden
 
     def at(cell: int) -> dict[str, dict[str, float]]:
         stats = interval_of(values[:, :, cell, :], interval)
-        return {a: {k: float(stats[k][j]) for k in ("median", "lower", "upper")} for j, a in enumerate(answers)}
+        return {
+            a: {k: float(stats[k][j]) for k in ("median", "lower", "upper")}
+            for j, a in enumerate(answers)
+        }
 
     def probability(statement: str, event: np.ndarray) -> dict[str, Any]:
         return {"statement": statement, "probability": float(np.mean(event))}
@@ -79,7 +84,10 @@ def headline(posterior: xr.Dataset, design: PollDesign, *, interval: float, iden
     probabilities = []
     if second is not None:
         probabilities.append(
-            probability(f"the {first} share is above the {second} share on {on}", values[:, :, as_of_cell, 0] > values[:, :, as_of_cell, 1])
+            probability(
+                f"the {first} share is above the {second} share on {on}",
+                values[:, :, as_of_cell, 0] > values[:, :, as_of_cell, 1],
+            )
         )
     changes = []
     comparisons = []
@@ -106,7 +114,9 @@ def headline(posterior: xr.Dataset, design: PollDesign, *, interval: float, iden
                     "to_date": _date(as_of),
                     "answer": answer,
                     **{k: float(stats[k][j]) for k in ("median", "lower", "upper")},
-                    "probability_higher": float(np.mean(values[:, :, as_of_cell, j] > values[:, :, cell, j])),
+                    "probability_higher": float(
+                        np.mean(values[:, :, as_of_cell, j] > values[:, :, cell, j])
+                    ),
                 }
             )
     jumps = []
@@ -154,7 +164,11 @@ def headline(posterior: xr.Dataset, design: PollDesign, *, interval: float, iden
         "curve": {"identification": identification, "question": design.questions[0]},
         "conditional_on": (
             f"the curve {identification}, asking {design.questions[0]}; "
-            + (f"projected {how_far(days)} past the last reading's field end ({design.data_end:%Y-%m-%d})" if projected else "not projected")
+            + (
+                f"projected {how_far(days)} past the last reading's field end ({design.data_end:%Y-%m-%d})"
+                if projected
+                else "not projected"
+            )
         ),
         "interval": interval,
         "draws": draws,
@@ -228,7 +242,9 @@ def sentences(head: dict[str, Any]) -> list[str]:
     as_of = pd.Timestamp(head["as_of"])
     reading = f"{last['pollster']}, {_span(last['field_start'], last['field_end'])}"
     if head["projected"]:
-        where = f"projected {how_far(head['days_past_last_reading'])} past the last reading ({reading})"
+        where = (
+            f"projected {how_far(head['days_past_last_reading'])} past the last reading ({reading})"
+        )
     elif head["days_past_last_reading"] > 0:
         where = f"{how_far(head['days_past_last_reading'])} after the last reading ({reading}), in the same grid cell"
     else:
@@ -239,16 +255,25 @@ def sentences(head: dict[str, Any]) -> list[str]:
         f"asking {head['curve']['question']}."
     ]
     on = f"{as_of:%d %b %Y}" + (" (projected)" if head["projected"] else "")
-    parts = [f"{a} {v['as_of']['median']:.1f}% ({v['as_of']['lower']:.1f}-{v['as_of']['upper']:.1f})" for a, v in head["answers"].items()]
+    parts = [
+        f"{a} {v['as_of']['median']:.1f}% ({v['as_of']['lower']:.1f}-{v['as_of']['upper']:.1f})"
+        for a, v in head["answers"].items()
+    ]
     lines.append(f"On {on}: " + ", ".join(parts) + f" (medians, {width}% intervals).")
     if head["projected"]:
         parts = [
             f"{a} {v['last_reading']['median']:.1f}% ({v['last_reading']['lower']:.1f}-{v['last_reading']['upper']:.1f})"
             for a, v in head["answers"].items()
         ]
-        lines.append(f"At the last reading ({pd.Timestamp(last['field_end']):%d %b %Y}): " + ", ".join(parts) + ".")
+        lines.append(
+            f"At the last reading ({pd.Timestamp(last['field_end']):%d %b %Y}): "
+            + ", ".join(parts)
+            + "."
+        )
     for item in head["probabilities"]:
-        lines.append(f"Probability that {item['statement']}: {format_probability(item['probability'])}.")
+        lines.append(
+            f"Probability that {item['statement']}: {format_probability(item['probability'])}."
+        )
     for change in head["changes"]:
         if change["answer"] != first:
             continue

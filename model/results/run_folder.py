@@ -61,7 +61,14 @@ REQUIRED_FILES = (
     "excluded.csv",
     "diagnostics.json",
 )
-REQUIRED_GROUPS = ("posterior", "sample_stats", "posterior_predictive", "observed_data", "log_likelihood", "log_prior")
+REQUIRED_GROUPS = (
+    "posterior",
+    "sample_stats",
+    "posterior_predictive",
+    "observed_data",
+    "log_likelihood",
+    "log_prior",
+)
 REQUIRED_VARIABLES = ("share", "house_effect", "question_effect")
 
 
@@ -81,7 +88,9 @@ def _write_contents(result, folder: Path) -> None:
         for name, node in idata.children.items()
     }
     idata.to_netcdf(folder / "posterior.nc", engine="h5netcdf", encoding=encoding)
-    (folder / "config.json").write_text(json_text({"config": result.config.to_dict(), "seed": result.seed}, sort_keys=True))
+    (folder / "config.json").write_text(
+        json_text({"config": result.config.to_dict(), "seed": result.seed}, sort_keys=True)
+    )
     polls = result.polls.copy()
     polls["n_known"] = polls["n"].notna()
     polls.to_csv(folder / "polls.csv", index=False, date_format="%Y-%m-%d")
@@ -142,22 +151,48 @@ def load_run(folder: str | Path):
         raise RunFolderError(f"{folder}: no such run folder")
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
-        raise RunFolderError(f"{folder}: missing {', '.join(missing)}; expected a folder written by `python -m model fit`")
+        raise RunFolderError(
+            f"{folder}: missing {', '.join(missing)}; expected a folder written by `python -m model fit`"
+        )
     idata = xr.open_datatree(folder / "posterior.nc", engine="h5netcdf").load()
     problems = [f"group {g!r} missing" for g in REQUIRED_GROUPS if g not in idata.children]
     if "posterior" in idata.children:
-        problems += [f"posterior variable {v!r} missing" for v in REQUIRED_VARIABLES if v not in idata.posterior]
+        problems += [
+            f"posterior variable {v!r} missing"
+            for v in REQUIRED_VARIABLES
+            if v not in idata.posterior
+        ]
     if problems:
         raise RunFolderError(f"{folder / 'posterior.nc'}: " + "; ".join(problems))
     stored = json.loads((folder / "config.json").read_text())
     config = Config.from_dict(stored["config"], source=str(folder / "config.json"))
     if config.hash() != idata.attrs.get("config_hash"):
-        raise RunFolderError(f"{folder}: config.json (hash {config.hash()}) does not match posterior.nc (hash {idata.attrs.get('config_hash')})")
-    polls = pd.read_csv(folder / "polls.csv", parse_dates=["field_start", "field_end"], keep_default_na=False, na_values={"n": [""], **{a: [""] for a in config.answers}})
+        raise RunFolderError(
+            f"{folder}: config.json (hash {config.hash()}) does not match posterior.nc (hash {idata.attrs.get('config_hash')})"
+        )
+    polls = pd.read_csv(
+        folder / "polls.csv",
+        parse_dates=["field_start", "field_end"],
+        keep_default_na=False,
+        na_values={"n": [""], **{a: [""] for a in config.answers}},
+    )
     polls = polls.drop(columns="n_known")
     if list(polls["poll_id"]) != [str(p) for p in idata.posterior_predictive["poll"].values]:
-        raise RunFolderError(f"{folder}: polls.csv readings do not match the posterior's poll coordinate")
+        raise RunFolderError(
+            f"{folder}: polls.csv readings do not match the posterior's poll coordinate"
+        )
     diagnostics = json.loads((folder / "diagnostics.json").read_text())
     excluded_path = folder / "excluded.csv"
-    excluded = pd.read_csv(excluded_path, keep_default_na=False) if excluded_path.stat().st_size > 1 else pd.DataFrame()
-    return FitResult(idata=idata, config=config, polls=polls, seed=int(stored["seed"]), excluded=excluded, _diagnostics=diagnostics)
+    excluded = (
+        pd.read_csv(excluded_path, keep_default_na=False)
+        if excluded_path.stat().st_size > 1
+        else pd.DataFrame()
+    )
+    return FitResult(
+        idata=idata,
+        config=config,
+        polls=polls,
+        seed=int(stored["seed"]),
+        excluded=excluded,
+        _diagnostics=diagnostics,
+    )

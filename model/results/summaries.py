@@ -19,7 +19,9 @@ SAMPLE_DIMS = ("chain", "draw")
 
 
 def _softmax(x: xr.DataArray, dim: str = "answer") -> xr.DataArray:
-    return xr.apply_ufunc(softmax, x, input_core_dims=[[dim]], output_core_dims=[[dim]], kwargs={"axis": -1}).transpose(*x.dims)
+    return xr.apply_ufunc(
+        softmax, x, input_core_dims=[[dim]], output_core_dims=[[dim]], kwargs={"axis": -1}
+    ).transpose(*x.dims)
 
 
 def trend_logit(posterior: xr.Dataset) -> xr.DataArray:
@@ -44,7 +46,9 @@ def _tidy(stats: dict[str, xr.DataArray], index: list[str]) -> pd.DataFrame:
     return frame[[*index, *stats]]
 
 
-def support_curve(posterior: xr.Dataset, interval: float = 0.9, projected: Sequence[bool] | None = None) -> pd.DataFrame:
+def support_curve(
+    posterior: xr.Dataset, interval: float = 0.9, projected: Sequence[bool] | None = None
+) -> pd.DataFrame:
     """Estimated shares over time for the reference house and question.
 
     Parameters
@@ -65,13 +69,23 @@ def support_curve(posterior: xr.Dataset, interval: float = 0.9, projected: Seque
         random walk run on from the data).
     """
     frame = _tidy(_interval(posterior["share"], interval), ["time", "answer"])
-    flags = np.zeros(posterior.sizes["time"], dtype=bool) if projected is None else np.asarray(projected, dtype=bool)
+    flags = (
+        np.zeros(posterior.sizes["time"], dtype=bool)
+        if projected is None
+        else np.asarray(projected, dtype=bool)
+    )
     frame["projected"] = flags[pd.Index(posterior["time"].values).get_indexer(frame["time"])]
-    frame = frame.rename(columns={"time": "date"}).sort_values(["answer", "date"], kind="stable").reset_index(drop=True)
+    frame = (
+        frame.rename(columns={"time": "date"})
+        .sort_values(["answer", "date"], kind="stable")
+        .reset_index(drop=True)
+    )
     return frame
 
 
-def field_period_logits(posterior: xr.Dataset, first_cell: Sequence[int], last_cell: Sequence[int]) -> np.ndarray:
+def field_period_logits(
+    posterior: xr.Dataset, first_cell: Sequence[int], last_cell: Sequence[int]
+) -> np.ndarray:
     """The trend's logits averaged over each field period, as the model averages them.
 
     Parameters
@@ -90,7 +104,9 @@ def field_period_logits(posterior: xr.Dataset, first_cell: Sequence[int], last_c
     trend = np.log(posterior["share"].transpose("chain", "draw", "time", "answer").values)
     running = np.concatenate([np.zeros_like(trend[:, :, :1]), np.cumsum(trend, axis=2)], axis=2)
     first, last = np.asarray(first_cell, dtype=int), np.asarray(last_cell, dtype=int)
-    mean = (running[:, :, last + 1] - running[:, :, first]) / (last - first + 1)[None, None, :, None]
+    mean = (running[:, :, last + 1] - running[:, :, first]) / (last - first + 1)[
+        None, None, :, None
+    ]
     return mean - mean.mean(axis=-1, keepdims=True)
 
 
@@ -200,7 +216,9 @@ def question_effects(
     return frame
 
 
-def event_jumps(posterior: xr.Dataset, event_cells: list[int], interval: float = 0.9) -> pd.DataFrame:
+def event_jumps(
+    posterior: xr.Dataset, event_cells: list[int], interval: float = 0.9
+) -> pd.DataFrame:
     """Each event's jump, in percentage points of each answer's share at the event.
 
     The change in the curve at the event's cell that the jump alone causes:
@@ -208,7 +226,9 @@ def event_jumps(posterior: xr.Dataset, event_cells: list[int], interval: float =
     the cell before the event.
     """
     if "jump" not in posterior:
-        return pd.DataFrame(columns=["event", "answer", "mean", "median", "lower", "upper", "mean_logit"])
+        return pd.DataFrame(
+            columns=["event", "answer", "mean", "median", "lower", "upper", "mean_logit"]
+        )
     frames = []
     for e, label in enumerate(posterior["jump"].coords["event"].values):
         jump = posterior["jump"].sel(event=label)
@@ -222,7 +242,9 @@ def event_jumps(posterior: xr.Dataset, event_cells: list[int], interval: float =
     return pd.concat(frames, ignore_index=True)
 
 
-def offsets_at_readings(posterior: xr.Dataset, design, readings: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def offsets_at_readings(
+    posterior: xr.Dataset, design, readings: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """The curve over each reading's field period, and its house + question offset there, per draw.
 
     Parameters
@@ -246,7 +268,11 @@ def offsets_at_readings(posterior: xr.Dataset, design, readings: Sequence[int]) 
     question = posterior["question_effect"].transpose("chain", "draw", "question", "answer")
     polls = design.polls
     effect = np.stack(
-        [house.sel(pollster=polls["pollster"].iloc[i]).values + question.sel(question=polls["question"].iloc[i]).values for i in idx],
+        [
+            house.sel(pollster=polls["pollster"].iloc[i]).values
+            + question.sel(question=polls["question"].iloc[i]).values
+            for i in idx
+        ],
         axis=2,
     )
     curve = softmax_points(trend)
@@ -266,7 +292,9 @@ def reading_offsets(posterior: xr.Dataset, design, interval: float = 0.9) -> pd.
     polls = design.polls
     answers = list(posterior["share"]["answer"].values)
     rows = []
-    for (pollster, asked), idx in polls.groupby(["pollster", "question"], sort=False).indices.items():
+    for (pollster, asked), idx in polls.groupby(
+        ["pollster", "question"], sort=False
+    ).indices.items():
         shift = offsets_at_readings(posterior, design, idx)[1].mean(axis=2)
         stats = interval_of(shift, interval)
         for k, answer in enumerate(answers):
@@ -283,7 +311,11 @@ def reading_offsets(posterior: xr.Dataset, design, interval: float = 0.9) -> pd.
             )
     frame = pd.DataFrame(rows)
     order = {p: i for i, p in enumerate(design.pollsters)}
-    return frame.sort_values(["pollster", "question"], key=lambda s: s.map(order) if s.name == "pollster" else s, kind="stable").reset_index(drop=True)
+    return frame.sort_values(
+        ["pollster", "question"],
+        key=lambda s: s.map(order) if s.name == "pollster" else s,
+        kind="stable",
+    ).reset_index(drop=True)
 
 
 def latest_estimate(curve: pd.DataFrame, answers: Sequence[str], at: str = "end") -> pd.DataFrame:
@@ -315,7 +347,9 @@ def latest_estimate(curve: pd.DataFrame, answers: Sequence[str], at: str = "end"
     return last.sort_values("answer", key=lambda s: s.map(order)).reset_index(drop=True)
 
 
-def adjusted_readings(polls: pd.DataFrame, offsets: pd.DataFrame, curve: pd.DataFrame, answers: Sequence[str]) -> pd.DataFrame:
+def adjusted_readings(
+    polls: pd.DataFrame, offsets: pd.DataFrame, curve: pd.DataFrame, answers: Sequence[str]
+) -> pd.DataFrame:
     """Each reported share, raw and adjusted for its pollster's and question's offset.
 
     The adjusted share is the published share minus the posterior mean of the reading's house plus
@@ -347,7 +381,9 @@ def adjusted_readings(polls: pd.DataFrame, offsets: pd.DataFrame, curve: pd.Data
     midpoints = reading_midpoints(polls)
     rows = []
     for answer in answers:
-        median = curve[curve["answer"] == answer].set_index("date")["median"].reindex(time).to_numpy()
+        median = (
+            curve[curve["answer"] == answer].set_index("date")["median"].reindex(time).to_numpy()
+        )
         for i, (_, poll) in enumerate(polls.iterrows()):
             if pd.isna(poll[answer]):
                 continue
@@ -388,7 +424,9 @@ def predictive_by_answer(idata, design) -> xr.DataTree:
     -------
     xarray.DataTree
     """
-    predicted = idata.posterior_predictive["obs_share"].transpose("chain", "draw", "poll", "component")
+    predicted = idata.posterior_predictive["obs_share"].transpose(
+        "chain", "draw", "poll", "component"
+    )
     observed = idata.observed_data["obs_share"].transpose("poll", "component")
     pred, obs = {}, {}
     for answer in design.answers:
@@ -400,5 +438,9 @@ def predictive_by_answer(idata, design) -> xr.DataTree:
             dims=("chain", "draw", dim),
             coords={"chain": predicted["chain"].values, "draw": predicted["draw"].values, **coords},
         )
-        obs[answer] = xr.DataArray(100 * observed.values[polls_idx, comp_idx], dims=(dim,), coords=coords)
-    return xr.DataTree.from_dict({"posterior_predictive": xr.Dataset(pred), "observed_data": xr.Dataset(obs)})
+        obs[answer] = xr.DataArray(
+            100 * observed.values[polls_idx, comp_idx], dims=(dim,), coords=coords
+        )
+    return xr.DataTree.from_dict(
+        {"posterior_predictive": xr.Dataset(pred), "observed_data": xr.Dataset(obs)}
+    )

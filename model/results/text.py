@@ -37,8 +37,12 @@ def summary_text(result: FitResult) -> str:
             if row["in_fit"]:
                 what = "in the fit; difference = the model's house + wording offset"
             else:
-                what = f"not in the fit: {row['excluded_because']}; difference = published minus curve"
-            lines.append(f"  {row['pollster']} {row['field_start']} to {row['field_end']}, {row['question']} ({what}):")
+                what = (
+                    f"not in the fit: {row['excluded_because']}; difference = published minus curve"
+                )
+            lines.append(
+                f"  {row['pollster']} {row['field_start']} to {row['field_end']}, {row['question']} ({what}):"
+            )
             parts = []
             for a in answers:
                 if pd.isna(row[f"difference_{a}"]):
@@ -65,21 +69,31 @@ def summary_text(result: FitResult) -> str:
         part = part.set_index("answer")
         count = int(part["readings"].iloc[0])
         mark = " *" if (pollster, question) in alone else ""
-        lines.append(f"  {pollster} asking {question} ({count} reading{'s' if count != 1 else ''}){mark}")
+        lines.append(
+            f"  {pollster} asking {question} ({count} reading{'s' if count != 1 else ''}){mark}"
+        )
         lines.append(
             "    "
-            + "; ".join(f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
+            + "; ".join(
+                f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]"
+                for a in answers
+            )
         )
     houses = result.house_effects()
     split = sorted({p for p, _ in alone})
     free = houses[~houses["reference"] & ~houses["pollster"].isin(split)]
     if len(free):
-        lines.append(f"House effects identified apart from the wording (averaged over the period; median [{width}% interval]):")
+        lines.append(
+            f"House effects identified apart from the wording (averaged over the period; median [{width}% interval]):"
+        )
         for pollster, part in free.groupby("pollster", sort=False):
             part = part.set_index("answer")
             lines.append(
                 f"  {pollster}: "
-                + "; ".join(f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
+                + "; ".join(
+                    f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]"
+                    for a in answers
+                )
             )
     if split:
         questions = result.question_effects().set_index(["question", "answer"])
@@ -91,7 +105,10 @@ def summary_text(result: FitResult) -> str:
             part = houses[houses["pollster"] == pollster].set_index("answer")
             lines.append(
                 f"    {pollster} house part "
-                + "; ".join(f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]" for a in answers)
+                + "; ".join(
+                    f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]"
+                    for a in answers
+                )
                 + f" / {question} wording part "
                 + "; ".join(
                     f"{a} {questions.loc[(question, a), 'median']:+.1f} [{questions.loc[(question, a), 'lower']:+.1f}, {questions.loc[(question, a), 'upper']:+.1f}]"
@@ -102,7 +119,9 @@ def summary_text(result: FitResult) -> str:
     if len(jumps):
         lines.append(f"Event jumps (percentage points at the event; median [{width}% interval]):")
         for _, row in jumps.iterrows():
-            lines.append(f"  {row['event']:<28} {row['answer']:<10} {row['median']:+6.1f}  [{row['lower']:+.1f}, {row['upper']:+.1f}]")
+            lines.append(
+                f"  {row['event']:<28} {row['answer']:<10} {row['median']:+6.1f}  [{row['lower']:+.1f}, {row['upper']:+.1f}]"
+            )
     diag = result.diagnostics()
     verdict = "PASSED" if diag["passed"] else "FAILED: " + "; ".join(diag["failures"])
     lines.append(
@@ -117,5 +136,7 @@ def summary_text(result: FitResult) -> str:
     if len(flagged):
         lines.append("Prior sensitivity (power-scaling, prior_sensitivity.csv) flags:")
         for _, row in flagged.iterrows():
-            lines.append(f"  {row['quantity']:<40} {row['diagnosis']} (prior {row['prior']:.3f}, likelihood {row['likelihood']:.3f})")
+            lines.append(
+                f"  {row['quantity']:<40} {row['diagnosis']} (prior {row['prior']:.3f}, likelihood {row['likelihood']:.3f})"
+            )
     return "\n".join(lines)

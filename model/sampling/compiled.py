@@ -107,7 +107,9 @@ _CACHE_FORMAT = "model.sampling.compiled/3"
 #: This module's own source and model.aggregator.kernels' (the model's own numba operations, which a graph
 #: names only by class): a cached layout names callbacks this code generated and those kernels run
 #: in, so any edit to either starts afresh.
-_SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes() + Path(kernels.__file__).read_bytes()).hexdigest()
+_SOURCE_HASH = hashlib.sha256(
+    Path(__file__).read_bytes() + Path(kernels.__file__).read_bytes()
+).hexdigest()
 
 #: Environment variable whose value, if set, joins every cache key: a new value starts a fresh set of
 #: cached callbacks without touching PyTensor's kernel cache (``make bench`` sets it per bench run so
@@ -179,7 +181,9 @@ def cache_unusable() -> str | None:
     return None
 
 
-def _shared_layout(shared_var_keys: dict[Any, str], user_data: np.ndarray) -> dict[str, tuple[int, list[int]]]:
+def _shared_layout(
+    shared_var_keys: dict[Any, str], user_data: np.ndarray
+) -> dict[str, tuple[int, list[int]]]:
     """Where each shared array's pointer and shape sit in nutpie's user data, read as uint64 words.
 
     nutpie's record (``nutpie.compile_pymc.make_user_data``) holds, per shared variable key, its data
@@ -220,11 +224,15 @@ def _shared_layout(shared_var_keys: dict[Any, str], user_data: np.ndarray) -> di
             )
         layout[key] = (data_at // 8, [shape_at // 8 + i for i in range(var.ndim)])
     if user_data.dtype.itemsize % 8:
-        raise CacheUnusable(f"nutpie's user-data record is {user_data.dtype.itemsize} bytes, not whole uint64 words")
+        raise CacheUnusable(
+            f"nutpie's user-data record is {user_data.dtype.itemsize} bytes, not whole uint64 words"
+        )
     return layout
 
 
-def _callback_source(template: str, name: str, keys: list[str], shared_data: dict[str, np.ndarray], layout, **sizes) -> str:
+def _callback_source(
+    template: str, name: str, keys: list[str], shared_data: dict[str, np.ndarray], layout, **sizes
+) -> str:
     """Fill a callback template: one line per shared array, read from the user-data words."""
     lines = []
     args = []
@@ -232,7 +240,9 @@ def _callback_source(template: str, name: str, keys: list[str], shared_data: dic
         data_word, shape_words = layout[key]
         shape = "".join(f"int(meta[{w}]), " for w in shape_words)
         dtype = np.dtype(shared_data[key].dtype).type.__name__
-        lines.append(f"shared_{i} = numba.carray(address_as_void_pointer(meta[{data_word}]), ({shape}), np.{dtype})")
+        lines.append(
+            f"shared_{i} = numba.carray(address_as_void_pointer(meta[{data_word}]), ({shape}), np.{dtype})"
+        )
         args.append(f", shared_{i}")
     extract = textwrap.indent("\n".join(lines), " " * 8)
     return template.format(name=name, extract=extract, args="".join(args), **sizes)
@@ -250,7 +260,18 @@ def _callback_key(src: str, inner, kind: str) -> str | None:
         return None
     return hashlib.sha256(
         "\n".join(
-            [_CACHE_FORMAT, _SOURCE_HASH, os.environ.get(CACHE_TAG_ENV, ""), kind, src, inner_key, pytensor.__version__, numba.__version__, nutpie.__version__, np.__version__]
+            [
+                _CACHE_FORMAT,
+                _SOURCE_HASH,
+                os.environ.get(CACHE_TAG_ENV, ""),
+                kind,
+                src,
+                inner_key,
+                pytensor.__version__,
+                numba.__version__,
+                nutpie.__version__,
+                np.__version__,
+            ]
         ).encode()
     ).hexdigest()
 
@@ -265,7 +286,13 @@ def _callback_function(src: str, name: str, key: str | None, inner):
         src,
         name,
         # __name__: numba rebuilds a cached function's environment by importing its module.
-        global_env={"__name__": __name__, "numba": numba, "np": np, "address_as_void_pointer": address_as_void_pointer, "inner": inner},
+        global_env={
+            "__name__": __name__,
+            "numba": numba,
+            "np": np,
+            "address_as_void_pointer": address_as_void_pointer,
+            "inner": inner,
+        },
         cache_key=key,
     )
 
@@ -281,7 +308,9 @@ def _cfunc(src: str, name: str, signature, inner, kind: str):
     fn = _callback_function(src, name, key, inner)
     with warnings.catch_warnings():
         # Raised only if numba finds something in the callback it cannot cache: then it compiles as nutpie does.
-        warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=numba.NumbaWarning)
+        warnings.filterwarnings(
+            "ignore", message="Cannot cache compiled function", category=numba.NumbaWarning
+        )
         try:
             compiled = numba.cfunc(signature, cache=key is not None)(fn)
         except OSError as err:  # a cache directory that cannot be written: compile without caching
@@ -321,7 +350,9 @@ def _signatures():
     import numba
 
     t = numba.types
-    logp = t.int64(t.uint64, t.CPointer(t.double), t.CPointer(t.double), t.CPointer(t.double), t.voidptr)
+    logp = t.int64(
+        t.uint64, t.CPointer(t.double), t.CPointer(t.double), t.CPointer(t.double), t.voidptr
+    )
     expand = t.int64(t.uint64, t.uint64, t.CPointer(t.double), t.CPointer(t.double), t.voidptr)
     return logp, expand
 
@@ -349,7 +380,10 @@ def _op_token(op) -> str:
     if props is not None:
         state = (cls, tuple((p, value(getattr(op, p))) for p in props))
     else:
-        state = (cls, tuple((k, value(v)) for k, v in sorted(vars(op).items()) if not k.startswith("_")))
+        state = (
+            cls,
+            tuple((k, value(v)) for k, v in sorted(vars(op).items()) if not k.startswith("_")),
+        )
     return hash_from_pickle_dump(state)
 
 
@@ -360,7 +394,10 @@ def _model_key(pymc_model, var_names) -> tuple[str | None, dict[str, Any]]:
         with exact_arithmetic():
             return _graph_key(pymc_model, var_names)
     except Exception as err:  # noqa: BLE001 (an op that cannot be pickled, say): only speed is lost
-        warnings.warn(f"compiling without the layout cache: the model's graph could not be keyed ({err})", stacklevel=3)
+        warnings.warn(
+            f"compiling without the layout cache: the model's graph could not be keyed ({err})",
+            stacklevel=3,
+        )
         return None, {}
 
 
@@ -420,9 +457,20 @@ def _graph_key(pymc_model, var_names) -> tuple[str | None, dict[str, Any]]:
         return None, shared
     c = pytensor.config
     settings = [
-        _CACHE_FORMAT, os.environ.get(CACHE_TAG_ENV, ""), _SOURCE_HASH, pymc.__version__, pytensor.__version__,
-        numba.__version__, nutpie.__version__, np.__version__, str(pymc_model.check_bounds), c.get_config_hash(),
-        str(c.numba__fastmath), str(c.numba__cache), str(var_names), " | ".join(v.name for v in stored),
+        _CACHE_FORMAT,
+        os.environ.get(CACHE_TAG_ENV, ""),
+        _SOURCE_HASH,
+        pymc.__version__,
+        pytensor.__version__,
+        numba.__version__,
+        nutpie.__version__,
+        np.__version__,
+        str(pymc_model.check_bounds),
+        c.get_config_hash(),
+        str(c.numba__fastmath),
+        str(c.numba__cache),
+        str(var_names),
+        " | ".join(v.name for v in stored),
     ]
     text = "\n".join([*settings, *parts, "outputs: " + ", ".join(out_tokens)])
     return hashlib.sha256(text.encode()).hexdigest(), shared
@@ -449,7 +497,9 @@ def _write_layout(key: str, layout: dict) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / f"{key}.json", json.dumps(layout))
     except OSError as err:
-        warnings.warn(f"could not cache the compiled model's layout in {folder}: {err}", stacklevel=3)
+        warnings.warn(
+            f"could not cache the compiled model's layout in {folder}: {err}", stacklevel=3
+        )
 
 
 def _user_data(shared_vars: list[tuple[Any, str]]):
@@ -550,9 +600,14 @@ def _compile_model(pymc_model, var_names):
         layout = _read_layout(model_key)
         if layout is not None:
             try:
-                compiled = _from_layout(pymc_model, layout, shared_by_name, initial_point_fn, var_names)
+                compiled = _from_layout(
+                    pymc_model, layout, shared_by_name, initial_point_fn, var_names
+                )
             except Exception as err:  # noqa: BLE001 (a damaged layout or cache entry: compile afresh)
-                warnings.warn(f"ignoring the cached layout {model_key}: {type(err).__name__}: {err}", stacklevel=2)
+                warnings.warn(
+                    f"ignoring the cached layout {model_key}: {type(err).__name__}: {err}",
+                    stacklevel=2,
+                )
                 compiled = None
             if compiled is not None:
                 return compiled
@@ -572,7 +627,9 @@ class Sizes(NamedTuple):
 
     n_dim: int  # free (unconstrained) parameters
     n_expanded: int  # values of one stored draw
-    shape_info: tuple[list[str], list[slice], list[tuple[int, ...]]]  # names, slices, shapes: free, then stored
+    shape_info: tuple[
+        list[str], list[slice], list[tuple[int, ...]]
+    ]  # names, slices, shapes: free, then stored
     free_layout: np.ndarray  # the values of FREE_LAYOUT
     stored_names: list[str]  # the stored variables after the free ones
 
@@ -594,13 +651,16 @@ def _stored_vars(pymc_model, var_names):
     return stored
 
 
-def _shapes(pymc_model, free: list[str], stored: list, initial_point_fn) -> dict[str, tuple[int, ...]]:
+def _shapes(
+    pymc_model, free: list[str], stored: list, initial_point_fn
+) -> dict[str, tuple[int, ...]]:
     """Every free and stored variable's shape as the model's data now are.
 
     The free values' shapes from the initial point; a stored variable's from its dims' lengths when
     every axis has a dim (all of this package's model). Otherwise nutpie's own computation
     (``_compute_shapes``: it compiles a shape function, ~3 s on the shipped model in a new process).
     """
+
     def length(dim):
         var = pymc_model.dim_lengths[dim]
         return int(var.get_value() if hasattr(var, "get_value") else var.data)
@@ -635,7 +695,13 @@ def _sizes(pymc_model, var_names, initial_point_fn=None) -> Sizes:
     n_dim = slices[len(free) - 1].stop if free else 0
     offsets = [0, *(sl.stop for sl in slices[: len(free)])]
     entries = [n for shape in shape_list[: len(free)] for n in shape]
-    return Sizes(n_dim, count, (names, slices, shape_list), np.array([*offsets, *entries], dtype=np.int64), stored)
+    return Sizes(
+        n_dim,
+        count,
+        (names, slices, shape_list),
+        np.array([*offsets, *entries], dtype=np.int64),
+        stored,
+    )
 
 
 def _make_functions(pymc_model, var_names, initial_point_fn):
@@ -671,18 +737,25 @@ def _make_functions(pymc_model, var_names, initial_point_fn):
     if not pymc_model.check_bounds:
         rewrites.append("local_remove_check_parameter")
     logp = rewrite_graph(pymc_model.logp(), include=rewrites)
-    grad = pt.concatenate([pt.as_tensor(g, allow_xtensor_conversion=True).ravel() for g in pt.grad(logp, value_vars)])
+    grad = pt.concatenate(
+        [pt.as_tensor(g, allow_xtensor_conversion=True).ravel() for g in pt.grad(logp, value_vars)]
+    )
 
     layout = pytensor.shared(sizes.free_layout, name=FREE_LAYOUT)
     joined = pt.dvector("_unconstrained_point")
     replacements = {}
     entry = n_free + 1
-    start, static_offset = 0, True  # offsets stay constants up to the first variable of data-dependent shape
+    start, static_offset = (
+        0,
+        True,
+    )  # offsets stay constants up to the first variable of data-dependent shape
     for i, value_var in enumerate(value_vars):
         static_shape = value_var.type.shape
         ndim = len(static_shape)
         # A length the graph knows statically (a dimension of the model's structure) stays a constant.
-        shape = [layout[entry + j] if static_shape[j] is None else static_shape[j] for j in range(ndim)]
+        shape = [
+            layout[entry + j] if static_shape[j] is None else static_shape[j] for j in range(ndim)
+        ]
         entry += ndim
         if static_offset and None not in static_shape:
             stop = start + int(np.prod(static_shape, dtype=int))
@@ -700,19 +773,32 @@ def _make_functions(pymc_model, var_names, initial_point_fn):
 
     stored = _stored_vars(pymc_model, var_names)
     expanded = pt.concatenate(
-        [*(replacements[v].ravel() for v in value_vars), *(pt.as_tensor(v, allow_xtensor_conversion=True).ravel() for v in stored)]
+        [
+            *(replacements[v].ravel() for v in value_vars),
+            *(pt.as_tensor(v, allow_xtensor_conversion=True).ravel() for v in stored),
+        ]
     )
     with pymc_model:
-        expand_fn_pt = compile_pymc((joined,), [expanded], givens=list(replacements.items()), mode="NUMBA")
+        expand_fn_pt = compile_pymc(
+            (joined,), [expanded], givens=list(replacements.items()), mode="NUMBA"
+        )
 
-    initial_point_flat = _rv_dict_to_flat_array_wrapper(initial_point_fn, names=names[:n_free], shapes=shapes[:n_free])
-    reparameterized = [pymc_model.rvs_to_values[rv].name for rv in pymc_model.free_RVs if pymc_model.rvs_to_transforms.get(rv) is not None]
+    initial_point_flat = _rv_dict_to_flat_array_wrapper(
+        initial_point_fn, names=names[:n_free], shapes=shapes[:n_free]
+    )
+    reparameterized = [
+        pymc_model.rvs_to_values[rv].name
+        for rv in pymc_model.free_RVs
+        if pymc_model.rvs_to_transforms.get(rv) is not None
+    ]
     return sizes, logp_fn_pt, expand_fn_pt, initial_point_flat, reparameterized
 
 
 def _compile(pymc_model, var_names, initial_point_fn):
     """Compile through PyTensor; returns the compiled model and its layout (``None`` if uncacheable)."""
-    sizes, logp_fn_pt, expand_fn_pt, initial_point_flat, reparameterized = _make_functions(pymc_model, var_names, initial_point_fn)
+    sizes, logp_fn_pt, expand_fn_pt, initial_point_flat, reparameterized = _make_functions(
+        pymc_model, var_names, initial_point_fn
+    )
     n_dim, n_expanded, shape_info = sizes.n_dim, sizes.n_expanded, sizes.shape_info
 
     # Shared variables keyed by their order (nutpie uses random keys; fixed ones keep the source stable).
@@ -726,18 +812,29 @@ def _compile(pymc_model, var_names, initial_point_fn):
     logp_sig, expand_sig = _signatures()
 
     logp_keys = [shared_var_keys[v] for v in logp_fn_pt.get_shared()]
-    logp_src = _callback_source(_LOGP_TEMPLATE, "nutpie_logp", logp_keys, shared_data, word_layout, n_meta=n_meta)
+    logp_src = _callback_source(
+        _LOGP_TEMPLATE, "nutpie_logp", logp_keys, shared_data, word_layout, n_meta=n_meta
+    )
     logp_cfunc, logp_key = _cfunc(logp_src, "nutpie_logp", logp_sig, logp_fn_pt.vm.jit_fn, "logp")
 
     expand_keys = [shared_var_keys[v] for v in expand_fn_pt.get_shared()]
     expand_src = _callback_source(
         _EXPAND_TEMPLATE, "nutpie_expand", expand_keys, shared_data, word_layout, n_meta=n_meta
     )
-    expand_cfunc, expand_key = _cfunc(expand_src, "nutpie_expand", expand_sig, expand_fn_pt.vm.jit_fn, "expand")
+    expand_cfunc, expand_key = _cfunc(
+        expand_src, "nutpie_expand", expand_sig, expand_fn_pt.vm.jit_fn, "expand"
+    )
 
     compiled = _assemble(
-        pymc_model, n_dim, n_expanded, shape_info, reparameterized, (logp_cfunc, expand_cfunc),
-        (shared_data, shared_var_keys, user_data), initial_point_flat, (logp_fn_pt, expand_fn_pt),
+        pymc_model,
+        n_dim,
+        n_expanded,
+        shape_info,
+        reparameterized,
+        (logp_cfunc, expand_cfunc),
+        (shared_data, shared_var_keys, user_data),
+        initial_point_flat,
+        (logp_fn_pt, expand_fn_pt),
     )
     names_ok = all(v.name for v, _ in ordered) and len({v.name for v, _ in ordered}) == len(ordered)
     if logp_key is None or expand_key is None or not names_ok:
@@ -746,14 +843,24 @@ def _compile(pymc_model, var_names, initial_point_fn):
         "free": [v.name for v in _free_values(pymc_model)],
         "stored": list(sizes.stored_names),
         "reparameterized": list(reparameterized),
-        "shared": [{"key": key, "name": var.name, "dtype": shared_data[key].dtype.str, "ndim": shared_data[key].ndim} for var, key in ordered],
+        "shared": [
+            {
+                "key": key,
+                "name": var.name,
+                "dtype": shared_data[key].dtype.str,
+                "ndim": shared_data[key].ndim,
+            }
+            for var, key in ordered
+        ],
         "logp": {"src": logp_src, "key": logp_key},
         "expand": {"src": expand_src, "key": expand_key},
     }
     return compiled, layout
 
 
-def _from_layout(pymc_model, layout: dict, shared_by_name: dict[str, Any], initial_point_fn, var_names=None):
+def _from_layout(
+    pymc_model, layout: dict, shared_by_name: dict[str, Any], initial_point_fn, var_names=None
+):
     """The compiled model from a cached layout and cached callbacks; ``None`` if anything is missing.
 
     The sizes (parameter count, each variable's slice and shape) are computed afresh from the
@@ -768,7 +875,10 @@ def _from_layout(pymc_model, layout: dict, shared_by_name: dict[str, Any], initi
     sizes = _sizes(pymc_model, var_names, initial_point_fn)
     if sizes.stored_names != layout["stored"]:
         return None
-    shared_by_name = {**shared_by_name, FREE_LAYOUT: pytensor.shared(sizes.free_layout, name=FREE_LAYOUT)}
+    shared_by_name = {
+        **shared_by_name,
+        FREE_LAYOUT: pytensor.shared(sizes.free_layout, name=FREE_LAYOUT),
+    }
     ordered = []
     for entry in layout["shared"]:
         var = shared_by_name.get(entry["name"])
@@ -780,19 +890,40 @@ def _from_layout(pymc_model, layout: dict, shared_by_name: dict[str, Any], initi
         ordered.append((var, entry["key"]))
     logp_sig, expand_sig = _signatures()
     logp_cfunc = _load_cfunc(layout["logp"]["src"], "nutpie_logp", logp_sig, layout["logp"]["key"])
-    expand_cfunc = _load_cfunc(layout["expand"]["src"], "nutpie_expand", expand_sig, layout["expand"]["key"])
+    expand_cfunc = _load_cfunc(
+        layout["expand"]["src"], "nutpie_expand", expand_sig, layout["expand"]["key"]
+    )
     if logp_cfunc is None or expand_cfunc is None:
         return None
     shared_data, shared_var_keys, user_data = _user_data(ordered)
     names, _, shapes = sizes.shape_info
-    initial_point_flat = _rv_dict_to_flat_array_wrapper(initial_point_fn, names=names[: len(free)], shapes=shapes[: len(free)])
+    initial_point_flat = _rv_dict_to_flat_array_wrapper(
+        initial_point_fn, names=names[: len(free)], shapes=shapes[: len(free)]
+    )
     return _assemble(
-        pymc_model, sizes.n_dim, sizes.n_expanded, sizes.shape_info, list(layout["reparameterized"]),
-        (logp_cfunc, expand_cfunc), (shared_data, shared_var_keys, user_data), initial_point_flat, (None, None),
+        pymc_model,
+        sizes.n_dim,
+        sizes.n_expanded,
+        sizes.shape_info,
+        list(layout["reparameterized"]),
+        (logp_cfunc, expand_cfunc),
+        (shared_data, shared_var_keys, user_data),
+        initial_point_flat,
+        (None, None),
     )
 
 
-def _assemble(pymc_model, n_dim, n_expanded, shape_info, reparameterized, callbacks, shared, initial_point_func, functions):
+def _assemble(
+    pymc_model,
+    n_dim,
+    n_expanded,
+    shape_info,
+    reparameterized,
+    callbacks,
+    shared,
+    initial_point_func,
+    functions,
+):
     """nutpie's ``CompiledPyMCModel`` from its parts, compiled afresh or loaded: ``callbacks`` the
     (log density, expand) C callbacks, ``shared`` (data, variable keys, user-data record),
     ``functions`` the PyTensor functions behind the callbacks (``None`` when loaded)."""
@@ -822,5 +953,8 @@ def _assemble(pymc_model, n_dim, n_expanded, shape_info, reparameterized, callba
 def callbacks_cached(compiled) -> str:
     """``"hit"`` if both callbacks of ``compiled`` were loaded from the disk cache, ``"miss"`` if neither
     was, ``"partial"`` otherwise."""
-    hits = [getattr(f, "_cache_hits", 0) > 0 for f in (compiled.compiled_logp_func, compiled.compiled_expand_func)]
+    hits = [
+        getattr(f, "_cache_hits", 0) > 0
+        for f in (compiled.compiled_logp_func, compiled.compiled_expand_func)
+    ]
     return "hit" if all(hits) else "miss" if not any(hits) else "partial"

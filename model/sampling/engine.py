@@ -123,10 +123,14 @@ class CompiledAggregator:
         seconds = time.perf_counter() - start
         got = (idata.posterior.sizes.get("chain", 0), idata.posterior.sizes.get("draw", 0))
         if got != (sampler.chains, sampler.draws):
-            raise KeyboardInterrupt(f"sampling stopped early: {got[0]} chains x {got[1]} draws of {sampler.chains} x {sampler.draws}")
+            raise KeyboardInterrupt(
+                f"sampling stopped early: {got[0]} chains x {got[1]} draws of {sampler.chains} x {sampler.draws}"
+            )
         return idata, seconds
 
-    def _sample_nutpie(self, sampler: Sampler, seed: int, cores: int, data: dict, progress_bar: bool):
+    def _sample_nutpie(
+        self, sampler: Sampler, seed: int, cores: int, data: dict, progress_bar: bool
+    ):
         import nutpie
 
         compiled = self._nutpie.with_data(**data) if data else self._nutpie
@@ -186,8 +190,18 @@ class CompiledAggregator:
         """Add the log likelihood, the posterior predictive draws (seeded) and the log prior of the
         hyperparameters (for power-scaling sensitivity) to a trace, in place; return it."""
         with exact_arithmetic():
-            pm.compute_log_likelihood(idata, var_names=["obs_share"], model=self.pymc_model, progressbar=False)
-            pm.sample_posterior_predictive(idata, model=self.pymc_model, extend_inferencedata=True, random_seed=seed, progressbar=False)
+            pm.compute_log_likelihood(
+                idata, var_names=["obs_share"], model=self.pymc_model, progressbar=False
+            )
+            pm.sample_posterior_predictive(
+                idata,
+                model=self.pymc_model,
+                extend_inferencedata=True,
+                random_seed=seed,
+                progressbar=False,
+            )
             hyperpriors = [v.name for v in self.pymc_model.free_RVs if v.name in SENSITIVITY_PRIORS]
-            pm.stats.compute_log_prior(idata, var_names=hyperpriors, model=self.pymc_model, progressbar=False)
+            pm.stats.compute_log_prior(
+                idata, var_names=hyperpriors, model=self.pymc_model, progressbar=False
+            )
         return idata

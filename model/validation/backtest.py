@@ -80,7 +80,9 @@ def pooled_variant(design: PollDesign, config: Config) -> tuple[pd.DataFrame, Co
     """The ``no_house_effects`` variant: every reading relabelled as the reference house asking the
     reference question, so the model has neither house nor question effects; and its config."""
     if design.reference_pollster is None:
-        raise ConfigError("the backtest needs a reference pollster (config house_effects = '<pollster>')")
+        raise ConfigError(
+            "the backtest needs a reference pollster (config house_effects = '<pollster>')"
+        )
     pooled = design.polls.drop(columns=["poll_id"]).copy()
     pooled["pollster"] = design.reference_pollster
     pooled["question"] = design.questions[0]
@@ -95,9 +97,13 @@ def backtest_targets(design: PollDesign, since: str | pd.Timestamp) -> list[Targ
     left out.
     """
     if design.reference_pollster is None:
-        raise ConfigError("the backtest needs a reference pollster (config house_effects = '<pollster>')")
+        raise ConfigError(
+            "the backtest needs a reference pollster (config house_effects = '<pollster>')"
+        )
     polls = design.polls
-    is_reference = (polls["pollster"] == design.reference_pollster) & (polls["question"] == design.questions[0])
+    is_reference = (polls["pollster"] == design.reference_pollster) & (
+        polls["question"] == design.questions[0]
+    )
     targets = []
     for i in np.flatnonzero(is_reference & (polls["field_start"] >= pd.Timestamp(since))):
         before = polls["field_end"] < polls["field_start"].iloc[i]
@@ -136,16 +142,39 @@ def model_alpha(posterior, design: PollDesign, i: int) -> np.ndarray:
     plus its house and question effects; the concentration from its ``n`` (its posterior draws
     when unknown) and the non-sampling error.
     """
-    share = posterior["share"].stack(sample=("chain", "draw")).transpose("sample", "time", "answer").values / 100.0
+    share = (
+        posterior["share"]
+        .stack(sample=("chain", "draw"))
+        .transpose("sample", "time", "answer")
+        .values
+        / 100.0
+    )
     a, b = int(design.first_cell[i]), int(design.last_cell[i])
     eta = np.log(share[:, a : b + 1, :]).mean(axis=1)
-    house = posterior["house_effect"].stack(sample=("chain", "draw")).transpose("sample", "pollster", "answer").values
-    question = posterior["question_effect"].stack(sample=("chain", "draw")).transpose("sample", "question", "answer").values
-    p = softmax(eta + house[:, design.pollster_idx[i]] + question[:, design.question_idx[i]], axis=-1)
+    house = (
+        posterior["house_effect"]
+        .stack(sample=("chain", "draw"))
+        .transpose("sample", "pollster", "answer")
+        .values
+    )
+    question = (
+        posterior["question_effect"]
+        .stack(sample=("chain", "draw"))
+        .transpose("sample", "question", "answer")
+        .values
+    )
+    p = softmax(
+        eta + house[:, design.pollster_idx[i]] + question[:, design.question_idx[i]], axis=-1
+    )
     if design.n_known[i]:
         n = np.full(p.shape[0], float(design.n[i]))
     else:
-        n = posterior["n_unknown"].sel(poll_unknown_n=design.polls["poll_id"].iloc[i]).stack(sample=("chain", "draw")).values
+        n = (
+            posterior["n_unknown"]
+            .sel(poll_unknown_n=design.polls["poll_id"].iloc[i])
+            .stack(sample=("chain", "draw"))
+            .values
+        )
     tau = posterior["nonsampling_sd"].stack(sample=("chain", "draw")).values / 50.0
     concentration = 1.0 / (1.0 / n + tau**2)
     used = design.component_used[i]
@@ -157,7 +186,11 @@ def model_alpha(posterior, design: PollDesign, i: int) -> np.ndarray:
 
 def dirichlet_logpdf(y: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Log density of ``y`` (components) under each row of ``alpha``."""
-    return gammaln(alpha.sum(axis=-1)) - gammaln(alpha).sum(axis=-1) + ((alpha - 1.0) * np.log(y)).sum(axis=-1)
+    return (
+        gammaln(alpha.sum(axis=-1))
+        - gammaln(alpha).sum(axis=-1)
+        + ((alpha - 1.0) * np.log(y)).sum(axis=-1)
+    )
 
 
 def score(alpha: np.ndarray, design: PollDesign, i: int, rng: np.random.Generator) -> dict:
@@ -209,7 +242,9 @@ def score(alpha: np.ndarray, design: PollDesign, i: int, rng: np.random.Generato
 # -- baselines --------------------------------------------------------------------------------
 
 
-def baseline_answers(method: str, train: pd.DataFrame, start: pd.Timestamp, answers, reference, median_n: float) -> dict[str, float]:
+def baseline_answers(
+    method: str, train: pd.DataFrame, start: pd.Timestamp, answers, reference, median_n: float
+) -> dict[str, float]:
     """A baseline's estimate (percent) of each answer, from the readings in ``train``.
 
     ``reference`` is the (pollster, question) of the reference series. Answers the readings never
@@ -231,7 +266,9 @@ def baseline_answers(method: str, train: pd.DataFrame, start: pd.Timestamp, answ
                 n = rows["n"].fillna(median_n).to_numpy(dtype=float)
                 age = (start - reading_midpoints(rows)).dt.total_seconds().to_numpy() / 86400.0
                 weight = np.sqrt(n / median_n) * 0.5 ** (age / HALF_LIFE_DAYS)
-                estimate[answer] = float(np.sum(weight * rows[answer].to_numpy(dtype=float)) / np.sum(weight))
+                estimate[answer] = float(
+                    np.sum(weight * rows[answer].to_numpy(dtype=float)) / np.sum(weight)
+                )
         else:
             raise ValueError(f"unknown baseline {method!r}; expected one of {BASELINES}")
     return estimate
@@ -252,13 +289,17 @@ def baseline_components(estimate: dict[str, float], design: PollDesign, i: int) 
     return values / values.sum()
 
 
-def baseline_predictions(design: PollDesign, targets: list[Target], rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+def baseline_predictions(
+    design: PollDesign, targets: list[Target], rng: np.random.Generator
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every baseline on every target; returns (per-target rows, per-answer rows)."""
     polls = design.polls
     reference = (design.reference_pollster, design.questions[0])
     known = design.n[design.n_known]
     median_n = float(np.median(known)) if known.size else float(design.unknown_n_median)
-    is_reference = ((polls["pollster"] == reference[0]) & (polls["question"] == reference[1])).to_numpy()
+    is_reference = (
+        (polls["pollster"] == reference[0]) & (polls["question"] == reference[1])
+    ).to_numpy()
     per_target, per_answer = [], []
     for target in targets:
         i = poll_index(design, target.source_row)
@@ -268,19 +309,32 @@ def baseline_predictions(design: PollDesign, targets: list[Target], rng: np.rand
             # The baseline's track record: its errors on the earlier reference readings, each
             # predicted from the readings before it (within this training set).
             z2, inv_n = [], []
-            for j in np.flatnonzero(is_reference & polls["source_row"].isin(target.training_rows).to_numpy()):
+            for j in np.flatnonzero(
+                is_reference & polls["source_row"].isin(target.training_rows).to_numpy()
+            ):
                 past = train[train["field_end"] < polls["field_start"].iloc[j]]
-                estimate = baseline_answers(method, past, polls["field_start"].iloc[j], design.answers, reference, median_n)
+                estimate = baseline_answers(
+                    method, past, polls["field_start"].iloc[j], design.answers, reference, median_n
+                )
                 if not estimate or past.empty:
                     continue
                 p = baseline_components(estimate, design, j)
                 y = design.observed[j][design.component_used[j]]
                 z2.extend((y - p) ** 2 / (p * (1 - p)))
                 inv_n.append(1.0 / (design.n[j] if design.n_known[j] else design.unknown_n_median))
-            row = {"method": method, "source_row": target.source_row, "poll_id": target.poll_id, "cutoff": target.field_start}
-            estimate = baseline_answers(method, train, target.field_start, design.answers, reference, median_n)
+            row = {
+                "method": method,
+                "source_row": target.source_row,
+                "poll_id": target.poll_id,
+                "cutoff": target.field_start,
+            }
+            estimate = baseline_answers(
+                method, train, target.field_start, design.answers, reference, median_n
+            )
             if len(inv_n) < MIN_TRACK_RECORD or not estimate:
-                row.update(error=f"fewer than {MIN_TRACK_RECORD} earlier reference readings to judge its spread by")
+                row.update(
+                    error=f"fewer than {MIN_TRACK_RECORD} earlier reference readings to judge its spread by"
+                )
                 per_target.append(row)
                 continue
             tau2 = max(float(np.mean(z2)) - float(np.mean(inv_n)), 0.0)
@@ -289,8 +343,17 @@ def baseline_predictions(design: PollDesign, targets: list[Target], rng: np.rand
             answers = result.pop("answers")
             row.update(result, tau_pp=50.0 * np.sqrt(tau2), error="")
             per_target.append(row)
-            per_answer.append(answers.assign(method=method, source_row=target.source_row, poll_id=target.poll_id, cutoff=target.field_start))
-    return pd.DataFrame(per_target), (pd.concat(per_answer, ignore_index=True) if per_answer else pd.DataFrame())
+            per_answer.append(
+                answers.assign(
+                    method=method,
+                    source_row=target.source_row,
+                    poll_id=target.poll_id,
+                    cutoff=target.field_start,
+                )
+            )
+    return pd.DataFrame(per_target), (
+        pd.concat(per_answer, ignore_index=True) if per_answer else pd.DataFrame()
+    )
 
 
 def summarise(per_target: pd.DataFrame) -> pd.DataFrame:
@@ -313,7 +376,9 @@ def summarise(per_target: pd.DataFrame) -> pd.DataFrame:
                 "coverage50": float(ok["covered50"].mean()) if len(ok) else np.nan,
                 "coverage90": float(ok["covered90"].mean()) if len(ok) else np.nan,
                 "failed": len(got) - len(ok),
-                "gate_failures": int((ok["gate_passed"] == False).sum()) if "gate_passed" in ok else 0,  # noqa: E712
+                "gate_failures": int(ok["gate_passed"].eq(False).sum())
+                if "gate_passed" in ok
+                else 0,
             }
         )
     return pd.DataFrame(rows)

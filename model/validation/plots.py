@@ -23,18 +23,52 @@ def plot_backtest(v) -> plt.Figure:
     """One panel per method: each target's observed first answer against the predictive median and intervals."""
     answers = v.backtest_answers
     answer = v.config.answers[0]
-    fig, axes = plt.subplots(len(backtest.METHODS), 1, figsize=(9, 2.1 * len(backtest.METHODS)), sharex=True, sharey=True, layout="constrained")
+    fig, axes = plt.subplots(
+        len(backtest.METHODS),
+        1,
+        figsize=(9, 2.1 * len(backtest.METHODS)),
+        sharex=True,
+        sharey=True,
+        layout="constrained",
+    )
     for ax, method, colour in zip(axes, backtest.METHODS, OKABE_ITO):
-        got = answers[(answers["method"] == method) & (answers["answer"] == answer)] if len(answers) else answers
+        got = (
+            answers[(answers["method"] == method) & (answers["answer"] == answer)]
+            if len(answers)
+            else answers
+        )
         row = v.backtest[v.backtest["method"] == method].iloc[0]
         if len(got):
             dates = pd.to_datetime(got["cutoff"]).to_numpy()
-            ax.vlines(dates, got["lower90"], got["upper90"], color=colour, alpha=0.35, lw=4, label="90% predictive interval")
+            ax.vlines(
+                dates,
+                got["lower90"],
+                got["upper90"],
+                color=colour,
+                alpha=0.35,
+                lw=4,
+                label="90% predictive interval",
+            )
             ax.vlines(dates, got["lower50"], got["upper50"], color=colour, lw=4, label="50%")
             ax.plot(dates, got["median"], "_", color="black", ms=10, label="predictive median")
             missed = (got["observed"] < got["lower90"]) | (got["observed"] > got["upper90"])
-            ax.plot(dates[~missed], got["observed"][~missed], "o", mfc="white", mec="black", ms=5, label="observed")
-            ax.plot(dates[missed], got["observed"][missed], "o", color="#D55E00", ms=5, label="observed, outside 90%")
+            ax.plot(
+                dates[~missed],
+                got["observed"][~missed],
+                "o",
+                mfc="white",
+                mec="black",
+                ms=5,
+                label="observed",
+            )
+            ax.plot(
+                dates[missed],
+                got["observed"][missed],
+                "o",
+                color="#D55E00",
+                ms=5,
+                label="observed, outside 90%",
+            )
         ax.set_title(
             f"{METHOD_LABELS[method]}: log score {row['mean_log_score']:.2f}, MAE {row['mae']:.1f} pts, "
             f"coverage {row['coverage50']:.0%} / {row['coverage90']:.0%} (n={row['n']})",
@@ -45,8 +79,14 @@ def plot_backtest(v) -> plt.Figure:
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=7, ncols=5, loc="lower right")
     _date_axis(axes[-1])
-    fig.suptitle("Leave-future-out backtest: each reference reading predicted from the readings before it", fontsize=11)
-    _caption(fig, "Coverage: share of reported answers (all answers, not only the one drawn) inside the 50% / 90% predictive intervals.")
+    fig.suptitle(
+        "Leave-future-out backtest: each reference reading predicted from the readings before it",
+        fontsize=11,
+    )
+    _caption(
+        fig,
+        "Coverage: share of reported answers (all answers, not only the one drawn) inside the 50% / 90% predictive intervals.",
+    )
     return fig
 
 
@@ -61,7 +101,14 @@ def plot_backtest_scores(v) -> plt.Figure:
     axes[1].barh(y, table["mae"], color=OKABE_ITO[: len(table)])
     axes[1].set_xlabel("MAE of the median (points)")
     axes[2].scatter(table["coverage50"], y, marker="s", color="black", label="50% interval")
-    axes[2].scatter(table["coverage90"], y, marker="o", facecolors="white", edgecolors="black", label="90% interval")
+    axes[2].scatter(
+        table["coverage90"],
+        y,
+        marker="o",
+        facecolors="white",
+        edgecolors="black",
+        label="90% interval",
+    )
     for nominal in (0.5, 0.9):
         axes[2].axvline(nominal, color="0.5", ls=":")
     axes[2].set_xlim(0, 1.02)
@@ -79,7 +126,9 @@ def plot_sbc_ranks(v) -> plt.Figure:
     names = list(dict.fromkeys(ranks["quantity"]))
     cols = 3
     rows = int(np.ceil(len(names) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(11, 2.3 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(11, 2.3 * rows), squeeze=False, layout="constrained"
+    )
     bins = np.linspace(0, sbc.RANK_DRAWS + 1, sbc.RANK_BINS + 1)
     for ax, name in zip(axes.flat, names):
         values = ranks.loc[ranks["quantity"] == name, "rank"]
@@ -89,11 +138,17 @@ def plot_sbc_ranks(v) -> plt.Figure:
         ax.axhline(n / sbc.RANK_BINS, color="0.5", lw=0.8)
         ax.hist(values, bins=bins, color=OKABE_ITO[0], edgecolor="white")
         row = v.sbc[v.sbc["quantity"] == name].iloc[0]
-        ax.set_title(f"{name}\ncov {row['coverage50']:.0%}/{row['coverage90']:.0%}, p={row['uniformity_p']:.2f}", fontsize=8)
+        ax.set_title(
+            f"{name}\ncov {row['coverage50']:.0%}/{row['coverage90']:.0%}, p={row['uniformity_p']:.2f}",
+            fontsize=8,
+        )
         ax.set_yticks([])
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
-    fig.suptitle(f"SBC rank histograms ({len(v.sbc_fits)} prior datasets; grey: 99% band for uniform ranks)", fontsize=11)
+    fig.suptitle(
+        f"SBC rank histograms ({len(v.sbc_fits)} prior datasets; grey: 99% band for uniform ranks)",
+        fontsize=11,
+    )
     return fig
 
 

@@ -64,7 +64,15 @@ def _gate_summary(idata) -> dict[str, Any]:
     }
 
 
-def backtest_task(key: str, polls: pd.DataFrame, config: Config, target: backtest.Target, sampler: Sampler, seed: int, cores: int) -> dict[str, Any]:
+def backtest_task(
+    key: str,
+    polls: pd.DataFrame,
+    config: Config,
+    target: backtest.Target,
+    sampler: Sampler,
+    seed: int,
+    cores: int,
+) -> dict[str, Any]:
     """Refit without the readings after ``target``'s start and score the prediction of ``target``."""
     refitter, compiled_now = _refitter(key, polls, config)
     design = refitter.design
@@ -83,7 +91,16 @@ def backtest_task(key: str, polls: pd.DataFrame, config: Config, target: backtes
     return result
 
 
-def sbc_task(key: str, polls: pd.DataFrame, config: Config, observed: np.ndarray, truth: dict[str, float], sampler: Sampler, seed: int, cores: int) -> dict[str, Any]:
+def sbc_task(
+    key: str,
+    polls: pd.DataFrame,
+    config: Config,
+    observed: np.ndarray,
+    truth: dict[str, float],
+    sampler: Sampler,
+    seed: int,
+    cores: int,
+) -> dict[str, Any]:
     """Fit one prior-simulated table and rank the truth among the posterior draws."""
     refitter, compiled_now = _refitter(key, polls, config)
     idata, sample_s = refitter.sample(sampler, seed=seed, cores=cores, observed=observed)
@@ -130,7 +147,10 @@ class _Client:
             # The scheduler's HTTP server (no dashboard without bokeh) on a free local port: the
             # default 8787 may be taken by another cluster, and then distributed warns.
             self.cluster = LocalCluster(
-                n_workers=settings.workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+                n_workers=settings.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address="127.0.0.1:0",
             )
             self.client = Client(self.cluster)
 
@@ -148,7 +168,7 @@ def _cores(settings: ValidateSettings, local: bool) -> int:
         return settings.cores_per_task
     if local:
         return max(1, (os.cpu_count() or 1) // settings.workers)
-    return (settings.sampler.chains if settings.sampler else 4)
+    return settings.sampler.chains if settings.sampler else 4
 
 
 def gather(tasks: dict[Any, dict[str, Any]], log: Callable[[str], None]):
@@ -171,7 +191,9 @@ def gather(tasks: dict[Any, dict[str, Any]], log: Callable[[str], None]):
         try:
             result = future.result()
         except Exception as err:  # a failed refit is reported; the others' results are kept
-            failures.append({"task": what, "kind": info["kind"], "error": f"{type(err).__name__}: {err}"})
+            failures.append(
+                {"task": what, "kind": info["kind"], "error": f"{type(err).__name__}: {err}"}
+            )
             if info["kind"] == "backtest":
                 refit_rows.append(
                     {"method": info["method"], "source_row": info["target"].source_row, "poll_id": info["target"].poll_id,
@@ -182,20 +204,44 @@ def gather(tasks: dict[Any, dict[str, Any]], log: Callable[[str], None]):
         if info["kind"] == "backtest":
             target = info["target"]
             answers = result.pop("answers")
-            refit_rows.append({"method": info["method"], "source_row": target.source_row, "poll_id": target.poll_id, "cutoff": target.field_start, **result, "error": ""})
-            answer_rows.append(answers.assign(method=info["method"], source_row=target.source_row, poll_id=target.poll_id, cutoff=target.field_start))
+            refit_rows.append(
+                {
+                    "method": info["method"],
+                    "source_row": target.source_row,
+                    "poll_id": target.poll_id,
+                    "cutoff": target.field_start,
+                    **result,
+                    "error": "",
+                }
+            )
+            answer_rows.append(
+                answers.assign(
+                    method=info["method"],
+                    source_row=target.source_row,
+                    poll_id=target.poll_id,
+                    cutoff=target.field_start,
+                )
+            )
             detail = f"log score {result['log_score']:.2f}, error {result['abs_error']:.1f} pts"
         else:
             rank_rows.append(result.pop("ranks").assign(dataset=info["dataset"]))
             sbc_rows.append({"dataset": info["dataset"], **result})
             detail = "ranked"
         gate_word = "" if result["gate_passed"] else f"; gate FAILED ({result['gate_failures']})"
-        log(f"[{done}/{len(tasks)}] {what}: {detail}, sampled {result['sample_s']:.0f} s{gate_word}")
+        log(
+            f"[{done}/{len(tasks)}] {what}: {detail}, sampled {result['sample_s']:.0f} s{gate_word}"
+        )
 
     return refit_rows, answer_rows, rank_rows, sbc_rows, failures
 
 
-def run_validation(polls: pd.DataFrame, config: Config, settings: ValidateSettings, *, log: Callable[[str], None] | None = None) -> Validation:
+def run_validation(
+    polls: pd.DataFrame,
+    config: Config,
+    settings: ValidateSettings,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> Validation:
     """Run the backtest and/or SBC on Dask and collect the results (nothing is written here).
 
     Parameters
@@ -223,26 +269,41 @@ def run_validation(polls: pd.DataFrame, config: Config, settings: ValidateSettin
     if settings.backtest:
         targets = backtest.backtest_targets(design, settings.since)
         if not targets:
-            raise ConfigError(f"no reference reading from {settings.since} on has an earlier one to learn from")
+            raise ConfigError(
+                f"no reference reading from {settings.since} on has an earlier one to learn from"
+            )
         backtest.check_events(config, targets)
-        baseline_targets, baseline_answers = backtest.baseline_predictions(design, targets, np.random.default_rng(next(seeds)))
+        baseline_targets, baseline_answers = backtest.baseline_predictions(
+            design, targets, np.random.default_rng(next(seeds))
+        )
         pooled, pooled_config = backtest.pooled_variant(design, config)
     if settings.sbc:
-        sbc_polls, sbc_config = sbc.sbc_design(config.priors, n_readings=settings.sbc_readings, seed=int(next(seeds)) % 2**31)
+        sbc_polls, sbc_config = sbc.sbc_design(
+            config.priors, n_readings=settings.sbc_readings, seed=int(next(seeds)) % 2**31
+        )
         sbc_design = build_design(sbc_polls, sbc_config)
         from model.aggregator.graph import PollAggregator
 
         sbc_truths, sbc_observed = sbc.prior_draws(
-            PollAggregator(sbc_design, sbc_config, refit=True).build(), sbc_design, settings.sbc, int(next(seeds)) % 2**31
+            PollAggregator(sbc_design, sbc_config, refit=True).build(),
+            sbc_design,
+            settings.sbc,
+            int(next(seeds)) % 2**31,
         )
 
     with _Client(settings) as dask:
         cores = _cores(settings, local=dask.cluster is not None)
         workers = len(dask.client.scheduler_info()["workers"])
-        log(f"validate: {workers} Dask worker(s) at {dask.client.scheduler.address}, {cores} core(s) per refit")
+        log(
+            f"validate: {workers} Dask worker(s) at {dask.client.scheduler.address}, {cores} core(s) per refit"
+        )
         checksum = table_checksum(design.polls)
         sampler = settings.sampler or config.sampler
-        for variant, table, variant_config in ((backtest.MODEL, design.polls, config), (backtest.NO_EFFECTS, pooled, pooled_config)) if targets else ():
+        for variant, table, variant_config in (
+            ((backtest.MODEL, design.polls, config), (backtest.NO_EFFECTS, pooled, pooled_config))
+            if targets
+            else ()
+        ):
             key = f"{variant}:{checksum}:{variant_config.hash()}"
             for target in targets:
                 future = dask.client.submit(
@@ -261,12 +322,28 @@ def run_validation(polls: pd.DataFrame, config: Config, settings: ValidateSettin
 
         refit_rows, answer_rows, rank_rows, sbc_rows, failures = gather(tasks, log)
 
-    per_target = pd.concat([pd.DataFrame(refit_rows), baseline_targets], ignore_index=True) if targets else pd.DataFrame()
+    per_target = (
+        pd.concat([pd.DataFrame(refit_rows), baseline_targets], ignore_index=True)
+        if targets
+        else pd.DataFrame()
+    )
     if len(per_target):
         order = {m: k for k, m in enumerate(backtest.METHODS)}
-        per_target = per_target.sort_values(["method", "cutoff"], key=lambda s: s.map(order) if s.name == "method" else s, kind="stable").reset_index(drop=True)
-    answers = pd.concat([*answer_rows, baseline_answers], ignore_index=True) if targets else pd.DataFrame()
-    ranks = pd.concat(rank_rows, ignore_index=True).sort_values(["dataset"], kind="stable") if rank_rows else pd.DataFrame()
+        per_target = per_target.sort_values(
+            ["method", "cutoff"],
+            key=lambda s: s.map(order) if s.name == "method" else s,
+            kind="stable",
+        ).reset_index(drop=True)
+    answers = (
+        pd.concat([*answer_rows, baseline_answers], ignore_index=True)
+        if targets
+        else pd.DataFrame()
+    )
+    ranks = (
+        pd.concat(rank_rows, ignore_index=True).sort_values(["dataset"], kind="stable")
+        if rank_rows
+        else pd.DataFrame()
+    )
     from model import __version__
 
     return Validation(
@@ -277,7 +354,9 @@ def run_validation(polls: pd.DataFrame, config: Config, settings: ValidateSettin
         backtest_answers=answers,
         sbc=sbc.summarise(ranks) if len(ranks) else pd.DataFrame(),
         sbc_ranks=ranks,
-        sbc_fits=pd.DataFrame(sbc_rows).sort_values("dataset").reset_index(drop=True) if sbc_rows else pd.DataFrame(),
+        sbc_fits=pd.DataFrame(sbc_rows).sort_values("dataset").reset_index(drop=True)
+        if sbc_rows
+        else pd.DataFrame(),
         failures=pd.DataFrame(failures, columns=["task", "kind", "error"]),
         info={
             "wall_s": time.perf_counter() - started,
@@ -300,8 +379,12 @@ def summary_text(v: Validation) -> str:
         f"Validation ({v.info['workers']} worker(s), {v.info['scheduler']}, wall time {v.info['wall_s']:.0f} s)",
     ]
     if len(v.backtest):
-        lines.append(f"Backtest: {v.info['targets']} reference readings from {v.settings.since}, each predicted from the readings before it")
-        lines.append(f"  {'method':<18} {'n':>3} {'log score':>10} {'MAE':>6} {'cov50':>6} {'cov90':>6} {'failed':>6} {'gate fail':>9}")
+        lines.append(
+            f"Backtest: {v.info['targets']} reference readings from {v.settings.since}, each predicted from the readings before it"
+        )
+        lines.append(
+            f"  {'method':<18} {'n':>3} {'log score':>10} {'MAE':>6} {'cov50':>6} {'cov90':>6} {'failed':>6} {'gate fail':>9}"
+        )
         for _, r in v.backtest.iterrows():
             lines.append(
                 f"  {r['method']:<18} {r['n']:>3} {r['mean_log_score']:>10.2f} {r['mae']:>6.2f} {r['coverage50']:>6.0%} "
@@ -309,10 +392,14 @@ def summary_text(v: Validation) -> str:
             )
     if len(v.sbc):
         passed = int(v.sbc_fits["gate_passed"].sum()) if len(v.sbc_fits) else 0
-        lines.append(f"SBC: {v.settings.sbc} prior datasets, {len(v.sbc_fits)} fitted ({passed} passed the gate); ranks among {sbc.RANK_DRAWS} draws")
+        lines.append(
+            f"SBC: {v.settings.sbc} prior datasets, {len(v.sbc_fits)} fitted ({passed} passed the gate); ranks among {sbc.RANK_DRAWS} draws"
+        )
         lines.append(f"  {'quantity':<40} {'cov50':>6} {'cov90':>6} {'mean rank':>9} {'unif p':>7}")
         for _, r in v.sbc.iterrows():
-            lines.append(f"  {r['quantity']:<40} {r['coverage50']:>6.0%} {r['coverage90']:>6.0%} {r['mean_rank']:>9.2f} {r['uniformity_p']:>7.3f}")
+            lines.append(
+                f"  {r['quantity']:<40} {r['coverage50']:>6.0%} {r['coverage90']:>6.0%} {r['mean_rank']:>9.2f} {r['uniformity_p']:>7.3f}"
+            )
     for _, r in v.failures.iterrows():
         lines.append(f"FAILED task: {r['task']}: {r['error']}")
     return "\n".join(lines)
@@ -328,7 +415,9 @@ def write_validation(v: Validation, runs_dir: str | Path = "runs") -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     with staged_folder(Path(runs_dir) / f"validate-{stamp}", unique=True) as (tmp, final):
         settings = {"settings": v.settings.to_dict(), "config": v.config.to_dict(), **v.info}
-        (tmp / "settings.json").write_text(json.dumps(settings, indent=2, sort_keys=True, default=str) + "\n")
+        (tmp / "settings.json").write_text(
+            json.dumps(settings, indent=2, sort_keys=True, default=str) + "\n"
+        )
         tables = {
             "backtest.csv": v.backtest,
             "backtest_targets.csv": v.backtest_targets,

@@ -37,7 +37,9 @@ RANK_DRAWS = 99
 RANK_BINS = 10
 
 
-def sbc_design(priors: Priors | None = None, *, n_readings: int = 40, seed: int = 0) -> tuple[pd.DataFrame, Config]:
+def sbc_design(
+    priors: Priors | None = None, *, n_readings: int = 40, seed: int = 0
+) -> tuple[pd.DataFrame, Config]:
     """A small project-shaped table (its shares are replaced by prior draws) and its config.
 
     Three houses over one year on a weekly grid; ``House A`` is the reference house, ``Q_MAIN`` the
@@ -62,7 +64,11 @@ def quantities(values: dict[str, np.ndarray], design: PollDesign) -> dict[str, n
     and ``house_effect`` (S, pollster, answer), ``question_effect`` (S, question, answer),
     ``share`` (S, time, answer).
     """
-    out = {name: np.asarray(values[name]) for name in ("walk_sd", "nonsampling_sd", "house_sd", "question_sd") if name in values}
+    out = {
+        name: np.asarray(values[name])
+        for name in ("walk_sd", "nonsampling_sd", "house_sd", "question_sd")
+        if name in values
+    }
     answer = design.answers[0]
     for h, pollster in enumerate(design.pollsters):
         if pollster != design.reference_pollster:
@@ -75,7 +81,9 @@ def quantities(values: dict[str, np.ndarray], design: PollDesign) -> dict[str, n
     return out
 
 
-def prior_draws(model: pm.Model, design: PollDesign, n: int, seed: int) -> tuple[list[dict[str, float]], np.ndarray]:
+def prior_draws(
+    model: pm.Model, design: PollDesign, n: int, seed: int
+) -> tuple[list[dict[str, float]], np.ndarray]:
     """``n`` draws from the prior: the true quantities and the simulated observed components.
 
     Returns
@@ -84,13 +92,24 @@ def prior_draws(model: pm.Model, design: PollDesign, n: int, seed: int) -> tuple
         Per draw, quantity name to true value; observed shares (draw, poll, component), with the
         design's unused components left at 1 as in :attr:`PollDesign.observed`.
     """
-    with exact_arithmetic():  # the same tables for a seed, whatever numba had cached (model.sampling.compiled)
+    with (
+        exact_arithmetic()
+    ):  # the same tables for a seed, whatever numba had cached (model.sampling.compiled)
         prior = pm.sample_prior_predictive(draws=n, model=model, random_seed=seed)
     post = prior.prior.to_dataset()
-    values = {name: post[name].stack(sample=("chain", "draw")).transpose("sample", ...).values for name in CALIBRATED if name in post}
+    values = {
+        name: post[name].stack(sample=("chain", "draw")).transpose("sample", ...).values
+        for name in CALIBRATED
+        if name in post
+    }
     truths = quantities(values, design)
     table = [{name: float(v[j]) for name, v in truths.items()} for j in range(n)]
-    observed = prior.prior_predictive["obs_share"].stack(sample=("chain", "draw")).transpose("sample", ...).values
+    observed = (
+        prior.prior_predictive["obs_share"]
+        .stack(sample=("chain", "draw"))
+        .transpose("sample", ...)
+        .values
+    )
     observed = np.where(design.component_used[None], observed, 1.0)
     return table, observed
 
@@ -98,7 +117,9 @@ def prior_draws(model: pm.Model, design: PollDesign, n: int, seed: int) -> tuple
 def posterior_values(posterior, design: PollDesign) -> dict[str, np.ndarray]:
     """The SBC quantities' posterior draws (flattened over chains)."""
     values = {
-        name: posterior[name].stack(sample=("chain", "draw")).transpose("sample", ...).values for name in CALIBRATED if name in posterior
+        name: posterior[name].stack(sample=("chain", "draw")).transpose("sample", ...).values
+        for name in CALIBRATED
+        if name in posterior
     }
     return quantities(values, design)
 
@@ -131,7 +152,9 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for name, group in table.groupby("quantity", sort=False):
-        counts = np.bincount((group["rank"].to_numpy() * RANK_BINS) // (RANK_DRAWS + 1), minlength=RANK_BINS)
+        counts = np.bincount(
+            (group["rank"].to_numpy() * RANK_BINS) // (RANK_DRAWS + 1), minlength=RANK_BINS
+        )
         rows.append(
             {
                 "quantity": name,

@@ -15,14 +15,28 @@ ROOT = model.__path__[0] + "/.."
 
 
 def table(rows):
-    base = {"pollster": "A", "question": "Q", "n": 1000, "talks": 50, "continue": 40, "undecided": 10}
+    base = {
+        "pollster": "A",
+        "question": "Q",
+        "n": 1000,
+        "talks": 50,
+        "continue": 40,
+        "undecided": 10,
+    }
     return model.load_polls(pd.DataFrame([{**base, **row} for row in rows]))
 
 
 def test_weekly_grid_starts_on_monday_and_covers_every_reading():
-    polls = table([{"field_start": "2024-01-03", "field_end": "2024-01-05"}, {"field_start": "2024-02", "field_end": "2024-02"}])
+    polls = table(
+        [
+            {"field_start": "2024-01-03", "field_end": "2024-01-05"},
+            {"field_start": "2024-02", "field_end": "2024-02"},
+        ]
+    )
     design = build_design(polls, model.Config())
-    assert design.time[0] == pd.Timestamp("2024-01-01") and all(t.weekday() == 0 for t in design.time)
+    assert design.time[0] == pd.Timestamp("2024-01-01") and all(
+        t.weekday() == 0 for t in design.time
+    )
     # the month-only reading spans all of February: from the week of Feb 1 to the week of Feb 29
     feb = design.polls.index[design.polls["date_precision"] == "month"][0]
     assert design.time[design.first_cell[feb]] == pd.Timestamp("2024-01-29")
@@ -39,8 +53,20 @@ def test_partial_report_enters_as_reported_plus_rest():
     polls = table(
         [
             {"field_start": "2024-01-01", "field_end": "2024-01-02", "undecided": None},
-            {"field_start": "2024-01-08", "field_end": "2024-01-09", "continue": None, "undecided": None, "talks": 61},
-            {"field_start": "2024-01-15", "field_end": "2024-01-16", "talks": 53, "continue": 41, "undecided": 7},
+            {
+                "field_start": "2024-01-08",
+                "field_end": "2024-01-09",
+                "continue": None,
+                "undecided": None,
+                "talks": 61,
+            },
+            {
+                "field_start": "2024-01-15",
+                "field_end": "2024-01-16",
+                "talks": 53,
+                "continue": 41,
+                "undecided": 7,
+            },
         ]
     )
     d = build_design(polls, model.Config())
@@ -78,11 +104,16 @@ def test_reference_question_defaults_to_the_most_frequent():
         ]
     )
     assert build_design(polls, model.Config()).questions == ("COMMON", "RARE")
-    assert build_design(polls, model.Config(reference_question="RARE")).questions == ("RARE", "COMMON")
+    assert build_design(polls, model.Config(reference_question="RARE")).questions == (
+        "RARE",
+        "COMMON",
+    )
 
 
 def test_reference_pollster_comes_first_and_must_exist():
-    polls = table([{"field_start": "2024-01-01", "field_end": "2024-01-02", "pollster": p} for p in "AB"])
+    polls = table(
+        [{"field_start": "2024-01-01", "field_end": "2024-01-02", "pollster": p} for p in "AB"]
+    )
     assert build_design(polls, model.Config(house_effects="B")).pollsters == ("B", "A")
     with pytest.raises(model.ConfigError, match="reference pollster 'C'"):
         build_design(polls, model.Config(house_effects="C"))
@@ -90,7 +121,9 @@ def test_reference_pollster_comes_first_and_must_exist():
 
 def test_shipped_data_never_counts_one_survey_twice():
     polls = model.load_polls(f"{ROOT}/data/polls.csv")
-    both = model.Config(questions=("FSO_CLOSED_TALKS_VS_CONTINUE", "VTSIOM_CLOSED_STOP_ASAP_VS_NOT_NOW"))
+    both = model.Config(
+        questions=("FSO_CLOSED_TALKS_VS_CONTINUE", "VTSIOM_CLOSED_STOP_ASAP_VS_NOT_NOW")
+    )
     with pytest.raises(model.PollDataError, match="same_survey_as") as err:
         build_design(polls, both)
     assert "row " in str(err.value)
@@ -117,9 +150,21 @@ def test_an_event_outside_the_readings_is_refused(sim_polls):
         with pytest.raises(model.ConfigError, match="not inside the readings' span"):
             build_design(sim_polls, model.Config(events=(model.Event(date, "e"),)))
     for through in (None, "2025-12-31"):  # after the readings, with or without a projection there
-        with pytest.raises(model.ConfigError, match="after the last reading's field end .*no reading could identify its jump"):
-            build_design(sim_polls, model.Config(through=through, events=(model.Event("2025-06-01", "e"),)))
-    assert len(build_design(sim_polls, model.Config(events=(model.Event("2024-01-15", "e"),))).event_cell) == 1
+        with pytest.raises(
+            model.ConfigError,
+            match="after the last reading's field end .*no reading could identify its jump",
+        ):
+            build_design(
+                sim_polls, model.Config(through=through, events=(model.Event("2025-06-01", "e"),))
+            )
+    assert (
+        len(
+            build_design(
+                sim_polls, model.Config(events=(model.Event("2024-01-15", "e"),))
+            ).event_cell
+        )
+        == 1
+    )
 
 
 def test_the_grid_runs_through_the_configured_date_and_marks_the_projection(sim_polls):
@@ -127,7 +172,9 @@ def test_the_grid_runs_through_the_configured_date_and_marks_the_projection(sim_
     data_end = sim_polls["field_end"].max()
     assert plain.data_end == data_end and plain.through == data_end and not plain.projected.any()
     ahead = build_design(sim_polls, model.Config(through="2025-06-30"))
-    assert ahead.through == pd.Timestamp("2025-06-30") and ahead.time[-1] <= ahead.through < ahead.time[-1] + pd.Timedelta(days=7)
+    assert ahead.through == pd.Timestamp("2025-06-30") and ahead.time[
+        -1
+    ] <= ahead.through < ahead.time[-1] + pd.Timedelta(days=7)
     assert (ahead.time[: len(plain.time)] == plain.time).all()  # the same cells, then more
     np.testing.assert_array_equal(ahead.projected, ahead.time > data_end)
     assert ahead.projected.sum() == len(ahead.time) - len(plain.time) > 20
@@ -141,15 +188,26 @@ def test_the_grid_runs_through_the_configured_date_and_marks_the_projection(sim_
 
 def test_a_through_date_before_the_last_reading_is_refused(sim_polls):
     data_end = sim_polls["field_end"].max()
-    with pytest.raises(model.ConfigError, match=f"through 2024-06-30 is before the last reading's field end, {data_end:%Y-%m-%d}"):
+    with pytest.raises(
+        model.ConfigError,
+        match=f"through 2024-06-30 is before the last reading's field end, {data_end:%Y-%m-%d}",
+    ):
         build_design(sim_polls, model.Config(through="2024-06-30"))
-    build_design(sim_polls, model.Config(through=f"{data_end:%Y-%m-%d}"))  # the last field end itself is fine
+    build_design(
+        sim_polls, model.Config(through=f"{data_end:%Y-%m-%d}")
+    )  # the last field end itself is fine
 
 
 def test_an_anchor_in_the_projected_stretch_is_refused(sim_polls):
     anchor = model.Anchor(date="2025-03-01", answer="talks", value=45.0)
-    with pytest.raises(model.ConfigError, match="anchor talks = 45.0 on 2025-03-01 is after the last reading's field end"):
-        build_design(sim_polls, model.Config(house_effects="anchors", anchors=(anchor,), through="2025-06-30"))
+    with pytest.raises(
+        model.ConfigError,
+        match="anchor talks = 45.0 on 2025-03-01 is after the last reading's field end",
+    ):
+        build_design(
+            sim_polls,
+            model.Config(house_effects="anchors", anchors=(anchor,), through="2025-06-30"),
+        )
 
 
 def test_effects_identified_only_jointly_are_found_from_the_reading_graph():
@@ -163,7 +221,9 @@ def test_effects_identified_only_jointly_are_found_from_the_reading_graph():
     )
     # two houses sharing a question nobody else asks: not a pair, but still one shared shift
     relabelled = polls.copy()
-    relabelled.loc[relabelled["question"] == "FSO_CLOSED_TALKS_VS_CONTINUE", "question"] = "RF_CONTINUE_VS_TALKS"
+    relabelled.loc[relabelled["question"] == "FSO_CLOSED_TALKS_VS_CONTINUE", "question"] = (
+        "RF_CONTINUE_VS_TALKS"
+    )
     config = project.replace(questions=("LEVADA_CONTINUE_VS_TALKS", "RF_CONTINUE_VS_TALKS"))
     design = build_design(relabelled, config)
     assert design.confounded == ()
@@ -172,7 +232,9 @@ def test_effects_identified_only_jointly_are_found_from_the_reading_graph():
 
 def test_a_reference_pollster_unlinked_to_the_reference_question_is_refused():
     polls = model.load_polls(f"{ROOT}/data/polls.csv")
-    config = model.Config.from_toml(f"{ROOT}/config/fit.toml").replace(reference_question="RF_CONTINUE_VS_TALKS")
+    config = model.Config.from_toml(f"{ROOT}/config/fit.toml").replace(
+        reference_question="RF_CONTINUE_VS_TALKS"
+    )
     with pytest.raises(model.ConfigError, match="not linked to the reference question"):
         build_design(polls, config)
 
@@ -186,21 +248,38 @@ def test_walk_knots_follow_the_precision_the_readings_give():
     info = (1 / (1 / 1000 + tau**2)) * (1 - 1 / 3) / 3  # one reading of n = 1000, three answers
     # one reading per cell: the segment of m cells closes when m * m * info * step_sd**2 >= 16
     cells = np.arange(60)
-    knots = walk_knots(cells, cells, np.full(60, 1000.0), n_answers=3, step_sd=step_sd, nonsampling_sd=tau)
+    knots = walk_knots(
+        cells, cells, np.full(60, 1000.0), n_answers=3, step_sd=step_sd, nonsampling_sd=tau
+    )
     m = int(np.ceil(np.sqrt(KNOT_PRECISION_RATIO / (info * step_sd**2))))
     assert knots[0] == 0 and set(np.diff(knots)) == {m}, (knots, m)
     # the same readings at ten per cell: shorter segments
-    dense = walk_knots(np.repeat(cells, 10), np.repeat(cells, 10), np.full(600, 1000.0), n_answers=3, step_sd=step_sd, nonsampling_sd=tau)
+    dense = walk_knots(
+        np.repeat(cells, 10),
+        np.repeat(cells, 10),
+        np.full(600, 1000.0),
+        n_answers=3,
+        step_sd=step_sd,
+        nonsampling_sd=tau,
+    )
     assert np.diff(dense).max() < m and len(dense) > len(knots)
     # a field period counts at its middle cell (here 7: one reading alone is too little after 7 cells,
     # a hundred are enough); the first knot is always cell 0, where the trend is the level
-    assert list(walk_knots([4], [10], [1000.0], n_answers=3, step_sd=step_sd, nonsampling_sd=tau)) == [0]
-    assert list(walk_knots([4] * 100, [10] * 100, [1000.0] * 100, n_answers=3, step_sd=step_sd, nonsampling_sd=tau)) == [0, 7]
+    assert list(
+        walk_knots([4], [10], [1000.0], n_answers=3, step_sd=step_sd, nonsampling_sd=tau)
+    ) == [0]
+    assert list(
+        walk_knots(
+            [4] * 100, [10] * 100, [1000.0] * 100, n_answers=3, step_sd=step_sd, nonsampling_sd=tau
+        )
+    ) == [0, 7]
 
 
 def test_the_shipped_design_samples_its_walk_by_segments():
     config = model.Config.from_toml(f"{ROOT}/config/fit.toml")
-    design = build_design(model.load_polls(f"{ROOT}/data/polls.csv", answers=config.answers), config)
+    design = build_design(
+        model.load_polls(f"{ROOT}/data/polls.csv", answers=config.answers), config
+    )
     knots = design.walk_knots
     assert 3 <= len(knots) < len(design.polls) and np.all(np.diff(knots) > 0)
     assert knots[0] == 0 and knots[-1] <= len(design.time) - 1

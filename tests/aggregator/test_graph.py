@@ -11,7 +11,23 @@ import model
 from model.aggregator.design import build_design
 from model.aggregator.graph import PollAggregator
 
-NAMED_DIMS = {"time", "pollster", "question", "answer", "poll", "component", "event", "step", "pollster_unpaired", "question_unpaired", "pair", "poll_unknown_n", "walk_segment", "event_paired", "event_unpaired"}
+NAMED_DIMS = {
+    "time",
+    "pollster",
+    "question",
+    "answer",
+    "poll",
+    "component",
+    "event",
+    "step",
+    "pollster_unpaired",
+    "question_unpaired",
+    "pair",
+    "poll_unknown_n",
+    "walk_segment",
+    "event_paired",
+    "event_unpaired",
+}
 
 
 def build(polls, **config):
@@ -82,7 +98,9 @@ def test_unknown_sample_sizes_are_parameters(sim_polls):
 def test_prior_predictive_readings_look_like_polls(sim_polls):
     design, m = build(sim_polls)
     with m:
-        prior = pm.sample_prior_predictive(draws=300, random_seed=3, var_names=["obs_share", "share"])
+        prior = pm.sample_prior_predictive(
+            draws=300, random_seed=3, var_names=["obs_share", "share"]
+        )
     shares = 100 * prior.prior_predictive["obs_share"].values  # chain, draw, poll, component
     used = np.broadcast_to(design.component_used, shares.shape[2:])
     values = shares[..., used]
@@ -104,7 +122,13 @@ def test_a_single_house_and_question_builds(sim_polls):
 
 
 def test_two_answer_table_builds():
-    sim = model.simulate_polls(answers=("yes", "no"), pollsters=("A", "B", "C", "D", "E"), questions=("VOTE",), n_readings=40, seed=2)
+    sim = model.simulate_polls(
+        answers=("yes", "no"),
+        pollsters=("A", "B", "C", "D", "E"),
+        questions=("VOTE",),
+        n_readings=40,
+        seed=2,
+    )
     polls = model.load_polls(sim.polls, answers=["yes", "no"])
     design, m = build(polls, answers=("yes", "no"), grid="day")
     assert list(m.coords["answer"]) == ["yes", "no"]
@@ -117,7 +141,10 @@ def test_confounded_pairs_in_the_project_data():
     root = Path(model.__path__[0]).parent
     config = model.Config.from_toml(root / "config" / "fit.toml")
     design = build_design(model.load_polls(root / "data" / "polls.csv"), config)
-    pairs = {(design.pollsters[h], design.questions[q]) for h, q in zip(design.paired_pollsters, design.paired_questions)}
+    pairs = {
+        (design.pollsters[h], design.questions[q])
+        for h, q in zip(design.paired_pollsters, design.paired_questions)
+    }
     assert pairs == {
         ("Russian Field", "RF_CONTINUE_VS_TALKS"),
         ("FSO", "FSO_CLOSED_TALKS_VS_CONTINUE"),
@@ -128,21 +155,50 @@ def test_confounded_pairs_in_the_project_data():
 def test_pair_reparameterisation_keeps_the_independent_priors():
     """A confounded house/question pair is sampled as (sum, split); the prior must be unchanged."""
     rows = [
-        {"pollster": "REF", "question": "Q0", "field_start": "2024-01-01", "field_end": "2024-01-03"},
+        {
+            "pollster": "REF",
+            "question": "Q0",
+            "field_start": "2024-01-01",
+            "field_end": "2024-01-03",
+        },
         {"pollster": "P", "question": "Q1", "field_start": "2024-01-08", "field_end": "2024-01-10"},
-        {"pollster": "P2", "question": "Q0", "field_start": "2024-01-15", "field_end": "2024-01-17"},
-        {"pollster": "P2", "question": "Q2", "field_start": "2024-01-22", "field_end": "2024-01-24"},
-        {"pollster": "REF", "question": "Q2", "field_start": "2024-01-29", "field_end": "2024-01-31"},
+        {
+            "pollster": "P2",
+            "question": "Q0",
+            "field_start": "2024-01-15",
+            "field_end": "2024-01-17",
+        },
+        {
+            "pollster": "P2",
+            "question": "Q2",
+            "field_start": "2024-01-22",
+            "field_end": "2024-01-24",
+        },
+        {
+            "pollster": "REF",
+            "question": "Q2",
+            "field_start": "2024-01-29",
+            "field_end": "2024-01-31",
+        },
     ]
-    polls = model.load_polls(pd.DataFrame([{**r, "n": 1000, "talks": 50, "continue": 40, "undecided": 10} for r in rows]))
+    polls = model.load_polls(
+        pd.DataFrame([{**r, "n": 1000, "talks": 50, "continue": 40, "undecided": 10} for r in rows])
+    )
     design, m = build(polls, house_effects="REF", reference_question="Q0")
     assert [design.pollsters[h] for h in design.paired_pollsters] == ["P"]
     house, question = pm.draw([m["house_effect"], m["question_effect"]], draws=20000, random_seed=7)
     p, p2 = design.pollsters.index("P"), design.pollsters.index("P2")
     q1, q2 = design.questions.index("Q1"), design.questions.index("Q2")
     # paired (P, Q1) against unpaired (P2, Q2): same marginal priors, and independent
-    for paired, unpaired in ((house[:, p, 0], house[:, p2, 0]), (question[:, q1, 0], question[:, q2, 0])):
-        np.testing.assert_allclose(np.quantile(paired, [0.1, 0.25, 0.5, 0.75, 0.9]), np.quantile(unpaired, [0.1, 0.25, 0.5, 0.75, 0.9]), atol=0.02)
+    for paired, unpaired in (
+        (house[:, p, 0], house[:, p2, 0]),
+        (question[:, q1, 0], question[:, q2, 0]),
+    ):
+        np.testing.assert_allclose(
+            np.quantile(paired, [0.1, 0.25, 0.5, 0.75, 0.9]),
+            np.quantile(unpaired, [0.1, 0.25, 0.5, 0.75, 0.9]),
+            atol=0.02,
+        )
     assert abs(np.corrcoef(house[:, p, 0], question[:, q1, 0])[0, 1]) < 0.03
 
 
@@ -155,11 +211,17 @@ def test_segmented_walk_keeps_the_prior(sim_polls, knots):
 
     config = model.Config(events=(model.Event("2024-01-15", "event"),))
     design = build_design(sim_polls, config)
-    chosen = {"design": design.walk_knots, "every_other_cell": np.arange(0, len(design.time), 2)}[knots]
+    chosen = {"design": design.walk_knots, "every_other_cell": np.arange(0, len(design.time), 2)}[
+        knots
+    ]
     design = dataclasses.replace(design, walk_knots=chosen)
     m = PollAggregator(design, config).build()
-    assert "trend_at_knot" in m.named_vars and "jump_split" in m.named_vars  # the event sits in a segment
-    share, walk_sd, jump = pm.draw([m["share"], m["walk_sd"], m["jump"]], draws=20000, random_seed=3)
+    assert (
+        "trend_at_knot" in m.named_vars and "jump_split" in m.named_vars
+    )  # the event sits in a segment
+    share, walk_sd, jump = pm.draw(
+        [m["share"], m["walk_sd"], m["jump"]], draws=20000, random_seed=3
+    )
     log_ratio = np.log(share[:, :, 1] / share[:, :, 0])
     jump_diff = jump[:, 0, 1] - jump[:, 0, 0]
     step = np.diff(log_ratio, axis=1)
@@ -167,7 +229,11 @@ def test_segmented_walk_keeps_the_prior(sim_polls, knots):
     standardised = step / walk_sd[:, None]
     # z_1 - z_0 of a 3-answer ZeroSumNormal(1) has sd sqrt(2); the jump's the same times jump_sd
     quantiles = np.quantile(standardised, [0.1, 0.5, 0.9], axis=0) / np.sqrt(2)
-    np.testing.assert_allclose(quantiles, np.broadcast_to(np.array([[-1.2816], [0.0], [1.2816]]), quantiles.shape), atol=0.07)
+    np.testing.assert_allclose(
+        quantiles,
+        np.broadcast_to(np.array([[-1.2816], [0.0], [1.2816]]), quantiles.shape),
+        atol=0.07,
+    )
     np.testing.assert_allclose(jump_diff.std() / np.sqrt(2), config.priors.jump_sd, rtol=0.03)
     corr = np.corrcoef(np.column_stack([standardised[:, :12], jump_diff]).T)
     assert np.abs(corr[np.triu_indices_from(corr, k=1)]).max() < 0.05

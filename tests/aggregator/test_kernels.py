@@ -42,18 +42,28 @@ N_STEPS, N_ANSWER = 17, 3
 
 def _walk_inputs(seed: int):
     rng = np.random.default_rng(seed)
-    return rng.normal(size=(N_STEPS, N_ANSWER)), rng.normal(size=(len(START), N_ANSWER)), rng.uniform(0.1, 2.0)
+    return (
+        rng.normal(size=(N_STEPS, N_ANSWER)),
+        rng.normal(size=(len(START), N_ANSWER)),
+        rng.uniform(0.1, 2.0),
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_segmented_walk_matches_the_graph_it_replaces(mode):
-    z, change, sd = pt.matrix("z", shape=(N_STEPS, N_ANSWER)), pt.matrix("change", shape=(len(START), N_ANSWER)), pt.scalar("sd")
+    z, change, sd = (
+        pt.matrix("z", shape=(N_STEPS, N_ANSWER)),
+        pt.matrix("change", shape=(len(START), N_ANSWER)),
+        pt.scalar("sd"),
+    )
     weights = np.random.default_rng(9).normal(size=(N_STEPS + 1, N_ANSWER))
     fused = segmented_walk(z, change, sd, START, END)
     plain = walk_by_graph(z, change, sd, START, END)
     outputs = []
     for walk in (fused, plain):
-        loss = pt.sum(walk * weights) + pt.sum(pt.sin(walk))  # a non-linear loss, so every gradient path is used
+        loss = pt.sum(walk * weights) + pt.sum(
+            pt.sin(walk)
+        )  # a non-linear loss, so every gradient path is used
         outputs += [walk, *pt.grad(loss, [z, change, sd])]
     f = pytensor.function([z, change, sd], outputs, mode=mode)
     for seed in range(3):
@@ -67,8 +77,18 @@ def test_segmented_walk_matches_the_graph_it_replaces(mode):
 def test_segmented_walk_gradient_matches_finite_differences():
     z, change, sd = _walk_inputs(4)
     rng = np.random.default_rng(5)
-    verify_grad(lambda a, b, c: segmented_walk(a, b, c, START, END), [z, change, np.asarray(sd)], rng=rng, mode="FAST_COMPILE")
-    verify_grad(lambda a, b, c: segmented_walk(a, b, c, START, END), [z, change, np.asarray(sd)], rng=rng, mode="NUMBA")
+    verify_grad(
+        lambda a, b, c: segmented_walk(a, b, c, START, END),
+        [z, change, np.asarray(sd)],
+        rng=rng,
+        mode="FAST_COMPILE",
+    )
+    verify_grad(
+        lambda a, b, c: segmented_walk(a, b, c, START, END),
+        [z, change, np.asarray(sd)],
+        rng=rng,
+        mode="NUMBA",
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -78,7 +98,9 @@ def test_segmented_walk_without_segments_is_the_scaled_cumulative_sum(mode):
     walk = segmented_walk(z, pt.zeros((0, N_ANSWER)), sd, none, none)
     plain = pt.concatenate([pt.zeros((1, N_ANSWER)), sd * pt.cumsum(z, axis=0)], axis=0)
     weights = np.random.default_rng(14).normal(size=(N_STEPS + 1, N_ANSWER))
-    outputs = [out for w in (walk, plain) for out in (w, *pt.grad(pt.sum(pt.sin(w) * weights), [z, sd]))]
+    outputs = [
+        out for w in (walk, plain) for out in (w, *pt.grad(pt.sum(pt.sin(w) * weights), [z, sd]))
+    ]
     values = pytensor.function([z, sd], outputs, mode=mode)(*_walk_inputs(6)[::2])
     for got, want in zip(values[:3], values[3:]):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
@@ -88,7 +110,9 @@ def test_segmented_walk_without_segments_is_the_scaled_cumulative_sum(mode):
 def test_int32_indices_and_float32_inputs_are_cast_not_truncated(mode):
     z, change, sd = _walk_inputs(15)
     start, end = pt.ivector("start"), pt.ivector("end")
-    f = pytensor.function([start, end], segmented_walk(z.astype("float32"), change, sd, start, end), mode=mode)
+    f = pytensor.function(
+        [start, end], segmented_walk(z.astype("float32"), change, sd, start, end), mode=mode
+    )
     want = segmented_walk(z.astype("float32").astype(float), change, sd, START, END).eval(mode=mode)
     np.testing.assert_allclose(f(START.astype("int32"), END.astype("int32")), want, rtol=1e-12)
     with pytest.raises(TypeError, match="integer index"):
@@ -103,7 +127,9 @@ def test_segmented_walk_second_derivatives_match_finite_differences():
     rng = np.random.default_rng(18)
     for mode in MODES:
         verify_grad(
-            lambda a, s, g: pt.concatenate([out.ravel() for out in segmented_walk_grad(a, s, START, END, g)]),
+            lambda a, s, g: pt.concatenate(
+                [out.ravel() for out in segmented_walk_grad(a, s, START, END, g)]
+            ),
             [z, np.asarray(sd), grad],
             rng=rng,
             mode=mode,
@@ -115,7 +141,9 @@ def test_segmented_walk_second_derivatives_match_finite_differences():
 def test_segmented_walk_refuses_bad_segments(mode, start, end):
     z, change, sd = _walk_inputs(7)
     starts, ends = pt.lvector("start"), pt.lvector("end")
-    f = pytensor.function([starts, ends], segmented_walk(z, change[: len(start)], sd, starts, ends), mode=mode)
+    f = pytensor.function(
+        [starts, ends], segmented_walk(z, change[: len(start)], sd, starts, ends), mode=mode
+    )
     with pytest.raises(ValueError, match="segment"):
         f(np.array(start), np.array(end))
 
@@ -139,7 +167,9 @@ def test_field_average_matches_the_graph_it_replaces(mode):
     np.testing.assert_allclose(values[0], values[2], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(values[1], values[3], rtol=1e-12, atol=1e-12)
     trend_value = np.random.default_rng(3).normal(size=(N_CELLS, N_ANSWER))
-    np.testing.assert_allclose(values[0][1], trend_value[3:6].mean(axis=0), rtol=1e-12)  # reading 1: cells 3..5
+    np.testing.assert_allclose(
+        values[0][1], trend_value[3:6].mean(axis=0), rtol=1e-12
+    )  # reading 1: cells 3..5
 
 
 def test_field_average_gradients_match_finite_differences():
@@ -148,7 +178,12 @@ def test_field_average_gradients_match_finite_differences():
     for mode in MODES:
         verify_grad(lambda t: field_average(t, FIRST, LAST), [trend], rng=rng, mode=mode)
         # The gradient operation's own gradient (second derivatives of the model's log density).
-        verify_grad(lambda g: _average_pullback(trend, g), [rng.normal(size=(len(FIRST), N_ANSWER))], rng=rng, mode=mode)
+        verify_grad(
+            lambda g: _average_pullback(trend, g),
+            [rng.normal(size=(len(FIRST), N_ANSWER))],
+            rng=rng,
+            mode=mode,
+        )
 
 
 def _average_pullback(trend, average_grad):
@@ -171,7 +206,11 @@ def test_jax_implementations_match_the_numba_kernels():
     from model.aggregator.kernels import register_jax
 
     register_jax()
-    z, change, sd = pt.matrix("z", shape=(N_STEPS, N_ANSWER)), pt.matrix("change", shape=(len(START), N_ANSWER)), pt.scalar("sd")
+    z, change, sd = (
+        pt.matrix("z", shape=(N_STEPS, N_ANSWER)),
+        pt.matrix("change", shape=(len(START), N_ANSWER)),
+        pt.scalar("sd"),
+    )
     trend = pt.matrix("trend", shape=(N_STEPS + 1, N_ANSWER))
     first, last = np.array([0, 3, 3, 10, 17]), np.array([0, 5, 3, 14, 17])
     walk = segmented_walk(z, change, sd, START, END)
@@ -180,7 +219,10 @@ def test_jax_implementations_match_the_numba_kernels():
     outputs = [walk, average, *pt.grad(loss, [z, change, sd, trend])]
     rng = np.random.default_rng(11)
     inputs = [*_walk_inputs(12), rng.normal(size=(N_STEPS + 1, N_ANSWER))]
-    values = {mode: pytensor.function([z, change, sd, trend], outputs, mode=mode)(*inputs) for mode in ("NUMBA", "JAX")}
+    values = {
+        mode: pytensor.function([z, change, sd, trend], outputs, mode=mode)(*inputs)
+        for mode in ("NUMBA", "JAX")
+    }
     for got, want in zip(values["JAX"], values["NUMBA"]):
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-12)
 
@@ -206,7 +248,9 @@ def test_jax_no_segment_walk_and_empty_readings_match_numba():
     loss = pt.sum(pt.sin(walk)) + pt.sum(no_readings)
     outputs = [walk, no_readings, *pt.grad(loss, [z, sd])]
     inputs = _walk_inputs(19)[::2]
-    values = {mode: pytensor.function([z, sd], outputs, mode=mode)(*inputs) for mode in ("NUMBA", "JAX")}
+    values = {
+        mode: pytensor.function([z, sd], outputs, mode=mode)(*inputs) for mode in ("NUMBA", "JAX")
+    }
     assert values["NUMBA"][1].shape == (0, N_ANSWER)
     for got, want in zip(values["JAX"], values["NUMBA"]):
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-12)

@@ -32,9 +32,16 @@ def test_cases_cover_the_sizes_the_issue_asks_for():
 def test_select_cases_by_name_and_prefix_in_a_fixed_order():
     chosen = bench.select_cases(["sim-r1000-h8-day", "shipped", "sim-r100-*"])
     assert [c.name for c in chosen] == [
-        "shipped", "sim-r100-h8-week", "sim-r100-h8-day", "sim-r100-h40-week", "sim-r100-h40-day", "sim-r1000-h8-day",
+        "shipped",
+        "sim-r100-h8-week",
+        "sim-r100-h8-day",
+        "sim-r100-h40-week",
+        "sim-r100-h40-day",
+        "sim-r1000-h8-day",
     ]
-    with pytest.raises(ConfigError, match="'sim-r5-h8-week' is not one of: shipped, sim-r100-h8-week"):
+    with pytest.raises(
+        ConfigError, match="'sim-r5-h8-week' is not one of: shipped, sim-r100-h8-week"
+    ):
         bench.select_cases(["sim-r5-h8-week"])
 
 
@@ -47,7 +54,9 @@ def test_simulated_case_spans_four_years_on_its_grid(grid, cells):
     # One survey per house, question and field period: a few of the 100 draws may merge.
     assert 95 <= len(design.polls) <= 100
     assert len(design.pollsters) == 8 and case_config.grid == grid
-    assert 0.95 * cells <= len(design.time) <= cells  # the grid spans the readings, nearly four years
+    assert (
+        0.95 * cells <= len(design.time) <= cells
+    )  # the grid spans the readings, nearly four years
     assert case_config.sampler == config.sampler  # the sampler settings come from the run's config
     again, _ = bench.case_table(case, "unused.csv", config)
     pd.testing.assert_frame_equal(polls, again)  # the same table every run
@@ -66,10 +75,24 @@ def _fit_row(case, implementation, repeat, readings, wall, ess, *, error=""):
     if error:
         return row
     return row | {
-        "readings": readings, "grid_cells": 210, "houses": 8, "grid": "week", "compile_s": wall / 4,
-        "sample_s": 3 * wall / 4, "wall_s": wall, "min_ess_bulk": ess, "min_ess_tail": ess + 10,
-        "ess_per_s": ess / wall, "divergences": 0, "max_rhat": 1.003, "peak_mem_mb": 500.0, "gate_passed": True,
-        "draws": 100, "tune": 100, "chains": 2, "note": "",
+        "readings": readings,
+        "grid_cells": 210,
+        "houses": 8,
+        "grid": "week",
+        "compile_s": wall / 4,
+        "sample_s": 3 * wall / 4,
+        "wall_s": wall,
+        "min_ess_bulk": ess,
+        "min_ess_tail": ess + 10,
+        "ess_per_s": ess / wall,
+        "divergences": 0,
+        "max_rhat": 1.003,
+        "peak_mem_mb": 500.0,
+        "gate_passed": True,
+        "draws": 100,
+        "tune": 100,
+        "chains": 2,
+        "note": "",
         "compile_cache": ("miss" if repeat == 0 else "hit") if implementation == "project" else "",
     }
 
@@ -82,15 +105,29 @@ def _fake_runner(walls):
         readings = case.readings or 70
         coefficient, exponent = walls[job["implementation"]]
         wall = coefficient * readings**exponent * (1 + 0.01 * job["repeat"])
-        if case.name == "sim-r1000-h8-week" and job["implementation"] == "reference" and job["repeat"] == 1:
-            return _fit_row(case.name, job["implementation"], job["repeat"], 0, 0, 0, error="RuntimeError: out of memory")
+        if (
+            case.name == "sim-r1000-h8-week"
+            and job["implementation"] == "reference"
+            and job["repeat"] == 1
+        ):
+            return _fit_row(
+                case.name,
+                job["implementation"],
+                job["repeat"],
+                0,
+                0,
+                0,
+                error="RuntimeError: out of memory",
+            )
         return _fit_row(case.name, job["implementation"], job["repeat"], readings, wall, 800.0)
 
     return runner
 
 
 def test_run_bench_alternates_summarises_and_fits_the_exponent():
-    cases = bench.select_cases(["shipped", "sim-r100-h8-week", "sim-r1000-h8-week", "sim-r10000-h8-week"])
+    cases = bench.select_cases(
+        ["shipped", "sim-r100-h8-week", "sim-r1000-h8-week", "sim-r10000-h8-week"]
+    )
     order = []
     runner = _fake_runner({"project": (0.01, 1.0), "reference": (0.02, 1.5)})
 
@@ -103,11 +140,22 @@ def test_run_bench_alternates_summarises_and_fits_the_exponent():
 
     before = os.environ.get(CACHE_TAG_ENV)
 
-    result = bench.run_bench(cases, data="data/polls.csv", config=model.Config(), repeats=3, seed=7, log=lambda m: None, runner=recording)
+    result = bench.run_bench(
+        cases,
+        data="data/polls.csv",
+        config=model.Config(),
+        repeats=3,
+        seed=7,
+        log=lambda m: None,
+        runner=recording,
+    )
     assert order[:6] == [
-        ("shipped", "project", 0, 7), ("shipped", "reference", 0, 7),
-        ("shipped", "reference", 1, 8), ("shipped", "project", 1, 8),
-        ("shipped", "project", 2, 9), ("shipped", "reference", 2, 9),
+        ("shipped", "project", 0, 7),
+        ("shipped", "reference", 0, 7),
+        ("shipped", "reference", 1, 8),
+        ("shipped", "project", 1, 8),
+        ("shipped", "project", 2, 9),
+        ("shipped", "reference", 2, 9),
     ]
     assert len(result.fits) == 4 * 3 * 2
 
@@ -118,10 +166,16 @@ def test_run_bench_alternates_summarises_and_fits_the_exponent():
     assert row["wall_s"] == pytest.approx(0.01 * 100 * 1.01)  # median of the three repeats
     assert row["repeats"] == 3 and row["failed"] == 0
     # The first repeat on its own (for the project, the fit that compiled its callbacks).
-    assert row["first_wall_s"] == pytest.approx(0.01 * 100) and row["first_ess_per_s"] == pytest.approx(800.0 / 1.0)
+    assert row["first_wall_s"] == pytest.approx(0.01 * 100) and row[
+        "first_ess_per_s"
+    ] == pytest.approx(800.0 / 1.0)
     assert row["compile_cache"] == "miss,hit,hit"
     # One fresh callback-cache tag for the whole bench run, put back afterwards.
-    assert len(tags) == 1 and next(iter(tags)).startswith("bench-") and os.environ.get(CACHE_TAG_ENV) == before
+    assert (
+        len(tags) == 1
+        and next(iter(tags)).startswith("bench-")
+        and os.environ.get(CACHE_TAG_ENV) == before
+    )
     failed = r[(r["case"] == "sim-r1000-h8-week") & (r["implementation"] == "reference")].iloc[0]
     assert failed["repeats"] == 2 and failed["failed"] == 1
     assert failed["wall_s"] == pytest.approx(0.02 * 1000**1.5 * 1.01)  # median of repeats 0 and 2
@@ -139,17 +193,29 @@ def test_run_bench_alternates_summarises_and_fits_the_exponent():
 def test_write_bench_writes_the_folder_whole(tmp_path):
     cases = bench.select_cases(["shipped", "sim-r100-h8-week", "sim-r1000-h8-week"])
     result = bench.run_bench(
-        cases, data="data/polls.csv", config=model.Config(), repeats=2, log=lambda m: None,
+        cases,
+        data="data/polls.csv",
+        config=model.Config(),
+        repeats=2,
+        log=lambda m: None,
         runner=_fake_runner({"project": (0.01, 1.0), "reference": (0.02, 1.5)}),
     )
     folder = bench.write_bench(result, tmp_path)
     assert folder.name.startswith("bench-")
     assert sorted(p.name for p in folder.iterdir()) == [
-        "ratios.csv", "repeats.csv", "results.csv", "scaling.csv", "settings.json", "summary.txt", "time_vs_size.png",
+        "ratios.csv",
+        "repeats.csv",
+        "results.csv",
+        "scaling.csv",
+        "settings.json",
+        "summary.txt",
+        "time_vs_size.png",
     ]
     table = pd.read_csv(folder / "results.csv")
     assert list(table.columns[: len(bench.RESULT_COLUMNS)]) == bench.RESULT_COLUMNS
-    assert set(table["implementation"]) == {"project", "reference"} and "shipped" in set(table["case"])
+    assert set(table["implementation"]) == {"project", "reference"} and "shipped" in set(
+        table["case"]
+    )
     assert (pd.read_csv(folder / "repeats.csv")["error"].fillna("") != "").sum() == 1
     assert "Project / reference" in (folder / "summary.txt").read_text()
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no staging folder left
@@ -186,7 +252,9 @@ def test_compared_diagnostics_skip_constant_entries_and_apply_the_gate():
     figures = bench.compared_diagnostics(posterior, divergences=0)
     assert figures["min_ess_bulk"] > 1000 and figures["max_rhat"] < 1.01 and figures["gate_passed"]
     assert not bench.compared_diagnostics(posterior, divergences=1)["gate_passed"]
-    stuck = posterior.assign(walk_sd=posterior["walk_sd"] + np.arange(4)[:, None])  # chains disagree
+    stuck = posterior.assign(
+        walk_sd=posterior["walk_sd"] + np.arange(4)[:, None]
+    )  # chains disagree
     assert not bench.compared_diagnostics(stuck, divergences=0)["gate_passed"]
 
 
@@ -195,7 +263,20 @@ def test_cli_bench_rejects_an_unknown_case_and_bad_data(tmp_path, capsys):
     assert "'sim-r7-h8-week' is not one of" in capsys.readouterr().err
     bad = tmp_path / "polls.csv"
     bad.write_text("pollster,question\nX,Y\n")
-    assert main(["bench", "--cases", "shipped", "--data", str(bad), "--runs-dir", str(tmp_path / "runs")]) == EXIT_BAD_INPUT
+    assert (
+        main(
+            [
+                "bench",
+                "--cases",
+                "shipped",
+                "--data",
+                str(bad),
+                "--runs-dir",
+                str(tmp_path / "runs"),
+            ]
+        )
+        == EXIT_BAD_INPUT
+    )
     assert str(bad) in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
@@ -209,11 +290,23 @@ def test_run_bench_can_run_one_implementation_alone():
     cases = bench.select_cases(["sim-r100-h8-week", "sim-r1000-h8-week"])
     runner = _fake_runner({"project": (0.01, 1.0), "reference": (0.02, 1.5)})
     result = bench.run_bench(
-        cases, data="data/polls.csv", config=model.Config(), repeats=2, log=lambda m: None, runner=runner, implementations=["project"]
+        cases,
+        data="data/polls.csv",
+        config=model.Config(),
+        repeats=2,
+        log=lambda m: None,
+        runner=runner,
+        implementations=["project"],
     )
     assert set(result.fits["implementation"]) == {"project"} and len(result.fits) == 2 * 2
     assert result.ratios.empty  # ratios need both
     assert result.scaling["implementation"].tolist() == ["project"]
     assert result.settings["implementations"] == ["project"]
     with pytest.raises(model.ConfigError, match="implementations"):
-        bench.run_bench(cases, data="data/polls.csv", config=model.Config(), runner=runner, implementations=["stan"])
+        bench.run_bench(
+            cases,
+            data="data/polls.csv",
+            config=model.Config(),
+            runner=runner,
+            implementations=["stan"],
+        )

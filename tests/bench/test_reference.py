@@ -32,7 +32,9 @@ def two_host_devices():
 @pytest.fixture(scope="module")
 def small_table():
     """Four houses, two questions, some readings partial or without n; weekly grid over 18 months."""
-    return model.load_polls(model.simulate_polls(n_readings=50, start="2023-07-01", end="2024-12-31", seed=3).polls)
+    return model.load_polls(
+        model.simulate_polls(n_readings=50, start="2023-07-01", end="2024-12-31", seed=3).polls
+    )
 
 
 @pytest.mark.parametrize("house_effects", ["House A", "zero_sum", "anchors"])
@@ -43,12 +45,18 @@ def test_log_density_matches_the_project_model(house_effects):
     polls = model.load_polls(table)
     anchors = (model.Anchor("2024-03-01", "talks", 45.0),) if house_effects == "anchors" else ()
     config = model.Config(
-        reference_question="Q_MAIN", house_effects=house_effects, anchors=anchors, events=(model.Event("2024-03-15", "jump"),)
+        reference_question="Q_MAIN",
+        house_effects=house_effects,
+        anchors=anchors,
+        events=(model.Event("2024-03-15", "jump"),),
     )
     # The reference samples house and question effects non-centred; so must the project here.
     # The same for the walk (no knots: no centred segments) and the jumps.
     design = dataclasses.replace(
-        build_design(polls, config), centred_houses=False, centred_questions=False, walk_knots=np.zeros(0, dtype=int)
+        build_design(polls, config),
+        centred_houses=False,
+        centred_questions=False,
+        walk_knots=np.zeros(0, dtype=int),
     )
     assert not design.paired_pollsters  # the pair reparameterisation is the project's own
     assert not design.component_used.all() and not design.n_known.all()
@@ -57,16 +65,24 @@ def test_log_density_matches_the_project_model(house_effects):
     potential_energy = make_potential_energy(design, config)
     rng = np.random.default_rng(0)
     for _ in range(3):
-        point = {name: rng.normal(0, 0.5, np.shape(value)) for name, value in pymc_model.initial_point().items()}
+        point = {
+            name: rng.normal(0, 0.5, np.shape(value))
+            for name, value in pymc_model.initial_point().items()
+        }
         # PyMC names the unconstrained values walk_sd_log__, level_zerosum__, ...; NumPyro by site.
-        params = {name.removesuffix("_log__").removesuffix("_zerosum__"): value for name, value in point.items()}
+        params = {
+            name.removesuffix("_log__").removesuffix("_zerosum__"): value
+            for name, value in point.items()
+        }
         np.testing.assert_allclose(-potential_energy(params), float(logp(point)), rtol=1e-10)
 
 
 @pytest.mark.sampling
 def test_reference_posterior_matches_the_project_fit(small_table):
     config = model.Config(
-        reference_question="Q_MAIN", house_effects="House A", sampler=model.Sampler(draws=500, tune=500, chains=2)
+        reference_question="Q_MAIN",
+        house_effects="House A",
+        sampler=model.Sampler(draws=500, tune=500, chains=2),
     )
     # Through the bench's timed fits (model.bench.runner), so the bench measures what agrees here.
     design = build_design(small_table, config)
@@ -76,7 +92,9 @@ def test_reference_posterior_matches_the_project_fit(small_table):
     for fitted in (project_fit, reference_fit):
         assert fitted["compile_s"] > 0 and fitted["sample_s"] > 0
         figures = compared_diagnostics(fitted["posterior"], fitted["divergences"])
-        assert np.isfinite([figures["min_ess_bulk"], figures["min_ess_tail"], figures["max_rhat"]]).all(), figures
+        assert np.isfinite(
+            [figures["min_ess_bulk"], figures["min_ess_tail"], figures["max_rhat"]]
+        ).all(), figures
         assert 0 < figures["min_ess_bulk"] < 3 * 2 * 500 and figures["max_rhat"] > 0.99, figures
     assert reference["share"].dims == ("chain", "draw", "time", "answer")
     assert reference.sizes == {**reference.sizes, "chain": 2, "draw": 500}
@@ -87,7 +105,10 @@ def test_reference_posterior_matches_the_project_fit(small_table):
     # Median curves (percent). Measured over three seed pairs: max 0.15-0.32, mean 0.04-0.05
     # points; no house effect gave max 11.9 / mean 5.3, no question effect 3.2 / 0.88, no tau 1.6 / 0.30.
     gap = abs(reference["share"].median(draws) - project["share"].median(draws))
-    assert float(gap.max()) < 1.0 and float(gap.mean()) < 0.25, (float(gap.max()), float(gap.mean()))
+    assert float(gap.max()) < 1.0 and float(gap.mean()) < 0.25, (
+        float(gap.max()),
+        float(gap.mean()),
+    )
 
     # 90% interval widths. Measured: ratio 0.83-1.16 per cell, 1.00-1.02 on average; no house
     # effect gave 1.9 on average, no question effect 1.6.
@@ -95,12 +116,19 @@ def test_reference_posterior_matches_the_project_fit(small_table):
         return post["share"].quantile(0.95, dim=draws) - post["share"].quantile(0.05, dim=draws)
 
     ratio = width(reference) / width(project)
-    assert 0.85 < float(ratio.mean()) < 1.15 and 0.6 < float(ratio.min()) and float(ratio.max()) < 1.6, ratio
+    assert (
+        0.85 < float(ratio.mean()) < 1.15 and 0.6 < float(ratio.min()) and float(ratio.max()) < 1.6
+    ), ratio
 
     # Scales: ratio of posterior medians. Measured within 5% of 1; the broken references moved
     # walk_sd by x1.40 (no tau), nonsampling_sd by x4.8, x2.9, x1.9 and x0.03 (no house effect, no
     # question effect, tau = sd/100, 1/c = 1/n + tau).
-    for name, tolerance in (("walk_sd", 0.15), ("nonsampling_sd", 0.15), ("house_sd", 0.25), ("question_sd", 0.25)):
+    for name, tolerance in (
+        ("walk_sd", 0.15),
+        ("nonsampling_sd", 0.15),
+        ("house_sd", 0.25),
+        ("question_sd", 0.25),
+    ):
         scale = float(reference[name].median() / project[name].median())
         assert abs(np.log(scale)) < np.log(1 + tolerance), (name, scale)
 

@@ -148,7 +148,9 @@ def test_levada_september_2022_no_longer_straddles_the_mobilisation(polls: pd.Da
     assert reading["field_start"] > "2022-09-21" and reading["date_precision"] == "day"
 
 
-def test_closed_polls_are_marked_from_the_source_rows(polls: pd.DataFrame, sourced: pd.DataFrame) -> None:
+def test_closed_polls_are_marked_from_the_source_rows(
+    polls: pd.DataFrame, sourced: pd.DataFrame
+) -> None:
     assert set(polls["closed"]) <= {"true", "false"}
     # the readings the notes describe as closed (leaked, commissioned) polls, and no others
     closed = polls[polls["closed"] == "true"]
@@ -181,9 +183,7 @@ def test_disputed_primary_rows_are_flagged(polls: pd.DataFrame, sourced: pd.Data
     assert "disputed" in fso_july["flags"].split(";")
 
 
-def test_same_survey_pairs_point_at_each_other(
-    polls: pd.DataFrame, codebook: Codebook
-) -> None:
+def test_same_survey_pairs_point_at_each_other(polls: pd.DataFrame, codebook: Codebook) -> None:
     pairs = polls[polls["same_survey_as"] != ""]
     assert set(pairs["survey_id"]) == set(codebook.same_survey_as)
     for reading in pairs.itertuples(index=False):

@@ -383,10 +383,17 @@ def test_the_same_survey_message_says_how_to_keep_two_samples(tmp_path: Path) ->
     header = "pollster,question,field_start,field_end,n,talks,continue,undecided"
     row = "Levada,Q1,2024-02-20,2024-02-27,1612,50,40,10"
     path = write(tmp_path, header, row, row.replace(",50,40,", ",47,43,"))
-    with pytest.raises(PollDataError, match="adding a survey_id column with a distinct id for each sample"):
+    with pytest.raises(
+        PollDataError, match="adding a survey_id column with a distinct id for each sample"
+    ):
         load_polls(path)
     # and doing so keeps both
-    path = write(tmp_path, header + ",survey_id", row + ",lev-phone", row.replace(",50,40,", ",47,43,") + ",lev-online")
+    path = write(
+        tmp_path,
+        header + ",survey_id",
+        row + ",lev-phone",
+        row.replace(",50,40,", ",47,43,") + ",lev-online",
+    )
     assert len(load_polls(path)) == 2
 
 
@@ -406,9 +413,14 @@ def test_closed_column_is_checked_and_read(tmp_path: Path) -> None:
     assert closed_readings(polls).tolist() == [True, False, False, True]
     assert polls["closed"].tolist() == ["true", "false", "", "TRUE"]  # kept as given
     bad = write(tmp_path, header, "FSO,Q1,2022-11,2022-11,,55,25,,leaked")
-    with pytest.raises(PollDataError, match=re.escape(f"{bad} row 2, column 'closed': 'leaked' is not true, false or blank")):
+    with pytest.raises(
+        PollDataError,
+        match=re.escape(f"{bad} row 2, column 'closed': 'leaked' is not true, false or blank"),
+    ):
         load_polls(bad)
-    no_column = load_polls(write(tmp_path, header.rsplit(",", 1)[0], "FSO,Q1,2022-11,2022-11,,55,25,"))
+    no_column = load_polls(
+        write(tmp_path, header.rsplit(",", 1)[0], "FSO,Q1,2022-11,2022-11,,55,25,")
+    )
     assert closed_readings(no_column).tolist() == [False]
 
 

@@ -46,16 +46,27 @@ def fake_result(through: str | None = None) -> FitResult:
     """A FitResult whose idata is built by hand, shaped like a real fit's (``through``: projected past the data)."""
     rng = np.random.default_rng(3)
     sim = model.simulate_polls(
-        pollsters=(HOUSE_A, "House B"), questions=("Q_MAIN", "Q_ALT"), n_readings=10, start="2023-01-02", end="2023-05-14", seed=19
+        pollsters=(HOUSE_A, "House B"),
+        questions=("Q_MAIN", "Q_ALT"),
+        n_readings=10,
+        start="2023-01-02",
+        end="2023-05-14",
+        seed=19,
     )
     table = sim.polls.copy()
-    table.loc[table["pollster"] == "House B", "question"] = "Q_ALT"  # House B asks only Q_ALT: a confounded pair
+    table.loc[table["pollster"] == "House B", "question"] = (
+        "Q_ALT"  # House B asks only Q_ALT: a confounded pair
+    )
     table["src_rows"] = [f"sim-{i:02d}" for i in range(len(table))]
     table.loc[1, "src_rows"] = "sim-01;sim-99"
     table["flags"] = ""
     table["closed"] = "false"
-    table.loc[table.index[table["pollster"] == "House B"][0], "closed"] = "true"  # one closed poll, in a confounded pair
-    config = model.Config(house_effects=HOUSE_A, reference_question="Q_MAIN", events=(EVENT,), through=through)
+    table.loc[table.index[table["pollster"] == "House B"][0], "closed"] = (
+        "true"  # one closed poll, in a confounded pair
+    )
+    config = model.Config(
+        house_effects=HOUSE_A, reference_question="Q_MAIN", events=(EVENT,), through=through
+    )
     polls = model.load_polls(table)
     design = build_design(polls, config)
     n_time, n_poll, k = len(design.time), len(design.polls), len(ANSWERS)
@@ -68,7 +79,9 @@ def fake_result(through: str | None = None) -> FitResult:
     house[:, :, 1] = np.array([-0.2, 0.15, 0.05]) + rng.normal(0, 0.05, size=(*shape, k))
     question = np.zeros((*shape, 2, k))
     question[:, :, 1] = np.array([0.1, -0.1, 0.0]) + rng.normal(0, 0.05, size=(*shape, k))
-    predictive = np.clip(design.observed + rng.normal(0, 0.02, size=(*shape, n_poll, k)), 0.001, 0.999)
+    predictive = np.clip(
+        design.observed + rng.normal(0, 0.02, size=(*shape, n_poll, k)), 0.001, 0.999
+    )
     predictive = np.where(design.component_used, predictive, 1.0)
 
     sample = {"chain": np.arange(CHAINS), "draw": np.arange(DRAWS)}
@@ -89,24 +102,56 @@ def fake_result(through: str | None = None) -> FitResult:
             "house_effect": (("chain", "draw", "pollster", "answer"), house),
             "question_effect": (("chain", "draw", "question", "answer"), question),
             "jump": (("chain", "draw", "event", "answer"), rng.normal(0, 0.1, size=(*shape, 1, k))),
-            **{name: (("chain", "draw"), np.abs(rng.normal(scale, scale / 5, size=shape))) for name, scale in
-               (("walk_sd", 0.03), ("house_sd", 0.2), ("question_sd", 0.3), ("nonsampling_sd", 2.0))},
+            **{
+                name: (("chain", "draw"), np.abs(rng.normal(scale, scale / 5, size=shape)))
+                for name, scale in (
+                    ("walk_sd", 0.03),
+                    ("house_sd", 0.2),
+                    ("question_sd", 0.3),
+                    ("nonsampling_sd", 2.0),
+                )
+            },
         },
-        coords={c: coords[c] for c in ("chain", "draw", "time", "answer", "pollster", "question", "event")},
+        coords={
+            c: coords[c]
+            for c in ("chain", "draw", "time", "answer", "pollster", "question", "event")
+        },
     )
     pp_coords = {c: coords[c] for c in ("chain", "draw", "poll", "component")}
     tree = xr.DataTree.from_dict(
         {
             "posterior": posterior,
             "sample_stats": xr.Dataset(
-                {"energy": (("chain", "draw"), rng.normal(0, 5, size=shape)), "diverging": (("chain", "draw"), np.zeros(shape, bool))},
+                {
+                    "energy": (("chain", "draw"), rng.normal(0, 5, size=shape)),
+                    "diverging": (("chain", "draw"), np.zeros(shape, bool)),
+                },
                 coords=sample,
             ),
-            "posterior_predictive": xr.Dataset({"obs_share": (("chain", "draw", "poll", "component"), predictive)}, coords=pp_coords),
-            "observed_data": xr.Dataset({"obs_share": (("poll", "component"), design.observed)}, coords={c: coords[c] for c in ("poll", "component")}),
-            "log_likelihood": xr.Dataset({"obs_share": (("chain", "draw", "poll"), rng.normal(2, 0.1, size=(*shape, n_poll)))}, coords={c: coords[c] for c in ("chain", "draw", "poll")}),
+            "posterior_predictive": xr.Dataset(
+                {"obs_share": (("chain", "draw", "poll", "component"), predictive)},
+                coords=pp_coords,
+            ),
+            "observed_data": xr.Dataset(
+                {"obs_share": (("poll", "component"), design.observed)},
+                coords={c: coords[c] for c in ("poll", "component")},
+            ),
+            "log_likelihood": xr.Dataset(
+                {
+                    "obs_share": (
+                        ("chain", "draw", "poll"),
+                        rng.normal(2, 0.1, size=(*shape, n_poll)),
+                    )
+                },
+                coords={c: coords[c] for c in ("chain", "draw", "poll")},
+            ),
             # half-normal log densities of the scales, as a real fit's log_prior group holds
-            "log_prior": xr.Dataset({name: -0.5 * (posterior[name] / 0.3) ** 2 for name in ("walk_sd", "house_sd", "question_sd", "nonsampling_sd")}),
+            "log_prior": xr.Dataset(
+                {
+                    name: -0.5 * (posterior[name] / 0.3) ** 2
+                    for name in ("walk_sd", "house_sd", "question_sd", "nonsampling_sd")
+                }
+            ),
         }
     )
     tree.attrs.update(
@@ -140,10 +185,25 @@ def fake_result(through: str | None = None) -> FitResult:
         "elpd_loo_se": 3.2,
         "p_loo": 6.1,
         "pareto_k_threshold": 0.7,
-        "high_pareto_k": [{"pollster": "House B", "question": "Q_ALT", "field_start": "2023-02-01", "field_end": "2023-02-05", "pareto_k": 0.81}],
+        "high_pareto_k": [
+            {
+                "pollster": "House B",
+                "question": "Q_ALT",
+                "field_start": "2023-02-01",
+                "field_end": "2023-02-05",
+                "pareto_k": 0.81,
+            }
+        ],
         "readings": [],
     }
-    return FitResult(idata=tree, config=config, polls=design.polls, seed=5, excluded=pd.DataFrame(), _diagnostics=diagnostics)
+    return FitResult(
+        idata=tree,
+        config=config,
+        polls=design.polls,
+        seed=5,
+        excluded=pd.DataFrame(),
+        _diagnostics=diagnostics,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +255,9 @@ def projected():
 
 def test_fake_has_what_the_figures_must_show(result):
     polls = result.polls
-    assert len(polls) == 10 and polls["pollster"].nunique() == 2 and polls["question"].nunique() == 2
+    assert (
+        len(polls) == 10 and polls["pollster"].nunique() == 2 and polls["question"].nunique() == 2
+    )
     assert polls["n"].isna().any() and polls["n"].notna().any()
     assert polls["undecided"].isna().any()
     assert 15 <= result.posterior.sizes["time"] <= 22
@@ -210,8 +272,13 @@ def test_support_curve_has_one_panel_per_answer_with_every_reported_reading(resu
     polls = result.polls
     for ax, answer in zip(axes, ANSWERS):
         assert reading_points(ax) == polls[answer].notna().sum()
-        hollow = [c for c in ax.collections if c.get_gid() == "readings" and len(c.get_facecolors()) == 0]
-        assert sum(len(c.get_offsets()) for c in hollow) == (polls[answer].notna() & polls["n"].isna()).sum()
+        hollow = [
+            c for c in ax.collections if c.get_gid() == "readings" and len(c.get_facecolors()) == 0
+        ]
+        assert (
+            sum(len(c.get_offsets()) for c in hollow)
+            == (polls[answer].notna() & polls["n"].isna()).sum()
+        )
         assert answer in ax.get_ylabel()
         assert len([line for line in ax.lines if line.get_gid() == "median"]) == 1
         assert {c.get_gid() for c in ax.collections} >= {"band50", "band90", "readings"}
@@ -226,7 +293,9 @@ def test_support_curve_title_gives_latest_estimate_and_caption_the_run(result, f
     last = result.latest_estimate(0.9)
     assert "Latest estimate" in title and "90% intervals" in title
     for _, row in last.iterrows():
-        assert f"{row['answer']} {row['median']:.1f}% [{row['lower']:.1f}–{row['upper']:.1f}]" in title
+        assert (
+            f"{row['answer']} {row['median']:.1f}% [{row['lower']:.1f}–{row['upper']:.1f}]" in title
+        )
     caption = fig.get_supxlabel()
     assert "run-test" in caption
     assert f"{result.polls['field_end'].max():%d %b %Y}" in caption
@@ -237,9 +306,17 @@ def band_colours_match_legend(fig) -> bool:
     """Each band's colour in the panels is the colour of its legend entry."""
     from matplotlib.colors import to_hex
 
-    drawn = {c.get_gid(): to_hex(c.get_facecolor()[0]) for c in fig.axes[0].collections if str(c.get_gid()).startswith("band")}
+    drawn = {
+        c.get_gid(): to_hex(c.get_facecolor()[0])
+        for c in fig.axes[0].collections
+        if str(c.get_gid()).startswith("band")
+    }
     legend = fig.legends[0]
-    shown = {f"band{t.get_text().split('%')[0]}": to_hex(h.get_facecolor()) for t, h in zip(legend.get_texts(), legend.legend_handles) if t.get_text().endswith("% interval")}
+    shown = {
+        f"band{t.get_text().split('%')[0]}": to_hex(h.get_facecolor())
+        for t, h in zip(legend.get_texts(), legend.legend_handles)
+        if t.get_text().endswith("% interval")
+    }
     return bool(drawn) and drawn == shown
 
 
@@ -250,21 +327,37 @@ def test_band_colours_match_their_legend_entries(figures):
 
 def test_support_curve_legend_names_houses_families_and_unknown_n(figures):
     texts = legend_texts(figures["support_curve"])
-    for expected in (HOUSE_A, "House B", "Q_MAIN", "Q_ALT", "n not published (hollow)", "50% interval", "90% interval", "event", "posterior median"):
+    for expected in (
+        HOUSE_A,
+        "House B",
+        "Q_MAIN",
+        "Q_ALT",
+        "n not published (hollow)",
+        "50% interval",
+        "90% interval",
+        "event",
+        "posterior median",
+    ):
         assert expected in texts
     assert any(t.startswith("n = ") for t in texts)
 
 
 def test_support_curve_for_one_answer_and_families_from_the_codebook(result, tmp_path):
     codebook = tmp_path / "questions.csv"
-    pd.DataFrame({"question_id": ["Q_MAIN", "Q_ALT"], "family": ["main_family", "alt_family"]}).to_csv(codebook, index=False)
+    pd.DataFrame(
+        {"question_id": ["Q_MAIN", "Q_ALT"], "family": ["main_family", "alt_family"]}
+    ).to_csv(codebook, index=False)
     fig = plots.plot_support(result, answer="talks", questions=codebook)
     assert len(fig.axes) == 1 and fig.axes[0].get_title(loc="left") == "talks"
     assert reading_points(fig.axes[0]) == result.polls["talks"].notna().sum()
     assert "continue" not in fig.get_suptitle()
     texts = legend_texts(fig)
     assert "main_family" in texts and "alt_family" in texts and "Q_MAIN" not in texts
-    shapes = {tuple(map(tuple, c.get_paths()[0].vertices.round(3))) for c in fig.axes[0].collections if c.get_gid() == "readings"}
+    shapes = {
+        tuple(map(tuple, c.get_paths()[0].vertices.round(3)))
+        for c in fig.axes[0].collections
+        if c.get_gid() == "readings"
+    }
     assert len(shapes) == 2
 
 
@@ -284,7 +377,9 @@ def test_adjusted_readings_subtract_the_pair_offset(result):
     offsets = result.reading_offsets().set_index(["pollster", "question", "answer"])["mean"]
     assert len(table) == sum(result.polls[a].notna().sum() for a in ANSWERS)
     for _, row in table.iterrows():
-        assert row["adjusted"] == pytest.approx(row["raw"] - offsets[(row["pollster"], row["question"], row["answer"])])
+        assert row["adjusted"] == pytest.approx(
+            row["raw"] - offsets[(row["pollster"], row["question"], row["answer"])]
+        )
     reference = table[table["pollster"] == HOUSE_A]
     reference = reference[reference["question"] == "Q_MAIN"]
     assert np.allclose(reference["adjusted"], reference["raw"])
@@ -301,7 +396,11 @@ def test_adjusted_figure_shows_raw_beside_adjusted(result, figures):
         for col, column in enumerate(("raw", "adjusted")):
             ax = axes[row, col]
             assert reading_points(ax) == len(part)
-            shown = np.sort(np.concatenate([c.get_offsets()[:, 1] for c in ax.collections if c.get_gid() == "readings"]))
+            shown = np.sort(
+                np.concatenate(
+                    [c.get_offsets()[:, 1] for c in ax.collections if c.get_gid() == "readings"]
+                )
+            )
             assert np.allclose(shown, np.sort(part[column]))
             assert "RMS distance from the curve" in ax.get_title(loc="left")
         assert answer in axes[row, 0].get_ylabel()
@@ -320,7 +419,11 @@ def test_house_effects_forest_marks_reference_and_identified_sum(figures):
     fig = figures["house_effects"]
     assert fig.get_suptitle().startswith("House effects (percentage points")
     # what the data identify (the sum) first, the prior-driven split after it
-    assert _forest_rows(fig) == [f"{HOUSE_A} (reference)", "House B + Q_ALT", "House B: house part (prior split)"]
+    assert _forest_rows(fig) == [
+        f"{HOUSE_A} (reference)",
+        "House B + Q_ALT",
+        "House B: house part (prior split)",
+    ]
     for ax, answer in zip(fig.axes, ANSWERS):
         assert ax.get_title() == answer
         assert ax.get_xlabel() == "percentage points"
@@ -329,7 +432,10 @@ def test_house_effects_forest_marks_reference_and_identified_sum(figures):
         assert len([line for line in ax.lines if line.get_gid() == "offset"]) == 1
     assert "house + question (identified sum)" in legend_texts(fig)
     caption = fig.get_supxlabel().replace("\n", " ")
-    assert "House B asks only Q_ALT, which no other house asks" in caption and "identify only" in caption
+    assert (
+        "House B asks only Q_ALT, which no other house asks" in caption
+        and "identify only" in caption
+    )
 
 
 def test_house_effect_intervals_match_the_summary(result, figures):
@@ -344,7 +450,11 @@ def test_house_effect_intervals_match_the_summary(result, figures):
 def test_question_effects_forest(figures):
     fig = figures["question_effects"]
     assert fig.get_suptitle().startswith("Question-wording effects")
-    assert _forest_rows(fig) == ["Q_MAIN (reference)", "House B + Q_ALT", "Q_ALT: wording part (prior split)"]
+    assert _forest_rows(fig) == [
+        "Q_MAIN (reference)",
+        "House B + Q_ALT",
+        "Q_ALT: wording part (prior split)",
+    ]
     for ax in fig.axes:
         assert len([line for line in ax.lines if line.get_gid() == "interval"]) == 2
     assert "Q_ALT is asked only by House B" in fig.get_supxlabel().replace("\n", " ")
@@ -353,7 +463,9 @@ def test_question_effects_forest(figures):
 def test_zero_sum_fit_has_no_reference_row(result):
     tree = result.idata.copy()
     tree.attrs = {**result.idata.attrs, "reference_pollster": ""}
-    zero_sum = dataclasses.replace(result, idata=tree, config=result.config.replace(house_effects="zero_sum"), _design=None)
+    zero_sum = dataclasses.replace(
+        result, idata=tree, config=result.config.replace(house_effects="zero_sum"), _design=None
+    )
     # House B alone asks Q_ALT and asks nothing else: confounded whatever the identification
     assert list(zero_sum.confounded) == [("House B", "Q_ALT")]
     fig = plots.plot_house_effects(zero_sum)
@@ -366,7 +478,12 @@ def test_zero_sum_fit_has_no_reference_row(result):
 def test_rank_plot_has_one_panel_per_hyperparameter_and_a_line_per_chain(figures):
     fig = figures["rank"]
     panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in panels] == ["walk_sd", "house_sd", "question_sd", "nonsampling_sd"]
+    assert [ax.get_title() for ax in panels] == [
+        "walk_sd",
+        "house_sd",
+        "question_sd",
+        "nonsampling_sd",
+    ]
     for ax in panels:
         styles = {line.get_linestyle() for line in ax.lines}
         assert len(ax.lines) == CHAINS and len(styles) == CHAINS
@@ -389,7 +506,10 @@ def test_ppc_has_an_interval_and_the_observed_share_per_reported_reading(result,
         reported = polls[answer].notna().sum()
         assert ax.get_ylabel() == f"{answer} (%)"
         assert len(ax.get_xticklabels()) == reported
-        assert f"of {reported} observed shares outside their 90% predictive interval" in ax.get_title(loc="left")
+        assert (
+            f"of {reported} observed shares outside their 90% predictive interval"
+            in ax.get_title(loc="left")
+        )
         observed = result.predictive_by_answer().observed_data[answer].values
         points = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections])
         assert all(np.isclose(points, value).any() for value in observed)
@@ -440,7 +560,11 @@ class PageParser(HTMLParser):
 def sourced(tmp_path_factory, result):
     path = tmp_path_factory.mktemp("data") / "readings_sourced.csv"
     rows = [
-        {"src_row": f"sim-{i:02d}", "source_url": f"https://example.org/poll/{i}?a=1&b=2", "excerpt": f"excerpt {i}"}
+        {
+            "src_row": f"sim-{i:02d}",
+            "source_url": f"https://example.org/poll/{i}?a=1&b=2",
+            "excerpt": f"excerpt {i}",
+        }
         for i in range(len(result.polls))
     ]
     rows[0]["excerpt"] = '<script>alert("x")</script> 44% "quoted"'
@@ -468,14 +592,29 @@ def test_report_embeds_every_figure_as_png(page, pngs):
     _, parsed = page
     assert len(parsed.images) == len(plots.FIGURE_NAMES)
     prefix = "data:image/png;base64,"
-    embedded = [base64.b64decode(image["src"][len(prefix):]) for image in parsed.images]
+    embedded = [base64.b64decode(image["src"][len(prefix) :]) for image in parsed.images]
     assert all(image["src"].startswith(prefix) and image["alt"] for image in parsed.images)
-    assert embedded == [pngs[name] for name in ("support_curve", "adjusted", "house_effects", "question_effects", "rank", "energy", "ppc")]
+    assert embedded == [
+        pngs[name]
+        for name in (
+            "support_curve",
+            "adjusted",
+            "house_effects",
+            "question_effects",
+            "rank",
+            "energy",
+            "ppc",
+        )
+    ]
 
 
 def test_report_renders_figures_it_is_given(result, figures):
     parsed = PageParser()
-    parsed.feed(report.build_report(result, {"house_effects": figures["house_effects"]}, run_id="run-test", sourced=None))
+    parsed.feed(
+        report.build_report(
+            result, {"house_effects": figures["house_effects"]}, run_id="run-test", sourced=None
+        )
+    )
     (image,) = parsed.images
     assert base64.b64decode(image["src"].split(",", 1)[1])[:8] == PNG_SIGNATURE
     with pytest.raises(ValueError, match="expected PNG bytes"):
@@ -484,12 +623,18 @@ def test_report_renders_figures_it_is_given(result, figures):
 
 def test_report_links_each_reading_to_its_sources(page, result):
     _, parsed = page
-    links = {link["text"]: link for link in parsed.links if link["href"] and link["href"].startswith("http")}
+    links = {
+        link["text"]: link
+        for link in parsed.links
+        if link["href"] and link["href"].startswith("http")
+    }
     src_rows = [s for rows in result.polls["src_rows"] for s in rows.split(";")]
     for src in src_rows:
         i = int(src.split("-")[1])
         if src == "sim-02" or i >= len(result.polls):
-            assert src not in links  # a javascript: address, or a row the table lacks: shown, not linked
+            assert (
+                src not in links
+            )  # a javascript: address, or a row the table lacks: shown, not linked
             assert src in "".join(parsed.text)
         else:
             assert links[src]["href"] == f"https://example.org/poll/{i}?a=1&b=2"
@@ -541,7 +686,11 @@ def copy_run(stored_run, tmp_path, name):
 
 def plots_cli(folder, **options) -> int:
     """``python -m model plots FOLDER`` with ``--answer``/``--questions``/``--sourced`` (missing files by default)."""
-    values = {"questions": Path("no-such-questions.csv"), "sourced": Path("no-such-sourced.csv"), **options}
+    values = {
+        "questions": Path("no-such-questions.csv"),
+        "sourced": Path("no-such-sourced.csv"),
+        **options,
+    }
     argv = ["plots", str(folder)] + [f"--{k}={v}" for k, v in values.items() if v is not None]
     return cli.main(argv)
 
@@ -549,7 +698,9 @@ def plots_cli(folder, **options) -> int:
 def test_cli_parser_defaults():
     args = cli._parser().parse_args(["plots"])
     assert args.run_folder == Path("runs/latest") and args.answer is None
-    assert args.questions == Path("data/questions.csv") and args.sourced == Path("data/readings_sourced.csv")
+    assert args.questions == Path("data/questions.csv") and args.sourced == Path(
+        "data/readings_sourced.csv"
+    )
 
 
 def test_cli_writes_figures_and_report_into_the_run_folder(stored_run, sourced, tmp_path, capsys):
@@ -579,7 +730,11 @@ def test_cli_broken_folder_exits_1_naming_what_is_missing(stored_run, tmp_path, 
     (folder / "posterior.nc").unlink()
     assert plots_cli(folder) == 1
     err = capsys.readouterr().err
-    assert "missing posterior.nc" in err and not (folder / "figures").exists() and not (folder / "report.html").exists()
+    assert (
+        "missing posterior.nc" in err
+        and not (folder / "figures").exists()
+        and not (folder / "report.html").exists()
+    )
 
 
 def test_cli_corrupt_posterior_exits_1(stored_run, tmp_path, capsys):
@@ -608,12 +763,18 @@ def test_the_projection_is_drawn_apart_and_labelled(projected):
         assert mdates_num(median[0].get_xdata()[-1]) == mdates_num(ahead[0].get_xdata()[0])
         bands = {c.get_gid(): c for c in ax.collections}
         assert {"band90", "band50", "projected_band90", "projected_band50"} <= set(bands)
-        assert bands["projected_band90"].get_alpha() < 1 and bands["band90"].get_alpha() in (None, 1)
+        assert bands["projected_band90"].get_alpha() < 1 and bands["band90"].get_alpha() in (
+            None,
+            1,
+        )
         labels = [t.get_text() for t in ax.texts if t.get_gid() == "projection_label"]
         assert labels == [f"projection:\nno reading since {data_end:%d %b %Y}"]
     assert "projection (no readings; paler bands)" in legend_texts(fig)
     assert "Estimate for 31 Aug 2023, projected" in fig.get_suptitle()
-    assert "projection, the model's random walk run on with no readings" in fig.get_supxlabel().replace("\n", " ")
+    assert (
+        "projection, the model's random walk run on with no readings"
+        in fig.get_supxlabel().replace("\n", " ")
+    )
     plt.close(fig)
 
 
@@ -625,8 +786,12 @@ def mdates_num(value) -> float:
 
 def test_an_unprojected_curve_has_no_projection_marks(figures):
     fig = figures["support_curve"]
-    gids = {artist.get_gid() for ax in fig.axes for artist in [*ax.lines, *ax.collections, *ax.texts]}
-    assert not {g for g in gids if g and g.startswith("projected")} and "projection_label" not in gids
+    gids = {
+        artist.get_gid() for ax in fig.axes for artist in [*ax.lines, *ax.collections, *ax.texts]
+    }
+    assert (
+        not {g for g in gids if g and g.startswith("projected")} and "projection_label" not in gids
+    )
 
 
 def test_headline_numbers_come_from_the_draws(projected):
@@ -634,12 +799,19 @@ def test_headline_numbers_come_from_the_draws(projected):
     share = projected.posterior["share"]
     last_cell = int(np.flatnonzero(~projected.design.projected)[-1])
     assert head["as_of"] == "2023-08-31" and head["projected"] is True
-    assert head["days_past_last_reading"] == (pd.Timestamp("2023-08-31") - projected.polls["field_end"].max()).days
+    assert (
+        head["days_past_last_reading"]
+        == (pd.Timestamp("2023-08-31") - projected.polls["field_end"].max()).days
+    )
     talks_end = share.sel(answer="talks").isel(time=-1)
     assert head["answers"]["talks"]["as_of"]["median"] == pytest.approx(float(talks_end.median()))
-    assert head["answers"]["talks"]["last_reading"]["median"] == pytest.approx(float(share.sel(answer="talks").isel(time=last_cell).median()))
+    assert head["answers"]["talks"]["last_reading"]["median"] == pytest.approx(
+        float(share.sel(answer="talks").isel(time=last_cell).median())
+    )
     lower, upper = np.quantile(talks_end.values.ravel(), [0.05, 0.95])
-    assert head["answers"]["talks"]["as_of"]["lower"] == pytest.approx(lower) and head["answers"]["talks"]["as_of"]["upper"] == pytest.approx(upper)
+    assert head["answers"]["talks"]["as_of"]["lower"] == pytest.approx(lower) and head["answers"][
+        "talks"
+    ]["as_of"]["upper"] == pytest.approx(upper)
     # the grid spans less than a year: no twelve-month comparison, and no claim of one
     statements = [p["statement"] for p in head["probabilities"]]
     assert statements == [
@@ -653,7 +825,9 @@ def test_headline_numbers_come_from_the_draws(projected):
     assert any("projection" in c for c in head["caveats"])
     first = projected.headline_sentences()[0]
     talks = head["answers"]["talks"]["as_of"]
-    assert first.startswith(f"Support for talks on 31 Aug 2023: {talks['median']:.0f}% (90% interval {talks['lower']:.0f}-{talks['upper']:.0f}), projected")
+    assert first.startswith(
+        f"Support for talks on 31 Aug 2023: {talks['median']:.0f}% (90% interval {talks['lower']:.0f}-{talks['upper']:.0f}), projected"
+    )
     assert f"as {HOUSE_A} would measure it, asking Q_MAIN" in first
 
 
@@ -661,7 +835,11 @@ def test_closed_polls_table_evaluates_the_offset_at_the_reading(result):
     table = result.closed_polls()
     assert len(table) == 1
     row = table.iloc[0]
-    assert row["pollster"] == "House B" and bool(row["in_fit"]) and not bool(row["identified_apart_from_wording"])
+    assert (
+        row["pollster"] == "House B"
+        and bool(row["in_fit"])
+        and not bool(row["identified_apart_from_wording"])
+    )
     assert "only together with the wording" in row["identification"]
     # the offset at the reading's own field period, draw by draw, from the posterior directly
     i = int(np.flatnonzero(result.polls["closed"] == "true")[0])
@@ -669,7 +847,9 @@ def test_closed_polls_table_evaluates_the_offset_at_the_reading(result):
     post = result.posterior
     cells = slice(int(design.first_cell[i]), int(design.last_cell[i]) + 1)
     trend = np.log(post["share"].isel(time=cells)).mean("time")
-    effect = post["house_effect"].sel(pollster="House B") + post["question_effect"].sel(question="Q_ALT")
+    effect = post["house_effect"].sel(pollster="House B") + post["question_effect"].sel(
+        question="Q_ALT"
+    )
 
     def shares(x):
         e = np.exp(x - x.max("answer"))
@@ -679,7 +859,9 @@ def test_closed_polls_table_evaluates_the_offset_at_the_reading(result):
     assert row["difference_continue"] == pytest.approx(float(difference.median()))
     assert row["p_difference_continue_above_0"] == pytest.approx(float((difference > 0).mean()))
     conclusion = result.closed_polls_conclusion()
-    assert conclusion.startswith(f"Against the curve (as {HOUSE_A} would measure it, asking Q_MAIN) over each reading's field period: House B ")
+    assert conclusion.startswith(
+        f"Against the curve (as {HOUSE_A} would measure it, asking Q_MAIN) over each reading's field period: House B "
+    )
     assert "One closed reading cannot establish a systematic gap" in conclusion
     assert "Each closed house asks only a wording no other house asks" in conclusion
 
@@ -690,7 +872,10 @@ def test_report_opens_with_the_headline_and_shows_closed_polls(page, result):
     words = " ".join(parsed.text)
     first = result.headline_sentences()[0]
     assert html.escape(first) in text and words.index(first) < words.index("The curve")
-    assert "Closed polls beside the public curve" in words and "only together with the wording" in words
+    assert (
+        "Closed polls beside the public curve" in words
+        and "only together with the wording" in words
+    )
     assert result.closed_polls_conclusion() in words
 
 
@@ -699,5 +884,8 @@ def test_report_of_a_projection_says_so(projected, pngs):
     parsed = PageParser()
     parsed.feed(text)
     words = " ".join(parsed.text)
-    assert "projected" in projected.headline_sentences()[0] and projected.headline_sentences()[0] in words
+    assert (
+        "projected" in projected.headline_sentences()[0]
+        and projected.headline_sentences()[0] in words
+    )
     assert "31 Aug 2023 (projected)" in words and "curve projected to 31 August 2023" in words

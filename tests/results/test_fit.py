@@ -19,7 +19,14 @@ pytestmark = pytest.mark.sampling
 
 def test_idata_has_every_group_with_named_dims(small_fit):
     idata = small_fit.idata
-    for group in ("posterior", "sample_stats", "posterior_predictive", "observed_data", "log_likelihood", "constant_data"):
+    for group in (
+        "posterior",
+        "sample_stats",
+        "posterior_predictive",
+        "observed_data",
+        "log_likelihood",
+        "constant_data",
+    ):
         assert group in idata.children, group
     post = idata.posterior
     assert post["share"].dims == ("chain", "draw", "time", "answer")
@@ -35,7 +42,15 @@ def test_idata_has_every_group_with_named_dims(small_fit):
 
 def test_curve_is_coherent_and_covers_the_truth(small_fit, simulation):
     curve = small_fit.support_curve(interval=0.9)
-    assert list(curve.columns) == ["date", "answer", "mean", "median", "lower", "upper", "projected"]
+    assert list(curve.columns) == [
+        "date",
+        "answer",
+        "mean",
+        "median",
+        "lower",
+        "upper",
+        "projected",
+    ]
     assert not curve["projected"].any()  # no through: the curve ends with the last reading
     by_date = curve.groupby("date")["mean"].sum()
     np.testing.assert_allclose(by_date, 100, atol=1e-6)  # talks + continue + undecided
@@ -80,7 +95,19 @@ def test_effect_tables(small_fit):
 
 def test_diagnostics_report(small_fit):
     diag = small_fit.diagnostics()
-    for key in ("passed", "max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "min_bfmi", "failures", "coverage50", "coverage90", "readings", "high_pareto_k"):
+    for key in (
+        "passed",
+        "max_rhat",
+        "min_ess_bulk",
+        "min_ess_tail",
+        "divergences",
+        "min_bfmi",
+        "failures",
+        "coverage50",
+        "coverage90",
+        "readings",
+        "high_pareto_k",
+    ):
         assert key in diag, key
     assert len(diag["bfmi_per_chain"]) == 2
     assert len(diag["readings"]) == len(small_fit.polls)
@@ -92,13 +119,29 @@ def test_diagnostics_report(small_fit):
 
 def test_save_and_load_round_trip(small_fit, tmp_path):
     folder = small_fit.save(tmp_path / "run")
-    for name in ("posterior.nc", "config.json", "polls.csv", "curve.csv", "house_effects.csv", "question_effects.csv", "diagnostics.json", "excluded.csv", "prior_sensitivity.csv", "headline.json", "closed_polls.csv"):
+    for name in (
+        "posterior.nc",
+        "config.json",
+        "polls.csv",
+        "curve.csv",
+        "house_effects.csv",
+        "question_effects.csv",
+        "diagnostics.json",
+        "excluded.csv",
+        "prior_sensitivity.csv",
+        "headline.json",
+        "closed_polls.csv",
+    ):
         assert (folder / name).is_file(), name
     loaded = model.load_run(folder)
     pd.testing.assert_frame_equal(loaded.support_curve(), small_fit.support_curve())
     assert loaded.headline() == small_fit.headline()
-    assert json.loads((folder / "headline.json").read_text()) == json.loads(json.dumps(small_fit.headline()))
-    assert pd.read_csv(folder / "closed_polls.csv").empty  # the simulated table marks no closed poll
+    assert json.loads((folder / "headline.json").read_text()) == json.loads(
+        json.dumps(small_fit.headline())
+    )
+    assert pd.read_csv(
+        folder / "closed_polls.csv"
+    ).empty  # the simulated table marks no closed poll
     pd.testing.assert_frame_equal(loaded.house_effects(), small_fit.house_effects())
     assert loaded.config == small_fit.config and loaded.seed == small_fit.seed
     assert loaded.diagnostics()["passed"] == small_fit.diagnostics()["passed"]
@@ -134,7 +177,9 @@ def test_sampling_cut_short_is_an_interrupt_not_a_run(small_fit, sim_polls, monk
 
     short = small_fit.idata.isel(draw=slice(0, 5))
     monkeypatch.setattr(CompiledAggregator, "_sample_nutpie", lambda *args, **kwargs: short)
-    with pytest.raises(KeyboardInterrupt, match="sampling stopped early: 2 chains x 5 draws of 2 x 300"):
+    with pytest.raises(
+        KeyboardInterrupt, match="sampling stopped early: 2 chains x 5 draws of 2 x 300"
+    ):
         model.fit(sim_polls, config=small_fit.config, seed=1)
 
 
@@ -156,4 +201,10 @@ def test_prior_sensitivity_is_reported(small_fit):
     assert {"walk_sd", "nonsampling_sd", "house_sd", "question_sd"} <= set(table["quantity"])
     assert table["quantity"].str.startswith("share[").sum() == 3  # the latest shares
     assert np.isfinite(table[["prior", "likelihood"]].to_numpy()).all()
-    assert set(small_fit.idata.log_prior.data_vars) == {"level", "walk_sd", "house_sd", "question_sd", "nonsampling_sd"}
+    assert set(small_fit.idata.log_prior.data_vars) == {
+        "level",
+        "walk_sd",
+        "house_sd",
+        "question_sd",
+        "nonsampling_sd",
+    }

@@ -33,14 +33,21 @@ def posterior_for(design, *, house=None, question=None, seed=0):
     dict name -> per-answer array, the same in every draw plus a little noise)."""
     rng = np.random.default_rng(seed)
     k, t = len(design.answers), len(design.time)
-    trend = np.cumsum(rng.normal(0, 0.02, size=(CHAINS, DRAWS, t, k)), axis=2) + np.linspace(0.3, -0.3, k)
+    trend = np.cumsum(rng.normal(0, 0.02, size=(CHAINS, DRAWS, t, k)), axis=2) + np.linspace(
+        0.3, -0.3, k
+    )
     trend += rng.normal(0, 0.05, size=(CHAINS, DRAWS, 1, k))
     effects = {}
-    for var, dim, names, given in (("house_effect", "pollster", design.pollsters, house or {}), ("question_effect", "question", design.questions, question or {})):
+    for var, dim, names, given in (
+        ("house_effect", "pollster", design.pollsters, house or {}),
+        ("question_effect", "question", design.questions, question or {}),
+    ):
         values = np.zeros((CHAINS, DRAWS, len(names), k))
         for j, name in enumerate(names):
             if name in given:
-                values[:, :, j] = np.asarray(given[name]) + rng.normal(0, 0.02, size=(CHAINS, DRAWS, k))
+                values[:, :, j] = np.asarray(given[name]) + rng.normal(
+                    0, 0.02, size=(CHAINS, DRAWS, k)
+                )
         effects[var] = ((("chain", "draw", dim, "answer")), values)
     coords = {
         "chain": np.arange(CHAINS),
@@ -50,11 +57,17 @@ def posterior_for(design, *, house=None, question=None, seed=0):
         "pollster": list(design.pollsters),
         "question": list(design.questions),
     }
-    return xr.Dataset({"share": (("chain", "draw", "time", "answer"), 100 * _softmax(trend)), **effects}, coords=coords)
+    return xr.Dataset(
+        {"share": (("chain", "draw", "time", "answer"), 100 * _softmax(trend)), **effects},
+        coords=coords,
+    )
 
 
 def monthly(pollster, question, months, **extra):
-    return [{"pollster": pollster, "question": question, "field_start": m, "field_end": m, **extra} for m in months]
+    return [
+        {"pollster": pollster, "question": question, "field_start": m, "field_end": m, **extra}
+        for m in months
+    ]
 
 
 MONTHS = [f"2023-{m:02d}" for m in range(1, 13)]
@@ -63,21 +76,41 @@ MONTHS = [f"2023-{m:02d}" for m in range(1, 13)]
 def test_a_gap_shared_by_closed_houses_identified_apart_from_wording_is_established():
     # House B and C ask the reference question too (their effects are identified apart from the
     # wording); each has one closed reading; both report far fewer for continue than the curve.
-    rows = monthly("A", "Q_MAIN", MONTHS) + monthly("B", "Q_MAIN", MONTHS[:6]) + monthly("C", "Q_MAIN", MONTHS[6:])
+    rows = (
+        monthly("A", "Q_MAIN", MONTHS)
+        + monthly("B", "Q_MAIN", MONTHS[:6])
+        + monthly("C", "Q_MAIN", MONTHS[6:])
+    )
     rows[13]["closed"] = rows[20]["closed"] = "true"
     config = model.Config(house_effects="A", reference_question="Q_MAIN")
     design = build_design(table(rows), config)
     post = posterior_for(design, house={"B": [0.1, -0.8, 0.7], "C": [0.0, -0.6, 0.6]})
     gap = closed_polls.systematic_gap(post, design)
-    assert gap["readings"] == 2 and gap["separable"] and gap["answers"] == ["talks", "continue", "undecided"]
+    assert (
+        gap["readings"] == 2
+        and gap["separable"]
+        and gap["answers"] == ["talks", "continue", "undecided"]
+    )
     assert gap["best"][:2] == ("continue", "below") and gap["best"][2] > 0.99 and gap["established"]
-    words = closed_polls.conclusion(closed_polls.closed_polls(post, design, None, interval=0.9), gap, reference="the curve", interval=0.9)
-    assert "A systematic closed-poll gap is established" in words and "continue difference below zero" in words
+    words = closed_polls.conclusion(
+        closed_polls.closed_polls(post, design, None, interval=0.9),
+        gap,
+        reference="the curve",
+        interval=0.9,
+    )
+    assert (
+        "A systematic closed-poll gap is established" in words
+        and "continue difference below zero" in words
+    )
 
 
 def test_agreement_of_houses_confounded_with_their_wording_establishes_nothing():
     # The same shifts, but each closed house asks only a question nobody else asks.
-    rows = monthly("A", "Q_MAIN", MONTHS) + monthly("B", "Q_B", MONTHS[:1], closed="true") + monthly("C", "Q_C", MONTHS[6:7], closed="true")
+    rows = (
+        monthly("A", "Q_MAIN", MONTHS)
+        + monthly("B", "Q_B", MONTHS[:1], closed="true")
+        + monthly("C", "Q_C", MONTHS[6:7], closed="true")
+    )
     config = model.Config(house_effects="A", reference_question="Q_MAIN")
     design = build_design(table(rows), config)
     assert design.identified_only_with_wording == {("B", "Q_B"), ("C", "Q_C")}
@@ -94,7 +127,11 @@ def test_agreement_of_houses_confounded_with_their_wording_establishes_nothing()
 
 def test_only_published_answers_count_towards_a_gap():
     # Neither closed reading publishes "undecided", whose shift is the one both share.
-    rows = monthly("A", "Q_MAIN", MONTHS) + monthly("B", "Q_MAIN", MONTHS[:6]) + monthly("C", "Q_MAIN", MONTHS[6:])
+    rows = (
+        monthly("A", "Q_MAIN", MONTHS)
+        + monthly("B", "Q_MAIN", MONTHS[:6])
+        + monthly("C", "Q_MAIN", MONTHS[6:])
+    )
     rows[13].update(closed="true", undecided=None)
     rows[20].update(closed="true", undecided=None)
     design = build_design(table(rows), model.Config(house_effects="A", reference_question="Q_MAIN"))
@@ -106,60 +143,158 @@ def test_only_published_answers_count_towards_a_gap():
 
 def test_closed_readings_outside_or_across_the_curve_are_said_to_be_so():
     rows = monthly("A", "Q_MAIN", MONTHS)
-    config = model.Config(house_effects="A", reference_question="Q_MAIN", questions=("Q_MAIN",), through="2024-02-15")
-    polls = table(rows + [
-        {"pollster": "K", "question": "Q_K", "field_start": "2024-06-01", "field_end": "2024-06-10", "closed": "true"},  # after the curve
-        {"pollster": "K", "question": "Q_K", "field_start": "2022-05-01", "field_end": "2022-05-10", "closed": "true"},  # before it
-        {"pollster": "K", "question": "Q_K", "field_start": "2024-02-10", "field_end": "2024-02-25", "closed": "true"},  # across its end
-        {"pollster": "K", "question": "Q_K", "field_start": "2023-06-05", "field_end": "2023-06-10", "closed": "true"},  # inside
-    ])
-    excluded = polls[polls["question"] == "Q_K"].assign(excluded_because="question not in config.questions")
+    config = model.Config(
+        house_effects="A", reference_question="Q_MAIN", questions=("Q_MAIN",), through="2024-02-15"
+    )
+    polls = table(
+        rows
+        + [
+            {
+                "pollster": "K",
+                "question": "Q_K",
+                "field_start": "2024-06-01",
+                "field_end": "2024-06-10",
+                "closed": "true",
+            },  # after the curve
+            {
+                "pollster": "K",
+                "question": "Q_K",
+                "field_start": "2022-05-01",
+                "field_end": "2022-05-10",
+                "closed": "true",
+            },  # before it
+            {
+                "pollster": "K",
+                "question": "Q_K",
+                "field_start": "2024-02-10",
+                "field_end": "2024-02-25",
+                "closed": "true",
+            },  # across its end
+            {
+                "pollster": "K",
+                "question": "Q_K",
+                "field_start": "2023-06-05",
+                "field_end": "2023-06-10",
+                "closed": "true",
+            },  # inside
+        ]
+    )
+    excluded = polls[polls["question"] == "Q_K"].assign(
+        excluded_because="question not in config.questions"
+    )
     design = build_design(polls, config)
     post = posterior_for(design)
     out = closed_polls.closed_polls(post, design, excluded, interval=0.9).set_index("field_start")
     for outside in ("2024-06-01", "2022-05-01"):
-        assert out.loc[outside, "difference_is"].startswith("outside the curve's span (2022-12-26 to 2024-02-15)")
+        assert out.loc[outside, "difference_is"].startswith(
+            "outside the curve's span (2022-12-26 to 2024-02-15)"
+        )
         assert out.loc[outside, ["curve_talks", "difference_talks"]].isna().all()
     across = out.loc["2024-02-10", "difference_is"]
-    assert "only the part of the field period inside the curve's span" in across and "is a projection" in across
+    assert (
+        "only the part of the field period inside the curve's span" in across
+        and "is a projection" in across
+    )
     inside = out.loc["2023-06-05"]
-    assert inside["difference_is"].startswith("published share minus the curve") and "projection" not in inside["difference_is"]
+    assert (
+        inside["difference_is"].startswith("published share minus the curve")
+        and "projection" not in inside["difference_is"]
+    )
     assert inside["difference_talks"] == pytest.approx(inside["talks"] - inside["curve_talks"])
 
 
 def test_a_two_answer_headline():
     answers = ("yes", "no")
-    rows = [{"pollster": "A", "question": "Q", "field_start": m, "field_end": m, "yes": 55, "no": 45} for m in MONTHS + ["2024-01", "2024-02"]]
+    rows = [
+        {"pollster": "A", "question": "Q", "field_start": m, "field_end": m, "yes": 55, "no": 45}
+        for m in MONTHS + ["2024-01", "2024-02"]
+    ]
     design = build_design(table(rows, answers), model.Config(answers=answers, through="2024-12-31"))
-    head = headline.headline(posterior_for(design), design, interval=0.9, identification="as the average house would measure it")
+    head = headline.headline(
+        posterior_for(design),
+        design,
+        interval=0.9,
+        identification="as the average house would measure it",
+    )
     assert list(head["answers"]) == ["yes", "no"]
     assert [p["statement"] for p in head["probabilities"]] == [
         "the yes share is above the no share on 31 Dec 2024 (projected)",
         "the yes share is higher on 31 Dec 2024 (projected) than twelve months before (31 Dec 2023)",
     ]
     first = headline.sentences(head)[0]
-    assert first.startswith("Support for yes on 31 Dec 2024: ") and "projected 10 months (306 days) past the last reading (A, 01-29 Feb 2024)" in first
+    assert (
+        first.startswith("Support for yes on 31 Dec 2024: ")
+        and "projected 10 months (306 days) past the last reading (A, 01-29 Feb 2024)" in first
+    )
 
 
 def test_a_through_date_in_the_last_readings_cell_is_not_called_the_last_reading():
     rows = monthly("A", "Q", MONTHS)
-    design = build_design(table(rows), model.Config(grid="month", through="2024-01-03"))  # a cell after December's
+    design = build_design(
+        table(rows), model.Config(grid="month", through="2024-01-03")
+    )  # a cell after December's
     assert design.projected.sum() == 1
     design = build_design(table(rows), model.Config(grid="month", through="2023-12-31"))
-    head = headline.headline(posterior_for(design), design, interval=0.9, identification="as the average house would measure it")
+    head = headline.headline(
+        posterior_for(design),
+        design,
+        interval=0.9,
+        identification="as the average house would measure it",
+    )
     assert not head["projected"] and head["days_past_last_reading"] == 0
     assert "the last reading's field end" in headline.sentences(head)[0]
-    weekly = build_design(table(monthly("A", "Q", MONTHS[:-1]) + [{"pollster": "A", "question": "Q", "field_start": "2023-12-04", "field_end": "2023-12-05"}]), model.Config(through="2023-12-08"))
-    head = headline.headline(posterior_for(weekly), weekly, interval=0.9, identification="as the average house would measure it")
+    weekly = build_design(
+        table(
+            monthly("A", "Q", MONTHS[:-1])
+            + [
+                {
+                    "pollster": "A",
+                    "question": "Q",
+                    "field_start": "2023-12-04",
+                    "field_end": "2023-12-05",
+                }
+            ]
+        ),
+        model.Config(through="2023-12-08"),
+    )
+    head = headline.headline(
+        posterior_for(weekly),
+        weekly,
+        interval=0.9,
+        identification="as the average house would measure it",
+    )
     assert not head["projected"] and head["days_past_last_reading"] == 3
-    assert "3 days after the last reading (A, 04-05 Dec 2023), in the same grid cell" in headline.sentences(head)[0]
+    assert (
+        "3 days after the last reading (A, 04-05 Dec 2023), in the same grid cell"
+        in headline.sentences(head)[0]
+    )
 
 
-@pytest.mark.parametrize(("days", "words"), [(0, "0 days"), (1, "1 day"), (16, "16 days"), (45, "45 days"), (46, "2 months (46 days)"), (276, "9 months (276 days)")])
+@pytest.mark.parametrize(
+    ("days", "words"),
+    [
+        (0, "0 days"),
+        (1, "1 day"),
+        (16, "16 days"),
+        (45, "45 days"),
+        (46, "2 months (46 days)"),
+        (276, "9 months (276 days)"),
+    ],
+)
 def test_how_far_a_projection_runs_in_words(days, words):
     assert headline.how_far(days) == words
 
 
-@pytest.mark.parametrize(("p", "text"), [(1.0, "> 0.99"), (0.995, "> 0.99"), (0.99, "0.99"), (0.584, "0.58"), (0.004, "< 0.01"), (0.0, "< 0.01")])
+@pytest.mark.parametrize(
+    ("p", "text"),
+    [
+        (1.0, "> 0.99"),
+        (0.995, "> 0.99"),
+        (0.99, "0.99"),
+        (0.584, "0.58"),
+        (0.004, "< 0.01"),
+        (0.0, "< 0.01"),
+    ],
+)
 def test_probabilities_never_claim_certainty(p, text):
     assert headline.format_probability(p) == text

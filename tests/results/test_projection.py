@@ -42,7 +42,12 @@ def projections():
     out = []
     for seed in SEEDS:
         sim = model.simulate_polls(n_readings=90, seed=seed)
-        config = model.Config(reference_question="Q_MAIN", questions=("Q_MAIN", "Q_ALT"), through=THROUGH, sampler=SMALL_SAMPLER)
+        config = model.Config(
+            reference_question="Q_MAIN",
+            questions=("Q_MAIN", "Q_ALT"),
+            through=THROUGH,
+            sampler=SMALL_SAMPLER,
+        )
         result = model.fit(_table(sim), config=config, seed=seed, progressbar=False)
         out.append((sim, result))
     return out
@@ -94,19 +99,35 @@ def test_headline_json_and_closed_polls_csv_in_the_run_folder(projections, tmp_p
     head = json.loads((folder / "headline.json").read_text())
     assert head["as_of"] == THROUGH and head["projected"] is True
     assert head["last_reading"]["field_end"] == f"{result.polls['field_end'].max():%Y-%m-%d}"
-    assert head["days_past_last_reading"] == (pd.Timestamp(THROUGH) - result.polls["field_end"].max()).days
+    assert (
+        head["days_past_last_reading"]
+        == (pd.Timestamp(THROUGH) - result.polls["field_end"].max()).days
+    )
     curve = result.support_curve()
     for answer in ("talks", "continue", "undecided"):
-        for at, cell in (("as_of", curve["date"].max()), ("last_reading", curve.loc[~curve["projected"], "date"].max())):
+        for at, cell in (
+            ("as_of", curve["date"].max()),
+            ("last_reading", curve.loc[~curve["projected"], "date"].max()),
+        ):
             figures = head["answers"][answer][at]
             row = curve[(curve["date"] == cell) & (curve["answer"] == answer)].iloc[0]
             assert figures["lower"] < figures["median"] < figures["upper"]
-            np.testing.assert_allclose([figures["median"], figures["lower"], figures["upper"]], row[["median", "lower", "upper"]].astype(float), rtol=1e-9)
+            np.testing.assert_allclose(
+                [figures["median"], figures["lower"], figures["upper"]],
+                row[["median", "lower", "upper"]].astype(float),
+                rtol=1e-9,
+            )
     statements = [p["statement"] for p in head["probabilities"]]
     assert statements[0] == "the talks share is above the continue share on 31 Dec 2024 (projected)"
-    assert statements[1].startswith("the talks share is higher on 31 Dec 2024 (projected) than twelve months before (31 Dec 2023)")
+    assert statements[1].startswith(
+        "the talks share is higher on 31 Dec 2024 (projected) than twelve months before (31 Dec 2023)"
+    )
     share = result.posterior["share"]
-    expected = float((share.isel(time=-1).sel(answer="talks") > share.isel(time=-1).sel(answer="continue")).mean())
+    expected = float(
+        (
+            share.isel(time=-1).sel(answer="talks") > share.isel(time=-1).sel(answer="continue")
+        ).mean()
+    )
     assert head["probabilities"][0]["probability"] == pytest.approx(expected)
     assert all(0 <= p["probability"] <= 1 for p in head["probabilities"])
     assert {c["answer"] for c in head["changes"]} == {"talks", "continue", "undecided"}
@@ -118,11 +139,21 @@ def test_headline_json_and_closed_polls_csv_in_the_run_folder(projections, tmp_p
     assert fitted["question"] == "Q_ALT" and left_out["question"] == "Q_LEAK"
     assert "question not in config.questions" in left_out["excluded_because"]
     # the fitted house also asks the reference question: its effect is identified apart from the wording
-    assert bool(fitted["identified_apart_from_wording"]) and not bool(left_out["identified_apart_from_wording"])
+    assert bool(fitted["identified_apart_from_wording"]) and not bool(
+        left_out["identified_apart_from_wording"]
+    )
     for answer in ("talks", "continue"):
         for row in (fitted, left_out):
-            assert row[f"curve_{answer}_lower"] <= row[f"curve_{answer}"] <= row[f"curve_{answer}_upper"]
-            assert row[f"difference_{answer}_lower"] <= row[f"difference_{answer}"] <= row[f"difference_{answer}_upper"]
+            assert (
+                row[f"curve_{answer}_lower"]
+                <= row[f"curve_{answer}"]
+                <= row[f"curve_{answer}_upper"]
+            )
+            assert (
+                row[f"difference_{answer}_lower"]
+                <= row[f"difference_{answer}"]
+                <= row[f"difference_{answer}_upper"]
+            )
     # left out: the published share minus the curve, draw by draw (so its median is published - curve median)
     assert left_out["difference_talks"] == pytest.approx(30.0 - left_out["curve_talks"], abs=1e-9)
     summary = (folder / "summary.txt").read_text()

@@ -27,7 +27,9 @@ def vote():
         seed=21,
     )
     polls = model.load_polls(sim.polls, answers=["yes", "no"])
-    config = model.Config(answers=("yes", "no"), grid="day", sampler=model.Sampler(draws=300, tune=500, chains=2))
+    config = model.Config(
+        answers=("yes", "no"), grid="day", sampler=model.Sampler(draws=300, tune=500, chains=2)
+    )
     return sim, model.fit(polls, config=config, seed=3, progressbar=False)
 
 
@@ -49,7 +51,12 @@ def test_recovers_the_daily_curve_and_the_houses(vote):
     assert covered.mean() >= 0.8
     post = result.posterior["house_effect"].sel(answer="yes")
     lo, hi = post.quantile([0.05, 0.95], dim=("chain", "draw")).values
-    truth_h = sim.house_effects.query("answer == 'yes'").set_index("pollster").loc[list(post["pollster"].values), "logit"].to_numpy()
+    truth_h = (
+        sim.house_effects.query("answer == 'yes'")
+        .set_index("pollster")
+        .loc[list(post["pollster"].values), "logit"]
+        .to_numpy()
+    )
     assert ((lo <= truth_h) & (truth_h <= hi)).sum() >= 4  # at most one of five houses missed
     # a tiny run (2 x 300 draws) on the hard case (a daily walk): no gross non-convergence
     assert result.diagnostics()["max_rhat"] < 1.1

@@ -36,7 +36,11 @@ def _logp_and_grad(compiled, x: np.ndarray) -> tuple[int, float, np.ndarray]:
     logp = np.full((), np.nan)
     x = np.ascontiguousarray(x, dtype=float)
     rc = compiled.compiled_logp_func.ctypes(
-        compiled.n_dim, _ptr(x), _ptr(grad), _ptr(logp), ctypes.c_void_p(compiled.user_data.ctypes.data)
+        compiled.n_dim,
+        _ptr(x),
+        _ptr(grad),
+        _ptr(logp),
+        ctypes.c_void_p(compiled.user_data.ctypes.data),
     )
     return rc, float(logp), grad
 
@@ -45,7 +49,11 @@ def _expand(compiled, x: np.ndarray) -> tuple[int, np.ndarray]:
     out = np.full(compiled.n_expanded, np.nan)
     x = np.ascontiguousarray(x, dtype=float)
     rc = compiled.compiled_expand_func.ctypes(
-        compiled.n_dim, compiled.n_expanded, _ptr(x), _ptr(out), ctypes.c_void_p(compiled.user_data.ctypes.data)
+        compiled.n_dim,
+        compiled.n_expanded,
+        _ptr(x),
+        _ptr(out),
+        ctypes.c_void_p(compiled.user_data.ctypes.data),
     )
     return rc, out
 
@@ -90,7 +98,9 @@ def reference(compiled_pair):
     data when called, so ``set_data`` reaches them)."""
     design, pymc_model, fresh, cached, layout = compiled_pair
     names, _, _ = fresh.shape_info
-    as_values = {v.name: v for v in pymc_model.unobserved_value_vars}  # functions of the free values, not draws
+    as_values = {
+        v.name: v for v in pymc_model.unobserved_value_vars
+    }  # functions of the free values, not draws
     stored = [as_values[n] for n in names[len(pymc_model.free_RVs) :]]
     # The flat vector's order (model.sampling.compiled._free_values), which need not be the model's.
     by_value = {pymc_model.rvs_to_values[rv].name: rv for rv in pymc_model.free_RVs}
@@ -101,12 +111,22 @@ def reference(compiled_pair):
     )
 
 
-def test_first_compile_goes_through_pytensor_and_the_second_loads_everything_from_disk(compiled_pair):
+def test_first_compile_goes_through_pytensor_and_the_second_loads_everything_from_disk(
+    compiled_pair,
+):
     design, pymc_model, fresh, cached, layout = compiled_pair
     assert callbacks_cached(fresh) == "miss" and fresh.logp_func is not None
     # The second skips PyTensor altogether: no rewriting, no PyTensor functions, machine code loaded.
-    assert callbacks_cached(cached) == "hit" and cached.logp_func is None and cached.expand_func is None
-    assert (cached.n_dim, cached.n_expanded, cached.shapes) == (fresh.n_dim, fresh.n_expanded, fresh.shapes)
+    assert (
+        callbacks_cached(cached) == "hit"
+        and cached.logp_func is None
+        and cached.expand_func is None
+    )
+    assert (cached.n_dim, cached.n_expanded, cached.shapes) == (
+        fresh.n_dim,
+        fresh.n_expanded,
+        fresh.shapes,
+    )
     assert cached.shape_info[0] == fresh.shape_info[0] and cached.dims == fresh.dims
     np.testing.assert_array_equal(cached.initial_point_func(4), fresh.initial_point_func(4))
     x = fresh.initial_point_func(2)
@@ -116,7 +136,9 @@ def test_first_compile_goes_through_pytensor_and_the_second_loads_everything_fro
 
 
 @pytest.mark.parametrize("which", ["fresh", "cached"])
-def test_callbacks_evaluate_the_models_log_density_gradient_and_deterministics(compiled_pair, reference, which):
+def test_callbacks_evaluate_the_models_log_density_gradient_and_deterministics(
+    compiled_pair, reference, which
+):
     design, pymc_model, fresh, cached, layout = compiled_pair
     compiled = {"fresh": fresh, "cached": cached}[which]
     logp_fn, dlogp_fn, stored_fn = reference
@@ -176,7 +198,12 @@ def test_the_model_key_follows_the_structure_not_the_data(sim_polls):
     assert _model_key(PollAggregator(design, CONFIG).build(), None)[0] != key
     assert _model_key(PollAggregator(fewer, CONFIG, refit=True).build(), None)[0] == key
     zero_sum = CONFIG.replace(house_effects="zero_sum")
-    assert _model_key(PollAggregator(build_design(sim_polls, zero_sum), zero_sum, refit=True).build(), None)[0] != key
+    assert (
+        _model_key(
+            PollAggregator(build_design(sim_polls, zero_sum), zero_sum, refit=True).build(), None
+        )[0]
+        != key
+    )
     assert _model_key(refit, ["share"])[0] != key
     weights = np.ones(len(design.polls))
     weights[0] = 0.0
@@ -188,7 +215,19 @@ def test_user_data_layout_other_than_packed_uint64_is_refused():
     class Var:
         ndim = 1
 
-    record = np.zeros((), dtype=[("shared", [("data", [("k", np.uint32)]), ("size", [("k", np.uint64)]), ("shape", [("k", np.uint64, (1,))])])])
+    record = np.zeros(
+        (),
+        dtype=[
+            (
+                "shared",
+                [
+                    ("data", [("k", np.uint32)]),
+                    ("size", [("k", np.uint64)]),
+                    ("shape", [("k", np.uint64, (1,))]),
+                ],
+            )
+        ],
+    )
     with pytest.raises(CacheUnusable, match="packed uint64 layout"):
         _shared_layout({Var(): "k"}, record)
 
@@ -202,11 +241,20 @@ def test_an_untested_library_version_falls_back_to_nutpies_public_compile(sim_po
 
     assert compiled_module.cache_unusable() is None  # the pinned versions are the tested ones
     monkeypatch.setitem(compiled_module.TESTED_VERSIONS, "nutpie", "0.0.1")
-    assert compiled_module.cache_unusable() == f"nutpie {nutpie.__version__} is installed; model.sampling.compiled was tested with 0.0.1"
+    assert (
+        compiled_module.cache_unusable()
+        == f"nutpie {nutpie.__version__} is installed; model.sampling.compiled was tested with 0.0.1"
+    )
     pymc_model = PollAggregator(build_design(sim_polls, CONFIG), CONFIG).build()
-    with pytest.warns(UserWarning, match=r"compiled-model cache cannot be used \(nutpie .* is installed.*compiling with nutpie.compile_pymc_model"):
+    with pytest.warns(
+        UserWarning,
+        match=r"compiled-model cache cannot be used \(nutpie .* is installed.*compiling with nutpie.compile_pymc_model",
+    ):
         compiled = compile_model(pymc_model)
-    assert isinstance(compiled, nutpie.compile_pymc.CompiledPyMCModel) and callbacks_cached(compiled) == "miss"
+    assert (
+        isinstance(compiled, nutpie.compile_pymc.CompiledPyMCModel)
+        and callbacks_cached(compiled) == "miss"
+    )
     trace = nutpie.sample(compiled, draws=30, tune=30, chains=1, seed=1, progress_bar=False)
     assert {"share", "house_effect", "question_effect"} <= set(trace.posterior.data_vars)
 
@@ -219,12 +267,20 @@ def test_a_missing_private_name_or_another_layout_falls_back_too(monkeypatch):
     import model.sampling.compiled as compiled_module
 
     public = []
-    monkeypatch.setattr(nutpie, "compile_pymc_model", lambda pymc_model, **kwargs: public.append(kwargs) or "public")
-    monkeypatch.setattr(compiled_module, "PRIVATE_NAMES", (*compiled_module.PRIVATE_NAMES, ("nutpie.compile_pymc", "_gone")))
+    monkeypatch.setattr(
+        nutpie, "compile_pymc_model", lambda pymc_model, **kwargs: public.append(kwargs) or "public"
+    )
+    monkeypatch.setattr(
+        compiled_module,
+        "PRIVATE_NAMES",
+        (*compiled_module.PRIVATE_NAMES, ("nutpie.compile_pymc", "_gone")),
+    )
     with pytest.warns(UserWarning, match="nutpie.compile_pymc._gone is not available"):
         assert compile_model(object()) == "public"
     monkeypatch.undo()
-    monkeypatch.setattr(nutpie, "compile_pymc_model", lambda pymc_model, **kwargs: public.append(kwargs) or "public")
+    monkeypatch.setattr(
+        nutpie, "compile_pymc_model", lambda pymc_model, **kwargs: public.append(kwargs) or "public"
+    )
 
     def other_layout(pymc_model, var_names):
         raise CacheUnusable("nutpie's user-data record is not the packed uint64 layout")
@@ -232,7 +288,10 @@ def test_a_missing_private_name_or_another_layout_falls_back_too(monkeypatch):
     monkeypatch.setattr(compiled_module, "_compile_model", other_layout)
     with pytest.warns(UserWarning, match="packed uint64 layout"):
         assert compile_model(object(), var_names=["share"]) == "public"
-    assert public == [{"backend": "numba", "var_names": None}, {"backend": "numba", "var_names": ["share"]}]
+    assert public == [
+        {"backend": "numba", "var_names": None},
+        {"backend": "numba", "var_names": ["share"]},
+    ]
 
 
 def test_one_compiled_model_serves_tables_of_other_sizes(compiled_pair, sim_polls):
@@ -252,7 +311,9 @@ def test_one_compiled_model_serves_tables_of_other_sizes(compiled_pair, sim_poll
     by_value = {small.rvs_to_values[rv].name: rv for rv in small.free_RVs}
     as_values = {v.name: v for v in small.unobserved_value_vars}
     dlogp = small.compile_dlogp(vars=[by_value[n] for n in names[:n_free]])
-    stored = small.compile_fn([as_values[n] for n in names[n_free:]], inputs=small.value_vars, on_unused_input="ignore")
+    stored = small.compile_fn(
+        [as_values[n] for n in names[n_free:]], inputs=small.value_vars, on_unused_input="ignore"
+    )
     rng = np.random.default_rng(8)
     for i in range(2):
         x = loaded.initial_point_func(i) + 0.3 * rng.normal(size=loaded.n_dim)
@@ -263,7 +324,12 @@ def test_one_compiled_model_serves_tables_of_other_sizes(compiled_pair, sim_poll
         np.testing.assert_allclose(grad, dlogp(point), rtol=1e-8, atol=1e-10)
         rc, values = _expand(loaded, x)
         assert rc == 0
-        np.testing.assert_allclose(values[loaded.n_dim :], np.concatenate([np.ravel(v) for v in stored(point)]), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            values[loaded.n_dim :],
+            np.concatenate([np.ravel(v) for v in stored(point)]),
+            rtol=1e-10,
+            atol=1e-12,
+        )
     x = fresh.initial_point_func(2)
     assert _logp_and_grad(fresh, x)[0] == 0 and np.isfinite(_logp_and_grad(fresh, x)[1])
     np.testing.assert_array_equal(_logp_and_grad(cached, x)[2], _logp_and_grad(fresh, x)[2])
@@ -280,7 +346,11 @@ def test_sizes_from_dims_and_the_initial_point_are_nutpies(sim_polls, house_effe
         pymc_model = PollAggregator(build_design(polls, config), config).build()
         fast = _sizes(pymc_model, None, _initial_point_function(pymc_model))
         slow = _sizes(pymc_model, None)
-        assert (fast.n_dim, fast.n_expanded, fast.stored_names) == (slow.n_dim, slow.n_expanded, slow.stored_names)
+        assert (fast.n_dim, fast.n_expanded, fast.stored_names) == (
+            slow.n_dim,
+            slow.n_expanded,
+            slow.stored_names,
+        )
         assert fast.shape_info[0] == slow.shape_info[0] and fast.shape_info[2] == slow.shape_info[2]
         np.testing.assert_array_equal(fast.free_layout, slow.free_layout)
 
@@ -323,7 +393,9 @@ def test_the_model_key_is_the_same_in_another_process(sim_polls):
     design = build_design(sim_polls, CONFIG)
     here = _model_key(PollAggregator(design, CONFIG, refit=True).build(), None)[0]
     env = os.environ | {"PYTHONHASHSEED": "12345"}
-    there = subprocess.run([sys.executable, "-c", _KEY_SCRIPT], capture_output=True, text=True, env=env, check=True)
+    there = subprocess.run(
+        [sys.executable, "-c", _KEY_SCRIPT], capture_output=True, text=True, env=env, check=True
+    )
     assert there.stdout.strip().splitlines()[-1] == here
 
 
@@ -353,8 +425,14 @@ def test_a_layout_of_other_variables_is_not_used(compiled_pair):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(CACHE_TAG_ENV, _TAG)
         assert _from_layout(pymc_model, layout, shared, initial) is not None
-        assert _from_layout(pymc_model, dict(layout, free=layout["free"][::-1]), shared, initial) is None
-        assert _from_layout(pymc_model, dict(layout, stored=layout["stored"][1:]), shared, initial) is None
+        assert (
+            _from_layout(pymc_model, dict(layout, free=layout["free"][::-1]), shared, initial)
+            is None
+        )
+        assert (
+            _from_layout(pymc_model, dict(layout, stored=layout["stored"][1:]), shared, initial)
+            is None
+        )
 
 
 def _fast_math_recorder(seen: list):
@@ -376,7 +454,9 @@ def test_compile_model_turns_fast_math_off(sim_polls, monkeypatch):
     seen = []
     design = build_design(sim_polls, CONFIG)
     pymc_model = PollAggregator(design, CONFIG).build()
-    monkeypatch.setenv(CACHE_TAG_ENV, uuid.uuid4().hex)  # nothing cached: compile_model goes through PyTensor
+    monkeypatch.setenv(
+        CACHE_TAG_ENV, uuid.uuid4().hex
+    )  # nothing cached: compile_model goes through PyTensor
     monkeypatch.setattr(compiled_module, "_make_functions", _fast_math_recorder(seen))
     with pytensor.config.change_flags(numba__fastmath=True):
         with pytest.raises(RuntimeError, match="recorded"):

@@ -43,17 +43,26 @@ def test_the_backtests_numpy_likelihood_is_the_models(design):
     pymc_model = PollAggregator(design, CONFIG).build()
     point = pymc_model.initial_point(random_seed=5)
     names = ["share", "house_effect", "question_effect", "nonsampling_sd", "n_unknown"]
-    outputs = pymc_model.replace_rvs_by_values([pymc_model[n] for n in names])  # functions of the point, not draws
-    values = pymc_model.compile_fn(outputs, inputs=pymc_model.value_vars, on_unused_input="ignore")(point)
+    outputs = pymc_model.replace_rvs_by_values(
+        [pymc_model[n] for n in names]
+    )  # functions of the point, not draws
+    values = pymc_model.compile_fn(outputs, inputs=pymc_model.value_vars, on_unused_input="ignore")(
+        point
+    )
     dims = {n: pymc_model.named_vars_to_dims.get(n, ()) for n in names}
     coords = {d: list(pymc_model.coords[d]) for dd in dims.values() for d in dd}
     posterior = xr.Dataset(
-        {n: (("chain", "draw", *dims[n]), np.asarray(v)[None, None]) for n, v in zip(names, values)},
+        {
+            n: (("chain", "draw", *dims[n]), np.asarray(v)[None, None])
+            for n, v in zip(names, values)
+        },
         coords={"chain": [0], "draw": [0], **coords},
     )
     expected = pymc_model.compile_logp(vars=[pymc_model["obs_share"]], sum=False)(point)[0]
     got = [
-        backtest.dirichlet_logpdf(design.observed[i, design.component_used[i]], backtest.model_alpha(posterior, design, i))[0]
+        backtest.dirichlet_logpdf(
+            design.observed[i, design.component_used[i]], backtest.model_alpha(posterior, design, i)
+        )[0]
         for i in range(len(design.polls))
     ]
     np.testing.assert_allclose(got, expected, rtol=1e-9)
@@ -81,14 +90,20 @@ def test_backtest_targets_train_only_on_readings_that_ended_before(design):
         train = polls[polls["source_row"].isin(target.training_rows)]
         assert (train["field_end"] < target.field_start).all()
         later = polls[~polls["source_row"].isin(target.training_rows)]
-        assert (later["field_end"] >= target.field_start).all()  # nothing that ended before is left out
+        assert (
+            later["field_end"] >= target.field_start
+        ).all()  # nothing that ended before is left out
         weights = backtest.training_weights(design, target)
         assert weights.sum() == len(train) and weights[i] == 0
 
 
 def test_pooled_variant_has_no_house_or_question_effects(design):
-    listed = CONFIG.replace(questions=("Q_MAIN", "Q_ALT"))  # a config naming every question, like the project's
-    pooled = build_design(*backtest.pooled_variant(build_design(design.polls.drop(columns="poll_id"), listed), listed))
+    listed = CONFIG.replace(
+        questions=("Q_MAIN", "Q_ALT")
+    )  # a config naming every question, like the project's
+    pooled = build_design(
+        *backtest.pooled_variant(build_design(design.polls.drop(columns="poll_id"), listed), listed)
+    )
     assert pooled.pollsters == ("House A",) and pooled.questions == ("Q_MAIN",)
     assert sorted(pooled.polls["source_row"]) == sorted(design.polls["source_row"])
     m = PollAggregator(pooled, backtest.pooled_variant(design, listed)[1]).build()
@@ -105,7 +120,9 @@ def test_events_after_the_first_target_are_refused(design):
 
 
 def _table(rows):
-    df = pd.DataFrame(rows, columns=["pollster", "question", "field_start", "field_end", "n", "talks", "continue"])
+    df = pd.DataFrame(
+        rows, columns=["pollster", "question", "field_start", "field_end", "n", "talks", "continue"]
+    )
     df["field_start"] = pd.to_datetime(df["field_start"])
     df["field_end"] = pd.to_datetime(df["field_end"])
     return df
@@ -125,7 +142,9 @@ def test_baselines_follow_their_definitions():
     # last reading of the reference series, answer by answer (continue from the one reporting it)
     assert backtest.baseline_answers("last_reading", *args) == {"talks": 54.0, "continue": 40.0}
     # any house, latest three reporting each answer
-    assert backtest.baseline_answers("last3_mean", *args) == pytest.approx({"talks": (54 + 40 + 44) / 3, "continue": (40 + 50 + 46) / 3})
+    assert backtest.baseline_answers("last3_mean", *args) == pytest.approx(
+        {"talks": (54 + 40 + 44) / 3, "continue": (40 + 50 + 46) / 3}
+    )
     mid = train["field_start"] + (train["field_end"] - train["field_start"]) / 2
     age = (start - mid).dt.total_seconds() / 86400
     weight = np.sqrt(train["n"].fillna(1600) / 1600) * 0.5 ** (age / backtest.HALF_LIFE_DAYS)
@@ -154,7 +173,9 @@ def test_score_is_the_dirichlet_mixture_density_and_coverage_is_per_answer(desig
 
 def test_baseline_predictions_cover_every_target_with_a_track_record(design):
     targets = backtest.backtest_targets(design, "2024-01-01")
-    per_target, per_answer = backtest.baseline_predictions(design, targets, np.random.default_rng(0))
+    per_target, per_answer = backtest.baseline_predictions(
+        design, targets, np.random.default_rng(0)
+    )
     assert set(per_target["method"]) == set(backtest.BASELINES)
     assert len(per_target) == len(targets) * len(backtest.BASELINES)
     scored = per_target[per_target["error"] == ""]
@@ -165,29 +186,72 @@ def test_baseline_predictions_cover_every_target_with_a_track_record(design):
 def test_backtest_table_has_one_row_per_method_with_the_issue_columns():
     per_target = pd.DataFrame(
         [
-            {"method": "model", "log_score": 3.0, "abs_error": 1.0, "covered50": 1.0, "covered90": 1.0, "gate_passed": True, "error": ""},
-            {"method": "model", "log_score": 1.0, "abs_error": 3.0, "covered50": 0.0, "covered90": 0.5, "gate_passed": False, "error": ""},
+            {
+                "method": "model",
+                "log_score": 3.0,
+                "abs_error": 1.0,
+                "covered50": 1.0,
+                "covered90": 1.0,
+                "gate_passed": True,
+                "error": "",
+            },
+            {
+                "method": "model",
+                "log_score": 1.0,
+                "abs_error": 3.0,
+                "covered50": 0.0,
+                "covered90": 0.5,
+                "gate_passed": False,
+                "error": "",
+            },
             {"method": "model", "error": "RuntimeError: boom"},
-            {"method": "last_reading", "log_score": 2.0, "abs_error": 2.0, "covered50": 0.5, "covered90": 1.0, "error": ""},
+            {
+                "method": "last_reading",
+                "log_score": 2.0,
+                "abs_error": 2.0,
+                "covered50": 0.5,
+                "covered90": 1.0,
+                "error": "",
+            },
         ]
     )
     table = backtest.summarise(per_target)
     assert list(table["method"]) == list(backtest.METHODS)
-    assert {"method", "n", "mean_log_score", "mae", "coverage50", "coverage90"} <= set(table.columns)
+    assert {"method", "n", "mean_log_score", "mae", "coverage50", "coverage90"} <= set(
+        table.columns
+    )
     row = table.set_index("method").loc["model"]
     assert (row["n"], row["failed"], row["gate_failures"]) == (2, 1, 1)
-    assert (row["mean_log_score"], row["mae"], row["coverage50"], row["coverage90"]) == (2.0, 2.0, 0.5, 0.75)
+    assert (row["mean_log_score"], row["mae"], row["coverage50"], row["coverage90"]) == (
+        2.0,
+        2.0,
+        0.5,
+        0.75,
+    )
     assert table.set_index("method").loc["weighted_average", "n"] == 0
 
 
 def test_sbc_ranks_and_coverage():
-    draws = {"low": np.linspace(1, 2, 400), "high": np.linspace(1, 2, 400), "mid": np.linspace(1, 2, 400)}
+    draws = {
+        "low": np.linspace(1, 2, 400),
+        "high": np.linspace(1, 2, 400),
+        "mid": np.linspace(1, 2, 400),
+    }
     table = sbc.ranks(draws, {"low": 0.0, "high": 3.0, "mid": 1.5}).set_index("quantity")
     assert table.loc["low", "rank"] == 0 and table.loc["high", "rank"] == sbc.RANK_DRAWS
     assert table.loc["mid", "covered50"] and not table.loc["low", "covered90"]
     rng = np.random.default_rng(0)
-    uniform = pd.DataFrame({"quantity": "u", "rank": rng.integers(0, sbc.RANK_DRAWS + 1, 400), "covered50": True, "covered90": True})
-    skewed = pd.DataFrame({"quantity": "s", "rank": np.zeros(400, int), "covered50": False, "covered90": False})
+    uniform = pd.DataFrame(
+        {
+            "quantity": "u",
+            "rank": rng.integers(0, sbc.RANK_DRAWS + 1, 400),
+            "covered50": True,
+            "covered90": True,
+        }
+    )
+    skewed = pd.DataFrame(
+        {"quantity": "s", "rank": np.zeros(400, int), "covered50": False, "covered90": False}
+    )
     summary = sbc.summarise(pd.concat([uniform, skewed])).set_index("quantity")
     assert summary.loc["u", "uniformity_p"] > 1e-3 and summary.loc["s", "uniformity_p"] < 1e-10
     assert summary.loc["s", "datasets"] == 400
