@@ -11,7 +11,7 @@ BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$$(cat
 DATA   := data/polls.csv data/questions.csv
 CONFIG := config/fit.toml
 
-.PHONY: help install lock data test lint fit plots validate bench clean
+.PHONY: help install lock data test lint fit plots notebook validate bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,12 @@ plots: $(STAMP) ## Draw runs/latest's figures (runs/latest/figures/) and report.
 	@# A run that failed the gate (exit 3) is still drawn: its report says what failed.
 	@if [ ! -e runs/latest ]; then $(PY) -m model fit --data data/polls.csv --config $(CONFIG) || [ $$? -eq 3 ]; fi
 	$(PY) -m model plots runs/latest
+
+# The example notebook, executed from the repository root (its fits use few draws: a minute or two)
+# and rendered for reading; the committed notebook has no outputs (tests/test_examples.py checks it).
+notebook: $(STAMP) ## Execute examples/quickstart.ipynb and render it to runs/quickstart.html (not committed)
+	$(PY) -m nbconvert --execute --to html --output-dir runs --ExecutePreprocessor.timeout=600 examples/quickstart.ipynb
+	@echo "open runs/quickstart.html"
 
 # Local Dask workers for `make validate` (WORKERS=2 make validate); the refits share the machine's cores.
 WORKERS ?= 1

@@ -20,7 +20,7 @@ EXIT_BAD_INPUT = 1
 EXIT_GATE_FAILED = 3
 EXIT_TASKS_FAILED = 4
 #: SBC datasets when ``validate`` is run with neither ``--backtest`` nor ``--sbc``.
-DEFAULT_SBC = 40
+DEFAULT_SBC = 200
 EXIT_INTERRUPTED = 130
 #: The project's own table and config, relative to the working directory (``make fit`` passes both).
 PROJECT_DATA = Path("data/polls.csv")
@@ -29,6 +29,8 @@ PROJECT_SOURCED = Path("data/readings_sourced.csv")
 PROJECT_QUESTIONS = Path("data/questions.csv")
 #: The run ``plots`` draws by default.
 DEFAULT_RUN = Path("runs/latest")
+#: The curve with one row per date, written by ``plots`` into the run folder for charting tools.
+CURVE_WIDE_NAME = "curve_wide.csv"
 
 
 def _count(text: str, *, minimum: int) -> int:
@@ -94,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     plots = sub.add_parser(
         "plots",
         help="draw a run's figures (RUN_FOLDER/figures/) and write RUN_FOLDER/report.html",
-        description="Writes RUN_FOLDER/figures/ (support_curve.png and .svg, adjusted, house_effects, question_effects, rank, energy, ppc) and RUN_FOLDER/report.html, then prints the paths written.",
+        description="Writes RUN_FOLDER/figures/ (support_curve.png and .svg, adjusted, house_effects, question_effects, rank, energy, ppc, and headline.png and .svg, a 1200x675 chart for an article), RUN_FOLDER/curve_wide.csv (the curve, one row per date, for charting tools) and RUN_FOLDER/report.html (with an interactive chart), then prints the paths written.",
     )
     plots.add_argument(
         "run_folder",
@@ -153,6 +155,21 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.since,
         help="first backtest target's field start (default: %(default)s)",
     )
+    val.add_argument(
+        "--candidates",
+        nargs="+",
+        default=[],
+        choices=["drift", "house_tau", "house_n"],
+        help="model candidates to backtest beside the model (each adds one refit per training set)",
+    )
+    val.add_argument(
+        "--horizons",
+        nargs="+",
+        type=lambda t: _count(t, minimum=0),
+        default=list(defaults.horizons),
+        metavar="MONTHS",
+        help="months between each target's cut-off and its field start (default: %(default)s)",
+    )
     _add_run_options(
         val,
         runs_help="where the validate-<timestamp> folder goes",
@@ -161,14 +178,12 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument(
         "--sbc-draws",
         type=lambda t: _count(t, minimum=1),
-        default=defaults.sbc_sampler.draws,
-        help="kept draws per chain of each SBC refit (default: %(default)s)",
+        help="kept draws per chain of each SBC refit (default: the config's, as the fit samples)",
     )
     val.add_argument(
         "--sbc-tune",
         type=lambda t: _count(t, minimum=0),
-        default=defaults.sbc_sampler.tune,
-        help="warm-up draws per chain of each SBC refit (default: %(default)s)",
+        help="warm-up draws per chain of each SBC refit (default: the config's)",
     )
 
     bench = sub.add_parser(
@@ -324,6 +339,7 @@ def _plots(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from model.config import ConfigError
+    from model.files import atomic_write_text
     from model.report import html, plots
     from model.results.run_folder import RunFolderError, load_run
 
@@ -355,15 +371,23 @@ def _plots(args: argparse.Namespace) -> int:
 
     run_id = folder.resolve().name
     figures = plots.make_figures(result, answer=args.answer, questions=questions, run_id=run_id)
+    article = None  # the chart for an article (figures/headline.png, .svg), not in the report
     try:
+        article = plots.plot_headline(result, run_id=run_id)
         written = plots.save_figures(figures, folder / "figures")
         pngs = {path.stem: path.read_bytes() for path in written if path.suffix == ".png"}
+        written += plots.save_headline(article, folder / "figures")
+        wide = result.curve_wide().to_csv(index=False, float_format="%.2f", date_format="%Y-%m-%d")
+        written.append(atomic_write_text(folder / CURVE_WIDE_NAME, wide))
         written.append(
-            html.write_report(result, folder, figures=pngs, run_id=run_id, sourced=sourced)
+            html.write_report(
+                result, folder, figures=pngs, run_id=run_id, sourced=sourced, questions=questions
+            )
         )
     finally:
-        for fig in figures.values():
-            plt.close(fig)
+        for fig in [*figures.values(), article]:
+            if fig is not None:
+                plt.close(fig)
     for path in written:
         print(path)
     return EXIT_OK
@@ -381,18 +405,17 @@ def _validate(args: argparse.Namespace) -> int:
     config = _config(args)
     polls = load_polls(args.data, answers=config.answers)
     both = not args.backtest and args.sbc is None
-    defaults = ValidateSettings()
+    sbc_overrides = {
+        k: v for k, v in (("draws", args.sbc_draws), ("tune", args.sbc_tune)) if v is not None
+    }
     settings = ValidateSettings(
         backtest=args.backtest or both,
         since=args.since,
+        horizons=tuple(sorted(set(args.horizons))),
+        candidates=tuple(args.candidates),
         sbc=DEFAULT_SBC if both else (args.sbc or 0),
         sampler=dataclasses.replace(config.sampler, **_sampler_overrides(args)),
-        sbc_sampler=dataclasses.replace(
-            defaults.sbc_sampler,
-            draws=args.sbc_draws,
-            tune=args.sbc_tune,
-            target_accept=config.sampler.target_accept,
-        ),
+        sbc_sampler=dataclasses.replace(config.sampler, **sbc_overrides),
         seed=args.seed
         if args.seed is not None
         else int(np.random.SeedSequence().generate_state(1)[0]),

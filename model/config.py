@@ -20,6 +20,8 @@ from typing import Any, Literal
 import pandas as pd
 
 Grid = Literal["day", "week", "month"]
+Trend = Literal["walk", "drift"]
+ByHouse = Literal["shared", "by_house"]
 
 #: Identification modes other than naming a reference pollster.
 ZERO_SUM = "zero_sum"
@@ -98,6 +100,11 @@ class Priors:
         the table (1000 if none is known).
     unknown_n_log_sd : float
         Sd of log(n) for an unknown sample size.
+    drift_sd_per_month : float
+        Sd of the constant drift of each answer logit, in logits per month (``trend = "drift"``).
+    nonsampling_house_sd : float
+        Half-normal scale of the spread of log non-sampling error between houses
+        (``nonsampling = "by_house"``).
     """
 
     level_sd: float = 1.5
@@ -108,6 +115,8 @@ class Priors:
     nonsampling_sd_pp: float = 3.0
     unknown_n_median: float | None = None
     unknown_n_log_sd: float = 0.5
+    drift_sd_per_month: float = 0.05
+    nonsampling_house_sd: float = 0.5
 
     def walk_scale(self, cell_days: float) -> float:
         """The walk's step-sd prior scale on a grid of ``cell_days``-day cells:
@@ -160,6 +169,16 @@ class Config:
         reading's field end the random walk continues with no data, so the band widens as the
         walk's estimated step size says; those cells are marked ``projected``. None (default): the
         curve ends with the last reading. A date before the last reading's field end is refused.
+    trend : {"walk", "drift"}
+        ``"walk"`` (default): the random walk (plus event jumps). ``"drift"``: plus a constant
+        zero-sum drift per answer logit (a slope; past the last reading the projection then
+        continues it).
+    nonsampling : {"shared", "by_house"}
+        One non-sampling error for every house (default), or one per house, partially pooled
+        (log-normal around the shared one).
+    unknown_n : {"shared", "by_house"}
+        The prior of an unknown sample size centres on the median known size of the whole table
+        (default) or of the reading's own house (the table's where the house states none).
     house_effects : str
         ``"zero_sum"`` (default: the curve is what the average house would report), the name of a
         reference pollster (the curve is what that house would report), or ``"anchors"`` (house
@@ -182,6 +201,9 @@ class Config:
     reference_question: str | None = None
     grid: Grid = "week"
     through: str | None = None
+    trend: Trend = "walk"
+    nonsampling: ByHouse = "shared"
+    unknown_n: ByHouse = "shared"
     house_effects: str = ZERO_SUM
     anchors: tuple[Anchor, ...] = ()
     events: tuple[Event, ...] = ()
@@ -195,6 +217,11 @@ class Config:
             problems.append(f"answers: {self.answers!r}; expected two or more distinct names")
         if self.grid not in ("day", "week", "month"):
             problems.append(f"grid: {self.grid!r}; expected 'day', 'week' or 'month'")
+        if self.trend not in ("walk", "drift"):
+            problems.append(f"trend: {self.trend!r}; expected 'walk' or 'drift'")
+        for name in ("nonsampling", "unknown_n"):
+            if getattr(self, name) not in ("shared", "by_house"):
+                problems.append(f"{name}: {getattr(self, name)!r}; expected 'shared' or 'by_house'")
         if self.house_effects == ANCHORS and not self.anchors:
             problems.append("house_effects = 'anchors' needs at least one entry in anchors")
         if self.anchors and self.house_effects != ANCHORS:
@@ -309,8 +336,14 @@ class Config:
 
     def hash(self) -> str:
         """Short, stable hash of the whole config (names run folders)."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:8]
+        return config_hash(self.to_dict())
+
+
+def config_hash(data: dict[str, Any]) -> str:
+    """The hash of a config's plain form (:meth:`Config.hash`), also of one stored by an earlier
+    version of the package, whose form lacks fields added since (their defaults keep its meaning)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def _is_date(text: str) -> bool:
@@ -319,6 +352,10 @@ def _is_date(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+#: Months between a backtest cut-off and its target's field start, by default.
+BACKTEST_HORIZONS = (0, 1, 3, 6, 9)
 
 
 @dataclass(frozen=True)
@@ -331,13 +368,19 @@ class ValidateSettings:
         Run the leave-future-out backtest.
     since : str
         First field-start date of the backtest's targets (ISO date).
+    horizons : tuple of int
+        Months between each target's cut-off and its field start (default 0, 1, 3, 6, 9).
+    candidates : tuple of str
+        Model candidates to backtest beside the model (``drift``, ``house_tau``, ``house_n``;
+        :data:`model.validation.backtest.CANDIDATES`).
     sbc : int
         Number of simulated datasets for simulation-based calibration (0: none).
     sampler : Sampler or None
         Sampler of each backtest refit; None (default) uses the fit config's, so the backtest
         judges the model as ``make fit`` runs it, and each refit faces the same diagnostics gate.
-    sbc_sampler : Sampler
-        Sampler of each SBC refit.
+    sbc_sampler : Sampler or None
+        Sampler of each SBC refit; None (default) uses the fit config's, so calibration checks
+        the sampler ``make fit`` runs.
     sbc_readings : int
         Readings in the SBC design.
     seed : int
@@ -353,11 +396,11 @@ class ValidateSettings:
 
     backtest: bool = True
     since: str = "2023-01-01"
+    horizons: tuple[int, ...] = BACKTEST_HORIZONS
+    candidates: tuple[str, ...] = ()
     sbc: int = 0
     sampler: Sampler | None = None
-    sbc_sampler: Sampler = field(
-        default_factory=lambda: Sampler(draws=500, tune=500, chains=4, target_accept=0.99)
-    )
+    sbc_sampler: Sampler | None = None
     sbc_readings: int = 40
     seed: int = 0
     workers: int = 1

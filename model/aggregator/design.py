@@ -98,6 +98,12 @@ class PollDesign:
         (poll,) bool: whether the reading's sample size is known.
     n : numpy.ndarray
         (poll,) sample size, NaN where unknown.
+    unknown_n_median : float
+        Median of the prior of an unknown sample size (the table's median known size, or
+        ``priors.unknown_n_median``).
+    house_n_medians : dict of str to float
+        With ``config.unknown_n = "by_house"``: each house's median known size (the table's for a
+        house that states none); empty otherwise.
     event_cell : numpy.ndarray
         Per event, the first grid cell it applies to.
     event_labels : tuple of str
@@ -132,6 +138,7 @@ class PollDesign:
     n_known: np.ndarray
     n: np.ndarray
     unknown_n_median: float
+    house_n_medians: dict[str, float]
     event_cell: np.ndarray
     event_labels: tuple[str, ...]
     anchor_cell: np.ndarray
@@ -156,6 +163,10 @@ class PollDesign:
     def projected(self) -> np.ndarray:
         """(time,) bool: cells starting after the last reading's field end, where no reading informs the curve."""
         return np.asarray(self.time > self.data_end)
+
+    def unknown_n_prior_median(self, pollster: str) -> float:
+        """The median of the prior of an unknown sample size of a reading by ``pollster``."""
+        return self.house_n_medians.get(pollster, self.unknown_n_median)
 
     @property
     def last_data_cell(self) -> int:
@@ -362,6 +373,11 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
     median = config.priors.unknown_n_median
     if median is None:
         median = float(np.median(n[n_known])) if n_known.any() else 1000.0
+    house_n_medians = {}
+    if config.unknown_n == "by_house":
+        for pollster in pollsters:
+            own = n[n_known & (polls["pollster"] == pollster).to_numpy()]
+            house_n_medians[pollster] = float(np.median(own)) if own.size else median
 
     return PollDesign(
         polls=polls,
@@ -398,6 +414,7 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
         n_known=n_known,
         n=n,
         unknown_n_median=median,
+        house_n_medians=house_n_medians,
         event_cell=event_cell,
         event_labels=tuple(e.label for e in config.events),
         anchor_cell=cell_of([pd.Timestamp(a.date) for a in config.anchors], time).astype(int),

@@ -24,7 +24,7 @@ from model.aggregator.names import (
     QUESTION,
     TIME,
 )
-from model.config import ANCHORS, ZERO_SUM, Config
+from model.config import ANCHORS, DAYS_PER_MONTH, ZERO_SUM, Config
 
 #: Dimensions whose length follows from the readings themselves (one more reading, a later month,
 #: a knot more): their lengths are data (shared variables), so the compiled model does not change
@@ -429,6 +429,11 @@ class PollAggregator:
                 event_cell = pm.Data("event_cell", d.event_cell, dims=EVENT)
                 after = pt.cast(pt.arange(eta.shape[0])[:, None] >= event_cell[None, :], "float64")
                 eta = eta + pt.dot(after, jump)
+            if self.config.trend == "drift":
+                # A constant zero-sum slope per answer logit, in logits per month from the first cell.
+                drift = pm.ZeroSumNormal("drift", sigma=priors.drift_sd_per_month, dims=ANSWER)
+                months = pt.arange(eta.shape[0]) * (d.cell_days / DAYS_PER_MONTH)
+                eta = eta + months[:, None] * drift[None, :]
             pm.Deterministic("share", 100 * pt.special.softmax(eta, axis=-1), dims=(TIME, ANSWER))
 
             # House and question effects (zero-sum over answers; reference question = 0).
@@ -496,11 +501,28 @@ class PollAggregator:
             # Sampling plus non-sampling error.
             nonsampling_sd = pm.HalfNormal("nonsampling_sd", sigma=priors.nonsampling_sd_pp)
             tau = nonsampling_sd / 50.0
+            if self.config.nonsampling == "by_house":
+                # Each house's non-sampling error, log-normal around the shared one (non-centred).
+                spread = pm.HalfNormal(
+                    "nonsampling_house_spread", sigma=priors.nonsampling_house_sd
+                )
+                house_z = pm.Normal("nonsampling_house_z", 0.0, 1.0, dims=POLLSTER)
+                by_house = pm.Deterministic(
+                    "nonsampling_sd_house", nonsampling_sd * pt.exp(spread * house_z), dims=POLLSTER
+                )
+                tau = (by_house / 50.0)[pollster_idx]
             n = n_stated
             if (~d.n_known).any():
                 log_n_z = pm.Normal("log_n_z", 0.0, 1.0, dims="poll_unknown_n")
-                # The median known size is data too (a new reading may move it).
-                log_n_median = pm.Data("log_unknown_n_median", np.log(d.unknown_n_median))
+                # The median known size is data too (a new reading may move it); by house, one per
+                # reading without a stated size.
+                if self.config.unknown_n == "by_house":
+                    medians = [d.unknown_n_prior_median(p) for p in d.polls["pollster"][~d.n_known]]
+                    log_n_median = pm.Data(
+                        "log_unknown_n_median", np.log(medians), dims="poll_unknown_n"
+                    )
+                else:
+                    log_n_median = pm.Data("log_unknown_n_median", np.log(d.unknown_n_median))
                 n_unknown = pm.Deterministic(
                     "n_unknown",
                     pt.exp(log_n_median + priors.unknown_n_log_sd * log_n_z),

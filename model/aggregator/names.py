@@ -28,13 +28,6 @@ SENSITIVITY_PRIORS = ("level", "walk_sd", "jump", "house_sd", "question_sd", "no
 #: the curve, the effects, the level, the jumps and the scales.
 COMPARED = ("share", "house_effect", "question_effect", "level", "jump", *HYPERPARAMETERS)
 
-#: The quantities simulation-based calibration ranks the truth among (before they are summarised).
-CALIBRATED = (
-    "walk_sd",
-    "nonsampling_sd",
-    "house_sd",
-    "question_sd",
-    "house_effect",
-    "question_effect",
-    "share",
-)
+#: The variables simulation-based calibration derives its ranked quantities from (the scales the
+#: data identify, the jumps, the effects whose pair sums it ranks, and the curve).
+CALIBRATED = ("walk_sd", "nonsampling_sd", "jump", "house_effect", "question_effect", "share")

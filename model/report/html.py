@@ -1,10 +1,11 @@
 """``report.html``: one self-contained page per run folder.
 
-The page holds the support curve, the latest estimate, house and question effects, event jumps,
-the diagnostics verdict with its table and figures, the model in a few sentences, and every
-reading used (and left out) with links to its sources. Figures are embedded as base64 PNG, so the
-file can be mailed or archived alone. Every string that comes from data is HTML-escaped; only
-``http``/``https`` source addresses become links.
+The page holds the support curve, the latest estimate, an interactive chart of the curve and the
+readings (:mod:`model.report.interactive`, Plotly), house and question effects, event jumps, the
+diagnostics verdict with its table and figures, the model in a few sentences, and every reading
+used (and left out) with links to its sources. Figures are embedded as base64 PNG and plotly.js is
+inlined, so the file can be mailed or archived alone and opens offline. Every string that comes
+from data is HTML-escaped; only ``http``/``https`` source addresses become links.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from model.files import atomic_write_text
-from model.report import plots
+from model.report import interactive, plots
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -35,6 +36,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SECTIONS = (
     "headline",
     "estimate",
+    "interactive",
     "closed-polls",
     "pooling",
     "house-effects",
@@ -86,6 +88,8 @@ table.footnote { font-size: 0.82rem; color: #444; }
 table.closed { font-size: 0.85rem; }
 table.closed td.why { font-size: 0.8rem; max-width: 22rem; }
 table.closed td:first-child { overflow-wrap: anywhere; max-width: 15rem; }
+.chart-sources { font-size: 0.85rem; color: #333; min-height: 1.4em; overflow-wrap: anywhere; }
+@media print { #interactive .interactive-chart, .chart-sources { display: none; } }
 """
 
 
@@ -190,8 +194,7 @@ def load_sources(path: str | Path | None = None) -> dict[str, dict[str, str]] | 
 
 
 def _safe_url(url: str) -> bool:
-    parts = urlsplit(url.strip())
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    return interactive.is_web_address(url)
 
 
 def source_cell(src_rows: Any, sources: dict[str, dict[str, str]] | None) -> str:
@@ -290,6 +293,31 @@ def _estimate_section(result: FitResult, figures, run_id: str) -> str:
             "(colour: pollster, shape: question family, area: sample size, hollow: sample size not published).",
         )
         + "</section>"
+    )
+
+
+def _interactive_section(result: FitResult, sources, questions) -> str:
+    """The curve and every reading in a Plotly chart (plotly.js inlined; see :mod:`model.report.interactive`)."""
+    design = result.design
+    projection = (
+        f" After {design.data_end:%d %B %Y}, the last reading's field end, the curve is a projection: paler "
+        "bands and a dashed median, the model's random walk run on with no readings."
+        if design.projected.any()
+        else ""
+    )
+    return (
+        '<section id="interactive"><h2>Explore the curve and the readings</h2>'
+        f"<p>The curve {esc(result.identification)}, asking {esc(result.reference_question)}: line, posterior "
+        f"median; bands, 50% and 90% intervals.{esc(projection)} Points: every reading (colour: pollster; shape: "
+        "question family; size: sample size; hollow: sample size not published). Hover a point for its house, "
+        "field dates, sample size, shares and sources; click it to list its source links under the chart. "
+        "Click a pollster in the legend to hide or show its readings. The buttons above the chart switch the "
+        f"points between the shares as published and the shares adjusted for house and question effects "
+        f"(roughly what {esc(result.compared_with)} would have published). Drag to zoom; double-click to reset. "
+        "The chart needs JavaScript; the static figures above and below are the same data for print.</p>"
+        '<div class="interactive-chart">'
+        + interactive.chart_html(result, questions=questions, sources=sources)
+        + "</div></section>"
     )
 
 
@@ -732,6 +760,7 @@ def build_report(
     *,
     run_id: str,
     sourced: str | Path | None = None,
+    questions: str | Path | Mapping[str, str] | None = None,
 ) -> str:
     """The report page as a string.
 
@@ -748,6 +777,9 @@ def build_report(
         The sourced table giving each ``src_row``'s address (the project's is
         ``data/readings_sourced.csv``; ``python -m model plots`` passes it); None: no links.
         When it is missing, the data table shows ``src_rows`` without links.
+    questions : path, mapping or None
+        The question codebook giving each question's family (marker shapes of the interactive chart;
+        the project's is ``data/questions.csv``).
 
     Returns
     -------
@@ -768,11 +800,12 @@ def build_report(
             )
             + f" · {len(result.polls)} readings from "
             f"{result.polls['pollster'].nunique()} pollsters · curve {esc(result.identification)} · diagnostics {esc(verdict)}</p>",
-            '<nav><a href="#headline">headline</a> · <a href="#estimate">curve</a> · <a href="#closed-polls">closed polls</a> · <a href="#pooling">pooling</a> · <a href="#house-effects">house effects</a> · '
+            '<nav><a href="#headline">headline</a> · <a href="#estimate">curve</a> · <a href="#interactive">explore</a> · <a href="#closed-polls">closed polls</a> · <a href="#pooling">pooling</a> · <a href="#house-effects">house effects</a> · '
             '<a href="#question-effects">question effects</a> · <a href="#events">events</a> · <a href="#diagnostics">diagnostics</a> · '
             '<a href="#model">model</a> · <a href="#data">data</a> · <a href="#excluded">left out</a></nav></header><main>',
             _headline_section(result),
             _estimate_section(result, figures, run_id),
+            _interactive_section(result, sources, questions),
             _closed_section(result),
             _pooling_section(figures),
             _house_section(result, figures),
@@ -827,5 +860,5 @@ def write_report(
     run_id = run_id or folder.resolve().name
     if figures is None:
         figures = plots.make_figures(result, answer=answer, questions=questions, run_id=run_id)
-    page = build_report(result, figures, run_id=run_id, sourced=sourced)
+    page = build_report(result, figures, run_id=run_id, sourced=sourced, questions=questions)
     return atomic_write_text(folder / REPORT_NAME, page)

@@ -68,6 +68,13 @@ FIGURE_NAMES = (
     "ppc",
 )
 SVG_FIGURES = ("support_curve",)
+#: The article chart (:func:`plot_headline`): 1200 x 675 pixels (16:9), as PNG at 96 dpi and as SVG
+#: (900 x 506.25 pt, which is 1200 x 675 CSS pixels).
+HEADLINE_NAME = "headline"
+HEADLINE_PIXELS = (1200, 675)
+HEADLINE_DPI = 96
+#: What the article chart's source line names as the model's author when the caller does not say.
+DEFAULT_CREDIT = "this project"
 
 
 # -- shared pieces -------------------------------------------------------------------------------
@@ -137,13 +144,13 @@ def _as_dates(values) -> np.ndarray:
     return pd.DatetimeIndex(values).to_numpy(dtype="datetime64[s]")
 
 
-def _date_axis(ax) -> None:
+def date_axis(ax) -> None:
     locator = mdates.AutoDateLocator(minticks=4, maxticks=10)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
-def _caption(fig: Figure, text: str, width: int = 160) -> None:
+def add_caption(fig: Figure, text: str, width: int = 160) -> None:
     """A left-aligned caption under the panels (constrained layout keeps room for it)."""
     fig.supxlabel("\n".join(textwrap.wrap(text, width)), x=0.01, ha="left", fontsize=8, color="0.2")
 
@@ -184,7 +191,7 @@ def _band_greys(bands: Mapping[float, pd.DataFrame]) -> dict[float, str]:
     return dict(zip(sorted(bands, reverse=True), BAND_GREYS))
 
 
-def _split_projection(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_projection(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The curve where readings inform it, and the projected stretch after them (starting at the
     last informed cell, so the two pieces join)."""
     projected = (
@@ -215,7 +222,7 @@ def _draw_curve(
     greys = _band_greys(bands)
     for interval in sorted(bands, reverse=True):
         part, grey = bands[interval], greys[interval]
-        data, ahead = _split_projection(part[part["answer"] == answer])
+        data, ahead = split_projection(part[part["answer"] == answer])
         ax.fill_between(
             _as_dates(data["date"]),
             data["lower"],
@@ -237,7 +244,7 @@ def _draw_curve(
                 gid=f"projected_band{round(100 * interval)}",
             )
     part = next(iter(bands.values()))
-    data, ahead = _split_projection(part[part["answer"] == answer])
+    data, ahead = split_projection(part[part["answer"] == answer])
     ax.plot(
         _as_dates(data["date"]),
         data["median"],
@@ -435,7 +442,7 @@ def plot_support(
         ax.set_title(name, loc="left", fontsize=11, fontweight="bold")
         ax.set_ylabel(f"{name} (% of respondents)")
         ax.grid(axis="y", color="0.9", linewidth=0.8)
-        _date_axis(ax)
+        date_axis(ax)
     axes[-1].set_xlabel("date (readings at the middle of their field period)")
 
     outer = max(intervals)
@@ -506,7 +513,7 @@ def plot_support(
             )
         )
     _legend(fig, handles)
-    _caption(
+    add_caption(
         fig,
         f"Run {run_id or default_run_id(result)}. Data to {result.design.data_end:%d %b %Y} (latest field end; "
         f"{len(polls)} readings, {polls['pollster'].nunique()} pollsters). Curve: {result.identification}, asking "
@@ -601,7 +608,7 @@ def plot_adjusted(
             )
             ax.set_title(f"{heading}\n{spread}" if row == 0 else spread, loc="left", fontsize=9)
             ax.grid(axis="y", color="0.9", linewidth=0.8)
-            _date_axis(ax)
+            date_axis(ax)
         axes[row, 0].set_ylabel(f"{name} (%)")
     for ax in axes[-1]:
         ax.set_xlabel("date (middle of the field period)")
@@ -653,7 +660,7 @@ def plot_adjusted(
         for f, m in markers.items()
     ]
     _legend(fig, handles)
-    _caption(
+    add_caption(
         fig,
         f"Run {run_id or default_run_id(result)}. Adjusted share = published share minus the posterior mean of the "
         "reading's house + question offset (percentage points averaged over the period, so the adjustment is "
@@ -760,7 +767,7 @@ def _forest_figure(
             )
         )
     _legend(fig, handles)
-    _caption(fig, caption)
+    add_caption(fig, caption)
     return fig
 
 
@@ -1052,7 +1059,7 @@ def plot_ppc(result: FitResult) -> Figure:
         fontsize=11,
     )
     abbrev = sorted({(_abbreviation(p), p) for p in result.polls["pollster"].unique()})
-    _caption(
+    add_caption(
         fig,
         "Pollsters: "
         + "; ".join(f"{a} = {p}" for a, p in abbrev)
@@ -1064,6 +1071,288 @@ def plot_ppc(result: FitResult) -> Figure:
 def plot_diagnostics(result: FitResult) -> dict[str, Figure]:
     """The three diagnostic figures: ``rank`` (hyperparameters), ``energy`` and ``ppc`` (per reading)."""
     return {"rank": plot_rank(result), "energy": plot_energy(result), "ppc": plot_ppc(result)}
+
+
+# -- the article chart ---------------------------------------------------------------------------
+def _field_span(start, end) -> str:
+    a, b = pd.Timestamp(start), pd.Timestamp(end)
+    if a == b:
+        return f"{a:%-d %b %Y}"
+    if (a.year, a.month) == (b.year, b.month):
+        return f"{a:%-d}–{b:%-d %b %Y}"
+    return f"{a:%-d %b %Y} – {b:%-d %b %Y}"
+
+
+def headline_title(result: FitResult) -> str:
+    """The article chart's title: the finding, stated from :meth:`FitResult.headline`.
+
+    E.g. "Support for talks: 64% (90% interval 57–72) on 28 Nov 2026": the first answer's median
+    and interval on the date the curve runs through, rounded as the headline sentence rounds them.
+    """
+    head = result.headline()
+    first = next(iter(head["answers"]))
+    now = head["answers"][first]["as_of"]
+    width = round(100 * head["interval"])
+    return (
+        f"Support for {first}: {now['median']:.0f}% ({width}% interval "
+        f"{now['lower']:.0f}–{now['upper']:.0f}) on {pd.Timestamp(head['as_of']):%-d %b %Y}"
+    )
+
+
+def houses_in_fit(result: FitResult) -> list[str]:
+    """The pollsters of the fit's readings, most readings first (ties in the fit's house order)."""
+    order = {p: i for i, p in enumerate(house_colours(result))}
+    counts = result.polls["pollster"].value_counts()
+    return sorted(counts.index, key=lambda p: (-counts[p], order.get(p, len(order)), p))
+
+
+def headline_source_line(result: FitResult, *, credit: str = DEFAULT_CREDIT) -> str:
+    """The article chart's source line: the houses in the fit, the model and who ran it."""
+    return (
+        f"Source: {', '.join(houses_in_fit(result))}; model: Bayesian aggregation with house and "
+        f"wording effects, {credit}."
+    )
+
+
+def _spread_labels(values: list[float], gap: float) -> list[float]:
+    """Label heights near ``values``, at least ``gap`` apart (keeps their order)."""
+    order = np.argsort(values)
+    placed = np.asarray(values, dtype=float)[order].copy()
+    for i in range(1, len(placed)):
+        placed[i] = max(placed[i], placed[i - 1] + gap)
+    out = np.empty_like(placed)
+    out[order] = placed
+    return [float(v) for v in out]
+
+
+def plot_headline(
+    result: FitResult,
+    *,
+    answers: list[str] | None = None,
+    credit: str = DEFAULT_CREDIT,
+    run_id: str | None = None,
+    intervals: tuple[float, float] = (0.5, 0.9),
+) -> Figure:
+    """A chart for an article: 1200 x 675 pixels, its title stating the finding.
+
+    The title gives the first answer's share on the date the curve runs through with its interval
+    (:func:`headline_title`); under it, the last reading (house and field dates), how far the curve
+    is projected past it, and what the curve is (which house and question it is expressed as). One
+    panel: each answer's median and 50%/90% bands in its own colour, labelled at its end, the
+    published readings as faint dots, configured events, and the projection after the last reading
+    drawn dashed and paler with the words "projection: no reading since <date>". A source line at
+    the foot names the houses in the fit and the model.
+
+    Parameters
+    ----------
+    result : FitResult
+    answers : list of str, optional
+        The answers to draw (default: every answer; the title is always about the first).
+    credit : str
+        Who ran the model, for the source line (default "this project").
+    run_id : str, optional
+        The run's name, added to the source line.
+    intervals : tuple of float
+        The two band widths.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Sized for :data:`HEADLINE_DPI` (save it with :func:`save_headline`). The title is the
+        figure's ``suptitle``; texts carry ``gid`` ``"subtitle"``, ``"source"``, ``"end_label"``
+        and ``"projection_label"``; the median lines ``"median"`` and ``"projected_median"``.
+
+    Raises
+    ------
+    ValueError
+        If an answer is not a fitted answer.
+    """
+    chosen = list(result.config.answers) if answers is None else list(answers)
+    for answer in chosen:
+        _answers(result, answer)
+    head = result.headline()
+    design = result.design
+    width_px, height_px = HEADLINE_PIXELS
+    fig = plt.figure(figsize=(width_px / HEADLINE_DPI, height_px / HEADLINE_DPI), dpi=HEADLINE_DPI)
+    colours = {a: OKABE_ITO[i % len(OKABE_ITO)] for i, a in enumerate(result.config.answers)}
+
+    def y_of(pixels_from_top: float) -> float:
+        return 1 - pixels_from_top / height_px
+
+    left = 28 / width_px
+    fig.suptitle(
+        "\n".join(textwrap.wrap(headline_title(result), 70)),
+        x=left,
+        y=y_of(18),
+        ha="left",
+        va="top",
+        fontsize=21,
+        fontweight="bold",
+    )
+    title_lines = len(textwrap.wrap(headline_title(result), 70))
+    last = head["last_reading"]
+    reading = f"{last['pollster']}, {_field_span(last['field_start'], last['field_end'])}"
+    if head["projected"]:
+        from model.results.headline import how_far
+
+        when = (
+            f"Last reading: {reading}. After it the curve is projected "
+            f"{how_far(head['days_past_last_reading'])} with no data (dashed, paler)."
+        )
+    else:
+        when = f"Last reading: {reading}; the curve ends there."
+    what = (
+        f"Share of respondents, {head['curve']['identification']}, asking {head['curve']['question']}. "
+        f"Line: median; bands: {' and '.join(_interval_label(i) for i in sorted(intervals))} "
+        "intervals; dots: published readings, not adjusted."
+    )
+    subtitle = "\n".join([*textwrap.wrap(when, 135), *textwrap.wrap(what, 135)])
+    top = 18 + 30 * title_lines + 8
+    fig.text(
+        left, y_of(top), subtitle, ha="left", va="top", fontsize=11, color="0.25", gid="subtitle"
+    )
+    top += 17 * (subtitle.count("\n") + 1) + 18
+    source = headline_source_line(result, credit=credit)
+    if run_id:
+        source += f" Run {run_id}."
+    fig.text(
+        left,
+        y_of(height_px - 14),
+        "\n".join(textwrap.wrap(source, 150)),
+        ha="left",
+        va="bottom",
+        fontsize=9,
+        color="0.35",
+        gid="source",
+    )
+    bottom = 14 + 15 * len(textwrap.wrap(source, 150)) + 34
+    ax = fig.add_axes(
+        (
+            64 / width_px,
+            bottom / height_px,
+            1 - (64 + 150) / width_px,
+            1 - (top + bottom) / height_px,
+        )
+    )
+
+    bands = {interval: result.support_curve(interval) for interval in sorted(intervals)}
+    alphas = dict(zip(sorted(intervals, reverse=True), (0.18, 0.32)))
+    for answer in chosen:
+        colour = colours[answer]
+        for interval in sorted(intervals, reverse=True):
+            part = bands[interval]
+            data, ahead = split_projection(part[part["answer"] == answer])
+            for piece, alpha, gid in (
+                (data, alphas[interval], f"band{round(100 * interval)}"),
+                (
+                    ahead,
+                    alphas[interval] * PROJECTED_ALPHA,
+                    f"projected_band{round(100 * interval)}",
+                ),
+            ):
+                if len(piece):
+                    ax.fill_between(
+                        _as_dates(piece["date"]),
+                        piece["lower"],
+                        piece["upper"],
+                        color=colour,
+                        alpha=alpha,
+                        linewidth=0,
+                        zorder=1,
+                        gid=gid,
+                    )
+        reported = result.polls[answer].notna()
+        ax.scatter(
+            _as_dates(reading_midpoints(result.polls[reported])),
+            result.polls.loc[reported, answer],
+            s=14,
+            color=colour,
+            alpha=0.35,
+            linewidths=0,
+            zorder=2,
+            gid="readings",
+        )
+        part = bands[max(intervals)]
+        data, ahead = split_projection(part[part["answer"] == answer])
+        ax.plot(
+            _as_dates(data["date"]),
+            data["median"],
+            color=colour,
+            linewidth=2.4,
+            zorder=3,
+            gid="median",
+        )
+        if len(ahead):
+            ax.plot(
+                _as_dates(ahead["date"]),
+                ahead["median"],
+                color=colour,
+                linewidth=2.2,
+                linestyle="--",
+                zorder=3,
+                gid="projected_median",
+            )
+    _draw_events(ax, result, label=True)
+    upper = max(float(bands[max(intervals)]["upper"].max()), 0.0)
+    ax.set_ylim(0, min(100.0, 10 * np.ceil((upper + 4) / 10)))
+    end = _as_dates([design.time[-1]])[0]
+    ax.set_xlim(_as_dates([design.time[0]])[0], end)
+    if design.projected.any():
+        data_end = _as_dates([design.data_end])[0]
+        ax.axvline(data_end, color="0.45", linestyle=":", linewidth=1.2, zorder=1.5, gid="data_end")
+        ax.annotate(
+            projection_label(design.data_end).replace(": ", ":\n", 1),
+            xy=(data_end, 0.98),
+            xycoords=("data", "axes fraction"),
+            xytext=(5, 0),
+            textcoords="offset points",
+            ha="left",
+            va="top",
+            fontsize=10,
+            color="0.25",
+            gid="projection_label",
+        )
+    latest = result.latest_estimate(max(intervals)).set_index("answer")
+    gap = 0.055 * (ax.get_ylim()[1] - ax.get_ylim()[0])
+    heights = _spread_labels([float(latest.loc[a, "median"]) for a in chosen], gap)
+    for answer, height in zip(chosen, heights):
+        ax.annotate(
+            f"{answer} {latest.loc[answer, 'median']:.0f}%",
+            xy=(end, height),
+            xycoords="data",
+            xytext=(8, 0),
+            textcoords="offset points",
+            ha="left",
+            va="center",
+            fontsize=13,
+            fontweight="bold",
+            color=colours[answer],
+            annotation_clip=False,
+            gid="end_label",
+        )
+    from matplotlib.ticker import PercentFormatter
+
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax.grid(axis="y", color="0.88", linewidth=0.8)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.tick_params(labelsize=11)
+    date_axis(ax)
+    return fig
+
+
+def save_headline(fig: Figure, folder: str | Path, name: str = HEADLINE_NAME) -> list[Path]:
+    """Write the article chart as ``<name>.png`` (1200 x 675 pixels) and ``<name>.svg``, each whole or not at all.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The two files.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    png = atomic_write(folder / f"{name}.png", functools.partial(fig.savefig, dpi=HEADLINE_DPI))
+    svg = atomic_write(folder / f"{name}.svg", fig.savefig)
+    return [png, svg]
 
 
 # -- all figures ---------------------------------------------------------------------------------

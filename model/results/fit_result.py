@@ -104,6 +104,18 @@ class FitResult:
             lambda i: summaries.support_curve(self.posterior, i, self.design.projected),
         )
 
+    def curve_wide(self, interval: float | None = None) -> pd.DataFrame:
+        """The support curve with one row per date (``curve_wide.csv``, for newsroom charting tools).
+
+        Columns ``date``, then per answer ``<answer>_median``, ``<answer>_lower_<width>``,
+        ``<answer>_upper_<width>`` (percent; width 90 by default), then ``projected``. See
+        :func:`model.results.summaries.curve_wide`.
+        """
+        interval = interval or self.config.interval
+        return summaries.curve_wide(
+            self.support_curve(interval), self.config.answers, interval=interval
+        )
+
     def house_effects(self, interval: float | None = None) -> pd.DataFrame:
         """House effects in percentage points (see :func:`model.results.summaries.house_effects`)."""
         return self._summary(
@@ -272,6 +284,12 @@ class FitResult:
         from model.report import plots  # presentation, imported only when drawn
 
         return plots.plot_question_effects(self)
+
+    def plot_headline(self, **kwargs):
+        """The chart for an article, 1200 x 675 pixels, titled with the finding (:func:`model.report.plots.plot_headline`)."""
+        from model.report import plots  # presentation, imported only when drawn
+
+        return plots.plot_headline(self, **kwargs)
 
     def plot_diagnostics(self):
         """Rank plots, energy plot and per-reading predictive check, as a dict of figures."""

@@ -47,7 +47,7 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from model.config import Config
+from model.config import Config, config_hash
 from model.files import json_text, staged_folder
 from model.results.fit_result import FitResult
 
@@ -166,9 +166,11 @@ def load_run(folder: str | Path):
         raise RunFolderError(f"{folder / 'posterior.nc'}: " + "; ".join(problems))
     stored = json.loads((folder / "config.json").read_text())
     config = Config.from_dict(stored["config"], source=str(folder / "config.json"))
-    if config.hash() != idata.attrs.get("config_hash"):
+    # the config as stored, so a run written before a config field was added still loads
+    if config_hash(stored["config"]) != idata.attrs.get("config_hash"):
         raise RunFolderError(
-            f"{folder}: config.json (hash {config.hash()}) does not match posterior.nc (hash {idata.attrs.get('config_hash')})"
+            f"{folder}: config.json (hash {config_hash(stored['config'])}) does not match posterior.nc "
+            f"(hash {idata.attrs.get('config_hash')})"
         )
     polls = pd.read_csv(
         folder / "polls.csv",

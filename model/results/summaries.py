@@ -83,6 +83,58 @@ def support_curve(
     return frame
 
 
+def curve_wide(
+    curve: pd.DataFrame, answers: Sequence[str] | None = None, *, interval: float | None = None
+) -> pd.DataFrame:
+    """The support curve with one row per date: the shape newsroom charting tools import.
+
+    Parameters
+    ----------
+    curve : pandas.DataFrame
+        :func:`support_curve` (columns ``date``, ``answer``, ``median``, ``lower``, ``upper``,
+        ``projected``).
+    answers : sequence of str, optional
+        The answers, in the order of the columns (default: their order of first appearance).
+    interval : float, optional
+        The width of the curve's interval, written into the column names (``talks_lower_90``);
+        without it the columns are ``<answer>_lower`` and ``<answer>_upper``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``date`` (the grid cell's first day), then for every answer ``<answer>_median``,
+        ``<answer>_lower[_<width>]``, ``<answer>_upper[_<width>]`` (percent), then ``projected``
+        (no reading informs the cell: the model's random walk run on past the last reading).
+
+    Raises
+    ------
+    ValueError
+        If ``curve`` lacks a column, an answer is not in it, or a date lacks an answer.
+    """
+    needed = {"date", "answer", "median", "lower", "upper", "projected"}
+    missing = sorted(needed - set(curve.columns))
+    if missing:
+        raise ValueError(f"the curve lacks column(s) {missing}; expected support_curve()'s table")
+    present = list(pd.unique(curve["answer"]))
+    answers = present if answers is None else list(answers)
+    unknown = [a for a in answers if a not in present]
+    if unknown:
+        raise ValueError(f"answer(s) {unknown} are not in the curve (it has {present})")
+    suffix = "" if interval is None else f"_{round(100 * interval)}"
+    dates = pd.DatetimeIndex(sorted(pd.unique(curve["date"])))
+    wide = pd.DataFrame({"date": dates})
+    for answer in answers:
+        part = curve[curve["answer"] == answer].set_index("date").reindex(dates)
+        if part["median"].isna().any():
+            raise ValueError(f"answer {answer!r} has no value on some dates of the curve")
+        wide[f"{answer}_median"] = part["median"].to_numpy(dtype=float)
+        wide[f"{answer}_lower{suffix}"] = part["lower"].to_numpy(dtype=float)
+        wide[f"{answer}_upper{suffix}"] = part["upper"].to_numpy(dtype=float)
+    projected = curve.groupby("date")["projected"].any().reindex(dates)
+    wide["projected"] = projected.to_numpy(dtype=bool)
+    return wide
+
+
 def field_period_logits(
     posterior: xr.Dataset, first_cell: Sequence[int], last_cell: Sequence[int]
 ) -> np.ndarray:

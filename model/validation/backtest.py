@@ -1,42 +1,56 @@
-r"""Leave-future-out backtest: refit on the past, predict the next reference reading, score it.
+r"""Leave-future-out backtest: refit on the past, predict readings up to nine months ahead, score.
 
-For every reading by the reference house on the reference question (Levada Center on its own
-question, in the project config) whose field period starts on or after ``since``, the model is
-refitted on the readings whose field period *ended before that reading's began*, and the reading is
-predicted: the posterior predictive distribution of its reported shares, sampling noise included.
+**Targets.** Every reading by the reference house on the reference question (Levada Center on its
+own question, in the project config) whose field period starts on or after ``since``, and every
+reading of another house and question that has at least :data:`MIN_SERIES_READINGS` earlier
+readings (Russian Field's, on the shipped data: predicted as the curve plus that house's offset,
+the only test of the house-effect machinery). Each target is predicted from cut-offs
+:data:`HORIZONS` months before its field start: the refit sees exactly the readings whose field
+period ended before the cut-off, so a 6-month horizon tests the projection past the last reading
+that users read today. The last :data:`CONFIRMATION_TARGETS` reference targets form a confirmation
+set, reported on its own (not looked at while choosing a model).
 
-Every method is scored the same way, from a predictive distribution over the reading's observed
-components (its reported answers plus the merged rest, as in the model's likelihood):
+**Refits.** Every distinct training set is fitted once per refitted method and predicts every
+target it serves (a refit's grid runs through its last target's field end, ``Config.through``).
+Its design is built from its own training readings only: the walk's knots, the median known
+sample size and every other data-derived choice, so no refit inherits knots placed where later
+readings pin the trend; events dated after its last training reading are unknown to it and left
+out. Refits of one structure share one compiled model (the sizes are data).
+
+Every method is scored from a predictive distribution over the target's observed components (its
+reported answers plus the merged rest, as in the model's likelihood):
 
 * ``log_score``: the log predictive density of the observed components,
   :math:`\log \frac{1}{S}\sum_s \mathrm{Dirichlet}(y \mid \alpha_s)` (higher is better);
-* ``abs_error``: the absolute error of the predictive median of each reported answer, in points;
+* ``abs_error`` / ``signed_error``: the (absolute) error of the predictive median of each reported
+  answer, in points (median minus observed);
 * ``covered50`` / ``covered90``: whether the central 50% / 90% predictive interval of each reported
   answer holds the observed share.
 
-Methods (the ``method`` column of ``backtest.csv``):
+Methods (the ``method`` column):
 
 ``model``
     The project's model, as configured.
+``reference_only``
+    The same model fitted to the reference house's readings on the reference question alone (the
+    strong yardstick: does pooling other houses help?). Predicts reference targets only.
 ``no_house_effects``
     The same model with every reading treated as the reference house asking the reference
     question: no house or question effects (what pooling without adjustment gives).
 ``last_reading``
-    The reference house's latest reading (each answer from the latest reading reporting it).
+    The target series' latest reading (each answer from the latest reading reporting it).
 ``last3_mean``
     The mean of the latest three readings of any house (per answer, over readings reporting it).
 ``weighted_average``
     A sample-size-weighted, exponentially time-decayed average of every house's readings, without
-    house effects (a FiveThirtyEight-style average): weight :math:`\sqrt{n_i / \tilde n} \cdot
-    2^{-a_i / h}` with :math:`\tilde n` the median known sample size (unknown :math:`n_i` take it),
-    :math:`a_i` the days from the reading's mid-field date to the target's start and half-life
-    :data:`HALF_LIFE_DAYS`.
+    house effects: weight :math:`\sqrt{n_i / \tilde n} \cdot 2^{-a_i / h}` with :math:`\tilde n`
+    the median known sample size (unknown :math:`n_i` take it), :math:`a_i` the days from the
+    reading's mid-field date to the cut-off and half-life :data:`HALF_LIFE_DAYS`.
 
 The three baselines give a point estimate; their predictive distribution is a Dirichlet around it
 with concentration :math:`1/c = 1/n + \tau_b^2`, where :math:`\tau_b^2` is the baseline's own excess
-error, estimated by moments from its errors on the earlier reference readings of the same training
-set (a user would judge a simple average by its track record). So every method is scored on the same
-density scale and the comparison is about the centre *and* the honesty of the spread.
+error at the same horizon, estimated by moments from its errors on the earlier readings of the
+target's series in the same training set. So every method is scored on the same density scale.
 """
 
 from __future__ import annotations
@@ -47,15 +61,54 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln, logsumexp, softmax
 
-from model.aggregator.design import PollDesign
-from model.config import Config, ConfigError
+from model.aggregator.design import PollDesign, cell_of
+from model.config import BACKTEST_HORIZONS, Config, ConfigError
 from model.data.polls import reading_midpoints
 
 MODEL = "model"
+REFERENCE_ONLY = "reference_only"
 NO_EFFECTS = "no_house_effects"
+#: The methods refitted with the model (each refit a Dask task).
+REFITTED = (MODEL, REFERENCE_ONLY, NO_EFFECTS)
 BASELINES = ("last_reading", "last3_mean", "weighted_average")
-#: The refitted variants and the baselines, in the order ``backtest.csv`` lists them.
-METHODS = (MODEL, NO_EFFECTS, *BASELINES)
+#: Every method, in the order the tables list them.
+METHODS = (*REFITTED, *BASELINES)
+#: Model candidates (``validate --candidates``): name -> the config fields they change. Each is
+#: refitted as method ``model+<name>`` on the model's training sets, to be adopted only if the
+#: backtest shows it helps.
+CANDIDATES = {
+    "drift": {"trend": "drift"},
+    "house_tau": {"nonsampling": "by_house"},
+    "house_n": {"unknown_n": "by_house"},
+}
+
+
+def candidate_method(name: str) -> str:
+    """The method name of a model candidate (``model+drift``)."""
+    if name not in CANDIDATES:
+        raise ConfigError(
+            f"unknown model candidate {name!r}; expected some of {sorted(CANDIDATES)}"
+        )
+    return f"{MODEL}+{name}"
+
+
+def methods_of(table: pd.DataFrame) -> list[str]:
+    """The methods present in ``table``, the model first, then its candidates, then the rest in
+    :data:`METHODS` order."""
+    present = list(dict.fromkeys(table["method"])) if len(table) else []
+    candidates = sorted(m for m in present if m.startswith(f"{MODEL}+"))
+    ordered = [MODEL, *candidates, *[m for m in METHODS if m != MODEL]]
+    return [m for m in ordered if m in present or m in METHODS]
+
+
+#: Months between a cut-off and its target's field start.
+HORIZONS = BACKTEST_HORIZONS
+#: Reference readings a training set needs (the baselines' track record needs as many).
+MIN_TRAINING_REFERENCE = 3
+#: Earlier readings a non-reference house and question need for their readings to be targets.
+MIN_SERIES_READINGS = 3
+#: The last reference targets, kept apart as a confirmation set.
+CONFIRMATION_TARGETS = 6
 #: Half-life of the weighted average's time decay, in days.
 HALF_LIFE_DAYS = 30.0
 #: Fewest earlier errors a baseline's spread is estimated from.
@@ -68,61 +121,169 @@ MIN_SHARE = 0.005
 
 @dataclass(frozen=True)
 class Target:
-    """One backtest target: a reference reading and the training set before it."""
+    """One prediction: a reading, the horizon it is predicted at, and the training set before it.
+
+    Attributes
+    ----------
+    source_row, poll_id : int, str
+        The reading (``source_row`` identifies it in the poll table).
+    series : str
+        ``"<pollster> | <question>"``.
+    reference : bool
+        The reference house asking the reference question.
+    confirmation : bool
+        One of the last :data:`CONFIRMATION_TARGETS` reference targets.
+    field_start, field_end : pandas.Timestamp
+    horizon : int
+        Months between the cut-off and the field start.
+    cutoff : pandas.Timestamp
+        ``field_start`` minus ``horizon`` months; the training readings ended before it.
+    training_rows : tuple of int
+        ``source_row`` of every training reading.
+    """
 
     source_row: int
     poll_id: str
+    series: str
+    reference: bool
+    confirmation: bool
     field_start: pd.Timestamp
-    training_rows: tuple[int, ...]  # source_row of every training reading
+    field_end: pd.Timestamp
+    horizon: int
+    cutoff: pd.Timestamp
+    training_rows: tuple[int, ...]
 
 
-def pooled_variant(design: PollDesign, config: Config) -> tuple[pd.DataFrame, Config]:
-    """The ``no_house_effects`` variant: every reading relabelled as the reference house asking the
-    reference question, so the model has neither house nor question effects; and its config."""
+@dataclass(frozen=True)
+class Refit:
+    """One refit: a method, a training set and the targets it predicts (one Dask task)."""
+
+    method: str
+    training_rows: tuple[int, ...]
+    targets: tuple[Target, ...]
+
+    @property
+    def cutoff(self) -> pd.Timestamp:
+        """The latest cut-off among its targets (they share the training set)."""
+        return max(t.cutoff for t in self.targets)
+
+
+def _series(polls: pd.DataFrame) -> pd.Series:
+    return polls["pollster"] + " | " + polls["question"]
+
+
+def _reference_series(design: PollDesign) -> str:
     if design.reference_pollster is None:
         raise ConfigError(
             "the backtest needs a reference pollster (config house_effects = '<pollster>')"
         )
-    pooled = design.polls.drop(columns=["poll_id"]).copy()
-    pooled["pollster"] = design.reference_pollster
-    pooled["question"] = design.questions[0]
-    return pooled, config.replace(questions=(design.questions[0],))
+    return f"{design.reference_pollster} | {design.questions[0]}"
 
 
-def backtest_targets(design: PollDesign, since: str | pd.Timestamp) -> list[Target]:
-    """Reference-house readings on the reference question from ``since`` on, with their training sets.
+def backtest_targets(
+    design: PollDesign, since: str | pd.Timestamp, horizons: tuple[int, ...] = HORIZONS
+) -> list[Target]:
+    """Every (reading, horizon) the backtest predicts, with its training set.
 
-    A target's training set is every selected reading whose field period ended before the target's
-    began. Targets with no earlier reference reading (nothing to compare the baselines with) are
-    left out.
+    A reading from ``since`` on is a target at horizon ``h`` when the readings that ended before
+    its field start minus ``h`` months include :data:`MIN_TRAINING_REFERENCE` reference readings
+    and, for a non-reference series, :data:`MIN_SERIES_READINGS` readings of its own series.
+
+    Raises
+    ------
+    ConfigError
+        Without a reference pollster.
     """
-    if design.reference_pollster is None:
-        raise ConfigError(
-            "the backtest needs a reference pollster (config house_effects = '<pollster>')"
-        )
+    reference = _reference_series(design)
     polls = design.polls
-    is_reference = (polls["pollster"] == design.reference_pollster) & (
-        polls["question"] == design.questions[0]
+    series = _series(polls)
+    candidates = np.flatnonzero(
+        polls["field_start"].to_numpy() >= np.datetime64(pd.Timestamp(since))
     )
+    reference_starts = sorted(
+        polls["field_start"].iloc[i] for i in candidates if series.iloc[i] == reference
+    )
+    confirmation = set(reference_starts[-CONFIRMATION_TARGETS:])
     targets = []
-    for i in np.flatnonzero(is_reference & (polls["field_start"] >= pd.Timestamp(since))):
-        before = polls["field_end"] < polls["field_start"].iloc[i]
-        if not (before & is_reference).any():
-            continue
-        targets.append(
-            Target(
-                source_row=int(polls["source_row"].iloc[i]),
-                poll_id=str(polls["poll_id"].iloc[i]),
-                field_start=polls["field_start"].iloc[i],
-                training_rows=tuple(int(r) for r in polls.loc[before, "source_row"]),
+    for i in candidates:
+        start = polls["field_start"].iloc[i]
+        own = series.iloc[i]
+        for horizon in horizons:
+            cutoff = start - pd.DateOffset(months=horizon)
+            before = (polls["field_end"] < cutoff).to_numpy()
+            if (before & (series == reference).to_numpy()).sum() < MIN_TRAINING_REFERENCE:
+                continue
+            if (
+                own != reference
+                and (before & (series == own).to_numpy()).sum() < MIN_SERIES_READINGS
+            ):
+                continue
+            targets.append(
+                Target(
+                    source_row=int(polls["source_row"].iloc[i]),
+                    poll_id=str(polls["poll_id"].iloc[i]),
+                    series=own,
+                    reference=own == reference,
+                    confirmation=own == reference and start in confirmation,
+                    field_start=start,
+                    field_end=polls["field_end"].iloc[i],
+                    horizon=int(horizon),
+                    cutoff=pd.Timestamp(cutoff),
+                    training_rows=tuple(int(r) for r in polls.loc[before, "source_row"]),
+                )
             )
-        )
     return targets
 
 
-def training_weights(design: PollDesign, target: Target) -> np.ndarray:
-    """1 for the target's training readings, 0 for every other reading of ``design``."""
-    return design.polls["source_row"].isin(target.training_rows).to_numpy().astype(float)
+def plan_refits(targets: list[Target], methods: tuple[str, ...] = REFITTED) -> list[Refit]:
+    """One refit per method and distinct training set, predicting every target that set serves
+    (``reference_only`` only the reference targets)."""
+    by_training: dict[tuple[int, ...], list[Target]] = {}
+    for target in targets:
+        by_training.setdefault(target.training_rows, []).append(target)
+    refits = []
+    for method in methods:
+        for training, group in by_training.items():
+            served = tuple(t for t in group if method != REFERENCE_ONLY or t.reference)
+            if served:
+                refits.append(Refit(method=method, training_rows=training, targets=served))
+    return refits
+
+
+def refit_table(design: PollDesign, config: Config, refit: Refit) -> tuple[pd.DataFrame, Config]:
+    """A refit's training readings (as its method sees them) and config.
+
+    The config runs the grid through the refit's last target and keeps only the events its
+    training readings can identify (dated inside them): a forecaster at the cut-off would not know
+    of a later one. ``reference_only`` keeps the reference series alone; ``no_house_effects``
+    relabels every reading as the reference series.
+    """
+    polls = design.polls
+    table = polls[polls["source_row"].isin(refit.training_rows)].drop(columns=["poll_id"])
+    reference = _reference_series(design)
+    questions = config.questions
+    if refit.method.startswith(f"{MODEL}+"):
+        config = config.replace(**CANDIDATES[refit.method.split("+", 1)[1]])
+    elif refit.method == REFERENCE_ONLY:
+        table = table[_series(table) == reference]
+        questions = (design.questions[0],)
+    elif refit.method == NO_EFFECTS:
+        table = table.assign(pollster=design.reference_pollster, question=design.questions[0])
+        questions = (design.questions[0],)
+    elif refit.method != MODEL:
+        raise ValueError(
+            f"unknown refitted method {refit.method!r}; expected one of {REFITTED} or a candidate"
+        )
+    if (
+        questions is not None
+    ):  # the questions the training readings ask (a later one is unknown yet)
+        questions = tuple(q for q in questions if q in set(table["question"]))
+    first, last = table["field_start"].min(), table["field_end"].max()
+    events = tuple(e for e in config.events if first < pd.Timestamp(e.date) <= last)
+    through = max(t.field_end for t in refit.targets)
+    return table.reset_index(drop=True), config.replace(
+        questions=questions, events=events, through=f"{through:%Y-%m-%d}"
+    )
 
 
 def poll_index(design: PollDesign, source_row: int) -> int:
@@ -134,51 +295,121 @@ def poll_index(design: PollDesign, source_row: int) -> int:
 # -- the model's prediction -------------------------------------------------------------------
 
 
-def model_alpha(posterior, design: PollDesign, i: int) -> np.ndarray:
-    """Dirichlet parameters (draw, used component) of reading ``i``'s predictive, per posterior draw.
+@dataclass(frozen=True)
+class Placement:
+    """Where a reading sits in a fit's design, and what it reported (possibly not in that fit)."""
+
+    first_cell: int
+    last_cell: int
+    pollster: str
+    pollster_idx: int
+    question_idx: int
+    n: float  # NaN when unknown
+    membership: np.ndarray  # (answer, component)
+    component_used: np.ndarray  # (component,)
+    observed: np.ndarray  # (component,)
+    component_label: np.ndarray  # (component,)
+
+
+def place(full: PollDesign, i: int, fit: PollDesign, *, pooled: bool = False) -> Placement:
+    """Reading ``i`` of ``full`` placed in ``fit`` (its grid cells, house and question there).
+
+    With ``pooled`` (``no_house_effects``) the reading counts as the reference house asking the
+    reference question.
+
+    Raises
+    ------
+    ValueError
+        The reading is outside ``fit``'s grid, or its house or question is not in ``fit``.
+    """
+    polls = full.polls
+    first, last = cell_of(
+        pd.DatetimeIndex([polls["field_start"].iloc[i], polls["field_end"].iloc[i]]), fit.time
+    )
+    if first < 0 or polls["field_end"].iloc[i] > fit.through:
+        raise ValueError(f"{polls['poll_id'].iloc[i]} lies outside the refit's grid")
+    pollster = fit.reference_pollster if pooled else polls["pollster"].iloc[i]
+    question = fit.questions[0] if pooled else polls["question"].iloc[i]
+    if pollster not in fit.pollsters or question not in fit.questions:
+        raise ValueError(
+            f"{polls['poll_id'].iloc[i]}: {pollster!r} or {question!r} is not in the refit"
+        )
+    return Placement(
+        first_cell=int(first),
+        last_cell=int(last),
+        pollster=pollster,
+        pollster_idx=fit.pollsters.index(pollster),
+        question_idx=fit.questions.index(question),
+        n=float(full.n[i]),
+        membership=full.membership[i],
+        component_used=full.component_used[i],
+        observed=full.observed[i],
+        component_label=full.component_label[i],
+    )
+
+
+def _draws(posterior, name: str, *dims: str) -> np.ndarray:
+    return posterior[name].stack(sample=("chain", "draw")).transpose("sample", *dims).values
+
+
+def model_alpha(
+    posterior,
+    design: PollDesign,
+    reading: int | Placement,
+    rng: np.random.Generator | None = None,
+    *,
+    unknown_n_log_sd: float = 0.5,
+) -> np.ndarray:
+    """Dirichlet parameters (draw, used component) of a reading's predictive, per posterior draw.
 
     Follows the likelihood exactly: the trend's logits averaged over the reading's cells (the log
     of the ``share`` curve differs from the logits by a per-cell constant, which softmax ignores),
-    plus its house and question effects; the concentration from its ``n`` (its posterior draws
-    when unknown) and the non-sampling error.
+    plus its house and question effects; the concentration from its ``n`` and the non-sampling
+    error. ``reading`` is a reading of ``design`` (its unknown ``n`` then has posterior draws) or
+    a :class:`Placement` of a held-out one, whose unknown ``n`` is drawn from the model's prior
+    (log-normal around the design's median known size, its house's with ``unknown_n =
+    "by_house"``, sd ``unknown_n_log_sd``) with ``rng``. With ``nonsampling = "by_house"`` the
+    reading's house's non-sampling error is used.
     """
-    share = (
-        posterior["share"]
-        .stack(sample=("chain", "draw"))
-        .transpose("sample", "time", "answer")
-        .values
-        / 100.0
-    )
-    a, b = int(design.first_cell[i]), int(design.last_cell[i])
-    eta = np.log(share[:, a : b + 1, :]).mean(axis=1)
-    house = (
-        posterior["house_effect"]
-        .stack(sample=("chain", "draw"))
-        .transpose("sample", "pollster", "answer")
-        .values
-    )
-    question = (
-        posterior["question_effect"]
-        .stack(sample=("chain", "draw"))
-        .transpose("sample", "question", "answer")
-        .values
-    )
-    p = softmax(
-        eta + house[:, design.pollster_idx[i]] + question[:, design.question_idx[i]], axis=-1
-    )
-    if design.n_known[i]:
-        n = np.full(p.shape[0], float(design.n[i]))
+    if isinstance(reading, Placement):
+        placed = reading
     else:
-        n = (
-            posterior["n_unknown"]
-            .sel(poll_unknown_n=design.polls["poll_id"].iloc[i])
-            .stack(sample=("chain", "draw"))
-            .values
+        placed = Placement(
+            first_cell=int(design.first_cell[reading]),
+            last_cell=int(design.last_cell[reading]),
+            pollster=str(design.polls["pollster"].iloc[reading]),
+            pollster_idx=int(design.pollster_idx[reading]),
+            question_idx=int(design.question_idx[reading]),
+            n=float(design.n[reading]),
+            membership=design.membership[reading],
+            component_used=design.component_used[reading],
+            observed=design.observed[reading],
+            component_label=design.component_label[reading],
         )
-    tau = posterior["nonsampling_sd"].stack(sample=("chain", "draw")).values / 50.0
+    share = _draws(posterior, "share", "time", "answer") / 100.0
+    eta = np.log(share[:, placed.first_cell : placed.last_cell + 1, :]).mean(axis=1)
+    house = _draws(posterior, "house_effect", "pollster", "answer")
+    question = _draws(posterior, "question_effect", "question", "answer")
+    p = softmax(eta + house[:, placed.pollster_idx] + question[:, placed.question_idx], axis=-1)
+    if np.isfinite(placed.n):
+        n = np.full(p.shape[0], placed.n)
+    elif isinstance(reading, Placement):
+        rng = rng or np.random.default_rng(0)
+        median = design.unknown_n_prior_median(placed.pollster)
+        n = np.exp(np.log(median) + unknown_n_log_sd * rng.standard_normal(p.shape[0]))
+    else:
+        n = _draws(posterior, "n_unknown", "poll_unknown_n")[
+            :,
+            list(design.polls["poll_id"][~design.n_known]).index(
+                design.polls["poll_id"].iloc[reading]
+            ),
+        ]
+    if "nonsampling_sd_house" in posterior:  # config nonsampling = "by_house"
+        tau = _draws(posterior, "nonsampling_sd_house", "pollster")[:, placed.pollster_idx] / 50.0
+    else:
+        tau = _draws(posterior, "nonsampling_sd") / 50.0
     concentration = 1.0 / (1.0 / n + tau**2)
-    used = design.component_used[i]
-    return concentration[:, None] * (p @ design.membership[i])[:, used]
+    return concentration[:, None] * (p @ placed.membership)[:, placed.component_used]
 
 
 # -- scoring ----------------------------------------------------------------------------------
@@ -193,46 +424,58 @@ def dirichlet_logpdf(y: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     )
 
 
-def score(alpha: np.ndarray, design: PollDesign, i: int, rng: np.random.Generator) -> dict:
-    """Score a predictive mixture of Dirichlets (rows of ``alpha``) against reading ``i``.
+def score(
+    alpha: np.ndarray, reading: Placement | tuple[PollDesign, int], rng: np.random.Generator
+) -> dict:
+    """Score a predictive mixture of Dirichlets (rows of ``alpha``) against a reading.
 
-    Returns ``log_score``, ``abs_error`` (mean over reported answers, points), ``covered50`` and
-    ``covered90`` (fractions of reported answers), and per answer the observed share, median and
-    intervals (``answers``).
+    ``reading`` is a :class:`Placement` or ``(design, i)``. Returns ``log_score``, ``abs_error``
+    and ``signed_error`` (means over reported answers, points), ``covered50`` and ``covered90``
+    (fractions of reported answers), and per answer the observed share, median, intervals and
+    errors (``answers``).
     """
+    if not isinstance(reading, Placement):
+        design, i = reading
+        used, observed, labels = (
+            design.component_used[i],
+            design.observed[i],
+            design.component_label[i],
+        )
+    else:
+        used, observed, labels = reading.component_used, reading.observed, reading.component_label
     alpha = np.atleast_2d(alpha)
-    used = design.component_used[i]
-    y = design.observed[i][used]
+    y = observed[used]
     log_score = float(logsumexp(dirichlet_logpdf(y, alpha)) - np.log(alpha.shape[0]))
     rows = rng.integers(0, alpha.shape[0], size=PREDICTIVE_DRAWS)
     gamma = rng.gamma(alpha[rows])
     predictive = 100.0 * gamma / gamma.sum(axis=-1, keepdims=True)
-    labels = design.component_label[i][used]
     answers = []
-    for j, label in enumerate(labels):
+    for j, label in enumerate(labels[used]):
         if label == "rest":
             continue
         draws = predictive[:, j]
         lo90, lo50, median, hi50, hi90 = np.quantile(draws, [0.05, 0.25, 0.5, 0.75, 0.95])
-        observed = 100.0 * y[j]
+        observed_pp = 100.0 * y[j]
         answers.append(
             {
                 "answer": str(label),
-                "observed": observed,
+                "observed": observed_pp,
                 "median": median,
                 "lower50": lo50,
                 "upper50": hi50,
                 "lower90": lo90,
                 "upper90": hi90,
-                "abs_error": abs(median - observed),
-                "covered50": bool(lo50 <= observed <= hi50),
-                "covered90": bool(lo90 <= observed <= hi90),
+                "signed_error": median - observed_pp,
+                "abs_error": abs(median - observed_pp),
+                "covered50": bool(lo50 <= observed_pp <= hi50),
+                "covered90": bool(lo90 <= observed_pp <= hi90),
             }
         )
     table = pd.DataFrame(answers)
     return {
         "log_score": log_score,
         "abs_error": float(table["abs_error"].mean()),
+        "signed_error": float(table["signed_error"].mean()),
         "covered50": float(table["covered50"].mean()),
         "covered90": float(table["covered90"].mean()),
         "answers": table,
@@ -243,19 +486,19 @@ def score(alpha: np.ndarray, design: PollDesign, i: int, rng: np.random.Generato
 
 
 def baseline_answers(
-    method: str, train: pd.DataFrame, start: pd.Timestamp, answers, reference, median_n: float
+    method: str, train: pd.DataFrame, start: pd.Timestamp, answers, series: str, median_n: float
 ) -> dict[str, float]:
     """A baseline's estimate (percent) of each answer, from the readings in ``train``.
 
-    ``reference`` is the (pollster, question) of the reference series. Answers the readings never
-    report are left out (the caller gives them the remainder).
+    ``series`` is the target's ``"<pollster> | <question>"`` (``last_reading`` follows it). Answers
+    the readings never report are left out (the caller gives them the remainder).
     """
     train = train.sort_values(["field_end", "field_start"], kind="stable")
     estimate = {}
     for answer in answers:
         rows = train[train[answer].notna()]
         if method == "last_reading":
-            rows = rows[(rows["pollster"] == reference[0]) & (rows["question"] == reference[1])]
+            rows = rows[_series(rows) == series]
             if len(rows):
                 estimate[answer] = float(rows[answer].iloc[-1])
         elif method == "last3_mean":
@@ -289,32 +532,47 @@ def baseline_components(estimate: dict[str, float], design: PollDesign, i: int) 
     return values / values.sum()
 
 
+def _target_row(target: Target, method: str) -> dict:
+    return {
+        "method": method,
+        "source_row": target.source_row,
+        "poll_id": target.poll_id,
+        "series": target.series,
+        "reference": target.reference,
+        "confirmation": target.confirmation,
+        "horizon_months": target.horizon,
+        "cutoff": target.cutoff,
+        "field_start": target.field_start,
+    }
+
+
 def baseline_predictions(
     design: PollDesign, targets: list[Target], rng: np.random.Generator
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every baseline on every target; returns (per-target rows, per-answer rows)."""
     polls = design.polls
-    reference = (design.reference_pollster, design.questions[0])
+    series = _series(polls)
     known = design.n[design.n_known]
     median_n = float(np.median(known)) if known.size else float(design.unknown_n_median)
-    is_reference = (
-        (polls["pollster"] == reference[0]) & (polls["question"] == reference[1])
-    ).to_numpy()
     per_target, per_answer = [], []
     for target in targets:
         i = poll_index(design, target.source_row)
         train = polls[polls["source_row"].isin(target.training_rows)]
         n_target = float(design.n[i]) if design.n_known[i] else float(design.unknown_n_median)
+        months = pd.DateOffset(months=target.horizon)
+        earlier = np.flatnonzero(
+            (series == target.series).to_numpy()
+            & polls["source_row"].isin(target.training_rows).to_numpy()
+        )
         for method in BASELINES:
-            # The baseline's track record: its errors on the earlier reference readings, each
-            # predicted from the readings before it (within this training set).
+            # Its track record: its errors on the earlier readings of the target's series in this
+            # training set, each predicted at the same horizon.
             z2, inv_n = [], []
-            for j in np.flatnonzero(
-                is_reference & polls["source_row"].isin(target.training_rows).to_numpy()
-            ):
-                past = train[train["field_end"] < polls["field_start"].iloc[j]]
+            for j in earlier:
+                cut = polls["field_start"].iloc[j] - months
+                past = train[train["field_end"] < cut]
                 estimate = baseline_answers(
-                    method, past, polls["field_start"].iloc[j], design.answers, reference, median_n
+                    method, past, cut, design.answers, target.series, median_n
                 )
                 if not estimate or past.empty:
                     continue
@@ -322,80 +580,196 @@ def baseline_predictions(
                 y = design.observed[j][design.component_used[j]]
                 z2.extend((y - p) ** 2 / (p * (1 - p)))
                 inv_n.append(1.0 / (design.n[j] if design.n_known[j] else design.unknown_n_median))
-            row = {
-                "method": method,
-                "source_row": target.source_row,
-                "poll_id": target.poll_id,
-                "cutoff": target.field_start,
-            }
+            row = _target_row(target, method)
             estimate = baseline_answers(
-                method, train, target.field_start, design.answers, reference, median_n
+                method, train, target.cutoff, design.answers, target.series, median_n
             )
             if len(inv_n) < MIN_TRACK_RECORD or not estimate:
                 row.update(
-                    error=f"fewer than {MIN_TRACK_RECORD} earlier reference readings to judge its spread by"
+                    error=f"fewer than {MIN_TRACK_RECORD} earlier readings of its series to judge its spread by"
                 )
                 per_target.append(row)
                 continue
             tau2 = max(float(np.mean(z2)) - float(np.mean(inv_n)), 0.0)
             concentration = 1.0 / (1.0 / n_target + tau2)
-            result = score(concentration * baseline_components(estimate, design, i), design, i, rng)
+            result = score(
+                concentration * baseline_components(estimate, design, i), (design, i), rng
+            )
             answers = result.pop("answers")
             row.update(result, tau_pp=50.0 * np.sqrt(tau2), error="")
             per_target.append(row)
             per_answer.append(
-                answers.assign(
-                    method=method,
-                    source_row=target.source_row,
-                    poll_id=target.poll_id,
-                    cutoff=target.field_start,
-                )
+                answers.assign(**{k: v for k, v in _target_row(target, method).items()})
             )
     return pd.DataFrame(per_target), (
         pd.concat(per_answer, ignore_index=True) if per_answer else pd.DataFrame()
     )
 
 
-def summarise(per_target: pd.DataFrame) -> pd.DataFrame:
-    """``backtest.csv``: one row per method with ``n``, ``mean_log_score``, ``mae``, coverage.
+# -- tables -----------------------------------------------------------------------------------
 
-    ``n`` counts the targets the method was scored on; ``failed`` the targets it could not be
-    (a refit that raised, or a baseline without a track record); ``gate_failures`` the refits
-    that were scored but did not pass the diagnostics gate.
+
+def _scored(per_target: pd.DataFrame) -> pd.DataFrame:
+    if not len(per_target):
+        return per_target
+    return per_target[per_target["error"].fillna("") == ""]
+
+
+def wilson(successes: float, n: int, level: float = 0.9) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (``level`` central probability)."""
+    from scipy import stats
+
+    if n == 0:
+        return float("nan"), float("nan")
+    z = stats.norm.ppf(0.5 + level / 2)
+    p = successes / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return float(centre - half), float(centre + half)
+
+
+def _summary_row(got: pd.DataFrame, ok: pd.DataFrame) -> dict:
+    row = {
+        "n": len(ok),
+        "mean_log_score": float(ok["log_score"].mean()) if len(ok) else np.nan,
+        "mae": float(ok["abs_error"].mean()) if len(ok) else np.nan,
+        "coverage50": float(ok["covered50"].mean()) if len(ok) else np.nan,
+        "coverage90": float(ok["covered90"].mean()) if len(ok) else np.nan,
+        "failed": len(got) - len(ok),
+        "gate_failures": int(ok["gate_passed"].eq(False).sum()) if "gate_passed" in ok else 0,
+    }
+    for level in (50, 90):
+        lo, hi = wilson(float(ok[f"covered{level}"].sum()) if len(ok) else 0.0, len(ok))
+        row[f"coverage{level}_lower"], row[f"coverage{level}_upper"] = lo, hi
+    return row
+
+
+def summarise(per_target: pd.DataFrame) -> pd.DataFrame:
+    """``backtest.csv``: the reference targets at horizon 0, one row per method.
+
+    ``n`` counts the targets scored; ``failed`` the targets a method could not score (a refit that
+    raised, or a baseline without a track record); ``gate_failures`` the scored refits that missed
+    the diagnostics gate. Coverage comes with a 90% Wilson interval (``coverage50_lower`` ...).
     """
     rows = []
-    for method in METHODS:
-        got = per_target[per_target["method"] == method] if len(per_target) else per_target
-        ok = got[got["error"].fillna("") == ""] if len(got) else got
-        rows.append(
-            {
-                "method": method,
-                "n": len(ok),
-                "mean_log_score": float(ok["log_score"].mean()) if len(ok) else np.nan,
-                "mae": float(ok["abs_error"].mean()) if len(ok) else np.nan,
-                "coverage50": float(ok["covered50"].mean()) if len(ok) else np.nan,
-                "coverage90": float(ok["covered90"].mean()) if len(ok) else np.nan,
-                "failed": len(got) - len(ok),
-                "gate_failures": int(ok["gate_passed"].eq(False).sum())
-                if "gate_passed" in ok
-                else 0,
-            }
-        )
+    part = per_target
+    if len(part) and "horizon_months" in part:
+        part = part[(part["horizon_months"] == 0) & part["reference"].astype(bool)]
+    for method in methods_of(per_target):
+        got = part[part["method"] == method] if len(part) else part
+        rows.append({"method": method, **_summary_row(got, _scored(got))})
     return pd.DataFrame(rows)
 
 
-def check_events(config: Config, targets: list[Target]) -> None:
-    """Refuse events on or after the first target's start.
+def by_horizon(per_target: pd.DataFrame) -> pd.DataFrame:
+    """``backtest_horizons.csv``: per method, horizon and group of targets.
 
-    A refit sees the whole grid (held-out readings only lose their likelihood), so an event after a
-    cut-off would hand the refit a jump it could not have known about.
+    Groups: ``reference`` (every reference target), ``development`` and ``confirmation`` (the
+    reference targets before and within the last :data:`CONFIRMATION_TARGETS`), and each
+    non-reference series.
     """
-    if not targets:
-        return
-    first = min(t.field_start for t in targets)
-    late = [f"{e.label!r} ({e.date})" for e in config.events if pd.Timestamp(e.date) >= first]
-    if late:
-        raise ConfigError(
-            f"events {', '.join(late)} fall on or after the first backtest target ({first:%Y-%m-%d}); "
-            "a leave-future-out backtest cannot know them: start the backtest later (since) or leave them out"
+    rows = []
+    if not len(per_target):
+        return pd.DataFrame()
+    groups = {
+        "reference": per_target["reference"].astype(bool),
+        "development": per_target["reference"].astype(bool)
+        & ~per_target["confirmation"].astype(bool),
+        "confirmation": per_target["confirmation"].astype(bool),
+    }
+    for series in sorted(set(per_target.loc[~per_target["reference"].astype(bool), "series"])):
+        groups[series] = per_target["series"] == series
+    for group, mask in groups.items():
+        for method in methods_of(per_target):
+            for horizon in sorted(per_target["horizon_months"].unique()):
+                got = per_target[
+                    mask
+                    & (per_target["method"] == method)
+                    & (per_target["horizon_months"] == horizon)
+                ]
+                if not len(got):
+                    continue
+                rows.append(
+                    {
+                        "method": method,
+                        "horizon_months": int(horizon),
+                        "targets": group,
+                        **_summary_row(got, _scored(got)),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def paired_differences(per_target: pd.DataFrame, against: str = MODEL) -> pd.DataFrame:
+    """``backtest_paired.csv``: the model's log score minus each method's, target by target.
+
+    Per method, horizon and group (``reference``, ``confirmation``, each other series), over the
+    targets both scored: ``n``, ``mean_difference`` (positive: the model scores better) and its
+    standard error ``se`` (sd / sqrt(n)), and the same for the absolute error (``mae_difference``,
+    negative: the model errs less).
+    """
+    scored = _scored(per_target)
+    if not len(scored):
+        return pd.DataFrame()
+    key = ["source_row", "horizon_months"]
+    base = scored[scored["method"] == against].set_index(key)
+    rows = []
+    for method in methods_of(per_target):
+        if method == against:
+            continue
+        other = scored[scored["method"] == method].set_index(key)
+        both = base.join(other, how="inner", suffixes=("_model", "_other"))
+        if not len(both):
+            continue
+        both = both.reset_index()
+        masks = {
+            "reference": both["reference_model"].astype(bool),
+            "confirmation": both["confirmation_model"].astype(bool),
+        }
+        for series in sorted(set(both.loc[~both["reference_model"].astype(bool), "series_model"])):
+            masks[series] = both["series_model"] == series
+        for group, mask in masks.items():
+            for horizon in sorted(both["horizon_months"].unique()):
+                part = both[mask & (both["horizon_months"] == horizon)]
+                if not len(part):
+                    continue
+                d = part["log_score_model"] - part["log_score_other"]
+                e = part["abs_error_model"] - part["abs_error_other"]
+                n = len(part)
+                rows.append(
+                    {
+                        "method": method,
+                        "horizon_months": int(horizon),
+                        "targets": group,
+                        "n": n,
+                        "mean_difference": float(d.mean()),
+                        "se": float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan,
+                        "mae_difference": float(e.mean()),
+                        "mae_se": float(e.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def signed_errors(per_answer: pd.DataFrame) -> pd.DataFrame:
+    """``backtest_bias.csv``: mean signed error (predictive median minus observed, points) per
+    method, horizon and answer, on the reference targets, with its standard error."""
+    if not len(per_answer):
+        return pd.DataFrame()
+    part = per_answer[per_answer["reference"].astype(bool)]
+    rows = []
+    for (method, horizon, answer), group in part.groupby(
+        ["method", "horizon_months", "answer"], sort=True
+    ):
+        n = len(group)
+        rows.append(
+            {
+                "method": method,
+                "horizon_months": int(horizon),
+                "answer": answer,
+                "n": n,
+                "mean_signed_error": float(group["signed_error"].mean()),
+                "se": float(group["signed_error"].std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan,
+            }
         )
+    return pd.DataFrame(rows)

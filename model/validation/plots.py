@@ -1,4 +1,4 @@
-"""Figures of a validate run: backtest predictions and scores, SBC rank histograms."""
+"""Figures of a validate run: backtest predictions, scores and horizons; SBC rank ECDFs and histograms."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from model.report.plots import OKABE_ITO, _caption, _date_axis
+from model.report.plots import OKABE_ITO, add_caption, date_axis
 from model.validation import backtest, sbc
 
 METHOD_LABELS = {
     backtest.MODEL: "model",
+    backtest.REFERENCE_ONLY: "model on the reference house alone",
     backtest.NO_EFFECTS: "model without house/question effects",
-    "last_reading": "last reference reading",
+    "last_reading": "last reading of the series",
     "last3_mean": "mean of last 3 readings",
     "weighted_average": "n-weighted moving average",
 }
@@ -22,6 +23,8 @@ METHOD_LABELS = {
 def plot_backtest(v) -> plt.Figure:
     """One panel per method: each target's observed first answer against the predictive median and intervals."""
     answers = v.backtest_answers
+    if len(answers):
+        answers = answers[answers["reference"].astype(bool) & (answers["horizon_months"] == 0)]
     answer = v.config.answers[0]
     fig, axes = plt.subplots(
         len(backtest.METHODS),
@@ -39,7 +42,7 @@ def plot_backtest(v) -> plt.Figure:
         )
         row = v.backtest[v.backtest["method"] == method].iloc[0]
         if len(got):
-            dates = pd.to_datetime(got["cutoff"]).to_numpy()
+            dates = pd.to_datetime(got["field_start"]).to_numpy()
             ax.vlines(
                 dates,
                 got["lower90"],
@@ -78,12 +81,12 @@ def plot_backtest(v) -> plt.Figure:
         ax.set_ylabel(f"{answer} (%)")
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=7, ncols=5, loc="lower right")
-    _date_axis(axes[-1])
+    date_axis(axes[-1])
     fig.suptitle(
-        "Leave-future-out backtest: each reference reading predicted from the readings before it",
+        "Leave-future-out backtest: each reference reading predicted from the readings that ended before it began",
         fontsize=11,
     )
-    _caption(
+    add_caption(
         fig,
         "Coverage: share of reported answers (all answers, not only the one drawn) inside the 50% / 90% predictive intervals.",
     )
@@ -120,6 +123,78 @@ def plot_backtest_scores(v) -> plt.Figure:
     return fig
 
 
+def plot_horizons(v) -> plt.Figure:
+    """Per method, the reference targets' log score and coverage against the horizon."""
+    table = v.backtest_horizons
+    table = table[table["targets"] == "reference"]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
+    for method, colour in zip(backtest.METHODS, OKABE_ITO):
+        part = table[table["method"] == method].sort_values("horizon_months")
+        if not len(part):
+            continue
+        style = {"color": colour, "marker": "o", "label": METHOD_LABELS[method]}
+        axes[0].plot(part["horizon_months"], part["mean_log_score"], **style)
+        for ax, level in ((axes[1], 50), (axes[2], 90)):
+            ax.errorbar(
+                part["horizon_months"],
+                part[f"coverage{level}"],
+                yerr=np.clip(
+                    [
+                        part[f"coverage{level}"] - part[f"coverage{level}_lower"],
+                        part[f"coverage{level}_upper"] - part[f"coverage{level}"],
+                    ],
+                    0,
+                    None,
+                ),
+                capsize=2,
+                **style,
+            )
+    axes[0].set_ylabel("mean log score (higher: better)")
+    for ax, level in ((axes[1], 50), (axes[2], 90)):
+        ax.axhline(level / 100, color="0.5", ls=":")
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel(f"coverage of {level}% intervals (dotted: nominal)")
+    for ax in axes:
+        ax.set_xlabel("horizon: months from cut-off to field start")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(
+        "Backtest by horizon, reference readings (bars: 90% Wilson intervals of coverage)",
+        fontsize=11,
+    )
+    return fig
+
+
+def plot_sbc_ecdf(v) -> plt.Figure:
+    """Rank ECDF minus the uniform CDF per quantity, with the 99% simultaneous band of a uniform one."""
+    ranks = v.sbc_ranks
+    names = list(dict.fromkeys(ranks["quantity"]))
+    cols = 3
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(11, 2.3 * rows), squeeze=False, layout="constrained"
+    )
+    for ax, name in zip(axes.flat, names):
+        values = ranks.loc[ranks["quantity"] == name, "rank"].to_numpy()
+        band = sbc.rank_ecdf(values, seed=len(values))
+        x = band["x"]
+        ax.fill_between(x, band["lower"] - x, band["upper"] - x, color="0.88", step="post")
+        ax.step(x, band["ecdf"] - x, where="post", color=OKABE_ITO[0])
+        ax.axhline(0, color="0.5", lw=0.8)
+        row = v.sbc[v.sbc["quantity"] == name].iloc[0]
+        inside = "inside" if row["ecdf_in_band"] else "OUTSIDE"
+        ax.set_title(
+            f"{name}\ncov {row['coverage50']:.0%}/{row['coverage90']:.0%}; ECDF {inside} the band",
+            fontsize=8,
+        )
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    fig.suptitle(
+        f"SBC rank ECDF minus uniform ({len(v.sbc_fits)} prior datasets; grey: {sbc.BAND_PROB:.0%} simultaneous band)",
+        fontsize=11,
+    )
+    return fig
+
+
 def plot_sbc_ranks(v) -> plt.Figure:
     """Rank histogram per quantity, with the 99% band of a uniform histogram's bin counts."""
     ranks = v.sbc_ranks
@@ -139,7 +214,7 @@ def plot_sbc_ranks(v) -> plt.Figure:
         ax.hist(values, bins=bins, color=OKABE_ITO[0], edgecolor="white")
         row = v.sbc[v.sbc["quantity"] == name].iloc[0]
         ax.set_title(
-            f"{name}\ncov {row['coverage50']:.0%}/{row['coverage90']:.0%}, p={row['uniformity_p']:.2f}",
+            f"{name}\ncov {row['coverage50']:.0%}/{row['coverage90']:.0%}, chi2 p={row['uniformity_p']:.2f}",
             fontsize=8,
         )
         ax.set_yticks([])
@@ -158,6 +233,9 @@ def validation_figures(v) -> dict[str, plt.Figure]:
     if len(v.backtest) and len(v.backtest_answers):
         figures["backtest"] = plot_backtest(v)
         figures["backtest_scores"] = plot_backtest_scores(v)
+    if len(v.backtest_horizons):
+        figures["backtest_horizons"] = plot_horizons(v)
     if len(v.sbc_ranks):
         figures["sbc_ranks"] = plot_sbc_ranks(v)
+        figures["sbc_ecdf"] = plot_sbc_ecdf(v)
     return figures

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from model.aggregator.design import build_design
+from model.aggregator.design import PollDesign, build_design
 from model.config import Config, ConfigError, Sampler, ValidateSettings
 from model.data.polls import table_checksum
 from model.results.diagnostics import convergence, gate
@@ -65,30 +65,58 @@ def _gate_summary(idata) -> dict[str, Any]:
 
 
 def backtest_task(
-    key: str,
-    polls: pd.DataFrame,
+    table: pd.DataFrame,
     config: Config,
-    target: backtest.Target,
+    refit: backtest.Refit,
+    full: PollDesign,
     sampler: Sampler,
     seed: int,
     cores: int,
-) -> dict[str, Any]:
-    """Refit without the readings after ``target``'s start and score the prediction of ``target``."""
-    refitter, compiled_now = _refitter(key, polls, config)
-    design = refitter.design
-    weights = backtest.training_weights(design, target)
-    idata, sample_s = refitter.sample(sampler, seed=seed, cores=cores, in_likelihood=weights)
-    i = backtest.poll_index(design, target.source_row)
-    alpha = backtest.model_alpha(idata.posterior.to_dataset(), design, i)
-    result = backtest.score(alpha, design, i, np.random.default_rng(seed))
-    result.update(_gate_summary(idata))
-    result.update(
-        sample_s=sample_s,
-        compile_s=refitter.compile_s if compiled_now else 0.0,
-        training_readings=int(weights.sum()),
-        worker_pid=os.getpid(),
-    )
-    return result
+) -> list[dict[str, Any]]:
+    """Fit one training set, designed from its own readings, and score every target it serves.
+
+    ``table`` and ``config`` come from :func:`model.validation.backtest.refit_table`; ``full`` is
+    the design of every reading (where the targets' reported shares are). The compiled model is
+    loaded from the disk cache when its structure was compiled before (sizes are data).
+
+    Returns
+    -------
+    list of dict
+        One row per target: its scores, the refit's gate verdict and timings, and ``answers``.
+    """
+    started = time.perf_counter()
+    design = build_design(table, config)
+    engine = CompiledAggregator(design, config)
+    idata, sample_s = engine.sample(sampler, seed=seed, cores=cores)
+    posterior = idata.posterior.to_dataset()
+    checks = _gate_summary(idata)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for target in refit.targets:
+        placed = backtest.place(
+            full,
+            backtest.poll_index(full, target.source_row),
+            design,
+            pooled=refit.method == backtest.NO_EFFECTS,
+        )
+        alpha = backtest.model_alpha(
+            posterior, design, placed, rng, unknown_n_log_sd=config.priors.unknown_n_log_sd
+        )
+        rows.append(
+            {
+                **backtest.score(alpha, placed, rng),
+                **checks,
+                "sample_s": sample_s,
+                "compile_s": engine.compile_s,
+                "task_s": time.perf_counter() - started,
+                "compile_cache": engine.callbacks,
+                "training_readings": len(design.polls),
+                "knots": len(design.walk_knots),
+                "events": len(design.event_labels),
+                "worker_pid": os.getpid(),
+            }
+        )
+    return rows
 
 
 def sbc_task(
@@ -101,16 +129,34 @@ def sbc_task(
     seed: int,
     cores: int,
 ) -> dict[str, Any]:
-    """Fit one prior-simulated table and rank the truth among the posterior draws."""
+    """Fit one prior-simulated table and rank the truth among the posterior draws.
+
+    The fit is *accepted* when every ranked quantity has a bulk ESS of at least
+    :data:`model.validation.sbc.ACCEPT_ESS`; every fit is kept either way. What calibration needs
+    is recorded (the ranked quantities' ESS and R-hat, divergent transitions), not the full gate
+    over every latent quantity.
+    """
     refitter, compiled_now = _refitter(key, polls, config)
     idata, sample_s = refitter.sample(sampler, seed=seed, cores=cores, observed=observed)
-    table = sbc.ranks(sbc.posterior_values(idata.posterior.to_dataset(), refitter.design), truth)
+    posterior = idata.posterior.to_dataset()
+    table = sbc.ranks(sbc.posterior_values(posterior, refitter.design), truth)
+    mixing = sbc.ranked_mixing(posterior, refitter.design).set_index("quantity")
+    divergences = int(idata.sample_stats["diverging"].sum())
     return {
         "ranks": table,
-        **_gate_summary(idata),
+        "min_ranked_ess": float(mixing["ess_bulk"].min()),
+        "min_ranked_ess_quantity": str(mixing["ess_bulk"].idxmin()),
+        "max_ranked_rhat": float(mixing["rhat"].max()),
+        "divergences": divergences,
+        "accepted": bool(mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS),
+        "gate_passed": bool(mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS),
+        "gate_failures": ""
+        if mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS
+        else f"min ranked bulk ESS {mixing['ess_bulk'].min():.0f} < {sbc.ACCEPT_ESS}",
         "sample_s": sample_s,
         "compile_s": refitter.compile_s if compiled_now else 0.0,
         "worker_pid": os.getpid(),
+        **{f"true_{name}": truth[name] for name in ("walk_sd", "nonsampling_sd")},
     }
 
 
@@ -123,9 +169,12 @@ class Validation:
 
     settings: ValidateSettings
     config: Config
-    backtest: pd.DataFrame  # backtest.csv: one row per method
-    backtest_targets: pd.DataFrame  # per method and target
-    backtest_answers: pd.DataFrame  # per method, target and reported answer
+    backtest: pd.DataFrame  # backtest.csv: one row per method (reference targets, horizon 0)
+    backtest_targets: pd.DataFrame  # per method, target and horizon
+    backtest_answers: pd.DataFrame  # per method, target, horizon and reported answer
+    backtest_horizons: pd.DataFrame  # per method, horizon and group of targets
+    backtest_paired: pd.DataFrame  # the model's log score minus each method's, with its SE
+    backtest_bias: pd.DataFrame  # mean signed error per method, horizon and answer
     sbc: pd.DataFrame  # per quantity
     sbc_ranks: pd.DataFrame  # per dataset and quantity
     sbc_fits: pd.DataFrame  # per dataset: diagnostics, timing
@@ -171,58 +220,51 @@ def _cores(settings: ValidateSettings, local: bool) -> int:
     return settings.sampler.chains if settings.sampler else 4
 
 
+def _backtest_row(target: backtest.Target, method: str, error: str = "") -> dict[str, Any]:
+    return {**backtest._target_row(target, method), "error": error}
+
+
 def gather(tasks: dict[Any, dict[str, Any]], log: Callable[[str], None]):
     """Collect finished tasks as they complete, logging each; a failed task is recorded, not raised.
 
-    ``tasks`` maps each Dask future to what it is (``kind`` "backtest" with ``method`` and
-    ``target``, or "sbc" with ``dataset``). Returns the backtest rows, per-answer tables, SBC rank
-    tables, SBC fit rows and failures.
+    ``tasks`` maps each Dask future to what it is (``kind`` "backtest" with its ``refit``, or
+    "sbc" with ``dataset``). Returns the backtest rows (one per target), per-answer tables, SBC
+    rank tables, SBC fit rows and failures.
     """
     from distributed import as_completed
 
     refit_rows, answer_rows, rank_rows, sbc_rows, failures = [], [], [], [], []
     for done, future in enumerate(as_completed(list(tasks)), start=1):
         info = tasks[future]
-        what = (
-            f"backtest {info['method']}, cut-off {info['target'].field_start:%Y-%m-%d} ({info['target'].poll_id})"
-            if info["kind"] == "backtest"
-            else f"SBC dataset {info['dataset']}"
-        )
+        if info["kind"] == "backtest":
+            refit = info["refit"]
+            what = (
+                f"backtest {refit.method}, cut-off {refit.cutoff:%Y-%m-%d} "
+                f"({len(refit.training_rows)} readings; {len(refit.targets)} target(s))"
+            )
+        else:
+            what = f"SBC dataset {info['dataset']}"
         try:
             result = future.result()
         except Exception as err:  # a failed refit is reported; the others' results are kept
-            failures.append(
-                {"task": what, "kind": info["kind"], "error": f"{type(err).__name__}: {err}"}
-            )
+            message = f"{type(err).__name__}: {err}"
+            failures.append({"task": what, "kind": info["kind"], "error": message})
             if info["kind"] == "backtest":
-                refit_rows.append(
-                    {"method": info["method"], "source_row": info["target"].source_row, "poll_id": info["target"].poll_id,
-                     "cutoff": info["target"].field_start, "error": f"{type(err).__name__}: {err}"}
-                )  # fmt: skip
-            log(f"[{done}/{len(tasks)}] FAILED {what}: {type(err).__name__}: {err}")
+                refit_rows += [
+                    _backtest_row(t, info["refit"].method, message) for t in info["refit"].targets
+                ]
+            log(f"[{done}/{len(tasks)}] FAILED {what}: {message}")
             continue
         if info["kind"] == "backtest":
-            target = info["target"]
-            answers = result.pop("answers")
-            refit_rows.append(
-                {
-                    "method": info["method"],
-                    "source_row": target.source_row,
-                    "poll_id": target.poll_id,
-                    "cutoff": target.field_start,
-                    **result,
-                    "error": "",
-                }
-            )
-            answer_rows.append(
-                answers.assign(
-                    method=info["method"],
-                    source_row=target.source_row,
-                    poll_id=target.poll_id,
-                    cutoff=target.field_start,
+            for target, row in zip(info["refit"].targets, result, strict=True):
+                answers = row.pop("answers")
+                refit_rows.append({**_backtest_row(target, info["refit"].method), **row})
+                answer_rows.append(
+                    answers.assign(**backtest._target_row(target, info["refit"].method))
                 )
-            )
-            detail = f"log score {result['log_score']:.2f}, error {result['abs_error']:.1f} pts"
+            scores = ", ".join(f"{r['log_score']:.2f}" for r in result)
+            detail = f"log score {scores}"
+            result = result[0]  # the refit's gate verdict and timings are the same for each target
         else:
             rank_rows.append(result.pop("ranks").assign(dataset=info["dataset"]))
             sbc_rows.append({"dataset": info["dataset"], **result})
@@ -266,20 +308,30 @@ def run_validation(
 
     config = config.replace(through=None)
     design = build_design(polls, config)
+    refits: list[backtest.Refit] = []
     if settings.backtest:
-        targets = backtest.backtest_targets(design, settings.since)
+        targets = backtest.backtest_targets(design, settings.since, settings.horizons)
         if not targets:
             raise ConfigError(
-                f"no reference reading from {settings.since} on has an earlier one to learn from"
+                f"no reading from {settings.since} on has {backtest.MIN_TRAINING_REFERENCE} earlier "
+                "reference readings to learn from"
             )
-        backtest.check_events(config, targets)
+        methods = (*backtest.REFITTED, *(backtest.candidate_method(c) for c in settings.candidates))
+        refits = backtest.plan_refits(targets, methods)
         baseline_targets, baseline_answers = backtest.baseline_predictions(
             design, targets, np.random.default_rng(next(seeds))
         )
-        pooled, pooled_config = backtest.pooled_variant(design, config)
+        log(
+            f"backtest: {len(targets)} predictions of {len({t.source_row for t in targets})} readings "
+            f"at horizons {', '.join(map(str, settings.horizons))} months, {len(refits)} refits"
+        )
     if settings.sbc:
         sbc_polls, sbc_config = sbc.sbc_design(
-            config.priors, n_readings=settings.sbc_readings, seed=int(next(seeds)) % 2**31
+            config.priors,
+            n_readings=settings.sbc_readings,
+            seed=int(next(seeds)) % 2**31,
+            sampler=settings.sbc_sampler or config.sampler,
+            answers=config.answers,
         )
         sbc_design = build_design(sbc_polls, sbc_config)
         from model.aggregator.graph import PollAggregator
@@ -297,25 +349,20 @@ def run_validation(
         log(
             f"validate: {workers} Dask worker(s) at {dask.client.scheduler.address}, {cores} core(s) per refit"
         )
-        checksum = table_checksum(design.polls)
         sampler = settings.sampler or config.sampler
-        for variant, table, variant_config in (
-            ((backtest.MODEL, design.polls, config), (backtest.NO_EFFECTS, pooled, pooled_config))
-            if targets
-            else ()
-        ):
-            key = f"{variant}:{checksum}:{variant_config.hash()}"
-            for target in targets:
-                future = dask.client.submit(
-                    backtest_task, key, table, variant_config, target, sampler, int(next(seeds)) % 2**31, cores,
-                    key=f"backtest-{variant}-{target.source_row}", pure=False,
-                )  # fmt: skip
-                tasks[future] = {"kind": "backtest", "method": variant, "target": target}
+        # the longest refits first, so the last tasks on the workers are short
+        for refit in sorted(refits, key=lambda r: -len(r.training_rows)):
+            table, refit_config = backtest.refit_table(design, config, refit)
+            future = dask.client.submit(
+                backtest_task, table, refit_config, refit, design, sampler, int(next(seeds)) % 2**31, cores,
+                key=f"backtest-{refit.method}-{refit.cutoff:%Y%m%d}-{len(refit.training_rows)}", pure=False,
+            )  # fmt: skip
+            tasks[future] = {"kind": "backtest", "refit": refit}
         if settings.sbc:
             key = f"sbc:{table_checksum(sbc_design.polls)}:{sbc_config.hash()}"
             for j in range(settings.sbc):
                 future = dask.client.submit(
-                    sbc_task, key, sbc_polls, sbc_config, sbc_observed[j], sbc_truths[j], settings.sbc_sampler,
+                    sbc_task, key, sbc_polls, sbc_config, sbc_observed[j], sbc_truths[j], sbc_config.sampler,
                     int(next(seeds)) % 2**31, cores, key=f"sbc-{j}", pure=False,
                 )  # fmt: skip
                 tasks[future] = {"kind": "sbc", "dataset": j}
@@ -328,9 +375,9 @@ def run_validation(
         else pd.DataFrame()
     )
     if len(per_target):
-        order = {m: k for k, m in enumerate(backtest.METHODS)}
+        order = {m: k for k, m in enumerate(backtest.methods_of(per_target))}
         per_target = per_target.sort_values(
-            ["method", "cutoff"],
+            ["method", "horizon_months", "field_start", "series"],
             key=lambda s: s.map(order) if s.name == "method" else s,
             kind="stable",
         ).reset_index(drop=True)
@@ -352,7 +399,10 @@ def run_validation(
         backtest=backtest.summarise(per_target) if targets else pd.DataFrame(),
         backtest_targets=per_target,
         backtest_answers=answers,
-        sbc=sbc.summarise(ranks) if len(ranks) else pd.DataFrame(),
+        backtest_horizons=backtest.by_horizon(per_target) if targets else pd.DataFrame(),
+        backtest_paired=backtest.paired_differences(per_target) if targets else pd.DataFrame(),
+        backtest_bias=backtest.signed_errors(answers) if targets else pd.DataFrame(),
+        sbc=sbc.summarise(ranks, pd.DataFrame(sbc_rows)) if len(ranks) else pd.DataFrame(),
         sbc_ranks=ranks,
         sbc_fits=pd.DataFrame(sbc_rows).sort_values("dataset").reset_index(drop=True)
         if sbc_rows
@@ -365,6 +415,8 @@ def run_validation(
             "cores_per_task": cores,
             "backtest_sampler": dataclasses.asdict(settings.sampler or config.sampler),
             "targets": len(targets),
+            "target_readings": len({t.source_row for t in targets}),
+            "refits": len(refits),
             "sbc_datasets": settings.sbc,
             "data_checksum": table_checksum(design.polls),
             "package_version": __version__,
@@ -380,8 +432,11 @@ def summary_text(v: Validation) -> str:
     ]
     if len(v.backtest):
         lines.append(
-            f"Backtest: {v.info['targets']} reference readings from {v.settings.since}, each predicted from the readings before it"
+            f"Backtest: {v.info['target_readings']} readings from {v.settings.since} predicted at horizons "
+            f"{', '.join(map(str, v.settings.horizons))} months ({v.info['targets']} predictions, {v.info['refits']} refits, "
+            "each designed from its own training readings)"
         )
+        lines.append("Reference readings, horizon 0:")
         lines.append(
             f"  {'method':<18} {'n':>3} {'log score':>10} {'MAE':>6} {'cov50':>6} {'cov90':>6} {'failed':>6} {'gate fail':>9}"
         )
@@ -390,15 +445,47 @@ def summary_text(v: Validation) -> str:
                 f"  {r['method']:<18} {r['n']:>3} {r['mean_log_score']:>10.2f} {r['mae']:>6.2f} {r['coverage50']:>6.0%} "
                 f"{r['coverage90']:>6.0%} {r['failed']:>6} {r['gate_failures']:>9}"
             )
-    if len(v.sbc):
-        passed = int(v.sbc_fits["gate_passed"].sum()) if len(v.sbc_fits) else 0
-        lines.append(
-            f"SBC: {v.settings.sbc} prior datasets, {len(v.sbc_fits)} fitted ({passed} passed the gate); ranks among {sbc.RANK_DRAWS} draws"
+        model_rows = (
+            v.backtest_horizons[v.backtest_horizons["method"] == backtest.MODEL]
+            if len(v.backtest_horizons)
+            else v.backtest_horizons
         )
-        lines.append(f"  {'quantity':<40} {'cov50':>6} {'cov90':>6} {'mean rank':>9} {'unif p':>7}")
+        if len(model_rows):
+            lines.append(
+                "The model by horizon (log score, MAE, coverage 50% / 90%, gate failures):"
+            )
+            for _, r in model_rows.iterrows():
+                lines.append(
+                    f"  {r['targets']:<40} {r['horizon_months']:>2} mo  n={r['n']:<3} {r['mean_log_score']:6.2f} "
+                    f"{r['mae']:5.2f} {r['coverage50']:5.0%} {r['coverage90']:5.0%}  gate fail {r['gate_failures']}"
+                )
+        paired = (
+            v.backtest_paired[v.backtest_paired["targets"] == "reference"]
+            if len(v.backtest_paired)
+            else v.backtest_paired
+        )
+        if len(paired):
+            lines.append(
+                "Model minus method, log score per reference target (positive: the model better; mean +/- SE):"
+            )
+            for _, r in paired.iterrows():
+                lines.append(
+                    f"  {r['method']:<18} {r['horizon_months']:>2} mo  n={r['n']:<3} {r['mean_difference']:+.3f} +/- {r['se']:.3f}"
+                )
+    if len(v.sbc):
+        accepted = int(v.sbc_fits["accepted"].sum()) if len(v.sbc_fits) else 0
+        divergent = int((v.sbc_fits["divergences"] > 0).sum()) if len(v.sbc_fits) else 0
+        lines.append(
+            f"SBC: {v.settings.sbc} prior datasets, {len(v.sbc_fits)} fitted, {accepted} accepted (ranked quantities' bulk ESS "
+            f">= {sbc.ACCEPT_ESS}), {divergent} with divergent transitions; ranks among {sbc.RANK_DRAWS} draws; every fit kept"
+        )
+        lines.append(
+            f"  {'quantity':<44} {'cov50':>6} {'cov90':>6} {'mean rank':>9} {'in 99% band':>11} {'chi2 p':>7}"
+        )
         for _, r in v.sbc.iterrows():
             lines.append(
-                f"  {r['quantity']:<40} {r['coverage50']:>6.0%} {r['coverage90']:>6.0%} {r['mean_rank']:>9.2f} {r['uniformity_p']:>7.3f}"
+                f"  {r['quantity']:<44} {r['coverage50']:>6.0%} {r['coverage90']:>6.0%} {r['mean_rank']:>9.2f} "
+                f"{'yes' if r['ecdf_in_band'] else 'NO':>11} {r['uniformity_p']:>7.3f}"
             )
     for _, r in v.failures.iterrows():
         lines.append(f"FAILED task: {r['task']}: {r['error']}")
@@ -422,6 +509,9 @@ def write_validation(v: Validation, runs_dir: str | Path = "runs") -> Path:
             "backtest.csv": v.backtest,
             "backtest_targets.csv": v.backtest_targets,
             "backtest_answers.csv": v.backtest_answers,
+            "backtest_horizons.csv": v.backtest_horizons,
+            "backtest_paired.csv": v.backtest_paired,
+            "backtest_bias.csv": v.backtest_bias,
             "sbc.csv": v.sbc,
             "sbc_ranks.csv": v.sbc_ranks,
             "sbc_fits.csv": v.sbc_fits,

@@ -237,3 +237,39 @@ def test_segmented_walk_keeps_the_prior(sim_polls, knots):
     np.testing.assert_allclose(jump_diff.std() / np.sqrt(2), config.priors.jump_sd, rtol=0.03)
     corr = np.corrcoef(np.column_stack([standardised[:, :12], jump_diff]).T)
     assert np.abs(corr[np.triu_indices_from(corr, k=1)]).max() < 0.05
+
+
+def test_the_model_options_add_their_parameters_and_reduce_to_the_model_at_zero(sim_polls):
+    """trend = "drift", nonsampling = "by_house", unknown_n = "by_house": each adds its parameters;
+    at drift 0 and every house's non-sampling error equal to the shared one the readings' log
+    density is the default model's."""
+    base_design, base = build(sim_polls, reference_question="Q_MAIN")
+    design, options = build(
+        sim_polls, reference_question="Q_MAIN", trend="drift", nonsampling="by_house"
+    )
+    names = {v.name for v in options.free_RVs} - {v.name for v in base.free_RVs}
+    assert names == {"drift", "nonsampling_house_spread", "nonsampling_house_z"}
+    assert options.named_vars_to_dims["nonsampling_sd_house"] == ("pollster",)
+    point = base.initial_point(random_seed=2)
+    extended = {**point, "drift_zerosum__": np.zeros(2), "nonsampling_house_spread_log__": np.array(0.0),
+                "nonsampling_house_z": np.zeros(len(design.pollsters))}  # fmt: skip
+    reading_logp = [m.compile_logp(vars=[m["obs_share"]], sum=False) for m in (base, options)]
+    np.testing.assert_allclose(reading_logp[1](extended)[0] - reading_logp[0](point)[0], 0, atol=0)
+    # spread exp(0) = 1 would still scale by exp(1 * 0) = 1; a drift moves the curve linearly in logits
+    shares = options.compile_fn(
+        options.replace_rvs_by_values([options["share"]])[0],
+        inputs=options.value_vars,
+        on_unused_input="ignore",
+    )
+    drifted = shares({**extended, "drift_zerosum__": np.array([0.1, 0.0])})
+    flat = shares(extended)
+    logit_gap = np.log(drifted) - np.log(flat)
+    logit_gap -= logit_gap.mean(axis=1, keepdims=True)
+    per_cell = np.diff(logit_gap, axis=0)
+    np.testing.assert_allclose(per_cell - per_cell[0], 0, atol=1e-9)  # the same step every cell
+    assert abs(per_cell[0]).max() > 1e-3
+    by_house_n = build(sim_polls, reference_question="Q_MAIN", unknown_n="by_house")[0]
+    assert set(by_house_n.house_n_medians) == set(by_house_n.pollsters)
+    for pollster, median in by_house_n.house_n_medians.items():
+        own = sim_polls.loc[sim_polls["pollster"] == pollster, "n"].dropna()
+        assert median == float(np.median(own))

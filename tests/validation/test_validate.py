@@ -31,6 +31,7 @@ def validation():
     config = model.Config(reference_question="Q_MAIN", house_effects="House A")
     settings = ValidateSettings(
         since="2024-08-01",
+        horizons=(0, 3),
         sbc=2,
         sbc_readings=20,
         sampler=TINY,
@@ -47,46 +48,77 @@ def test_backtest_table_scores_the_model_and_every_baseline(validation):
     v, lines = validation
     assert v.info["workers"] == 2 and v.info["scheduler"] == "LocalCluster"
     table = v.backtest
+    per_target = v.backtest_targets
+    reference_now = per_target[per_target["reference"] & (per_target["horizon_months"] == 0)]
+    n_reference = reference_now["source_row"].nunique()
     assert list(table["method"]) == list(backtest.METHODS)
-    assert (table["n"] == v.info["targets"]).all() and v.info["targets"] >= 1
+    assert (table["n"] == n_reference).all() and n_reference >= 1
     assert (table["failed"] == 0).all() and v.failures.empty
     assert np.isfinite(
         table[["mean_log_score", "mae", "coverage50", "coverage90"]].to_numpy()
     ).all()
     assert table["coverage50"].between(0, 1).all() and table["coverage90"].between(0, 1).all()
-    assert (
-        table["coverage90"] >= table["coverage50"]
-    ).all()  # per answer, a 90% interval holds the 50% one
+    # per answer, a 90% interval holds the 50% one
+    assert (table["coverage90"] >= table["coverage50"]).all()
     assert (table["mae"] >= 0).all()
-    refits = v.backtest_targets[
-        v.backtest_targets["method"].isin([backtest.MODEL, backtest.NO_EFFECTS])
-    ]
-    assert len(refits) == 2 * v.info["targets"]
-    assert refits["gate_passed"].notna().all() and (refits["sample_s"] > 0).all()
-    # each refit learned only from readings that ended before its target began
+    refitted = per_target[per_target["method"].isin(backtest.REFITTED)]
+    assert set(refitted["horizon_months"]) == {0, 3}
+    assert refitted["gate_passed"].notna().all() and (refitted["sample_s"] > 0).all()
+    # each refit learned only from readings that ended before its cut-off (the reference house's
+    # alone for reference_only)
     polls = model.load_polls(model.simulate_polls(n_readings=50, seed=3).polls)
-    for _, row in refits.iterrows():
-        assert row["training_readings"] == (polls["field_end"] < row["cutoff"]).sum()
+    for _, row in refitted.iterrows():
+        before = polls["field_end"] < row["cutoff"]
+        if row["method"] == backtest.REFERENCE_ONLY:
+            before &= (polls["pollster"] == "House A") & (polls["question"] == "Q_MAIN")
+        assert row["training_readings"] == before.sum()
+    assert (
+        not per_target.loc[per_target["method"] == backtest.REFERENCE_ONLY, "reference"]
+        .eq(False)
+        .any()
+    )
+    assert (~per_target["reference"]).any()  # other houses' readings are targets too
     answers = v.backtest_answers
     assert set(answers["method"]) == set(backtest.METHODS)
     assert (answers["lower90"] <= answers["median"]).all() and (
         answers["median"] <= answers["upper90"]
     ).all()
+    # progress: one line per refit
+    assert sum("backtest" in line and "cut-off" in line for line in lines) == v.info["refits"]
+    horizons = v.backtest_horizons
+    assert {
+        "method",
+        "horizon_months",
+        "n",
+        "mean_log_score",
+        "mae",
+        "coverage50",
+        "coverage90",
+    } <= set(horizons.columns)
+    assert set(horizons.loc[horizons["targets"] == "reference", "horizon_months"]) == {0, 3}
+    paired = v.backtest_paired
     assert (
-        sum("backtest" in line for line in lines) == 2 * v.info["targets"]
-    )  # progress, one line per task
+        set(paired["method"]) <= set(backtest.METHODS) - {backtest.MODEL}
+        and (paired["n"] > 0).all()
+    )
+    assert {"method", "horizon_months", "answer", "mean_signed_error"} <= set(
+        v.backtest_bias.columns
+    )
 
 
 def test_sbc_ranks_every_quantity_of_every_dataset(validation):
     v, lines = validation
     assert len(v.sbc_fits) == 2 and set(v.sbc_ranks["dataset"]) == {0, 1}
     names = set(v.sbc["quantity"])
-    assert {"walk_sd", "nonsampling_sd", "house_sd", "question_sd"} <= names
-    assert any(n.startswith("house_effect[") for n in names) and any(
-        n.startswith("share[") for n in names
+    assert {"walk_sd", "nonsampling_sd", "jump[event, talks]"} <= names
+    assert (
+        sum(n.startswith("pair_sum[") for n in names) == 2
+        and sum(n.startswith("share[") for n in names) == 4
     )
     assert v.sbc_ranks["rank"].between(0, sbc.RANK_DRAWS).all()
     assert (v.sbc["datasets"] == 2).all()
+    assert {"accepted", "min_ranked_ess", "gate_passed"} <= set(v.sbc_fits.columns)
+    assert (v.sbc_fits["accepted"] == (v.sbc_fits["min_ranked_ess"] >= sbc.ACCEPT_ESS)).all()
     assert sum("SBC dataset" in line for line in lines) == 2
 
 
@@ -105,7 +137,7 @@ def test_the_run_folder_is_written_whole(validation, tmp_path):
         "summary.txt",
     ):
         assert (folder / name).is_file(), name
-    for name in ("backtest", "backtest_scores", "sbc_ranks"):
+    for name in ("backtest", "backtest_scores", "backtest_horizons", "sbc_ranks", "sbc_ecdf"):
         assert (folder / "figures" / f"{name}.png").stat().st_size > 10_000
     back = pd.read_csv(folder / "backtest.csv")
     pd.testing.assert_frame_equal(back, v.backtest, check_dtype=False)
@@ -118,9 +150,16 @@ def test_a_failed_task_is_reported_with_its_cutoff_and_the_others_are_kept():
     target = backtest.Target(
         source_row=7,
         poll_id="House A | Q_MAIN | 2024-05-01",
+        series="House A | Q_MAIN",
+        reference=True,
+        confirmation=False,
         field_start=pd.Timestamp("2024-05-01"),
+        field_end=pd.Timestamp("2024-05-05"),
+        horizon=0,
+        cutoff=pd.Timestamp("2024-05-01"),
         training_rows=(1, 2),
     )
+    refit = backtest.Refit(method="model", training_rows=(1, 2), targets=(target,))
     ok = {
         "ranks": pd.DataFrame(
             {"quantity": ["walk_sd"], "rank": [3], "covered50": [True], "covered90": [True]}
@@ -139,13 +178,13 @@ def test_a_failed_task_is_reported_with_its_cutoff_and_the_others_are_kept():
         good = client.submit(lambda: ok, pure=False)
         # no poll table: the real task function raises on the worker
         bad = client.submit(
-            lambda t: backtest_task("missing", None, model.Config(), t, TINY, 1, 1),
-            target,
+            lambda r: backtest_task(None, model.Config(), r, None, TINY, 1, 1),
+            refit,
             pure=False,
         )
         tasks = {
             good: {"kind": "sbc", "dataset": 0},
-            bad: {"kind": "backtest", "method": "model", "target": target},
+            bad: {"kind": "backtest", "refit": refit},
         }
         refits, _, ranks, sbc_rows, failures = gather(tasks, lines.append)
     assert len(failures) == 1 and "cut-off 2024-05-01" in failures[0]["task"]

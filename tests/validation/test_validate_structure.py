@@ -79,44 +79,147 @@ def test_refit_form_swaps_observed_shares(design):
     assert refit.compile_logp()(point) != before
 
 
-def test_backtest_targets_train_only_on_readings_that_ended_before(design):
+def test_backtest_targets_train_only_on_readings_that_ended_before_their_cutoff(design):
     targets = backtest.backtest_targets(design, "2024-01-01")
     polls = design.polls
-    assert targets
+    assert targets and {t.horizon for t in targets} <= set(backtest.HORIZONS)
     for target in targets:
         i = backtest.poll_index(design, target.source_row)
-        assert polls["pollster"].iloc[i] == "House A" and polls["question"].iloc[i] == "Q_MAIN"
         assert polls["field_start"].iloc[i] >= pd.Timestamp("2024-01-01")
+        assert target.cutoff == target.field_start - pd.DateOffset(months=target.horizon)
         train = polls[polls["source_row"].isin(target.training_rows)]
-        assert (train["field_end"] < target.field_start).all()
+        assert (train["field_end"] < target.cutoff).all()
         later = polls[~polls["source_row"].isin(target.training_rows)]
-        assert (
-            later["field_end"] >= target.field_start
-        ).all()  # nothing that ended before is left out
-        weights = backtest.training_weights(design, target)
-        assert weights.sum() == len(train) and weights[i] == 0
+        assert (later["field_end"] >= target.cutoff).all()  # nothing that ended before is left out
+        if target.reference:
+            assert (polls["pollster"].iloc[i], polls["question"].iloc[i]) == ("House A", "Q_MAIN")
+        else:  # another series, with enough earlier readings of its own to learn its offset
+            own = train[train["pollster"] + " | " + train["question"] == target.series]
+            assert len(own) >= backtest.MIN_SERIES_READINGS
+    reference = [t for t in targets if t.reference and t.horizon == 0]
+    confirmation = sorted({t.field_start for t in reference})[-backtest.CONFIRMATION_TARGETS :]
+    assert {t.field_start for t in reference if t.confirmation} == set(confirmation)
+    assert any(not t.reference for t in targets)  # House D's readings are targets too
 
 
-def test_pooled_variant_has_no_house_or_question_effects(design):
-    listed = CONFIG.replace(
-        questions=("Q_MAIN", "Q_ALT")
-    )  # a config naming every question, like the project's
-    pooled = build_design(
-        *backtest.pooled_variant(build_design(design.polls.drop(columns="poll_id"), listed), listed)
-    )
-    assert pooled.pollsters == ("House A",) and pooled.questions == ("Q_MAIN",)
-    assert sorted(pooled.polls["source_row"]) == sorted(design.polls["source_row"])
-    m = PollAggregator(pooled, backtest.pooled_variant(design, listed)[1]).build()
-    names = {v.name for v in m.free_RVs}
-    assert not names & {"house_raw", "question_raw", "pair_sum", "pair_split"}
-
-
-def test_events_after_the_first_target_are_refused(design):
+def test_refits_share_training_sets_and_reference_only_predicts_the_reference(design):
     targets = backtest.backtest_targets(design, "2024-01-01")
-    late = CONFIG.replace(events=(model.Event("2024-08-01", "later"),))
-    with pytest.raises(model.ConfigError, match="'later' \\(2024-08-01\\)"):
-        backtest.check_events(late, targets)
-    backtest.check_events(CONFIG.replace(events=(model.Event("2023-06-01", "earlier"),)), targets)
+    refits = backtest.plan_refits(targets)
+    assert {r.method for r in refits} == set(backtest.REFITTED)
+    model_refits = [r for r in refits if r.method == backtest.MODEL]
+    assert len(model_refits) == len({t.training_rows for t in targets}) < len(targets)
+    assert sorted((t.source_row, t.horizon) for r in model_refits for t in r.targets) == sorted(
+        (t.source_row, t.horizon) for t in targets
+    )
+    assert all(
+        t.reference for r in refits if r.method == backtest.REFERENCE_ONLY for t in r.targets
+    )
+
+
+def test_a_refit_is_designed_from_its_own_training_readings(design):
+    """Knots and the unknown-n median come from the training readings; the grid runs through the
+    refit's last target; events the training readings cannot identify are left out."""
+    config = CONFIG.replace(
+        events=(model.Event("2023-06-01", "early"), model.Event("2024-10-01", "late"))
+    )
+    targets = backtest.backtest_targets(design, "2024-09-01")
+    refit = next(
+        r
+        for r in backtest.plan_refits(targets)
+        if r.method == backtest.MODEL and r.cutoff <= pd.Timestamp("2024-09-30")
+    )
+    table, refit_config = backtest.refit_table(design, config, refit)
+    assert set(table["source_row"]) == set(refit.training_rows)
+    assert refit_config.through == f"{max(t.field_end for t in refit.targets):%Y-%m-%d}"
+    assert [e.label for e in refit_config.events] == [
+        "early"
+    ]  # 'late' comes after the training readings
+    own = build_design(table, refit_config)
+    training_only = build_design(table, refit_config.replace(through=None))
+    np.testing.assert_array_equal(own.walk_knots, training_only.walk_knots)
+    assert own.walk_knots.max() <= own.last_cell.max()  # no knot where no training reading is
+    known = table["n"].dropna()
+    assert own.unknown_n_median == float(np.median(known))
+    for target in refit.targets:  # every target lies on the refit's grid, projected past its data
+        placed = backtest.place(design, backtest.poll_index(design, target.source_row), own)
+        assert own.projected[placed.first_cell]
+    reference_table, reference_config = backtest.refit_table(
+        design, config, backtest.Refit(backtest.REFERENCE_ONLY, refit.training_rows, refit.targets)
+    )
+    assert set(reference_table["pollster"]) == {"House A"} and reference_config.questions == (
+        "Q_MAIN",
+    )
+    pooled_table, pooled_config = backtest.refit_table(
+        design, config, backtest.Refit(backtest.NO_EFFECTS, refit.training_rows, refit.targets)
+    )
+    assert set(pooled_table["pollster"]) == {"House A"} and set(pooled_table["question"]) == {
+        "Q_MAIN"
+    }
+    assert len(pooled_table) == len(table)
+
+
+def test_model_candidates_refit_the_models_training_sets_with_their_option(design):
+    targets = backtest.backtest_targets(design, "2024-06-01")
+    methods = (backtest.MODEL, *(backtest.candidate_method(c) for c in backtest.CANDIDATES))
+    refits = backtest.plan_refits(targets, methods)
+    by_method = {m: [r for r in refits if r.method == m] for m in methods}
+    assert all(len(v) == len(by_method[backtest.MODEL]) for v in by_method.values())
+    options = {}
+    for name, changes in backtest.CANDIDATES.items():
+        refit = by_method[f"model+{name}"][0]
+        table, candidate_config = backtest.refit_table(design, CONFIG, refit)
+        assert all(getattr(candidate_config, k) == v for k, v in changes.items())
+        built = PollAggregator(build_design(table, candidate_config), candidate_config).build()
+        options[name] = {v.name for v in built.free_RVs}
+    assert "drift" in options["drift"] and "nonsampling_house_z" in options["house_tau"]
+    with pytest.raises(model.ConfigError, match="unknown model candidate 'slope'"):
+        backtest.candidate_method("slope")
+
+
+def test_a_held_out_readings_prediction_is_the_likelihood_at_its_place(design):
+    """model_alpha of a Placement equals that of the same reading inside the design (known n)."""
+    import xarray as xr
+
+    rng = np.random.default_rng(4)
+    k, t = len(design.answers), len(design.time)
+    posterior = xr.Dataset(
+        {
+            "share": (
+                ("chain", "draw", "time", "answer"),
+                100 * stats_softmax(rng.normal(size=(1, 5, t, k))),
+            ),
+            "house_effect": (
+                ("chain", "draw", "pollster", "answer"),
+                rng.normal(0, 0.2, size=(1, 5, len(design.pollsters), k)),
+            ),
+            "question_effect": (
+                ("chain", "draw", "question", "answer"),
+                rng.normal(0, 0.2, size=(1, 5, len(design.questions), k)),
+            ),
+            "nonsampling_sd": (("chain", "draw"), np.full((1, 5), 2.0)),
+        },
+        coords={
+            "time": design.time,
+            "answer": list(design.answers),
+            "pollster": list(design.pollsters),
+            "question": list(design.questions),
+        },
+    )
+    i = int(np.flatnonzero(design.n_known)[3])
+    placed = backtest.place(design, i, design)
+    np.testing.assert_allclose(
+        backtest.model_alpha(posterior, design, placed), backtest.model_alpha(posterior, design, i)
+    )
+    unknown = int(np.flatnonzero(~design.n_known)[0])
+    alpha = backtest.model_alpha(
+        posterior, design, backtest.place(design, unknown, design), np.random.default_rng(1)
+    )
+    assert alpha.shape == (5, design.component_used[unknown].sum()) and np.all(alpha > 0)
+
+
+def stats_softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _table(rows):
@@ -138,7 +241,7 @@ def test_baselines_follow_their_definitions():
         ]
     )
     start = pd.Timestamp("2024-03-01")
-    args = (train, start, ("talks", "continue"), ("Ref", "Q"), 1600.0)
+    args = (train, start, ("talks", "continue"), "Ref | Q", 1600.0)
     # last reading of the reference series, answer by answer (continue from the one reporting it)
     assert backtest.baseline_answers("last_reading", *args) == {"talks": 54.0, "continue": 40.0}
     # any house, latest three reporting each answer
@@ -160,13 +263,17 @@ def test_score_is_the_dirichlet_mixture_density_and_coverage_is_per_answer(desig
     y = design.observed[i][used]
     rng = np.random.default_rng(0)
     alpha = rng.uniform(50, 500, size=(7, used.sum()))
-    got = backtest.score(alpha, design, i, np.random.default_rng(1))
+    got = backtest.score(alpha, (design, i), np.random.default_rng(1))
     expected = np.log(np.mean([stats.dirichlet.pdf(y, a) for a in alpha]))
     assert got["log_score"] == pytest.approx(expected, rel=1e-10)
-    sharp = backtest.score(1e7 * y[None, :], design, i, np.random.default_rng(1))
-    assert sharp["covered90"] == 1.0 and sharp["abs_error"] < 0.05
+    sharp = backtest.score(1e7 * y[None, :], (design, i), np.random.default_rng(1))
+    assert (
+        sharp["covered90"] == 1.0
+        and sharp["abs_error"] < 0.05
+        and abs(sharp["signed_error"]) < 0.05
+    )
     shifted = np.roll(y, 1)
-    wrong = backtest.score(1e6 * shifted[None, :], design, i, np.random.default_rng(1))
+    wrong = backtest.score(1e6 * shifted[None, :], (design, i), np.random.default_rng(1))
     assert wrong["covered50"] == 0.0 and wrong["log_score"] < sharp["log_score"]
     assert set(got["answers"]["answer"]) <= set(design.answers)
 
@@ -178,6 +285,7 @@ def test_baseline_predictions_cover_every_target_with_a_track_record(design):
     )
     assert set(per_target["method"]) == set(backtest.BASELINES)
     assert len(per_target) == len(targets) * len(backtest.BASELINES)
+    assert set(per_target["horizon_months"]) == {t.horizon for t in targets}
     scored = per_target[per_target["error"] == ""]
     assert len(scored) and np.isfinite(scored["log_score"]).all() and (scored["tau_pp"] >= 0).all()
     assert set(per_answer["method"]) <= set(backtest.BASELINES)
@@ -215,7 +323,11 @@ def test_backtest_table_has_one_row_per_method_with_the_issue_columns():
             },
         ]
     )
-    table = backtest.summarise(per_target)
+    per_target = per_target.assign(horizon_months=0, reference=True)
+    later = per_target.iloc[[0]].assign(
+        horizon_months=3, log_score=-50.0
+    )  # another horizon: not in backtest.csv
+    table = backtest.summarise(pd.concat([per_target, later], ignore_index=True))
     assert list(table["method"]) == list(backtest.METHODS)
     assert {"method", "n", "mean_log_score", "mae", "coverage50", "coverage90"} <= set(
         table.columns
@@ -229,6 +341,31 @@ def test_backtest_table_has_one_row_per_method_with_the_issue_columns():
         0.75,
     )
     assert table.set_index("method").loc["weighted_average", "n"] == 0
+    assert {"coverage50_lower", "coverage90_upper"} <= set(table.columns)
+    lo, hi = backtest.wilson(9, 10)
+    assert lo < 0.9 < hi and hi < 1
+
+
+def test_paired_differences_and_signed_errors():
+    rows = []
+    for source_row, (model_score, other_score) in enumerate([(3.0, 2.0), (2.0, 2.5), (4.0, 2.5)]):
+        for method, score in (("model", model_score), ("reference_only", other_score)):
+            rows.append(
+                {"method": method, "source_row": source_row, "horizon_months": 0, "series": "A | Q", "reference": True,
+                 "confirmation": source_row == 2, "log_score": score, "abs_error": 1.0, "error": ""}
+            )  # fmt: skip
+    paired = backtest.paired_differences(pd.DataFrame(rows)).set_index(["method", "targets"])
+    row = paired.loc[("reference_only", "reference")]
+    d = np.array([1.0, -0.5, 1.5])
+    assert row["n"] == 3 and row["mean_difference"] == pytest.approx(d.mean())
+    assert row["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(3))
+    assert paired.loc[("reference_only", "confirmation"), "n"] == 1
+    answers = pd.DataFrame(
+        {"method": "model", "horizon_months": 0, "answer": ["talks", "talks", "continue"], "reference": True,
+         "signed_error": [2.0, 4.0, -1.0]}
+    )  # fmt: skip
+    bias = backtest.signed_errors(answers).set_index("answer")
+    assert bias.loc["talks", "mean_signed_error"] == 3.0 and bias.loc["continue", "n"] == 1
 
 
 def test_sbc_ranks_and_coverage():
@@ -254,7 +391,24 @@ def test_sbc_ranks_and_coverage():
     )
     summary = sbc.summarise(pd.concat([uniform, skewed])).set_index("quantity")
     assert summary.loc["u", "uniformity_p"] > 1e-3 and summary.loc["s", "uniformity_p"] < 1e-10
+    assert summary.loc["u", "ecdf_in_band"] and not summary.loc["s", "ecdf_in_band"]
     assert summary.loc["s", "datasets"] == 400
+    assert (
+        summary.loc["u", "coverage90_lower"] <= 1.0 <= summary.loc["u", "coverage90_upper"] + 1e-12
+    )
+
+
+def test_the_sbc_design_has_the_shipped_structure():
+    """A reference house, two houses each asking only their own question (confounded pairs, sampled
+    as pair sums), and an event paired with its walk segment, as the project's fit has."""
+    polls, config = sbc.sbc_design(n_readings=40, seed=1)
+    design = build_design(polls, config)
+    assert design.reference_pollster == "House A" and design.questions[0] == "Q_MAIN"
+    assert set(design.confounded) == {("House B", "Q_B"), ("House C", "Q_C")}
+    m = PollAggregator(design, config, refit=True).build()
+    names = {v.name for v in m.free_RVs}
+    assert {"pair_sum", "pair_split", "jump_split", "trend_at_knot"} <= names
+    assert (~design.n_known).any() and (design.component_label == "rest").any()
 
 
 def test_sbc_prior_draws_are_valid_tables():
@@ -263,8 +417,9 @@ def test_sbc_prior_draws_are_valid_tables():
     m = PollAggregator(design, config, refit=True).build()
     truths, observed = sbc.prior_draws(m, design, 3, seed=2)
     assert len(truths) == 3 and observed.shape == (3, *design.observed.shape)
-    assert {"walk_sd", "nonsampling_sd", "house_sd", "question_sd"} <= set(truths[0])
-    assert any(name.startswith("share[") for name in truths[0])
+    assert {"walk_sd", "nonsampling_sd", "jump[event, talks]"} <= set(truths[0])
+    assert {"pair_sum[House B + Q_B, talks]", "pair_sum[House C + Q_C, talks]"} <= set(truths[0])
+    assert sum(name.startswith("share[") for name in truths[0]) == 4
     used = np.broadcast_to(design.component_used, observed.shape)
     assert np.all(observed[~used] == 1.0)
     np.testing.assert_allclose(np.where(used, observed, 0).sum(axis=-1), 1.0, atol=1e-9)
