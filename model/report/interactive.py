@@ -30,6 +30,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from model.report import plots
+from model.results.headline import field_span
 
 if TYPE_CHECKING:
     from model.results.fit_result import FitResult
@@ -144,11 +145,6 @@ def _iso(values) -> list[str]:
     return [f"{pd.Timestamp(v):%Y-%m-%d %H:%M}" for v in values]
 
 
-def _span(start, end) -> str:
-    a, b = pd.Timestamp(start), pd.Timestamp(end)
-    return f"{a:%d %b %Y}" if a == b else f"{a:%d %b %Y} – {b:%d %b %Y}"
-
-
 def _share_text(value) -> str:
     return "not reported" if pd.isna(value) else f"{float(value):g}%"
 
@@ -165,7 +161,7 @@ def _points(result: FitResult, questions, sources) -> pd.DataFrame:
     hover, custom = [], []
     for _, row in table.iterrows():
         poll = polls.loc[row["poll_id"]]
-        span = _span(poll["field_start"], poll["field_end"])
+        span = field_span(poll["field_start"], poll["field_end"], dash="–")
         n = (
             "n not published"
             if pd.isna(poll.get("n"))

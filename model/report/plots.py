@@ -37,6 +37,7 @@ from matplotlib.patches import Patch
 
 from model.data.polls import reading_midpoints
 from model.files import atomic_write
+from model.results.headline import field_span
 
 if TYPE_CHECKING:
     from model.results.fit_result import FitResult
@@ -244,25 +245,10 @@ def _draw_curve(
                 gid=f"projected_band{round(100 * interval)}",
             )
     part = next(iter(bands.values()))
-    data, ahead = split_projection(part[part["answer"] == answer])
-    ax.plot(
-        _as_dates(data["date"]),
-        data["median"],
-        color=CURVE_COLOUR,
-        linewidth=1.8,
-        zorder=2,
-        gid="median",
+    ahead = _draw_median(
+        ax, part[part["answer"] == answer], colour=CURVE_COLOUR, width=1.8, zorder=2
     )
     if len(ahead):
-        ax.plot(
-            _as_dates(ahead["date"]),
-            ahead["median"],
-            color=CURVE_COLOUR,
-            linewidth=1.6,
-            linestyle="--",
-            zorder=2,
-            gid="projected_median",
-        )
         if label and data_end is not None:
             ax.annotate(
                 projection_label(data_end).replace(": ", ":\n", 1),
@@ -282,6 +268,34 @@ def _draw_curve(
                 },
                 gid="projection_label",
             )
+
+
+def _draw_median(
+    ax, part: pd.DataFrame, *, colour: str, width: float, zorder: float
+) -> pd.DataFrame:
+    """The median of one answer's curve: solid where readings inform it (``gid="median"``), dashed
+    and a little thinner past the last reading (``gid="projected_median"``). Returns the projected
+    part (empty when there is none)."""
+    data, ahead = split_projection(part)
+    ax.plot(
+        _as_dates(data["date"]),
+        data["median"],
+        color=colour,
+        linewidth=width,
+        zorder=zorder,
+        gid="median",
+    )
+    if len(ahead):
+        ax.plot(
+            _as_dates(ahead["date"]),
+            ahead["median"],
+            color=colour,
+            linewidth=width - 0.2,
+            linestyle="--",
+            zorder=zorder,
+            gid="projected_median",
+        )
+    return ahead
 
 
 def projection_label(data_end: pd.Timestamp) -> str:
@@ -1074,15 +1088,6 @@ def plot_diagnostics(result: FitResult) -> dict[str, Figure]:
 
 
 # -- the article chart ---------------------------------------------------------------------------
-def _field_span(start, end) -> str:
-    a, b = pd.Timestamp(start), pd.Timestamp(end)
-    if a == b:
-        return f"{a:%-d %b %Y}"
-    if (a.year, a.month) == (b.year, b.month):
-        return f"{a:%-d}–{b:%-d %b %Y}"
-    return f"{a:%-d %b %Y} – {b:%-d %b %Y}"
-
-
 def headline_title(result: FitResult) -> str:
     """The article chart's title: the finding, stated from :meth:`FitResult.headline`.
 
@@ -1191,7 +1196,7 @@ def plot_headline(
     )
     title_lines = len(textwrap.wrap(headline_title(result), 70))
     last = head["last_reading"]
-    reading = f"{last['pollster']}, {_field_span(last['field_start'], last['field_end'])}"
+    reading = f"{last['pollster']}, {field_span(last['field_start'], last['field_end'], dash='–')}"
     if head["projected"]:
         from model.results.headline import how_far
 
@@ -1273,25 +1278,7 @@ def plot_headline(
             gid="readings",
         )
         part = bands[max(intervals)]
-        data, ahead = split_projection(part[part["answer"] == answer])
-        ax.plot(
-            _as_dates(data["date"]),
-            data["median"],
-            color=colour,
-            linewidth=2.4,
-            zorder=3,
-            gid="median",
-        )
-        if len(ahead):
-            ax.plot(
-                _as_dates(ahead["date"]),
-                ahead["median"],
-                color=colour,
-                linewidth=2.2,
-                linestyle="--",
-                zorder=3,
-                gid="projected_median",
-            )
+        _draw_median(ax, part[part["answer"] == answer], colour=colour, width=2.4, zorder=3)
     _draw_events(ax, result, label=True)
     upper = max(float(bands[max(intervals)]["upper"].max()), 0.0)
     ax.set_ylim(0, min(100.0, 10 * np.ceil((upper + 4) / 10)))

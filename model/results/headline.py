@@ -198,13 +198,21 @@ def format_probability(p: float) -> str:
     return f"{p:.2f}"
 
 
-def _span(start: str, end: str) -> str:
+def field_span(start, end, dash: str = "-") -> str:
+    """A field period in words: "18-25 Feb 2026", "30 Nov - 3 Dec 2025", "1 Jun 2022".
+
+    Parameters
+    ----------
+    start, end : date-like
+    dash : str
+        The dash between the dates ("-" in plain text, "–" in figures and pages).
+    """
     a, b = pd.Timestamp(start), pd.Timestamp(end)
     if a == b:
-        return f"{a:%d %b %Y}"
+        return f"{a.day} {a:%b %Y}"
     if (a.year, a.month) == (b.year, b.month):
-        return f"{a:%d}-{b:%d %b %Y}"
-    return f"{a:%d %b %Y} - {b:%d %b %Y}"
+        return f"{a.day}{dash}{b.day} {b:%b %Y}"
+    return f"{a.day} {a:%b %Y} {dash} {b.day} {b:%b %Y}"
 
 
 def how_far(days: int) -> str:
@@ -240,7 +248,7 @@ def sentences(head: dict[str, Any]) -> list[str]:
     last = head["last_reading"]
     now = head["answers"][first]["as_of"]
     as_of = pd.Timestamp(head["as_of"])
-    reading = f"{last['pollster']}, {_span(last['field_start'], last['field_end'])}"
+    reading = f"{last['pollster']}, {field_span(last['field_start'], last['field_end'])}"
     if head["projected"]:
         where = (
             f"projected {how_far(head['days_past_last_reading'])} past the last reading ({reading})"

@@ -73,7 +73,7 @@ def test_the_tooltip_gives_house_dates_n_shares_and_source(result, figure):
     house_b = talks["House B"]
     first = house_b.text[0]  # the closed reading of 4-10 Jan 2023, n not published, source sim-00
     assert first.startswith("<b>House B</b><br>question Q_ALT (closed poll, known from a leak)")
-    assert "field 04 Jan 2023 – 10 Jan 2023" in first and "n not published" in first
+    assert "field 4–10 Jan 2023" in first and "n not published" in first
     assert "published: talks 64% · continue 20% · undecided 16%" in first
     offset = result.adjusted_readings().iloc[0]
     assert (
@@ -89,7 +89,7 @@ def test_the_tooltip_gives_house_dates_n_shares_and_source(result, figure):
     assert "source sim-01: no address in the sourced table" in second
     assert "source sim-99: no address in the sourced table" in second
     # click data: heading and (label, address) pairs; only http(s) addresses are kept
-    assert house_b.customdata[0][0] == "House B, Q_ALT, field 04 Jan 2023 – 10 Jan 2023"
+    assert house_b.customdata[0][0] == "House B, Q_ALT, field 4–10 Jan 2023"
     assert [list(p) for p in house_b.customdata[0][1]] == [
         ["sim-00", "https://example.org/poll/0?a=1&b=<2>"]
     ]

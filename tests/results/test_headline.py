@@ -224,7 +224,7 @@ def test_a_two_answer_headline():
     first = headline.sentences(head)[0]
     assert (
         first.startswith("Support for yes on 31 Dec 2024: ")
-        and "projected 10 months (306 days) past the last reading (A, 01-29 Feb 2024)" in first
+        and "projected 10 months (306 days) past the last reading (A, 1-29 Feb 2024)" in first
     )
 
 
@@ -265,7 +265,7 @@ def test_a_through_date_in_the_last_readings_cell_is_not_called_the_last_reading
     )
     assert not head["projected"] and head["days_past_last_reading"] == 3
     assert (
-        "3 days after the last reading (A, 04-05 Dec 2023), in the same grid cell"
+        "3 days after the last reading (A, 4-5 Dec 2023), in the same grid cell"
         in headline.sentences(head)[0]
     )
 
