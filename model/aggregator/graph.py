@@ -122,22 +122,24 @@ def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
 
     .. math::
 
-        S \sim \mathrm{ZeroSumNormal}(\sigma_{walk}\sqrt{m}) \;(\text{centred}), \qquad
+        S = \sigma_{walk}\sqrt{m}\, \tilde S, \qquad
         d_s = S / m + \sigma_{walk} (z_s - \bar z), \quad z_s \sim \mathrm{ZeroSumNormal}(1),
         \quad \bar z = \frac{1}{m} \sum_{s = t_0 + 1}^{t_1} z_s,
 
     which leaves the prior exactly as it was (:math:`z - \bar z` is the bridge's zero-sum part,
     independent of :math:`\bar z`; :math:`\bar z` itself enters nothing and keeps its prior).
-    The changes are sampled through the trend's values at the knots, ``trend_at_knot``
-    :math:`\lambda + \sum_{i \le j} S_i` (plus the jumps paired below; the first knot is cell 0,
-    where the trend is the level :math:`\lambda`; a unit-triangular map, so the prior is still
-    exactly the walk's): the data pin the trend at the knots, where a centred variable mixes well, and the
-    path between knots keeps its prior, where a non-centred one does. Steps outside any segment
-    (before the first knot, after the last) are :math:`d_s = \sigma_{walk} z_s`.
+    The standardised changes :math:`\tilde S_j \sim \mathrm{ZeroSumNormal}(1)` (plus the jumps
+    paired below) are sampled through their running sums, ``knot_value_std``
+    :math:`y_j = \lambda + \sum_{i \le j} \tilde S_i` (the first knot is cell 0, where the trend is
+    the level :math:`\lambda`; a unit-triangular map, so the prior is exactly the walk's): the
+    trend's values at the knots on the walk's standardised scale. Non-centred, because the walk
+    scale is what the data identify least: where a few readings leave it free to come near zero,
+    a centred change (its scale :math:`\sigma_{walk}\sqrt{m}`) would form a funnel with it. Steps
+    outside any segment (before the first knot, after the last) are :math:`d_s = \sigma_{walk} z_s`.
 
     An event whose jump :math:`\delta \sim \mathrm{ZeroSumNormal}(s_{jump})` falls inside a segment
     (the only one there) adds to the change the data pin, which is then :math:`S + \delta`: that
-    total is sampled centred, :math:`S + \delta \sim \mathrm{ZeroSumNormal}(v^{1/2})` with
+    total is sampled as :math:`S + \delta = v^{1/2} \tilde S` with
     :math:`v = \sigma_{walk}^2 m + s_{jump}^2`, and its prior-only split
     :math:`u \sim \mathrm{ZeroSumNormal}(1)` non-centred, :math:`\delta = (s_{jump}^2 / v)(S + \delta)
     + (\sigma_{walk}\sqrt{m}\, s_{jump} / v^{1/2})\, u` (the conditional of two independent normals
@@ -196,14 +198,14 @@ def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
         if paired_events
         else walk_var
     )
-    # Centred as values, not as changes: the data pin the trend at each knot, so sampling the knot
-    # values (from the level, the value at cell 0, the first knot) leaves their posterior nearly
-    # uncorrelated, where the changes between them would be chained (each pinned only as a running
-    # sum) and the level would ride on all of them. A unit-triangular map: the prior is unchanged.
-    at_knot = pm.CustomDist(
-        "trend_at_knot",
+    # Non-centred changes, sampled as their running sums from the level (a unit-triangular map,
+    # so the prior is unchanged): the knot values on the walk's standardised scale. Centred changes
+    # (scale sqrt(total_var)) formed a funnel with walk_sd wherever a few readings let it near zero
+    # (docs/validation.md, "Refits and the walk scale").
+    knot_value_std = pm.CustomDist(
+        "knot_value_std",
         level,
-        pt.sqrt(total_var),
+        pt.ones_like(total_var),
         dist=lambda start, sd, size: (
             start[None, :]
             + pt.cumsum(
@@ -214,7 +216,8 @@ def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
         transform=ZeroSumTransform(zerosum_axes=(-1,)),
         dims=("walk_segment", ANSWER),
     )
-    total = pt.diff(pt.concatenate([level[None, :], at_knot], axis=0), axis=0)
+    standardised = pt.diff(pt.concatenate([level[None, :], knot_value_std], axis=0), axis=0)
+    total = pt.sqrt(total_var) * standardised
     change = total
     jump = None
     if n_events:
@@ -309,12 +312,11 @@ class PollAggregator:
 
     the conditional decomposition of two independent normals, so the prior is exactly unchanged.
     **Sampling the walk.** Written non-centred above, the walk is sampled by segments between
-    knots, the cells where the readings pin the trend (:func:`model.aggregator.design.walk_knots`): its values
-    at the knots centred, the path between them (a bridge) and before the first / after the last
-    knot non-centred, and an event's jump as its share of its segment's change
-    (:func:`_walk_and_jumps`); exact reparameterisations, so the prior is unchanged. Measured on
-    the shipped data, the plain non-centred walk at target_accept 0.8 gave 533 divergent
-    transitions and a bulk ESS of 13 for the walk scale in 4 x 1000 draws.
+    knots, the cells where the readings pin the trend (:func:`model.aggregator.design.walk_knots`):
+    each segment's change as its share of the walk's standardised running sum at the knots, the
+    path between knots as a bridge, and an event's jump as its share of its segment's change
+    (:func:`_walk_and_jumps`); exact reparameterisations, so the prior is unchanged. How each form
+    was measured is in ``docs/validation.md`` and ``docs/performance.md``.
     Other house (question) effects are centred when every house (question)
     concerned has at least :data:`model.aggregator.design.CENTRED_MIN_READINGS` readings, so the data pin each
     effect well inside its prior (a non-centred effect then forms a curved ridge with its scale:

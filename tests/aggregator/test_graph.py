@@ -217,7 +217,7 @@ def test_segmented_walk_keeps_the_prior(sim_polls, knots):
     design = dataclasses.replace(design, walk_knots=chosen)
     m = PollAggregator(design, config).build()
     assert (
-        "trend_at_knot" in m.named_vars and "jump_split" in m.named_vars
+        "knot_value_std" in m.named_vars and "jump_split" in m.named_vars
     )  # the event sits in a segment
     share, walk_sd, jump = pm.draw(
         [m["share"], m["walk_sd"], m["jump"]], draws=20000, random_seed=3

@@ -407,7 +407,7 @@ def test_the_sbc_design_has_the_shipped_structure():
     assert set(design.confounded) == {("House B", "Q_B"), ("House C", "Q_C")}
     m = PollAggregator(design, config, refit=True).build()
     names = {v.name for v in m.free_RVs}
-    assert {"pair_sum", "pair_split", "jump_split", "trend_at_knot"} <= names
+    assert {"pair_sum", "pair_split", "jump_split", "knot_value_std"} <= names
     assert (~design.n_known).any() and (design.component_label == "rest").any()
 
 
