@@ -52,6 +52,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from model.config import CANDIDATES
+
     parser = _Parser(prog="python -m model", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -159,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
         "--candidates",
         nargs="+",
         default=[],
-        choices=["drift", "house_tau", "house_n"],
+        choices=sorted(CANDIDATES),
         help="model candidates to backtest beside the model (each adds one refit per training set)",
     )
     val.add_argument(

@@ -22,6 +22,7 @@ import pandas as pd
 Grid = Literal["day", "week", "month"]
 Trend = Literal["walk", "drift"]
 ByHouse = Literal["shared", "by_house"]
+WalkPrior = Literal["half_normal", "gamma"]
 
 #: Identification modes other than naming a reference pollster.
 ZERO_SUM = "zero_sum"
@@ -173,6 +174,10 @@ class Config:
         ``"walk"`` (default): the random walk (plus event jumps). ``"drift"``: plus a constant
         zero-sum drift per answer logit (a slope; past the last reading the projection then
         continues it).
+    walk_prior : {"half_normal", "gamma"}
+        Prior of the walk's step size: ``"half_normal"`` (default), with its mode at zero, or
+        ``"gamma"``, a zero-avoiding Gamma(2) with the same mean (it rules out a flat trend a
+        priori; Chung et al. 2013 on boundary-avoiding priors for scales).
     nonsampling : {"shared", "by_house"}
         One non-sampling error for every house (default), or one per house, partially pooled
         (log-normal around the shared one).
@@ -202,6 +207,7 @@ class Config:
     grid: Grid = "week"
     through: str | None = None
     trend: Trend = "walk"
+    walk_prior: WalkPrior = "half_normal"
     nonsampling: ByHouse = "shared"
     unknown_n: ByHouse = "shared"
     house_effects: str = ZERO_SUM
@@ -219,6 +225,8 @@ class Config:
             problems.append(f"grid: {self.grid!r}; expected 'day', 'week' or 'month'")
         if self.trend not in ("walk", "drift"):
             problems.append(f"trend: {self.trend!r}; expected 'walk' or 'drift'")
+        if self.walk_prior not in ("half_normal", "gamma"):
+            problems.append(f"walk_prior: {self.walk_prior!r}; expected 'half_normal' or 'gamma'")
         for name in ("nonsampling", "unknown_n"):
             if getattr(self, name) not in ("shared", "by_house"):
                 problems.append(f"{name}: {getattr(self, name)!r}; expected 'shared' or 'by_house'")
@@ -356,6 +364,15 @@ def _is_date(text: str) -> bool:
 
 #: Months between a backtest cut-off and its target's field start, by default.
 BACKTEST_HORIZONS = (0, 1, 3, 6, 9)
+#: Model candidates (``validate --candidates``): name -> the config fields they change. Each is
+#: refitted as method ``model+<name>`` on the model's training sets, to be adopted only if the
+#: backtest shows it helps.
+CANDIDATES = {
+    "drift": {"trend": "drift"},
+    "house_tau": {"nonsampling": "by_house"},
+    "house_n": {"unknown_n": "by_house"},
+    "walk_gamma": {"walk_prior": "gamma"},
+}
 
 
 @dataclass(frozen=True)
@@ -371,8 +388,8 @@ class ValidateSettings:
     horizons : tuple of int
         Months between each target's cut-off and its field start (default 0, 1, 3, 6, 9).
     candidates : tuple of str
-        Model candidates to backtest beside the model (``drift``, ``house_tau``, ``house_n``;
-        :data:`model.validation.backtest.CANDIDATES`).
+        Model candidates to backtest beside the model (``drift``, ``house_tau``, ``house_n``, ``walk_gamma``;
+        :data:`CANDIDATES`).
     sbc : int
         Number of simulated datasets for simulation-based calibration (0: none).
     sampler : Sampler or None

@@ -279,8 +279,9 @@ class PollAggregator:
     with :math:`\lambda \sim \mathrm{ZeroSumNormal}(\sigma_\lambda)` over answers, non-centred
     innovations :math:`z_{s,\cdot} \sim \mathrm{ZeroSumNormal}(1)` over answers (the walk's first
     value is pinned at 0, so :math:`\lambda` is the level at the first cell),
-    :math:`\sigma_{walk} \sim \mathrm{HalfNormal}(s_{walk} \sqrt{\Delta/30.44})` for cells of
-    :math:`\Delta` days, and event jumps :math:`\delta_e \sim \mathrm{ZeroSumNormal}(s_{jump})`.
+    :math:`\sigma_{walk} \sim \mathrm{HalfNormal}(s)`, :math:`s = s_{walk} \sqrt{\Delta/30.44}` for cells of
+    :math:`\Delta` days (or, with ``walk_prior = "gamma"``, the zero-avoiding
+    :math:`\mathrm{Gamma}(2, 2 / (s\sqrt{2/\pi}))` of the same mean), and event jumps :math:`\delta_e \sim \mathrm{ZeroSumNormal}(s_{jump})`.
     The curve is :math:`\pi_t = \mathrm{softmax}(\eta_t)`: talks, continue and undecided sum to 100.
 
     **Field periods.** A reading measures the trend averaged over the cells its field period covers,
@@ -424,7 +425,13 @@ class PollAggregator:
             # Trend.
             level = pm.ZeroSumNormal("level", sigma=priors.level_sd, dims=ANSWER)
             walk_scale = priors.walk_scale(d.cell_days)
-            walk_sd = pm.HalfNormal("walk_sd", sigma=walk_scale)
+            if self.config.walk_prior == "gamma":
+                # the same mean as the half-normal's, s * sqrt(2 / pi), with its mode away from zero
+                walk_sd = pm.Gamma(
+                    "walk_sd", alpha=2.0, beta=2.0 / (walk_scale * np.sqrt(2.0 / np.pi))
+                )
+            else:
+                walk_sd = pm.HalfNormal("walk_sd", sigma=walk_scale)
             walk, jump = _walk_and_jumps(level, walk_sd, priors.jump_sd, d)
             eta = level[None, :] + walk
             if jump is not None:

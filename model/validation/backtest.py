@@ -62,7 +62,7 @@ import pandas as pd
 from scipy.special import gammaln, logsumexp, softmax
 
 from model.aggregator.design import PollDesign, cell_of
-from model.config import BACKTEST_HORIZONS, Config, ConfigError
+from model.config import BACKTEST_HORIZONS, CANDIDATES, Config, ConfigError
 from model.data.polls import reading_midpoints
 
 MODEL = "model"
@@ -73,14 +73,6 @@ REFITTED = (MODEL, REFERENCE_ONLY, NO_EFFECTS)
 BASELINES = ("last_reading", "last3_mean", "weighted_average")
 #: Every method, in the order the tables list them.
 METHODS = (*REFITTED, *BASELINES)
-#: Model candidates (``validate --candidates``): name -> the config fields they change. Each is
-#: refitted as method ``model+<name>`` on the model's training sets, to be adopted only if the
-#: backtest shows it helps.
-CANDIDATES = {
-    "drift": {"trend": "drift"},
-    "house_tau": {"nonsampling": "by_house"},
-    "house_n": {"unknown_n": "by_house"},
-}
 
 
 def candidate_method(name: str) -> str:

@@ -164,14 +164,16 @@ def test_model_candidates_refit_the_models_training_sets_with_their_option(desig
     refits = backtest.plan_refits(targets, methods)
     by_method = {m: [r for r in refits if r.method == m] for m in methods}
     assert all(len(v) == len(by_method[backtest.MODEL]) for v in by_method.values())
-    options = {}
+    options, walk_prior = {}, {}
     for name, changes in backtest.CANDIDATES.items():
         refit = by_method[f"model+{name}"][0]
         table, candidate_config = backtest.refit_table(design, CONFIG, refit)
         assert all(getattr(candidate_config, k) == v for k, v in changes.items())
         built = PollAggregator(build_design(table, candidate_config), candidate_config).build()
         options[name] = {v.name for v in built.free_RVs}
+        walk_prior[name] = type(built["walk_sd"].owner.op).__name__
     assert "drift" in options["drift"] and "nonsampling_house_z" in options["house_tau"]
+    assert walk_prior["walk_gamma"] == "GammaRV" and walk_prior["drift"] == "HalfNormalRV"
     with pytest.raises(model.ConfigError, match="unknown model candidate 'slope'"):
         backtest.candidate_method("slope")
 
