@@ -138,6 +138,12 @@ class Sampler:
         Target acceptance rate of the step-size adaptation.
     nuts_sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
         The NUTS implementation (nutpie by default).
+    knots : {"centred", "non_centred"}
+        How the walk's changes between knots are sampled (the same model either way;
+        :func:`model.aggregator.graph._walk_and_jumps`): ``"centred"`` (default) as the trend's values
+        at the knots, which mixes best where many readings pin the trend; ``"non_centred"`` on the
+        walk's standardised scale, which avoids a funnel with the walk scale where few readings
+        leave it free to come near zero.
     """
 
     draws: int = 1000
@@ -145,6 +151,7 @@ class Sampler:
     chains: int = 4
     target_accept: float = 0.9
     nuts_sampler: Literal["nutpie", "pymc", "numpyro", "blackjax"] = "nutpie"
+    knots: Literal["centred", "non_centred"] = "centred"
 
 
 @dataclass(frozen=True)
@@ -270,6 +277,8 @@ class Config:
             problems.append(
                 f"sampler: draws={s.draws}, tune={s.tune}, chains={s.chains}; expected positive counts"
             )
+        if s.knots not in ("centred", "non_centred"):
+            problems.append(f"sampler.knots: {s.knots!r}; expected 'centred' or 'non_centred'")
         if not 0 < s.target_accept < 1:
             problems.append(
                 f"sampler.target_accept: {s.target_accept!r}; expected a value between 0 and 1"

@@ -45,6 +45,10 @@ def test_unknown_key_and_bad_values_are_refused(tmp_path):
         ConfigError, match="walk_prior: 'exponential'; expected 'half_normal' or 'gamma'"
     ):
         Config(walk_prior="exponential")
+    with pytest.raises(
+        ConfigError, match="sampler.knots: 'loose'; expected 'centred' or 'non_centred'"
+    ):
+        Config().replace(sampler={"knots": "loose"})
     with pytest.raises(ConfigError, match="target_accept"):
         Config().replace(sampler={"target_accept": 1.5})
     with pytest.raises(ConfigError, match="not valid TOML"):

@@ -113,7 +113,9 @@ def walk_steps(design: PollDesign) -> WalkSteps:
     return WalkSteps(free=free, segment=segment, length=length, start=start, end=end)
 
 
-def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
+def _walk_and_jumps(
+    level, walk_sd, jump_sd: float, design: PollDesign, *, centred_knots: bool = True
+):
     r"""The walk :math:`\sigma_{walk} \sum_{s \le t} z_s` (cells x answers) and the event jumps, sampled by segments.
 
     Between consecutive knots :math:`t_0 < t_1` (:func:`walk_steps`), the :math:`m = t_1 - t_0`
@@ -122,24 +124,25 @@ def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
 
     .. math::
 
-        S = \sigma_{walk}\sqrt{m}\, \tilde S, \qquad
+        S \sim \mathrm{ZeroSumNormal}(\sigma_{walk}\sqrt{m}) = \sigma_{walk}\sqrt{m}\, \tilde S, \qquad
         d_s = S / m + \sigma_{walk} (z_s - \bar z), \quad z_s \sim \mathrm{ZeroSumNormal}(1),
         \quad \bar z = \frac{1}{m} \sum_{s = t_0 + 1}^{t_1} z_s,
 
     which leaves the prior exactly as it was (:math:`z - \bar z` is the bridge's zero-sum part,
     independent of :math:`\bar z`; :math:`\bar z` itself enters nothing and keeps its prior).
-    The standardised changes :math:`\tilde S_j \sim \mathrm{ZeroSumNormal}(1)` (plus the jumps
-    paired below) are sampled through their running sums, ``knot_value_std``
-    :math:`y_j = \lambda + \sum_{i \le j} \tilde S_i` (the first knot is cell 0, where the trend is
-    the level :math:`\lambda`; a unit-triangular map, so the prior is exactly the walk's): the
-    trend's values at the knots on the walk's standardised scale. Non-centred, because the walk
-    scale is what the data identify least: where a few readings leave it free to come near zero,
-    a centred change (its scale :math:`\sigma_{walk}\sqrt{m}`) would form a funnel with it. Steps
-    outside any segment (before the first knot, after the last) are :math:`d_s = \sigma_{walk} z_s`.
+    The changes (plus the jumps paired below) are sampled through their running sums from the
+    level (the first knot is cell 0, where the trend is the level :math:`\lambda`; a unit-triangular
+    map, so the prior is exactly the walk's), in one of two forms (``Config.sampler.knots``):
+    centred, ``trend_at_knot`` :math:`y_j = \lambda + \sum_{i \le j} S_i`, the trend's values at the
+    knots, which mix well where the readings pin them; or non-centred, ``knot_value_std``
+    :math:`y_j = \lambda + \sum_{i \le j} \tilde S_i` with :math:`\tilde S_i \sim
+    \mathrm{ZeroSumNormal}(1)`, the same on the walk's standardised scale, which makes no funnel
+    with :math:`\sigma_{walk}` where a few readings let it come near zero. Steps outside any
+    segment (before the first knot, after the last) are :math:`d_s = \sigma_{walk} z_s`.
 
     An event whose jump :math:`\delta \sim \mathrm{ZeroSumNormal}(s_{jump})` falls inside a segment
     (the only one there) adds to the change the data pin, which is then :math:`S + \delta`: that
-    total is sampled as :math:`S + \delta = v^{1/2} \tilde S` with
+    total is sampled as the segment's change, :math:`S + \delta \sim \mathrm{ZeroSumNormal}(v^{1/2})` with
     :math:`v = \sigma_{walk}^2 m + s_{jump}^2`, and its prior-only split
     :math:`u \sim \mathrm{ZeroSumNormal}(1)` non-centred, :math:`\delta = (s_{jump}^2 / v)(S + \delta)
     + (\sigma_{walk}\sqrt{m}\, s_{jump} / v^{1/2})\, u` (the conditional of two independent normals
@@ -198,14 +201,20 @@ def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
         if paired_events
         else walk_var
     )
-    # Non-centred changes, sampled as their running sums from the level (a unit-triangular map,
-    # so the prior is unchanged): the knot values on the walk's standardised scale. Centred changes
-    # (scale sqrt(total_var)) formed a funnel with walk_sd wherever a few readings let it near zero
-    # (docs/validation.md, "Refits and the walk scale").
-    knot_value_std = pm.CustomDist(
-        "knot_value_std",
+    if centred_knots:
+        # Centred as values, not as changes: where the data pin the trend at each knot, the knot
+        # values' posterior is nearly uncorrelated, where the changes between them would be chained
+        # (each pinned only as a running sum) and the level would ride on all of them.
+        knot_scale, knot_name = pt.sqrt(total_var), "trend_at_knot"
+    else:
+        # Non-centred: the same running sums on the walk's standardised scale, so a walk scale near
+        # zero (which a few readings allow) makes no funnel with them.
+        knot_scale, knot_name = pt.ones_like(total_var), "knot_value_std"
+    # The running sums from the level (a unit-triangular map, so the prior is unchanged).
+    at_knot = pm.CustomDist(
+        knot_name,
         level,
-        pt.ones_like(total_var),
+        knot_scale,
         dist=lambda start, sd, size: (
             start[None, :]
             + pt.cumsum(
@@ -216,8 +225,8 @@ def _walk_and_jumps(level, walk_sd, jump_sd: float, design: PollDesign):
         transform=ZeroSumTransform(zerosum_axes=(-1,)),
         dims=("walk_segment", ANSWER),
     )
-    standardised = pt.diff(pt.concatenate([level[None, :], knot_value_std], axis=0), axis=0)
-    total = pt.sqrt(total_var) * standardised
+    sums = pt.diff(pt.concatenate([level[None, :], at_knot], axis=0), axis=0)
+    total = sums if centred_knots else pt.sqrt(total_var) * sums
     change = total
     jump = None
     if n_events:
@@ -314,8 +323,9 @@ class PollAggregator:
     the conditional decomposition of two independent normals, so the prior is exactly unchanged.
     **Sampling the walk.** Written non-centred above, the walk is sampled by segments between
     knots, the cells where the readings pin the trend (:func:`model.aggregator.design.walk_knots`):
-    each segment's change as its share of the walk's standardised running sum at the knots, the
-    path between knots as a bridge, and an event's jump as its share of its segment's change
+    each segment's change through the running sum at the knots (the trend's values there, or the
+    same on the walk's standardised scale: ``Config.sampler.knots``), the path between knots as a
+    bridge, and an event's jump as its share of its segment's change
     (:func:`_walk_and_jumps`); exact reparameterisations, so the prior is unchanged. How each form
     was measured is in ``docs/validation.md`` and ``docs/performance.md``.
     Other house (question) effects are centred when every house (question)
@@ -432,7 +442,13 @@ class PollAggregator:
                 )
             else:
                 walk_sd = pm.HalfNormal("walk_sd", sigma=walk_scale)
-            walk, jump = _walk_and_jumps(level, walk_sd, priors.jump_sd, d)
+            walk, jump = _walk_and_jumps(
+                level,
+                walk_sd,
+                priors.jump_sd,
+                d,
+                centred_knots=self.config.sampler.knots == "centred",
+            )
             eta = level[None, :] + walk
             if jump is not None:
                 event_cell = pm.Data("event_cell", d.event_cell, dims=EVENT)

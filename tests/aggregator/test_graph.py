@@ -202,22 +202,27 @@ def test_pair_reparameterisation_keeps_the_independent_priors():
     assert abs(np.corrcoef(house[:, p, 0], question[:, q1, 0])[0, 1]) < 0.03
 
 
+@pytest.mark.parametrize("form", ["centred", "non_centred"])
 @pytest.mark.parametrize("knots", ["design", "every_other_cell"])
-def test_segmented_walk_keeps_the_prior(sim_polls, knots):
-    """The walk by segments (centred values at knots, bridge and jump split non-centred) has the plain
-    non-centred walk's prior: increments independent ZeroSumNormal(walk_sd), jumps ZeroSumNormal(jump_sd).
-    (The plain walk itself, no knots, is checked against the NumPyro reference's log density.)"""
+def test_segmented_walk_keeps_the_prior(sim_polls, knots, form):
+    """The walk by segments (values at knots centred or standardised, bridge and jump split
+    non-centred) has the plain non-centred walk's prior: increments independent
+    ZeroSumNormal(walk_sd), jumps ZeroSumNormal(jump_sd). (The plain walk itself, no knots, is
+    checked against the NumPyro reference's log density.)"""
     import dataclasses
 
-    config = model.Config(events=(model.Event("2024-01-15", "event"),))
+    config = model.Config(events=(model.Event("2024-01-15", "event"),)).replace(
+        sampler={"knots": form}
+    )
     design = build_design(sim_polls, config)
     chosen = {"design": design.walk_knots, "every_other_cell": np.arange(0, len(design.time), 2)}[
         knots
     ]
     design = dataclasses.replace(design, walk_knots=chosen)
     m = PollAggregator(design, config).build()
+    knot_values = {"centred": "trend_at_knot", "non_centred": "knot_value_std"}[form]
     assert (
-        "knot_value_std" in m.named_vars and "jump_split" in m.named_vars
+        knot_values in m.named_vars and "jump_split" in m.named_vars
     )  # the event sits in a segment
     share, walk_sd, jump = pm.draw(
         [m["share"], m["walk_sd"], m["jump"]], draws=20000, random_seed=3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +15,7 @@ from model.aggregator.graph import PollAggregator
 from model.validation import backtest, sbc
 
 CONFIG = model.Config(reference_question="Q_MAIN", house_effects="House A")
+PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "fit.toml"
 
 
 @pytest.fixture(scope="module")
@@ -402,8 +405,10 @@ def test_sbc_ranks_and_coverage():
 
 def test_the_sbc_design_has_the_shipped_structure():
     """A reference house, two houses each asking only their own question (confounded pairs, sampled
-    as pair sums), and an event paired with its walk segment, as the project's fit has."""
-    polls, config = sbc.sbc_design(n_readings=40, seed=1)
+    as pair sums), and an event paired with its walk segment, as the project's fit has; its knots
+    sampled in the form the fit's sampler says (the project's: non-centred)."""
+    shipped = model.Config.from_toml(PROJECT_CONFIG).sampler
+    polls, config = sbc.sbc_design(n_readings=40, seed=1, sampler=shipped)
     design = build_design(polls, config)
     assert design.reference_pollster == "House A" and design.questions[0] == "Q_MAIN"
     assert set(design.confounded) == {("House B", "Q_B"), ("House C", "Q_C")}
