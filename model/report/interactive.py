@@ -226,6 +226,20 @@ def _curve_hover(result: FitResult, answer: str, bands: Mapping[float, pd.DataFr
     return out
 
 
+def _vertical_line(fig, when: str, xref: str, yref: str, *, colour: str, dash: str) -> None:
+    """A vertical line at ``when`` across one panel (``yref`` its y domain)."""
+    fig.add_shape(
+        type="line",
+        x0=when,
+        x1=when,
+        y0=0,
+        y1=1,
+        xref=xref,
+        yref=yref,
+        line={"color": colour, "width": 1, "dash": dash},
+    )
+
+
 def _axis(row: int, kind: str) -> str:
     return kind if row == 1 else f"{kind}{row}"
 
@@ -375,16 +389,7 @@ def support_figure(
         xref, yref = _axis(row, "x"), f"{_axis(row, 'y')} domain"
         for event in result.config.events:
             when = f"{pd.Timestamp(event.date):%Y-%m-%d}"
-            fig.add_shape(
-                type="line",
-                x0=when,
-                x1=when,
-                y0=0,
-                y1=1,
-                xref=xref,
-                yref=yref,
-                line={"color": "rgb(64,64,64)", "width": 1, "dash": "dash"},
-            )
+            _vertical_line(fig, when, xref, yref, colour="rgb(64,64,64)", dash="dash")
             if row == 1:
                 fig.add_annotation(
                     x=when,
@@ -400,16 +405,7 @@ def support_figure(
                 )
         if projected:
             when = f"{design.data_end:%Y-%m-%d}"
-            fig.add_shape(
-                type="line",
-                x0=when,
-                x1=when,
-                y0=0,
-                y1=1,
-                xref=xref,
-                yref=yref,
-                line={"color": "rgb(115,115,115)", "width": 1, "dash": "dot"},
-            )
+            _vertical_line(fig, when, xref, yref, colour="rgb(115,115,115)", dash="dot")
             fig.add_annotation(
                 x=f"{design.time[-1]:%Y-%m-%d}",
                 y=1,

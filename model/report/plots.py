@@ -222,28 +222,8 @@ def _draw_curve(
     """
     greys = _band_greys(bands)
     for interval in sorted(bands, reverse=True):
-        part, grey = bands[interval], greys[interval]
-        data, ahead = split_projection(part[part["answer"] == answer])
-        ax.fill_between(
-            _as_dates(data["date"]),
-            data["lower"],
-            data["upper"],
-            color=grey,
-            linewidth=0,
-            zorder=1,
-            gid=f"band{round(100 * interval)}",
-        )
-        if len(ahead):
-            ax.fill_between(
-                _as_dates(ahead["date"]),
-                ahead["lower"],
-                ahead["upper"],
-                color=grey,
-                alpha=PROJECTED_ALPHA,
-                linewidth=0,
-                zorder=1,
-                gid=f"projected_band{round(100 * interval)}",
-            )
+        part = bands[interval]
+        _draw_band(ax, part[part["answer"] == answer], interval, colour=greys[interval])
     part = next(iter(bands.values()))
     ahead = _draw_median(
         ax, part[part["answer"] == answer], colour=CURVE_COLOUR, width=1.8, zorder=2
@@ -267,6 +247,31 @@ def _draw_curve(
                     "alpha": 0.8,
                 },
                 gid="projection_label",
+            )
+
+
+def _draw_band(
+    ax, rows: pd.DataFrame, interval: float, *, colour, alpha: float | None = None
+) -> None:
+    """One answer's interval band (``gid="band<width>"``), its projected stretch paler apart
+    (``gid="projected_band<width>"``, drawn only when there is one)."""
+    data, ahead = split_projection(rows)
+    width = round(100 * interval)
+    projected_alpha = (1.0 if alpha is None else alpha) * PROJECTED_ALPHA
+    for piece, piece_alpha, gid in (
+        (data, alpha, f"band{width}"),
+        (ahead, projected_alpha, f"projected_band{width}"),
+    ):
+        if piece is data or len(piece):  # the observed band always (tests find it by gid)
+            ax.fill_between(
+                _as_dates(piece["date"]),
+                piece["lower"],
+                piece["upper"],
+                color=colour,
+                alpha=piece_alpha,
+                linewidth=0,
+                zorder=1,
+                gid=gid,
             )
 
 
@@ -1246,26 +1251,13 @@ def plot_headline(
         colour = colours[answer]
         for interval in sorted(intervals, reverse=True):
             part = bands[interval]
-            data, ahead = split_projection(part[part["answer"] == answer])
-            for piece, alpha, gid in (
-                (data, alphas[interval], f"band{round(100 * interval)}"),
-                (
-                    ahead,
-                    alphas[interval] * PROJECTED_ALPHA,
-                    f"projected_band{round(100 * interval)}",
-                ),
-            ):
-                if len(piece):
-                    ax.fill_between(
-                        _as_dates(piece["date"]),
-                        piece["lower"],
-                        piece["upper"],
-                        color=colour,
-                        alpha=alpha,
-                        linewidth=0,
-                        zorder=1,
-                        gid=gid,
-                    )
+            _draw_band(
+                ax,
+                part[part["answer"] == answer],
+                interval,
+                colour=colour,
+                alpha=alphas[interval],
+            )
         reported = result.polls[answer].notna()
         ax.scatter(
             _as_dates(reading_midpoints(result.polls[reported])),

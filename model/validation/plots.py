@@ -164,15 +164,23 @@ def plot_horizons(v) -> plt.Figure:
     return fig
 
 
-def plot_sbc_ecdf(v) -> plt.Figure:
-    """Rank ECDF minus the uniform CDF per quantity, with the 99% simultaneous band of a uniform one."""
-    ranks = v.sbc_ranks
+def _quantity_panels(ranks: pd.DataFrame):
+    """One panel per ranked quantity, three to a row (unused panels hidden): ``(fig, axes, names)``."""
     names = list(dict.fromkeys(ranks["quantity"]))
     cols = 3
     rows = int(np.ceil(len(names) / cols))
     fig, axes = plt.subplots(
         rows, cols, figsize=(11, 2.3 * rows), squeeze=False, layout="constrained"
     )
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    return fig, axes, names
+
+
+def plot_sbc_ecdf(v) -> plt.Figure:
+    """Rank ECDF minus the uniform CDF per quantity, with the 99% simultaneous band of a uniform one."""
+    ranks = v.sbc_ranks
+    fig, axes, names = _quantity_panels(ranks)
     for ax, name in zip(axes.flat, names):
         values = ranks.loc[ranks["quantity"] == name, "rank"].to_numpy()
         band = sbc.rank_ecdf(values, seed=len(values))
@@ -186,8 +194,6 @@ def plot_sbc_ecdf(v) -> plt.Figure:
             f"{name}\ncov {row['coverage50']:.0%}/{row['coverage90']:.0%}; ECDF {inside} the band",
             fontsize=8,
         )
-    for ax in axes.flat[len(names) :]:
-        ax.set_visible(False)
     fig.suptitle(
         f"SBC rank ECDF minus uniform ({len(v.sbc_fits)} prior datasets; grey: {sbc.BAND_PROB:.0%} simultaneous band)",
         fontsize=11,
@@ -198,12 +204,7 @@ def plot_sbc_ecdf(v) -> plt.Figure:
 def plot_sbc_ranks(v) -> plt.Figure:
     """Rank histogram per quantity, with the 99% band of a uniform histogram's bin counts."""
     ranks = v.sbc_ranks
-    names = list(dict.fromkeys(ranks["quantity"]))
-    cols = 3
-    rows = int(np.ceil(len(names) / cols))
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(11, 2.3 * rows), squeeze=False, layout="constrained"
-    )
+    fig, axes, names = _quantity_panels(ranks)
     bins = np.linspace(0, sbc.RANK_DRAWS + 1, sbc.RANK_BINS + 1)
     for ax, name in zip(axes.flat, names):
         values = ranks.loc[ranks["quantity"] == name, "rank"]
@@ -218,8 +219,6 @@ def plot_sbc_ranks(v) -> plt.Figure:
             fontsize=8,
         )
         ax.set_yticks([])
-    for ax in axes.flat[len(names) :]:
-        ax.set_visible(False)
     fig.suptitle(
         f"SBC rank histograms ({len(v.sbc_fits)} prior datasets; grey: 99% band for uniform ranks)",
         fontsize=11,

@@ -425,6 +425,11 @@ def run_validation(
     )
 
 
+def _rows_where(table: pd.DataFrame, column: str, value) -> pd.DataFrame:
+    """The rows of ``table`` whose ``column`` is ``value`` (an empty table, with no columns, as is)."""
+    return table[table[column] == value] if len(table) else table
+
+
 def summary_text(v: Validation) -> str:
     """Plain-text summary of a validate run."""
     lines = [
@@ -445,11 +450,7 @@ def summary_text(v: Validation) -> str:
                 f"  {r['method']:<18} {r['n']:>3} {r['mean_log_score']:>10.2f} {r['mae']:>6.2f} {r['coverage50']:>6.0%} "
                 f"{r['coverage90']:>6.0%} {r['failed']:>6} {r['gate_failures']:>9}"
             )
-        model_rows = (
-            v.backtest_horizons[v.backtest_horizons["method"] == backtest.MODEL]
-            if len(v.backtest_horizons)
-            else v.backtest_horizons
-        )
+        model_rows = _rows_where(v.backtest_horizons, "method", backtest.MODEL)
         if len(model_rows):
             lines.append(
                 "The model by horizon (log score, MAE, coverage 50% / 90%, gate failures):"
@@ -459,11 +460,7 @@ def summary_text(v: Validation) -> str:
                     f"  {r['targets']:<40} {r['horizon_months']:>2} mo  n={r['n']:<3} {r['mean_log_score']:6.2f} "
                     f"{r['mae']:5.2f} {r['coverage50']:5.0%} {r['coverage90']:5.0%}  gate fail {r['gate_failures']}"
                 )
-        paired = (
-            v.backtest_paired[v.backtest_paired["targets"] == "reference"]
-            if len(v.backtest_paired)
-            else v.backtest_paired
-        )
+        paired = _rows_where(v.backtest_paired, "targets", "reference")
         if len(paired):
             lines.append(
                 "Model minus method, log score per reference target (positive: the model better; mean +/- SE):"
