@@ -306,15 +306,20 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from model.timing import Phases
+
+    phases = Phases.from_process_start()  # summary.txt ends with where the time went
     from model.data.polls import load_polls
-    from model.fitting import fit
+    from model.fitting import READING, fit
     from model.results.run_folder import save_run
 
-    config = _config(args, with_sampler_overrides=True, announce=True)
-    if args.through is not None:
-        config = config.replace(through=args.through)
-    polls = load_polls(args.data, answers=config.answers)
-    result = fit(polls, config=config, seed=args.seed)
+    phases.mark("start-up and imports")
+    with phases.phase(READING):
+        config = _config(args, with_sampler_overrides=True, announce=True)
+        if args.through is not None:
+            config = config.replace(through=args.through)
+        polls = load_polls(args.data, answers=config.answers)
+    result = fit(polls, config=config, seed=args.seed, phases=phases)
     folder = save_run(result, args.runs_dir)
     print((folder / "summary.txt").read_text(), end="")  # written by save_run: not summarised twice
     print(folder)

@@ -17,8 +17,12 @@ from model.config import Config
 from model.data.polls import load_polls, table_checksum
 from model.results.fit_result import FitResult
 from model.sampling.engine import CompiledAggregator
+from model.timing import Phases
 
 __all__ = ["FitResult", "compile_fit", "fit"]
+
+#: The phase that reads the table and builds the design (the command line's own reading joins it).
+READING = "reading the data and the design"
 
 
 def _seeds(seed: int) -> tuple[int, int]:
@@ -32,6 +36,7 @@ def fit(
     config: Config | None = None,
     seed: int | None = None,
     progressbar: bool | None = None,
+    phases: Phases | None = None,
 ) -> FitResult:
     """Fit the aggregation model.
 
@@ -47,31 +52,40 @@ def fit(
         Seed of every random step; drawn from the OS and recorded when not given.
     progressbar : bool, optional
         Show sampling progress; default: when stderr is a terminal.
+    phases : Phases, optional
+        Where to record the wall time of the fit's phases (reading the data, loading the compiled
+        model, sampling, the log likelihood and predictive draws); default: a new record, counting
+        from the call. The result keeps it as ``phases``, and its run folder adds its own.
 
     Returns
     -------
     FitResult
     """
-    config = (
-        config or Config()
-    ).resolved()  # through = "today" becomes the date: config.json records it
-    polls = load_polls(polls, answers=config.answers)
-    reasons = exclusion_reasons(polls, config)
-    excluded = (
-        polls[reasons != ""].assign(excluded_because=reasons[reasons != ""]).reset_index(drop=True)
-    )
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
-    if progressbar is None:
-        progressbar = sys.stderr.isatty()
-    design = build_design(polls, config)
+    phases = Phases() if phases is None else phases
+    with phases.phase(READING):
+        config = (
+            config or Config()
+        ).resolved()  # through = "today" becomes the date: config.json records it
+        polls = load_polls(polls, answers=config.answers)
+        reasons = exclusion_reasons(polls, config)
+        excluded = (
+            polls[reasons != ""]
+            .assign(excluded_because=reasons[reasons != ""])
+            .reset_index(drop=True)
+        )
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        if progressbar is None:
+            progressbar = sys.stderr.isatty()
+        design = build_design(polls, config)
     sample_seed, predictive_seed = _seeds(seed)
-    engine = CompiledAggregator(design, config)
-    idata = engine.extend(
-        engine.sample_as_pymc(config.sampler, seed=sample_seed, progress_bar=progressbar),
-        seed=predictive_seed,
-    )
-    _label_poll_dims(idata)
+    with phases.phase("loading the compiled model"):
+        engine = CompiledAggregator(design, config)
+    with phases.phase("sampling"):
+        idata = engine.sample_as_pymc(config.sampler, seed=sample_seed, progress_bar=progressbar)
+    with phases.phase("log likelihood, predictive draws, log prior"):
+        idata = engine.extend(idata, seed=predictive_seed)
+        _label_poll_dims(idata)
     from model import __version__
 
     idata.attrs.update(
@@ -101,7 +115,14 @@ def fit(
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
     )
-    return FitResult(idata=idata, config=config, polls=design.polls, seed=seed, excluded=excluded)
+    return FitResult(
+        idata=idata,
+        config=config,
+        polls=design.polls,
+        seed=seed,
+        excluded=excluded,
+        phases=phases,
+    )
 
 
 def compile_fit(

@@ -21,6 +21,7 @@ PACKAGE = Path(model.__path__[0])
 LAYERS = {
     "config": 0,
     "files": 0,
+    "timing": 0,
     "data": 1,
     "aggregator": 2,
     "sampling": 3,

@@ -14,6 +14,7 @@ from model.aggregator.design import build_design
 from model.config import ANCHORS, ZERO_SUM, Config
 from model.results import closed_polls, headline, summaries
 from model.results.diagnostics import diagnose, prior_sensitivity
+from model.timing import Phases
 
 
 @dataclass
@@ -35,6 +36,9 @@ class FitResult:
         The seed every random step drew from.
     excluded : pandas.DataFrame
         Readings of the input table that the fit left out, with the reason (``excluded_because``).
+    phases : Phases
+        Wall seconds of the fit's phases (:func:`model.fit` records them, writing the run folder
+        adds its own; ``summary.txt`` ends with them). Empty for a run read back from its folder.
     """
 
     idata: Any
@@ -42,6 +46,7 @@ class FitResult:
     polls: pd.DataFrame
     seed: int
     excluded: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    phases: Phases = dataclasses.field(default_factory=Phases, repr=False, compare=False)
     _diagnostics: dict[str, Any] | None = None
     _design: Any = None
     _summaries: dict[tuple, pd.DataFrame] = dataclasses.field(

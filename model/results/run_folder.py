@@ -30,7 +30,8 @@ A run folder ``runs/<UTC timestamp>-<config hash>/`` holds:
 ``diagnostics.json``
     The diagnostics gate and its figures (see :mod:`model.results.diagnostics`).
 ``summary.txt``
-    The summary printed by ``python -m model fit``.
+    The summary printed by ``python -m model fit``, ending with where the run's wall time went
+    (:class:`model.timing.Phases`: each phase's seconds, the total and its ratio to sampling).
 
 The folder is first written under a hidden temporary name in the same parent and renamed into
 place when complete, so an interrupted write leaves no partial run; ``runs/latest`` is then
@@ -50,6 +51,7 @@ import xarray as xr
 from model.config import Config, config_hash
 from model.files import json_text, staged_folder
 from model.results.fit_result import FitResult
+from model.timing import Phases
 
 REQUIRED_FILES = (
     "posterior.nc",
@@ -81,32 +83,63 @@ def run_name(result) -> str:
     return f"{stamp}-{result.config.hash()}"
 
 
-def _write_contents(result, folder: Path) -> None:
-    idata = result.idata
-    encoding = {
-        f"/{name}": {var: {"zlib": True, "complevel": 4} for var in node.data_vars}
-        for name, node in idata.children.items()
-    }
-    idata.to_netcdf(folder / "posterior.nc", engine="h5netcdf", encoding=encoding)
-    (folder / "config.json").write_text(
-        json_text({"config": result.config.to_dict(), "seed": result.seed}, sort_keys=True)
-    )
-    polls = result.polls.copy()
-    polls["n_known"] = polls["n"].notna()
-    polls.to_csv(folder / "polls.csv", index=False, date_format="%Y-%m-%d")
-    (folder / "headline.json").write_text(json_text(result.headline()))
-    result.support_curve().to_csv(folder / "curve.csv", index=False, date_format="%Y-%m-%d")
-    result.closed_polls().to_csv(folder / "closed_polls.csv", index=False)
-    result.house_effects().to_csv(folder / "house_effects.csv", index=False)
-    result.question_effects().to_csv(folder / "question_effects.csv", index=False)
-    result.event_jumps().to_csv(folder / "event_jumps.csv", index=False)
-    result.reading_offsets().to_csv(folder / "offsets.csv", index=False)
-    result.prior_sensitivity().to_csv(folder / "prior_sensitivity.csv", index=False)
-    result.excluded.to_csv(folder / "excluded.csv", index=False, date_format="%Y-%m-%d")
+#: The run folder's two phases (:class:`model.timing.Phases`), after the fit's own.
+SUMMARISING = "summaries and diagnostics"
+WRITING = "writing the run folder"
+
+
+def _tables(result) -> dict[str, object]:
+    """Every table and text the folder holds, computed from the draws (each once: the summary text
+    reuses the tables the result caches)."""
     diagnostics = dict(result.diagnostics())
     diagnostics["unknown_n_readings"] = list(result.polls.loc[result.polls["n"].isna(), "poll_id"])
-    (folder / "diagnostics.json").write_text(json_text(diagnostics))
-    (folder / "summary.txt").write_text(result.summary_text() + "\n")
+    return {
+        "headline.json": result.headline(),
+        "curve.csv": result.support_curve(),
+        "closed_polls.csv": result.closed_polls(),
+        "house_effects.csv": result.house_effects(),
+        "question_effects.csv": result.question_effects(),
+        "event_jumps.csv": result.event_jumps(),
+        "offsets.csv": result.reading_offsets(),
+        "prior_sensitivity.csv": result.prior_sensitivity(),
+        "diagnostics.json": diagnostics,
+        "summary.txt": result.summary_text(),
+    }
+
+
+def _write_contents(result, folder: Path) -> None:
+    """Compute the tables, then write them and the trace; ``summary.txt`` last, ending with the phases."""
+    phases = result.phases
+    with phases.phase(SUMMARISING):
+        tables = _tables(result)
+    with phases.phase(WRITING):
+        idata = result.idata
+        encoding = {
+            f"/{name}": {var: {"zlib": True, "complevel": 4} for var in node.data_vars}
+            for name, node in idata.children.items()
+        }
+        idata.to_netcdf(folder / "posterior.nc", engine="h5netcdf", encoding=encoding)
+        (folder / "config.json").write_text(
+            json_text({"config": result.config.to_dict(), "seed": result.seed}, sort_keys=True)
+        )
+        polls = result.polls.copy()
+        polls["n_known"] = polls["n"].notna()
+        polls.to_csv(folder / "polls.csv", index=False, date_format="%Y-%m-%d")
+        for name in ("headline.json", "diagnostics.json"):
+            (folder / name).write_text(json_text(tables[name]))
+        tables["curve.csv"].to_csv(folder / "curve.csv", index=False, date_format="%Y-%m-%d")
+        for name in (
+            "closed_polls.csv",
+            "house_effects.csv",
+            "question_effects.csv",
+            "event_jumps.csv",
+            "offsets.csv",
+            "prior_sensitivity.csv",
+        ):
+            tables[name].to_csv(folder / name, index=False)
+        result.excluded.to_csv(folder / "excluded.csv", index=False, date_format="%Y-%m-%d")
+    summary = [tables["summary.txt"], "", *phases.table()]
+    (folder / "summary.txt").write_text("\n".join(summary) + "\n")
 
 
 def write_run(result, folder: Path, *, unique: bool = False) -> Path:
@@ -196,5 +229,6 @@ def load_run(folder: str | Path):
         polls=polls,
         seed=int(stored["seed"]),
         excluded=excluded,
+        phases=Phases(since="the run folder was read"),
         _diagnostics=diagnostics,
     )
