@@ -14,6 +14,9 @@ import arviz_stats as azs  # not arviz itself: it imports arviz_plots and with i
 import numpy as np
 import pandas as pd
 import xarray as xr
+from arviz_base import rcParams
+from scipy import special
+from scipy.fftpack import next_fast_len  # as ArviZ pads its FFTs
 
 from model.aggregator.design import PollDesign
 
@@ -32,36 +35,160 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
-def _varying(posterior: xr.Dataset) -> xr.Dataset:
-    """Posterior variables with their structurally constant entries (e.g. a reference effect) masked."""
-    out = {}
+def _split_chains(values: np.ndarray) -> np.ndarray:
+    """(entry, chain, draw) -> (entry, 2 chain, draw // 2): each chain's first and last halves."""
+    half = values.shape[2] // 2
+    return np.concatenate([values[:, :, :half], values[:, :, -half:]], axis=1)
+
+
+def _z_scale(values: np.ndarray) -> np.ndarray:
+    """Rank-normalise each entry (first axis) over all its draws: the normal quantiles of Blom's
+    plotting positions of their average ranks, as ArviZ's rank normalisation."""
+    rows = values.reshape(len(values), -1)
+    n = rows.shape[1]
+
+    def scores(ranks: np.ndarray) -> np.ndarray:
+        return special.ndtri((ranks - 3 / 8) / (n - 2 * 3 / 8 + 1))
+
+    order = np.argsort(rows, axis=1)
+    z = np.empty(rows.shape)
+    np.put_along_axis(z, order, scores(np.arange(1.0, n + 1)), axis=1)  # no ties: rank = place
+    ordered = np.take_along_axis(rows, order, axis=1)
+    tied = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+    if len(tied):  # e.g. folded draws: the two around the median are equally far from it
+        ordered, places = ordered[tied], np.arange(n)
+        first = np.ones(ordered.shape, dtype=bool)  # of a run of equal values
+        first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+        last = np.ones(ordered.shape, dtype=bool)
+        last[:, :-1] = first[:, 1:]
+        start = np.maximum.accumulate(np.where(first, places, 0), axis=1)
+        end = np.minimum.accumulate(np.where(last, places, n - 1)[:, ::-1], axis=1)[:, ::-1]
+        ranks = np.empty(ordered.shape)
+        np.put_along_axis(ranks, order[tied], (start + end + 2) / 2, axis=1)
+        z[tied] = scores(ranks)
+    return z.reshape(values.shape)
+
+
+def _rhat(values: np.ndarray) -> np.ndarray:
+    """Split-chain R-hat of each entry of an (entry, chain, draw) array."""
+    n = values.shape[2]
+    between = n * np.var(np.mean(values, axis=2), axis=1, ddof=1)
+    within = np.mean(np.var(values, axis=2, ddof=1), axis=1)
+    return np.sqrt((between / within + n - 1) / n)
+
+
+def _ess(values: np.ndarray, chunk: int = 128) -> np.ndarray:
+    """Effective sample size of each entry of an (entry, chain, draw) array (Geyer's initial
+    monotone sequence over the autocorrelations, as in ArviZ)."""
+    n_chain, n_draw = values.shape[1:]
+    m = next_fast_len(2 * n_draw)
+    out = np.empty(len(values))
+    for start in range(0, len(values), chunk):
+        x = np.asarray(values[start : start + chunk], dtype=float)
+        centred = x - x.mean(axis=2, keepdims=True)
+        spectrum = np.fft.rfft(centred, n=m, axis=2)
+        spectrum *= np.conjugate(spectrum)
+        acov = np.fft.irfft(spectrum, n=m, axis=2)[:, :, :n_draw]
+        acov /= n_draw
+        # means over chains of each lag, reduced along a contiguous last axis
+        mean_acov = np.ascontiguousarray(acov.transpose(0, 2, 1)).mean(axis=2)
+        mean_var = mean_acov[:, 0] * n_draw / (n_draw - 1.0)
+        var_plus = mean_var * (n_draw - 1.0) / n_draw
+        if n_chain > 1:
+            var_plus = var_plus + np.var(x.mean(axis=2), axis=1, ddof=1)
+        rho = 1.0 - (mean_var[:, None] - mean_acov) / var_plus[:, None]
+        constant = (x.max(axis=(1, 2)) - x.min(axis=(1, 2))) < np.finfo(float).resolution
+        for i, row in enumerate(rho):
+            size = n_chain * n_draw
+            out[start + i] = size if constant[i] else _geyer_ess(row.tolist(), size)
+    return out
+
+
+def _geyer_ess(rho_lag: list[float], size: int) -> float:
+    """ESS from one entry's autocorrelations by lag (ArviZ's ``ess``: initial positive, then
+    monotone sequence)."""
+    n_draw = len(rho_lag)
+    rho = np.zeros(n_draw)
+    even, odd = 1.0, rho_lag[1]
+    rho[0], rho[1] = even, odd
+    t = 1
+    while t < (n_draw - 3) and (even + odd) > 0.0:
+        even, odd = rho_lag[t + 1], rho_lag[t + 2]
+        if (even + odd) >= 0:
+            rho[t + 1], rho[t + 2] = even, odd
+        t += 2
+    max_t = t - 2
+    if even > 0:
+        rho[max_t + 1] = even
+    t = 1
+    while t <= max_t - 2:
+        if (rho[t + 1] + rho[t + 2]) > (rho[t - 1] + rho[t]):
+            rho[t + 1] = (rho[t - 1] + rho[t]) / 2.0
+            rho[t + 2] = rho[t + 1]
+        t += 2
+    tau = -1.0 + 2.0 * np.sum(rho[: max_t + 1]) + np.sum(rho[max_t + 1 : max_t + 2])
+    tau = max(tau, 1 / np.log10(size))
+    return np.nan if np.isnan(rho).any() else size / tau
+
+
+def _entries(posterior: xr.Dataset) -> tuple[np.ndarray, list[tuple[str, int]]]:
+    """Every varying scalar of the posterior as one (entry, chain, draw) array, with each
+    variable's name and number of entries, in order. Structurally constant entries (a reference
+    house's zero effect) and entries with missing draws are left out."""
+    blocks, names = [], []
     for name, da in posterior.data_vars.items():
-        spread = da.max(("chain", "draw")) - da.min(("chain", "draw"))
-        out[name] = da.where(spread > 0)
-    return xr.Dataset(out)
+        values = da.transpose("chain", "draw", ...).values
+        values = np.moveaxis(values.reshape(*values.shape[:2], -1), 2, 0)
+        keep = (values.max(axis=(1, 2)) - values.min(axis=(1, 2))) > 0
+        blocks.append(values[keep])
+        names.append((name, int(keep.sum())))
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    stacked = np.concatenate(blocks) if blocks else np.empty((0, n_chain, n_draw))
+    return np.ascontiguousarray(stacked, dtype=float), names
 
 
 def mixing(posterior: xr.Dataset) -> dict[str, Any]:
     """Max rank-normalised R-hat and min bulk/tail ESS over a posterior's variables, with where.
 
-    Structurally constant entries (a reference house's zero effect) are left out.
+    Structurally constant entries (a reference house's zero effect) are left out. The figures are
+    ArviZ's (``arviz_stats.rhat``, ``ess`` with ``method="bulk"`` and ``"tail"``), to the last
+    bit (tests/results/test_diagnostics.py), computed for every entry at once: the rank
+    normalisation of the split chains, which R-hat and bulk ESS share, is done once.
     """
-    posterior = _varying(posterior)
+    values, names = _entries(posterior)
+    n_chain, n_draw = values.shape[1:]
+    nan = np.full(len(values), np.nan)
+    rhat, bulk, tail = nan, nan, nan
+    if n_draw >= 4 and len(values):
+        split = _split_chains(values)
+        z = _z_scale(split)
+        bulk = _ess(z)
+        if n_chain >= 2:
+            flat = split.reshape(len(split), -1)
+            folded = np.abs(split - np.median(flat, axis=1)[:, None, None])
+            rhat = np.maximum(_rhat(z), _rhat(_z_scale(folded)))
+        prob = float(rcParams["stats.ci_prob"])  # ArviZ's tail: the quantiles of its ci_prob
+        tails = []
+        for q in sorted((prob, 1 - prob)):
+            cut = np.quantile(values.reshape(len(values), -1), q, axis=1)
+            tails.append(_ess(_split_chains(values <= cut[:, None, None])))
+        tail = np.minimum(*tails)
 
-    def worst(ds: xr.Dataset, fn) -> tuple[float, str]:
-        best_value, best_name = None, ""
-        for name, da in ds.data_vars.items():
-            values = _finite(da.values)
-            if values.size == 0:
+    def worst(per_entry: np.ndarray, fn) -> tuple[float, str]:
+        best_value, best_name, start = None, "", 0
+        for name, count in names:
+            finite = _finite(per_entry[start : start + count])
+            start += count
+            if finite.size == 0:
                 continue
-            value = float(fn(values))
+            value = float(fn(finite))
             if best_value is None or fn([value, best_value]) == value:
                 best_value, best_name = value, name
         return (best_value if best_value is not None else float("nan")), best_name
 
-    max_rhat, rhat_var = worst(azs.rhat(posterior), np.max)
-    min_bulk, bulk_var = worst(azs.ess(posterior, method="bulk"), np.min)
-    min_tail, tail_var = worst(azs.ess(posterior, method="tail"), np.min)
+    max_rhat, rhat_var = worst(rhat, np.max)
+    min_bulk, bulk_var = worst(bulk, np.min)
+    min_tail, tail_var = worst(tail, np.min)
     return {
         "max_rhat": max_rhat,
         "max_rhat_variable": rhat_var,

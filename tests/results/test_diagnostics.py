@@ -1,0 +1,73 @@
+"""The gate's mixing figures are ArviZ's, to the last bit, computed for every entry at once (no sampling)."""
+
+from __future__ import annotations
+
+import arviz_stats as azs
+import numpy as np
+import pytest
+import xarray as xr
+
+from model.results.diagnostics import mixing
+
+
+def posterior(chains: int, draws: int, seed: int = 0) -> xr.Dataset:
+    """Autocorrelated draws with the awkward cases of a real trace: a structurally constant entry
+    (a reference effect), repeated draws (ties), a poorly mixing entry and a missing draw."""
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.normal(size=(chains, draws, 3, 2)), axis=1) * 0.1
+    effect = walk + rng.normal(size=(chains, draws, 3, 2))
+    effect[:, :, 0, :] = 0.0  # the reference: constant, left out
+    effect[:, 1::3, 1, 0] = effect[:, ::3, 1, 0][:, : effect[:, 1::3].shape[1]]  # ties
+    effect[:, :, 2, 1] += np.arange(chains)[:, None]  # chains that disagree
+    scale = np.abs(rng.normal(size=(chains, draws))) + 1
+    share = rng.dirichlet([5, 3, 1], size=(chains, draws, 4))
+    share[0, 0, 3, :] = np.nan  # a draw missing: the entry is left out
+    dims = ("chain", "draw")
+    return xr.Dataset(
+        {
+            "effect": ((*dims, "pollster", "answer"), effect),
+            "scale": (dims, scale),
+            "share": ((*dims, "time", "component"), share),
+        }
+    )
+
+
+def arviz_mixing(post: xr.Dataset) -> dict:
+    """The same figures from ArviZ's own per-variable functions."""
+    masked = xr.Dataset(
+        {
+            name: da.where((da.max(("chain", "draw")) - da.min(("chain", "draw"))) > 0)
+            for name, da in post.data_vars.items()
+        }
+    )
+    out = {}
+    for key, table, pick in (
+        ("max_rhat", azs.rhat(masked), np.nanmax),
+        ("min_ess_bulk", azs.ess(masked, method="bulk"), np.nanmin),
+        ("min_ess_tail", azs.ess(masked, method="tail"), np.nanmin),
+    ):
+        per_var = {
+            n: da.values for n, da in table.data_vars.items() if np.isfinite(da.values).any()
+        }
+        value = pick([pick(v) for v in per_var.values()]) if per_var else np.nan
+        out[key] = value
+        # on a tie, the variable that comes last (as the gate has always named it)
+        out[f"{key}_variable"] = ([n for n, v in per_var.items() if pick(v) == value] or [""])[-1]
+    return out
+
+
+@pytest.mark.parametrize(("chains", "draws"), [(4, 200), (2, 301), (1, 50), (3, 4)])
+def test_mixing_is_arviz_to_the_last_bit(chains, draws):
+    post = posterior(chains, draws)
+    ours, theirs = mixing(post), arviz_mixing(post)
+    for key in ("max_rhat", "min_ess_bulk", "min_ess_tail"):
+        if np.isnan(theirs[key]):
+            assert np.isnan(ours[key]) and ours[f"{key}_variable"] == "", key
+        else:
+            assert ours[key] == theirs[key], key  # equal, not close
+            assert ours[f"{key}_variable"] == theirs[f"{key}_variable"], key
+
+
+def test_too_few_draws_give_no_figures():
+    ours = mixing(posterior(2, 3))
+    assert np.isnan(ours["max_rhat"]) and np.isnan(ours["min_ess_bulk"])
