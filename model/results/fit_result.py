@@ -223,8 +223,10 @@ class FitResult:
 
     def event_jumps(self, interval: float | None = None) -> pd.DataFrame:
         """Estimated jump of each configured event, in percentage points."""
-        return summaries.event_jumps(
-            self.posterior, list(self.design.event_cell), interval or self.config.interval
+        return self._summary(
+            "event_jumps",
+            interval,
+            lambda i: summaries.event_jumps(self.posterior, list(self.design.event_cell), i),
         )
 
     def prior_sensitivity(self) -> pd.DataFrame:

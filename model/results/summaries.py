@@ -207,8 +207,18 @@ def effect_in_points(posterior: xr.Dataset, effect: xr.DataArray) -> xr.DataArra
     ``mean_t [softmax(trend_t + effect) - softmax(trend_t)] * 100``, per posterior draw.
     """
     trend = trend_logit(posterior)
-    shifted = _softmax(trend + effect) - _softmax(trend)
-    return 100 * shifted.mean("time")
+    base = _softmax(trend)
+    groups = [d for d in effect.dims if d not in (*SAMPLE_DIMS, "answer")]
+    if not groups:
+        return 100 * (_softmax(trend + effect) - base).mean("time")
+    # One house (question) at a time: the same arithmetic as on the whole broadcast array, without
+    # holding draws x time x answers x houses at once (~360 MB on the shipped data, twice as slow).
+    dim = groups[0]
+    parts = [
+        100 * (_softmax(trend + effect.isel({dim: i})) - base).mean("time")
+        for i in range(effect.sizes[dim])
+    ]
+    return xr.concat(parts, dim=effect[dim]).transpose(*SAMPLE_DIMS, "answer", dim, ...)
 
 
 def house_effects(
