@@ -144,6 +144,12 @@ class Sampler:
         at the knots, which mixes best where many readings pin the trend; ``"non_centred"`` on the
         walk's standardised scale, which avoids a funnel with the walk scale where few readings
         leave it free to come near zero.
+    retry_target_accept : float or None
+        When a fit has divergent transitions, sample it once more, from the same seed, at this
+        higher target acceptance (a smaller step size), as Stan's users are told to; the second
+        fit is the one kept, and both attempts are recorded (``sampling_attempts`` in the trace's
+        attributes, the run's diagnostics and summary). None (default): one attempt. The gate
+        judges the kept fit by the same thresholds either way.
     """
 
     draws: int = 1000
@@ -152,6 +158,7 @@ class Sampler:
     target_accept: float = 0.9
     nuts_sampler: Literal["nutpie", "pymc", "numpyro", "blackjax"] = "nutpie"
     knots: Literal["centred", "non_centred"] = "centred"
+    retry_target_accept: float | None = None
 
 
 @dataclass(frozen=True)
@@ -282,6 +289,12 @@ class Config:
         if not 0 < s.target_accept < 1:
             problems.append(
                 f"sampler.target_accept: {s.target_accept!r}; expected a value between 0 and 1"
+            )
+        retry = s.retry_target_accept
+        if retry is not None and not s.target_accept < retry < 1:
+            problems.append(
+                f"sampler.retry_target_accept: {retry!r}; expected a value between "
+                f"target_accept ({s.target_accept}) and 1, or none"
             )
         for name, value in dataclasses.asdict(self.priors).items():
             if value is not None and not value > 0:

@@ -51,6 +51,11 @@ def test_unknown_key_and_bad_values_are_refused(tmp_path):
         Config().replace(sampler={"knots": "loose"})
     with pytest.raises(ConfigError, match="target_accept"):
         Config().replace(sampler={"target_accept": 1.5})
+    with pytest.raises(
+        ConfigError,
+        match=r"sampler.retry_target_accept: 0.8; expected a value between target_accept \(0.9\) and 1",
+    ):
+        Config().replace(sampler={"retry_target_accept": 0.8})
     with pytest.raises(ConfigError, match="not valid TOML"):
         (tmp_path / "bad.toml").write_text("grid = \n")
         Config.from_toml(tmp_path / "bad.toml")

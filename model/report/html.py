@@ -23,6 +23,7 @@ import pandas as pd
 
 from model.files import atomic_write_text
 from model.report import interactive, plots
+from model.results.diagnostics import retry_note
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -545,6 +546,11 @@ def _diagnostics_section(result: FitResult, figures) -> str:
             f"≤ {max_div}",
             _check(d["divergences"] <= max_div),
         ],
+        *(
+            [["sampling attempts", esc(retry_note(d["sampling_attempts"])), "", ""]]
+            if retry_note(d.get("sampling_attempts", []))
+            else []
+        ),
         ["min E-BFMI", f"{d['min_bfmi']:.2f}", f"≥ {min_bfmi}", _check(d["min_bfmi"] >= min_bfmi)],
         [
             "draws at max tree depth",

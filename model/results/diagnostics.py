@@ -6,6 +6,7 @@ is marked failed, is still written, and the command line exits with status 3.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from typing import Any
@@ -199,6 +200,26 @@ def mixing(posterior: xr.Dataset) -> dict[str, Any]:
     }
 
 
+def sampling_attempts(idata) -> list[dict[str, Any]]:
+    """The trace's sampling attempts (target acceptance, divergent transitions, seconds), first
+    to last; the trace is the last one's (``Sampler.retry_target_accept``). Empty when the trace
+    does not record them (one sampled outside :class:`model.sampling.engine.CompiledAggregator`)."""
+    recorded = idata.attrs.get("sampling_attempts")
+    return json.loads(recorded) if recorded else []
+
+
+def retry_note(attempts: list[dict[str, Any]]) -> str:
+    """A sentence on a retried fit ("" for one attempt), e.g. "sampled again at target_accept
+    0.99 after 3 divergent transitions at 0.95"."""
+    if len(attempts) < 2:
+        return ""
+    first, last = attempts[0], attempts[-1]
+    return (
+        f"sampled again at target_accept {last['target_accept']:g} after "
+        f"{first['divergences']} divergent transition(s) at {first['target_accept']:g}"
+    )
+
+
 def convergence(idata) -> dict[str, Any]:
     """R-hat, bulk/tail ESS over every posterior variable; divergences, E-BFMI, tree depth."""
     stats = idata.sample_stats
@@ -207,6 +228,7 @@ def convergence(idata) -> dict[str, Any]:
     saturation = float(stats[depth_var].mean()) if depth_var else float("nan")
     return {
         **mixing(idata.posterior.to_dataset()),
+        "sampling_attempts": sampling_attempts(idata),
         "divergences": int(stats["diverging"].sum()),
         "bfmi_per_chain": [float(b) for b in bfmi],
         "min_bfmi": float(np.min(bfmi)),

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from model.results.diagnostics import retry_note
+
 if TYPE_CHECKING:
     from model.results.fit_result import FitResult
 
@@ -129,6 +131,9 @@ def summary_text(result: FitResult) -> str:
         f"tail {diag['min_ess_tail']:.0f}, {diag['divergences']} divergences, min E-BFMI {diag['min_bfmi']:.2f}; "
         f"predictive coverage 50%: {diag['coverage50']:.0%}, 90%: {diag['coverage90']:.0%})"
     )
+    retried = retry_note(diag.get("sampling_attempts", []))
+    if retried:
+        lines.append(f"  {retried[0].upper()}{retried[1:]} (the gate judges the second fit)")
     for warning in diag["warnings"]:
         lines.append(f"  warning: {warning}")
     flagged = result.prior_sensitivity()

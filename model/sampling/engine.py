@@ -12,6 +12,8 @@ Compiling a new structure costs about 20 s on the shipped data with PyTensor's k
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import time
 from typing import Any
@@ -25,6 +27,15 @@ from model.aggregator.kernels import register_jax
 from model.aggregator.names import SENSITIVITY_PRIORS
 from model.config import Config, Sampler
 from model.sampling.compiled import callbacks_cached, compile_model, exact_arithmetic
+
+
+def _attempt(target_accept: float, idata, seconds: float) -> dict[str, Any]:
+    """One sampling attempt as recorded in ``attrs["sampling_attempts"]``."""
+    return {
+        "target_accept": float(target_accept),
+        "divergences": int(idata.sample_stats["diverging"].sum()),
+        "seconds": round(float(seconds), 3),
+    }
 
 
 class CompiledAggregator:
@@ -100,7 +111,9 @@ class CompiledAggregator:
         -------
         (DataTree, float)
             The trace (posterior with every deterministic, sample_stats) and the seconds sampling
-            took (warm-up included).
+            took (warm-up included; both attempts' when ``sampler.retry_target_accept`` made a
+            second). ``attrs["sampling_attempts"]`` (JSON) lists each attempt's target acceptance,
+            divergent transitions and seconds; the trace is the last attempt's.
 
         Raises
         ------
@@ -108,6 +121,30 @@ class CompiledAggregator:
             If sampling stopped early: nutpie answers Ctrl-C (and the CLI's SIGTERM handler) by
             returning the draws made so far, which must never pass for the run asked for.
         """
+        idata, seconds = self._sample_once(
+            sampler, seed, cores, in_likelihood, observed, progress_bar
+        )
+        attempts = [_attempt(sampler.target_accept, idata, seconds)]
+        retry = sampler.retry_target_accept
+        if retry is not None and attempts[0]["divergences"] > 0:
+            again = dataclasses.replace(sampler, target_accept=retry)
+            idata, again_s = self._sample_once(
+                again, seed, cores, in_likelihood, observed, progress_bar
+            )
+            attempts.append(_attempt(retry, idata, again_s))
+            seconds += again_s
+        idata.attrs["sampling_attempts"] = json.dumps(attempts)
+        return idata, seconds
+
+    def _sample_once(
+        self,
+        sampler: Sampler,
+        seed: int,
+        cores: int | None,
+        in_likelihood: np.ndarray | None,
+        observed: np.ndarray | None,
+        progress_bar: bool,
+    ) -> tuple[Any, float]:
         data = {}
         if in_likelihood is not None:
             data["in_likelihood"] = np.asarray(in_likelihood, dtype=float)

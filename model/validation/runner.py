@@ -32,7 +32,7 @@ import pandas as pd
 from model.aggregator.design import PollDesign, build_design
 from model.config import Config, ConfigError, Sampler, ValidateSettings
 from model.data.polls import table_checksum
-from model.results.diagnostics import convergence, gate
+from model.results.diagnostics import convergence, gate, sampling_attempts
 from model.sampling.engine import CompiledAggregator
 from model.validation import backtest, sbc
 
@@ -61,6 +61,18 @@ def _gate_summary(idata) -> dict[str, Any]:
         "max_rhat": conv["max_rhat"],
         "min_ess_bulk": conv["min_ess_bulk"],
         "divergences": conv["divergences"],
+        **_attempt_columns(idata),
+    }
+
+
+def _attempt_columns(idata) -> dict[str, Any]:
+    """The kept fit's target acceptance and the first attempt's divergent transitions (the same
+    fit unless ``Sampler.retry_target_accept`` sampled again)."""
+    attempts = sampling_attempts(idata)
+    return {
+        "target_accept": attempts[-1]["target_accept"] if attempts else float("nan"),
+        "first_attempt_divergences": attempts[0]["divergences"] if attempts else -1,
+        "attempts": len(attempts),
     }
 
 
@@ -148,6 +160,7 @@ def sbc_task(
         "min_ranked_ess_quantity": str(mixing["ess_bulk"].idxmin()),
         "max_ranked_rhat": float(mixing["rhat"].max()),
         "divergences": divergences,
+        **_attempt_columns(idata),
         "accepted": bool(mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS),
         "gate_passed": bool(mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS),
         "gate_failures": ""
@@ -430,6 +443,26 @@ def _rows_where(table: pd.DataFrame, column: str, value) -> pd.DataFrame:
     return table[table[column] == value] if len(table) else table
 
 
+def _retried_refits(per_target: pd.DataFrame) -> str:
+    """Per refitted method, "model 10 of 31 (2)": refits sampled twice (``retry_target_accept``)
+    of all, and of those the ones whose second fit still missed the gate; "" when none was. A
+    refit is its method and training set (training sets are nested in time, so their sizes tell
+    them apart)."""
+    if not len(per_target) or "attempts" not in per_target:
+        return ""
+    refits = per_target.dropna(subset=["training_readings"]).drop_duplicates(
+        ["method", "training_readings"]
+    )
+    parts = []
+    for method, group in refits.groupby("method", sort=False):
+        twice = group[group["attempts"] > 1]
+        if len(twice):
+            parts.append(
+                f"{method} {len(twice)} of {len(group)} ({int((~twice['gate_passed'].astype(bool)).sum())})"
+            )
+    return ", ".join(parts)
+
+
 def summary_text(v: Validation) -> str:
     """Plain-text summary of a validate run."""
     lines = [
@@ -460,6 +493,12 @@ def summary_text(v: Validation) -> str:
                     f"  {r['targets']:<40} {r['horizon_months']:>2} mo  n={r['n']:<3} {r['mean_log_score']:6.2f} "
                     f"{r['mae']:5.2f} {r['coverage50']:5.0%} {r['coverage90']:5.0%}  gate fail {r['gate_failures']}"
                 )
+        retried = _retried_refits(v.backtest_targets)
+        if retried:
+            lines.append(
+                "Refits sampled again at a higher target acceptance after divergent transitions "
+                "(retried of refits; of those, still missing the gate): " + retried
+            )
         paired = _rows_where(v.backtest_paired, "targets", "reference")
         if len(paired):
             lines.append(
@@ -476,6 +515,13 @@ def summary_text(v: Validation) -> str:
             f"SBC: {v.settings.sbc} prior datasets, {len(v.sbc_fits)} fitted, {accepted} accepted (ranked quantities' bulk ESS "
             f">= {sbc.ACCEPT_ESS}), {divergent} with divergent transitions; ranks among {sbc.RANK_DRAWS} draws; every fit kept"
         )
+        if "attempts" in v.sbc_fits and len(v.sbc_fits):
+            retried = v.sbc_fits[v.sbc_fits["attempts"] > 1]
+            if len(retried):
+                lines.append(
+                    f"  {len(retried)} fits sampled again at a higher target acceptance after divergent "
+                    f"transitions ({int((retried['divergences'] > 0).sum())} of them still with some)"
+                )
         lines.append(
             f"  {'quantity':<44} {'cov50':>6} {'cov90':>6} {'mean rank':>9} {'in 99% band':>11} {'chi2 p':>7}"
         )

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 import model
 
@@ -208,3 +209,57 @@ def test_prior_sensitivity_is_reported(small_fit):
         "question_sd",
         "nonsampling_sd",
     }
+
+
+def _traces_by_target_accept(small_fit, monkeypatch, divergent_at: set[float]) -> list[float]:
+    """Make the sampler return the small fit's trace, with one divergent transition when sampled
+    at a target acceptance in ``divergent_at``; return the target acceptances it was called with."""
+    from model.sampling.engine import CompiledAggregator
+
+    calls = []
+
+    def fake(self, sampler, *args, **kwargs):
+        calls.append(sampler.target_accept)
+        stats = small_fit.idata["sample_stats"].to_dataset().copy(deep=True)
+        stats["diverging"].values[:] = False
+        stats["diverging"].values[0, 0] = sampler.target_accept in divergent_at
+        posterior = small_fit.idata["posterior"].to_dataset().copy(deep=True)
+        return xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+
+    monkeypatch.setattr(CompiledAggregator, "_sample_nutpie", fake)
+    return calls
+
+
+def test_divergent_fit_is_sampled_again_at_the_retry_target_accept(
+    small_fit, sim_polls, monkeypatch
+):
+    calls = _traces_by_target_accept(small_fit, monkeypatch, divergent_at={0.9})
+    config = small_fit.config.replace(sampler={"retry_target_accept": 0.99})
+    result = model.fit(sim_polls, config=config, seed=1)
+    assert calls == [0.9, 0.99]
+    diag = result.diagnostics()
+    assert [(a["target_accept"], a["divergences"]) for a in diag["sampling_attempts"]] == [
+        (0.9, 1),
+        (0.99, 0),
+    ]
+    assert diag["divergences"] == 0  # the gate judges the kept (second) fit
+    assert (
+        "Sampled again at target_accept 0.99 after 1 divergent transition(s) at 0.9"
+        in result.summary_text()
+    )
+
+
+def test_a_fit_without_divergences_or_without_retry_is_sampled_once(
+    small_fit, sim_polls, monkeypatch
+):
+    calls = _traces_by_target_accept(small_fit, monkeypatch, divergent_at=set())
+    retrying = small_fit.config.replace(sampler={"retry_target_accept": 0.99})
+    assert (
+        len(model.fit(sim_polls, config=retrying, seed=1).diagnostics()["sampling_attempts"]) == 1
+    )
+    calls.clear()
+    calls_divergent = _traces_by_target_accept(small_fit, monkeypatch, divergent_at={0.9})
+    result = model.fit(sim_polls, config=small_fit.config, seed=1)  # no retry configured
+    assert calls_divergent == [0.9]
+    assert result.diagnostics()["divergences"] == 1 and not result.diagnostics()["passed"]
+    assert "Sampled again" not in result.summary_text()
