@@ -52,6 +52,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from model.bench.runner import REFERENCE_LADDER
     from model.config import CANDIDATES
 
     parser = _Parser(prog="python -m model", description=__doc__.splitlines()[0])
@@ -191,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="time the project's fit against the NumPyro reference on the shipped data and simulated tables",
-        description="Each fit runs in a fresh process; writes runs/bench-<timestamp>/ (results.csv, ratios.csv, scaling.csv, time_vs_size.png).",
+        description="Each fit runs in a fresh process; the reference runs at NUTS's defaults, then at higher target acceptance until it passes the diagnostics gate in every repeat; writes runs/bench-<timestamp>/ (results.csv, repeats.csv, ratios.csv, scaling.csv, time_vs_size.png).",
     )
     bench.add_argument(
         "--cases",
@@ -211,7 +212,17 @@ def _parser() -> argparse.ArgumentParser:
         "--repeats",
         type=lambda t: _count(t, minimum=1),
         default=3,
-        help="fits per case and implementation (default: %(default)s)",
+        help="fits per case, implementation and setting (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--reference-ladder",
+        nargs="+",
+        type=float,
+        metavar="TARGET_ACCEPT",
+        default=list(REFERENCE_LADDER),
+        help="the reference's target acceptances, from NUTS's default 0.8 up, tried in turn until "
+        "one passes the diagnostics gate in every repeat (default: %(default)s; 0.8 alone: the "
+        "defaults only)",
     )
     _add_run_options(
         bench, runs_help="where the bench-<timestamp> folder goes", sampled=" of every fit"
@@ -458,6 +469,7 @@ def _bench(args: argparse.Namespace) -> int:
         seed=args.seed or 0,
         log=lambda m: print(m, flush=True),
         implementations=args.implementations,
+        reference_ladder=args.reference_ladder,
     )
     folder = write_bench(bench, args.runs_dir)
     print(summary_text(bench))

@@ -1,4 +1,5 @@
-"""``make bench`` (model/bench.py): cases, the tables it writes, and the CLI. No sampling here.
+"""``make bench`` (model/bench/runner.py): cases, the reference's ladder of target acceptance, the
+tables it writes, and the CLI. No sampling here: fake runners stand in for the fits.
 
 That the bench's two timed fits (``fit_project``, ``fit_reference_timed``) sample the same
 posterior, and that their figures are filled in, is checked in tests/test_reference.py.
@@ -70,7 +71,7 @@ def test_shipped_case_is_the_data_with_its_config(tmp_path):
     assert len(polls) == len(model.load_polls("data/polls.csv", answers=config.answers))
 
 
-def _fit_row(case, implementation, repeat, readings, wall, ess, *, error=""):
+def _fit_row(case, implementation, repeat, readings, wall, ess, *, error="", passed=True):
     row = {"case": case, "implementation": implementation, "repeat": repeat, "error": error}
     if error:
         return row
@@ -85,10 +86,12 @@ def _fit_row(case, implementation, repeat, readings, wall, ess, *, error=""):
         "min_ess_bulk": ess,
         "min_ess_tail": ess + 10,
         "ess_per_s": ess / wall,
-        "divergences": 0,
+        "divergences": 0 if passed else 12,
         "max_rhat": 1.003,
+        "min_bfmi": 0.9,
         "peak_mem_mb": 500.0,
-        "gate_passed": True,
+        "gate_passed": passed,
+        "gate_failures": "" if passed else "12 divergent transitions (expected none)",
         "draws": 100,
         "tune": 100,
         "chains": 2,
@@ -109,6 +112,7 @@ def _fake_runner(walls):
             case.name == "sim-r1000-h8-week"
             and job["implementation"] == "reference"
             and job["repeat"] == 1
+            and job.get("target_accept") is None  # at the reference's defaults
         ):
             return _fit_row(
                 case.name,
@@ -157,11 +161,14 @@ def test_run_bench_alternates_summarises_and_fits_the_exponent():
         ("shipped", "project", 2, 9),
         ("shipped", "reference", 2, 9),
     ]
-    assert len(result.fits) == 4 * 3 * 2
+    # A reference fit that raised (sim-r1000-h8-week, repeat 1, at the defaults) keeps the defaults
+    # from passing: the ladder goes on to 0.9 there, three repeats, which pass.
+    assert len(result.fits) == 4 * 3 * 2 + 3
+    assert result.settings["reference_gate_passing"]["sim-r1000-h8-week"] == "target_accept=0.9"
 
     r = result.results
     assert list(r.columns[: len(bench.RESULT_COLUMNS)]) == bench.RESULT_COLUMNS
-    assert len(r) == 8 and set(r["implementation"]) == {"project", "reference"}
+    assert len(r) == 9 and set(r["implementation"]) == {"project", "reference"}
     row = r[(r["case"] == "sim-r100-h8-week") & (r["implementation"] == "project")].iloc[0]
     assert row["wall_s"] == pytest.approx(0.01 * 100 * 1.01)  # median of the three repeats
     assert row["repeats"] == 3 and row["failed"] == 0
@@ -180,7 +187,13 @@ def test_run_bench_alternates_summarises_and_fits_the_exponent():
     assert failed["repeats"] == 2 and failed["failed"] == 1
     assert failed["wall_s"] == pytest.approx(0.02 * 1000**1.5 * 1.01)  # median of repeats 0 and 2
 
-    ratio = result.ratios.set_index("case").loc["sim-r100-h8-week"]
+    # The fake reference passes the gate at its defaults: no ladder, both ratios against the defaults.
+    assert set(result.fits["setting"]) == {"target_accept=0.9", "defaults"}
+    assert result.settings["reference_gate_passing"]["shipped"] == "defaults"
+    by_case = result.ratios[result.ratios["case"] == "sim-r100-h8-week"]
+    assert by_case["against"].tolist() == ["defaults", "gate-passing"]
+    assert by_case["reference_setting"].tolist() == ["defaults", "defaults"]
+    ratio = by_case.iloc[1]
     assert ratio["wall_s_ratio"] == pytest.approx((0.01 * 100) / (0.02 * 100**1.5))
     assert ratio["ess_per_s_ratio"] == pytest.approx((0.02 * 100**1.5) / (0.01 * 100))
 
@@ -249,13 +262,20 @@ def test_compared_diagnostics_skip_constant_entries_and_apply_the_gate():
             "innovation": (("chain", "draw", "step"), np.ones((4, 500, 2))),  # not compared
         }
     )
-    figures = bench.compared_diagnostics(posterior, divergences=0)
+    energy = xr.DataArray(rng.normal(size=(4, 500)), dims=("chain", "draw"))  # E-BFMI about 2
+    figures = bench.compared_diagnostics(posterior, divergences=0, energy=energy)
     assert figures["min_ess_bulk"] > 1000 and figures["max_rhat"] < 1.01 and figures["gate_passed"]
-    assert not bench.compared_diagnostics(posterior, divergences=1)["gate_passed"]
+    assert figures["min_bfmi"] > 1 and figures["gate_failures"] == ""
+    divergent = bench.compared_diagnostics(posterior, divergences=1, energy=energy)
+    assert not divergent["gate_passed"] and "1 divergent" in divergent["gate_failures"]
     stuck = posterior.assign(
         walk_sd=posterior["walk_sd"] + np.arange(4)[:, None]
     )  # chains disagree
-    assert not bench.compared_diagnostics(stuck, divergences=0)["gate_passed"]
+    assert not bench.compared_diagnostics(stuck, divergences=0, energy=energy)["gate_passed"]
+    # The project's whole gate, E-BFMI included: energy that wanders like a random walk fails it.
+    wandering = energy.cumsum("draw")
+    low = bench.compared_diagnostics(posterior, divergences=0, energy=wandering)
+    assert low["min_bfmi"] < 0.3 and not low["gate_passed"] and "E-BFMI" in low["gate_failures"]
 
 
 def test_cli_bench_rejects_an_unknown_case_and_bad_data(tmp_path, capsys):
@@ -310,3 +330,190 @@ def test_run_bench_can_run_one_implementation_alone():
             runner=runner,
             implementations=["stan"],
         )
+
+
+def _ladder_runner(passes, calls=None, *, failing_repeats=()):
+    """Fake fits whose gate verdict depends on the reference's target acceptance.
+
+    ``passes(target_accept)`` says whether a reference fit passes (the project always does);
+    ``failing_repeats`` are repeats that fail the gate whatever the setting. The reference's ESS
+    per second falls as its target acceptance rises: wall time 10 s x (1 + 10 x (ta - 0.8)).
+    """
+
+    def runner(job):
+        if calls is not None:
+            calls.append((job["implementation"], job["setting"], job["repeat"]))
+        name = job["case"]["name"]
+        if job["implementation"] == "project":
+            return _fit_row(name, "project", job["repeat"], 70, 4.0, 1000.0)
+        target_accept = job["target_accept"] or 0.8
+        passed = passes(target_accept) and job["repeat"] not in failing_repeats
+        wall = 10.0 * (1 + 10 * (target_accept - 0.8))
+        return _fit_row(name, "reference", job["repeat"], 70, wall, 1000.0, passed=passed)
+
+    return runner
+
+
+def _ladder_bench(runner, repeats=3, **kwargs):
+    return bench.run_bench(
+        bench.select_cases(["shipped"]),
+        data="data/polls.csv",
+        config=model.Config(sampler=model.Sampler(target_accept=0.99)),
+        repeats=repeats,
+        log=lambda m: None,
+        runner=runner,
+        **kwargs,
+    )
+
+
+def test_ladder_climbs_until_a_setting_passes_in_every_repeat_and_stops():
+    calls = []
+    result = _ladder_bench(_ladder_runner(lambda ta: ta >= 0.95, calls))
+    reference = [c for c in calls if c[0] == "reference"]
+    # Defaults (alternating with the project), then 0.9 and 0.95 three times each; 0.99 not tried.
+    assert [c[1] for c in reference] == ["defaults"] * 3 + ["target_accept=0.9"] * 3 + [
+        "target_accept=0.95"
+    ] * 3
+    assert [c[2] for c in reference[3:]] == [0, 1, 2, 0, 1, 2]  # the same repeats (seeds) per rung
+    fits = result.fits
+    assert (fits["setting"] == "target_accept=0.99").sum() == 3  # the project's setting
+    r = result.results.set_index(["implementation", "setting"])
+    # Every setting tried keeps its row, failed or not.
+    assert list(r.index) == [
+        ("project", "target_accept=0.99"),
+        ("reference", "defaults"),
+        ("reference", "target_accept=0.9"),
+        ("reference", "target_accept=0.95"),
+    ]
+    assert r["passed_every_repeat"].tolist() == [True, False, False, True]
+    assert r["gate_passes"].tolist() == [3, 0, 0, 3]
+    assert r["target_accept"].tolist() == [0.99, 0.8, 0.9, 0.95]
+    assert result.settings["reference_gate_passing"] == {"shipped": "target_accept=0.95"}
+    assert result.settings["reference_ladder"] == [0.8, 0.9, 0.95, 0.99]
+
+    ratios = result.ratios.set_index("against")
+    assert ratios.loc["defaults", "reference_setting"] == "defaults"
+    assert ratios.loc["gate-passing", "reference_setting"] == "target_accept=0.95"
+    assert ratios.loc["gate-passing", "project_setting"] == "target_accept=0.99"
+    # ESS per second: 1000 / 4 s for the project, 1000 / 25 s at 0.95, 1000 / 10 s at the defaults.
+    assert ratios.loc["gate-passing", "ess_per_s_ratio"] == pytest.approx(25.0 / 4.0)
+    assert ratios.loc["defaults", "ess_per_s_ratio"] == pytest.approx(10.0 / 4.0)
+    assert ratios.loc["gate-passing", "wall_s_ratio"] == pytest.approx(4.0 / 25.0)
+    assert bool(ratios.loc["gate-passing", "reference_gate_passed"])
+    assert not bool(ratios.loc["defaults", "reference_gate_passed"])
+
+    text = bench.summary_text(result)
+    assert "shipped                  target_accept=0.95" in text
+    assert "gate-passing (target_accept=0.95)" in text and "6.25" in text
+
+
+def test_ladder_that_never_passes_records_every_setting_and_says_none_passed(tmp_path):
+    calls = []
+    result = _ladder_bench(_ladder_runner(lambda ta: False, calls), repeats=2)
+    settings = [c[1] for c in calls if c[0] == "reference"]
+    assert settings == [
+        s
+        for s in ("defaults", "target_accept=0.9", "target_accept=0.95", "target_accept=0.99")
+        for _ in range(2)
+    ]
+    assert len(result.fits) == 2 + 4 * 2
+    assert not result.results.loc[
+        result.results["implementation"] == "reference", "passed_every_repeat"
+    ].any()
+    assert result.settings["reference_gate_passing"] == {"shipped": "none passed"}
+    ratios = result.ratios.set_index("against")
+    assert ratios.loc["gate-passing", "reference_setting"] == "none passed"
+    assert (
+        ratios.loc["gate-passing", bench.RATIO_COLUMNS[0] + "_ratio" :]
+        .filter(like="_ratio")
+        .isna()
+        .all()
+    )
+    assert np.isfinite(ratios.loc["defaults", "ess_per_s_ratio"])  # the defaults ratio stays
+    text = bench.summary_text(result)
+    assert "shipped                  none passed" in text and "no setting passed the gate" in text
+
+    folder = bench.write_bench(result, tmp_path)
+    table = pd.read_csv(folder / "ratios.csv")
+    assert table["reference_setting"].tolist() == ["defaults", "none passed"]
+
+
+def test_a_setting_passes_only_if_every_repeat_ran_and_passed():
+    # Repeat 1 fails the gate at every setting: no setting passes, though most fits do.
+    result = _ladder_bench(_ladder_runner(lambda ta: True, failing_repeats=(1,)))
+    r = result.results[result.results["implementation"] == "reference"]
+    assert r["setting"].tolist() == [
+        "defaults",
+        "target_accept=0.9",
+        "target_accept=0.95",
+        "target_accept=0.99",
+    ]
+    assert r["gate_passes"].tolist() == [2, 2, 2, 2] and not r["passed_every_repeat"].any()
+    assert result.settings["reference_gate_passing"] == {"shipped": "none passed"}
+    # A fit that raised counts against its setting too.
+    fits = pd.DataFrame(
+        [
+            _fit_row("shipped", "reference", 0, 70, 10.0, 1000.0),
+            _fit_row("shipped", "reference", 1, 0, 0, 0, error="RuntimeError: out of memory"),
+        ]
+    )
+    assert not bench.setting_passed(fits) and bench.setting_passed(fits.iloc[:1])
+    assert not bench.setting_passed(fits.iloc[:0])
+
+
+def test_ladder_stops_at_the_defaults_when_they_pass_and_can_be_the_defaults_alone():
+    calls = []
+    result = _ladder_bench(_ladder_runner(lambda ta: True, calls), repeats=2)
+    assert {c[1] for c in calls if c[0] == "reference"} == {"defaults"}
+    assert result.ratios["reference_setting"].tolist() == ["defaults", "defaults"]
+
+    calls.clear()
+    result = _ladder_bench(
+        _ladder_runner(lambda ta: False, calls), repeats=2, reference_ladder=[0.8]
+    )
+    assert {c[1] for c in calls if c[0] == "reference"} == {"defaults"}
+    assert result.ratios["reference_setting"].tolist() == ["defaults", "none passed"]
+    for ladder in ([0.9, 0.95], [0.8, 0.95, 0.9], [0.8, 1.0], []):
+        with pytest.raises(ConfigError, match="must start at NUTS's default 0.8"):
+            _ladder_bench(_ladder_runner(lambda ta: True), reference_ladder=ladder)
+
+
+def test_results_and_ratios_csv_columns(tmp_path):
+    result = _ladder_bench(_ladder_runner(lambda ta: ta >= 0.9), repeats=2)
+    folder = bench.write_bench(result, tmp_path)
+    results = pd.read_csv(folder / "results.csv")
+    assert list(results.columns) == bench.RESULT_COLUMNS + bench.EXTRA_COLUMNS
+    assert bench.RESULT_COLUMNS[:3] == ["case", "implementation", "setting"]
+    assert results["setting"].tolist() == ["target_accept=0.99", "defaults", "target_accept=0.9"]
+    repeats = pd.read_csv(folder / "repeats.csv")
+    assert {"setting", "target_accept", "gate_passed", "gate_failures", "min_bfmi"} <= set(
+        repeats.columns
+    )
+    assert repeats.groupby("setting").size().to_dict() == {
+        "defaults": 2,
+        "target_accept=0.9": 2,
+        "target_accept=0.99": 2,
+    }
+    ratios = pd.read_csv(folder / "ratios.csv")
+    assert list(ratios.columns) == [
+        "case",
+        "against",
+        "reference_setting",
+        "project_setting",
+        *(f"{c}_ratio" for c in bench.RATIO_COLUMNS),
+        "project_gate_passed",
+        "reference_gate_passed",
+    ]
+    assert ratios[["against", "reference_setting"]].values.tolist() == [
+        ["defaults", "defaults"],
+        ["gate-passing", "target_accept=0.9"],
+    ]
+    assert ratios["ess_per_s_ratio"].tolist() == pytest.approx([10.0 / 4.0, 20.0 / 4.0])
+    assert (folder / "settings.json").read_text().count('"shipped": "target_accept=0.9"') == 1
+
+
+def test_cli_bench_rejects_a_ladder_that_does_not_start_at_the_defaults(tmp_path, capsys):
+    args = ["bench", "--cases", "shipped", "--runs-dir", str(tmp_path / "runs")]
+    assert main([*args, "--reference-ladder", "0.9", "0.95"]) == EXIT_BAD_INPUT
+    assert "must start at NUTS's default 0.8" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -91,10 +91,11 @@ def test_reference_posterior_matches_the_project_fit(small_table):
     project, reference = project_fit["posterior"], reference_fit["posterior"]
     for fitted in (project_fit, reference_fit):
         assert fitted["compile_s"] > 0 and fitted["sample_s"] > 0
-        figures = compared_diagnostics(fitted["posterior"], fitted["divergences"])
+        figures = compared_diagnostics(fitted["posterior"], fitted["divergences"], fitted["energy"])
         assert np.isfinite(
             [figures["min_ess_bulk"], figures["min_ess_tail"], figures["max_rhat"]]
         ).all(), figures
+        assert np.isfinite(figures["min_bfmi"]) and figures["min_bfmi"] > 0, figures
         assert 0 < figures["min_ess_bulk"] < 3 * 2 * 500 and figures["max_rhat"] > 0.99, figures
     assert reference["share"].dims == ("chain", "draw", "time", "answer")
     assert reference.sizes == {**reference.sizes, "chain": 2, "draw": 500}
