@@ -517,3 +517,12 @@ def test_cli_bench_rejects_a_ladder_that_does_not_start_at_the_defaults(tmp_path
     assert main([*args, "--reference-ladder", "0.9", "0.95"]) == EXIT_BAD_INPUT
     assert "must start at NUTS's default 0.8" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_projects_setting_names_its_second_attempt():
+    from model.bench.runner import setting_label_project
+
+    plain = model.Config(sampler=model.Sampler(target_accept=0.95))
+    assert setting_label_project(plain) == "target_accept=0.95"
+    retrying = plain.replace(sampler={"retry_target_accept": 0.99})
+    assert setting_label_project(retrying) == "target_accept=0.95, retry 0.99"
