@@ -430,3 +430,23 @@ def test_sbc_prior_draws_are_valid_tables():
     used = np.broadcast_to(design.component_used, observed.shape)
     assert np.all(observed[~used] == 1.0)
     np.testing.assert_allclose(np.where(used, observed, 0).sum(axis=-1), 1.0, atol=1e-9)
+
+
+def test_retried_refits_are_counted_per_refit_not_per_target():
+    """A refit serving three targets counts once; a second attempt that still failed is counted
+    among the retried ones; a method with no second attempt is not named."""
+    from model.validation.runner import _retried_refits
+
+    rows = [
+        # method, training readings, attempts, gate passed (one row per target)
+        ("model", 9, 2, False),
+        ("model", 9, 2, False),
+        ("model", 9, 2, False),
+        ("model", 12, 2, True),
+        ("model", 30, 1, True),
+        ("reference_only", 9, 1, True),
+        ("last_reading", np.nan, 0, np.nan),  # baselines have no refit
+    ]
+    table = pd.DataFrame(rows, columns=["method", "training_readings", "attempts", "gate_passed"])
+    assert _retried_refits(table) == "model 2 of 3 (1)"
+    assert _retried_refits(table.drop(columns="attempts")) == ""
