@@ -520,6 +520,7 @@ def _diagnostics_section(result: FitResult, figures) -> str:
         t.get("min_bfmi", 0.3),
     )
     max_div = t.get("max_divergences", 0)
+    retried = retry_note(d.get("sampling_attempts", []))
     verdict = "passed" if d["passed"] else "failed"
     rows = [
         [
@@ -546,11 +547,7 @@ def _diagnostics_section(result: FitResult, figures) -> str:
             f"≤ {max_div}",
             _check(d["divergences"] <= max_div),
         ],
-        *(
-            [["sampling attempts", esc(retry_note(d["sampling_attempts"])), "", ""]]
-            if retry_note(d.get("sampling_attempts", []))
-            else []
-        ),
+        *([["sampling attempts", esc(retried), "", ""]] if retried else []),
         ["min E-BFMI", f"{d['min_bfmi']:.2f}", f"≥ {min_bfmi}", _check(d["min_bfmi"] >= min_bfmi)],
         [
             "draws at max tree depth",

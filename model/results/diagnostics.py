@@ -209,13 +209,13 @@ def sampling_attempts(idata) -> list[dict[str, Any]]:
 
 
 def retry_note(attempts: list[dict[str, Any]]) -> str:
-    """A sentence on a retried fit ("" for one attempt), e.g. "sampled again at target_accept
-    0.99 after 3 divergent transitions at 0.95"."""
+    """A sentence on a retried fit ("" for one attempt), e.g. "Sampled again at target_accept
+    0.99 after 3 divergent transition(s) at 0.95"."""
     if len(attempts) < 2:
         return ""
     first, last = attempts[0], attempts[-1]
     return (
-        f"sampled again at target_accept {last['target_accept']:g} after "
+        f"Sampled again at target_accept {last['target_accept']:g} after "
         f"{first['divergences']} divergent transition(s) at {first['target_accept']:g}"
     )
 

@@ -163,6 +163,10 @@ def fake_result(through: str | None = None) -> FitResult:
         "min_ess_bulk_variable": "walk_sd",
         "min_ess_tail": 610.0,
         "min_ess_tail_variable": "house_sd",
+        "sampling_attempts": [
+            {"target_accept": 0.9, "divergences": 5, "seconds": 1.0},
+            {"target_accept": 0.99, "divergences": 3, "seconds": 2.0},
+        ],
         "divergences": 3,
         "bfmi_per_chain": [0.9, 0.95],
         "min_bfmi": 0.9,

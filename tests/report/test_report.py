@@ -494,6 +494,7 @@ def test_report_states_the_numbers_and_the_verdict(page, result):
         assert f"{row['lower']:.1f} – {row['upper']:.1f}" in words
     assert "Diagnostics gate FAILED" in words
     assert "3 divergent transitions (expected none)" in words
+    assert "Sampled again at target_accept 0.99 after 5 divergent transition(s) at 0.9" in words
     assert "1.004 (trend_logit)" in words
     assert "test event" in words and "2023-03-01" in words
     assert "only jointly" in words and "House B + Q_ALT" in words
