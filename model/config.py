@@ -138,12 +138,15 @@ class Sampler:
         Target acceptance rate of the step-size adaptation.
     nuts_sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
         The NUTS implementation (nutpie by default).
-    knots : {"centred", "non_centred"}
+    knots : {"auto", "centred", "non_centred"}
         How the walk's changes between knots are sampled (the same model either way;
-        :func:`model.aggregator.graph._walk_and_jumps`): ``"centred"`` (default) as the trend's values
-        at the knots, which mixes best where many readings pin the trend; ``"non_centred"`` on the
-        walk's standardised scale, which avoids a funnel with the walk scale where few readings
-        leave it free to come near zero.
+        :func:`model.aggregator.graph._walk_and_jumps`): ``"centred"`` as the trend's values at
+        the knots, which mixes best where many readings pin the trend and the walk scale;
+        ``"non_centred"`` on the walk's standardised scale, which avoids a funnel with the walk
+        scale where few readings leave it free to come near zero; ``"auto"`` (default) chooses
+        per table from its design: centred with at least
+        :data:`model.aggregator.design.CENTRED_MIN_SEGMENTS` segments between knots, else
+        non-centred (``PollDesign.centred_knots``).
     retry_target_accept : float or None
         When a fit has divergent transitions, sample it once more, from the same seed, at this
         higher target acceptance (a smaller step size), as Stan's users are told to; the second
@@ -157,7 +160,7 @@ class Sampler:
     chains: int = 4
     target_accept: float = 0.9
     nuts_sampler: Literal["nutpie", "pymc", "numpyro", "blackjax"] = "nutpie"
-    knots: Literal["centred", "non_centred"] = "centred"
+    knots: Literal["auto", "centred", "non_centred"] = "auto"
     retry_target_accept: float | None = None
 
 
@@ -284,8 +287,10 @@ class Config:
             problems.append(
                 f"sampler: draws={s.draws}, tune={s.tune}, chains={s.chains}; expected positive counts"
             )
-        if s.knots not in ("centred", "non_centred"):
-            problems.append(f"sampler.knots: {s.knots!r}; expected 'centred' or 'non_centred'")
+        if s.knots not in ("auto", "centred", "non_centred"):
+            problems.append(
+                f"sampler.knots: {s.knots!r}; expected 'auto', 'centred' or 'non_centred'"
+            )
         if not 0 < s.target_accept < 1:
             problems.append(
                 f"sampler.target_accept: {s.target_accept!r}; expected a value between 0 and 1"

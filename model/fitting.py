@@ -103,6 +103,7 @@ def fit(
             "question_effects_parameterisation": "centred"
             if design.centred_questions
             else "non-centred",
+            "walk_knots_parameterisation": "centred" if design.centred_knots else "non-centred",
             "data_end": f"{design.data_end:%Y-%m-%d}",
             "through": f"{design.through:%Y-%m-%d}",
             "walk_knots": json.dumps([f"{design.time[k]:%Y-%m-%d}" for k in design.walk_knots]),

@@ -46,7 +46,7 @@ def test_unknown_key_and_bad_values_are_refused(tmp_path):
     ):
         Config(walk_prior="exponential")
     with pytest.raises(
-        ConfigError, match="sampler.knots: 'loose'; expected 'centred' or 'non_centred'"
+        ConfigError, match="sampler.knots: 'loose'; expected 'auto', 'centred' or 'non_centred'"
     ):
         Config().replace(sampler={"knots": "loose"})
     with pytest.raises(ConfigError, match="target_accept"):

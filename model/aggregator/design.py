@@ -38,6 +38,12 @@ CENTRED_MIN_READINGS = 10
 #: min bulk ESS 204-309 at 1, 552-694 at 16, 677-708 at 67, and 13 with no knots (533 divergences).
 KNOT_PRECISION_RATIO = 16.0
 
+#: Segments between knots from which ``sampler.knots = "auto"`` samples the knots centred: each
+#: pinned change informs the walk scale, and with fewer the scale's posterior reaches near zero,
+#: where the centred knots make a funnel with it. Measured on the backtest's refits of the
+#: shipped data (docs/validation.md, "Choosing the knots' form per table").
+CENTRED_MIN_SEGMENTS = 8
+
 
 @dataclass(frozen=True)
 class PollDesign:
@@ -86,6 +92,10 @@ class PollDesign:
         the first / after the last knot non-centred (:class:`model.aggregator.graph.PollAggregator`).
         The first is cell 0. Empty or a single knot: the whole walk non-centred. A parameterisation
         only: the model is the same.
+    centred_knots : bool
+        Whether the changes between knots are sampled through the trend's values at the knots
+        (centred) or on the walk's standardised scale (``config.sampler.knots``; with ``"auto"``,
+        centred from :data:`CENTRED_MIN_SEGMENTS` segments on).
     membership : numpy.ndarray
         (poll, answer, component) 0/1: which answers make up each observed component.
     component_used : numpy.ndarray
@@ -131,6 +141,7 @@ class PollDesign:
     centred_houses: bool
     centred_questions: bool
     walk_knots: np.ndarray
+    centred_knots: bool
     membership: np.ndarray
     component_used: np.ndarray
     observed: np.ndarray
@@ -373,6 +384,14 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
     median = config.priors.unknown_n_median
     if median is None:
         median = float(np.median(n[n_known])) if n_known.any() else 1000.0
+    knots = walk_knots(
+        first_cell,
+        last_cell,
+        np.where(n_known, n, median),
+        n_answers=len(answers),
+        step_sd=config.priors.walk_scale(cell_days),
+        nonsampling_sd=config.priors.nonsampling_sd_pp / 50.0,
+    )
     house_n_medians = {}
     if config.unknown_n == "by_house":
         for pollster in pollsters:
@@ -399,14 +418,9 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
         joint_groups=joint,
         centred_houses=centred_houses,
         centred_questions=centred_questions,
-        walk_knots=walk_knots(
-            first_cell,
-            last_cell,
-            np.where(n_known, n, median),
-            n_answers=len(answers),
-            step_sd=config.priors.walk_scale(cell_days),
-            nonsampling_sd=config.priors.nonsampling_sd_pp / 50.0,
-        ),
+        walk_knots=knots,
+        centred_knots=config.sampler.knots == "centred"
+        or (config.sampler.knots == "auto" and len(knots) - 1 >= CENTRED_MIN_SEGMENTS),
         membership=membership,
         component_used=used,
         observed=observed,

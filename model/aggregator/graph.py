@@ -447,7 +447,7 @@ class PollAggregator:
                 walk_sd,
                 priors.jump_sd,
                 d,
-                centred_knots=self.config.sampler.knots == "centred",
+                centred_knots=d.centred_knots,
             )
             eta = level[None, :] + walk
             if jump is not None:

@@ -283,3 +283,37 @@ def test_the_shipped_design_samples_its_walk_by_segments():
     knots = design.walk_knots
     assert 3 <= len(knots) < len(design.polls) and np.all(np.diff(knots) > 0)
     assert knots[0] == 0 and knots[-1] <= len(design.time) - 1
+
+
+def test_auto_knots_are_centred_only_where_enough_segments_pin_the_walk_scale(sim_polls):
+    """``sampler.knots = "auto"`` (the default) samples the knots centred from CENTRED_MIN_SEGMENTS
+    segments between knots on, non-centred below; "centred" and "non_centred" hold whatever the
+    table; the choice is recorded on the design and changes nothing else in it."""
+    from model.aggregator.design import CENTRED_MIN_SEGMENTS
+
+    config = model.Config(reference_question="Q_MAIN")
+    assert config.sampler.knots == "auto"
+    designs = {
+        size: build_design(sim_polls.sort_values("field_start").head(size), config)
+        for size in (8, len(sim_polls))
+    }
+    segments = {size: len(d.walk_knots) - 1 for size, d in designs.items()}
+    assert segments[8] < CENTRED_MIN_SEGMENTS <= segments[len(sim_polls)], segments
+    assert not designs[8].centred_knots and designs[len(sim_polls)].centred_knots
+    for size, auto in designs.items():
+        table = sim_polls.sort_values("field_start").head(size)
+        for form, centred in (("centred", True), ("non_centred", False)):
+            fixed = build_design(table, config.replace(sampler={"knots": form}))
+            assert fixed.centred_knots is centred
+            np.testing.assert_array_equal(fixed.walk_knots, auto.walk_knots)
+
+
+def test_the_shipped_fit_samples_its_knots_centred():
+    """The shipped data pin ten changes, enough for the centred knots (the backtest's refits on
+    fewer readings get the non-centred form from the same config)."""
+    config = model.Config.from_toml(f"{ROOT}/config/fit.toml")
+    assert config.sampler.knots == "auto"
+    design = build_design(
+        model.load_polls(f"{ROOT}/data/polls.csv", answers=config.answers), config
+    )
+    assert design.centred_knots
