@@ -42,7 +42,7 @@ KNOT_PRECISION_RATIO = 16.0
 #: pinned change informs the walk scale, and with fewer the scale's posterior reaches near zero,
 #: where the centred knots make a funnel with it. Measured on the backtest's refits of the
 #: shipped data (docs/validation.md, "Choosing the knots' form per table").
-CENTRED_MIN_SEGMENTS = 8
+CENTRED_MIN_SEGMENTS = 9
 
 
 @dataclass(frozen=True)
