@@ -146,7 +146,9 @@ class Sampler:
         scale where few readings leave it free to come near zero; ``"auto"`` (default) chooses
         per table from its design: centred with at least
         :data:`model.aggregator.design.CENTRED_MIN_SEGMENTS` segments between knots, else
-        non-centred (``PollDesign.centred_knots``).
+        non-centred (``PollDesign.centred_knots``). The form is part of the compiled model's
+        structure: a table that crosses that threshold (a new reading, a refit on fewer) compiles
+        the other form once.
     retry_target_accept : float or None
         When a fit has divergent transitions, sample it once more, from the same seed, at this
         higher target acceptance (a smaller step size), as Stan's users are told to; the second
