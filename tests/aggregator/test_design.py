@@ -293,17 +293,14 @@ def test_auto_knots_are_centred_only_where_enough_segments_pin_the_walk_scale(si
 
     config = model.Config(reference_question="Q_MAIN")
     assert config.sampler.knots == "auto"
-    designs = {
-        size: build_design(sim_polls.sort_values("field_start").head(size), config)
-        for size in (8, len(sim_polls))
-    }
+    tables = {size: sim_polls.sort_values("field_start").head(size) for size in (8, len(sim_polls))}
+    designs = {size: build_design(table, config) for size, table in tables.items()}
     segments = {size: len(d.walk_knots) - 1 for size, d in designs.items()}
     assert segments[8] < CENTRED_MIN_SEGMENTS <= segments[len(sim_polls)], segments
     assert not designs[8].centred_knots and designs[len(sim_polls)].centred_knots
     for size, auto in designs.items():
-        table = sim_polls.sort_values("field_start").head(size)
         for form, centred in (("centred", True), ("non_centred", False)):
-            fixed = build_design(table, config.replace(sampler={"knots": form}))
+            fixed = build_design(tables[size], config.replace(sampler={"knots": form}))
             assert fixed.centred_knots is centred
             np.testing.assert_array_equal(fixed.walk_knots, auto.walk_knots)
 
