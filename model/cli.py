@@ -52,7 +52,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from model.bench.runner import REFERENCE_LADDER
+    from model.bench import REFERENCE_LADDER
     from model.config import CANDIDATES
 
     parser = _Parser(prog="python -m model", description=__doc__.splitlines()[0])

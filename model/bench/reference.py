@@ -3,7 +3,7 @@ r"""A reference implementation of the poll model in NumPyro (JAX), for ``make be
 The same statistical model as :class:`model.aggregator.graph.PollAggregator`, written the way a competent
 NumPyro user would write it from that class's docstring, and sampled with NumPyro's NUTS at its
 defaults (target acceptance 0.8, maximum tree depth 10, diagonal mass matrix), or at a higher target
-acceptance where the bench asks for one (:data:`model.bench.runner.REFERENCE_LADDER`). Only the data
+acceptance where the bench asks for one (:data:`model.bench.REFERENCE_LADDER`). Only the data
 preparation is shared with the project (:func:`model.aggregator.design.build_design` makes the arrays); the
 model and the sampler are the reference's own. In particular the project's optimisations (the
 centred/non-centred choice per design and the reparameterisation of confounded house/question

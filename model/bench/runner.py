@@ -14,7 +14,7 @@ a machine that has fitted before); ``compile_cache`` records which fits loaded t
 
 A fair reference. NUTS's defaults are not what a careful NumPyro user would stop at when the fits
 do not pass the diagnostics gate, so the reference also climbs a ladder of target acceptance
-(:data:`REFERENCE_LADDER`: 0.8, which is NUTS's default and is labelled ``defaults``, then 0.9,
+(:data:`model.bench.REFERENCE_LADDER`: 0.8, which is NUTS's default and is labelled ``defaults``, then 0.9,
 0.95, 0.99). After a case's alternating project and ``defaults`` fits, while the last setting
 tried has not passed, the next setting runs ``repeats`` times (same seeds), and the ladder stops
 at the first setting that passes. A setting *passes* on a case when every one of its repeats ran
@@ -85,13 +85,11 @@ import numpy as np
 import pandas as pd
 
 from model.aggregator.names import COMPARED
+from model.bench import REFERENCE_LADDER
 from model.config import ZERO_SUM, Config, ConfigError
 
 SHIPPED = "shipped"
 IMPLEMENTATIONS = ("project", "reference")
-#: The reference's target acceptances, tried in order until one passes the gate in every repeat;
-#: the first is NUTS's default (the reference's ``defaults`` setting).
-REFERENCE_LADDER = (0.8, 0.9, 0.95, 0.99)
 #: NumPyro NUTS's default ``target_accept_prob``.
 NUTS_DEFAULT_TARGET_ACCEPT = 0.8
 #: Setting label of the reference at NUTS's defaults.
@@ -499,7 +497,7 @@ def run_bench(
     ----------
     reference_ladder : sequence of float
         Target acceptances to try, increasing, each below 1; the first must be NUTS's default
-        (0.8, the ``defaults`` setting). Default :data:`REFERENCE_LADDER`; ``(0.8,)`` runs the
+        (0.8, the ``defaults`` setting). Default :data:`model.bench.REFERENCE_LADDER`; ``(0.8,)`` runs the
         defaults alone.
 
     Raises
