@@ -20,6 +20,7 @@ from scipy import special
 from scipy.fftpack import next_fast_len  # as ArviZ pads its FFTs
 
 from model.aggregator.design import PollDesign
+from model.threads import thread_map, usable_cpus
 
 MAX_RHAT = 1.01
 MIN_ESS = 400
@@ -64,9 +65,11 @@ def _z_scale(values: np.ndarray) -> np.ndarray:
         last[:, :-1] = first[:, 1:]
         start = np.maximum.accumulate(np.where(first, places, 0), axis=1)
         end = np.minimum.accumulate(np.where(last, places, n - 1)[:, ::-1], axis=1)[:, ::-1]
-        ranks = np.empty(ordered.shape)
-        np.put_along_axis(ranks, order[tied], (start + end + 2) / 2, axis=1)
-        z[tied] = scores(ranks)
+        # Only the draws in a run get another rank (the run's average): elsewhere it is the place.
+        row, place = np.nonzero(start != end)
+        z[tied[row], order[tied[row], place]] = scores(
+            (start[row, place] + end[row, place] + 2) / 2
+        )
     return z.reshape(values.shape)
 
 
@@ -148,15 +151,7 @@ def _entries(posterior: xr.Dataset) -> tuple[np.ndarray, list[tuple[str, int]]]:
     return np.ascontiguousarray(stacked, dtype=float), names
 
 
-def mixing(posterior: xr.Dataset) -> dict[str, Any]:
-    """Max rank-normalised R-hat and min bulk/tail ESS over a posterior's variables, with where.
-
-    Structurally constant entries (a reference house's zero effect) are left out. The figures are
-    ArviZ's (``arviz_stats.rhat``, ``ess`` with ``method="bulk"`` and ``"tail"``), to the last
-    bit (tests/results/test_diagnostics.py), computed for every entry at once: the rank
-    normalisation of the split chains, which R-hat and bulk ESS share, is done once.
-    """
-    values, names = _entries(posterior)
+def _entry_figures_serial(values: np.ndarray, prob: float) -> tuple[np.ndarray, ...]:
     n_chain, n_draw = values.shape[1:]
     nan = np.full(len(values), np.nan)
     rhat, bulk, tail = nan, nan, nan
@@ -168,12 +163,44 @@ def mixing(posterior: xr.Dataset) -> dict[str, Any]:
             flat = split.reshape(len(split), -1)
             folded = np.abs(split - np.median(flat, axis=1)[:, None, None])
             rhat = np.maximum(_rhat(z), _rhat(_z_scale(folded)))
-        prob = float(rcParams["stats.ci_prob"])  # ArviZ's tail: the quantiles of its ci_prob
         tails = []
         for q in sorted((prob, 1 - prob)):
             cut = np.quantile(values.reshape(len(values), -1), q, axis=1)
             tails.append(_ess(_split_chains(values <= cut[:, None, None])))
         tail = np.minimum(*tails)
+    return rhat, bulk, tail
+
+
+def _entry_figures(
+    values: np.ndarray, threads: int | None = None, min_chunk: int = 64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank-normalised split R-hat, bulk ESS and tail ESS of each entry of an (entry, chain, draw)
+    array (NaN where too few draws).
+
+    Every figure is computed from its entry's draws alone, so the entries are cut into blocks of at
+    least ``min_chunk`` and the blocks computed in ``threads`` threads (default: one per CPU this
+    process may use): the sorts, FFTs and array arithmetic release the GIL, and the figures are the
+    same to the last bit as in one block (tests/results/test_diagnostics.py).
+    """
+    prob = float(rcParams["stats.ci_prob"])  # ArviZ's tail: the quantiles of its ci_prob
+    blocks = max(1, min(threads or usable_cpus(), len(values) // min_chunk))
+    bounds = np.linspace(0, len(values), blocks + 1).astype(int)
+    parts = [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    figures = thread_map(lambda part: _entry_figures_serial(part, prob), parts)
+    return tuple(np.concatenate(column) for column in zip(*figures))
+
+
+def mixing(posterior: xr.Dataset) -> dict[str, Any]:
+    """Max rank-normalised R-hat and min bulk/tail ESS over a posterior's variables, with where.
+
+    Structurally constant entries (a reference house's zero effect) are left out. The figures are
+    ArviZ's (``arviz_stats.rhat``, ``ess`` with ``method="bulk"`` and ``"tail"``), to the last
+    bit (tests/results/test_diagnostics.py), computed for every entry at once: the rank
+    normalisation of the split chains, which R-hat and bulk ESS share, is done once, and blocks of
+    entries are computed in parallel threads (:func:`_entry_figures`).
+    """
+    values, names = _entries(posterior)
+    rhat, bulk, tail = _entry_figures(values)
 
     def worst(per_entry: np.ndarray, fn) -> tuple[float, str]:
         best_value, best_name, start = None, "", 0

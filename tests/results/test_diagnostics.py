@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from model.results.diagnostics import mixing
+from model.results.diagnostics import _entries, _entry_figures, mixing
 
 
 def posterior(chains: int, draws: int, seed: int = 0) -> xr.Dataset:
@@ -71,3 +71,12 @@ def test_mixing_is_arviz_to_the_last_bit(chains, draws):
 def test_too_few_draws_give_no_figures():
     ours = mixing(posterior(2, 3))
     assert np.isnan(ours["max_rhat"]) and np.isnan(ours["min_ess_bulk"])
+
+
+def test_entries_in_threaded_blocks_give_the_same_bits():
+    """The blocks computed in parallel threads give each entry's figures exactly as one block."""
+    values, _ = _entries(posterior(4, 200))
+    one_block = _entry_figures(values, threads=1)
+    blocks = _entry_figures(values, threads=3, min_chunk=2)
+    for serial, threaded in zip(one_block, blocks):
+        np.testing.assert_array_equal(threaded, serial)  # equal, not close (NaN where NaN)
