@@ -149,12 +149,14 @@ class Sampler:
         non-centred (``PollDesign.centred_knots``). The form is part of the compiled model's
         structure: a table that crosses that threshold (a new reading, a refit on fewer) compiles
         the other form once.
-    retry_target_accept : float or None
-        When a fit has divergent transitions, sample it once more, from the same seed, at this
-        higher target acceptance (a smaller step size), as Stan's users are told to; the second
-        fit is the one kept, and both attempts are recorded (``sampling_attempts`` in the trace's
-        attributes, the run's diagnostics and summary). None (default): one attempt. The gate
-        judges the kept fit by the same thresholds either way.
+    retry_target_accept : float, tuple of float, or None
+        When a fit has divergent transitions, sample it again, from the same seed, at this
+        higher target acceptance (a smaller step size), as Stan's users are told to; a tuple
+        (a TOML list, ascending) is a ladder: each next value is tried while the fit before it
+        still has divergent transitions. The last fit sampled is the one kept, and every attempt
+        is recorded (``sampling_attempts`` in the trace's attributes, the run's diagnostics and
+        summary). None (default): one attempt. The gate judges the kept fit by the same
+        thresholds either way.
     """
 
     draws: int = 1000
@@ -163,7 +165,19 @@ class Sampler:
     target_accept: float = 0.9
     nuts_sampler: Literal["nutpie", "pymc", "numpyro", "blackjax"] = "nutpie"
     knots: Literal["auto", "centred", "non_centred"] = "auto"
-    retry_target_accept: float | None = None
+    retry_target_accept: float | tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.retry_target_accept, list):  # a TOML list
+            object.__setattr__(self, "retry_target_accept", tuple(self.retry_target_accept))
+
+    @property
+    def retry_ladder(self) -> tuple[float, ...]:
+        """The target acceptances of the attempts after the first, in order (empty: no retry)."""
+        retry = self.retry_target_accept
+        if retry is None:
+            return ()
+        return tuple(retry) if isinstance(retry, tuple) else (retry,)
 
 
 @dataclass(frozen=True)
@@ -298,10 +312,17 @@ class Config:
                 f"sampler.target_accept: {s.target_accept!r}; expected a value between 0 and 1"
             )
         retry = s.retry_target_accept
-        if retry is not None and not s.target_accept < retry < 1:
+        ladder = (s.target_accept, *s.retry_ladder, 1)
+        if (
+            isinstance(retry, tuple)
+            and not retry
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in ladder)
+            or not all(a < b for a, b in zip(ladder[:-1], ladder[1:]))
+        ):
             problems.append(
                 f"sampler.retry_target_accept: {retry!r}; expected a value between "
-                f"target_accept ({s.target_accept}) and 1, or none"
+                f"target_accept ({s.target_accept}) and 1, a list of such values in ascending "
+                "order, or none"
             )
         for name, value in dataclasses.asdict(self.priors).items():
             if value is not None and not value > 0:

@@ -56,6 +56,9 @@ def test_unknown_key_and_bad_values_are_refused(tmp_path):
         match=r"sampler.retry_target_accept: 0.8; expected a value between target_accept \(0.9\) and 1",
     ):
         Config().replace(sampler={"retry_target_accept": 0.8})
+    for ladder in ([0.999, 0.99], [0.95, 1.0], [], [0.95, "0.99"]):
+        with pytest.raises(ConfigError, match="a list of such values in ascending order"):
+            Config().replace(sampler={"retry_target_accept": ladder})
     with pytest.raises(ConfigError, match="not valid TOML"):
         (tmp_path / "bad.toml").write_text("grid = \n")
         Config.from_toml(tmp_path / "bad.toml")
@@ -112,3 +115,14 @@ def test_through_is_a_date_today_or_nothing(tmp_path):
 
 def test_project_config_runs_the_curve_to_today():
     assert Config.from_toml(ROOT / "config" / "fit.toml").through == "today"
+
+
+def test_a_retry_ladder_reads_from_toml_as_a_tuple(tmp_path):
+    path = tmp_path / "fit.toml"
+    path.write_text("[sampler]\ntarget_accept = 0.95\nretry_target_accept = [0.99, 0.999]\n")
+    sampler = Config.from_toml(path).sampler
+    assert sampler.retry_target_accept == (0.99, 0.999)
+    assert sampler.retry_ladder == (0.99, 0.999)
+    assert Config.from_dict(Config.from_toml(path).to_dict()).sampler == sampler  # config.json
+    assert Config().replace(sampler={"retry_target_accept": 0.99}).sampler.retry_ladder == (0.99,)
+    assert Config().sampler.retry_ladder == ()

@@ -256,10 +256,11 @@ def setting_label(target_accept: float | None) -> str:
 
 def setting_label_project(config: Config) -> str:
     """The project's ``setting``: its config's target acceptance, and the second attempt's when
-    a fit with divergent transitions is sampled again (``target_accept=0.95, retry 0.99``)."""
+    a fit with divergent transitions is sampled again (``target_accept=0.95, retry 0.99``; a
+    ladder ``target_accept=0.95, retry 0.99 then 0.999``)."""
     label = f"target_accept={config.sampler.target_accept:g}"
-    retry = config.sampler.retry_target_accept
-    return label if retry is None else f"{label}, retry {retry:g}"
+    ladder = config.sampler.retry_ladder
+    return label if not ladder else f"{label}, retry " + " then ".join(f"{v:g}" for v in ladder)
 
 
 def compared_diagnostics(posterior, divergences: int, energy) -> dict[str, Any]:

@@ -237,13 +237,15 @@ def sampling_attempts(idata) -> list[dict[str, Any]]:
 
 def retry_note(attempts: list[dict[str, Any]]) -> str:
     """A sentence on a retried fit ("" for one attempt), e.g. "Sampled again at target_accept
-    0.99 after 3 divergent transition(s) at 0.95"."""
+    0.99 after 3 divergent transition(s) at 0.95", or with a ladder "Sampled again at
+    target_accept 0.999 after 3 divergent transition(s) at 0.95, then 1 at 0.99"."""
     if len(attempts) < 2:
         return ""
-    first, last = attempts[0], attempts[-1]
+    first, *between, last = attempts
     return (
         f"Sampled again at target_accept {last['target_accept']:g} after "
         f"{first['divergences']} divergent transition(s) at {first['target_accept']:g}"
+        + "".join(f", then {a['divergences']} at {a['target_accept']:g}" for a in between)
     )
 
 

@@ -111,8 +111,8 @@ class CompiledAggregator:
         -------
         (DataTree, float)
             The trace (posterior with every deterministic, sample_stats) and the seconds sampling
-            took (warm-up included; both attempts' when ``sampler.retry_target_accept`` made a
-            second). ``attrs["sampling_attempts"]`` (JSON) lists each attempt's target acceptance,
+            took (warm-up included; every attempt's when ``sampler.retry_target_accept`` sampled
+            again). ``attrs["sampling_attempts"]`` (JSON) lists each attempt's target acceptance,
             divergent transitions and seconds; the trace is the last attempt's.
 
         Raises
@@ -125,8 +125,9 @@ class CompiledAggregator:
             sampler, seed, cores, in_likelihood, observed, progress_bar
         )
         attempts = [_attempt(sampler.target_accept, idata, seconds)]
-        retry = sampler.retry_target_accept
-        if retry is not None and attempts[0]["divergences"] > 0:
+        for retry in sampler.retry_ladder:
+            if attempts[-1]["divergences"] == 0:
+                break
             again = dataclasses.replace(sampler, target_accept=retry)
             idata, again_s = self._sample_once(
                 again, seed, cores, in_likelihood, observed, progress_bar

@@ -249,6 +249,24 @@ def test_divergent_fit_is_sampled_again_at_the_retry_target_accept(
     )
 
 
+def test_a_retry_ladder_climbs_while_divergences_remain(small_fit, sim_polls, monkeypatch):
+    calls = _traces_by_target_accept(small_fit, monkeypatch, divergent_at={0.9, 0.95})
+    config = small_fit.config.replace(sampler={"retry_target_accept": [0.95, 0.99, 0.999]})
+    result = model.fit(sim_polls, config=config, seed=1)
+    assert calls == [0.9, 0.95, 0.99]  # 0.999 not needed: 0.99 had none
+    diag = result.diagnostics()
+    assert [(a["target_accept"], a["divergences"]) for a in diag["sampling_attempts"]] == [
+        (0.9, 1),
+        (0.95, 1),
+        (0.99, 0),
+    ]
+    assert diag["divergences"] == 0
+    assert (
+        "Sampled again at target_accept 0.99 after 1 divergent transition(s) at 0.9, then 1 at 0.95"
+        in result.summary_text()
+    )
+
+
 def test_a_fit_without_divergences_or_without_retry_is_sampled_once(
     small_fit, sim_polls, monkeypatch
 ):
