@@ -135,28 +135,35 @@ def _geyer_ess(rho_lag: list[float], size: int) -> float:
     return np.nan if np.isnan(rho).any() else size / tau
 
 
-def _entries(posterior: xr.Dataset) -> tuple[np.ndarray, list[tuple[str, int]]]:
+def _entries(
+    posterior: xr.Dataset,
+) -> tuple[np.ndarray, list[tuple[str, int]], list[np.ndarray], bool]:
     """Every varying scalar of the posterior as one (entry, chain, draw) array, with each
     variable's name and number of entries, in order. Structurally constant entries (a reference
-    house's zero effect) and entries with missing draws are left out."""
-    blocks, names = [], []
+    house's zero effect) and entries with missing draws are left out: each variable's mask of the
+    entries kept is returned too, and whether any entry had missing draws."""
+    blocks, names, kept, missing = [], [], [], False
     for name, da in posterior.data_vars.items():
         values = da.transpose("chain", "draw", ...).values
         values = np.moveaxis(values.reshape(*values.shape[:2], -1), 2, 0)
-        keep = (values.max(axis=(1, 2)) - values.min(axis=(1, 2))) > 0
+        spread = values.max(axis=(1, 2)) - values.min(axis=(1, 2))
+        keep = spread > 0
+        missing = missing or bool(np.isnan(spread).any())
         blocks.append(values[keep])
         names.append((name, int(keep.sum())))
+        kept.append(keep)
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     stacked = np.concatenate(blocks) if blocks else np.empty((0, n_chain, n_draw))
-    return np.ascontiguousarray(stacked, dtype=float), names
+    return np.ascontiguousarray(stacked, dtype=float), names, kept, missing
 
 
 def _entry_figures_serial(values: np.ndarray, prob: float) -> tuple[np.ndarray, ...]:
     n_chain, n_draw = values.shape[1:]
     nan = np.full(len(values), np.nan)
-    rhat, bulk, tail = nan, nan, nan
+    rhat, bulk, tail, mean = nan, nan, nan, nan
     if n_draw >= 4 and len(values):
         split = _split_chains(values)
+        mean = _ess(split)
         z = _z_scale(split)
         bulk = _ess(z)
         if n_chain >= 2:
@@ -168,14 +175,14 @@ def _entry_figures_serial(values: np.ndarray, prob: float) -> tuple[np.ndarray, 
             cut = np.quantile(values.reshape(len(values), -1), q, axis=1)
             tails.append(_ess(_split_chains(values <= cut[:, None, None])))
         tail = np.minimum(*tails)
-    return rhat, bulk, tail
+    return rhat, bulk, tail, mean
 
 
 def _entry_figures(
     values: np.ndarray, threads: int | None = None, min_chunk: int = 64
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rank-normalised split R-hat, bulk ESS and tail ESS of each entry of an (entry, chain, draw)
-    array (NaN where too few draws).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rank-normalised split R-hat, bulk ESS, tail ESS and the ESS of the mean (split chains, no
+    rank normalisation) of each entry of an (entry, chain, draw) array (NaN where too few draws).
 
     Every figure is computed from its entry's draws alone, so the entries are cut into blocks of at
     least ``min_chunk`` and the blocks computed in ``threads`` threads (default: one per CPU this
@@ -197,10 +204,11 @@ def mixing(posterior: xr.Dataset) -> dict[str, Any]:
     ArviZ's (``arviz_stats.rhat``, ``ess`` with ``method="bulk"`` and ``"tail"``), to the last
     bit (tests/results/test_diagnostics.py), computed for every entry at once: the rank
     normalisation of the split chains, which R-hat and bulk ESS share, is done once, and blocks of
-    entries are computed in parallel threads (:func:`_entry_figures`).
+    entries are computed in parallel threads (:func:`_entry_figures`). ``relative_efficiency`` is
+    PSIS-LOO's ``reff`` from the same blocks (:func:`_relative_efficiency`).
     """
-    values, names = _entries(posterior)
-    rhat, bulk, tail = _entry_figures(values)
+    values, names, kept, missing = _entries(posterior)
+    rhat, bulk, tail, mean = _entry_figures(values)
 
     def worst(per_entry: np.ndarray, fn) -> tuple[float, str]:
         best_value, best_name, start = None, "", 0
@@ -224,7 +232,31 @@ def mixing(posterior: xr.Dataset) -> dict[str, Any]:
         "min_ess_bulk_variable": bulk_var,
         "min_ess_tail": min_tail,
         "min_ess_tail_variable": tail_var,
+        "relative_efficiency": _relative_efficiency(mean, kept, missing, *values.shape[1:]),
     }
+
+
+def _relative_efficiency(
+    mean_ess: np.ndarray, kept: list[np.ndarray], missing: bool, n_chain: int, n_draw: int
+) -> float | None:
+    """PSIS-LOO's relative efficiency ``r_eff`` as ArviZ computes it when not given one (its
+    ``loo_helper._get_r_eff``): the mean over every posterior entry of its ESS for the mean, over
+    the number of draws; a structurally constant entry counts its split draws. The same float to
+    the last bit (tests/results/test_diagnostics.py), summed in ArviZ's order, from the blocks
+    :func:`mixing` computes anyway. None (ArviZ computes it) where an entry has missing draws or
+    there are too few draws."""
+    if n_chain == 1:
+        return 1.0
+    if missing or n_draw < 4:
+        return None
+    constant_ess = float(2 * n_chain * (n_draw // 2))
+    per_variable, start = [], 0
+    for keep in kept:
+        ess = np.full(keep.shape, constant_ess)
+        ess[keep] = mean_ess[start : start + int(keep.sum())]
+        start += int(keep.sum())
+        per_variable.append(ess)
+    return float(np.hstack(per_variable).mean() / (n_chain * n_draw))
 
 
 def sampling_attempts(idata) -> list[dict[str, Any]]:
@@ -267,12 +299,16 @@ def convergence(idata) -> dict[str, Any]:
     }
 
 
-def predictive_checks(idata, design: PollDesign) -> dict[str, Any]:
+def predictive_checks(
+    idata, design: PollDesign, relative_efficiency: float | None = None
+) -> dict[str, Any]:
     """Posterior predictive coverage of the reported shares, and the PSIS-LOO outlier report.
 
     Coverage counts every reported answer share (not the merged rest, which the others determine)
     inside the central 50% and 90% posterior predictive intervals of its reading. LOO-PIT is given
-    for each reading's first reported answer (talks, in the project's data).
+    for each reading's first reported answer (talks, in the project's data). PSIS-LOO uses
+    ``relative_efficiency`` as its ``reff`` (:func:`mixing` gives ArviZ's own figure); None: ArviZ
+    computes it.
     """
     pred = idata.posterior_predictive["obs_share"].values  # chain, draw, poll, component
     pred = pred.reshape(-1, *pred.shape[2:])
@@ -299,7 +335,7 @@ def predictive_checks(idata, design: PollDesign) -> dict[str, Any]:
             warnings.filterwarnings(
                 "ignore", message="Estimated shape parameter of Pareto", category=UserWarning
             )
-            loo = azs.loo(idata, pointwise=True, var_name="obs_share")
+            loo = azs.loo(idata, pointwise=True, var_name="obs_share", reff=relative_efficiency)
     except ValueError as err:  # e.g. too few draws for Pareto smoothing
         loo_summary["loo_error"] = f"PSIS-LOO not computed: {err}"
     else:
@@ -409,7 +445,7 @@ def diagnose(idata, design: PollDesign) -> dict[str, Any]:
         notes.append(
             f"{100 * conv['treedepth_saturation']:.1f}% of draws hit the maximum tree depth"
         )
-    checks = predictive_checks(idata, design)
+    checks = predictive_checks(idata, design, conv["relative_efficiency"])
     if checks["loo_error"]:
         notes.append(checks["loo_error"])
     if checks["high_pareto_k"]:

@@ -10,7 +10,7 @@ import xarray as xr
 from model.results.diagnostics import _entries, _entry_figures, mixing
 
 
-def posterior(chains: int, draws: int, seed: int = 0) -> xr.Dataset:
+def posterior(chains: int, draws: int, seed: int = 0, missing: bool = True) -> xr.Dataset:
     """Autocorrelated draws with the awkward cases of a real trace: a structurally constant entry
     (a reference effect), repeated draws (ties), a poorly mixing entry and a missing draw."""
     rng = np.random.default_rng(seed)
@@ -21,7 +21,8 @@ def posterior(chains: int, draws: int, seed: int = 0) -> xr.Dataset:
     effect[:, :, 2, 1] += np.arange(chains)[:, None]  # chains that disagree
     scale = np.abs(rng.normal(size=(chains, draws))) + 1
     share = rng.dirichlet([5, 3, 1], size=(chains, draws, 4))
-    share[0, 0, 3, :] = np.nan  # a draw missing: the entry is left out
+    if missing:
+        share[0, 0, 3, :] = np.nan  # a draw missing: the entry is left out
     dims = ("chain", "draw")
     return xr.Dataset(
         {
@@ -75,8 +76,19 @@ def test_too_few_draws_give_no_figures():
 
 def test_entries_in_threaded_blocks_give_the_same_bits():
     """The blocks computed in parallel threads give each entry's figures exactly as one block."""
-    values, _ = _entries(posterior(4, 200))
+    values = _entries(posterior(4, 200))[0]
     one_block = _entry_figures(values, threads=1)
     blocks = _entry_figures(values, threads=3, min_chunk=2)
     for serial, threaded in zip(one_block, blocks):
         np.testing.assert_array_equal(threaded, serial)  # equal, not close (NaN where NaN)
+
+
+@pytest.mark.parametrize(("chains", "draws"), [(4, 200), (2, 301), (1, 50)])
+def test_relative_efficiency_is_arvizs_loo_reff_to_the_last_bit(chains, draws):
+    """The r_eff the gate's blocks give PSIS-LOO is the one ArviZ's loo computes when given none."""
+    from arviz_stats.loo.loo_helper import _get_r_eff
+
+    post = posterior(chains, draws, missing=False)
+    ours = mixing(post)["relative_efficiency"]
+    assert ours == _get_r_eff(xr.DataTree.from_dict({"posterior": post}), chains * draws)
+    assert mixing(posterior(chains, draws))["relative_efficiency"] in (None, 1.0)  # missing draws
