@@ -33,7 +33,9 @@ results do not depend on what was cached: :func:`exact_arithmetic`) with three d
 
 Both live in PyTensor's compile directory (``pytensor.config.base_compiledir``). A model of new
 structure (another config, a new pollster or question, an event paired with another segment)
-compiles afresh; new readings of the same structure do not. Setting :data:`CACHE_TAG_ENV` starts a
+compiles afresh; new readings of the same structure do not. One process at a time compiles a
+structure (a file lock beside its layout, :func:`compile_lock`); another that needs it meanwhile
+waits and loads it. Setting :data:`CACHE_TAG_ENV` starts a
 fresh set of entries. ``make install`` compiles the shipped model once (``python -m model compile``),
 as Stan-based tools compile their models at install.
 
@@ -48,11 +50,13 @@ slower to start (every fit compiles), the same model.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import textwrap
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -550,7 +554,10 @@ def compile_model(pymc_model, *, var_names=None):
       the model's structure (:func:`_model_key`). When both are found, PyTensor's rewriting and
       numba compilation are skipped: the callbacks' machine code is loaded, and the sizes
       (:func:`_sizes`) and shared data are read from the model as it is now. ``logp_func`` and ``expand_func`` (PyTensor functions nutpie keeps but
-      does not call) are then ``None``.
+      does not call) are then ``None``;
+    - a process about to compile a structure that another process is compiling (two fits started
+      side by side, validation workers) waits for it and loads what it wrote
+      (:func:`compile_lock`) instead of compiling the same model again.
 
     Parameters
     ----------
@@ -596,25 +603,70 @@ def _compile_model(pymc_model, var_names):
     """:func:`compile_model`'s body (under :func:`exact_arithmetic`)."""
     model_key, shared_by_name = _model_key(pymc_model, var_names)
     initial_point_fn = _initial_point_function(pymc_model)
-    if model_key is not None:
-        layout = _read_layout(model_key)
-        if layout is not None:
-            try:
-                compiled = _from_layout(
-                    pymc_model, layout, shared_by_name, initial_point_fn, var_names
-                )
-            except Exception as err:  # noqa: BLE001 (a damaged layout or cache entry: compile afresh)
-                warnings.warn(
-                    f"ignoring the cached layout {model_key}: {type(err).__name__}: {err}",
-                    stacklevel=2,
-                )
-                compiled = None
-            if compiled is not None:
-                return compiled
-    compiled, layout = _compile(pymc_model, var_names, initial_point_fn)
-    if model_key is not None and layout is not None:
-        _write_layout(model_key, layout)
+    if model_key is None:
+        return _compile(pymc_model, var_names, initial_point_fn)[0]
+
+    def cached():
+        return _cached_model(model_key, pymc_model, shared_by_name, initial_point_fn, var_names)
+
+    compiled = cached()
+    if compiled is None:
+        # Another process compiling the same structure (a second fit started beside this one, a
+        # validation worker) finishes first; this one then loads what it wrote.
+        with compile_lock(model_key):
+            compiled = cached()
+            if compiled is None:
+                compiled, layout = _compile(pymc_model, var_names, initial_point_fn)
+                if layout is not None:
+                    _write_layout(model_key, layout)
     return compiled
+
+
+def _cached_model(model_key, pymc_model, shared_by_name, initial_point_fn, var_names):
+    """The model loaded from the cached layout and callbacks, or None (not cached, or damaged)."""
+    layout = _read_layout(model_key)
+    if layout is None:
+        return None
+    try:
+        return _from_layout(pymc_model, layout, shared_by_name, initial_point_fn, var_names)
+    except Exception as err:  # noqa: BLE001 (a damaged layout or cache entry: compile afresh)
+        warnings.warn(
+            f"ignoring the cached layout {model_key}: {type(err).__name__}: {err}", stacklevel=3
+        )
+        return None
+
+
+@contextlib.contextmanager
+def compile_lock(model_key: str, *, blocking: bool = True) -> Iterator[bool]:
+    """Hold the exclusive lock on compiling the model of ``model_key`` (a file lock beside its
+    layout, released when the block ends or the process dies); yield whether it is held.
+
+    ``blocking=False`` does not wait for another process holding it (yields False). Where the
+    system has no ``fcntl`` or the lock file cannot be opened, nothing is locked (yields True):
+    two processes may then compile the same model at once, which costs time, not correctness
+    (the cache is written atomically).
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield True
+        return
+    try:
+        _layout_dir().mkdir(parents=True, exist_ok=True)
+        handle = open(_layout_dir() / f"{model_key}.lock", "a")  # noqa: SIM115 (closed below)
+    except OSError:
+        yield True
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 #: Name of the shared int64 vector that tells the compiled functions where each free variable sits in

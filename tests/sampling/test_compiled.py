@@ -20,6 +20,7 @@ from model.sampling.compiled import (
     _read_layout,
     _shared_layout,
     callbacks_cached,
+    compile_lock,
     compile_model,
 )
 
@@ -94,6 +95,7 @@ def compiled_pair(sim_polls):
         for path in NUMBA_CACHE_PATH.glob(f"*-{layout[callback]['key']}.*"):
             path.unlink(missing_ok=True)
     (_layout_dir() / f"{key}.json").unlink(missing_ok=True)
+    (_layout_dir() / f"{key}.lock").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -401,6 +403,65 @@ def test_the_model_key_is_the_same_in_another_process(sim_polls):
         [sys.executable, "-c", _KEY_SCRIPT], capture_output=True, text=True, env=env, check=True
     )
     assert there.stdout.strip().splitlines()[-1] == here
+
+
+_HOLD_LOCK_SCRIPT = """
+import sys
+from model.sampling.compiled import compile_lock
+with compile_lock(sys.argv[1]) as held:
+    print("held" if held else "not held", flush=True)
+    sys.stdin.read()  # until the test closes stdin
+"""
+
+
+def test_the_compile_lock_keeps_a_second_process_out_until_released():
+    """Two processes compiling one structure: the second waits for the first's lock (here asked
+    not to wait, it is told the lock is taken), then holds it once the first is done."""
+    import subprocess
+    import sys
+
+    key = f"test-lock-{uuid.uuid4().hex}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK_SCRIPT, key],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with compile_lock(key, blocking=False) as held:
+            assert not held
+    finally:
+        holder.communicate("", timeout=60)
+    with compile_lock(key, blocking=False) as held:
+        assert held
+    (_layout_dir() / f"{key}.lock").unlink(missing_ok=True)
+
+
+def test_a_model_cached_while_waiting_for_the_lock_is_loaded_not_compiled(
+    compiled_pair, monkeypatch
+):
+    """When another process wrote the model while this one waited for the lock, this one loads
+    it: the cache is read again under the lock, and nothing is compiled."""
+    import model.sampling.compiled as compiled_module
+
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    monkeypatch.setenv(CACHE_TAG_ENV, _TAG)
+    reads = []
+
+    def read_layout(key):  # nothing cached before the lock, the other process's layout after
+        reads.append(key)
+        return None if len(reads) == 1 else layout
+
+    def compile_again(*args):
+        raise AssertionError("compiled although the cache held the model")
+
+    monkeypatch.setattr(compiled_module, "_read_layout", read_layout)
+    monkeypatch.setattr(compiled_module, "_compile", compile_again)
+    loaded = compile_model(pymc_model)
+    assert len(reads) == 2 and callbacks_cached(loaded) == "hit"
+    x = fresh.initial_point_func(5)
+    assert _logp_and_grad(loaded, x)[1] == _logp_and_grad(fresh, x)[1]
 
 
 def test_a_damaged_layout_is_ignored_with_a_warning(compiled_pair, monkeypatch):
