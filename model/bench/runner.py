@@ -255,7 +255,7 @@ def setting_label(target_accept: float | None) -> str:
 
 
 def setting_label_project(config: Config) -> str:
-    """The project's ``setting``: its config's target acceptance, and the second attempt's when
+    """The project's ``setting``: its config's target acceptance, and the later attempts' when
     a fit with divergent transitions is sampled again (``target_accept=0.95, retry 0.99``; a
     ladder ``target_accept=0.95, retry 0.99 then 0.999``)."""
     label = f"target_accept={config.sampler.target_accept:g}"

@@ -157,13 +157,16 @@ def _entries(
     return np.ascontiguousarray(stacked, dtype=float), names, kept, missing
 
 
-def _entry_figures_serial(values: np.ndarray, prob: float) -> tuple[np.ndarray, ...]:
+def _entry_figures_serial(
+    values: np.ndarray, prob: float, mean_ess: bool
+) -> tuple[np.ndarray, ...]:
     n_chain, n_draw = values.shape[1:]
     nan = np.full(len(values), np.nan)
     rhat, bulk, tail, mean = nan, nan, nan, nan
     if n_draw >= 4 and len(values):
         split = _split_chains(values)
-        mean = _ess(split)
+        if mean_ess:
+            mean = _ess(split)
         z = _z_scale(split)
         bulk = _ess(z)
         if n_chain >= 2:
@@ -179,10 +182,11 @@ def _entry_figures_serial(values: np.ndarray, prob: float) -> tuple[np.ndarray, 
 
 
 def _entry_figures(
-    values: np.ndarray, threads: int | None = None, min_chunk: int = 64
+    values: np.ndarray, threads: int | None = None, min_chunk: int = 64, mean_ess: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Rank-normalised split R-hat, bulk ESS, tail ESS and the ESS of the mean (split chains, no
-    rank normalisation) of each entry of an (entry, chain, draw) array (NaN where too few draws).
+    """Rank-normalised split R-hat, bulk ESS, tail ESS and, with ``mean_ess``, the ESS of the mean
+    (split chains, no rank normalisation) of each entry of an (entry, chain, draw) array (NaN
+    where too few draws, or not asked for).
 
     Every figure is computed from its entry's draws alone, so the entries are cut into blocks of at
     least ``min_chunk`` and the blocks computed in ``threads`` threads (default: one per CPU this
@@ -193,22 +197,23 @@ def _entry_figures(
     blocks = max(1, min(threads or usable_cpus(), len(values) // min_chunk))
     bounds = np.linspace(0, len(values), blocks + 1).astype(int)
     parts = [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    figures = thread_map(lambda part: _entry_figures_serial(part, prob), parts)
+    figures = thread_map(lambda part: _entry_figures_serial(part, prob, mean_ess), parts)
     return tuple(np.concatenate(column) for column in zip(*figures))
 
 
-def mixing(posterior: xr.Dataset) -> dict[str, Any]:
+def mixing(posterior: xr.Dataset, relative_efficiency: bool = False) -> dict[str, Any]:
     """Max rank-normalised R-hat and min bulk/tail ESS over a posterior's variables, with where.
 
     Structurally constant entries (a reference house's zero effect) are left out. The figures are
     ArviZ's (``arviz_stats.rhat``, ``ess`` with ``method="bulk"`` and ``"tail"``), to the last
     bit (tests/results/test_diagnostics.py), computed for every entry at once: the rank
     normalisation of the split chains, which R-hat and bulk ESS share, is done once, and blocks of
-    entries are computed in parallel threads (:func:`_entry_figures`). ``relative_efficiency`` is
-    PSIS-LOO's ``reff`` from the same blocks (:func:`_relative_efficiency`).
+    entries are computed in parallel threads (:func:`_entry_figures`). With
+    ``relative_efficiency``, the figures include PSIS-LOO's ``reff`` from the same blocks
+    (:func:`_relative_efficiency`; one more ESS pass).
     """
     values, names, kept, missing = _entries(posterior)
-    rhat, bulk, tail, mean = _entry_figures(values)
+    rhat, bulk, tail, mean = _entry_figures(values, mean_ess=relative_efficiency)
 
     def worst(per_entry: np.ndarray, fn) -> tuple[float, str]:
         best_value, best_name, start = None, "", 0
@@ -225,15 +230,18 @@ def mixing(posterior: xr.Dataset) -> dict[str, Any]:
     max_rhat, rhat_var = worst(rhat, np.max)
     min_bulk, bulk_var = worst(bulk, np.min)
     min_tail, tail_var = worst(tail, np.min)
-    return {
+    figures = {
         "max_rhat": max_rhat,
         "max_rhat_variable": rhat_var,
         "min_ess_bulk": min_bulk,
         "min_ess_bulk_variable": bulk_var,
         "min_ess_tail": min_tail,
         "min_ess_tail_variable": tail_var,
-        "relative_efficiency": _relative_efficiency(mean, kept, missing, *values.shape[1:]),
     }
+    if relative_efficiency:
+        n_chain, n_draw = values.shape[1:]
+        figures["relative_efficiency"] = _relative_efficiency(mean, kept, missing, n_chain, n_draw)
+    return figures
 
 
 def _relative_efficiency(
@@ -281,14 +289,15 @@ def retry_note(attempts: list[dict[str, Any]]) -> str:
     )
 
 
-def convergence(idata) -> dict[str, Any]:
-    """R-hat, bulk/tail ESS over every posterior variable; divergences, E-BFMI, tree depth."""
+def convergence(idata, relative_efficiency: bool = False) -> dict[str, Any]:
+    """R-hat, bulk/tail ESS over every posterior variable; divergences, E-BFMI, tree depth (and,
+    with ``relative_efficiency``, PSIS-LOO's ``reff``: :func:`mixing`)."""
     stats = idata.sample_stats
     bfmi = np.atleast_1d(azs.bfmi(idata)["energy"].values)  # one value per chain
     depth_var = next((v for v in ("maxdepth_reached", "reached_max_treedepth") if v in stats), None)
     saturation = float(stats[depth_var].mean()) if depth_var else float("nan")
     return {
-        **mixing(idata.posterior.to_dataset()),
+        **mixing(idata.posterior.to_dataset(), relative_efficiency),
         "sampling_attempts": sampling_attempts(idata),
         "divergences": int(stats["diverging"].sum()),
         "bfmi_per_chain": [float(b) for b in bfmi],
@@ -438,7 +447,7 @@ def gate(conv: dict[str, Any]) -> list[str]:
 
 def diagnose(idata, design: PollDesign) -> dict[str, Any]:
     """Everything ``diagnostics.json`` holds; ``passed`` is the gate's verdict."""
-    conv = convergence(idata)
+    conv = convergence(idata, relative_efficiency=True)
     failures = gate(conv)
     notes = []
     if conv["treedepth_saturation"] > TREEDEPTH_WARN_FRACTION:

@@ -14,9 +14,12 @@ from scipy.special import softmax
 
 from model.aggregator.design import cell_of
 from model.data.polls import reading_midpoints
-from model.threads import thread_map
+from model.threads import thread_map, usable_cpus
 
 SAMPLE_DIMS = ("chain", "draw")
+#: Houses (questions) whose effects in points are computed at once: each holds its own draws x
+#: time x answers arrays (~90 MB on the shipped data).
+EFFECT_THREADS = 2
 
 
 def _softmax(x: xr.DataArray, dim: str = "answer") -> xr.DataArray:
@@ -214,11 +217,12 @@ def effect_in_points(posterior: xr.Dataset, effect: xr.DataArray) -> xr.DataArra
         return 100 * (_softmax(trend + effect) - base).mean("time")
     # One house (question) at a time: the same arithmetic as on the whole broadcast array, without
     # holding draws x time x answers x houses at once (~360 MB on the shipped data, twice as slow);
-    # the houses in parallel threads (NumPy releases the GIL in this arithmetic).
+    # up to EFFECT_THREADS houses at a time in threads (NumPy releases the GIL in this arithmetic).
     dim = groups[0]
     parts = thread_map(
         lambda i: 100 * (_softmax(trend + effect.isel({dim: i})) - base).mean("time"),
         range(effect.sizes[dim]),
+        threads=min(EFFECT_THREADS, usable_cpus()),
     )
     return xr.concat(parts, dim=effect[dim]).transpose(*SAMPLE_DIMS, "answer", dim, ...)
 

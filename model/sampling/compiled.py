@@ -606,32 +606,42 @@ def _compile_model(pymc_model, var_names):
     if model_key is None:
         return _compile(pymc_model, var_names, initial_point_fn)[0]
 
-    def cached():
-        return _cached_model(model_key, pymc_model, shared_by_name, initial_point_fn, var_names)
+    def load(layout):
+        return _cached_model(
+            model_key, layout, pymc_model, shared_by_name, initial_point_fn, var_names
+        )
 
-    compiled = cached()
-    if compiled is None:
-        # Another process compiling the same structure (a second fit started beside this one, a
-        # validation worker) finishes first; this one then loads what it wrote.
-        with compile_lock(model_key):
-            compiled = cached()
-            if compiled is None:
-                compiled, layout = _compile(pymc_model, var_names, initial_point_fn)
-                if layout is not None:
-                    _write_layout(model_key, layout)
+    layout = _read_layout(model_key)
+    if layout is not None:  # cached (or damaged: then compiled afresh, without waiting)
+        compiled = load(layout)
+        if compiled is not None:
+            return compiled
+        return _compile_and_cache(model_key, pymc_model, var_names, initial_point_fn)
+    # Not cached: another process compiling the same structure (a second fit started beside this
+    # one, a validation worker) finishes first, and this one loads what it wrote.
+    with compile_lock(model_key):
+        layout = _read_layout(model_key)
+        compiled = None if layout is None else load(layout)
+        if compiled is None:
+            compiled = _compile_and_cache(model_key, pymc_model, var_names, initial_point_fn)
     return compiled
 
 
-def _cached_model(model_key, pymc_model, shared_by_name, initial_point_fn, var_names):
-    """The model loaded from the cached layout and callbacks, or None (not cached, or damaged)."""
-    layout = _read_layout(model_key)
-    if layout is None:
-        return None
+def _compile_and_cache(model_key, pymc_model, var_names, initial_point_fn):
+    compiled, layout = _compile(pymc_model, var_names, initial_point_fn)
+    if layout is not None:
+        _write_layout(model_key, layout)
+    return compiled
+
+
+def _cached_model(model_key, layout, pymc_model, shared_by_name, initial_point_fn, var_names):
+    """The model loaded from a cached layout and its callbacks, or None (damaged, or a callback
+    missing: the caller compiles afresh)."""
     try:
         return _from_layout(pymc_model, layout, shared_by_name, initial_point_fn, var_names)
     except Exception as err:  # noqa: BLE001 (a damaged layout or cache entry: compile afresh)
         warnings.warn(
-            f"ignoring the cached layout {model_key}: {type(err).__name__}: {err}", stacklevel=3
+            f"ignoring the cached layout {model_key}: {type(err).__name__}: {err}", stacklevel=4
         )
         return None
 
@@ -642,31 +652,37 @@ def compile_lock(model_key: str, *, blocking: bool = True) -> Iterator[bool]:
     layout, released when the block ends or the process dies); yield whether it is held.
 
     ``blocking=False`` does not wait for another process holding it (yields False). Where the
-    system has no ``fcntl`` or the lock file cannot be opened, nothing is locked (yields True):
-    two processes may then compile the same model at once, which costs time, not correctness
-    (the cache is written atomically).
+    system has no ``fcntl``, or the lock file cannot be opened or locked (a read-only or network
+    file system), nothing is locked (yields True): two processes may then compile the same model
+    at once, which costs time, not correctness (the cache is written atomically).
     """
+    handle = None
     try:
         import fcntl
-    except ImportError:  # not POSIX
-        yield True
-        return
-    try:
+
         _layout_dir().mkdir(parents=True, exist_ok=True)
         handle = open(_layout_dir() / f"{model_key}.lock", "a")  # noqa: SIM115 (closed below)
-    except OSError:
+    except (ImportError, OSError):  # not POSIX, or no lock file: nothing locked
+        handle = None
+    if handle is None:
         yield True
         return
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
+            locked = True
+        except BlockingIOError:  # held elsewhere, and asked not to wait
+            locked = None
+        except OSError:  # the file system does not lock: nothing locked
+            locked = False
+        if locked is None:
             yield False
             return
         try:
             yield True
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 #: Name of the shared int64 vector that tells the compiled functions where each free variable sits in

@@ -444,10 +444,11 @@ def _rows_where(table: pd.DataFrame, column: str, value) -> pd.DataFrame:
 
 
 def _retried_refits(per_target: pd.DataFrame) -> str:
-    """Per refitted method, "model 10 of 31 (2)": refits sampled twice (``retry_target_accept``)
-    of all, and of those the ones whose second fit still missed the gate; "" when none was. A
-    refit is its method and training set (training sets are nested in time, so their sizes tell
-    them apart)."""
+    """Per refitted method, "model 10 of 31 (2)": refits sampled more than once
+    (``retry_target_accept``) of all, and of those the ones whose last fit still missed the gate;
+    "" when none was. A refit is its method and training table (training sets are nested in time,
+    so their sizes tell them apart; ``reference_only``'s tables, its house's readings alone, can
+    repeat, and count once)."""
     if not len(per_target) or "attempts" not in per_target:
         return ""
     refits = per_target.dropna(subset=["training_readings"]).drop_duplicates(

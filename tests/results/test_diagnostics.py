@@ -77,8 +77,8 @@ def test_too_few_draws_give_no_figures():
 def test_entries_in_threaded_blocks_give_the_same_bits():
     """The blocks computed in parallel threads give each entry's figures exactly as one block."""
     values = _entries(posterior(4, 200))[0]
-    one_block = _entry_figures(values, threads=1)
-    blocks = _entry_figures(values, threads=3, min_chunk=2)
+    one_block = _entry_figures(values, threads=1, mean_ess=True)
+    blocks = _entry_figures(values, threads=3, min_chunk=2, mean_ess=True)
     for serial, threaded in zip(one_block, blocks):
         np.testing.assert_array_equal(threaded, serial)  # equal, not close (NaN where NaN)
 
@@ -89,6 +89,8 @@ def test_relative_efficiency_is_arvizs_loo_reff_to_the_last_bit(chains, draws):
     from arviz_stats.loo.loo_helper import _get_r_eff
 
     post = posterior(chains, draws, missing=False)
-    ours = mixing(post)["relative_efficiency"]
+    ours = mixing(post, relative_efficiency=True)["relative_efficiency"]
     assert ours == _get_r_eff(xr.DataTree.from_dict({"posterior": post}), chains * draws)
-    assert mixing(posterior(chains, draws))["relative_efficiency"] in (None, 1.0)  # missing draws
+    missing = mixing(posterior(chains, draws), relative_efficiency=True)["relative_efficiency"]
+    assert missing in (None, 1.0)  # a draw missing: ArviZ computes it (1.0 for one chain)
+    assert "relative_efficiency" not in mixing(post)  # the gate alone: no extra ESS pass
