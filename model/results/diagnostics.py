@@ -135,14 +135,12 @@ def _geyer_ess(rho_lag: list[float], size: int) -> float:
     return np.nan if np.isnan(rho).any() else size / tau
 
 
-def _entries(
-    posterior: xr.Dataset,
-) -> tuple[np.ndarray, list[tuple[str, int]], list[np.ndarray], bool]:
-    """Every varying scalar of the posterior as one (entry, chain, draw) array, with each
-    variable's name and number of entries, in order. Structurally constant entries (a reference
-    house's zero effect) and entries with missing draws are left out: each variable's mask of the
-    entries kept is returned too, and whether any entry had missing draws."""
-    blocks, names, kept, missing = [], [], [], False
+def _entries(posterior: xr.Dataset) -> tuple[np.ndarray, list[tuple[str, np.ndarray]], bool]:
+    """Every varying scalar of the posterior as one (entry, chain, draw) array, in order, with each
+    variable's name and mask of the entries kept, and whether any entry had missing draws.
+    Structurally constant entries (a reference house's zero effect) and entries with missing
+    draws are left out."""
+    blocks, variables, missing = [], [], False
     for name, da in posterior.data_vars.items():
         values = da.transpose("chain", "draw", ...).values
         values = np.moveaxis(values.reshape(*values.shape[:2], -1), 2, 0)
@@ -150,11 +148,10 @@ def _entries(
         keep = spread > 0
         missing = missing or bool(np.isnan(spread).any())
         blocks.append(values[keep])
-        names.append((name, int(keep.sum())))
-        kept.append(keep)
+        variables.append((name, keep))
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     stacked = np.concatenate(blocks) if blocks else np.empty((0, n_chain, n_draw))
-    return np.ascontiguousarray(stacked, dtype=float), names, kept, missing
+    return np.ascontiguousarray(stacked, dtype=float), variables, missing
 
 
 def _entry_figures_serial(
@@ -212,12 +209,13 @@ def mixing(posterior: xr.Dataset, relative_efficiency: bool = False) -> dict[str
     ``relative_efficiency``, the figures include PSIS-LOO's ``reff`` from the same blocks
     (:func:`_relative_efficiency`; one more ESS pass).
     """
-    values, names, kept, missing = _entries(posterior)
+    values, variables, missing = _entries(posterior)
     rhat, bulk, tail, mean = _entry_figures(values, mean_ess=relative_efficiency)
 
     def worst(per_entry: np.ndarray, fn) -> tuple[float, str]:
         best_value, best_name, start = None, "", 0
-        for name, count in names:
+        for name, keep in variables:
+            count = int(keep.sum())
             finite = _finite(per_entry[start : start + count])
             start += count
             if finite.size == 0:
@@ -240,16 +238,18 @@ def mixing(posterior: xr.Dataset, relative_efficiency: bool = False) -> dict[str
     }
     if relative_efficiency:
         n_chain, n_draw = values.shape[1:]
+        kept = np.concatenate([keep for _, keep in variables]) if variables else np.empty(0, bool)
         figures["relative_efficiency"] = _relative_efficiency(mean, kept, missing, n_chain, n_draw)
     return figures
 
 
 def _relative_efficiency(
-    mean_ess: np.ndarray, kept: list[np.ndarray], missing: bool, n_chain: int, n_draw: int
+    mean_ess: np.ndarray, kept: np.ndarray, missing: bool, n_chain: int, n_draw: int
 ) -> float | None:
     """PSIS-LOO's relative efficiency ``r_eff`` as ArviZ computes it when not given one (its
     ``loo_helper._get_r_eff``): the mean over every posterior entry of its ESS for the mean, over
-    the number of draws; a structurally constant entry counts its split draws. The same float to
+    the number of draws; a structurally constant entry counts its split draws. ``kept`` marks,
+    over every entry in order, the ones ``mean_ess`` holds (:func:`_entries`). The same float to
     the last bit (tests/results/test_diagnostics.py), summed in ArviZ's order, from the blocks
     :func:`mixing` computes anyway. None (ArviZ computes it) where an entry has missing draws or
     there are too few draws."""
@@ -257,14 +257,10 @@ def _relative_efficiency(
         return 1.0
     if missing or n_draw < 4:
         return None
-    constant_ess = float(2 * n_chain * (n_draw // 2))
-    per_variable, start = [], 0
-    for keep in kept:
-        ess = np.full(keep.shape, constant_ess)
-        ess[keep] = mean_ess[start : start + int(keep.sum())]
-        start += int(keep.sum())
-        per_variable.append(ess)
-    return float(np.hstack(per_variable).mean() / (n_chain * n_draw))
+    # every entry, in the posterior's order (``kept``: the entries ``mean_ess`` is of)
+    ess = np.full(kept.shape, float(2 * n_chain * (n_draw // 2)))
+    ess[kept] = mean_ess
+    return float(ess.mean() / (n_chain * n_draw))
 
 
 def sampling_attempts(idata) -> list[dict[str, Any]]:

@@ -656,7 +656,6 @@ def compile_lock(model_key: str, *, blocking: bool = True) -> Iterator[bool]:
     file system), nothing is locked (yields True): two processes may then compile the same model
     at once, which costs time, not correctness (the cache is written atomically).
     """
-    handle = None
     try:
         import fcntl
 
