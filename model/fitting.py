@@ -85,7 +85,6 @@ def fit(
         idata = engine.sample_as_pymc(config.sampler, seed=sample_seed, progress_bar=progressbar)
     with phases.phase("log likelihood, predictive draws, log prior"):
         idata = engine.extend(idata, seed=predictive_seed)
-        _label_poll_dims(idata)
     from model import __version__
 
     idata.attrs.update(
@@ -133,8 +132,8 @@ def compile_fit(
 
     Builds the model and goes through a fit's compiled steps with a minimal sampler (one chain,
     two warm-up and two kept draws, seed 0; nothing is kept or written): the sampler's callbacks
-    (:func:`model.sampling.compiled.compile_model`, cached on disk), and the log-likelihood, predictive and
-    log-prior functions (PyTensor's numba cache). The compiled code depends on the model's
+    (:func:`model.sampling.compiled.compile_model`, cached on disk), and the function that adds the
+    log likelihood, predictive draws and log prior to a trace (PyTensor's numba cache). The compiled code depends on the model's
     structure, not on its data sizes (:mod:`model.sampling.compiled`), so later fits of this table, or of
     it with more readings, load it instead of compiling. ``make install`` runs it on the shipped
     data (``python -m model compile``).
@@ -161,14 +160,3 @@ def compile_fit(
     minimal = config.replace(sampler={"chains": 1, "tune": 2, "draws": 2}).sampler
     engine.extend(engine.sample_as_pymc(minimal, seed=0), seed=0)
     return {"seconds": time.perf_counter() - start, "callbacks": engine.callbacks}
-
-
-def _label_poll_dims(idata) -> None:
-    """Give the per-reading log likelihood the ``poll`` dim name (PyMC names it after the data)."""
-    ll = idata["log_likelihood"].to_dataset()
-    da = ll["obs_share"]
-    extra = [d for d in da.dims if d not in ("chain", "draw")]
-    if extra and extra[0] != "poll":
-        idata["log_likelihood"] = ll.rename({extra[0]: "poll"}).assign_coords(
-            poll=idata.posterior_predictive["poll"].values
-        )

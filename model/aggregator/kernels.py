@@ -503,6 +503,70 @@ def field_average(trend, first, last):
     return _field_average(trend, first, last)
 
 
+def _as_columns(x, batch_shape):
+    """``x`` of shape ``(*batch, rows, answers)`` (batch dims broadcast to ``batch_shape``) as a
+    ``(rows, prod(batch) * answers)`` matrix: every draw's answers side by side as columns."""
+    if x.ndim - 2 < len(batch_shape) or any(x.type.broadcastable[:-2]):
+        x = pt.broadcast_to(x, (*batch_shape, x.shape[-2], x.shape[-1]))
+    return pt.moveaxis(x, -2, 0).reshape((x.shape[-2], -1))
+
+
+def _from_columns(columns, batch_shape, n_answer):
+    """Inverse of :func:`_as_columns`: ``(rows, prod(batch) * answers)`` back to ``(*batch, rows, answers)``."""
+    x = columns.reshape((columns.shape[0], *batch_shape, n_answer))
+    return pt.moveaxis(x, 0, -2)
+
+
+def _vectorize_field_average(op, node, trend, first, last):
+    """Many trends at once (leading batch dims, e.g. posterior draws): one :class:`FieldAverage` over
+    every draw's answers as columns (the average is column by column)."""
+    from pytensor.tensor.blockwise import vectorize_node_fallback
+
+    batch_ndim = trend.ndim - 2
+    if first.ndim != 1 or last.ndim != 1:
+        return vectorize_node_fallback(op, node, trend, first, last)
+    if batch_ndim == 0:
+        return op.make_node(trend, first, last)
+    batch_shape = tuple(trend.shape[:batch_ndim])
+    n_answer = node.outputs[0].type.shape[1] or trend.shape[-1]
+    average = _field_average(_as_columns(trend, batch_shape), first, last)
+    return [_from_columns(average, batch_shape, n_answer)]
+
+
+def _vectorize_segmented_walk(op, node, innovation, change, walk_sd, start, end):
+    r"""Many walks at once (leading batch dims, e.g. posterior draws): one :class:`SegmentedWalk`
+    over every draw's answers as columns, each draw's scale folded into its innovations
+    (:math:`\sigma (z_s - \bar z_j) = \sigma z_s - \overline{\sigma z}_j`, equal up to rounding)."""
+    from pytensor.tensor.blockwise import vectorize_node_fallback
+
+    if start.ndim != 1 or end.ndim != 1:
+        return vectorize_node_fallback(op, node, innovation, change, walk_sd, start, end)
+    batch_ndim = max(innovation.ndim - 2, change.ndim - 2, walk_sd.ndim)
+    if batch_ndim == 0:
+        return op.make_node(innovation, change, walk_sd, start, end)
+    # The batch shape the three broadcast to (one scalar per draw from each).
+    per_draw = pt.broadcast_arrays(innovation[..., 0, 0], change[..., 0, 0], walk_sd)[0]
+    batch_shape = tuple(per_draw.shape)
+    scaled = innovation * pt.shape_padright(walk_sd, 2)
+    n_answer = node.outputs[0].type.shape[1] or innovation.shape[-1]
+    walk = _segmented_walk(
+        _as_columns(scaled, batch_shape), _as_columns(change, batch_shape), 1.0, start, end
+    )
+    return [_from_columns(walk, batch_shape, n_answer)]
+
+
+def _register_vectorize() -> None:
+    """Let ``pytensor.graph.replace.vectorize_graph`` batch the forward operations (as the extension
+    of a trace does, over all draws in one call)."""
+    from pytensor.graph.replace import _vectorize_node
+
+    _vectorize_node.register(FieldAverage)(_vectorize_field_average)
+    _vectorize_node.register(SegmentedWalk)(_vectorize_segmented_walk)
+
+
+_register_vectorize()
+
+
 def segmented_walk(innovation, change, walk_sd, start, end):
     """The walk from its innovations, segment changes and scale (:class:`SegmentedWalk`)."""
     return _segmented_walk(innovation, change, walk_sd, start, end)

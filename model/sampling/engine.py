@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 
 from model.aggregator.design import PollDesign
-from model.aggregator.graph import PollAggregator
+from model.aggregator.graph import PollAggregator, reading_concentration, reading_draws
 from model.aggregator.kernels import register_jax
-from model.aggregator.names import SENSITIVITY_PRIORS
+from model.aggregator.names import POLL, SENSITIVITY_PRIORS
 from model.config import Config, Sampler
 from model.sampling.compiled import callbacks_cached, compile_model, exact_arithmetic
 
@@ -226,20 +227,70 @@ class CompiledAggregator:
 
     def extend(self, idata, *, seed: int) -> Any:
         """Add the log likelihood, the posterior predictive draws (seeded) and the log prior of the
-        hyperparameters (for power-scaling sensitivity) to a trace, in place; return it."""
+        hyperparameters (for power-scaling sensitivity) to a trace, in place; return it.
+
+        The groups PyMC's ``compute_log_likelihood``, ``sample_posterior_predictive`` and
+        ``compute_log_prior`` add, computed by one compiled function evaluated once per chain
+        rather than once per draw: the model's graph (values on the trace's scale, as PyMC's
+        ``remove_value_transforms`` gives it) batched over the draws with
+        ``pytensor.graph.replace.vectorize_graph`` (:mod:`model.aggregator.kernels` batches the fused
+        operations). Groups:
+
+        - ``log_likelihood``: ``obs_share`` (chain, draw, poll), each reading's log density;
+        - ``posterior_predictive``: ``obs_share`` (chain, draw, poll, component), one fresh reading
+          per draw (:func:`model.aggregator.graph.reading_draws`), in chain and draw order from one
+          stream seeded by ``seed``;
+        - ``log_prior``: each free variable of
+          :data:`model.aggregator.names.SENSITIVITY_PRIORS` (chain, draw), its log density summed
+          over its elements.
+        """
+        from pymc.backends.arviz import coords_and_dims_for_inferencedata, dict_to_dataset
+        from pymc.model.transform.conditioning import remove_value_transforms
+        from pytensor.graph.replace import vectorize_graph
+
+        model = remove_value_transforms(self.pymc_model)
+        obs = model["obs_share"]
+        hyperpriors = [
+            model[v.name] for v in self.pymc_model.free_RVs if v.name in SENSITIVITY_PRIORS
+        ]
+        # One draw's quantities in terms of the free variables' values, then for a batch of draws
+        # (a leading dim on every value); the predictive draws from the batched concentrations.
+        loglik, *log_priors = model.logp(vars=[obs, *hyperpriors], sum=False)
+        per_draw = [
+            loglik,
+            *model.replace_rvs_by_values([reading_concentration(obs)]),
+            *(pt.sum(term) for term in log_priors),
+        ]
+        values = [model.rvs_to_values[rv] for rv in model.free_RVs]
+        batched = [v.type.clone(shape=(None, *v.type.shape))(name=v.name) for v in values]
+        loglik, concentration, *log_priors = vectorize_graph(
+            per_draw, replace=dict(zip(values, batched))
+        )
+        outputs = [loglik, reading_draws(obs, concentration), *log_priors]
         with exact_arithmetic():
-            pm.compute_log_likelihood(
-                idata, var_names=["obs_share"], model=self.pymc_model, progressbar=False
+            evaluate = pm.pytensorf.compile(
+                batched, outputs, random_seed=seed, on_unused_input="ignore"
             )
-            pm.sample_posterior_predictive(
-                idata,
-                model=self.pymc_model,
-                extend_inferencedata=True,
-                random_seed=seed,
-                progressbar=False,
+        post = idata.posterior
+        by_chain = [
+            evaluate(*(post[v.name].values[chain].astype(v.dtype) for v in batched))
+            for chain in range(post.sizes["chain"])
+        ]
+        loglik, draws, *log_priors = (np.stack(got) for got in zip(*by_chain))
+
+        coords, dims = coords_and_dims_for_inferencedata(model)
+        sample_coords = {"chain": post["chain"].values, "draw": post["draw"].values}
+
+        def group(variables: dict, variable_dims: dict):
+            return dict_to_dataset(
+                variables,
+                inference_library=pm,
+                coords={**coords, **sample_coords},
+                dims=variable_dims,
+                sample_dims=["chain", "draw"],
             )
-            hyperpriors = [v.name for v in self.pymc_model.free_RVs if v.name in SENSITIVITY_PRIORS]
-            pm.stats.compute_log_prior(
-                idata, var_names=hyperpriors, model=self.pymc_model, progressbar=False
-            )
+
+        idata["log_likelihood"] = group({obs.name: loglik}, {obs.name: [POLL]})
+        idata["posterior_predictive"] = group({obs.name: draws}, {obs.name: dims[obs.name]})
+        idata["log_prior"] = group({rv.name: lp for rv, lp in zip(hyperpriors, log_priors)}, {})
         return idata

@@ -254,3 +254,62 @@ def test_jax_no_segment_walk_and_empty_readings_match_numba():
     assert values["NUMBA"][1].shape == (0, N_ANSWER)
     for got, want in zip(values["JAX"], values["NUMBA"]):
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batched_scale", [True, False])
+def test_walk_and_average_batched_over_draws_match_draw_by_draw(mode, batched_scale):
+    """vectorize_graph batches both operations over leading draw dims (as the trace's extension
+    evaluates a fit's draws at once): each draw's walk and field averages as computed alone, up to
+    rounding (each draw's scale is folded into its innovations); an unbatched scale broadcasts."""
+    from pytensor.graph.replace import vectorize_graph
+
+    z, change, sd = (
+        pt.matrix("z", shape=(N_STEPS, N_ANSWER)),
+        pt.matrix("change", shape=(len(START), N_ANSWER)),
+        pt.scalar("sd"),
+    )
+    first, last = np.array([0, 3, 3, 10, 17, 0]), np.array([0, 5, 3, 14, 17, 17])
+    walk = segmented_walk(z, change, sd, START, END)
+    average = field_average(walk, first, last)
+    shape = (2, 3)  # chains, draws
+    z_b = pt.tensor("z_b", shape=(None, None, N_STEPS, N_ANSWER))
+    change_b = pt.tensor("change_b", shape=(None, None, len(START), N_ANSWER))
+    sd_b = pt.tensor("sd_b", shape=(None, None)) if batched_scale else sd
+    walk_b, average_b = vectorize_graph(
+        [walk, average], replace={z: z_b, change: change_b, sd: sd_b}
+    )
+    batched = pytensor.function([z_b, change_b, sd_b], [walk_b, average_b], mode=mode)
+    single = pytensor.function([z, change, sd], [walk, average], mode=mode)
+    rng = np.random.default_rng(3)
+    zs = rng.normal(size=(*shape, N_STEPS, N_ANSWER))
+    changes = rng.normal(size=(*shape, len(START), N_ANSWER))
+    sds = rng.uniform(0.1, 2.0, size=shape) if batched_scale else np.full(shape, 0.7)
+    got_walk, got_average = batched(zs, changes, sds if batched_scale else 0.7)
+    assert got_walk.shape == (*shape, N_STEPS + 1, N_ANSWER)
+    assert got_average.shape == (*shape, len(first), N_ANSWER)
+    for index in np.ndindex(shape):
+        want_walk, want_average = single(zs[index], changes[index], sds[index])
+        np.testing.assert_allclose(got_walk[index], want_walk, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got_average[index], want_average, rtol=1e-12, atol=1e-12)
+
+
+def test_batched_segment_indices_fall_back_to_blockwise():
+    """Indices that differ by draw cannot share one call: vectorize_graph falls back to PyTensor's
+    Blockwise (each draw alone), with the same values."""
+    from pytensor.graph.replace import vectorize_graph
+    from pytensor.tensor.blockwise import Blockwise
+
+    trend = pt.matrix("trend", shape=(N_CELLS, N_ANSWER))
+    first, last = pt.vector("first", dtype="int64"), pt.vector("last", dtype="int64")
+    first_b = pt.matrix("first_b", dtype="int64")
+    (average_b,) = vectorize_graph([field_average(trend, first, last)], replace={first: first_b})
+    assert isinstance(average_b.owner.op, Blockwise)
+    values = np.random.default_rng(4).normal(size=(N_CELLS, N_ANSWER))
+    firsts = np.stack([FIRST, np.minimum(FIRST + 1, LAST)])
+    got = pytensor.function([trend, first_b, last], average_b, mode="FAST_COMPILE")(
+        values, firsts, LAST
+    )
+    for row, f in enumerate(firsts):
+        want = np.stack([values[a : b + 1].mean(axis=0) for a, b in zip(f, LAST)])
+        np.testing.assert_allclose(got[row], want, rtol=1e-12)

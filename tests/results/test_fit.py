@@ -281,3 +281,45 @@ def test_a_fit_without_divergences_or_without_retry_is_sampled_once(
     assert calls_divergent == [0.9]
     assert result.diagnostics()["divergences"] == 1 and not result.diagnostics()["passed"]
     assert "Sampled again" not in result.summary_text()
+
+
+def test_the_trace_extension_gives_what_pymc_gives_draw_by_draw(small_fit):
+    """The log likelihood, predictive draws and log prior, computed once per chain on the model's
+    graph batched over draws (CompiledAggregator.extend), against PyMC's functions evaluating the
+    same model draw by draw: equal up to rounding, the predictive draws from the same stream."""
+    import pymc as pm
+
+    from model.aggregator.design import build_design
+    from model.aggregator.graph import PollAggregator
+    from model.fitting import _seeds
+
+    idata = small_fit.idata
+    pymc_model = PollAggregator(build_design(small_fit.polls, small_fit.config), small_fit.config)
+    pymc_model = pymc_model.build()
+    trace = xr.DataTree.from_dict(
+        {
+            "posterior": idata.posterior.to_dataset(),
+            "constant_data": idata.constant_data.to_dataset(),
+        }
+    )
+    pm.compute_log_likelihood(trace, var_names=["obs_share"], model=pymc_model, progressbar=False)
+    pm.sample_posterior_predictive(
+        trace,
+        model=pymc_model,
+        extend_inferencedata=True,
+        random_seed=_seeds(small_fit.seed)[1],
+        progressbar=False,
+    )
+    pm.stats.compute_log_prior(
+        trace, var_names=list(idata.log_prior.data_vars), model=pymc_model, progressbar=False
+    )
+    for group, rtol in (
+        ("log_likelihood", 1e-10),
+        ("posterior_predictive", 1e-10),
+        ("log_prior", 0),
+    ):
+        ours, pymc_s = idata[group].to_dataset(), trace[group].to_dataset()
+        assert list(ours.data_vars) == list(pymc_s.data_vars), group
+        for name in pymc_s.data_vars:
+            want = pymc_s[name].values
+            np.testing.assert_allclose(ours[name].values, want, rtol=rtol, atol=1e-12, err_msg=name)
