@@ -8,15 +8,35 @@ CPU the process may use, with the same results to the last bit as in one thread.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+#: A cap on :func:`usable_cpus` for the work of the current thread (see :func:`cpu_budget`).
+_BUDGET: ContextVar[int | None] = ContextVar("cpu_budget", default=None)
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity where the system says, else the count)."""
+    """The CPUs this process may run on (its affinity where the system says, else the count),
+    at most the :func:`cpu_budget` the current work was given."""
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+        cpus = len(os.sched_getaffinity(0))
+    else:
+        cpus = os.cpu_count() or 1
+    budget = _BUDGET.get()
+    return cpus if budget is None else max(1, min(cpus, budget))
+
+
+@contextmanager
+def cpu_budget(cpus: int) -> Iterator[None]:
+    """Within this block (in this thread), :func:`usable_cpus` is at most ``cpus``: for work sharing
+    the machine with other work, as a validation refit does with the other Dask workers."""
+    token = _BUDGET.set(int(cpus))
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
 
 
 def thread_map[T, R](

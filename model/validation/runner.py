@@ -34,6 +34,7 @@ from model.config import Config, ConfigError, Sampler, ValidateSettings
 from model.data.polls import table_checksum
 from model.results.diagnostics import convergence, gate, sampling_attempts
 from model.sampling.engine import CompiledAggregator
+from model.threads import cpu_budget
 from model.validation import backtest, sbc
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
@@ -96,39 +97,40 @@ def backtest_task(
     list of dict
         One row per target: its scores, the refit's gate verdict and timings, and ``answers``.
     """
-    started = time.perf_counter()
-    design = build_design(table, config)
-    engine = CompiledAggregator(design, config)
-    idata, sample_s = engine.sample(sampler, seed=seed, cores=cores)
-    posterior = idata.posterior.to_dataset()
-    checks = _gate_summary(idata)
-    rng = np.random.default_rng(seed)
-    rows = []
-    for target in refit.targets:
-        placed = backtest.place(
-            full,
-            backtest.poll_index(full, target.source_row),
-            design,
-            pooled=refit.method == backtest.NO_EFFECTS,
-        )
-        alpha = backtest.model_alpha(
-            posterior, design, placed, rng, unknown_n_log_sd=config.priors.unknown_n_log_sd
-        )
-        rows.append(
-            {
-                **backtest.score(alpha, placed, rng),
-                **checks,
-                "sample_s": sample_s,
-                "compile_s": engine.compile_s,
-                "task_s": time.perf_counter() - started,
-                "compile_cache": engine.callbacks,
-                "training_readings": len(design.polls),
-                "knots": len(design.walk_knots),
-                "events": len(design.event_labels),
-                "worker_pid": os.getpid(),
-            }
-        )
-    return rows
+    with cpu_budget(cores):  # the worker's share of the machine, for the gate's threads too
+        started = time.perf_counter()
+        design = build_design(table, config)
+        engine = CompiledAggregator(design, config)
+        idata, sample_s = engine.sample(sampler, seed=seed, cores=cores)
+        posterior = idata.posterior.to_dataset()
+        checks = _gate_summary(idata)
+        rng = np.random.default_rng(seed)
+        rows = []
+        for target in refit.targets:
+            placed = backtest.place(
+                full,
+                backtest.poll_index(full, target.source_row),
+                design,
+                pooled=refit.method == backtest.NO_EFFECTS,
+            )
+            alpha = backtest.model_alpha(
+                posterior, design, placed, rng, unknown_n_log_sd=config.priors.unknown_n_log_sd
+            )
+            rows.append(
+                {
+                    **backtest.score(alpha, placed, rng),
+                    **checks,
+                    "sample_s": sample_s,
+                    "compile_s": engine.compile_s,
+                    "task_s": time.perf_counter() - started,
+                    "compile_cache": engine.callbacks,
+                    "training_readings": len(design.polls),
+                    "knots": len(design.walk_knots),
+                    "events": len(design.event_labels),
+                    "worker_pid": os.getpid(),
+                }
+            )
+        return rows
 
 
 def sbc_task(
@@ -148,29 +150,30 @@ def sbc_task(
     is recorded (the ranked quantities' ESS and R-hat, divergent transitions), not the full gate
     over every latent quantity.
     """
-    refitter, compiled_now = _refitter(key, polls, config)
-    idata, sample_s = refitter.sample(sampler, seed=seed, cores=cores, observed=observed)
-    posterior = idata.posterior.to_dataset()
-    table = sbc.ranks(sbc.posterior_values(posterior, refitter.design), truth)
-    mixing = sbc.ranked_mixing(posterior, refitter.design).set_index("quantity")
-    divergences = int(idata.sample_stats["diverging"].sum())
-    return {
-        "ranks": table,
-        "min_ranked_ess": float(mixing["ess_bulk"].min()),
-        "min_ranked_ess_quantity": str(mixing["ess_bulk"].idxmin()),
-        "max_ranked_rhat": float(mixing["rhat"].max()),
-        "divergences": divergences,
-        **_attempt_columns(idata),
-        "accepted": bool(mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS),
-        "gate_passed": bool(mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS),
-        "gate_failures": ""
-        if mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS
-        else f"min ranked bulk ESS {mixing['ess_bulk'].min():.0f} < {sbc.ACCEPT_ESS}",
-        "sample_s": sample_s,
-        "compile_s": refitter.compile_s if compiled_now else 0.0,
-        "worker_pid": os.getpid(),
-        **{f"true_{name}": truth[name] for name in ("walk_sd", "nonsampling_sd")},
-    }
+    with cpu_budget(cores):
+        refitter, compiled_now = _refitter(key, polls, config)
+        idata, sample_s = refitter.sample(sampler, seed=seed, cores=cores, observed=observed)
+        posterior = idata.posterior.to_dataset()
+        table = sbc.ranks(sbc.posterior_values(posterior, refitter.design), truth)
+        mixing = sbc.ranked_mixing(posterior, refitter.design).set_index("quantity")
+        divergences = int(idata.sample_stats["diverging"].sum())
+        return {
+            "ranks": table,
+            "min_ranked_ess": float(mixing["ess_bulk"].min()),
+            "min_ranked_ess_quantity": str(mixing["ess_bulk"].idxmin()),
+            "max_ranked_rhat": float(mixing["rhat"].max()),
+            "divergences": divergences,
+            **_attempt_columns(idata),
+            "accepted": bool(mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS),
+            "gate_passed": bool(mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS),
+            "gate_failures": ""
+            if mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS
+            else f"min ranked bulk ESS {mixing['ess_bulk'].min():.0f} < {sbc.ACCEPT_ESS}",
+            "sample_s": sample_s,
+            "compile_s": refitter.compile_s if compiled_now else 0.0,
+            "worker_pid": os.getpid(),
+            **{f"true_{name}": truth[name] for name in ("walk_sd", "nonsampling_sd")},
+        }
 
 
 # -- client side ------------------------------------------------------------------------------

@@ -1,0 +1,34 @@
+"""model.threads: the CPUs work may use, and a budget for work sharing the machine (no sampling)."""
+
+from __future__ import annotations
+
+import threading
+
+from model.threads import cpu_budget, thread_map, usable_cpus
+
+
+def test_a_cpu_budget_caps_usable_cpus_in_its_block_only():
+    cpus = usable_cpus()
+    with cpu_budget(1):
+        assert usable_cpus() == 1
+        with cpu_budget(cpus + 5):  # a budget above the machine's CPUs gives the CPUs
+            assert usable_cpus() == cpus
+        assert usable_cpus() == 1
+    assert usable_cpus() == cpus
+
+
+def test_a_cpu_budget_belongs_to_the_thread_that_set_it():
+    seen = []
+    with cpu_budget(1):
+        other = threading.Thread(target=lambda: seen.append(usable_cpus()))
+        other.start()
+        other.join()
+    assert seen == [usable_cpus()]
+
+
+def test_thread_map_keeps_order_and_runs_in_one_thread_on_a_budget_of_one():
+    items = list(range(10))
+    assert thread_map(lambda i: i * i, items) == [i * i for i in items]
+    with cpu_budget(1):
+        threads = thread_map(lambda i: threading.get_ident(), items)
+    assert set(threads) == {threading.get_ident()}
