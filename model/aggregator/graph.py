@@ -61,17 +61,12 @@ def dirichlet_components_dist(alpha, used, size):
     return pt.switch(used, gamma / pt.sum(gamma, axis=-1, keepdims=True), 1.0)
 
 
-def reading_draws(obs_share, concentration=None):
-    """A graph of fresh draws of every reading's component shares: the generative graph of the
-    model's ``obs_share`` (:func:`dirichlet_components_dist`; the refit form's weights do not change
-    what a reading would show) without its fixed size, so that it batches over posterior draws.
-
-    ``concentration`` replaces the Dirichlet concentrations ``obs_share`` was built with (its
-    ``(poll, component)`` input; a batch of them, one per draw, for
-    :meth:`model.sampling.engine.CompiledAggregator.extend`).
-    """
-    alpha, used = reading_concentration(obs_share), obs_share.owner.inputs[2]
-    return dirichlet_components_dist(alpha if concentration is None else concentration, used, None)
+def reading_draws(obs_share, concentration):
+    """A graph of fresh readings (component shares) for a batch of Dirichlet concentrations
+    ``(draw, poll, component)``: the generative graph of the model's ``obs_share``
+    (:func:`dirichlet_components_dist`; the refit form's weights do not change what a reading would
+    show), batched over draws (:meth:`model.sampling.engine.CompiledAggregator.extend`)."""
+    return dirichlet_components_dist(concentration, obs_share.owner.inputs[2], None)
 
 
 def reading_concentration(obs_share):
@@ -468,17 +463,14 @@ class PollAggregator:
                 centred_knots=d.centred_knots,
             )
             eta = level[None, :] + walk
-            # The time cells by the dim's length (data), not eta's shape, so the graph batches over
-            # draws (the trace's extension, model.sampling.engine) without batching this index.
-            cells = pt.arange(model.dim_lengths[TIME])
             if jump is not None:
                 event_cell = pm.Data("event_cell", d.event_cell, dims=EVENT)
-                after = pt.cast(cells[:, None] >= event_cell[None, :], "float64")
+                after = pt.cast(pt.arange(eta.shape[0])[:, None] >= event_cell[None, :], "float64")
                 eta = eta + pt.dot(after, jump)
             if self.config.trend == "drift":
                 # A constant zero-sum slope per answer logit, in logits per month from the first cell.
                 drift = pm.ZeroSumNormal("drift", sigma=priors.drift_sd_per_month, dims=ANSWER)
-                months = cells * (d.cell_days / DAYS_PER_MONTH)
+                months = pt.arange(eta.shape[0]) * (d.cell_days / DAYS_PER_MONTH)
                 eta = eta + months[:, None] * drift[None, :]
             pm.Deterministic("share", 100 * pt.special.softmax(eta, axis=-1), dims=(TIME, ANSWER))
 

@@ -284,9 +284,9 @@ def test_a_fit_without_divergences_or_without_retry_is_sampled_once(
 
 
 def test_the_trace_extension_gives_what_pymc_gives_draw_by_draw(small_fit):
-    """The log likelihood, predictive draws and log prior, computed once per chain on the model's
-    graph batched over draws (CompiledAggregator.extend), against PyMC's functions evaluating the
-    same model draw by draw: equal up to rounding, the predictive draws from the same stream."""
+    """The log likelihood, predictive draws and log prior of CompiledAggregator.extend (one
+    compiled function per draw for all three, the predictive readings batched per chain) against
+    PyMC's functions on the same model: equal up to rounding, the readings from the same stream."""
     import pymc as pm
 
     from model.aggregator.design import build_design
