@@ -2,7 +2,8 @@
 
 NumPy's sorts, FFTs and element-wise arithmetic on large arrays release the GIL, so the summaries
 and diagnostics computed after sampling (each a function of its own entries' draws) run on every
-CPU the process may use, with the same results to the last bit as in one thread.
+CPU the process may use (or its :func:`cpu_budget`), with the same results to the last bit as in
+one thread.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 
 #: A cap on :func:`usable_cpus` for the work of the current thread (see :func:`cpu_budget`).
 _BUDGET: ContextVar[int | None] = ContextVar("cpu_budget", default=None)
@@ -30,8 +31,9 @@ def usable_cpus() -> int:
 
 @contextmanager
 def cpu_budget(cpus: int) -> Iterator[None]:
-    """Within this block (in this thread), :func:`usable_cpus` is at most ``cpus``: for work sharing
-    the machine with other work, as a validation refit does with the other Dask workers."""
+    """Within this block, :func:`usable_cpus` is at most ``cpus``: for work sharing the machine with
+    other work, as a validation refit does with the other Dask workers. It holds in this thread and
+    in the threads :func:`thread_map` starts from it, not in other threads."""
     token = _BUDGET.set(int(cpus))
     try:
         yield
@@ -46,5 +48,7 @@ def thread_map[T, R](
     threads = min(threads or usable_cpus(), len(items))
     if threads <= 1:
         return [fn(item) for item in items]
+    # Each item runs in a copy of the caller's context, so a cpu_budget set by the caller holds there.
+    contexts = [copy_context() for _ in items]
     with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(fn, items))
+        return list(pool.map(lambda context, item: context.run(fn, item), contexts, items))

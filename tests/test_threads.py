@@ -32,3 +32,9 @@ def test_thread_map_keeps_order_and_runs_in_one_thread_on_a_budget_of_one():
     with cpu_budget(1):
         threads = thread_map(lambda i: threading.get_ident(), items)
     assert set(threads) == {threading.get_ident()}
+
+
+def test_thread_map_workers_see_the_callers_budget():
+    with cpu_budget(1):
+        seen = thread_map(lambda i: usable_cpus(), list(range(4)), threads=2)
+    assert seen == [1, 1, 1, 1]

@@ -226,25 +226,34 @@ class CompiledAggregator:
         return idata
 
     def extend(self, idata, *, seed: int) -> Any:
-        """Add the log likelihood, the posterior predictive draws (seeded) and the log prior of the
-        hyperparameters (for power-scaling sensitivity) to a trace, in place; return it.
+        """Add the log likelihood, posterior predictive readings and log prior to a trace, in place.
 
-        The groups PyMC's ``compute_log_likelihood``, ``sample_posterior_predictive`` and
-        ``compute_log_prior`` add, from one compiled function of a draw's values (the model's graph
-        with values on the trace's scale, as PyMC's ``remove_value_transforms`` gives it) that
-        returns the draw's log likelihood, Dirichlet concentrations and log prior terms, and one
-        batched draw of fresh readings from the concentrations of a whole chain. (PyMC's
-        functions call three compiled functions per draw; the predictive one carries a random
-        generator among its arguments, which makes numba type all of them in Python on every
-        call: 4-6 s of a fit, against about 1.5 s here.) Groups:
+        The groups PyMC's ``compute_log_likelihood`` (of ``obs_share``),
+        ``sample_posterior_predictive`` and ``compute_log_prior`` (of the free variables among
+        :data:`model.aggregator.names.SENSITIVITY_PRIORS`) add, with the same values, dims and
+        coords, from two compiled functions: one of a draw's values (the model's graph with values
+        on the trace's scale, as PyMC's ``remove_value_transforms`` gives it) returning the draw's
+        log likelihood, its readings' Dirichlet concentrations and its log prior terms, called
+        draw by draw; and the generative graph of ``obs_share``
+        (:func:`model.aggregator.graph.reading_draws`) for the concentrations of a whole chain,
+        called chain by chain. Neither takes a random generator among its per-draw arguments
+        (the cost of PyMC's predictive function: ``docs/performance.md``).
 
-        - ``log_likelihood``: ``obs_share`` (chain, draw, poll), each reading's log density;
-        - ``posterior_predictive``: ``obs_share`` (chain, draw, poll, component), one fresh reading
-          per draw (:func:`model.aggregator.graph.reading_draws`), in chain and draw order from one
-          stream seeded by ``seed``;
-        - ``log_prior``: each free variable of
-          :data:`model.aggregator.names.SENSITIVITY_PRIORS` (chain, draw), its log density summed
-          over its elements.
+        Parameters
+        ----------
+        idata : DataTree
+            A trace with a ``posterior`` group holding every free variable (chain, draw, ...).
+        seed : int
+            Seeds the stream of fresh readings, drawn in chain and draw order (the same readings
+            ``pm.sample_posterior_predictive(random_seed=seed)`` draws).
+
+        Returns
+        -------
+        DataTree
+            ``idata`` with ``log_likelihood`` (``obs_share``: chain, draw, poll),
+            ``posterior_predictive`` (``obs_share``: chain, draw, poll, component; the readings
+            only, not the ``anchors`` option's soft constraints) and ``log_prior`` (chain, draw
+            and any dims a variable's log density keeps, as PyMC gives them).
         """
         from pymc.backends.arviz import coords_and_dims_for_inferencedata, dict_to_dataset
         from pymc.model.transform.conditioning import remove_value_transforms
@@ -260,40 +269,43 @@ class CompiledAggregator:
         batch = pt.tensor("concentration", shape=(None, *concentration.type.shape))
         with exact_arithmetic():
             per_draw = pm.pytensorf.compile(
-                values,
-                [loglik, concentration, *(pt.sum(term) for term in log_priors)],
-                on_unused_input="ignore",
+                values, [loglik, concentration, *log_priors], on_unused_input="ignore"
             )
             fresh_readings = pm.pytensorf.compile(
                 [batch], reading_draws(obs, batch), random_seed=seed
             )
         per_draw.trust_input = True  # the trace's own arrays, cast below: no checks per call
         post = idata.posterior
-        arrays = [np.ascontiguousarray(post[v.name].values, dtype=v.dtype) for v in values]
+        arrays = [
+            np.ascontiguousarray(post[v.name].transpose("chain", "draw", ...).values, dtype=v.dtype)
+            for v in values
+        ]
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-        first = per_draw(*(a[0, 0, ...] for a in arrays))
-        outputs = [np.empty((n_chain, n_draw, *np.shape(value))) for value in first]
+        outputs, draws = None, []
         for chain in range(n_chain):
             for draw in range(n_draw):
-                for out, value in zip(outputs, per_draw(*(a[chain, draw, ...] for a in arrays))):
+                got = per_draw(*(a[chain, draw, ...] for a in arrays))
+                if outputs is None:
+                    outputs = [np.empty((n_chain, n_draw, *np.shape(value))) for value in got]
+                for out, value in zip(outputs, got):
                     out[chain, draw] = value
-        loglik, concentrations, *log_priors = outputs
-        # In chain and draw order from one stream: the same draws as one call over every draw.
-        draws = np.stack([fresh_readings(concentrations[chain]) for chain in range(n_chain)])
+            # One stream in chain and draw order: the readings one call over every draw gives.
+            draws.append(fresh_readings(outputs[1][chain]))
+        loglik, _, *log_priors = outputs
 
         coords, dims = coords_and_dims_for_inferencedata(model)
-        sample_coords = {"chain": post["chain"].values, "draw": post["draw"].values}
 
         def group(variables: dict, variable_dims: dict):
             return dict_to_dataset(
                 variables,
                 inference_library=pm,
-                coords={**coords, **sample_coords},
+                coords={**coords, "chain": post["chain"].values, "draw": post["draw"].values},
                 dims=variable_dims,
                 sample_dims=["chain", "draw"],
+                skip_event_dims=True,  # a log density keeps only the dims it is not summed over
             )
 
         idata["log_likelihood"] = group({obs.name: loglik}, {obs.name: [POLL]})
-        idata["posterior_predictive"] = group({obs.name: draws}, {obs.name: dims[obs.name]})
-        idata["log_prior"] = group({rv.name: lp for rv, lp in zip(hyperpriors, log_priors)}, {})
+        idata["posterior_predictive"] = group({obs.name: np.stack(draws)}, dims)
+        idata["log_prior"] = group({rv.name: lp for rv, lp in zip(hyperpriors, log_priors)}, dims)
         return idata

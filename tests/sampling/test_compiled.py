@@ -542,7 +542,7 @@ def test_fit_samples_and_post_processes_without_fast_math(sim_polls, monkeypatch
             model.fit(sim_polls, config=CONFIG, seed=1, progressbar=False)
         assert pytensor.config.numba__fastmath is True
     assert seen == [False]
-    # the post-processing (its one compiled function) of the same engine
+    # the post-processing of the same engine (its first compile: both are compiled in one block)
     compiled = engine.CompiledAggregator(build_design(sim_polls, CONFIG), CONFIG)
     monkeypatch.setattr(engine.pm.pytensorf, "compile", _fast_math_recorder(seen))
     with pytensor.config.change_flags(numba__fastmath=True):
