@@ -133,10 +133,11 @@ def compile_fit(
     Builds the model and goes through a fit's compiled steps with a minimal sampler (one chain,
     two warm-up and two kept draws, seed 0; nothing is kept or written): the sampler's callbacks
     (:func:`model.sampling.compiled.compile_model`, cached on disk), and the two functions that add
-    the log likelihood, predictive readings and log prior to a trace (PyTensor's numba cache). The compiled code depends on the model's
-    structure, not on its data sizes (:mod:`model.sampling.compiled`), so later fits of this table, or of
-    it with more readings, load it instead of compiling. ``make install`` runs it on the shipped
-    data (``python -m model compile``).
+    the log likelihood, predictive readings and log prior to a trace (PyTensor's numba cache).
+    The compiled code depends on the model's structure, not on its data sizes
+    (:mod:`model.sampling.compiled`), so later fits of this table, or of it with more readings,
+    load it instead of compiling. ``make install`` runs it on the shipped data
+    (``python -m model compile``).
 
     Parameters
     ----------
