@@ -43,34 +43,89 @@ def _split_chains(values: np.ndarray) -> np.ndarray:
     return np.concatenate([values[:, :, :half], values[:, :, -half:]], axis=1)
 
 
+def _blom_scores(ranks: np.ndarray, n: int) -> np.ndarray:
+    """The normal quantiles of Blom's plotting positions of ``ranks`` among ``n`` draws (ArviZ's
+    rank normalisation)."""
+    return special.ndtri((ranks - 3 / 8) / (n - 2 * 3 / 8 + 1))
+
+
+def _sort_rows(rows: np.ndarray, kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's sorting permutation and its values in that order (``rows[i, order[i]]``)."""
+    order = np.argsort(rows, axis=1, kind=kind)
+    offsets = (np.arange(len(rows)) * rows.shape[1])[:, None]
+    return order, np.take(rows.ravel(), order + offsets)
+
+
+def _scores_in_place(order: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+    """Rank-normalised draws from each row's sorting permutation ``order`` and its sorted values
+    ``ordered``: the Blom score of each draw's rank at the draw's place, a run of equal values
+    sharing the run's average rank (as ArviZ's ``rankdata``)."""
+    n_rows, n = order.shape
+    z = np.empty(order.shape)
+    np.put_along_axis(z, order, _blom_scores(np.arange(1.0, n + 1), n), axis=1)  # rank = place
+    row, place = np.nonzero(ordered[:, 1:] == ordered[:, :-1])  # place and place + 1 are tied
+    if len(row):  # e.g. folded draws: the two around the median are equally far from it
+        # consecutive tied pairs of a row form one run of equal values, from start to end
+        first = np.ones(len(row), dtype=bool)
+        first[1:] = (row[1:] != row[:-1]) | (place[1:] != place[:-1] + 1)
+        last = np.ones(len(row), dtype=bool)
+        last[:-1] = first[1:]
+        start, end, run_row = place[first], place[last] + 1, row[first]
+        length = end - start + 1
+        member = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
+        rows_ = np.repeat(run_row, length)
+        places = np.repeat(start, length) + member
+        z[rows_, order[rows_, places]] = _blom_scores(np.repeat((start + end + 2) / 2, length), n)
+    return z
+
+
 def _z_scale(values: np.ndarray) -> np.ndarray:
     """Rank-normalise each entry (first axis) over all its draws: the normal quantiles of Blom's
     plotting positions of their average ranks, as ArviZ's rank normalisation."""
     rows = values.reshape(len(values), -1)
-    n = rows.shape[1]
+    return _scores_in_place(*_sort_rows(rows)).reshape(values.shape)
 
-    def scores(ranks: np.ndarray) -> np.ndarray:
-        return special.ndtri((ranks - 3 / 8) / (n - 2 * 3 / 8 + 1))
 
-    order = np.argsort(rows, axis=1)
-    z = np.empty(rows.shape)
-    np.put_along_axis(z, order, scores(np.arange(1.0, n + 1)), axis=1)  # no ties: rank = place
-    ordered = np.take_along_axis(rows, order, axis=1)
-    tied = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
-    if len(tied):  # e.g. folded draws: the two around the median are equally far from it
-        ordered, places = ordered[tied], np.arange(n)
-        first = np.ones(ordered.shape, dtype=bool)  # of a run of equal values
-        first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-        last = np.ones(ordered.shape, dtype=bool)
-        last[:, :-1] = first[:, 1:]
-        start = np.maximum.accumulate(np.where(first, places, 0), axis=1)
-        end = np.minimum.accumulate(np.where(last, places, n - 1)[:, ::-1], axis=1)[:, ::-1]
-        # Only the draws in a run get another rank (the run's average): elsewhere it is the place.
-        row, place = np.nonzero(start != end)
-        z[tied[row], order[tied[row], place]] = scores(
-            (start[row, place] + end[row, place] + 2) / 2
-        )
-    return z.reshape(values.shape)
+def _sorted_median(ordered: np.ndarray) -> np.ndarray:
+    """``np.median`` of each row, to the last bit, from the row's sorted values."""
+    n = ordered.shape[1]
+    if n % 2:
+        return ordered[:, n // 2].copy()
+    return (ordered[:, n // 2 - 1] + ordered[:, n // 2]) / 2
+
+
+def _sorted_quantile(ordered: np.ndarray, q: float) -> np.ndarray:
+    """``np.quantile(rows, q, axis=1)`` (method "linear", ``q`` a float), to the last bit, from
+    each row's sorted values: NumPy's virtual index, its neighbours and its interpolation."""
+    n = ordered.shape[1]
+    virtual = (n - 1) * np.asarray(q, dtype=float)
+    previous = int(np.floor(virtual))
+    if virtual >= n - 1:
+        return ordered[:, -1].copy()
+    if virtual < 0:
+        return ordered[:, 0].copy()
+    gamma = float(virtual - previous)
+    a, b = ordered[:, previous], ordered[:, previous + 1]
+    diff = b - a
+    if gamma >= 0.5:
+        return b - diff * (1 - gamma)
+    return a + diff * gamma
+
+
+def _folded_z_scale(order: np.ndarray, ordered: np.ndarray, median: np.ndarray) -> np.ndarray:
+    """:func:`_z_scale` of the rows' distances from their medians, ``|x - median|``, from the rows'
+    sorting (``order``, ``ordered``): the draws below the median, nearest first, and those above
+    are two sorted runs, which a stable sort merges."""
+    n = ordered.shape[1]
+    below = n // 2  # every draw before this place is at most the median, every one after at least
+    distance = np.empty(ordered.shape)
+    # median - x is |x - median| to the last bit where x <= median (rounding is symmetric)
+    np.subtract(median[:, None], ordered[:, :below][:, ::-1], out=distance[:, :below])
+    np.subtract(ordered[:, below:], median[:, None], out=distance[:, below:])
+    merged, distance_ordered = _sort_rows(distance, kind="stable")  # merges the two runs
+    place = np.where(merged < below, below - 1 - merged, merged)  # its place in ``ordered``
+    offsets = (np.arange(len(order)) * n)[:, None]
+    return _scores_in_place(np.take(order.ravel(), place + offsets), distance_ordered)
 
 
 def _rhat(values: np.ndarray) -> np.ndarray:
@@ -164,15 +219,20 @@ def _entry_figures_serial(
         split = _split_chains(values)
         if mean_ess:
             mean = _ess(split)
-        z = _z_scale(split)
+        # one sort of each entry's split draws serves the bulk and folded rank normalisations,
+        # the median and (with every draw in the split chains) the tail quantiles
+        order, ordered = _sort_rows(split.reshape(len(split), -1))
+        z = _scores_in_place(order, ordered).reshape(split.shape)
         bulk = _ess(z)
         if n_chain >= 2:
-            flat = split.reshape(len(split), -1)
-            folded = np.abs(split - np.median(flat, axis=1)[:, None, None])
-            rhat = np.maximum(_rhat(z), _rhat(_z_scale(folded)))
+            folded = _folded_z_scale(order, ordered, _sorted_median(ordered))
+            rhat = np.maximum(_rhat(z), _rhat(folded.reshape(split.shape)))
         tails = []
         for q in sorted((prob, 1 - prob)):
-            cut = np.quantile(values.reshape(len(values), -1), q, axis=1)
+            if n_draw % 2 == 0:  # the split chains hold every draw
+                cut = _sorted_quantile(ordered, q)
+            else:
+                cut = np.quantile(values.reshape(len(values), -1), q, axis=1)
             tails.append(_ess(_split_chains(values <= cut[:, None, None])))
         tail = np.minimum(*tails)
     return rhat, bulk, tail, mean

@@ -14,12 +14,8 @@ from scipy.special import softmax
 
 from model.aggregator.design import cell_of
 from model.data.polls import reading_midpoints
-from model.threads import thread_map, usable_cpus
 
 SAMPLE_DIMS = ("chain", "draw")
-#: Houses (questions) whose effects in points are computed at once: each holds its own draws x
-#: time x answers arrays (~90 MB on the shipped data).
-EFFECT_THREADS = 2
 
 
 def _softmax(x: xr.DataArray, dim: str = "answer") -> xr.DataArray:
@@ -205,26 +201,52 @@ def interval_of(draws: np.ndarray, interval: float) -> dict[str, np.ndarray]:
 
 
 def effect_in_points(posterior: xr.Dataset, effect: xr.DataArray) -> xr.DataArray:
-    """An effect on the logit scale expressed in percentage points.
+    r"""An effect on the logit scale expressed in percentage points.
 
-    The shift it causes in each answer's share, averaged over the fitted period:
-    ``mean_t [softmax(trend_t + effect) - softmax(trend_t)] * 100``, per posterior draw.
+    The shift it causes in each answer's share, averaged over the fitted period, per posterior
+    draw:
+
+    .. math::
+
+        \frac{100}{T} \sum_t \left[\operatorname{softmax}(\eta_t + e) - \operatorname{softmax}(\eta_t)\right]
+        = 100 \left[ x \odot \frac{1}{T} \sum_t \frac{p_t}{p_t \cdot x}
+          - \frac{1}{T} \sum_t p_t \right],
+
+    with :math:`\eta_t` the trend's logits, :math:`p_t = \operatorname{softmax}(\eta_t)` the
+    curve's shares (``share`` normalised over answers) and :math:`x = \exp(e - \max e)`. The
+    right-hand side is computed: two matrix products per draw over the time x answers curve and
+    the groups x answers effect (houses, questions, events), instead of a softmax of draws x time
+    x answers for each group. An effect equal on every answer (a reference's zero) gives exactly 0.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        Holds ``share`` (chain, draw, time, answer).
+    effect : xarray.DataArray
+        (chain, draw, answer) or with group dims (e.g. ``pollster``), on the logit scale.
+
+    Returns
+    -------
+    xarray.DataArray
+        (chain, draw, answer, *groups), in percentage points.
     """
-    trend = trend_logit(posterior)
-    base = _softmax(trend)
+    share = posterior["share"].transpose(*SAMPLE_DIMS, "time", "answer")
     groups = [d for d in effect.dims if d not in (*SAMPLE_DIMS, "answer")]
-    if not groups:
-        return 100 * (_softmax(trend + effect) - base).mean("time")
-    # One house (question) at a time: the same arithmetic as on the whole broadcast array, without
-    # holding draws x time x answers x houses at once (~360 MB on the shipped data, twice as slow);
-    # up to EFFECT_THREADS houses at a time in threads (NumPy releases the GIL in this arithmetic).
-    dim = groups[0]
-    parts = thread_map(
-        lambda i: 100 * (_softmax(trend + effect.isel({dim: i})) - base).mean("time"),
-        range(effect.sizes[dim]),
-        threads=min(EFFECT_THREADS, usable_cpus()),
+    e = effect.transpose(*SAMPLE_DIMS, *groups, "answer")
+    e_values = e.values.reshape(*e.shape[:2], -1, e.shape[-1])  # (chain, draw, group, answer)
+    p = share.values / share.values.sum(axis=-1, keepdims=True)  # (chain, draw, time, answer)
+    x = np.exp(e_values - e_values.max(axis=-1, keepdims=True))
+    norm = p @ np.swapaxes(x, -1, -2)  # (chain, draw, time, group): p_t . x per group
+    mean_ratio = np.swapaxes(1.0 / norm, -1, -2) @ p / p.shape[2]  # (chain, draw, group, answer)
+    points = 100 * (x * mean_ratio - p.mean(axis=2)[:, :, None, :])
+    # an effect equal on every answer (a reference's zero) moves no share: exactly 0, not rounding
+    points[e_values.max(axis=-1) == e_values.min(axis=-1)] = 0.0
+    out = xr.DataArray(
+        points.reshape(e.shape),
+        dims=e.dims,
+        coords={k: v for k, v in e.coords.items() if set(v.dims) <= set(e.dims)},
     )
-    return xr.concat(parts, dim=effect[dim]).transpose(*SAMPLE_DIMS, "answer", dim, ...)
+    return out.transpose(*SAMPLE_DIMS, "answer", *groups)
 
 
 def house_effects(
@@ -300,7 +322,8 @@ def event_jumps(
     frames = []
     for e, label in enumerate(posterior["jump"].coords["event"].values):
         jump = posterior["jump"].sel(event=label)
-        before = trend_logit(posterior).isel(time=max(int(event_cells[e]) - 1, 0))
+        cell = max(int(event_cells[e]) - 1, 0)
+        before = trend_logit(posterior[["share"]].isel(time=cell))  # that cell's logits alone
         pp = 100 * (_softmax(before + jump) - _softmax(before))
         stats = _interval(pp, interval)
         stats["mean_logit"] = jump.mean(SAMPLE_DIMS)

@@ -94,3 +94,37 @@ def test_relative_efficiency_is_arvizs_loo_reff_to_the_last_bit(chains, draws):
     missing = mixing(posterior(chains, draws), relative_efficiency=True)["relative_efficiency"]
     assert missing in (None, 1.0)  # a draw missing: ArviZ computes it (1.0 for one chain)
     assert "relative_efficiency" not in mixing(post)  # the gate alone: no extra ESS pass
+
+
+@pytest.mark.parametrize(("chains", "draws"), [(4, 200), (2, 301), (3, 4)])
+def test_one_sort_gives_arvizs_rank_normalisations_and_numpys_median_and_quantiles(chains, draws):
+    """The gate sorts each entry's draws once; the bulk and folded rank normalisations, the median
+    and the tail quantiles it reads from that sort are ArviZ's and NumPy's to the last bit,
+    ties included."""
+    from arviz_stats.base.array import array_stats
+
+    from model.results.diagnostics import (
+        _folded_z_scale,
+        _scores_in_place,
+        _sort_rows,
+        _sorted_median,
+        _sorted_quantile,
+    )
+
+    rng = np.random.default_rng(draws)
+    values = rng.normal(size=(12, chains, draws))
+    values[:4] = np.round(values[:4], 1)  # many ties
+    values[4:6] = np.round(values[4:6] * 2)  # long runs of equal draws
+    values[6] = 0.0
+    values[6, 0, 0] = 1.0  # one draw apart from all the others
+    rows = values.reshape(len(values), -1)
+    order, ordered = _sort_rows(rows)
+    median = _sorted_median(ordered)
+    np.testing.assert_array_equal(median, np.median(rows, axis=1))
+    for q in (0.0, 0.03, 0.06, 0.5, 1 / 3, 0.94, 0.97, 1.0):
+        np.testing.assert_array_equal(_sorted_quantile(ordered, q), np.quantile(rows, q, axis=1))
+    bulk = _scores_in_place(order, ordered)
+    folded = _folded_z_scale(order, ordered, median)
+    for i, row in enumerate(rows):
+        np.testing.assert_array_equal(bulk[i], array_stats._z_scale(row))
+        np.testing.assert_array_equal(folded[i], array_stats._z_scale(np.abs(row - median[i])))

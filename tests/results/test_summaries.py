@@ -1,4 +1,4 @@
-"""Effects in points computed one house at a time equal the broadcast computation, bit for bit (no sampling)."""
+"""Effects in points, computed by matrix products over the curve, equal their definition (no sampling)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,34 @@ from model.results import summaries
 from tests.report.fakes import fake_result
 
 
-def test_effect_in_points_one_group_at_a_time_is_the_broadcast_arithmetic():
+def test_effect_in_points_is_the_mean_shift_of_the_softmax_over_time():
     post = fake_result().posterior
     trend = summaries.trend_logit(post)
     for name in ("house_effect", "question_effect", "jump"):
         effect = post[name]
-        broadcast = 100 * (summaries._softmax(trend + effect) - summaries._softmax(trend)).mean(
+        groups = [d for d in effect.dims if d not in ("chain", "draw", "answer")]
+        definition = 100 * (summaries._softmax(trend + effect) - summaries._softmax(trend)).mean(
             "time"
         )
+        definition = definition.transpose("chain", "draw", "answer", *groups)
         ours = summaries.effect_in_points(post, effect)
-        assert ours.dims == broadcast.dims, name
-        np.testing.assert_array_equal(ours.values, broadcast.values)  # equal, not close
-        xr.testing.assert_identical(ours, broadcast)
+        assert ours.dims == definition.dims, name
+        # in percentage points: the same to rounding
+        np.testing.assert_allclose(ours.values, definition.values, rtol=0, atol=1e-10)
+        xr.testing.assert_allclose(ours, definition, rtol=0, atol=1e-10)
+        assert ours.coords.keys() == definition.coords.keys(), name
+
+
+def test_effect_in_points_of_a_zero_effect_is_zero_and_of_one_answer_moves_shares_toward_it():
+    post = fake_result().posterior
+    effect = xr.zeros_like(post["house_effect"])
+    assert (summaries.effect_in_points(post, effect).values == 0).all()  # exactly: a reference's
+    shifted = effect + 0.7  # the same shift on every answer moves no share either
+    assert (summaries.effect_in_points(post, shifted).values == 0).all()
+    boost = effect.copy()
+    boost[..., 0] = 1.0  # the first answer's logit up by one in every house
+    points = summaries.effect_in_points(post, boost)
+    assert (points.isel(answer=0) > 0).all()
+    assert (points.isel(answer=slice(1, None)) < 0).all()
+    # shares still sum to 100
+    np.testing.assert_allclose(points.sum("answer").values, 0, atol=1e-10)
