@@ -31,9 +31,11 @@ def run_cli(*args, cwd=None, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def sim_csv(tmp_path_factory):
+def sim_csv(simulation, tmp_path_factory):
+    """The session's simulated table as a file: with the library defaults, its model is the shared
+    small fit's structure (tests/conftest.py), compiled once for the suite."""
     path = tmp_path_factory.mktemp("data") / "sim.csv"
-    model.simulate_polls(n_readings=40, seed=5).polls.to_csv(path, index=False)
+    simulation.polls.to_csv(path, index=False)
     return path
 
 
