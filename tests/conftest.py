@@ -39,27 +39,3 @@ def small_fit(sim_polls):
     config = model.Config(reference_question="Q_MAIN", sampler=SMALL_SAMPLER)
     return model.fit(sim_polls, config=config, seed=20261126, progressbar=False)
 
-
-#: Modules that compile or sample the most, run first, so that pytest-xdist (``--dist loadfile``
-#: hands out whole modules in collection order) does not start the longest one last and leave the
-#: other worker idle; tests/test_cli.py after tests/results/test_fit.py, whose small fit compiles
-#: the structure the command line's default fit loads. Their cold durations: docs/performance.md.
-SLOW_FIRST = (
-    "tests/validation/test_validate.py",
-    "tests/sampling/test_compiled.py",
-    "tests/results/test_fit.py",
-    "tests/bench/test_reference.py",
-    "tests/aggregator/test_graph.py",
-    "tests/aggregator/test_kernels.py",
-    "tests/results/test_projection.py",
-    "tests/test_examples.py",
-    "tests/validation/test_validate_structure.py",
-    "tests/results/test_vote_intention.py",
-    "tests/test_cli.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):  # noqa: ARG001 - pytest's hook signature
-    """Order the modules :data:`SLOW_FIRST`, then the rest as collected (tests keep their order)."""
-    rank = {module: i for i, module in enumerate(SLOW_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
