@@ -20,7 +20,7 @@ from typing import Any, Literal
 import pandas as pd
 
 Grid = Literal["day", "week", "month"]
-Trend = Literal["walk", "drift"]
+Trend = Literal["walk", "drift", "damped"]
 ByHouse = Literal["shared", "by_house"]
 WalkPrior = Literal["half_normal", "gamma"]
 
@@ -103,6 +103,12 @@ class Priors:
         Sd of log(n) for an unknown sample size.
     drift_sd_per_month : float
         Sd of the constant drift of each answer logit, in logits per month (``trend = "drift"``).
+    slope_sd_per_month : float
+        Half-normal scale of the damped local slope's stationary sd, in logits per month
+        (``trend = "damped"``).
+    slope_persistence_alpha, slope_persistence_beta : float
+        Beta prior of the damped slope's autocorrelation over one month (``trend = "damped"``): by
+        default mean 0.8, so a slope keeps about half its size after three months.
     nonsampling_house_sd : float
         Half-normal scale of the spread of log non-sampling error between houses
         (``nonsampling = "by_house"``).
@@ -118,6 +124,9 @@ class Priors:
     unknown_n_log_sd: float = 0.5
     drift_sd_per_month: float = 0.05
     nonsampling_house_sd: float = 0.5
+    slope_sd_per_month: float = 0.05
+    slope_persistence_alpha: float = 8.0
+    slope_persistence_beta: float = 2.0
 
     def walk_scale(self, cell_days: float) -> float:
         """The walk's step-sd prior scale on a grid of ``cell_days``-day cells:
@@ -203,10 +212,11 @@ class Config:
         reading's field end the random walk continues with no data, so the band widens as the
         walk's estimated step size says; those cells are marked ``projected``. None (default): the
         curve ends with the last reading. A date before the last reading's field end is refused.
-    trend : {"walk", "drift"}
+    trend : {"walk", "drift", "damped"}
         ``"walk"`` (default): the random walk (plus event jumps). ``"drift"``: plus a constant
         zero-sum drift per answer logit (a slope; past the last reading the projection then
-        continues it).
+        continues it). ``"damped"``: plus a damped local slope (a stationary AR(1) slope per answer
+        logit; past the last reading the projection continues the recent slope as it decays).
     walk_prior : {"half_normal", "gamma"}
         Prior of the walk's step size: ``"half_normal"`` (default), with its mode at zero, or
         ``"gamma"``, a zero-avoiding Gamma(2) with the same mean (it rules out a flat trend a
@@ -256,8 +266,8 @@ class Config:
             problems.append(f"answers: {self.answers!r}; expected two or more distinct names")
         if self.grid not in ("day", "week", "month"):
             problems.append(f"grid: {self.grid!r}; expected 'day', 'week' or 'month'")
-        if self.trend not in ("walk", "drift"):
-            problems.append(f"trend: {self.trend!r}; expected 'walk' or 'drift'")
+        if self.trend not in ("walk", "drift", "damped"):
+            problems.append(f"trend: {self.trend!r}; expected 'walk', 'drift' or 'damped'")
         if self.walk_prior not in ("half_normal", "gamma"):
             problems.append(f"walk_prior: {self.walk_prior!r}; expected 'half_normal' or 'gamma'")
         for name in ("nonsampling", "unknown_n"):
@@ -419,6 +429,7 @@ BACKTEST_HORIZONS = (0, 1, 3, 6, 9)
 #: backtest shows it helps.
 CANDIDATES = {
     "drift": {"trend": "drift"},
+    "damped": {"trend": "damped"},
     "house_tau": {"nonsampling": "by_house"},
     "house_n": {"unknown_n": "by_house"},
     "walk_gamma": {"walk_prior": "gamma"},
@@ -438,8 +449,8 @@ class ValidateSettings:
     horizons : tuple of int
         Months between each target's cut-off and its field start (default 0, 1, 3, 6, 9).
     candidates : tuple of str
-        Model candidates to backtest beside the model (``drift``, ``house_tau``, ``house_n``, ``walk_gamma``;
-        :data:`CANDIDATES`).
+        Model candidates to backtest beside the model (``drift``, ``damped``, ``house_tau``,
+        ``house_n``, ``walk_gamma``; :data:`CANDIDATES`).
     sbc : int
         Number of simulated datasets for simulation-based calibration (0: none).
     sampler : Sampler or None

@@ -285,6 +285,34 @@ def event_segments(design: PollDesign, steps: WalkSteps) -> tuple[list[int], lis
     return events, segments
 
 
+def _damped_slope_path(n_time, cell_days: float, priors) -> pt.TensorVariable:
+    """The damped local slope's contribution to the trend's logits, (time, answer): the candidate
+    ``trend = "damped"`` (:class:`PollAggregator`'s docstring writes it out).
+
+    The slope is a stationary AR(1) per answer logit in logits per month, sampled non-centred:
+    ``slope_t = phi * slope_{t-1} + slope_sd * sqrt(1 - phi^2) * z_t``, ``slope_0 = slope_sd * z_0``,
+    with ``phi = slope_persistence ** (cell_days / DAYS_PER_MONTH)`` per cell; the trend gains its
+    running sum, ``drift_t = sum_{u < t} slope_u * cell_days / DAYS_PER_MONTH``. The AR(1) filter is
+    one (time x time) matrix of the powers of ``phi``, lower triangular.
+    """
+    months_per_cell = cell_days / DAYS_PER_MONTH
+    slope_sd = pm.HalfNormal("slope_sd", sigma=priors.slope_sd_per_month)
+    persistence = pm.Beta(
+        "slope_persistence",
+        alpha=priors.slope_persistence_alpha,
+        beta=priors.slope_persistence_beta,
+    )
+    z = pm.ZeroSumNormal("slope_innovation", sigma=1.0, dims=(TIME, ANSWER))
+    phi = persistence**months_per_cell
+    cell = pt.arange(n_time)
+    lag = cell[:, None] - cell[None, :]
+    decay = pt.switch(lag >= 0, phi ** pt.maximum(lag, 0).astype("float64"), 0.0)
+    scale = pt.set_subtensor(pt.ones(n_time)[1:], pt.sqrt(1.0 - phi**2))  # the first is stationary
+    slope = slope_sd * pt.dot(decay * scale[None, :], z)
+    running = pt.cumsum(slope, axis=0) * months_per_cell
+    return pt.concatenate([pt.zeros_like(running[:1]), running[:-1]], axis=0)
+
+
 class PollAggregator:
     r"""Hierarchical poll aggregation model.
 
@@ -305,6 +333,17 @@ class PollAggregator:
     :math:`\Delta` days (or, with ``walk_prior = "gamma"``, the zero-avoiding
     :math:`\mathrm{Gamma}(2, 2 / (s\sqrt{2/\pi}))` of the same mean), and event jumps :math:`\delta_e \sim \mathrm{ZeroSumNormal}(s_{jump})`.
     The curve is :math:`\pi_t = \mathrm{softmax}(\eta_t)`: talks, continue and undecided sum to 100.
+
+    **Trend candidates** (``Config.trend``, backtested by ``validate --candidates``; not the shipped
+    model). ``"drift"`` adds a constant zero-sum slope :math:`\eta_{t,k} \mathrel{+}= m_t d_k`,
+    :math:`d \sim \mathrm{ZeroSumNormal}(s_{drift})`, :math:`m_t` the months since the first cell.
+    ``"damped"`` adds a damped local slope: :math:`\eta_{t,k} \mathrel{+}= \sum_{u<t} \mu\, g_{u,k}`
+    with :math:`\mu = \Delta/30.44` months per cell and a stationary AR(1) slope in logits per month,
+    :math:`g_{0} = \sigma_g z_0`, :math:`g_{t} = \phi g_{t-1} + \sigma_g\sqrt{1-\phi^2}\, z_t`,
+    :math:`z_t \sim \mathrm{ZeroSumNormal}(1)` over answers, :math:`\phi = \rho^{\mu}`,
+    :math:`\sigma_g \sim \mathrm{HalfNormal}(s_{slope})` and the monthly persistence
+    :math:`\rho \sim \mathrm{Beta}(a_\rho, b_\rho)`. Past the last reading the slope decays
+    towards zero, so the projection continues the recent trend for a few months, then levels off.
 
     **Field periods.** A reading measures the trend averaged over the cells its field period covers,
     :math:`\bar\eta_{i} = \frac{1}{b_i - a_i + 1}\sum_{t=a_i}^{b_i} \eta_t` (a running sum, one
@@ -472,6 +511,8 @@ class PollAggregator:
                 drift = pm.ZeroSumNormal("drift", sigma=priors.drift_sd_per_month, dims=ANSWER)
                 months = pt.arange(eta.shape[0]) * (d.cell_days / DAYS_PER_MONTH)
                 eta = eta + months[:, None] * drift[None, :]
+            elif self.config.trend == "damped":
+                eta = eta + _damped_slope_path(eta.shape[0], d.cell_days, priors)
             pm.Deterministic("share", 100 * pt.special.softmax(eta, axis=-1), dims=(TIME, ANSWER))
 
             # House and question effects (zero-sum over answers; reference question = 0).

@@ -244,6 +244,36 @@ def test_segmented_walk_keeps_the_prior(sim_polls, knots, form):
     assert np.abs(corr[np.triu_indices_from(corr, k=1)]).max() < 0.05
 
 
+@pytest.mark.parametrize("cell_days", [7.0, 30.44])
+def test_the_damped_slope_is_the_ar1_recursion_and_its_running_sum(cell_days):
+    """trend = "damped": the path the trend gains is the running sum of a stationary AR(1) slope,
+    as the docstring writes it, for prior draws of its scale, persistence and innovations."""
+    from model.aggregator.graph import _damped_slope_path
+    from model.aggregator.names import TIME
+
+    n_time, answers = 40, ["a", "b", "c"]
+    with pm.Model(coords={TIME: range(n_time), "answer": answers}):
+        path = _damped_slope_path(n_time, cell_days, model.Config().priors)
+        m = pm.modelcontext(None)
+        draws = pm.draw(
+            [m["slope_sd"], m["slope_persistence"], m["slope_innovation"], path],
+            draws=3,
+            random_seed=5,
+        )
+    months = cell_days / 30.44
+    for sd, rho, z, got in zip(*draws):
+        phi = rho**months
+        slope = np.empty_like(z)
+        slope[0] = sd * z[0]
+        for t in range(1, n_time):
+            slope[t] = phi * slope[t - 1] + sd * np.sqrt(1 - phi**2) * z[t]
+        expected = np.vstack([np.zeros((1, 3)), np.cumsum(slope, axis=0)[:-1] * months])
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got.sum(axis=1), 0, atol=1e-12)  # zero-sum over answers
+    assert {"slope_sd", "slope_persistence", "slope_innovation"} <= set(m.named_vars)
+    assert m.named_vars_to_dims["slope_innovation"] == (TIME, "answer")
+
+
 def test_the_model_options_add_their_parameters_and_reduce_to_the_model_at_zero(sim_polls):
     """trend = "drift", nonsampling = "by_house", unknown_n = "by_house": each adds its parameters;
     at drift 0 and every house's non-sampling error equal to the shared one the readings' log
