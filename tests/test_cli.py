@@ -31,11 +31,9 @@ def run_cli(*args, cwd=None, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def sim_csv(simulation, tmp_path_factory):
-    """The session's simulated table as a file: with the library defaults, its model is the shared
-    small fit's structure (tests/conftest.py), compiled once for the suite."""
+def sim_csv(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "sim.csv"
-    simulation.polls.to_csv(path, index=False)
+    model.simulate_polls(n_readings=40, seed=5).polls.to_csv(path, index=False)
     return path
 
 
