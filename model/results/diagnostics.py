@@ -60,7 +60,7 @@ def _scores_in_place(order: np.ndarray, ordered: np.ndarray) -> np.ndarray:
     """Rank-normalised draws from each row's sorting permutation ``order`` and its sorted values
     ``ordered``: the Blom score of each draw's rank at the draw's place, a run of equal values
     sharing the run's average rank (as ArviZ's ``rankdata``)."""
-    n_rows, n = order.shape
+    n = order.shape[1]
     z = np.empty(order.shape)
     np.put_along_axis(z, order, _blom_scores(np.arange(1.0, n + 1), n), axis=1)  # rank = place
     row, place = np.nonzero(ordered[:, 1:] == ordered[:, :-1])  # place and place + 1 are tied
@@ -77,13 +77,6 @@ def _scores_in_place(order: np.ndarray, ordered: np.ndarray) -> np.ndarray:
         places = np.repeat(start, length) + member
         z[rows_, order[rows_, places]] = _blom_scores(np.repeat((start + end + 2) / 2, length), n)
     return z
-
-
-def _z_scale(values: np.ndarray) -> np.ndarray:
-    """Rank-normalise each entry (first axis) over all its draws: the normal quantiles of Blom's
-    plotting positions of their average ranks, as ArviZ's rank normalisation."""
-    rows = values.reshape(len(values), -1)
-    return _scores_in_place(*_sort_rows(rows)).reshape(values.shape)
 
 
 def _sorted_median(ordered: np.ndarray) -> np.ndarray:
@@ -113,9 +106,9 @@ def _sorted_quantile(ordered: np.ndarray, q: float) -> np.ndarray:
 
 
 def _folded_z_scale(order: np.ndarray, ordered: np.ndarray, median: np.ndarray) -> np.ndarray:
-    """:func:`_z_scale` of the rows' distances from their medians, ``|x - median|``, from the rows'
-    sorting (``order``, ``ordered``): the draws below the median, nearest first, and those above
-    are two sorted runs, which a stable sort merges."""
+    """The rank normalisation (:func:`_scores_in_place`) of the rows' distances from their medians,
+    ``|x - median|``, from the rows' sorting (``order``, ``ordered``): the draws below the median,
+    nearest first, and those above are two sorted runs, which a stable sort merges."""
     n = ordered.shape[1]
     below = n // 2  # every draw before this place is at most the median, every one after at least
     distance = np.empty(ordered.shape)
