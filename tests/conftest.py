@@ -38,4 +38,3 @@ def small_fit(sim_polls):
     """One small fit of the simulated table (weekly grid, zero-sum houses), shared by many tests."""
     config = model.Config(reference_question="Q_MAIN", sampler=SMALL_SAMPLER)
     return model.fit(sim_polls, config=config, seed=20261126, progressbar=False)
-
