@@ -294,8 +294,9 @@ def _damped_slope_path(n_time, cell_days: float, priors) -> pt.TensorVariable:
     with ``phi = slope_persistence ** (cell_days / DAYS_PER_MONTH)`` per cell; the trend gains its
     running sum, ``drift_t = sum_{u < t} slope_u * cell_days / DAYS_PER_MONTH``. The recursion is
     computed in O(time) as ``slope_t = phi^t * sum_{s <= t} phi^-s * shock_s`` (running sums, whose
-    gradients are running sums too): the powers stay within float range for any persistence the
-    prior gives weight (``phi^-T`` overflows only below ~1e-6 per month on weekly cells).
+    gradients are running sums too). ``phi^-t`` overflows only where ``T |log phi|`` passes ~700: on
+    the shipped weekly grid (235 cells) a persistence below ~2e-6 per month, where the prior has no
+    weight.
     """
     months_per_cell = cell_days / DAYS_PER_MONTH
     slope_sd = pm.HalfNormal("slope_sd", sigma=priors.slope_sd_per_month)
