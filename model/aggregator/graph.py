@@ -308,7 +308,8 @@ def _damped_slope_path(n_time, cell_days: float, priors) -> pt.TensorVariable:
     z = pm.ZeroSumNormal("slope_innovation", sigma=1.0, dims=(TIME, ANSWER))
     log_phi = months_per_cell * pt.log(persistence)
     steps = pt.arange(n_time).astype("float64")
-    scale = pt.set_subtensor(pt.ones(n_time)[1:], pt.sqrt(1.0 - pt.exp(2.0 * log_phi)))
+    # sqrt(1 - phi^2) without cancelling to 0 (and an infinite gradient) as the persistence nears 1
+    scale = pt.set_subtensor(pt.ones(n_time)[1:], pt.sqrt(-pt.expm1(2.0 * log_phi)))
     shocks = slope_sd * scale[:, None] * z  # the first is the stationary start
     slope = pt.exp(steps * log_phi)[:, None] * pt.cumsum(
         pt.exp(-steps * log_phi)[:, None] * shocks, axis=0

@@ -80,7 +80,7 @@ def _scores_in_place(order: np.ndarray, ordered: np.ndarray) -> np.ndarray:
 
 
 def _sorted_median(ordered: np.ndarray) -> np.ndarray:
-    """``np.median`` of each row, to the last bit, from the row's sorted values."""
+    """``np.median`` of each row, to the last bit for finite draws, from the row's sorted values."""
     n = ordered.shape[1]
     if n % 2:
         return ordered[:, n // 2].copy()
@@ -88,8 +88,9 @@ def _sorted_median(ordered: np.ndarray) -> np.ndarray:
 
 
 def _sorted_quantile(ordered: np.ndarray, q: float) -> np.ndarray:
-    """``np.quantile(rows, q, axis=1)`` (method "linear", ``q`` a float), to the last bit, from
-    each row's sorted values: NumPy's virtual index, its neighbours and its interpolation."""
+    """``np.quantile(rows, q, axis=1)`` (method "linear", ``q`` a float), to the last bit for
+    finite draws, from each row's sorted values: NumPy's virtual index, its neighbours and its
+    interpolation (at ``q = 1`` with an infinite largest draw NumPy gives NaN, this the draw)."""
     n = ordered.shape[1]
     virtual = (n - 1) * np.asarray(q, dtype=float)
     previous = int(np.floor(virtual))
@@ -256,7 +257,7 @@ def mixing(posterior: xr.Dataset, relative_efficiency: bool = False) -> dict[str
 
     Structurally constant entries (a reference house's zero effect) are left out. The figures are
     ArviZ's (``arviz_stats.rhat``, ``ess`` with ``method="bulk"`` and ``"tail"``), to the last
-    bit (tests/results/test_diagnostics.py), computed for every entry at once: the rank
+    bit for finite draws (tests/results/test_diagnostics.py), computed for every entry at once: the rank
     normalisation of the split chains, which R-hat and bulk ESS share, is done once, and blocks of
     entries are computed in parallel threads (:func:`_entry_figures`). With
     ``relative_efficiency``, the figures include PSIS-LOO's ``reff`` from the same blocks

@@ -232,6 +232,8 @@ def effect_in_points(posterior: xr.Dataset, effect: xr.DataArray) -> xr.DataArra
     """
     share = posterior["share"].transpose(*SAMPLE_DIMS, "time", "answer")
     groups = [d for d in effect.dims if d not in (*SAMPLE_DIMS, "answer")]
+    # the products pair draws and answers by position: line the effect's labels up with the curve's
+    effect = effect.sel({d: share[d] for d in (*SAMPLE_DIMS, "answer") if d in effect.indexes})
     e = effect.transpose(*SAMPLE_DIMS, *groups, "answer")
     e_values = e.values.reshape(*e.shape[:2], -1, e.shape[-1])  # (chain, draw, group, answer)
     p = share.values / share.values.sum(axis=-1, keepdims=True)  # (chain, draw, time, answer)

@@ -40,3 +40,12 @@ def test_effect_in_points_of_a_zero_effect_is_zero_and_of_one_answer_moves_share
     assert (points.isel(answer=slice(1, None)) < 0).all()
     # shares still sum to 100
     np.testing.assert_allclose(points.sum("answer").values, 0, atol=1e-10)
+
+
+def test_effect_in_points_pairs_answers_by_label_not_by_position():
+    post = fake_result().posterior
+    effect = post["house_effect"]
+    reordered = effect.isel(answer=list(range(effect.sizes["answer"]))[::-1])
+    xr.testing.assert_identical(
+        summaries.effect_in_points(post, reordered), summaries.effect_in_points(post, effect)
+    )
