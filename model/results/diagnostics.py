@@ -49,11 +49,15 @@ def _blom_scores(ranks: np.ndarray, n: int) -> np.ndarray:
     return special.ndtri((ranks - 3 / 8) / (n - 2 * 3 / 8 + 1))
 
 
+def _take_rows(rows: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``rows[i, index[i]]`` for every row (``np.take_along_axis``, by one flat take: faster)."""
+    return np.take(rows.ravel(), index + (np.arange(len(rows)) * rows.shape[1])[:, None])
+
+
 def _sort_rows(rows: np.ndarray, kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each row's sorting permutation and its values in that order (``rows[i, order[i]]``)."""
     order = np.argsort(rows, axis=1, kind=kind)
-    offsets = (np.arange(len(rows)) * rows.shape[1])[:, None]
-    return order, np.take(rows.ravel(), order + offsets)
+    return order, _take_rows(rows, order)
 
 
 def _scores_in_place(order: np.ndarray, ordered: np.ndarray) -> np.ndarray:
@@ -118,8 +122,7 @@ def _folded_z_scale(order: np.ndarray, ordered: np.ndarray, median: np.ndarray) 
     np.subtract(ordered[:, below:], median[:, None], out=distance[:, below:])
     merged, distance_ordered = _sort_rows(distance, kind="stable")  # merges the two runs
     place = np.where(merged < below, below - 1 - merged, merged)  # its place in ``ordered``
-    offsets = (np.arange(len(order)) * n)[:, None]
-    return _scores_in_place(np.take(order.ravel(), place + offsets), distance_ordered)
+    return _scores_in_place(_take_rows(order, place), distance_ordered)
 
 
 def _rhat(values: np.ndarray) -> np.ndarray:
@@ -257,9 +260,10 @@ def mixing(posterior: xr.Dataset, relative_efficiency: bool = False) -> dict[str
 
     Structurally constant entries (a reference house's zero effect) are left out. The figures are
     ArviZ's (``arviz_stats.rhat``, ``ess`` with ``method="bulk"`` and ``"tail"``), to the last
-    bit for finite draws (tests/results/test_diagnostics.py), computed for every entry at once: the rank
-    normalisation of the split chains, which R-hat and bulk ESS share, is done once, and blocks of
-    entries are computed in parallel threads (:func:`_entry_figures`). With
+    bit for finite draws (tests/results/test_diagnostics.py), computed for every entry at once:
+    one sort of each entry's split chains gives the rank normalisations R-hat and bulk ESS share,
+    the median and the tail quantiles, and blocks of entries are computed in parallel threads
+    (:func:`_entry_figures`). With
     ``relative_efficiency``, the figures include PSIS-LOO's ``reff`` from the same blocks
     (:func:`_relative_efficiency`; one more ESS pass).
     """

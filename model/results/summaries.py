@@ -237,12 +237,13 @@ def effect_in_points(posterior: xr.Dataset, effect: xr.DataArray) -> xr.DataArra
     e = effect.transpose(*SAMPLE_DIMS, *groups, "answer")
     e_values = e.values.reshape(*e.shape[:2], -1, e.shape[-1])  # (chain, draw, group, answer)
     p = share.values / share.values.sum(axis=-1, keepdims=True)  # (chain, draw, time, answer)
-    x = np.exp(e_values - e_values.max(axis=-1, keepdims=True))
+    top = e_values.max(axis=-1, keepdims=True)
+    x = np.exp(e_values - top)
     norm = p @ np.swapaxes(x, -1, -2)  # (chain, draw, time, group): p_t . x per group
     mean_ratio = np.swapaxes(1.0 / norm, -1, -2) @ p / p.shape[2]  # (chain, draw, group, answer)
     points = 100 * (x * mean_ratio - p.mean(axis=2)[:, :, None, :])
     # an effect equal on every answer (a reference's zero) moves no share: exactly 0, not rounding
-    points[e_values.max(axis=-1) == e_values.min(axis=-1)] = 0.0
+    points[(top == e_values.min(axis=-1, keepdims=True))[..., 0]] = 0.0
     out = xr.DataArray(
         points.reshape(e.shape),
         dims=e.dims,

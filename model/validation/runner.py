@@ -157,18 +157,20 @@ def sbc_task(
         table = sbc.ranks(sbc.posterior_values(posterior, refitter.design), truth)
         mixing = sbc.ranked_mixing(posterior, refitter.design).set_index("quantity")
         divergences = int(idata.sample_stats["diverging"].sum())
+        min_ess = float(mixing["ess_bulk"].min())
+        accepted = bool(min_ess >= sbc.ACCEPT_ESS)
         return {
             "ranks": table,
-            "min_ranked_ess": float(mixing["ess_bulk"].min()),
+            "min_ranked_ess": min_ess,
             "min_ranked_ess_quantity": str(mixing["ess_bulk"].idxmin()),
             "max_ranked_rhat": float(mixing["rhat"].max()),
             "divergences": divergences,
             **_attempt_columns(idata),
-            "accepted": bool(mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS),
-            "gate_passed": bool(mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS),
+            "accepted": accepted,
+            "gate_passed": accepted,
             "gate_failures": ""
-            if mixing["ess_bulk"].min() >= sbc.ACCEPT_ESS
-            else f"min ranked bulk ESS {mixing['ess_bulk'].min():.0f} < {sbc.ACCEPT_ESS}",
+            if accepted
+            else f"min ranked bulk ESS {min_ess:.0f} < {sbc.ACCEPT_ESS}",
             "sample_s": sample_s,
             "compile_s": refitter.compile_s if compiled_now else 0.0,
             "worker_pid": os.getpid(),
