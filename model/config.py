@@ -158,6 +158,16 @@ class Sampler:
         non-centred (``PollDesign.centred_knots``). The form is part of the compiled model's
         structure: a table that crosses that threshold (a new reading, a refit on fewer) compiles
         the other form once.
+    houses, questions : {"auto", "centred", "non_centred"}
+        How the free (unpaired, non-reference) house effects and question effects are sampled
+        (the same model either way): ``"centred"`` as the effects themselves, which mixes best
+        where each has many readings; ``"non_centred"`` as standardised effects times their scale,
+        which avoids a funnel with the scale where few readings leave it free; ``"auto"``
+        (default) chooses per table: centred when every one of them has at least
+        :data:`model.aggregator.design.CENTRED_MIN_READINGS` readings
+        (``PollDesign.centred_houses``, ``PollDesign.centred_questions``). Like ``knots``, the
+        form is part of the compiled model's structure: pinning it lets tables on either side of
+        the threshold share one compiled model.
     retry_target_accept : float, tuple of float, or None
         When a fit has divergent transitions, sample it again, from the same seed, at this
         higher target acceptance (a smaller step size), as Stan's users are told to; a tuple
@@ -174,6 +184,8 @@ class Sampler:
     target_accept: float = 0.9
     nuts_sampler: Literal["nutpie", "pymc", "numpyro", "blackjax"] = "nutpie"
     knots: Literal["auto", "centred", "non_centred"] = "auto"
+    houses: Literal["auto", "centred", "non_centred"] = "auto"
+    questions: Literal["auto", "centred", "non_centred"] = "auto"
     retry_target_accept: float | tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -313,10 +325,11 @@ class Config:
             problems.append(
                 f"sampler: draws={s.draws}, tune={s.tune}, chains={s.chains}; expected positive counts"
             )
-        if s.knots not in ("auto", "centred", "non_centred"):
-            problems.append(
-                f"sampler.knots: {s.knots!r}; expected 'auto', 'centred' or 'non_centred'"
-            )
+        for form in ("knots", "houses", "questions"):
+            if getattr(s, form) not in ("auto", "centred", "non_centred"):
+                problems.append(
+                    f"sampler.{form}: {getattr(s, form)!r}; expected 'auto', 'centred' or 'non_centred'"
+                )
         if not 0 < s.target_accept < 1:
             problems.append(
                 f"sampler.target_accept: {s.target_accept!r}; expected a value between 0 and 1"

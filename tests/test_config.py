@@ -49,6 +49,12 @@ def test_unknown_key_and_bad_values_are_refused(tmp_path):
         ConfigError, match="sampler.knots: 'loose'; expected 'auto', 'centred' or 'non_centred'"
     ):
         Config().replace(sampler={"knots": "loose"})
+    for form in ("houses", "questions"):
+        with pytest.raises(
+            ConfigError,
+            match=f"sampler.{form}: 'loose'; expected 'auto', 'centred' or 'non_centred'",
+        ):
+            Config().replace(sampler={form: "loose"})
     with pytest.raises(ConfigError, match="target_accept"):
         Config().replace(sampler={"target_accept": 1.5})
     with pytest.raises(

@@ -84,8 +84,9 @@ class PollDesign:
         their house and question effects only up to one shared shift, which the priors split.
         A confounded pair is the smallest such group.
     centred_houses, centred_questions : bool
-        Whether the (unpaired, free) house and question effects are sampled centred: every one of
-        them has at least :data:`CENTRED_MIN_READINGS` readings.
+        Whether the (unpaired, free) house and question effects are sampled centred
+        (``config.sampler.houses`` and ``.questions``; with ``"auto"``, when every one of them has
+        at least :data:`CENTRED_MIN_READINGS` readings).
     walk_knots : numpy.ndarray
         Grid cells at which the readings pin the trend (:func:`walk_knots`), ascending. The walk's
         change between two consecutive knots is sampled centred, the path in between and before
@@ -368,8 +369,10 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
         and (config.house_effects == ZERO_SUM or h not in paired_h)
     ]
     free_q = [q for q in range(1, len(questions)) if q not in paired_q]
-    centred_houses = all((pollster_idx == h).sum() >= CENTRED_MIN_READINGS for h in free_h)
-    centred_questions = all((question_idx == q).sum() >= CENTRED_MIN_READINGS for q in free_q)
+    centred_houses = _centred(config.sampler.houses, [(pollster_idx == h).sum() for h in free_h])
+    centred_questions = _centred(
+        config.sampler.questions, [(question_idx == q).sum() for q in free_q]
+    )
     event_cell = cell_of([pd.Timestamp(e.date) for e in config.events], time).astype(int)
     for event, cell in zip(config.events, event_cell):
         if not first_cell.min() < cell <= last_cell.max():
@@ -477,6 +480,14 @@ def _refuse_projected_dates(config: Config, data_end: pd.Timestamp) -> None:
             )
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def _centred(form: str, readings_per_effect: list[int]) -> bool:
+    """Whether effects are sampled centred: as ``form`` says, or with ``"auto"`` when each of them
+    has at least :data:`CENTRED_MIN_READINGS` readings (``readings_per_effect``)."""
+    if form == "auto":
+        return all(count >= CENTRED_MIN_READINGS for count in readings_per_effect)
+    return form == "centred"
 
 
 def walk_knots(

@@ -305,6 +305,37 @@ def test_auto_knots_are_centred_only_where_enough_segments_pin_the_walk_scale(si
             np.testing.assert_array_equal(fixed.walk_knots, auto.walk_knots)
 
 
+def test_auto_effects_are_centred_only_where_each_has_enough_readings(sim_polls):
+    """``sampler.houses`` / ``.questions = "auto"`` (the default) sample the free house (question)
+    effects centred when each has CENTRED_MIN_READINGS readings, non-centred otherwise;
+    "centred" and "non_centred" hold whatever the table, and change nothing else in the design."""
+    from model.aggregator.design import CENTRED_MIN_READINGS
+
+    config = model.Config(reference_question="Q_MAIN")
+    assert (config.sampler.houses, config.sampler.questions) == ("auto", "auto")
+    # zero-sum house effects: every house's effect is free
+    per_house = sim_polls["pollster"].value_counts()
+    sparse_house = per_house.idxmin()
+    assert per_house.min() < CENTRED_MIN_READINGS <= per_house.drop(sparse_house).min(), per_house
+    tables = {
+        "every house": sim_polls,
+        "without the sparse house": sim_polls[sim_polls["pollster"] != sparse_house],
+    }
+    designs = {name: build_design(table, config) for name, table in tables.items()}
+    assert not designs["every house"].centred_houses
+    assert designs["without the sparse house"].centred_houses
+    for name, auto in designs.items():
+        table = tables[name]
+        for form, centred in (("centred", True), ("non_centred", False)):
+            for which in ("houses", "questions"):
+                fixed = build_design(table, config.replace(sampler={which: form}))
+                assert getattr(fixed, f"centred_{which}") is centred
+                other = "questions" if which == "houses" else "houses"
+                assert getattr(fixed, f"centred_{other}") is getattr(auto, f"centred_{other}")
+                np.testing.assert_array_equal(fixed.walk_knots, auto.walk_knots)
+                assert fixed.centred_knots is auto.centred_knots
+
+
 def test_the_shipped_fit_samples_its_knots_centred():
     """The shipped data pin ten changes, enough for the centred knots (the backtest's refits on
     fewer readings get the non-centred form from the same config)."""

@@ -535,15 +535,17 @@ def test_fit_samples_and_post_processes_without_fast_math(sim_polls, monkeypatch
     whatever PyTensor's setting (here switched on)."""
     from model.sampling import engine
 
+    # The shared small fit's structure (tests/conftest.py), so its compiled model serves both.
+    config = model.Config(reference_question="Q_MAIN")
     seen = []
     monkeypatch.setattr(engine.CompiledAggregator, "_sample_nutpie", _fast_math_recorder(seen))
     with pytensor.config.change_flags(numba__fastmath=True):
         with pytest.raises(RuntimeError, match="recorded"):
-            model.fit(sim_polls, config=CONFIG, seed=1, progressbar=False)
+            model.fit(sim_polls, config=config, seed=1, progressbar=False)
         assert pytensor.config.numba__fastmath is True
     assert seen == [False]
     # the post-processing of the same engine (its first compile: both are compiled in one block)
-    compiled = engine.CompiledAggregator(build_design(sim_polls, CONFIG), CONFIG)
+    compiled = engine.CompiledAggregator(build_design(sim_polls, config), config)
     monkeypatch.setattr(engine.pm.pytensorf, "compile", _fast_math_recorder(seen))
     with pytensor.config.change_flags(numba__fastmath=True):
         with pytest.raises(RuntimeError, match="recorded"):
