@@ -32,9 +32,12 @@ def sim_polls(simulation):
 
 SMALL_SAMPLER = model.Sampler(draws=300, tune=400, chains=2)
 
+#: The small fit's config (tests/sampling/test_compiled.py fits the same structure).
+SMALL_CONFIG = model.Config(reference_question="Q_MAIN", sampler=SMALL_SAMPLER)
+
 
 @pytest.fixture(scope="session")
 def small_fit(sim_polls):
     """One small fit of the simulated table (weekly grid, zero-sum houses), shared by many tests."""
-    config = model.Config(reference_question="Q_MAIN", sampler=SMALL_SAMPLER)
+    config = SMALL_CONFIG
     return model.fit(sim_polls, config=config, seed=20261126, progressbar=False)

@@ -595,27 +595,27 @@ class PollAggregator:
                     "nonsampling_sd_house", nonsampling_sd * pt.exp(spread * house_z), dims=POLLSTER
                 )
                 tau = (by_house / 50.0)[pollster_idx]
-            n = n_stated
-            if (~d.n_known).any():
-                log_n_z = pm.Normal("log_n_z", 0.0, 1.0, dims="poll_unknown_n")
-                # The median known size is data too (a new reading may move it); by house, one per
-                # reading without a stated size.
-                if self.config.unknown_n == "by_house":
-                    medians = [d.unknown_n_prior_median(p) for p in d.polls["pollster"][~d.n_known]]
-                    log_n_median = pm.Data(
-                        "log_unknown_n_median", np.log(medians), dims="poll_unknown_n"
-                    )
-                else:
-                    log_n_median = pm.Data("log_unknown_n_median", np.log(d.unknown_n_median))
-                n_unknown = pm.Deterministic(
-                    "n_unknown",
-                    pt.exp(log_n_median + priors.unknown_n_log_sd * log_n_z),
-                    dims="poll_unknown_n",
+            # Unknown sample sizes are parameters; with every size stated, none (an empty
+            # dimension): a table with some and one without are one compiled structure.
+            log_n_z = pm.Normal("log_n_z", 0.0, 1.0, dims="poll_unknown_n")
+            # The median known size is data too (a new reading may move it); by house, one per
+            # reading without a stated size.
+            if self.config.unknown_n == "by_house":
+                medians = [d.unknown_n_prior_median(p) for p in d.polls["pollster"][~d.n_known]]
+                log_n_median = pm.Data(
+                    "log_unknown_n_median", np.log(medians), dims="poll_unknown_n"
                 )
-                unknown_n_poll = pm.Data(
-                    "unknown_n_poll", np.flatnonzero(~d.n_known), dims="poll_unknown_n"
-                )
-                n = pt.set_subtensor(n[unknown_n_poll], n_unknown)
+            else:
+                log_n_median = pm.Data("log_unknown_n_median", np.log(d.unknown_n_median))
+            n_unknown = pm.Deterministic(
+                "n_unknown",
+                pt.exp(log_n_median + priors.unknown_n_log_sd * log_n_z),
+                dims="poll_unknown_n",
+            )
+            unknown_n_poll = pm.Data(
+                "unknown_n_poll", np.flatnonzero(~d.n_known), dims="poll_unknown_n"
+            )
+            n = pt.set_subtensor(n_stated[unknown_n_poll], n_unknown)
             concentration = 1.0 / (1.0 / n + tau**2)
             alpha = concentration[:, None] * p_component
             observed = pm.Data("observed_share", d.observed, dims=(POLL, COMPONENT))

@@ -23,6 +23,7 @@ from model.sampling.compiled import (
     compile_lock,
     compile_model,
 )
+from tests.conftest import SMALL_CONFIG
 
 # The knots' form pinned: with "auto" a table cut below CENTRED_MIN_SEGMENTS segments between knots
 # is another structure (non-centred knots), and these tests are about sizes within one structure.
@@ -193,7 +194,8 @@ def test_with_data_reaches_the_callbacks(compiled_pair, reference, which):
 
 def test_the_model_key_follows_the_structure_not_the_data(sim_polls):
     """The model's form, its config and the stored variables change the key; the data do not: not a
-    shared variable's values (what ``with_data`` swaps), nor fewer readings (other sizes)."""
+    shared variable's values (what ``with_data`` swaps), nor fewer readings (other sizes), nor
+    whether any sample size is unknown."""
     design = build_design(sim_polls, CONFIG)
     fewer = build_design(sim_polls.iloc[5:].reset_index(drop=True), CONFIG)
     assert len(fewer.polls) < len(design.polls)
@@ -203,6 +205,11 @@ def test_the_model_key_follows_the_structure_not_the_data(sim_polls):
     assert _model_key(PollAggregator(design, CONFIG, refit=True).build(), None)[0] == key
     assert _model_key(PollAggregator(design, CONFIG).build(), None)[0] != key
     assert _model_key(PollAggregator(fewer, CONFIG, refit=True).build(), None)[0] == key
+    # every sample size stated: no unknown sizes (an empty dimension), the same structure
+    stated = sim_polls.assign(n=sim_polls["n"].fillna(1000.0))
+    assert sim_polls["n"].isna().any() and not stated["n"].isna().any()
+    every_n = build_design(stated, CONFIG)
+    assert _model_key(PollAggregator(every_n, CONFIG, refit=True).build(), None)[0] == key
     zero_sum = CONFIG.replace(house_effects="zero_sum")
     assert (
         _model_key(
@@ -300,12 +307,19 @@ def test_a_missing_private_name_or_another_layout_falls_back_too(monkeypatch):
     ]
 
 
-def test_one_compiled_model_serves_tables_of_other_sizes(compiled_pair, sim_polls):
-    """Fewer readings (fewer polls, fewer unknown sample sizes, other knots) load the callbacks
-    compiled for the full table, and they compute that table's log density, gradient and stored
-    variables exactly as PyTensor does; the first compiled model still reads its own data."""
+@pytest.mark.parametrize("other", ["fewer readings", "every size stated"])
+def test_one_compiled_model_serves_tables_of_other_sizes(compiled_pair, sim_polls, other):
+    """Fewer readings (fewer polls, fewer unknown sample sizes, other knots), or every sample size
+    stated (no unknown sizes: an empty dimension), load the callbacks compiled for the full table,
+    and they compute that table's log density, gradient and stored variables exactly as PyTensor
+    does; the first compiled model still reads its own data."""
     design, pymc_model, fresh, cached, layout = compiled_pair
-    fewer = build_design(sim_polls.iloc[: len(sim_polls) - 12].reset_index(drop=True), CONFIG)
+    if other == "fewer readings":
+        table = sim_polls.iloc[: len(sim_polls) - 12].reset_index(drop=True)
+    else:
+        table = sim_polls.assign(n=sim_polls["n"].fillna(1000.0))
+    fewer = build_design(table, CONFIG)
+    assert other == "fewer readings" or fewer.n_known.all()
     small = PollAggregator(fewer, CONFIG, refit=True).build()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(CACHE_TAG_ENV, _TAG)
@@ -535,8 +549,8 @@ def test_fit_samples_and_post_processes_without_fast_math(sim_polls, monkeypatch
     whatever PyTensor's setting (here switched on)."""
     from model.sampling import engine
 
-    # The shared small fit's structure (tests/conftest.py), so its compiled model serves both.
-    config = model.Config(reference_question="Q_MAIN")
+    # The shared small fit's structure, so its compiled model serves both.
+    config = SMALL_CONFIG
     seen = []
     monkeypatch.setattr(engine.CompiledAggregator, "_sample_nutpie", _fast_math_recorder(seen))
     with pytensor.config.change_flags(numba__fastmath=True):
