@@ -22,7 +22,7 @@ install: $(STAMP) ## Create .venv (Python from .python-version), install the pro
 	$(PY) -m model compile --data data/polls.csv --config $(CONFIG) || echo "make install: the model was not compiled ahead (see above); the first fit will compile it"
 
 # The environment alone: a target that fits compiles what it needs on its first run, so `make test`
-# (whose sampling tests have their own structures) does not wait for the shipped model's compile.
+# does not wait for the shipped model's compile on one core (its tests compile it beside the others).
 $(STAMP): pyproject.toml requirements.lock
 	@$(BASE_PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), f"need Python >= 3.12, got {sys.version.split()[0]} from $(BASE_PYTHON)"'
 	$(BASE_PYTHON) -m venv $(VENV)
@@ -59,7 +59,8 @@ plots: $(STAMP) ## Draw runs/latest's figures (runs/latest/figures/) and report.
 	@if [ ! -e runs/latest ]; then $(PY) -m model fit --data data/polls.csv --config $(CONFIG) || [ $$? -eq 3 ]; fi
 	$(PY) -m model plots runs/latest
 
-# The example notebook, executed from the repository root (its fits use few draws: a minute or two)
+# The example notebook, executed from the repository root (its fits use few draws: a minute or two,
+# plus about two minutes the first time, compiling its two models)
 # and rendered for reading; the committed notebook has no outputs (tests/test_examples.py checks it).
 notebook: $(STAMP) ## Execute examples/quickstart.ipynb and render it to runs/quickstart.html (not committed)
 	$(PY) -m nbconvert --execute --to html --output-dir runs --ExecutePreprocessor.timeout=600 examples/quickstart.ipynb

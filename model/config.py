@@ -158,7 +158,7 @@ class Sampler:
         non-centred (``PollDesign.centred_knots``). The form is part of the compiled model's
         structure: a table that crosses that threshold (a new reading, a refit on fewer) compiles
         the other form once.
-    houses, questions : {"auto", "centred", "non_centred"}
+    house_form, question_form : {"auto", "centred", "non_centred"}
         How the free (unpaired, non-reference) house effects and question effects are sampled
         (the same model either way): ``"centred"`` as the effects themselves, which mixes best
         where each has many readings; ``"non_centred"`` as standardised effects times their scale,
@@ -184,8 +184,8 @@ class Sampler:
     target_accept: float = 0.9
     nuts_sampler: Literal["nutpie", "pymc", "numpyro", "blackjax"] = "nutpie"
     knots: Literal["auto", "centred", "non_centred"] = "auto"
-    houses: Literal["auto", "centred", "non_centred"] = "auto"
-    questions: Literal["auto", "centred", "non_centred"] = "auto"
+    house_form: Literal["auto", "centred", "non_centred"] = "auto"
+    question_form: Literal["auto", "centred", "non_centred"] = "auto"
     retry_target_accept: float | tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -325,7 +325,7 @@ class Config:
             problems.append(
                 f"sampler: draws={s.draws}, tune={s.tune}, chains={s.chains}; expected positive counts"
             )
-        for form in ("knots", "houses", "questions"):
+        for form in ("knots", "house_form", "question_form"):
             if getattr(s, form) not in ("auto", "centred", "non_centred"):
                 problems.append(
                     f"sampler.{form}: {getattr(s, form)!r}; expected 'auto', 'centred' or 'non_centred'"
@@ -469,6 +469,9 @@ class ValidateSettings:
     sampler : Sampler or None
         Sampler of each backtest refit; None (default) uses the fit config's, so the backtest
         judges the model as ``make fit`` runs it, and each refit faces the same diagnostics gate.
+        The sampled forms (``knots``, ``house_form``, ``question_form``) are always the fit
+        config's, as each refit's design is built from it (the run's ``backtest_sampler``
+        records them); the SBC design's are ``sbc_sampler``'s.
     sbc_sampler : Sampler or None
         Sampler of each SBC refit; None (default) uses the fit config's, so calibration checks
         the sampler ``make fit`` runs.

@@ -85,6 +85,11 @@ def fit(
         idata = engine.sample_as_pymc(config.sampler, seed=sample_seed, progress_bar=progressbar)
     with phases.phase("log likelihood, predictive draws, log prior"):
         idata = engine.extend(idata, seed=predictive_seed)
+    # A variable with no entries (``log_n_z`` and ``n_unknown`` when every sample size is stated)
+    # is left out of the trace, as ArviZ's plots of a whole posterior refuse empty variables.
+    empty = [name for name, values in idata.posterior.data_vars.items() if values.size == 0]
+    if empty:
+        idata["posterior"] = idata.posterior.to_dataset().drop_vars(empty)
     from model import __version__
 
     idata.attrs.update(

@@ -49,7 +49,7 @@ def test_unknown_key_and_bad_values_are_refused(tmp_path):
         ConfigError, match="sampler.knots: 'loose'; expected 'auto', 'centred' or 'non_centred'"
     ):
         Config().replace(sampler={"knots": "loose"})
-    for form in ("houses", "questions"):
+    for form in ("house_form", "question_form"):
         with pytest.raises(
             ConfigError,
             match=f"sampler.{form}: 'loose'; expected 'auto', 'centred' or 'non_centred'",

@@ -85,7 +85,7 @@ class PollDesign:
         A confounded pair is the smallest such group.
     centred_houses, centred_questions : bool
         Whether the (unpaired, free) house and question effects are sampled centred
-        (``config.sampler.houses`` and ``.questions``; with ``"auto"``, when every one of them has
+        (``config.sampler.house_form`` and ``.question_form``; with ``"auto"``, when every one of them has
         at least :data:`CENTRED_MIN_READINGS` readings).
     walk_knots : numpy.ndarray
         Grid cells at which the readings pin the trend (:func:`walk_knots`), ascending. The walk's
@@ -369,9 +369,11 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
         and (config.house_effects == ZERO_SUM or h not in paired_h)
     ]
     free_q = [q for q in range(1, len(questions)) if q not in paired_q]
-    centred_houses = _centred(config.sampler.houses, [(pollster_idx == h).sum() for h in free_h])
+    centred_houses = _centred(
+        config.sampler.house_form, [(pollster_idx == h).sum() for h in free_h]
+    )
     centred_questions = _centred(
-        config.sampler.questions, [(question_idx == q).sum() for q in free_q]
+        config.sampler.question_form, [(question_idx == q).sum() for q in free_q]
     )
     event_cell = cell_of([pd.Timestamp(e.date) for e in config.events], time).astype(int)
     for event, cell in zip(config.events, event_cell):

@@ -385,7 +385,8 @@ class PollAggregator:
     bridge, and an event's jump as its share of its segment's change
     (:func:`_walk_and_jumps`); exact reparameterisations, so the prior is unchanged. How each form
     was measured is in ``docs/validation.md`` and ``docs/performance.md``.
-    Other house (question) effects are centred when every house (question)
+    Other house (question) effects are centred or non-centred as ``Config.sampler.house_form``
+    (``.question_form``) says; with ``"auto"``, centred when every house (question)
     concerned has at least :data:`model.aggregator.design.CENTRED_MIN_READINGS` readings, so the data pin each
     effect well inside its prior (a non-centred effect then forms a curved ridge with its scale:
     bulk ESS 34 of 600 draws for the house scale on a simulated five-house table), and

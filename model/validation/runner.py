@@ -431,7 +431,16 @@ def run_validation(
             "workers": workers,
             "scheduler": dask.address or "LocalCluster",
             "cores_per_task": cores,
-            "backtest_sampler": dataclasses.asdict(settings.sampler or config.sampler),
+            # what the refits ran: the sampler's settings, the forms of the fit config their
+            # designs come from (ValidateSettings.sampler)
+            "backtest_sampler": dataclasses.asdict(
+                dataclasses.replace(
+                    settings.sampler or config.sampler,
+                    knots=config.sampler.knots,
+                    house_form=config.sampler.house_form,
+                    question_form=config.sampler.question_form,
+                )
+            ),
             "targets": len(targets),
             "target_readings": len({t.source_row for t in targets}),
             "refits": len(refits),

@@ -306,13 +306,13 @@ def test_auto_knots_are_centred_only_where_enough_segments_pin_the_walk_scale(si
 
 
 def test_auto_effects_are_centred_only_where_each_has_enough_readings(sim_polls):
-    """``sampler.houses`` / ``.questions = "auto"`` (the default) sample the free house (question)
+    """``sampler.house_form`` / ``.question_form = "auto"`` (the default) sample the free house (question)
     effects centred when each has CENTRED_MIN_READINGS readings, non-centred otherwise;
     "centred" and "non_centred" hold whatever the table, and change nothing else in the design."""
     from model.aggregator.design import CENTRED_MIN_READINGS
 
     config = model.Config(reference_question="Q_MAIN")
-    assert (config.sampler.houses, config.sampler.questions) == ("auto", "auto")
+    assert (config.sampler.house_form, config.sampler.question_form) == ("auto", "auto")
     # zero-sum house effects: every house's effect is free
     per_house = sim_polls["pollster"].value_counts()
     sparse_house = per_house.idxmin()
@@ -327,10 +327,10 @@ def test_auto_effects_are_centred_only_where_each_has_enough_readings(sim_polls)
     for name, auto in designs.items():
         table = tables[name]
         for form, centred in (("centred", True), ("non_centred", False)):
-            for which in ("houses", "questions"):
-                fixed = build_design(table, config.replace(sampler={which: form}))
+            for which, other in (("houses", "questions"), ("questions", "houses")):
+                pinned = config.replace(sampler={f"{which[:-1]}_form": form})
+                fixed = build_design(table, pinned)
                 assert getattr(fixed, f"centred_{which}") is centred
-                other = "questions" if which == "houses" else "houses"
                 assert getattr(fixed, f"centred_{other}") is getattr(auto, f"centred_{other}")
                 np.testing.assert_array_equal(fixed.walk_knots, auto.walk_knots)
                 assert fixed.centred_knots is auto.centred_knots

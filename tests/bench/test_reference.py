@@ -84,7 +84,7 @@ def test_reference_posterior_matches_the_project_fit(small_table):
         house_effects="House A",
         # non-centred house effects ("auto" chooses it for this table too), pinned so that the
         # tiny validation's refits (tests/validation/test_validate.py) share this compiled model
-        sampler=model.Sampler(draws=500, tune=500, chains=2, houses="non_centred"),
+        sampler=model.Sampler(draws=500, tune=500, chains=2, house_form="non_centred"),
     )
     # Through the bench's timed fits (model.bench.runner), so the bench measures what agrees here.
     design = build_design(small_table, config)

@@ -14,6 +14,7 @@ import pytest
 import xarray as xr
 
 import model
+from tests.conftest import SMALL_CONFIG
 
 pytestmark = pytest.mark.sampling
 
@@ -79,6 +80,18 @@ def test_house_and_question_effects_cover_the_truth(small_fit, simulation):
     # tolerance: 90% intervals cover at least 80% of the 15 free effects (4 houses + 1 question, x 3 answers)
     assert len(covered) == 15
     assert np.mean(covered) >= 0.8, covered
+
+
+def test_a_table_stating_every_size_has_no_empty_variables_in_its_trace(sim_polls, tmp_path):
+    """Every sample size stated: no unknown-size parameters in the saved trace (the compiled model
+    has them with an empty dimension, so it is the small fit's structure: nothing compiles)."""
+    stated = sim_polls.assign(n=sim_polls["n"].fillna(1000.0))
+    config = SMALL_CONFIG.replace(sampler={"draws": 50, "tune": 50})
+    result = model.fit(stated, config=config, seed=3, progressbar=False)
+    assert {"log_n_z", "n_unknown"}.isdisjoint(result.posterior.data_vars)
+    assert all(values.size > 0 for values in result.posterior.data_vars.values())
+    loaded = model.load_run(result.save(tmp_path / "run"))
+    assert {"log_n_z", "n_unknown"}.isdisjoint(loaded.posterior.data_vars)
 
 
 def test_effect_tables(small_fit):

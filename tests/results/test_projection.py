@@ -50,7 +50,7 @@ def projections():
             # House effects pinned non-centred: with "auto", the tables whose houses all have ten
             # readings would sample them centred, another compiled structure; pinned, all six
             # share the one compiled model (and the command line tests' table, tests/test_cli.py).
-            sampler=dataclasses.replace(SMALL_SAMPLER, houses="non_centred"),
+            sampler=dataclasses.replace(SMALL_SAMPLER, house_form="non_centred"),
         )
         result = model.fit(_table(sim), config=config, seed=seed, progressbar=False)
         out.append((sim, result))

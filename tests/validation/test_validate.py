@@ -34,7 +34,7 @@ def validation():
     config = model.Config(
         reference_question="Q_MAIN",
         house_effects="House A",
-        sampler=model.Sampler(houses="non_centred"),
+        sampler=model.Sampler(house_form="non_centred"),
     )
     settings = ValidateSettings(
         since="2024-08-01",
@@ -54,6 +54,10 @@ def validation():
 def test_backtest_table_scores_the_model_and_every_baseline(validation):
     v, lines = validation
     assert v.info["workers"] == 2 and v.info["scheduler"] == "LocalCluster"
+    # the recorded sampler is what the refits ran: the tiny sampler, the config's forms
+    ran = v.info["backtest_sampler"]
+    assert (ran["draws"], ran["tune"], ran["target_accept"]) == (100, 150, 0.9)
+    assert (ran["house_form"], ran["knots"]) == ("non_centred", "auto")
     table = v.backtest
     per_target = v.backtest_targets
     reference_now = per_target[per_target["reference"] & (per_target["horizon_months"] == 0)]
