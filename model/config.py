@@ -15,7 +15,7 @@ import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pandas as pd
 
@@ -23,6 +23,10 @@ Grid = Literal["day", "week", "month"]
 Trend = Literal["walk", "drift", "damped"]
 ByHouse = Literal["shared", "by_house"]
 WalkPrior = Literal["half_normal", "gamma"]
+#: How a part of the model is sampled (the same model either way): ``Sampler``'s form fields.
+Form = Literal["auto", "centred", "non_centred"]
+#: ``Sampler``'s fields that choose a form: the design's, part of the compiled structure.
+FORM_FIELDS = ("knots", "house_form", "question_form")
 
 #: Identification modes other than naming a reference pollster.
 ZERO_SUM = "zero_sum"
@@ -183,9 +187,9 @@ class Sampler:
     chains: int = 4
     target_accept: float = 0.9
     nuts_sampler: Literal["nutpie", "pymc", "numpyro", "blackjax"] = "nutpie"
-    knots: Literal["auto", "centred", "non_centred"] = "auto"
-    house_form: Literal["auto", "centred", "non_centred"] = "auto"
-    question_form: Literal["auto", "centred", "non_centred"] = "auto"
+    knots: Form = "auto"
+    house_form: Form = "auto"
+    question_form: Form = "auto"
     retry_target_accept: float | tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -325,8 +329,8 @@ class Config:
             problems.append(
                 f"sampler: draws={s.draws}, tune={s.tune}, chains={s.chains}; expected positive counts"
             )
-        for form in ("knots", "house_form", "question_form"):
-            if getattr(s, form) not in ("auto", "centred", "non_centred"):
+        for form in FORM_FIELDS:
+            if getattr(s, form) not in get_args(Form):
                 problems.append(
                     f"sampler.{form}: {getattr(s, form)!r}; expected 'auto', 'centred' or 'non_centred'"
                 )

@@ -36,8 +36,12 @@ SMALL_SAMPLER = model.Sampler(draws=300, tune=400, chains=2)
 SMALL_CONFIG = model.Config(reference_question="Q_MAIN", sampler=SMALL_SAMPLER)
 
 
+def every_size_stated(polls):
+    """``polls`` with every unknown sample size stated (1,000): no unknown-size parameters."""
+    return polls.assign(n=polls["n"].fillna(1000.0))
+
+
 @pytest.fixture(scope="session")
 def small_fit(sim_polls):
     """One small fit of the simulated table (weekly grid, zero-sum houses), shared by many tests."""
-    config = SMALL_CONFIG
-    return model.fit(sim_polls, config=config, seed=20261126, progressbar=False)
+    return model.fit(sim_polls, config=SMALL_CONFIG, seed=20261126, progressbar=False)

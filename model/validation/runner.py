@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from model.aggregator.design import PollDesign, build_design
-from model.config import Config, ConfigError, Sampler, ValidateSettings
+from model.config import FORM_FIELDS, Config, ConfigError, Sampler, ValidateSettings
 from model.data.polls import table_checksum
 from model.results.diagnostics import convergence, gate, sampling_attempts
 from model.sampling.engine import CompiledAggregator
@@ -436,9 +436,7 @@ def run_validation(
             "backtest_sampler": dataclasses.asdict(
                 dataclasses.replace(
                     settings.sampler or config.sampler,
-                    knots=config.sampler.knots,
-                    house_form=config.sampler.house_form,
-                    question_form=config.sampler.question_form,
+                    **{form: getattr(config.sampler, form) for form in FORM_FIELDS},
                 )
             ),
             "targets": len(targets),

@@ -327,9 +327,11 @@ def test_auto_effects_are_centred_only_where_each_has_enough_readings(sim_polls)
     for name, auto in designs.items():
         table = tables[name]
         for form, centred in (("centred", True), ("non_centred", False)):
-            for which, other in (("houses", "questions"), ("questions", "houses")):
-                pinned = config.replace(sampler={f"{which[:-1]}_form": form})
-                fixed = build_design(table, pinned)
+            for field, which, other in (
+                ("house_form", "houses", "questions"),
+                ("question_form", "questions", "houses"),
+            ):
+                fixed = build_design(table, config.replace(sampler={field: form}))
                 assert getattr(fixed, f"centred_{which}") is centred
                 assert getattr(fixed, f"centred_{other}") is getattr(auto, f"centred_{other}")
                 np.testing.assert_array_equal(fixed.walk_knots, auto.walk_knots)

@@ -14,7 +14,7 @@ import pytest
 import xarray as xr
 
 import model
-from tests.conftest import SMALL_CONFIG
+from tests.conftest import SMALL_CONFIG, every_size_stated
 
 pytestmark = pytest.mark.sampling
 
@@ -85,7 +85,7 @@ def test_house_and_question_effects_cover_the_truth(small_fit, simulation):
 def test_a_table_stating_every_size_has_no_empty_variables_in_its_trace(sim_polls, tmp_path):
     """Every sample size stated: no unknown-size parameters in the saved trace (the compiled model
     has them with an empty dimension, so it is the small fit's structure: nothing compiles)."""
-    stated = sim_polls.assign(n=sim_polls["n"].fillna(1000.0))
+    stated = every_size_stated(sim_polls)
     config = SMALL_CONFIG.replace(sampler={"draws": 50, "tune": 50})
     result = model.fit(stated, config=config, seed=3, progressbar=False)
     assert {"log_n_z", "n_unknown"}.isdisjoint(result.posterior.data_vars)

@@ -23,7 +23,7 @@ from model.sampling.compiled import (
     compile_lock,
     compile_model,
 )
-from tests.conftest import SMALL_CONFIG
+from tests.conftest import SMALL_CONFIG, every_size_stated
 
 # The knots' form pinned: with "auto" a table cut below CENTRED_MIN_SEGMENTS segments between knots
 # is another structure (non-centred knots), and these tests are about sizes within one structure.
@@ -206,7 +206,7 @@ def test_the_model_key_follows_the_structure_not_the_data(sim_polls):
     assert _model_key(PollAggregator(design, CONFIG).build(), None)[0] != key
     assert _model_key(PollAggregator(fewer, CONFIG, refit=True).build(), None)[0] == key
     # every sample size stated: no unknown sizes (an empty dimension), the same structure
-    stated = sim_polls.assign(n=sim_polls["n"].fillna(1000.0))
+    stated = every_size_stated(sim_polls)
     assert sim_polls["n"].isna().any() and not stated["n"].isna().any()
     every_n = build_design(stated, CONFIG)
     assert _model_key(PollAggregator(every_n, CONFIG, refit=True).build(), None)[0] == key
@@ -317,7 +317,7 @@ def test_one_compiled_model_serves_tables_of_other_sizes(compiled_pair, sim_poll
     if other == "fewer readings":
         table = sim_polls.iloc[: len(sim_polls) - 12].reset_index(drop=True)
     else:
-        table = sim_polls.assign(n=sim_polls["n"].fillna(1000.0))
+        table = every_size_stated(sim_polls)
     fewer = build_design(table, CONFIG)
     assert other == "fewer readings" or fewer.n_known.all()
     small = PollAggregator(fewer, CONFIG, refit=True).build()
@@ -549,7 +549,7 @@ def test_fit_samples_and_post_processes_without_fast_math(sim_polls, monkeypatch
     whatever PyTensor's setting (here switched on)."""
     from model.sampling import engine
 
-    # The shared small fit's structure, so its compiled model serves both.
+    # The shared small fit's config, so its compiled model serves both.
     config = SMALL_CONFIG
     seen = []
     monkeypatch.setattr(engine.CompiledAggregator, "_sample_nutpie", _fast_math_recorder(seen))
