@@ -15,6 +15,7 @@ import pymc as pm
 from model.aggregator.design import build_design, exclusion_reasons
 from model.config import Config
 from model.data.polls import load_polls, table_checksum
+from model.results.diagnostics import convergence_in_background
 from model.results.fit_result import FitResult
 from model.sampling.engine import CompiledAggregator
 from model.timing import Phases
@@ -83,6 +84,9 @@ def fit(
         engine = CompiledAggregator(design, config)
     with phases.phase("sampling"):
         idata = engine.sample_as_pymc(config.sampler, seed=sample_seed, progress_bar=progressbar)
+    # The gate's R-hat and ESS (the longest step after sampling, on every CPU) need the posterior
+    # alone: they run alongside the steps below, whose Python the GIL keeps to one CPU.
+    convergence = convergence_in_background(idata)
     with phases.phase("log likelihood, predictive draws, log prior"):
         idata = engine.extend(idata, seed=predictive_seed)
     # A variable with no entries (``log_n_z`` and ``n_unknown`` when every sample size is stated)
@@ -127,6 +131,7 @@ def fit(
         seed=seed,
         excluded=excluded,
         phases=phases,
+        _convergence=convergence,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar, copy_context
 
@@ -52,3 +52,18 @@ def thread_map[T, R](
     contexts = [copy_context() for _ in items]
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(lambda context, item: context.run(fn, item), contexts, items))
+
+
+def in_background[R](fn: Callable[[], R]) -> Future[R]:
+    """Start ``fn()`` in a thread of its own and return its future, for work that overlaps with the
+    caller's (the caller asks ``.result()`` when it needs it; an error ``fn`` raised is raised there).
+
+    ``fn`` runs in a copy of the caller's context, so a :func:`cpu_budget` set by the caller holds
+    there. It must not share mutable state with the caller's work: pass it its inputs.
+    """
+    context = copy_context()
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(context.run, fn)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends when ``fn`` returns

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from model.threads import cpu_budget, thread_map, usable_cpus
+import pytest
+
+from model.threads import cpu_budget, in_background, thread_map, usable_cpus
 
 
 def test_a_cpu_budget_caps_usable_cpus_in_its_block_only():
@@ -38,3 +40,25 @@ def test_thread_map_workers_see_the_callers_budget():
     with cpu_budget(1):
         seen = thread_map(lambda i: usable_cpus(), list(range(4)), threads=2)
     assert seen == [1, 1, 1, 1]
+
+
+def test_in_background_runs_alongside_in_the_callers_budget_and_raises_where_asked():
+    started, release = threading.Event(), threading.Event()
+
+    def work():
+        started.set()
+        release.wait(5)  # the caller goes on while this waits
+        return usable_cpus(), threading.get_ident()
+
+    with cpu_budget(1):
+        pending = in_background(work)
+    assert started.wait(5) and not pending.done()
+    release.set()
+    cpus, ident = pending.result(5)
+    assert cpus == 1 and ident != threading.get_ident()
+
+    def fail():
+        raise ValueError("in the thread")
+
+    with pytest.raises(ValueError, match="in the thread"):
+        in_background(fail).result(5)

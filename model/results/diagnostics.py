@@ -6,9 +6,14 @@ is marked failed, is still written, and the command line exits with status 3.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import sys
 import warnings
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any
 
 import arviz_stats as azs  # not arviz itself: it imports arviz_plots and with it matplotlib
@@ -20,7 +25,7 @@ from scipy import special
 from scipy.fftpack import next_fast_len  # as ArviZ pads its FFTs
 
 from model.aggregator.design import PollDesign
-from model.threads import thread_map, usable_cpus
+from model.threads import in_background, thread_map
 
 MAX_RHAT = 1.01
 MIN_ESS = 400
@@ -236,22 +241,24 @@ def _entry_figures_serial(
 
 
 def _entry_figures(
-    values: np.ndarray, threads: int | None = None, min_chunk: int = 64, mean_ess: bool = False
+    values: np.ndarray, threads: int | None = None, block_rows: int = 32, mean_ess: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rank-normalised split R-hat, bulk ESS, tail ESS and, with ``mean_ess``, the ESS of the mean
     (split chains, no rank normalisation) of each entry of an (entry, chain, draw) array (NaN
     where too few draws, or not asked for).
 
-    Every figure is computed from its entry's draws alone, so the entries are cut into blocks of at
-    least ``min_chunk`` and the blocks computed in ``threads`` threads (default: one per CPU this
-    process may use): the sorts, FFTs and array arithmetic release the GIL, and the figures are the
-    same to the last bit as in one block (tests/results/test_diagnostics.py).
+    Every figure is computed from its entry's draws alone, so the entries are cut into blocks of
+    ``block_rows`` and the blocks computed in ``threads`` threads (default: one per CPU this process
+    may use): the sorts, FFTs and array arithmetic release the GIL, and the figures are the same to
+    the last bit as in one block (tests/results/test_diagnostics.py). Small blocks keep each one's
+    arrays in the CPU's cache: on the shipped fit's 1,534 entries of 4 x 2,000 draws, blocks of 32
+    rows took 1.2 s on two threads where one block per thread took 2.0 s (docs/performance.md).
     """
     prob = float(rcParams["stats.ci_prob"])  # ArviZ's tail: the quantiles of its ci_prob
-    blocks = max(1, min(threads or usable_cpus(), len(values) // min_chunk))
-    bounds = np.linspace(0, len(values), blocks + 1).astype(int)
-    parts = [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    figures = thread_map(lambda part: _entry_figures_serial(part, prob, mean_ess), parts)
+    parts = [values[a : a + block_rows] for a in range(0, len(values), max(block_rows, 1))]
+    figures = thread_map(lambda part: _entry_figures_serial(part, prob, mean_ess), parts, threads)
+    if not figures:
+        return _entry_figures_serial(values, prob, mean_ess)
     return tuple(np.concatenate(column) for column in zip(*figures))
 
 
@@ -362,6 +369,51 @@ def convergence(idata, relative_efficiency: bool = False) -> dict[str, Any]:
     }
 
 
+def convergence_in_background(idata) -> Future[dict[str, Any]]:
+    """:func:`convergence` of a trace (with ``relative_efficiency``, as :func:`diagnose` needs it),
+    computed in a thread of its own while the caller goes on (:func:`model.threads.in_background`).
+
+    The thread reads a snapshot of the trace's ``posterior`` and ``sample_stats`` taken now (the
+    same arrays, not copies), so the caller may add groups to the trace meanwhile; variables with
+    no entries are left out of the snapshot, as a fit leaves them out of its trace. Pass the
+    future's result to :func:`diagnose`.
+    """
+    posterior = idata.posterior.to_dataset()
+    posterior = posterior.drop_vars([n for n, v in posterior.data_vars.items() if v.size == 0])
+    snapshot = xr.DataTree.from_dict(
+        {"posterior": posterior, "sample_stats": idata.sample_stats.to_dataset()}
+    )
+    snapshot.attrs = dict(idata.attrs)
+    return in_background(lambda: convergence(snapshot, relative_efficiency=True))
+
+
+@contextmanager
+def _unloaded_jax_hidden() -> Iterator[None]:
+    """Within the block, ``sys.modules`` does not hold the lazy, not yet loaded ``jax`` and
+    ``numpyro`` modules that ``arviz_base`` registers when imported (``lazy_loader.load`` in
+    ``arviz_base.io_numpyro``).
+
+    SciPy's array-API checks (``logsumexp``, which the Pareto fits of PSIS-LOO and power-scaling
+    call) take a module found
+    in ``sys.modules`` as imported and read a class from it, which loads the whole of JAX (0.4-0.5 s)
+    into a process that does not use it. Put back when the block ends, unless the real module was
+    imported meanwhile.
+    """
+    lazy = getattr(importlib.util, "_LazyModule", ())
+    hidden = {
+        name: module
+        for name in ("jax", "numpyro")
+        if isinstance(module := sys.modules.get(name), lazy)
+    }
+    for name in hidden:
+        del sys.modules[name]
+    try:
+        yield
+    finally:
+        for name, module in hidden.items():
+            sys.modules.setdefault(name, module)
+
+
 def predictive_checks(
     idata, design: PollDesign, relative_efficiency: float | None = None
 ) -> dict[str, Any]:
@@ -398,7 +450,8 @@ def predictive_checks(
             warnings.filterwarnings(
                 "ignore", message="Estimated shape parameter of Pareto", category=UserWarning
             )
-            loo = azs.loo(idata, pointwise=True, var_name="obs_share", reff=relative_efficiency)
+            with _unloaded_jax_hidden():
+                loo = azs.loo(idata, pointwise=True, var_name="obs_share", reff=relative_efficiency)
     except ValueError as err:  # e.g. too few draws for Pareto smoothing
         loo_summary["loo_error"] = f"PSIS-LOO not computed: {err}"
     else:
@@ -465,7 +518,8 @@ def prior_sensitivity(idata, cells: list[int] | None = None) -> pd.DataFrame:
     psense_log.setLevel(logging.ERROR)  # its "potential issues" note is the diagnosis column here
     try:
         times = post["time"].values[-1:] if cells is None else post["time"].values[cells]
-        table = azs.psense_summary(idata, var_names=names, coords={"time": times})
+        with _unloaded_jax_hidden():  # its Pareto smoothing calls SciPy's logsumexp
+            table = azs.psense_summary(idata, var_names=names, coords={"time": times})
     finally:
         psense_log.setLevel(level)
     return table.rename_axis("quantity").reset_index()
@@ -499,9 +553,14 @@ def gate(conv: dict[str, Any]) -> list[str]:
     return failures
 
 
-def diagnose(idata, design: PollDesign) -> dict[str, Any]:
-    """Everything ``diagnostics.json`` holds; ``passed`` is the gate's verdict."""
-    conv = convergence(idata, relative_efficiency=True)
+def diagnose(idata, design: PollDesign, conv: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything ``diagnostics.json`` holds; ``passed`` is the gate's verdict.
+
+    ``conv``: the trace's :func:`convergence` with ``relative_efficiency``, if already computed
+    (:func:`convergence_in_background`); default: computed here.
+    """
+    if conv is None:
+        conv = convergence(idata, relative_efficiency=True)
     failures = gate(conv)
     notes = []
     if conv["treedepth_saturation"] > TREEDEPTH_WARN_FRACTION:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ class FitResult:
     phases: Phases = dataclasses.field(default_factory=Phases, repr=False, compare=False)
     _diagnostics: dict[str, Any] | None = None
     _design: Any = None
+    #: The gate's R-hat and ESS being computed alongside (:func:`model.fit` starts them after sampling).
+    _convergence: Future | None = dataclasses.field(default=None, repr=False, compare=False)
     _summaries: dict[tuple, pd.DataFrame] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -242,7 +245,9 @@ class FitResult:
     def diagnostics(self) -> dict[str, Any]:
         """The diagnostics report and gate verdict (``passed``, ``failures``, ...)."""
         if self._diagnostics is None:
-            self._diagnostics = diagnose(self.idata, self.design)
+            conv = None if self._convergence is None else self._convergence.result()
+            self._diagnostics = diagnose(self.idata, self.design, conv)
+            self._convergence = None
         return self._diagnostics
 
     @property

@@ -90,10 +90,9 @@ WRITING = "writing the run folder"
 
 def _tables(result) -> dict[str, object]:
     """Every table and text the folder holds, computed from the draws (each once: the summary text
-    reuses the tables the result caches)."""
-    diagnostics = dict(result.diagnostics())
-    diagnostics["unknown_n_readings"] = list(result.polls.loc[result.polls["n"].isna(), "poll_id"])
-    return {
+    reuses the tables the result caches). The diagnostics come after the other tables, which a
+    fit's R-hat and ESS, computed alongside (:func:`model.fit`), then overlap."""
+    tables = {
         "headline.json": result.headline(),
         "curve.csv": result.support_curve(),
         "closed_polls.csv": result.closed_polls(),
@@ -102,9 +101,10 @@ def _tables(result) -> dict[str, object]:
         "event_jumps.csv": result.event_jumps(),
         "offsets.csv": result.reading_offsets(),
         "prior_sensitivity.csv": result.prior_sensitivity(),
-        "diagnostics.json": diagnostics,
-        "summary.txt": result.summary_text(),
     }
+    diagnostics = dict(result.diagnostics())
+    diagnostics["unknown_n_readings"] = list(result.polls.loc[result.polls["n"].isna(), "poll_id"])
+    return {**tables, "diagnostics.json": diagnostics, "summary.txt": result.summary_text()}
 
 
 def _write_contents(result, folder: Path) -> None:

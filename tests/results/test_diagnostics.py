@@ -77,8 +77,8 @@ def test_too_few_draws_give_no_figures():
 def test_entries_in_threaded_blocks_give_the_same_bits():
     """The blocks computed in parallel threads give each entry's figures exactly as one block."""
     values = _entries(posterior(4, 200))[0]
-    one_block = _entry_figures(values, threads=1, mean_ess=True)
-    blocks = _entry_figures(values, threads=3, min_chunk=2, mean_ess=True)
+    one_block = _entry_figures(values, threads=1, block_rows=len(values), mean_ess=True)
+    blocks = _entry_figures(values, threads=3, block_rows=2, mean_ess=True)
     for serial, threaded in zip(one_block, blocks):
         np.testing.assert_array_equal(threaded, serial)  # equal, not close (NaN where NaN)
 
@@ -128,3 +128,49 @@ def test_one_sort_gives_arvizs_rank_normalisations_and_numpys_median_and_quantil
     for i, row in enumerate(rows):
         np.testing.assert_array_equal(bulk[i], array_stats._z_scale(row))
         np.testing.assert_array_equal(folded[i], array_stats._z_scale(np.abs(row - median[i])))
+
+
+def test_the_gate_computed_alongside_is_the_gate_computed_in_place():
+    """``convergence_in_background`` reads a snapshot of the trace, without its empty variables
+    (a fit leaves them out), and gives :func:`convergence`'s figures exactly, whatever the caller
+    adds to the trace meanwhile."""
+    from model.results.diagnostics import convergence, convergence_in_background
+
+    rng = np.random.default_rng(3)
+    post = posterior(4, 200, missing=False)
+    stats = xr.Dataset(
+        {
+            "energy": (("chain", "draw"), rng.normal(size=(4, 200)).cumsum(axis=1)),
+            "diverging": (("chain", "draw"), np.zeros((4, 200), dtype=bool)),
+            "maxdepth_reached": (("chain", "draw"), rng.uniform(size=(4, 200)) < 0.1),
+        }
+    )
+    empty = post.assign(n_unknown=(("chain", "draw", "poll_unknown_n"), np.empty((4, 200, 0))))
+    idata = xr.DataTree.from_dict({"posterior": empty, "sample_stats": stats})
+    pending = convergence_in_background(idata)
+    idata["log_likelihood"] = xr.DataTree(post[["scale"]])  # the caller goes on
+    expected = convergence(xr.DataTree.from_dict({"posterior": post, "sample_stats": stats}), True)
+    assert pending.result(60) == expected
+
+
+def test_psis_and_power_scaling_leave_jax_unloaded():
+    """arviz_base registers ``jax`` as a lazy module; SciPy's ``logsumexp`` (the Pareto fits of
+    PSIS-LOO and power-scaling) would load it, 0.4-0.5 s, unless it is hidden meanwhile. In a
+    fresh interpreter, as a fit's."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib.util, numpy as np\n"
+        "from scipy.special import logsumexp\n"
+        "from model.results.diagnostics import _unloaded_jax_hidden\n"
+        "stub = sys.modules.get('jax')\n"
+        "assert isinstance(stub, importlib.util._LazyModule), type(stub)\n"
+        "with _unloaded_jax_hidden():\n"
+        "    assert 'jax' not in sys.modules\n"
+        "    logsumexp(np.arange(3.0))\n"
+        "assert sys.modules['jax'] is stub and type(stub) is importlib.util._LazyModule\n"
+        "assert 'jax._src' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
