@@ -87,6 +87,7 @@ def fit(
     # The gate's R-hat and ESS (the longest step after sampling, on every CPU) need the posterior
     # alone: they run alongside the steps below, whose Python the GIL keeps to one CPU.
     convergence = convergence_in_background(idata)
+    phases.alongside("the gate's R-hat and ESS, from the end of sampling")
     with phases.phase("log likelihood, predictive draws, log prior"):
         idata = engine.extend(idata, seed=predictive_seed)
     # A variable with no entries (``log_n_z`` and ``n_unknown`` when every sample size is stated)

@@ -47,6 +47,7 @@ class Phases:
         self.start = time.perf_counter() if start is None else start
         self.since = since
         self.seconds: dict[str, float] = {}
+        self.background: list[str] = []
 
     @classmethod
     def from_process_start(cls) -> Phases:
@@ -74,6 +75,11 @@ class Phases:
         finally:
             self.add(name, time.perf_counter() - start)
 
+    def alongside(self, work: str) -> None:
+        """Record that ``work`` ran in the background, alongside the phases (its time is in theirs,
+        not a row of its own); the table says so."""
+        self.background.append(work)
+
     def mark(self, name: str) -> None:
         """Count the time from the start, less every phase recorded so far, as phase ``name``."""
         self.add(name, max(self.elapsed() - sum(self.seconds.values()), 0.0))
@@ -98,4 +104,6 @@ class Phases:
         if self.seconds.get(sampling, 0) > 0:
             ratio = f"  ({total / self.seconds[sampling]:.1f} x {sampling})"
         lines.append(f"  {'total':<{width}} {total:7.1f}{ratio}")
+        if self.background:
+            lines.append(f"  Alongside the phases, in other threads: {'; '.join(self.background)}.")
         return lines

@@ -55,3 +55,14 @@ def test_table_lists_each_phase_the_total_and_the_ratio_to_sampling():
 
 def test_no_phases_no_table():
     assert Phases().table() == []
+
+
+def test_work_in_the_background_is_named_under_the_table_not_a_row():
+    phases = Phases(time.perf_counter() - 10)
+    phases.add("sampling", 4.0)
+    phases.alongside("the gate's R-hat and ESS, from the end of sampling")
+    lines = phases.table()
+    assert [line.split()[0] for line in lines[1:3]] == ["sampling", "total"]
+    assert lines[3] == (
+        "  Alongside the phases, in other threads: the gate's R-hat and ESS, from the end of sampling."
+    )
