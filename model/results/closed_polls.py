@@ -27,7 +27,7 @@ import xarray as xr
 from model.aggregator.design import PollDesign, cell_of
 from model.data.polls import closed_readings
 from model.results.summaries import (
-    field_period_logits,
+    FieldPeriods,
     interval_of,
     offsets_at_readings,
     softmax_points,
@@ -116,10 +116,11 @@ def closed_polls(
         return pd.DataFrame(columns=columns)
 
     pair_counts = polls.groupby(["pollster", "question"]).size()
+    periods = FieldPeriods(posterior)
     rows = []
     for i, reading in fitted.iterrows():
         curve, difference = (
-            draws[:, :, 0, :] for draws in offsets_at_readings(posterior, design, [i])
+            draws[:, :, 0, :] for draws in offsets_at_readings(posterior, design, [i], periods)
         )
         readings = int(pair_counts[(reading["pollster"], reading["question"])])
         separately, words = _identification(
@@ -152,7 +153,7 @@ def closed_polls(
         else:
             first = max(int(cell_of(pd.DatetimeIndex([start]), design.time)[0]), 0)
             last = int(cell_of(pd.DatetimeIndex([min(end, design.through)]), design.time)[0])
-            curve = softmax_points(field_period_logits(posterior, [first], [last])[:, :, 0, :])
+            curve = softmax_points(periods.logits([first], [last])[:, :, 0, :])
             what = (
                 "published share minus the curve over the field period (not estimated by the model: it holds the "
                 f"wording's effect against {design.questions[0]} and the reading's own sampling error)"

@@ -49,3 +49,19 @@ def test_effect_in_points_pairs_answers_by_label_not_by_position():
     xr.testing.assert_identical(
         summaries.effect_in_points(post, reordered), summaries.effect_in_points(post, effect)
     )
+
+
+def test_field_periods_average_the_curves_logits_over_each_period_from_one_pass():
+    """One pass over the curve serves every field period: each reading's logits are the centred
+    mean of the log shares over its cells, and the same bits alone as among others."""
+    post = fake_result().posterior
+    periods = summaries.FieldPeriods(post)
+    first, last = np.array([0, 3, 5, 0]), np.array([0, 7, 5, len(post["time"]) - 1])
+    together = periods.logits(first, last)
+    log_share = np.log(post["share"].transpose("chain", "draw", "time", "answer").values)
+    for k, (a, b) in enumerate(zip(first, last)):
+        mean = log_share[:, :, a : b + 1].mean(axis=2)
+        np.testing.assert_allclose(
+            together[:, :, k], mean - mean.mean(axis=-1, keepdims=True), rtol=0, atol=1e-12
+        )
+        np.testing.assert_array_equal(periods.logits([a], [b])[:, :, 0], together[:, :, k])
