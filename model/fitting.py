@@ -15,7 +15,7 @@ import pymc as pm
 from model.aggregator.design import build_design, exclusion_reasons
 from model.config import Config
 from model.data.polls import load_polls, table_checksum
-from model.results.diagnostics import convergence_in_background
+from model.results.diagnostics import convergence_in_background, without_empty_variables
 from model.results.fit_result import FitResult
 from model.sampling.engine import CompiledAggregator
 from model.timing import Phases
@@ -85,16 +85,17 @@ def fit(
     with phases.phase("sampling"):
         idata = engine.sample_as_pymc(config.sampler, seed=sample_seed, progress_bar=progressbar)
     # The gate's R-hat and ESS (the longest step after sampling, on every CPU) need the posterior
-    # alone: they run alongside the steps below, whose Python the GIL keeps to one CPU.
+    # and the sampling statistics only: they run alongside the steps below, whose Python the GIL
+    # keeps to one CPU.
     convergence = convergence_in_background(idata)
     phases.alongside("the gate's R-hat and ESS, from the end of sampling")
     with phases.phase("log likelihood, predictive draws, log prior"):
         idata = engine.extend(idata, seed=predictive_seed)
-    # A variable with no entries (``log_n_z`` and ``n_unknown`` when every sample size is stated)
-    # is left out of the trace, as ArviZ's plots of a whole posterior refuse empty variables.
-    empty = [name for name, values in idata.posterior.data_vars.items() if values.size == 0]
-    if empty:
-        idata["posterior"] = idata.posterior.to_dataset().drop_vars(empty)
+    # Variables with no entries are left out of the trace (ArviZ's plots of a whole posterior
+    # refuse them); the extension above needed them, as free variables.
+    posterior = idata.posterior.to_dataset()
+    if (kept := without_empty_variables(posterior)) is not posterior:
+        idata["posterior"] = kept
     from model import __version__
 
     idata.attrs.update(
@@ -125,15 +126,16 @@ def fit(
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
     )
-    return FitResult(
+    result = FitResult(
         idata=idata,
         config=config,
         polls=design.polls,
         seed=seed,
         excluded=excluded,
         phases=phases,
-        _convergence=convergence,
     )
+    result.computing_convergence(convergence)
+    return result
 
 
 def compile_fit(

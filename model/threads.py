@@ -33,7 +33,7 @@ def usable_cpus() -> int:
 def cpu_budget(cpus: int) -> Iterator[None]:
     """Within this block, :func:`usable_cpus` is at most ``cpus``: for work sharing the machine with
     other work, as a validation refit does with the other Dask workers. It holds in this thread and
-    in the threads :func:`thread_map` starts from it, not in other threads."""
+    in the threads :func:`thread_map` and :func:`in_background` start from it, not in other threads."""
     token = _BUDGET.set(int(cpus))
     try:
         yield
@@ -59,7 +59,10 @@ def in_background[R](fn: Callable[[], R]) -> Future[R]:
     caller's (the caller asks ``.result()`` when it needs it; an error ``fn`` raised is raised there).
 
     ``fn`` runs in a copy of the caller's context, so a :func:`cpu_budget` set by the caller holds
-    there. It must not share mutable state with the caller's work: pass it its inputs.
+    there (the caller's own work then runs beside it: one thread more than the budget). It must not
+    share mutable state with the caller's work: pass it its inputs. The thread is not a daemon:
+    the interpreter waits for ``fn`` to return before it exits, after an error or an interrupt
+    too, and an error nobody asks the future for is not seen.
     """
     context = copy_context()
     pool = ThreadPoolExecutor(1)

@@ -47,7 +47,7 @@ class Phases:
         self.start = time.perf_counter() if start is None else start
         self.since = since
         self.seconds: dict[str, float] = {}
-        self.background: list[str] = []
+        self.background_work: list[str] = []
 
     @classmethod
     def from_process_start(cls) -> Phases:
@@ -77,8 +77,9 @@ class Phases:
 
     def alongside(self, work: str) -> None:
         """Record that ``work`` ran in the background, alongside the phases (its time is in theirs,
-        not a row of its own); the table says so."""
-        self.background.append(work)
+        not a row of its own); the table says so, once for each ``work``."""
+        if work not in self.background_work:
+            self.background_work.append(work)
 
     def mark(self, name: str) -> None:
         """Count the time from the start, less every phase recorded so far, as phase ``name``."""
@@ -104,6 +105,7 @@ class Phases:
         if self.seconds.get(sampling, 0) > 0:
             ratio = f"  ({total / self.seconds[sampling]:.1f} x {sampling})"
         lines.append(f"  {'total':<{width}} {total:7.1f}{ratio}")
-        if self.background:
-            lines.append(f"  Alongside the phases, in other threads: {'; '.join(self.background)}.")
+        if self.background_work:
+            work = "; ".join(self.background_work)
+            lines.append(f"  Alongside the phases, in other threads: {work}.")
         return lines

@@ -255,7 +255,8 @@ def _entry_figures(
     rows took 1.2 s on two threads where one block per thread took 2.0 s (docs/performance.md).
     """
     prob = float(rcParams["stats.ci_prob"])  # ArviZ's tail: the quantiles of its ci_prob
-    parts = [values[a : a + block_rows] for a in range(0, len(values), max(block_rows, 1))]
+    step = max(int(block_rows), 1)
+    parts = [values[a : a + step] for a in range(0, len(values), step)]
     figures = thread_map(lambda part: _entry_figures_serial(part, prob, mean_ess), parts, threads)
     if not figures:
         return _entry_figures_serial(values, prob, mean_ess)
@@ -369,49 +370,58 @@ def convergence(idata, relative_efficiency: bool = False) -> dict[str, Any]:
     }
 
 
+def without_empty_variables(dataset: xr.Dataset) -> xr.Dataset:
+    """``dataset`` without its variables that have no entries (``log_n_z`` and ``n_unknown`` when
+    every sample size is stated): a fit leaves them out of its trace, as ArviZ's plots of a whole
+    posterior refuse empty variables, and the gate has nothing to check in them."""
+    empty = [name for name, values in dataset.data_vars.items() if values.size == 0]
+    return dataset.drop_vars(empty) if empty else dataset
+
+
 def convergence_in_background(idata) -> Future[dict[str, Any]]:
     """:func:`convergence` of a trace (with ``relative_efficiency``, as :func:`diagnose` needs it),
     computed in a thread of its own while the caller goes on (:func:`model.threads.in_background`).
 
-    The thread reads a snapshot of the trace's ``posterior`` and ``sample_stats`` taken now (the
-    same arrays, not copies), so the caller may add groups to the trace meanwhile; variables with
-    no entries are left out of the snapshot, as a fit leaves them out of its trace. Pass the
-    future's result to :func:`diagnose`.
+    The thread reads a snapshot taken now of the trace's ``posterior`` (without its empty
+    variables: :func:`without_empty_variables`), ``sample_stats`` and attributes: the same
+    arrays, not copies, so the caller may add groups to the trace or replace its posterior group
+    meanwhile, but must not change the arrays. ArviZ's ``stats.ci_prob`` (the tail ESS's
+    quantiles) is read in the thread. Pass the future's result to :func:`diagnose`.
     """
-    posterior = idata.posterior.to_dataset()
-    posterior = posterior.drop_vars([n for n, v in posterior.data_vars.items() if v.size == 0])
     snapshot = xr.DataTree.from_dict(
-        {"posterior": posterior, "sample_stats": idata.sample_stats.to_dataset()}
+        {
+            "posterior": without_empty_variables(idata.posterior.to_dataset()),
+            "sample_stats": idata.sample_stats.to_dataset(),
+        }
     )
     snapshot.attrs = dict(idata.attrs)
     return in_background(lambda: convergence(snapshot, relative_efficiency=True))
 
 
 @contextmanager
-def _unloaded_jax_hidden() -> Iterator[None]:
-    """Within the block, ``sys.modules`` does not hold the lazy, not yet loaded ``jax`` and
-    ``numpyro`` modules that ``arviz_base`` registers when imported (``lazy_loader.load`` in
-    ``arviz_base.io_numpyro``).
+def _lazy_jax_hidden() -> Iterator[None]:
+    """Within the block, ``sys.modules`` does not hold the lazy, not yet loaded ``jax`` module that
+    ``arviz_base`` registers when imported (``lazy_loader.load`` in ``arviz_base.io_numpyro``).
 
     SciPy's array-API checks (``logsumexp``, which the Pareto fits of PSIS-LOO and power-scaling
-    call) take a module found
-    in ``sys.modules`` as imported and read a class from it, which loads the whole of JAX (0.4-0.5 s)
-    into a process that does not use it. Put back when the block ends, unless the real module was
-    imported meanwhile.
+    call) take a ``jax`` found in ``sys.modules`` as imported and read a class from it, which loads
+    the whole of JAX (0.4-0.5 s) into a process that does not use it. SciPy caches the answer per
+    array type (``functools.lru_cache`` in its ``_issubclass_fast``), so a check made here answers
+    later ones too, and one made elsewhere first may still load JAX. The stub is put back when the
+    block ends, unless the real module was imported meanwhile: ``sys.modules`` is the process's,
+    so another thread importing JAX during the block gets the real module, and
+    ``arviz_base.io_numpyro`` keeps its stub (it would then load JAX again if used).
     """
-    lazy = getattr(importlib.util, "_LazyModule", ())
-    hidden = {
-        name: module
-        for name in ("jax", "numpyro")
-        if isinstance(module := sys.modules.get(name), lazy)
-    }
-    for name in hidden:
-        del sys.modules[name]
+    lazy = getattr(importlib.util, "_LazyModule", ())  # private: where absent, nothing is hidden
+    stub = sys.modules.get("jax")
+    if not isinstance(stub, lazy):
+        yield
+        return
+    del sys.modules["jax"]
     try:
         yield
     finally:
-        for name, module in hidden.items():
-            sys.modules.setdefault(name, module)
+        sys.modules.setdefault("jax", stub)
 
 
 def predictive_checks(
@@ -450,7 +460,7 @@ def predictive_checks(
             warnings.filterwarnings(
                 "ignore", message="Estimated shape parameter of Pareto", category=UserWarning
             )
-            with _unloaded_jax_hidden():
+            with _lazy_jax_hidden():
                 loo = azs.loo(idata, pointwise=True, var_name="obs_share", reff=relative_efficiency)
     except ValueError as err:  # e.g. too few draws for Pareto smoothing
         loo_summary["loo_error"] = f"PSIS-LOO not computed: {err}"
@@ -518,7 +528,7 @@ def prior_sensitivity(idata, cells: list[int] | None = None) -> pd.DataFrame:
     psense_log.setLevel(logging.ERROR)  # its "potential issues" note is the diagnosis column here
     try:
         times = post["time"].values[-1:] if cells is None else post["time"].values[cells]
-        with _unloaded_jax_hidden():  # its Pareto smoothing calls SciPy's logsumexp
+        with _lazy_jax_hidden():  # its Pareto smoothing calls SciPy's logsumexp
             table = azs.psense_summary(idata, var_names=names, coords={"time": times})
     finally:
         psense_log.setLevel(level)

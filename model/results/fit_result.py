@@ -50,8 +50,11 @@ class FitResult:
     phases: Phases = dataclasses.field(default_factory=Phases, repr=False, compare=False)
     _diagnostics: dict[str, Any] | None = None
     _design: Any = None
-    #: The gate's R-hat and ESS being computed alongside (:func:`model.fit` starts them after sampling).
-    _convergence: Future | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: The gate's R-hat and ESS being computed alongside, and the trace they are of
+    #: (:meth:`computing_convergence`).
+    _convergence: tuple[Any, Future] | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
     _summaries: dict[tuple, pd.DataFrame] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -242,13 +245,31 @@ class FitResult:
             "prior_sensitivity", None, lambda _: prior_sensitivity(self.idata, cells)
         )
 
+    def computing_convergence(self, pending: Future) -> None:
+        """Take the gate's R-hat and ESS of this result's trace from ``pending`` (a future of
+        :func:`model.results.diagnostics.convergence`, as
+        :func:`~model.results.diagnostics.convergence_in_background` gives) instead of computing
+        them in :meth:`diagnostics`. Used only while ``idata`` is the trace it was given with: a
+        result whose trace is replaced computes them again."""
+        self._convergence = (self.idata, pending)
+
     def diagnostics(self) -> dict[str, Any]:
         """The diagnostics report and gate verdict (``passed``, ``failures``, ...)."""
         if self._diagnostics is None:
-            conv = None if self._convergence is None else self._convergence.result()
+            conv = None
+            if self._convergence is not None:
+                trace, pending = self._convergence
+                conv = pending.result() if trace is self.idata else None
             self._diagnostics = diagnose(self.idata, self.design, conv)
             self._convergence = None
         return self._diagnostics
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and copied without the R-hat and ESS still being computed (a thread's future):
+        the copy computes them again when asked."""
+        state = dict(self.__dict__)
+        state["_convergence"] = None
+        return state
 
     @property
     def passed(self) -> bool:

@@ -131,9 +131,9 @@ def test_one_sort_gives_arvizs_rank_normalisations_and_numpys_median_and_quantil
 
 
 def test_the_gate_computed_alongside_is_the_gate_computed_in_place():
-    """``convergence_in_background`` reads a snapshot of the trace, without its empty variables
-    (a fit leaves them out), and gives :func:`convergence`'s figures exactly, whatever the caller
-    adds to the trace meanwhile."""
+    """``convergence_in_background`` gives :func:`convergence`'s figures exactly, from a snapshot
+    of the trace (without its empty variables, as a fit's trace), whatever the caller does to the
+    trace's groups meanwhile."""
     from model.results.diagnostics import convergence, convergence_in_background
 
     rng = np.random.default_rng(3)
@@ -148,29 +148,75 @@ def test_the_gate_computed_alongside_is_the_gate_computed_in_place():
     empty = post.assign(n_unknown=(("chain", "draw", "poll_unknown_n"), np.empty((4, 200, 0))))
     idata = xr.DataTree.from_dict({"posterior": empty, "sample_stats": stats})
     pending = convergence_in_background(idata)
-    idata["log_likelihood"] = xr.DataTree(post[["scale"]])  # the caller goes on
+    idata["posterior"] = xr.DataTree(post[["scale"]])  # the caller goes on
+    idata["sample_stats"] = xr.DataTree(stats.isel(draw=slice(0, 10)))
     expected = convergence(xr.DataTree.from_dict({"posterior": post, "sample_stats": stats}), True)
     assert pending.result(60) == expected
 
 
 def test_psis_and_power_scaling_leave_jax_unloaded():
     """arviz_base registers ``jax`` as a lazy module; SciPy's ``logsumexp`` (the Pareto fits of
-    PSIS-LOO and power-scaling) would load it, 0.4-0.5 s, unless it is hidden meanwhile. In a
-    fresh interpreter, as a fit's."""
+    PSIS-LOO and power-scaling) loads it, 0.4-0.5 s, unless it is hidden meanwhile. PSIS-LOO of a
+    small trace in a fresh interpreter, as a fit's, with and without the hiding."""
     import subprocess
     import sys
 
     code = (
-        "import sys, importlib.util, numpy as np\n"
-        "from scipy.special import logsumexp\n"
-        "from model.results.diagnostics import _unloaded_jax_hidden\n"
+        "import sys, importlib.util, numpy as np, xarray as xr, arviz_stats as azs\n"
+        "from model.results.diagnostics import _lazy_jax_hidden\n"
         "stub = sys.modules.get('jax')\n"
         "assert isinstance(stub, importlib.util._LazyModule), type(stub)\n"
-        "with _unloaded_jax_hidden():\n"
-        "    assert 'jax' not in sys.modules\n"
-        "    logsumexp(np.arange(3.0))\n"
-        "assert sys.modules['jax'] is stub and type(stub) is importlib.util._LazyModule\n"
-        "assert 'jax._src' not in sys.modules\n"
+        "rng = np.random.default_rng(0)\n"
+        "ll = xr.Dataset({'y': (('chain', 'draw', 'obs'), rng.normal(size=(2, 100, 5)))})\n"
+        "post = xr.Dataset({'mu': (('chain', 'draw'), rng.normal(size=(2, 100)))})\n"
+        "idata = xr.DataTree.from_dict({'posterior': post, 'log_likelihood': ll})\n"
+        "if sys.argv[1] == 'hidden':\n"
+        "    with _lazy_jax_hidden():\n"
+        "        assert 'jax' not in sys.modules\n"
+        "        azs.loo(idata, pointwise=True, var_name='y')\n"
+        "    assert sys.modules['jax'] is stub\n"
+        "else:\n"
+        "    azs.loo(idata, pointwise=True, var_name='y')\n"
+        "print('jax._src' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    loaded = {}
+    for how in ("hidden", "as is"):
+        done = subprocess.run([sys.executable, "-c", code, how], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        loaded[how] = done.stdout.split()[-1]
+    assert loaded == {"hidden": "False", "as is": "True"}
+
+
+def test_a_result_takes_the_gate_computed_alongside_only_for_its_own_trace_and_pickles_without_it():
+    """``FitResult.computing_convergence``: its figures serve ``diagnostics()`` while the trace is
+    the one they are of; a replaced trace, a ``dataclasses.replace`` copy and a pickled copy
+    compute them again (a future cannot be pickled)."""
+    import dataclasses
+    import pickle
+    import threading
+
+    from model.results.diagnostics import convergence
+    from model.threads import in_background
+    from tests.report.fakes import fake_result
+
+    def fresh():  # the fake's diagnostics are given by hand: computed here instead
+        return dataclasses.replace(fake_result(), _diagnostics=None)
+
+    marked = {**convergence(fake_result().idata, relative_efficiency=True), "max_rhat": 9.0}
+    result = fresh()
+    result.computing_convergence(in_background(lambda: marked))
+    assert dataclasses.replace(result)._convergence is None
+    assert result.diagnostics()["max_rhat"] == 9.0  # taken from the future
+
+    replaced = fresh()
+    replaced.computing_convergence(in_background(lambda: marked))
+    replaced.idata = replaced.idata.copy()
+    assert replaced.diagnostics()["max_rhat"] < 9.0  # computed again, from the new trace
+
+    release = threading.Event()
+    pending = fresh()
+    pending.computing_convergence(in_background(lambda: release.wait(5) and marked))
+    copy = pickle.loads(pickle.dumps(pending))
+    release.set()
+    assert copy._convergence is None and copy.diagnostics()["max_rhat"] < 9.0
+    assert pending.diagnostics()["max_rhat"] == 9.0

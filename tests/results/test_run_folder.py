@@ -24,6 +24,8 @@ def phase_table(summary: str) -> tuple[dict[str, float], float, str]:
     assert table, "summary.txt has no phase table"
     assert head.endswith("\n\n")  # one blank line after the summary
     lines = table.rstrip("\n").splitlines()[1:]
+    # the work done in other threads, named under the total (model.timing.Phases.alongside)
+    lines = [line for line in lines if not line.startswith("  Alongside the phases, ")]
     rows = {}
     for line in lines:
         match = re.fullmatch(r"  (\S.*?)\s+(\d+\.\d)(  \(.*\))?", line)
@@ -40,12 +42,17 @@ def written(tmp_path_factory):
     result.phases.start -= sum(FIT_PHASES.values())  # the fit's phases ran before it was written
     for name, seconds in FIT_PHASES.items():
         result.phases.add(name, seconds)
+    result.phases.alongside("the gate's R-hat and ESS, from the end of sampling")
     return write_run(result, tmp_path_factory.mktemp("runs") / "run")
 
 
 def test_summary_ends_with_every_phase_in_order_and_the_total(written):
-    rows, total, last = phase_table((written / "summary.txt").read_text())
+    summary = (written / "summary.txt").read_text()
+    rows, total, last = phase_table(summary)
     assert list(rows) == [*FIT_PHASES, SUMMARISING, WRITING]
+    assert summary.endswith(
+        "\n  Alongside the phases, in other threads: the gate's R-hat and ESS, from the end of sampling.\n"
+    )
     assert all(seconds >= 0 for seconds in rows.values())
     # each row and the total are rounded to 0.1 s: the rows may exceed the total by that rounding
     # only (up to 0.05 s each, and the total's own 0.05 s)
