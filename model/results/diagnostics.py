@@ -256,10 +256,9 @@ def _entry_figures(
     """
     prob = float(rcParams["stats.ci_prob"])  # ArviZ's tail: the quantiles of its ci_prob
     step = max(int(block_rows), 1)
-    parts = [values[a : a + step] for a in range(0, len(values), step)]
+    # no entries: one empty block, whose figures are empty
+    parts = [values[a : a + step] for a in range(0, len(values), step)] or [values]
     figures = thread_map(lambda part: _entry_figures_serial(part, prob, mean_ess), parts, threads)
-    if not figures:
-        return _entry_figures_serial(values, prob, mean_ess)
     return tuple(np.concatenate(column) for column in zip(*figures))
 
 
