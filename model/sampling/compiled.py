@@ -161,6 +161,35 @@ class CacheUnusable(RuntimeError):
     private name, another user-data layout): :func:`compile_model` falls back to nutpie's public path."""
 
 
+def import_nutpie():
+    """Import nutpie without the plotting half of ArviZ; return the module.
+
+    ``nutpie.sample`` imports the ``arviz`` meta-package, which imports ``arviz_plots`` and with it
+    matplotlib's pyplot and plotly (0.4 s of a fit that draws nothing), only to call
+    ``arviz.from_dict`` and ``arviz.dict_to_dataset`` when it converts a trace. Those are
+    ``arviz_base``'s functions, which ``arviz`` re-exports as they are. So while nutpie is first
+    imported, ``sys.modules`` answers ``import arviz`` with ``arviz_base``; the entry is removed
+    afterwards, so any later ``import arviz`` imports the real package. Where nutpie or ``arviz`` is
+    already imported, nutpie is imported as usual. ``tests/sampling/test_compiled.py`` checks in a
+    fresh interpreter that nutpie then holds ArviZ's own functions and that pyplot is not loaded.
+    """
+    import sys
+
+    if "nutpie" in sys.modules or "arviz" in sys.modules:
+        import nutpie
+
+        return nutpie
+    import arviz_base
+
+    sys.modules["arviz"] = arviz_base
+    try:
+        import nutpie
+    finally:
+        if sys.modules.get("arviz") is arviz_base:
+            del sys.modules["arviz"]
+    return nutpie
+
+
 def cache_unusable() -> str | None:
     """Why this module's cached callbacks cannot be used with the installed libraries, or None.
 
@@ -173,6 +202,7 @@ def cache_unusable() -> str | None:
     import importlib
     import importlib.metadata
 
+    import_nutpie()
     for package, version in TESTED_VERSIONS.items():
         installed = importlib.metadata.version(package)
         if installed != version:

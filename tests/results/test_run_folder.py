@@ -80,3 +80,42 @@ def test_a_run_read_back_and_written_again_times_only_its_own_phases(written, tm
     assert sum(rows.values()) <= total + 0.05 * (len(rows) + 1) + 1e-9
     assert "x sampling" not in last
     assert "since the run folder was read" in (again / "summary.txt").read_text()
+
+
+def test_writing_the_trace_leaves_dask_distributed_unloaded_unless_it_was_loaded(tmp_path):
+    """xarray imports ``distributed`` (0.2-0.35 s) to ask whether a Dask client schedules the
+    write; in a process that has not imported it, the run folder's writer hides it meanwhile. In
+    fresh interpreters: the trace written with and without the hiding, and with ``distributed``
+    imported before (then it is not hidden); the same file each way, and importable afterwards."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, xarray as xr\n"
+        "from model.results.run_folder import _unloaded_distributed_hidden\n"
+        "if sys.argv[1] == 'imported':\n"
+        "    import distributed\n"
+        "rng = np.random.default_rng(0)\n"
+        "post = xr.Dataset({'mu': (('chain', 'draw'), rng.normal(size=(2, 50)))})\n"
+        "tree = xr.DataTree.from_dict({'posterior': post})\n"
+        "path = sys.argv[2]\n"
+        "if sys.argv[1] == 'as is':\n"
+        "    tree.to_netcdf(path, engine='h5netcdf')\n"
+        "else:\n"
+        "    with _unloaded_distributed_hidden():\n"
+        "        tree.to_netcdf(path, engine='h5netcdf')\n"
+        "loaded = 'distributed' in sys.modules\n"
+        "from dask.distributed import Client\n"
+        "back = xr.open_datatree(path, engine='h5netcdf')\n"
+        "np.testing.assert_array_equal(back['posterior']['mu'].values, post['mu'].values)\n"
+        "print(loaded)\n"
+    )
+    loaded = {}
+    for how in ("hidden", "as is", "imported"):
+        path = tmp_path / f"{how.replace(' ', '_')}.nc"
+        done = subprocess.run(
+            [sys.executable, "-c", code, how, str(path)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        loaded[how] = done.stdout.split()[-1]
+    assert loaded == {"hidden": "False", "as is": "True", "imported": "True"}

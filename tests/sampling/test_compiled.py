@@ -258,7 +258,11 @@ def test_an_untested_library_version_falls_back_to_nutpies_public_compile(sim_po
         compiled_module.cache_unusable()
         == f"nutpie {nutpie.__version__} is installed; model.sampling.compiled was tested with 0.0.1"
     )
-    pymc_model = PollAggregator(build_design(sim_polls, CONFIG), CONFIG).build()
+    # The reference house's own readings: the model's smallest structure (no house or question
+    # effects to estimate; both are still stored), since nutpie's public path compiles it afresh
+    # on every run.
+    own = sim_polls[sim_polls["pollster"] == "House A"].reset_index(drop=True)
+    pymc_model = PollAggregator(build_design(own, CONFIG), CONFIG).build()
     with pytest.warns(
         UserWarning,
         match=r"compiled-model cache cannot be used \(nutpie .* is installed.*compiling with nutpie.compile_pymc_model",
@@ -305,6 +309,47 @@ def test_a_missing_private_name_or_another_layout_falls_back_too(monkeypatch):
         {"backend": "numba", "var_names": None},
         {"backend": "numba", "var_names": ["share"]},
     ]
+
+
+def test_nutpie_is_imported_without_arviz_plots_and_holds_arvizs_own_functions():
+    """``import_nutpie`` in a fresh interpreter, as a fit imports it: neither ``arviz`` nor its
+    plotting half (pyplot, plotly) is loaded, ``import arviz`` afterwards imports the real package,
+    and what nutpie calls through its ``arviz`` (read from its source) are ArviZ's own objects."""
+    import ast
+    import inspect
+    import subprocess
+    import sys
+
+    import nutpie  # noqa: F401  (nutpie.sample, read below)
+
+    source = inspect.getsource(sys.modules["nutpie.sample"])
+    used = sorted(
+        {
+            node.attr
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "arviz"
+        }
+    )
+    assert used, (
+        "nutpie.sample no longer calls arviz: model.sampling.compiled.import_nutpie is moot"
+    )
+    code = (
+        "import sys\n"
+        "from model.sampling.compiled import import_nutpie\n"
+        "import_nutpie()\n"
+        "loaded = [m for m in ('arviz', 'arviz_plots', 'matplotlib.pyplot', 'plotly') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "held = sys.modules['nutpie.sample'].arviz\n"
+        "import arviz\n"
+        "assert arviz is not held and 'arviz_plots' in sys.modules\n"
+        "for name in sys.argv[1:]:\n"
+        "    assert getattr(held, name) is getattr(arviz, name), name\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *used], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "ok", done.stderr
 
 
 @pytest.mark.parametrize("other", ["fewer readings", "every size stated"])
