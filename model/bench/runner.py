@@ -29,7 +29,7 @@ Per fit the bench records
     The project: building the PyMC model and compiling it for nutpie (numba) as ``model.fit`` does
     (:func:`model.sampling.compiled.compile_model`). The reference: the time JAX spent
     tracing, lowering and compiling (:attr:`bench.reference.ReferenceResult.compile_s`). Neither
-    counts importing its libraries (nutpie and ArviZ; JAX and NumPyro).
+    counts importing its libraries (nutpie and ``arviz_base``; JAX and NumPyro).
 ``sample_s``
     Warm-up plus sampling. ``wall_s = compile_s + sample_s``. Laying out the data
     (:func:`model.aggregator.design.build_design`, shared by both) is not counted.

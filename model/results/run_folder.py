@@ -112,17 +112,22 @@ def _tables(result) -> dict[str, object]:
 
 @contextlib.contextmanager
 def _unloaded_distributed_hidden() -> Iterator[None]:
-    """Within the block, ``import distributed`` fails unless Dask's distributed scheduler is
-    already imported.
+    """Within the block, ``import distributed`` fails, unless Dask's distributed scheduler is
+    already imported or Dask's config names a scheduler.
 
-    Before writing, xarray asks whether a ``dask.distributed.Client`` is the active scheduler
-    (``xarray.backends.locks.get_dask_scheduler``), importing ``distributed`` to ask: 0.2-0.35 s of
-    a fit that uses no Dask. No client can exist in a process that has not imported it, so the
-    answer is the same: xarray takes the failed import as "not distributed". Where it is imported
-    (a Dask worker, a notebook with a client), nothing is hidden. ``sys.modules`` is the process's:
-    another thread importing ``distributed`` during the block would fail too (nothing here does).
+    Before writing, xarray asks whether a ``dask.distributed.Client`` schedules the write
+    (``xarray.backends.locks.get_dask_scheduler``, through ``dask.base.get_scheduler``), importing
+    ``distributed`` to ask, in a fit that uses no Dask (time: ``docs/performance.md``). No client
+    can exist in a process that has not imported it, so the answer is the same: both take the
+    failed import as "no client". Nothing is hidden where ``distributed`` is imported (a Dask
+    worker, a notebook with a client), nor where ``dask.config`` names a scheduler: Dask then
+    remembers for the whole process whether ``distributed`` could be imported
+    (``dask.base._distributed_available``). ``sys.modules`` is the process's: another thread
+    importing ``distributed`` during the block would fail too (none does in a fit).
     """
-    if "distributed" in sys.modules:
+    import dask
+
+    if "distributed" in sys.modules or dask.config.get("scheduler", None) is not None:
         yield
         return
     sys.modules["distributed"] = None  # the import system's mark for "not importable"

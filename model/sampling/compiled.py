@@ -58,6 +58,7 @@ import textwrap
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -161,21 +162,32 @@ class CacheUnusable(RuntimeError):
     private name, another user-data layout): :func:`compile_model` falls back to nutpie's public path."""
 
 
-def import_nutpie():
-    """Import nutpie without the plotting half of ArviZ; return the module.
+def import_nutpie() -> ModuleType:
+    """Import nutpie without the plotting half of ArviZ.
 
     ``nutpie.sample`` imports the ``arviz`` meta-package, which imports ``arviz_plots`` and with it
-    matplotlib's pyplot and plotly (0.4 s of a fit that draws nothing), only to call
-    ``arviz.from_dict`` and ``arviz.dict_to_dataset`` when it converts a trace. Those are
+    matplotlib's pyplot and plotly (time: ``docs/performance.md``) in a fit that draws nothing, only
+    to call ``arviz.from_dict`` and ``arviz.dict_to_dataset`` when it converts a trace. Those are
     ``arviz_base``'s functions, which ``arviz`` re-exports as they are. So while nutpie is first
     imported, ``sys.modules`` answers ``import arviz`` with ``arviz_base``; the entry is removed
-    afterwards, so any later ``import arviz`` imports the real package. Where nutpie or ``arviz`` is
-    already imported, nutpie is imported as usual. ``tests/sampling/test_compiled.py`` checks in a
-    fresh interpreter that nutpie then holds ArviZ's own functions and that pyplot is not loaded.
+    afterwards, so any later ``import arviz`` imports the real package. Nutpie is imported as usual
+    where it or ``arviz`` is already imported, or where the installed nutpie is not the tested one
+    (:data:`TESTED_VERSIONS`: another version may use more of ``arviz``). ``sys.modules`` is the
+    process's: another thread importing ``arviz`` meanwhile would get ``arviz_base`` (a fit imports
+    nutpie before it starts any). ``tests/sampling/test_compiled.py`` checks in a fresh
+    interpreter that what nutpie calls through ``arviz`` are ArviZ's own objects and that pyplot
+    is not loaded.
+
+    Returns
+    -------
+    module
+        ``nutpie``.
     """
+    import importlib.metadata
     import sys
 
-    if "nutpie" in sys.modules or "arviz" in sys.modules:
+    tested = importlib.metadata.version("nutpie") == TESTED_VERSIONS["nutpie"]
+    if not tested or "nutpie" in sys.modules or "arviz" in sys.modules:
         import nutpie
 
         return nutpie
@@ -192,6 +204,8 @@ def import_nutpie():
 
 def cache_unusable() -> str | None:
     """Why this module's cached callbacks cannot be used with the installed libraries, or None.
+
+    It imports nutpie (:func:`import_nutpie`) to look for the private names.
 
     Returns
     -------

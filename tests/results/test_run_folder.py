@@ -83,39 +83,50 @@ def test_a_run_read_back_and_written_again_times_only_its_own_phases(written, tm
 
 
 def test_writing_the_trace_leaves_dask_distributed_unloaded_unless_it_was_loaded(tmp_path):
-    """xarray imports ``distributed`` (0.2-0.35 s) to ask whether a Dask client schedules the
-    write; in a process that has not imported it, the run folder's writer hides it meanwhile. In
-    fresh interpreters: the trace written with and without the hiding, and with ``distributed``
-    imported before (then it is not hidden); the same file each way, and importable afterwards."""
+    """xarray imports ``distributed`` to ask whether a Dask client schedules the write; in a process
+    that has not imported it, the run folder's writer hides it meanwhile. In fresh interpreters:
+    the trace written with and without the hiding, with ``distributed`` imported before, and with
+    a scheduler named in Dask's config (then Dask remembers for the process whether
+    ``distributed`` imports, so nothing is hidden). The same file each way, and afterwards
+    ``distributed`` imports and Dask finds it."""
     import subprocess
     import sys
 
     code = (
-        "import sys, numpy as np, xarray as xr\n"
+        "import sys, numpy as np, xarray as xr, dask, dask.base\n"
         "from model.results.run_folder import _unloaded_distributed_hidden\n"
-        "if sys.argv[1] == 'imported':\n"
+        "how = sys.argv[1]\n"
+        "if how == 'imported':\n"
         "    import distributed\n"
+        "if how == 'scheduler set':\n"
+        "    dask.config.set(scheduler='threads')\n"
         "rng = np.random.default_rng(0)\n"
         "post = xr.Dataset({'mu': (('chain', 'draw'), rng.normal(size=(2, 50)))})\n"
         "tree = xr.DataTree.from_dict({'posterior': post})\n"
         "path = sys.argv[2]\n"
-        "if sys.argv[1] == 'as is':\n"
+        "if how == 'as is':\n"
         "    tree.to_netcdf(path, engine='h5netcdf')\n"
         "else:\n"
         "    with _unloaded_distributed_hidden():\n"
         "        tree.to_netcdf(path, engine='h5netcdf')\n"
         "loaded = 'distributed' in sys.modules\n"
         "from dask.distributed import Client\n"
+        "assert dask.base._distributed_available()\n"
         "back = xr.open_datatree(path, engine='h5netcdf')\n"
         "np.testing.assert_array_equal(back['posterior']['mu'].values, post['mu'].values)\n"
         "print(loaded)\n"
     )
     loaded = {}
-    for how in ("hidden", "as is", "imported"):
+    for how in ("hidden", "as is", "imported", "scheduler set"):
         path = tmp_path / f"{how.replace(' ', '_')}.nc"
         done = subprocess.run(
             [sys.executable, "-c", code, how, str(path)], capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr
         loaded[how] = done.stdout.split()[-1]
-    assert loaded == {"hidden": "False", "as is": "True", "imported": "True"}
+    assert loaded == {
+        "hidden": "False",
+        "as is": "True",
+        "imported": "True",
+        "scheduler set": "True",
+    }
