@@ -1,7 +1,8 @@
 """The package's layers: every import points down (or within its own layer), never up.
 
-Layers, lowest first (README, "Code map"): ``config``/``files``/``timing``/``threads`` -> ``data`` -> ``aggregator`` ->
-``sampling`` -> ``results`` -> ``fitting`` -> ``report`` -> ``validation``/``bench`` -> ``cli``.
+Layers, lowest first (README, "Code map"): ``config``/``files``/``timing``/``threads``/``imports``
+-> ``data`` -> ``aggregator`` -> ``sampling`` -> ``results`` -> ``fitting`` -> ``report`` ->
+``validation``/``bench`` -> ``cli``.
 Read from the source with ``ast`` (nothing is imported), function-level imports included. The
 only imports allowed upwards are the two lazy conveniences of a fit: ``FitResult.plot_*`` draws
 with ``model.report.plots``.
@@ -23,6 +24,7 @@ LAYERS = {
     "files": 0,
     "timing": 0,
     "threads": 0,
+    "imports": 0,
     "data": 1,
     "aggregator": 2,
     "sampling": 3,

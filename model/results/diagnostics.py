@@ -25,6 +25,7 @@ from scipy import special
 from scipy.fftpack import next_fast_len  # as ArviZ pads its FFTs
 
 from model.aggregator.design import PollDesign
+from model.imports import ABSENT, module_entry
 from model.threads import in_background, thread_map
 
 MAX_RHAT = 1.01
@@ -412,15 +413,11 @@ def _lazy_jax_hidden() -> Iterator[None]:
     ``arviz_base.io_numpyro`` keeps its stub (it would then load JAX again if used).
     """
     lazy = getattr(importlib.util, "_LazyModule", ())  # private: where absent, nothing is hidden
-    stub = sys.modules.get("jax")
-    if not isinstance(stub, lazy):
+    if not isinstance(sys.modules.get("jax"), lazy):
         yield
         return
-    del sys.modules["jax"]
-    try:
+    with module_entry("jax", ABSENT):
         yield
-    finally:
-        sys.modules.setdefault("jax", stub)
 
 
 def predictive_checks(

@@ -53,6 +53,7 @@ import xarray as xr
 
 from model.config import Config, config_hash
 from model.files import json_text, staged_folder
+from model.imports import module_entry
 from model.results.fit_result import FitResult
 from model.timing import Phases
 
@@ -130,12 +131,8 @@ def _unloaded_distributed_hidden() -> Iterator[None]:
     if "distributed" in sys.modules or dask.config.get("scheduler", None) is not None:
         yield
         return
-    sys.modules["distributed"] = None  # the import system's mark for "not importable"
-    try:
+    with module_entry("distributed", None):  # None: the import system's "not importable"
         yield
-    finally:
-        if sys.modules.get("distributed", 0) is None:
-            del sys.modules["distributed"]
 
 
 def _write_contents(result, folder: Path) -> None:

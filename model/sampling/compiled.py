@@ -65,6 +65,7 @@ import numpy as np
 
 from model.aggregator import kernels
 from model.files import atomic_write_text
+from model.imports import module_entry
 
 #: Source of the log-density callback (nutpie's C signature:
 #: ``int64 (uint64 dim, double *x, double *grad_out, double *logp_out, void *user_data)``).
@@ -193,12 +194,8 @@ def import_nutpie() -> ModuleType:
         return nutpie
     import arviz_base
 
-    sys.modules["arviz"] = arviz_base
-    try:
+    with module_entry("arviz", arviz_base):
         import nutpie
-    finally:
-        if sys.modules.get("arviz") is arviz_base:
-            del sys.modules["arviz"]
     return nutpie
 
 
