@@ -69,6 +69,11 @@ from model.imports import module_entry
 
 #: Source of the log-density callback (nutpie's C signature:
 #: ``int64 (uint64 dim, double *x, double *grad_out, double *logp_out, void *user_data)``).
+#: nuts-rs takes a positive return code as recoverable (the trajectory ends there, as at a
+#: divergence) and any other non-zero code as fatal (the chain stops with the code). A non-finite
+#: log density or gradient (3, 4) is recoverable, as in nutpie's own callback; an exception (a
+#: kernel refusing data it cannot index, a bug) is fatal (-1), where nutpie's own returns 1 and the
+#: error would surface only as divergent transitions.
 _LOGP_TEMPLATE = """
 def {name}(dim, x_, out_, logp_, user_data_):
     try:
@@ -85,7 +90,7 @@ def {name}(dim, x_, out_, logp_, user_data_):
         if not np.isfinite(logp_val):
             return 4
     except Exception:  # noqa: BLE001
-        return 1
+        return -1
     return 0
 """
 
@@ -450,11 +455,11 @@ def _graph_key(pymc_model, var_names) -> tuple[str | None, dict[str, Any]]:
     """A key of everything that fixes the compiled functions, and the model's shared variables by name.
 
     The key hashes the graph of the model's log density and of the variables the trace stores, as
-    built before any rewriting, from the free variables' values: each operation (:func:`_op_token`), how the
-    nodes connect, every constant's data, each shared variable's name, type and shape (its values are
-    data, read when sampling; but an integer scalar's value, which may be a dimension's length, is
-    keyed), the variables' names and types; and the versions and PyTensor settings
-    that shape compilation. ``None`` (no caching of the model's layout) when a shared variable has no
+    built before any rewriting, from the free variables' values: each operation
+    (:func:`_op_token`), how the nodes connect, every constant's data, each shared variable's name
+    and type (its values and shape are data, read when sampling: a dimension's length is a shared
+    scalar, and the callbacks read every size from :data:`FREE_LAYOUT`), the variables' names and
+    types; and the versions and PyTensor settings that shape compilation. ``None`` (no caching of the model's layout) when a shared variable has no
     name or shares one with another, or the graph has an input that is neither.
     """
     import numba

@@ -192,6 +192,23 @@ def test_with_data_reaches_the_callbacks(compiled_pair, reference, which):
     assert _logp_and_grad(compiled, x)[1] != pytest.approx(logp, rel=1e-6)
 
 
+@pytest.mark.parametrize("which", ["fresh", "cached"])
+def test_an_exception_in_the_log_density_is_fatal_not_a_divergence(compiled_pair, which):
+    """A kernel that raises (here: a reading's field period past the grid's last cell) makes the
+    callback return -1, which nuts-rs stops the chain on; a non-finite log density keeps its
+    recoverable code. Either way the data it was given are left as they were."""
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    compiled = {"fresh": fresh, "cached": cached}[which]
+    x = compiled.initial_point_func(1)
+    last_cell = design.last_cell.copy()
+    last_cell[0] = len(design.time) + 3
+    rc, _, _ = _logp_and_grad(compiled.with_data(last_cell=last_cell), x)
+    assert rc == -1
+    assert _logp_and_grad(compiled, x)[0] == 0
+    x_far = np.full_like(x, 1e6)  # shares and scales overflow: not finite, so recoverable
+    assert _logp_and_grad(compiled, x_far)[0] in (3, 4)
+
+
 def test_the_model_key_follows_the_structure_not_the_data(sim_polls):
     """The model's form, its config and the stored variables change the key; the data do not: not a
     shared variable's values (what ``with_data`` swaps), nor fewer readings (other sizes), nor
