@@ -21,8 +21,10 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
+from model.config import DAYS_PER_MONTH
 from model.files import atomic_write_text
 from model.report import interactive, plots
+from model.results.calibration import BacktestCalibration, backtest_calibration, find_backtest
 from model.results.diagnostics import retry_note
 
 if TYPE_CHECKING:
@@ -219,11 +221,12 @@ def source_cell(src_rows: Any, sources: dict[str, dict[str, str]] | None) -> str
 
 
 # -- sections ------------------------------------------------------------------------------------
-def _headline_section(result: FitResult) -> str:
+def _headline_section(result: FitResult, calibration: BacktestCalibration | None) -> str:
     """The page opens with the headline in plain words (:meth:`FitResult.headline_sentences`)."""
     first, *rest = result.headline_sentences()
     head = result.headline()
-    caveats = "".join(f"<li>{esc(c)}</li>" for c in head["caveats"])
+    projected = _projection_calibration(result, calibration, short=True)
+    caveats = "".join(f"<li>{esc(c)}</li>" for c in [*head["caveats"], *projected])
     return (
         '<section id="headline"><h2>Headline</h2>'
         f'<p class="lead">{esc(first)}</p>'
@@ -233,7 +236,86 @@ def _headline_section(result: FitResult) -> str:
     )
 
 
-def _estimate_section(result: FitResult, figures, run_id: str) -> str:
+def _held(lower: float, upper: float, level: float) -> str:
+    """Whether a band's backtest coverage matched its level (its 90% Wilson interval ``lower``-``upper``)."""
+    if upper < level:
+        return "fewer than the band's level"
+    if lower > level:
+        return "more than the band's level"
+    return "the band's level, within the backtest's uncertainty"
+
+
+def _projection_calibration(
+    result: FitResult, calibration: BacktestCalibration | None, *, short: bool = False
+) -> list[str]:
+    """What the backtest says about a projected curve's band, in sentences (none unless projected).
+
+    ``short``: one sentence for the headline's caveats (none without a backtest); else the curve
+    section's paragraph, which says how to measure it where no backtest matches.
+    """
+    head = result.headline()
+    if not head["projected"]:
+        return []
+    months = head["days_past_last_reading"] / DAYS_PER_MONTH
+    if calibration is None:
+        if short:
+            return []
+        return [
+            "How well such a projection holds has not been measured for these readings and settings: "
+            "make validate backtests the model (refits on the readings before each cut-off, held-out "
+            "readings predicted 0-9 months later), and this report, drawn again, shows its figures here."
+        ]
+    row = calibration.at(months)
+    figures = (
+        f"the model's 90% bands for readings {int(row['horizon_months'])} months past their data held "
+        f"{row['coverage90']:.0%} of {int(row['n'])} "
+        f"({_held(row['coverage90_lower'], row['coverage90_upper'], 0.9)}) and its 50% bands "
+        f"{row['coverage50']:.0%} ({_held(row['coverage50_lower'], row['coverage50_upper'], 0.5)})"
+    )
+    if short:
+        return [
+            f"The projection runs {months:.1f} months past the last reading. In the backtest of these "
+            f"readings (run {calibration.folder.name}), {figures}."
+        ]
+    return [
+        f"How such projections have held: in the backtest {calibration.folder.name} (the same readings "
+        "and settings; make validate), the model was refitted on the readings before each cut-off and "
+        f"predicted the held-out readings of the curve's reference ({result.identification}) 0-9 "
+        "months later. A prediction's band is for a reading, the curve plus that reading's sampling "
+        "and non-sampling error, so it is wider than the curve's own band; both widen with the months "
+        f"past the data. This curve ends {months:.1f} months past its last reading: {figures}."
+    ]
+
+
+def _calibration_table(calibration: BacktestCalibration) -> str:
+    """The backtest's figures for the model by horizon (:class:`BacktestCalibration`), as a table."""
+    rows = [
+        [
+            f"{int(r['horizon_months'])}",
+            f"{int(r['n'])}",
+            f"{r['mae']:.1f}",
+            f"{r['coverage50']:.0%} ({r['coverage50_lower']:.0%} – {r['coverage50_upper']:.0%})",
+            f"{r['coverage90']:.0%} ({r['coverage90_lower']:.0%} – {r['coverage90_upper']:.0%})",
+        ]
+        for _, r in calibration.table.iterrows()
+    ]
+    return _table(
+        [
+            "months past the data",
+            "held-out readings",
+            "mean abs. error (points)",
+            "inside the 50% band (90% interval)",
+            "inside the 90% band (90% interval)",
+        ],
+        rows,
+        numeric={0, 1, 2},
+    )
+
+
+def _estimate_section(
+    result: FitResult, figures, run_id: str, calibration: BacktestCalibration | None
+) -> str:
+
     interval = result.config.interval
     width = f"{round(100 * interval)}%"
     design = result.design
@@ -282,6 +364,11 @@ def _estimate_section(result: FitResult, figures, run_id: str) -> str:
             "<code>projected</code> in <code>curve.csv</code>. Its median stays where the data left it and its band "
             "widens with the walk's estimated step size.</p>"
         )
+        projection += "".join(
+            f"<p>{esc(text)}</p>" for text in _projection_calibration(result, calibration)
+        )
+        if calibration is not None:
+            projection += _calibration_table(calibration)
     return (
         f'<section id="estimate"><h2>The curve</h2>'
         f"<p>{esc(result.identification)[0].upper() + esc(result.identification)[1:]}, asking {esc(result.reference_question)}. "
@@ -764,6 +851,7 @@ def build_report(
     run_id: str,
     sourced: str | Path | None = None,
     questions: str | Path | Mapping[str, str] | None = None,
+    calibration: BacktestCalibration | None = None,
 ) -> str:
     """The report page as a string.
 
@@ -783,6 +871,10 @@ def build_report(
     questions : path, mapping or None
         The question codebook giving each question's family (marker shapes of the interactive chart;
         the project's is ``data/questions.csv``).
+    calibration : BacktestCalibration or None
+        A backtest of the same readings and settings (:func:`model.results.calibration.find_backtest`):
+        a projected curve is shown with how the model's bands held at each horizon there. None: the
+        page says it has not been measured.
 
     Returns
     -------
@@ -806,8 +898,8 @@ def build_report(
             '<nav><a href="#headline">headline</a> · <a href="#estimate">curve</a> · <a href="#interactive">explore</a> · <a href="#closed-polls">closed polls</a> · <a href="#pooling">pooling</a> · <a href="#house-effects">house effects</a> · '
             '<a href="#question-effects">question effects</a> · <a href="#events">events</a> · <a href="#diagnostics">diagnostics</a> · '
             '<a href="#model">model</a> · <a href="#data">data</a> · <a href="#excluded">left out</a></nav></header><main>',
-            _headline_section(result),
-            _estimate_section(result, figures, run_id),
+            _headline_section(result, calibration),
+            _estimate_section(result, figures, run_id, calibration),
             _interactive_section(result, sources, questions),
             _closed_section(result),
             _pooling_section(figures),
@@ -858,10 +950,24 @@ def write_report(
     -------
     pathlib.Path
         The report's path.
+
+    Notes
+    -----
+    The page shows the newest backtest of the fit's readings and config among the run folder's
+    siblings (``runs/validate-*``, :func:`model.results.calibration.find_backtest`), if any.
     """
     folder = Path(folder)
     run_id = run_id or folder.resolve().name
     if figures is None:
         figures = plots.make_figures(result, answer=answer, questions=questions, run_id=run_id)
-    page = build_report(result, figures, run_id=run_id, sourced=sourced, questions=questions)
+    checksum = result.idata.attrs.get("data_checksum")
+    backtest = find_backtest(folder.resolve().parent, checksum, result.config) if checksum else None
+    page = build_report(
+        result,
+        figures,
+        run_id=run_id,
+        sourced=sourced,
+        questions=questions,
+        calibration=backtest_calibration(backtest) if backtest is not None else None,
+    )
     return atomic_write_text(folder / REPORT_NAME, page)

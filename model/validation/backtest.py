@@ -64,8 +64,9 @@ from scipy.special import gammaln, logsumexp, softmax
 from model.aggregator.design import PollDesign, cell_of
 from model.config import BACKTEST_HORIZONS, CANDIDATES, Config, ConfigError
 from model.data.polls import reading_midpoints
+from model.results.calibration import MODEL_METHOD as MODEL
+from model.results.calibration import REFERENCE_TARGETS
 
-MODEL = "model"
 REFERENCE_ONLY = "reference_only"
 NO_EFFECTS = "no_house_effects"
 #: The methods refitted with the model (each refit a Dask task).
@@ -664,7 +665,7 @@ def by_horizon(per_target: pd.DataFrame) -> pd.DataFrame:
     if not len(per_target):
         return pd.DataFrame()
     groups = {
-        "reference": per_target["reference"].astype(bool),
+        REFERENCE_TARGETS: per_target["reference"].astype(bool),
         "development": per_target["reference"].astype(bool)
         & ~per_target["confirmation"].astype(bool),
         "confirmation": per_target["confirmation"].astype(bool),
@@ -715,7 +716,7 @@ def paired_differences(per_target: pd.DataFrame, against: str = MODEL) -> pd.Dat
             continue
         both = both.reset_index()
         masks = {
-            "reference": both["reference_model"].astype(bool),
+            REFERENCE_TARGETS: both["reference_model"].astype(bool),
             "confirmation": both["confirmation_model"].astype(bool),
         }
         for series in sorted(set(both.loc[~both["reference_model"].astype(bool), "series_model"])):

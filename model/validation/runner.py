@@ -32,6 +32,12 @@ import pandas as pd
 from model.aggregator.design import PollDesign, build_design
 from model.config import FORM_FIELDS, Config, ConfigError, Sampler, ValidateSettings
 from model.data.polls import table_checksum
+from model.results.calibration import (
+    HORIZONS_FILE,
+    REFERENCE_TARGETS,
+    SETTINGS_FILE,
+    VALIDATE_PREFIX,
+)
 from model.results.diagnostics import convergence, gate, sampling_attempts
 from model.sampling.engine import CompiledAggregator
 from model.threads import cpu_budget
@@ -512,7 +518,7 @@ def summary_text(v: Validation) -> str:
                 "Refits sampled again at a higher target acceptance after divergent transitions "
                 "(retried of refits; of those, still missing the gate): " + retried
             )
-        paired = _rows_where(v.backtest_paired, "targets", "reference")
+        paired = _rows_where(v.backtest_paired, "targets", REFERENCE_TARGETS)
         if len(paired):
             lines.append(
                 "Model minus method, log score per reference target (positive: the model better; mean +/- SE):"
@@ -556,16 +562,16 @@ def write_validation(v: Validation, runs_dir: str | Path = "runs") -> Path:
     from model.validation.plots import validation_figures
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    with staged_folder(Path(runs_dir) / f"validate-{stamp}", unique=True) as (tmp, final):
+    with staged_folder(Path(runs_dir) / f"{VALIDATE_PREFIX}{stamp}", unique=True) as (tmp, final):
         settings = {"settings": v.settings.to_dict(), "config": v.config.to_dict(), **v.info}
-        (tmp / "settings.json").write_text(
+        (tmp / SETTINGS_FILE).write_text(
             json.dumps(settings, indent=2, sort_keys=True, default=str) + "\n"
         )
         tables = {
             "backtest.csv": v.backtest,
             "backtest_targets.csv": v.backtest_targets,
             "backtest_answers.csv": v.backtest_answers,
-            "backtest_horizons.csv": v.backtest_horizons,
+            HORIZONS_FILE: v.backtest_horizons,
             "backtest_paired.csv": v.backtest_paired,
             "backtest_bias.csv": v.backtest_bias,
             "sbc.csv": v.sbc,

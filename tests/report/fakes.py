@@ -16,6 +16,7 @@ import xarray as xr
 
 import model
 from model.aggregator.design import build_design
+from model.data.polls import table_checksum
 from model.results.fit_result import FitResult
 
 ANSWERS = ("talks", "continue", "undecided")
@@ -146,6 +147,7 @@ def fake_result(through: str | None = None) -> FitResult:
         {
             "config": json.dumps(config.to_dict(), sort_keys=True),
             "config_hash": config.hash(),
+            "data_checksum": table_checksum(design.polls),
             "reference_pollster": HOUSE_A,
             "seed": 5,
             "created": "2026-01-01T00:00:00Z",

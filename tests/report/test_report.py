@@ -25,6 +25,7 @@ from model.report import html as report
 from model.report import plots
 from model.results.run_folder import write_run
 from tests.report.fakes import ANSWERS, CHAINS, EVENT, HOUSE_A, PNG_SIGNATURE, fake_result
+from tests.results.test_calibration import write_backtest
 
 
 @pytest.fixture(scope="module")
@@ -512,6 +513,51 @@ def test_report_without_sourced_table_shows_src_rows_unlinked(result, pngs, tmp_
 
 
 # -- command line --------------------------------------------------------------------------------
+def report_beside(result, tmp_path, backtest: bool) -> str:
+    """``write_report`` into a run folder under ``runs/``, with (or without) a backtest of the same
+    readings and config beside it; the page, unescaped."""
+    runs = tmp_path / "runs"
+    folder = runs / "20260101T000000Z-fake"
+    folder.mkdir(parents=True)
+    if backtest:
+        write_backtest(
+            runs,
+            "validate-20260102T000000Z",
+            checksum=result.idata.attrs["data_checksum"],
+            config=result.config,
+        )
+    return html.unescape(report.write_report(result, folder, figures={}).read_text())
+
+
+def test_a_projected_curve_is_shown_with_how_the_backtests_bands_held(projected, tmp_path):
+    page = report_beside(projected, tmp_path, backtest=True)
+    months = projected.headline()["days_past_last_reading"] / 30.44
+    assert 3 < months < 9  # so the 9-month row is the one quoted
+    # In the headline's caveats and in the curve's section, with every horizon in a table.
+    assert page.count("(run validate-20260102T000000Z)") == 1
+    assert (
+        f"The projection runs {months:.1f} months past the last reading. In the backtest of these "
+        "readings (run validate-20260102T000000Z), the model's 90% bands for readings 9 months past "
+        "their data held 79% of 25 (fewer than the band's level) and its 50% bands 40% (the band's "
+        "level, within the backtest's uncertainty)."
+    ) in page
+    assert "in the backtest validate-20260102T000000Z (the same readings and settings" in page
+    assert "months past the data" in page and "79% (69% – 87%)" in page
+    assert "has not been measured" not in page
+
+
+def test_a_projected_curve_without_a_backtest_says_it_is_not_measured(projected, tmp_path):
+    page = report_beside(projected, tmp_path, backtest=False)
+    assert "has not been measured for these readings and settings: make validate" in page
+    assert "validate-2026" not in page and "months past the data" not in page
+
+
+def test_a_curve_that_is_not_projected_shows_no_backtest(result, tmp_path):
+    page = report_beside(result, tmp_path, backtest=True)
+    assert not result.design.projected.any()
+    assert "backtest" not in page and "has not been measured" not in page
+
+
 @pytest.fixture(scope="module")
 def stored_run(result, tmp_path_factory):
     """The fake written once as a run folder; tests work on copies of it."""
