@@ -129,7 +129,7 @@ def summary_text(result: FitResult) -> str:
     lines.append(
         f"Diagnostics {verdict} (max R-hat {diag['max_rhat']:.3f}, min ESS bulk {diag['min_ess_bulk']:.0f} / "
         f"tail {diag['min_ess_tail']:.0f}, {diag['divergences']} divergences, min E-BFMI {diag['min_bfmi']:.2f}; "
-        f"predictive coverage 50%: {diag['coverage50']:.0%}, 90%: {diag['coverage90']:.0%})"
+        f"in-sample predictive coverage 50%: {diag['coverage50']:.0%}, 90%: {diag['coverage90']:.0%})"
     )
     retried = retry_note(diag.get("sampling_attempts", []))
     if retried:
