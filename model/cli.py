@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     data = sub.add_parser(
         "data", help="derive data/polls.csv and data/questions.csv from the sourced table"
     )
-    data.add_argument("--sourced", type=Path, default=Path("data/readings_sourced.csv"))
+    data.add_argument("--sourced", type=Path, default=PROJECT_SOURCED)
     data.add_argument("--out-dir", type=Path, default=Path("data"))
 
     fit = sub.add_parser(
@@ -87,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument(
         "--data",
         type=Path,
-        default=Path("data/polls.csv"),
-        help="poll table (default: data/polls.csv)",
+        default=PROJECT_DATA,
+        help=f"poll table (default: {PROJECT_DATA})",
     )
     comp.add_argument(
         "--config",
@@ -235,8 +235,8 @@ def _add_run_options(parser: argparse.ArgumentParser, *, runs_help: str, sampled
     parser.add_argument(
         "--data",
         type=Path,
-        default=Path("data/polls.csv"),
-        help="poll table (default: data/polls.csv)",
+        default=PROJECT_DATA,
+        help=f"poll table (default: {PROJECT_DATA})",
     )
     parser.add_argument(
         "--config",

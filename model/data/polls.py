@@ -514,7 +514,9 @@ class _Checker:
         self, position: int | None, column: Column, value: object, issue: str, expected: str
     ) -> None:
         row = None if position is None else self.rows[position]
-        self.problems.append(Problem(self.source, row, column, value, expected, issue))
+        self.problems.append(
+            Problem(self.source, row, column, value, expected=expected, issue=issue)
+        )
 
     def cell(self, position: int, column: str) -> object:
         """The cell, or ``_NO_VALUE`` if the column is missing or the cell is not UTF-8."""

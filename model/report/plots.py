@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from model.config import ANCHORS
 from model.data.polls import reading_midpoints
 from model.files import atomic_write
 from model.results.headline import field_span
@@ -590,7 +591,7 @@ def plot_adjusted(
     colours = house_colours(result)
     bands = {result.config.interval: result.support_curve()}
     reference = result.reference_pollster or "the average house"
-    if result.config.house_effects == "anchors":
+    if result.config.house_effects == ANCHORS:
         reference = "the anchored (true) level"
 
     fig = plt.figure(figsize=(13, 1.4 + 3.0 * len(answers)), layout="constrained")

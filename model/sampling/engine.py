@@ -258,14 +258,14 @@ class CompiledAggregator:
         from pymc.backends.arviz import coords_and_dims_for_inferencedata, dict_to_dataset
         from pymc.model.transform.conditioning import remove_value_transforms
 
-        model = remove_value_transforms(self.pymc_model)
-        obs = model["obs_share"]
+        untransformed = remove_value_transforms(self.pymc_model)
+        obs = untransformed["obs_share"]
         hyperpriors = [
-            model[v.name] for v in self.pymc_model.free_RVs if v.name in SENSITIVITY_PRIORS
+            untransformed[v.name] for v in self.pymc_model.free_RVs if v.name in SENSITIVITY_PRIORS
         ]
-        values = [model.rvs_to_values[rv] for rv in model.free_RVs]
-        loglik, *log_priors = model.logp(vars=[obs, *hyperpriors], sum=False)
-        concentration = model.replace_rvs_by_values([reading_concentration(obs)])[0]
+        values = [untransformed.rvs_to_values[rv] for rv in untransformed.free_RVs]
+        loglik, *log_priors = untransformed.logp(vars=[obs, *hyperpriors], sum=False)
+        concentration = untransformed.replace_rvs_by_values([reading_concentration(obs)])[0]
         batch = pt.tensor("concentration", shape=(None, *concentration.type.shape))
         with exact_arithmetic():
             per_draw = pm.pytensorf.compile(
@@ -293,7 +293,7 @@ class CompiledAggregator:
             draws.append(fresh_readings(outputs[1][chain]))
         loglik, _, *log_priors = outputs
 
-        coords, dims = coords_and_dims_for_inferencedata(model)
+        coords, dims = coords_and_dims_for_inferencedata(untransformed)
 
         def group(variables: dict, variable_dims: dict):
             return dict_to_dataset(
