@@ -693,13 +693,43 @@ def by_horizon(per_target: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def newey_west_se(values: np.ndarray, lags: int | None = None) -> float:
+    r"""The Newey-West (Bartlett-kernel HAC) standard error of the mean of a series in time order.
+
+    .. math::
+
+        \widehat{\mathrm{se}}^2 = \frac{1}{n}\Big(\hat\gamma_0 + 2\sum_{l=1}^{L}
+        \big(1 - \tfrac{l}{L+1}\big)\hat\gamma_l\Big), \qquad
+        \hat\gamma_l = \frac{1}{n}\sum_{t=l+1}^{n} (x_t - \bar x)(x_{t-l} - \bar x),
+
+    with ``L = floor(4 (n / 100)^(2/9))`` lags unless given (Newey and West's rule), and the
+    variance scaled by ``n / (n - 1)`` so that with ``L = 0`` it is the i.i.d. ``sd / sqrt(n)``.
+    NaN for fewer than two values; never below zero (the Bartlett weights keep it non-negative).
+    """
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    if lags is None:
+        lags = int(np.floor(4 * (n / 100) ** (2 / 9)))
+    lags = min(int(lags), n - 1)
+    centred = x - x.mean()
+    variance = centred @ centred / n
+    for lag in range(1, lags + 1):
+        variance += 2 * (1 - lag / (lags + 1)) * (centred[lag:] @ centred[:-lag]) / n
+    return float(np.sqrt(max(variance, 0.0) / (n - 1)))
+
+
 def paired_differences(per_target: pd.DataFrame, against: str = MODEL) -> pd.DataFrame:
     """``backtest_paired.csv``: the model's log score minus each method's, target by target.
 
     Per method, horizon and group (``reference``, ``confirmation``, each other series), over the
     targets both scored: ``n``, ``mean_difference`` (positive: the model scores better) and its
     standard error ``se`` (sd / sqrt(n)), and the same for the absolute error (``mae_difference``,
-    negative: the model errs less).
+    negative: the model errs less). Consecutive targets share most of their training readings and
+    the same stretch of the curve, so their differences may be correlated; ``se_hac`` is the
+    Newey-West standard error of the mean difference over the targets in field-start order
+    (:func:`newey_west_se`), which allows for that.
     """
     scored = _scored(per_target)
     if not len(scored):
@@ -726,6 +756,7 @@ def paired_differences(per_target: pd.DataFrame, against: str = MODEL) -> pd.Dat
                 part = both[mask & (both["horizon_months"] == horizon)]
                 if not len(part):
                     continue
+                part = part.sort_values(["field_start_model", "source_row"], kind="stable")
                 d = part["log_score_model"] - part["log_score_other"]
                 e = part["abs_error_model"] - part["abs_error_other"]
                 n = len(part)
@@ -737,6 +768,7 @@ def paired_differences(per_target: pd.DataFrame, against: str = MODEL) -> pd.Dat
                         "n": n,
                         "mean_difference": float(d.mean()),
                         "se": float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan,
+                        "se_hac": newey_west_se(d.to_numpy()),
                         "mae_difference": float(e.mean()),
                         "mae_se": float(e.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan,
                     }

@@ -521,11 +521,13 @@ def summary_text(v: Validation) -> str:
         paired = _rows_where(v.backtest_paired, "targets", REFERENCE_TARGETS)
         if len(paired):
             lines.append(
-                "Model minus method, log score per reference target (positive: the model better; mean +/- SE):"
+                "Model minus method, log score per reference target (positive: the model better; "
+                "mean +/- SE, and the Newey-West SE that allows for correlated neighbouring targets):"
             )
             for _, r in paired.iterrows():
                 lines.append(
                     f"  {r['method']:<18} {r['horizon_months']:>2} mo  n={r['n']:<3} {r['mean_difference']:+.3f} +/- {r['se']:.3f}"
+                    f" (HAC {r['se_hac']:.3f})"
                 )
     if len(v.sbc):
         accepted = int(v.sbc_fits["accepted"].sum()) if len(v.sbc_fits) else 0

@@ -358,13 +358,17 @@ def test_paired_differences_and_signed_errors():
         for method, score in (("model", model_score), ("reference_only", other_score)):
             rows.append(
                 {"method": method, "source_row": source_row, "horizon_months": 0, "series": "A | Q", "reference": True,
-                 "confirmation": source_row == 2, "log_score": score, "abs_error": 1.0, "error": ""}
+                 "confirmation": source_row == 2, "log_score": score, "abs_error": 1.0, "error": "",
+                 "field_start": pd.Timestamp("2025-03-01") - pd.DateOffset(months=[0, 2, 1][source_row])}
             )  # fmt: skip
     paired = backtest.paired_differences(pd.DataFrame(rows)).set_index(["method", "targets"])
     row = paired.loc[("reference_only", "reference")]
     d = np.array([1.0, -0.5, 1.5])
     assert row["n"] == 3 and row["mean_difference"] == pytest.approx(d.mean())
     assert row["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(3))
+    # The HAC error takes the targets in field-start order: here rows 1, 2, 0.
+    assert row["se_hac"] == pytest.approx(backtest.newey_west_se(d[[1, 2, 0]]))
+    assert row["se_hac"] != pytest.approx(backtest.newey_west_se(d))
     assert paired.loc[("reference_only", "confirmation"), "n"] == 1
     answers = pd.DataFrame(
         {"method": "model", "horizon_months": 0, "answer": ["talks", "talks", "continue"], "reference": True,
@@ -372,6 +376,24 @@ def test_paired_differences_and_signed_errors():
     )  # fmt: skip
     bias = backtest.signed_errors(answers).set_index("answer")
     assert bias.loc["talks", "mean_signed_error"] == 3.0 and bias.loc["continue", "n"] == 1
+
+
+def test_the_newey_west_error_is_the_iid_one_without_lags_and_follows_autocorrelation():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=60)
+    assert backtest.newey_west_se(x, lags=0) == pytest.approx(x.std(ddof=1) / np.sqrt(60))
+    assert np.isnan(backtest.newey_west_se(x[:1]))
+    # A slowly wandering series (AR(1), phi 0.8) has a larger error of its mean than i.i.d.
+    # draws suggest; an alternating one a smaller.
+    ar = np.zeros(400)
+    for t in range(1, 400):
+        ar[t] = 0.8 * ar[t - 1] + rng.normal()
+    iid = ar.std(ddof=1) / np.sqrt(400)
+    assert backtest.newey_west_se(ar) > 1.5 * iid
+    alternating = np.tile([1.0, -1.0], 50) + rng.normal(scale=0.1, size=100)
+    assert backtest.newey_west_se(alternating) < 0.5 * alternating.std(ddof=1) / np.sqrt(100)
+    # The lag rule: floor(4 (n/100)^(2/9)), 3 at n = 60.
+    assert backtest.newey_west_se(x) == pytest.approx(backtest.newey_west_se(x, lags=3))
 
 
 def test_sbc_ranks_and_coverage():
