@@ -237,12 +237,12 @@ def _headline_section(result: FitResult, calibration: BacktestCalibration | None
 
 
 def _held(lower: float, upper: float, level: float) -> str:
-    """Whether a band's backtest coverage matched its level (its 90% Wilson interval ``lower``-``upper``)."""
+    """A band's backtest coverage against its level, in words (``lower``-``upper``: its 90% Wilson interval)."""
     if upper < level:
-        return "fewer than the band's level"
+        return "too narrow, even allowing for the backtest's uncertainty"
     if lower > level:
-        return "more than the band's level"
-    return "the band's level, within the backtest's uncertainty"
+        return "too wide, even allowing for the backtest's uncertainty"
+    return f"consistent with {level:.0%}"
 
 
 def _projection_calibration(
@@ -266,24 +266,26 @@ def _projection_calibration(
             "readings predicted 0-9 months later), and this report, drawn again, shows its figures here."
         ]
     row = calibration.at(months)
+    horizon = int(row["horizon_months"])
     figures = (
-        f"the model's 90% bands for readings {int(row['horizon_months'])} months past their data held "
-        f"{row['coverage90']:.0%} of {int(row['n'])} "
+        f"the model's 90% bands {horizon} months past the data held {row['coverage90']:.0%} of "
+        f"{int(row['n'])} held-out readings "
         f"({_held(row['coverage90_lower'], row['coverage90_upper'], 0.9)}) and its 50% bands "
         f"{row['coverage50']:.0%} ({_held(row['coverage50_lower'], row['coverage50_upper'], 0.5)})"
     )
     if short:
         return [
-            f"The projection runs {months:.1f} months past the last reading. In the backtest of these "
+            f"The projection runs {months:.1f} months past the last reading. In a backtest of these "
             f"readings (run {calibration.folder.name}), {figures}."
         ]
     return [
         f"How such projections have held: in the backtest {calibration.folder.name} (the same readings "
         "and settings; make validate), the model was refitted on the readings before each cut-off and "
-        f"predicted the held-out readings of the curve's reference ({result.identification}) 0-9 "
-        "months later. A prediction's band is for a reading, the curve plus that reading's sampling "
-        "and non-sampling error, so it is wider than the curve's own band; both widen with the months "
-        f"past the data. This curve ends {months:.1f} months past its last reading: {figures}."
+        "predicted the held-out readings of the curve's reference house and question 0-9 months "
+        "later. A prediction's band is for a reading, the curve plus that reading's sampling and "
+        "non-sampling error, so it is wider than the curve's own band; both widen with the months "
+        f"past the data. This curve ends {months:.1f} months past its last reading; at the "
+        f"backtest's nearest horizon at or past that, {figures}."
     ]
 
 

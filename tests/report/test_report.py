@@ -536,14 +536,26 @@ def test_a_projected_curve_is_shown_with_how_the_backtests_bands_held(projected,
     # In the headline's caveats and in the curve's section, with every horizon in a table.
     assert page.count("(run validate-20260102T000000Z)") == 1
     assert (
-        f"The projection runs {months:.1f} months past the last reading. In the backtest of these "
-        "readings (run validate-20260102T000000Z), the model's 90% bands for readings 9 months past "
-        "their data held 79% of 25 (fewer than the band's level) and its 50% bands 40% (the band's "
-        "level, within the backtest's uncertainty)."
+        f"The projection runs {months:.1f} months past the last reading. In a backtest of these "
+        "readings (run validate-20260102T000000Z), the model's 90% bands 9 months past the data held "
+        "79% of 25 held-out readings (too narrow, even allowing for the backtest's uncertainty) and "
+        "its 50% bands 40% (consistent with 50%)."
     ) in page
     assert "in the backtest validate-20260102T000000Z (the same readings and settings" in page
     assert "months past the data" in page and "79% (69% – 87%)" in page
     assert "has not been measured" not in page
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper", "words"),
+    [
+        (0.69, 0.87, "too narrow"),
+        (0.80, 0.96, "consistent with 90%"),
+        (0.91, 0.99, "too wide"),
+    ],
+)
+def test_a_bands_backtest_coverage_is_judged_by_its_interval(lower, upper, words):
+    assert report._held(lower, upper, 0.9).startswith(words)
 
 
 def test_a_projected_curve_without_a_backtest_says_it_is_not_measured(projected, tmp_path):
