@@ -366,15 +366,13 @@ def _estimate_section(
             "<code>projected</code> in <code>curve.csv</code>. Its median stays where the data left it and its band "
             "widens with the walk's estimated step size.</p>"
         )
-        projection += "".join(
-            f"<p>{esc(text)}</p>" for text in _projection_calibration(result, calibration)
-        )
-        if calibration is not None:
-            projection += _calibration_table(calibration)
+    held = "".join(f"<p>{esc(text)}</p>" for text in _projection_calibration(result, calibration))
+    if held and calibration is not None:
+        held += _calibration_table(calibration)
     return (
         f'<section id="estimate"><h2>The curve</h2>'
         f"<p>{esc(result.identification)[0].upper() + esc(result.identification)[1:]}, asking {esc(result.reference_question)}. "
-        f"Data to {result.design.data_end:%d %B %Y}.</p>{projection}{table}"
+        f"Data to {result.design.data_end:%d %B %Y}.</p>{projection}{table}{held}"
         + _img(
             "support_curve",
             figures,
