@@ -24,7 +24,7 @@ import pandas as pd
 from model.config import DAYS_PER_MONTH
 from model.files import atomic_write_text
 from model.report import interactive, plots
-from model.results.calibration import BacktestCalibration, backtest_calibration, find_backtest
+from model.results.calibration import BacktestCalibration, find_backtest
 from model.results.diagnostics import retry_note
 
 if TYPE_CHECKING:
@@ -237,11 +237,11 @@ def _headline_section(result: FitResult, calibration: BacktestCalibration | None
 
 
 def _held(lower: float, upper: float, level: float) -> str:
-    """A band's backtest coverage against its level, in words (``lower``-``upper``: its 90% Wilson interval)."""
+    """A band's backtest coverage against its level, in words (``lower``-``upper``: its 90% interval)."""
     if upper < level:
-        return "too narrow, even allowing for the backtest's uncertainty"
+        return "too narrow"
     if lower > level:
-        return "too wide, even allowing for the backtest's uncertainty"
+        return "too wide"
     return f"consistent with {level:.0%}"
 
 
@@ -261,31 +261,45 @@ def _projection_calibration(
         if short:
             return []
         return [
-            "How well such a projection holds has not been measured for these readings and settings: "
+            "How well such a projection holds has not been measured for these readings and this model: "
             "make validate backtests the model (refits on the readings before each cut-off, held-out "
             "readings predicted 0-9 months later), and this report, drawn again, shows its figures here."
         ]
     row = calibration.at(months)
     horizon = int(row["horizon_months"])
+    horizons = calibration.table["horizon_months"]
+    span = f"{int(horizons.min())}-{int(horizons.max())}"
     figures = (
-        f"the model's 90% bands {horizon} months past the data held {row['coverage90']:.0%} of "
-        f"{int(row['n'])} held-out readings "
+        f"the model's 90% bands for a new reading {horizon} months past the data covered "
+        f"{row['coverage90']:.0%} of the reported shares of {int(row['n'])} held-out readings "
         f"({_held(row['coverage90_lower'], row['coverage90_upper'], 0.9)}) and its 50% bands "
         f"{row['coverage50']:.0%} ({_held(row['coverage50_lower'], row['coverage50_upper'], 0.5)})"
     )
+    if months > horizons.max():
+        where = (
+            f"This curve ends {months:.1f} months past its last reading, longer than the backtest's "
+            f"longest horizon ({horizon} months): {figures}."
+        )
+    else:
+        where = (
+            f"This curve ends {months:.1f} months past its last reading; at the backtest's shortest "
+            f"horizon at or past that, {figures}."
+        )
     if short:
         return [
             f"The projection runs {months:.1f} months past the last reading. In a backtest of these "
-            f"readings (run {calibration.folder.name}), {figures}."
+            f"readings (run {calibration.folder.name}), {figures}; a reading's band is wider than "
+            "the curve's own."
         ]
     return [
         f"How such projections have held: in the backtest {calibration.folder.name} (the same readings "
-        "and settings; make validate), the model was refitted on the readings before each cut-off and "
-        "predicted the held-out readings of the curve's reference house and question 0-9 months "
-        "later. A prediction's band is for a reading, the curve plus that reading's sampling and "
-        "non-sampling error, so it is wider than the curve's own band; both widen with the months "
-        f"past the data. This curve ends {months:.1f} months past its last reading; at the "
-        f"backtest's nearest horizon at or past that, {figures}."
+        "and model; make validate), the model was refitted on the readings before each cut-off and "
+        "predicted the held-out readings of the curve's reference house and question "
+        f"{span} months later. A prediction's band is for a reading, the curve plus that reading's "
+        "sampling and non-sampling error, so it is wider than the curve's own band; both widen with "
+        f"the months past the data. {where} Too narrow or too wide: the coverage's 90% interval, "
+        "which allows for neighbouring readings' errors being alike (Newey-West), excludes the "
+        "band's level."
     ]
 
 
@@ -306,8 +320,8 @@ def _calibration_table(calibration: BacktestCalibration) -> str:
             "months past the data",
             "held-out readings",
             "mean abs. error (points)",
-            "inside the 50% band (90% interval)",
-            "inside the 90% band (90% interval)",
+            "shares inside the 50% band (90% interval)",
+            "shares inside the 90% band (90% interval)",
         ],
         rows,
         numeric={0, 1, 2},
@@ -962,7 +976,7 @@ def write_report(
 
     Notes
     -----
-    The page shows the newest backtest of the fit's readings and config among the run folder's
+    The page shows the newest backtest of the fit's readings and model among the run folder's
     siblings (``runs/validate-*``, :func:`model.results.calibration.find_backtest`), if any.
     """
     folder = Path(folder)
@@ -970,13 +984,14 @@ def write_report(
     if figures is None:
         figures = plots.make_figures(result, answer=answer, questions=questions, run_id=run_id)
     checksum = result.idata.attrs.get("data_checksum")
-    backtest = find_backtest(folder.resolve().parent, checksum, result.config) if checksum else None
     page = build_report(
         result,
         figures,
         run_id=run_id,
         sourced=sourced,
         questions=questions,
-        calibration=backtest_calibration(backtest) if backtest is not None else None,
+        calibration=find_backtest(folder.resolve().parent, checksum, result.config)
+        if checksum
+        else None,
     )
     return atomic_write_text(folder / REPORT_NAME, page)

@@ -1,43 +1,83 @@
-"""How the model's predictive bands held in a backtest of the same readings and settings.
+"""How the model's predictive bands held in a backtest of the same readings and model.
 
 ``make validate`` (:mod:`model.validation.runner`) refits the model on the readings before each
 of its targets' cut-offs, 0-9 months before the target's field start, and scores each held-out
-reading against its predictive band (``backtest_horizons.csv``). A fit's projected curve is the
+reading against its predictive bands (``backtest_targets.csv``). A fit's projected curve is the
 same kind of prediction made past the last reading, so the report puts those figures beside it:
-:func:`find_backtest` finds a run of the same readings and model settings among a fit's sibling
-folders, and :func:`backtest_calibration` reads the model's figures from it. Nothing here
-samples; a fit without a matching backtest has none (the report says how to measure it).
+:func:`find_backtest` finds a run of the same readings and model among a fit's sibling folders,
+and :func:`backtest_calibration` reads the model's figures from it. Neighbouring targets share
+most of their training readings and the same stretch of the curve, so the coverage's uncertainty
+is a Newey-West interval (:func:`newey_west_se`), not a binomial one. Nothing here samples; a fit
+without a matching backtest has none (the report says how to measure it).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
-from model.config import Config, config_hash
+from model.config import Config, ConfigError
 
 #: The folders ``make validate`` writes (``runs/validate-<timestamp>``) and the files read here.
 VALIDATE_PREFIX = "validate-"
 SETTINGS_FILE = "settings.json"
 HORIZONS_FILE = "backtest_horizons.csv"
+TARGETS_FILE = "backtest_targets.csv"
 #: The backtest's method name of the model itself, and its group of reference-house targets.
 MODEL_METHOD = "model"
 REFERENCE_TARGETS = "reference"
-#: Columns of ``backtest_horizons.csv`` read here (coverage intervals: 90% Wilson).
-COLUMNS = (
+#: Columns of ``backtest_targets.csv`` read here.
+TARGET_COLUMNS = (
+    "method",
+    "reference",
     "horizon_months",
-    "n",
-    "mae",
-    "coverage50",
-    "coverage50_lower",
-    "coverage50_upper",
-    "coverage90",
-    "coverage90_lower",
-    "coverage90_upper",
+    "field_start",
+    "error",
+    "abs_error",
+    "covered50",
+    "covered90",
 )
+#: Config fields a backtest may differ in from the fit it is shown with: the date the curve runs
+#: to (a refit ends at its cut-off) and the sampler's settings (the refits use the backtest's own,
+#: recorded as ``backtest_sampler`` in its settings).
+NOT_COMPARED = ("through", "sampler")
+#: The central probability of the coverage intervals given with the backtest's figures.
+INTERVAL = 0.9
+
+
+def newey_west_se(values: np.ndarray, lags: int | None = None) -> float:
+    r"""The Newey-West (Bartlett-kernel HAC) standard error of the mean of a series in time order.
+
+    .. math::
+
+        \widehat{\mathrm{se}}^2 = \frac{1}{n - 1}\Big(\hat\gamma_0 + 2\sum_{l=1}^{L}
+        \big(1 - \tfrac{l}{L+1}\big)\hat\gamma_l\Big), \qquad
+        \hat\gamma_l = \frac{1}{n}\sum_{t=l+1}^{n} (x_t - \bar x)(x_{t-l} - \bar x),
+
+    with ``L = floor(4 (n / 100)^(2/9))`` lags unless given (Newey and West's rule: 2 lags for
+    13-27 values, 3 for 28-100), so that with ``L = 0`` it is the i.i.d. ``sd / sqrt(n)``. The lags
+    count positions in the series, not time: unevenly spaced values are taken as they come.
+    NaN for fewer than two values; never below zero (the Bartlett weights keep it non-negative).
+    """
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    if lags is None:
+        lags = int(np.floor(4 * (n / 100) ** (2 / 9)))
+    lags = min(int(lags), n - 1)
+    centred = x - x.mean()
+    variance = centred @ centred / n
+    for lag in range(1, lags + 1):
+        variance += 2 * (1 - lag / (lags + 1)) * (centred[lag:] @ centred[:-lag]) / n
+    return float(np.sqrt(max(variance, 0.0) / (n - 1)))
 
 
 @dataclass(frozen=True)
@@ -48,16 +88,18 @@ class BacktestCalibration:
     ----------
     folder : pathlib.Path
         The ``validate-*`` run folder they were read from.
-    created : str
-        When that run was written (its folder's timestamp).
+    sampler : dict
+        The refits' sampler settings (``backtest_sampler`` in its ``settings.json``).
     table : pandas.DataFrame
-        One row per horizon in months (:data:`COLUMNS`): targets scored, mean absolute error in
-        points, and the share of held-out readings inside the 50% and 90% predictive bands with
-        its 90% Wilson interval.
+        One row per horizon in months: ``n`` held-out readings scored, ``mae`` (mean absolute
+        error of the predictive median, points), and for the 50% and 90% bands the mean share of a
+        reading's reported answers they covered (``coverage50``, ``coverage90``) with its
+        :data:`INTERVAL` interval from the Newey-West standard error over the targets in
+        field-start order (``coverage50_lower`` ... ``coverage90_upper``, clipped to 0-1).
     """
 
     folder: Path
-    created: str
+    sampler: dict[str, Any]
     table: pd.DataFrame
 
     def at(self, months: float) -> pd.Series:
@@ -68,25 +110,38 @@ class BacktestCalibration:
         return self.table.iloc[row]
 
 
-def _matches(folder: Path, data_checksum: str, config: Config) -> bool:
+def _compared(config: Config) -> dict[str, Any]:
+    return {k: v for k, v in config.to_dict().items() if k not in NOT_COMPARED}
+
+
+def _settings(folder: Path) -> dict[str, Any] | None:
     try:
-        settings = json.loads((folder / SETTINGS_FILE).read_text())
+        return json.loads((folder / SETTINGS_FILE).read_text())
     except (OSError, ValueError):
+        return None
+
+
+def _matches(settings: dict[str, Any], data_checksum: str, config: Config) -> bool:
+    if settings.get("data_checksum") != data_checksum or not isinstance(
+        settings.get("config"), dict
+    ):
         return False
-    return (
-        (folder / HORIZONS_FILE).is_file()
-        and settings.get("data_checksum") == data_checksum
-        and isinstance(settings.get("config"), dict)
-        and config_hash(settings["config"]) == config.replace(through=None).hash()
-    )
+    try:  # read as a Config, so a config stored before a field was added compares by its defaults
+        stored = Config.from_dict(settings["config"], source=SETTINGS_FILE)
+    except (ConfigError, TypeError, ValueError):
+        return False
+    return _compared(stored) == _compared(config)
 
 
-def find_backtest(runs_dir: str | Path, data_checksum: str, config: Config) -> Path | None:
-    """The newest ``validate-*`` folder in ``runs_dir`` that backtested these readings with this config.
+def find_backtest(
+    runs_dir: str | Path, data_checksum: str, config: Config
+) -> BacktestCalibration | None:
+    """The newest backtest in ``runs_dir`` of these readings and this model, with figures for it.
 
-    A backtest matches when its ``settings.json`` records the same table checksum
-    (:func:`model.data.polls.table_checksum`) and the same config apart from ``through`` (a
-    backtest's refits end at their cut-offs), and it wrote ``backtest_horizons.csv``.
+    A ``validate-*`` folder matches when its ``settings.json`` records the same table checksum
+    (:func:`model.data.polls.table_checksum`) and the same config apart from
+    :data:`NOT_COMPARED`, and its ``backtest_targets.csv`` scores the model on reference-house
+    targets. A matching folder whose table cannot be read is passed over with a warning.
 
     Parameters
     ----------
@@ -99,7 +154,7 @@ def find_backtest(runs_dir: str | Path, data_checksum: str, config: Config) -> P
 
     Returns
     -------
-    pathlib.Path or None
+    BacktestCalibration or None
     """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
@@ -109,7 +164,20 @@ def find_backtest(runs_dir: str | Path, data_checksum: str, config: Config) -> P
         key=lambda p: p.name,
         reverse=True,
     )
-    return next((p for p in folders if _matches(p, data_checksum, config)), None)
+    for folder in folders:
+        settings = _settings(folder)
+        if settings is None or not _matches(settings, data_checksum, config):
+            continue
+        if not (folder / TARGETS_FILE).is_file():
+            continue
+        try:
+            found = backtest_calibration(folder)
+        except (OSError, ValueError) as err:
+            warnings.warn(f"{folder}: backtest not read ({err})", stacklevel=2)
+            continue
+        if found is not None:
+            return found
+    return None
 
 
 def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
@@ -123,22 +191,41 @@ def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
     Raises
     ------
     ValueError
-        When ``backtest_horizons.csv`` lacks one of :data:`COLUMNS` (named with the file).
+        When ``backtest_targets.csv`` lacks one of :data:`TARGET_COLUMNS` (named with the file).
     """
     folder = Path(folder)
-    path = folder / HORIZONS_FILE
-    table = pd.read_csv(path)
-    missing = [c for c in ("method", "targets", *COLUMNS) if c not in table]
+    path = folder / TARGETS_FILE
+    targets = pd.read_csv(path)
+    missing = [c for c in TARGET_COLUMNS if c not in targets]
     if missing:
-        raise ValueError(f"{path}: no column {', '.join(missing)}; expected {list(COLUMNS)}")
-    rows = table[
-        (table["method"] == MODEL_METHOD)
-        & (table["targets"] == REFERENCE_TARGETS)
-        & (table["n"] > 0)
+        raise ValueError(f"{path}: no column {', '.join(missing)}; expected {list(TARGET_COLUMNS)}")
+    scored = targets[
+        (targets["method"] == MODEL_METHOD)
+        & targets["reference"].astype(bool)
+        & (targets["error"].astype("string").fillna("") == "")
+        & targets["covered90"].notna()
     ]
-    if not len(rows):
+    if not len(scored):
         return None
-    rows = rows.loc[:, list(COLUMNS)].sort_values("horizon_months").reset_index(drop=True)
+    z = float(ndtri(0.5 + INTERVAL / 2))  # 1.645 for a 90% interval
+    rows = []
+    for horizon, group in scored.groupby("horizon_months", sort=True):
+        group = group.sort_values("field_start", kind="stable")
+        row: dict[str, Any] = {
+            "horizon_months": int(horizon),
+            "n": len(group),
+            "mae": float(group["abs_error"].mean()),
+        }
+        for level in (50, 90):
+            covered = group[f"covered{level}"].to_numpy(dtype=float)
+            mean, se = float(covered.mean()), newey_west_se(covered)
+            row[f"coverage{level}"] = mean
+            row[f"coverage{level}_lower"] = max(mean - z * se, 0.0) if se == se else np.nan
+            row[f"coverage{level}_upper"] = min(mean + z * se, 1.0) if se == se else np.nan
+        rows.append(row)
+    settings = _settings(folder) or {}
     return BacktestCalibration(
-        folder=folder, created=folder.name.removeprefix(VALIDATE_PREFIX), table=rows
+        folder=folder,
+        sampler=dict(settings.get("backtest_sampler") or {}),
+        table=pd.DataFrame(rows),
     )

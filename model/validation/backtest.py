@@ -65,7 +65,7 @@ from model.aggregator.design import PollDesign, cell_of
 from model.config import BACKTEST_HORIZONS, CANDIDATES, Config, ConfigError
 from model.data.polls import reading_midpoints
 from model.results.calibration import MODEL_METHOD as MODEL
-from model.results.calibration import REFERENCE_TARGETS
+from model.results.calibration import REFERENCE_TARGETS, newey_west_se
 
 REFERENCE_ONLY = "reference_only"
 NO_EFFECTS = "no_house_effects"
@@ -691,33 +691,6 @@ def by_horizon(per_target: pd.DataFrame) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
-
-
-def newey_west_se(values: np.ndarray, lags: int | None = None) -> float:
-    r"""The Newey-West (Bartlett-kernel HAC) standard error of the mean of a series in time order.
-
-    .. math::
-
-        \widehat{\mathrm{se}}^2 = \frac{1}{n}\Big(\hat\gamma_0 + 2\sum_{l=1}^{L}
-        \big(1 - \tfrac{l}{L+1}\big)\hat\gamma_l\Big), \qquad
-        \hat\gamma_l = \frac{1}{n}\sum_{t=l+1}^{n} (x_t - \bar x)(x_{t-l} - \bar x),
-
-    with ``L = floor(4 (n / 100)^(2/9))`` lags unless given (Newey and West's rule), and the
-    variance scaled by ``n / (n - 1)`` so that with ``L = 0`` it is the i.i.d. ``sd / sqrt(n)``.
-    NaN for fewer than two values; never below zero (the Bartlett weights keep it non-negative).
-    """
-    x = np.asarray(values, dtype=float)
-    n = len(x)
-    if n < 2:
-        return float("nan")
-    if lags is None:
-        lags = int(np.floor(4 * (n / 100) ** (2 / 9)))
-    lags = min(int(lags), n - 1)
-    centred = x - x.mean()
-    variance = centred @ centred / n
-    for lag in range(1, lags + 1):
-        variance += 2 * (1 - lag / (lags + 1)) * (centred[lag:] @ centred[:-lag]) / n
-    return float(np.sqrt(max(variance, 0.0) / (n - 1)))
 
 
 def paired_differences(per_target: pd.DataFrame, against: str = MODEL) -> pd.DataFrame:

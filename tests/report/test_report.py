@@ -25,7 +25,7 @@ from model.report import html as report
 from model.report import plots
 from model.results.run_folder import write_run
 from tests.report.fakes import ANSWERS, CHAINS, EVENT, HOUSE_A, PNG_SIGNATURE, fake_result
-from tests.results.test_calibration import write_backtest
+from tests.results.test_calibration import target_rows, write_backtest
 
 
 @pytest.fixture(scope="module")
@@ -513,7 +513,7 @@ def test_report_without_sourced_table_shows_src_rows_unlinked(result, pngs, tmp_
 
 
 # -- command line --------------------------------------------------------------------------------
-def report_beside(result, tmp_path, backtest: bool) -> str:
+def report_beside(result, tmp_path, backtest: bool, targets=None) -> str:
     """``write_report`` into a run folder under ``runs/``, with (or without) a backtest of the same
     readings and config beside it; the page, unescaped."""
     runs = tmp_path / "runs"
@@ -525,6 +525,7 @@ def report_beside(result, tmp_path, backtest: bool) -> str:
             "validate-20260102T000000Z",
             checksum=result.idata.attrs["data_checksum"],
             config=result.config,
+            targets=targets,
         )
     return html.unescape(report.write_report(result, folder, figures={}).read_text())
 
@@ -535,15 +536,27 @@ def test_a_projected_curve_is_shown_with_how_the_backtests_bands_held(projected,
     assert 3 < months < 9  # so the 9-month row is the one quoted
     # In the headline's caveats and in the curve's section, with every horizon in a table.
     assert page.count("(run validate-20260102T000000Z)") == 1
+    figures = (
+        "the model's 90% bands for a new reading 9 months past the data covered 47% of the "
+        "reported shares of 5 held-out readings (too narrow) and its 50% bands 50% (consistent "
+        "with 50%)"
+    )
     assert (
         f"The projection runs {months:.1f} months past the last reading. In a backtest of these "
-        "readings (run validate-20260102T000000Z), the model's 90% bands 9 months past the data held "
-        "79% of 25 held-out readings (too narrow, even allowing for the backtest's uncertainty) and "
-        "its 50% bands 40% (consistent with 50%)."
+        f"readings (run validate-20260102T000000Z), {figures}; a reading's band is wider than the "
+        "curve's own."
     ) in page
-    assert "in the backtest validate-20260102T000000Z (the same readings and settings" in page
-    assert "months past the data" in page and "79% (69% – 87%)" in page
+    assert "in the backtest validate-20260102T000000Z (the same readings and model" in page
+    assert f"at the backtest's shortest horizon at or past that, {figures}." in page
+    assert "months past the data" in page and "47% (" in page
     assert "has not been measured" not in page
+
+
+def test_a_projection_past_the_longest_horizon_says_so(projected, tmp_path):
+    rows = target_rows()
+    page = report_beside(projected, tmp_path, backtest=True, targets=rows[rows.horizon_months < 3])
+    assert "longer than the backtest's longest horizon (0 months): the model's 90% bands" in page
+    assert "predicted the held-out readings of the curve's reference house and question 0-0" in page
 
 
 @pytest.mark.parametrize(
@@ -560,7 +573,7 @@ def test_a_bands_backtest_coverage_is_judged_by_its_interval(lower, upper, words
 
 def test_a_projected_curve_without_a_backtest_says_it_is_not_measured(projected, tmp_path):
     page = report_beside(projected, tmp_path, backtest=False)
-    assert "has not been measured for these readings and settings: make validate" in page
+    assert "has not been measured for these readings and this model: make validate" in page
     assert "validate-2026" not in page and "months past the data" not in page
 
 

@@ -1,89 +1,121 @@
-"""model.results.calibration: a backtest of the same readings and config, read for the report (no sampling)."""
+"""model.results.calibration: a backtest of the same readings and model, read for the report (no sampling)."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import model
-from model.results.calibration import HORIZONS_FILE, backtest_calibration, find_backtest
+from model.results.calibration import (
+    TARGETS_FILE,
+    backtest_calibration,
+    find_backtest,
+    newey_west_se,
+)
 
 CONFIG = model.Config(reference_question="Q_MAIN", house_effects="House A", through="today")
 CHECKSUM = "a" * 64
+#: The model's 90% coverage per reference target at 9 months, in field-start order.
+COVERED90_AT_9 = [1.0, 1.0, 0.0, 1 / 3, 0.0]
 
 
-def horizon_rows() -> pd.DataFrame:
-    """Rows as ``backtest.by_horizon`` writes them: the model's reference targets out of order,
-    another group, another method and a horizon without scored targets."""
+def target_rows() -> pd.DataFrame:
+    """Rows as the backtest writes them: the model's reference targets at horizons 0, 3 and 9
+    (out of field-start order), a non-reference target, a target whose refit raised, and another
+    method's rows."""
     rows = []
-    for method, targets, horizon, n, cov90 in [
-        ("model", "reference", 9, 25, 0.79),
-        ("model", "reference", 0, 25, 0.91),
-        ("model", "reference", 3, 25, 0.91),
-        ("model", "confirmation", 9, 6, 0.39),
-        ("reference_only", "reference", 0, 25, 0.91),
-        ("model", "reference", 12, 0, float("nan")),
-    ]:
+
+    def add(method, horizon, month, covered90, reference=True, error=""):
         rows.append(
             {
                 "method": method,
+                "source_row": len(rows),
+                "reference": reference,
                 "horizon_months": horizon,
-                "targets": targets,
-                "n": n,
-                "mean_log_score": 4.1,
-                "mae": 3.2 + horizon / 10,
-                "coverage50": 0.4,
-                "coverage90": cov90,
-                "failed": 0,
-                "gate_failures": 0,
-                "coverage50_lower": 0.3,
-                "coverage50_upper": 0.5,
-                "coverage90_lower": cov90 - 0.1,
-                "coverage90_upper": min(cov90 + 0.08, 1.0),
+                "field_start": f"2025-{month:02d}-01",
+                "error": error,
+                "log_score": 4.0,
+                "abs_error": 2.0 + horizon / 3,
+                "covered50": 0.5,
+                "covered90": covered90,
             }
         )
+
+    for month, covered in zip([5, 1, 9, 7, 3], [0.0, 1.0, 0.0, 1 / 3, 1.0], strict=True):
+        add("model", 9, month, covered)  # in field-start order: COVERED90_AT_9
+    for horizon in (0, 3):
+        for month in (1, 2, 3):
+            add("model", horizon, month, 1.0)
+    add("model", 0, 4, 0.0, reference=False)  # another house's target
+    add("model", 0, 5, np.nan, error="RuntimeError: boom")
+    add("reference_only", 0, 1, 0.0)
     return pd.DataFrame(rows)
 
 
-def write_backtest(runs, name, checksum=CHECKSUM, config=CONFIG, horizons=True):
+def write_backtest(runs, name, checksum=CHECKSUM, config=CONFIG, targets=None):
     folder = runs / name
     folder.mkdir(parents=True)
     settings = {
         "settings": {},
         "config": config.replace(through=None).to_dict(),
         "data_checksum": checksum,
+        "backtest_sampler": {"chains": 4, "draws": 2000},
     }
     (folder / "settings.json").write_text(json.dumps(settings))
-    if horizons:
-        horizon_rows().to_csv(folder / HORIZONS_FILE, index=False)
+    (target_rows() if targets is None else targets).to_csv(folder / TARGETS_FILE, index=False)
     return folder
 
 
-def test_the_newest_backtest_of_the_same_readings_and_config_is_found(tmp_path):
+def test_the_newest_backtest_of_the_same_readings_and_model_is_found(tmp_path):
     write_backtest(tmp_path, "validate-20260101T000000Z")
     newest = write_backtest(tmp_path, "validate-20260103T000000Z")
     write_backtest(tmp_path, "validate-20260104T000000Z", checksum="b" * 64)
     write_backtest(tmp_path, "validate-20260105T000000Z", config=CONFIG.replace(grid="month"))
-    write_backtest(tmp_path, "validate-20260106T000000Z", horizons=False)  # SBC only
+    rows = target_rows()
+    write_backtest(tmp_path, "validate-20260106T000000Z", targets=rows[rows["method"] != "model"])
     (tmp_path / "validate-20260107T000000Z").mkdir()  # no settings.json
     (tmp_path / "validate-20260108T000000Z").mkdir()
     (tmp_path / "validate-20260108T000000Z" / "settings.json").write_text("{not json")
     (tmp_path / "20260109T000000Z-fit").mkdir()
-    assert find_backtest(tmp_path, CHECKSUM, CONFIG) == newest
-    # The fit's own date does not matter: a backtest's refits end at their cut-offs.
-    assert find_backtest(tmp_path, CHECKSUM, CONFIG.replace(through="2026-11-28")) == newest
+    assert find_backtest(tmp_path, CHECKSUM, CONFIG).folder == newest
+    # Neither the fit's own date nor its sampler matters: refits end at their cut-offs and use
+    # the backtest's sampler (read back with the figures).
+    other = CONFIG.replace(through="2026-11-28", sampler={"draws": 300, "chains": 2})
+    found = find_backtest(tmp_path, CHECKSUM, other)
+    assert found.folder == newest and found.sampler == {"chains": 4, "draws": 2000}
+    assert find_backtest(tmp_path, CHECKSUM, CONFIG.replace(trend="drift")) is None
     assert find_backtest(tmp_path, "c" * 64, CONFIG) is None
     assert find_backtest(tmp_path / "absent", CHECKSUM, CONFIG) is None
 
 
-def test_the_models_reference_targets_are_read_by_horizon(tmp_path):
+def test_a_backtest_that_cannot_be_read_is_passed_over_with_a_warning(tmp_path):
+    older = write_backtest(tmp_path, "validate-20260101T000000Z")
+    write_backtest(
+        tmp_path, "validate-20260102T000000Z", targets=target_rows().drop(columns="covered90")
+    )
+    with pytest.warns(
+        UserWarning, match=r"validate-20260102T000000Z: backtest not read .*covered90"
+    ):
+        assert find_backtest(tmp_path, CHECKSUM, CONFIG).folder == older
+
+
+def test_the_models_reference_targets_are_read_by_horizon_with_a_newey_west_interval(tmp_path):
     calibration = backtest_calibration(write_backtest(tmp_path, "validate-20260101T000000Z"))
-    assert calibration.created == "20260101T000000Z"
-    table = calibration.table
-    assert table["horizon_months"].tolist() == [0, 3, 9]  # sorted; the unscored horizon left out
-    assert table["coverage90"].tolist() == [0.91, 0.91, 0.79]  # not the other group's or method's
+    table = calibration.table.set_index("horizon_months")
+    assert table.index.tolist() == [0, 3, 9]
+    # Not the other house's target, the failed refit or the other method.
+    assert table["n"].tolist() == [3, 3, 5]
+    assert table["coverage90"].tolist() == [1.0, 1.0, pytest.approx(np.mean(COVERED90_AT_9))]
+    assert table.loc[9, "mae"] == pytest.approx(5.0)
+    se = newey_west_se(np.array(COVERED90_AT_9))  # in field-start order
+    mean = np.mean(COVERED90_AT_9)
+    assert table.loc[9, "coverage90_lower"] == pytest.approx(mean - 1.6448536 * se)
+    assert table.loc[9, "coverage90_upper"] == pytest.approx(mean + 1.6448536 * se)
+    # Constant coverage has no spread: its interval is the value itself, within 0-1.
+    assert (table.loc[0, "coverage90_lower"], table.loc[0, "coverage90_upper"]) == (1.0, 1.0)
     # A projection is read at the shortest horizon as long as it or longer, else the longest.
     assert [int(calibration.at(m)["horizon_months"]) for m in (0, 0.4, 3, 4.2, 9, 20)] == [
         0,
@@ -95,15 +127,27 @@ def test_the_models_reference_targets_are_read_by_horizon(tmp_path):
     ]
 
 
-def test_a_backtest_without_the_models_reference_rows_has_no_calibration(tmp_path):
-    folder = write_backtest(tmp_path, "validate-20260101T000000Z")
-    rows = horizon_rows()
-    rows[rows["method"] != "model"].to_csv(folder / HORIZONS_FILE, index=False)
-    assert backtest_calibration(folder) is None
-
-
 def test_a_missing_column_is_named_with_the_file(tmp_path):
-    folder = write_backtest(tmp_path, "validate-20260101T000000Z")
-    horizon_rows().drop(columns="coverage90_upper").to_csv(folder / HORIZONS_FILE, index=False)
-    with pytest.raises(ValueError, match=r"backtest_horizons\.csv: no column coverage90_upper"):
+    folder = write_backtest(
+        tmp_path, "validate-20260101T000000Z", targets=target_rows().drop(columns="field_start")
+    )
+    with pytest.raises(ValueError, match=r"backtest_targets\.csv: no column field_start"):
         backtest_calibration(folder)
+
+
+def test_the_newey_west_error_is_the_iid_one_without_lags_and_follows_autocorrelation():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=60)
+    assert newey_west_se(x, lags=0) == pytest.approx(x.std(ddof=1) / np.sqrt(60))
+    assert np.isnan(newey_west_se(x[:1]))
+    # A slowly wandering series (AR(1), phi 0.8) has a larger error of its mean than i.i.d.
+    # draws suggest; an alternating one a smaller.
+    ar = np.zeros(400)
+    for t in range(1, 400):
+        ar[t] = 0.8 * ar[t - 1] + rng.normal()
+    assert newey_west_se(ar) > 1.5 * ar.std(ddof=1) / np.sqrt(400)
+    alternating = np.tile([1.0, -1.0], 50) + rng.normal(scale=0.1, size=100)
+    assert newey_west_se(alternating) < 0.5 * alternating.std(ddof=1) / np.sqrt(100)
+    # The lag rule: floor(4 (n/100)^(2/9)): 2 lags at n = 20, 3 at n = 60.
+    assert newey_west_se(x) == pytest.approx(newey_west_se(x, lags=3))
+    assert newey_west_se(x[:20]) == pytest.approx(newey_west_se(x[:20], lags=2))

@@ -378,24 +378,6 @@ def test_paired_differences_and_signed_errors():
     assert bias.loc["talks", "mean_signed_error"] == 3.0 and bias.loc["continue", "n"] == 1
 
 
-def test_the_newey_west_error_is_the_iid_one_without_lags_and_follows_autocorrelation():
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=60)
-    assert backtest.newey_west_se(x, lags=0) == pytest.approx(x.std(ddof=1) / np.sqrt(60))
-    assert np.isnan(backtest.newey_west_se(x[:1]))
-    # A slowly wandering series (AR(1), phi 0.8) has a larger error of its mean than i.i.d.
-    # draws suggest; an alternating one a smaller.
-    ar = np.zeros(400)
-    for t in range(1, 400):
-        ar[t] = 0.8 * ar[t - 1] + rng.normal()
-    iid = ar.std(ddof=1) / np.sqrt(400)
-    assert backtest.newey_west_se(ar) > 1.5 * iid
-    alternating = np.tile([1.0, -1.0], 50) + rng.normal(scale=0.1, size=100)
-    assert backtest.newey_west_se(alternating) < 0.5 * alternating.std(ddof=1) / np.sqrt(100)
-    # The lag rule: floor(4 (n/100)^(2/9)), 3 at n = 60.
-    assert backtest.newey_west_se(x) == pytest.approx(backtest.newey_west_se(x, lags=3))
-
-
 def test_sbc_ranks_and_coverage():
     draws = {
         "low": np.linspace(1, 2, 400),
