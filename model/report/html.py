@@ -317,7 +317,7 @@ def _calibration_table(calibration: BacktestCalibration) -> str:
     ]
     return _table(
         [
-            "months past the data",
+            "horizon (months from cut-off to field start)",
             "held-out readings",
             "mean abs. error (points)",
             "shares inside the 50% band (90% interval)",

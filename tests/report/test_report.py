@@ -548,7 +548,7 @@ def test_a_projected_curve_is_shown_with_how_the_backtests_bands_held(projected,
     ) in page
     assert "in the backtest validate-20260102T000000Z (the same readings and model" in page
     assert f"at the backtest's shortest horizon at or past that, {figures}." in page
-    assert "months past the data" in page and "47% (" in page
+    assert "horizon (months from cut-off to field start)" in page and "47% (" in page
     assert "has not been measured" not in page
 
 
