@@ -482,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     from model.config import ConfigError
     from model.data.polls import PollDataError
     from model.results.run_folder import RunFolderError
+    from model.sampling import SamplingError
 
     args = _parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -502,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args)
         if args.command == "bench":
             return _bench(args)
-    except (PollDataError, ConfigError, RunFolderError) as err:
+    except (PollDataError, ConfigError, RunFolderError, SamplingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from model.aggregator.graph import PollAggregator, reading_concentration, readin
 from model.aggregator.kernels import register_jax
 from model.aggregator.names import POLL, SENSITIVITY_PRIORS
 from model.config import Config, Sampler
+from model.sampling import SamplingError
 from model.sampling.compiled import callbacks_cached, compile_model, exact_arithmetic
 
 
@@ -173,7 +174,8 @@ class CompiledAggregator:
         import nutpie
 
         compiled = self._nutpie.with_data(**data) if data else self._nutpie
-        return nutpie.sample(
+        threads_before = _threads()
+        running = nutpie.sample(
             compiled,
             draws=sampler.draws,
             tune=max(sampler.tune, 1),  # nuts-rs needs a warm-up step, as pm.sample ensures
@@ -183,7 +185,30 @@ class CompiledAggregator:
             cores=cores,
             save_warmup=False,
             progress_bar=progress_bar,
+            blocking=False,
         )
+        try:
+            return running.wait()
+        except KeyboardInterrupt:
+            return running.abort()  # the draws so far, as nutpie.sample returns them
+        except RuntimeError as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        except BaseException:
+            running.cancel()
+            raise
+        running.cancel()
+        # Let the chains' threads end before going on: left running into the interpreter's exit,
+        # they crashed the process (a segmentation fault after the error was printed).
+        deadline = time.monotonic() + 10.0
+        while _threads() > threads_before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        hint = (
+            ": the log density or its gradient was not finite, or the model raised, at every "
+            "starting point nutpie tried"
+            if "initialization" in reason
+            else ""
+        )
+        raise SamplingError(f"nutpie could not sample ({reason}){hint}")
 
     def _sample_pymc(self, sampler: Sampler, seed: int, cores: int, data: dict, progress_bar: bool):
         if sampler.nuts_sampler in ("numpyro", "blackjax"):
@@ -309,3 +334,11 @@ class CompiledAggregator:
         idata["posterior_predictive"] = group({obs.name: np.stack(draws)}, dims)
         idata["log_prior"] = group({rv.name: lp for rv, lp in zip(hyperpriors, log_priors)}, dims)
         return idata
+
+
+def _threads() -> int:
+    """The process's threads (Linux: ``/proc/self/task``; elsewhere 0, so nothing waits on them)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
