@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
-from model.config import DAYS_PER_MONTH
+from model.config import BACKTEST_HORIZONS, DAYS_PER_MONTH
 from model.files import atomic_write_text
 from model.report import interactive, plots
 from model.results.calibration import BacktestCalibration, find_backtest
@@ -263,7 +263,8 @@ def _projection_calibration(
         return [
             "How well such a projection holds has not been measured for these readings and this model: "
             "make validate backtests the model (refits on the readings before each cut-off, held-out "
-            "readings predicted 0-9 months later), and this report, drawn again, shows its figures here."
+            f"readings predicted {min(BACKTEST_HORIZONS)}-{max(BACKTEST_HORIZONS)} months later), "
+            "and this report, drawn again, shows its figures here."
         ]
     row = calibration.at(months)
     horizon = int(row["horizon_months"])
@@ -331,7 +332,6 @@ def _calibration_table(calibration: BacktestCalibration) -> str:
 def _estimate_section(
     result: FitResult, figures, run_id: str, calibration: BacktestCalibration | None
 ) -> str:
-
     interval = result.config.interval
     width = f"{round(100 * interval)}%"
     design = result.design
@@ -895,7 +895,7 @@ def build_report(
         The question codebook giving each question's family (marker shapes of the interactive chart;
         the project's is ``data/questions.csv``).
     calibration : BacktestCalibration or None
-        A backtest of the same readings and settings (:func:`model.results.calibration.find_backtest`):
+        A backtest of the same readings and model (:func:`model.results.calibration.find_backtest`):
         a projected curve is shown with how the model's bands held at each horizon there. None: the
         page says it has not been measured.
 

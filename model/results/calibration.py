@@ -28,7 +28,6 @@ from model.config import Config, ConfigError
 #: The folders ``make validate`` writes (``runs/validate-<timestamp>``) and the files read here.
 VALIDATE_PREFIX = "validate-"
 SETTINGS_FILE = "settings.json"
-HORIZONS_FILE = "backtest_horizons.csv"
 TARGETS_FILE = "backtest_targets.csv"
 #: The backtest's method name of the model itself, and its group of reference-house targets.
 MODEL_METHOD = "model"
@@ -220,8 +219,8 @@ def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
             covered = group[f"covered{level}"].to_numpy(dtype=float)
             mean, se = float(covered.mean()), newey_west_se(covered)
             row[f"coverage{level}"] = mean
-            row[f"coverage{level}_lower"] = max(mean - z * se, 0.0) if se == se else np.nan
-            row[f"coverage{level}_upper"] = min(mean + z * se, 1.0) if se == se else np.nan
+            row[f"coverage{level}_lower"] = np.nan if np.isnan(se) else max(mean - z * se, 0.0)
+            row[f"coverage{level}_upper"] = np.nan if np.isnan(se) else min(mean + z * se, 1.0)
         rows.append(row)
     settings = _settings(folder) or {}
     return BacktestCalibration(

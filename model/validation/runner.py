@@ -33,9 +33,9 @@ from model.aggregator.design import PollDesign, build_design
 from model.config import FORM_FIELDS, Config, ConfigError, Sampler, ValidateSettings
 from model.data.polls import table_checksum
 from model.results.calibration import (
-    HORIZONS_FILE,
     REFERENCE_TARGETS,
     SETTINGS_FILE,
+    TARGETS_FILE,
     VALIDATE_PREFIX,
 )
 from model.results.diagnostics import convergence, gate, sampling_attempts
@@ -571,9 +571,9 @@ def write_validation(v: Validation, runs_dir: str | Path = "runs") -> Path:
         )
         tables = {
             "backtest.csv": v.backtest,
-            "backtest_targets.csv": v.backtest_targets,
+            TARGETS_FILE: v.backtest_targets,
             "backtest_answers.csv": v.backtest_answers,
-            HORIZONS_FILE: v.backtest_horizons,
+            "backtest_horizons.csv": v.backtest_horizons,
             "backtest_paired.csv": v.backtest_paired,
             "backtest_bias.csv": v.backtest_bias,
             "sbc.csv": v.sbc,
