@@ -11,6 +11,7 @@ from data is HTML-escaped; only ``http``/``https`` source addresses become links
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 from collections.abc import Mapping
@@ -286,11 +287,12 @@ def _projection_calibration(
             f"This curve ends {months:.1f} months past its last reading; at the backtest's shortest "
             f"horizon at or past that, {figures}."
         )
+    refits, same = _refit_sampling(calibration, result)
     if short:
         return [
             f"The projection runs {months:.1f} months past the last reading. In a backtest of these "
             f"readings (run {calibration.folder.name}), {figures}; a reading's band is wider than "
-            "the curve's own."
+            "the curve's own." + ("" if same else f" {refits}")
         ]
     return [
         f"How such projections have held: in the backtest {calibration.folder.name} (the same readings "
@@ -298,10 +300,34 @@ def _projection_calibration(
         "predicted the held-out readings of the curve's reference house and question "
         f"{span} months later. A prediction's band is for a reading, the curve plus that reading's "
         "sampling and non-sampling error, so it is wider than the curve's own band; both widen with "
-        f"the months past the data. {where} Too narrow or too wide: the coverage's 90% interval, "
-        "which allows for neighbouring readings' errors being alike (Newey-West), excludes the "
-        "band's level."
+        f"the months past the data. {refits} {where} Too narrow or too wide: the coverage's 90% "
+        "interval, which allows for neighbouring readings' errors being alike (Newey-West), "
+        "excludes the band's level."
     ]
+
+
+def _sampling_words(sampler: Mapping[str, Any]) -> str:
+    return f"{sampler['chains']} chains of {sampler['draws']} draws after {sampler['tune']} tuning steps"
+
+
+def _refit_sampling(calibration: BacktestCalibration, result: FitResult) -> tuple[str, bool]:
+    """How the backtest's refits were sampled, in a sentence, and whether as this fit was.
+
+    The backtest is matched without its sampler settings (:data:`~model.results.calibration.NOT_COMPARED`),
+    so a quick one (``validate --draws 100``) must say so where its figures are quoted.
+    """
+    fit = dataclasses.asdict(result.config.sampler)
+    refits = calibration.sampler
+    keys = ("chains", "draws", "tune")
+    if not all(key in refits for key in keys):
+        return "The backtest's settings.json does not record how its refits were sampled.", False
+    if all(refits[key] == fit[key] for key in keys):
+        return f"Each refit sampled {_sampling_words(refits)}, as this fit did.", True
+    return (
+        f"Each refit sampled {_sampling_words(refits)}, where this fit sampled "
+        f"{_sampling_words(fit)}.",
+        False,
+    )
 
 
 def _calibration_table(calibration: BacktestCalibration) -> str:

@@ -513,7 +513,7 @@ def test_report_without_sourced_table_shows_src_rows_unlinked(result, pngs, tmp_
 
 
 # -- command line --------------------------------------------------------------------------------
-def report_beside(result, tmp_path, backtest: bool, targets=None) -> str:
+def report_beside(result, tmp_path, backtest: bool, targets=None, sampler=None) -> str:
     """``write_report`` into a run folder under ``runs/``, with (or without) a backtest of the same
     readings and config beside it; the page, unescaped."""
     runs = tmp_path / "runs"
@@ -526,6 +526,7 @@ def report_beside(result, tmp_path, backtest: bool, targets=None) -> str:
             checksum=result.idata.attrs["data_checksum"],
             config=result.config,
             targets=targets,
+            sampler=sampler,
         )
     return html.unescape(report.write_report(result, folder, figures={}).read_text())
 
@@ -550,6 +551,29 @@ def test_a_projected_curve_is_shown_with_how_the_backtests_bands_held(projected,
     assert f"at the backtest's shortest horizon at or past that, {figures}." in page
     assert "horizon (months from cut-off to field start)" in page and "47% (" in page
     assert "has not been measured" not in page
+    assert (
+        "Each refit sampled 4 chains of 1000 draws after 1000 tuning steps, as this fit did."
+        in page
+    )
+
+
+@pytest.mark.parametrize(
+    ("sampler", "words"),
+    [
+        (
+            {"chains": 2, "draws": 100, "tune": 100},
+            "Each refit sampled 2 chains of 100 draws after 100 tuning steps, where this fit "
+            "sampled 4 chains of 1000 draws after 1000 tuning steps.",
+        ),
+        ({}, "The backtest's settings.json does not record how its refits were sampled."),
+    ],
+)
+def test_a_backtest_sampled_otherwise_than_the_fit_says_so_where_it_is_quoted(
+    projected, tmp_path, sampler, words
+):
+    # The match ignores the sampler, so a quick validate --draws 100 must not read as a full one.
+    page = report_beside(projected, tmp_path, backtest=True, sampler=sampler)
+    assert page.count(words) == 2  # in the headline's caveat and in the curve's section
 
 
 def test_a_projection_past_the_longest_horizon_says_so(projected, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -55,14 +56,15 @@ def target_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_backtest(runs, name, checksum=CHECKSUM, config=CONFIG, targets=None):
+def write_backtest(runs, name, checksum=CHECKSUM, config=CONFIG, targets=None, sampler=None):
+    """A backtest's folder; its refits sampled as ``config`` says unless ``sampler`` is given."""
     folder = runs / name
     folder.mkdir(parents=True)
     settings = {
         "settings": {},
         "config": config.replace(through=None).to_dict(),
         "data_checksum": checksum,
-        "backtest_sampler": {"chains": 4, "draws": 2000},
+        "backtest_sampler": dataclasses.asdict(config.sampler) if sampler is None else sampler,
     }
     (folder / "settings.json").write_text(json.dumps(settings))
     (target_rows() if targets is None else targets).to_csv(folder / TARGETS_FILE, index=False)
@@ -85,7 +87,7 @@ def test_the_newest_backtest_of_the_same_readings_and_model_is_found(tmp_path):
     # the backtest's sampler (read back with the figures).
     other = CONFIG.replace(through="2026-11-28", sampler={"draws": 300, "chains": 2})
     found = find_backtest(tmp_path, CHECKSUM, other)
-    assert found.folder == newest and found.sampler == {"chains": 4, "draws": 2000}
+    assert found.folder == newest and found.sampler == dataclasses.asdict(CONFIG.sampler)
     assert find_backtest(tmp_path, CHECKSUM, CONFIG.replace(trend="drift")) is None
     assert find_backtest(tmp_path, "c" * 64, CONFIG) is None
     assert find_backtest(tmp_path / "absent", CHECKSUM, CONFIG) is None
