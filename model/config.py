@@ -20,7 +20,7 @@ from typing import Any, Literal, get_args
 import pandas as pd
 
 Grid = Literal["day", "week", "month"]
-Trend = Literal["walk", "drift", "damped"]
+Trend = Literal["walk", "drift", "damped", "momentum"]
 ByHouse = Literal["shared", "by_house"]
 WalkPrior = Literal["half_normal", "gamma"]
 #: How a part of the model is sampled (the same model either way): ``Sampler``'s form fields.
@@ -111,8 +111,9 @@ class Priors:
         Half-normal scale of the damped local slope's stationary sd, in logits per month
         (``trend = "damped"``).
     slope_persistence_alpha, slope_persistence_beta : float
-        Beta prior of the damped slope's autocorrelation over one month (``trend = "damped"``): by
-        default mean 0.8, so a slope keeps about half its size after three months.
+        Beta prior of the slope's autocorrelation over one month (``trend = "damped"`` or
+        ``"momentum"``): by default mean 0.8, so a slope keeps about half its size after three
+        months.
     nonsampling_house_sd : float
         Half-normal scale of the spread of log non-sampling error between houses
         (``nonsampling = "by_house"``).
@@ -228,11 +229,14 @@ class Config:
         reading's field end the random walk continues with no data, so the band widens as the
         walk's estimated step size says; those cells are marked ``projected``. None (default): the
         curve ends with the last reading. A date before the last reading's field end is refused.
-    trend : {"walk", "drift", "damped"}
+    trend : {"walk", "drift", "damped", "momentum"}
         ``"walk"`` (default): the random walk (plus event jumps). ``"drift"``: plus a constant
         zero-sum drift per answer logit (a slope; past the last reading the projection then
         continues it). ``"damped"``: plus a damped local slope (a stationary AR(1) slope per answer
         logit; past the last reading the projection continues the recent slope as it decays).
+        ``"momentum"``: the walk, each of whose segments between knots carries on the previous
+        segment's slope, decayed by a monthly persistence; past the last knot the projection
+        continues the last segment's slope as it decays.
     walk_prior : {"half_normal", "gamma"}
         Prior of the walk's step size: ``"half_normal"`` (default), with its mode at zero, or
         ``"gamma"``, a zero-avoiding Gamma(2) with the same mean (it rules out a flat trend a
@@ -282,8 +286,10 @@ class Config:
             problems.append(f"answers: {self.answers!r}; expected two or more distinct names")
         if self.grid not in ("day", "week", "month"):
             problems.append(f"grid: {self.grid!r}; expected 'day', 'week' or 'month'")
-        if self.trend not in ("walk", "drift", "damped"):
-            problems.append(f"trend: {self.trend!r}; expected 'walk', 'drift' or 'damped'")
+        if self.trend not in ("walk", "drift", "damped", "momentum"):
+            problems.append(
+                f"trend: {self.trend!r}; expected 'walk', 'drift', 'damped' or 'momentum'"
+            )
         if self.walk_prior not in ("half_normal", "gamma"):
             problems.append(f"walk_prior: {self.walk_prior!r}; expected 'half_normal' or 'gamma'")
         for name in ("nonsampling", "unknown_n"):
@@ -447,6 +453,7 @@ BACKTEST_HORIZONS = (0, 1, 3, 6, 9)
 CANDIDATES = {
     "drift": {"trend": "drift"},
     "damped": {"trend": "damped"},
+    "momentum": {"trend": "momentum"},
     "house_tau": {"nonsampling": "by_house"},
     "house_n": {"unknown_n": "by_house"},
     "walk_gamma": {"walk_prior": "gamma"},

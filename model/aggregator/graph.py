@@ -127,7 +127,13 @@ def walk_steps(design: PollDesign) -> WalkSteps:
 
 
 def _walk_and_jumps(
-    level, walk_sd, jump_sd: float, design: PollDesign, *, centred_knots: bool = True
+    level,
+    walk_sd,
+    jump_sd: float,
+    design: PollDesign,
+    *,
+    centred_knots: bool = True,
+    persistence=None,
 ):
     r"""The walk :math:`\sigma_{walk} \sum_{s \le t} z_s` (cells x answers) and the event jumps, sampled by segments.
 
@@ -160,6 +166,16 @@ def _walk_and_jumps(
     :math:`u \sim \mathrm{ZeroSumNormal}(1)` non-centred, :math:`\delta = (s_{jump}^2 / v)(S + \delta)
     + (\sigma_{walk}\sqrt{m}\, s_{jump} / v^{1/2})\, u` (the conditional of two independent normals
     given their sum, as for the confounded house-question pairs).
+
+    With ``persistence`` :math:`\rho` (the candidate ``trend = "momentum"``), a segment's change
+    carries on its predecessor's slope per cell: :math:`S_j - a_j S_{j-1} \sim
+    \mathrm{ZeroSumNormal}(v_j^{1/2})` in place of :math:`S_j`, with :math:`a_j = \rho^{g_j}\, m_j /
+    m_{j-1}`, :math:`g_j` the months between the two segments' midpoints, and :math:`a_j = 0` for
+    the first segment and for a segment holding a paired event's jump or following one (a jump is
+    not a slope). A unit-triangular map of the changes, so :math:`\rho = 0` is the walk. Past the
+    last knot each step gains the last segment's slope per cell decayed to its midpoint,
+    :math:`\rho^{g_s} S_J / m_J` (the momentum's mean; the walk's steps stay its noise), so a
+    projection continues the last segment's slope for a few months, then levels off.
 
     Returns
     -------
@@ -223,23 +239,47 @@ def _walk_and_jumps(
         # Non-centred: the same running sums on the walk's standardised scale, so a walk scale near
         # zero (which a few readings allow) makes no funnel with them.
         knot_scale, knot_name = pt.ones_like(total_var), "knot_value_std"
-    # The running sums from the level (a unit-triangular map, so the prior is unchanged).
-    at_knot = pm.CustomDist(
-        knot_name,
-        level,
-        knot_scale,
-        dist=lambda start, sd, size: (
-            start[None, :]
-            + pt.cumsum(
-                pm.ZeroSumNormal.dist(sigma=sd, n_zerosum_axes=1, support_shape=(n_answer,)), axis=0
-            )
-        ),
-        signature="(k),(s,k)->(s,k)",
-        transform=ZeroSumTransform(zerosum_axes=(-1,)),
-        dims=("walk_segment", ANSWER),
-    )
+    carry = None
+    if persistence is not None:
+        carry = _segment_carry(
+            persistence, segment_start, segment_end, paired_segments, n_segments, design.cell_days
+        )
+    if carry is not None and centred_knots:
+        at_knot = pm.CustomDist(
+            knot_name,
+            level,
+            knot_scale,
+            carry,
+            logp=_carried_knots_logp,
+            random=_carried_knots_random,
+            signature="(k),(s,k),(s)->(s,k)",
+            transform=ZeroSumTransform(zerosum_axes=(-1,)),
+            dims=("walk_segment", ANSWER),
+        )
+    else:
+        # The running sums from the level (a unit-triangular map, so the prior is unchanged).
+        at_knot = pm.CustomDist(
+            knot_name,
+            level,
+            knot_scale,
+            dist=lambda start, sd, size: (
+                start[None, :]
+                + pt.cumsum(
+                    pm.ZeroSumNormal.dist(sigma=sd, n_zerosum_axes=1, support_shape=(n_answer,)),
+                    axis=0,
+                )
+            ),
+            signature="(k),(s,k)->(s,k)",
+            transform=ZeroSumTransform(zerosum_axes=(-1,)),
+            dims=("walk_segment", ANSWER),
+        )
     sums = pt.diff(pt.concatenate([level[None, :], at_knot], axis=0), axis=0)
     total = sums if centred_knots else pt.sqrt(total_var) * sums
+    if carry is not None and not centred_knots:
+        # S_j = a_j S_{j-1} + e_j: the innovations e (on the walk's scale) carried forward.
+        total = pt.linalg.solve_triangular(
+            pt.eye(total.shape[0]) - pt.diag(carry[1:], k=-1), total, lower=True
+        )
     change = total
     jump = None
     if n_events:
@@ -266,7 +306,66 @@ def _walk_and_jumps(
 
     # d_s = walk_sd (z_s - mean of z over its segment) + change / length, summed into the walk:
     # one fused operation with its own gradient (model.aggregator.kernels; ~120 small graph operations otherwise).
-    return segmented_walk(z_all, change, walk_sd, segment_start, segment_end), jump
+    walk = segmented_walk(z_all, change, walk_sd, segment_start, segment_end)
+    if persistence is not None:
+        walk = walk + _momentum_past_last_knot(
+            persistence, change, segment_start, segment_end, n_steps, design.cell_days
+        )
+    return walk, jump
+
+
+def _segment_carry(
+    persistence, segment_start, segment_end, paired_segments, n_segments: int, cell_days: float
+):
+    """``a_j`` of :func:`_walk_and_jumps`'s momentum, (walk_segment,): how much of the previous
+    segment's change a segment's change carries on, by its slope per cell decayed between their
+    midpoints; 0 for the first segment and next to a paired event's jump."""
+    start = pt.cast(segment_start, "float64")
+    end = pt.cast(segment_end, "float64")
+    length = end - start
+    mid = (start + end) / 2
+    months = (mid[1:] - mid[:-1]) * (cell_days / DAYS_PER_MONTH)
+    ratio = pt.exp(months * pt.log(persistence)) * length[1:] / length[:-1]
+    carry = pt.concatenate([pt.zeros(1), ratio])
+    no_carry = sorted({j for p in paired_segments for j in (p, p + 1) if 0 < j < n_segments})
+    if no_carry:
+        carry = pt.set_subtensor(carry[np.asarray(no_carry)], 0.0)
+    return carry
+
+
+def _momentum_past_last_knot(persistence, change, segment_start, segment_end, n_steps, cell_days):
+    """The momentum's mean on the steps past the last knot, summed into the walk (time, answer)."""
+    start = pt.cast(segment_start[-1], "float64")
+    end = pt.cast(segment_end[-1], "float64")
+    slope = change[-1] / (end - start)  # the last segment's change per cell
+    step = pt.arange(n_steps).astype("float64")  # step s: cell s to s + 1
+    months = (step + 0.5 - (start + end) / 2) * (cell_days / DAYS_PER_MONTH)
+    past = pt.cast(step >= end, "float64") * pt.exp(months * pt.log(persistence))
+    drift = past[:, None] * slope[None, :]
+    return pt.concatenate([pt.zeros_like(drift[:1]), pt.cumsum(drift, axis=0)], axis=0)
+
+
+def _carried_knots_logp(value, start, sd, carry):
+    """Log density of the knot values whose changes carry momentum (:func:`_walk_and_jumps`):
+    the innovations ``S_j - a_j S_{j-1}`` are ZeroSumNormal(sd); the map has unit Jacobian."""
+    sums = pt.diff(pt.concatenate([start[None, :], value], axis=0), axis=0)
+    previous = pt.concatenate([pt.zeros_like(sums[:1]), sums[:-1]], axis=0)
+    innovation = sums - carry[:, None] * previous
+    n_answer = value.shape[-1]
+    return pm.logp(
+        pm.ZeroSumNormal.dist(sigma=sd, n_zerosum_axes=1, support_shape=(n_answer,)), innovation
+    )  # one term per knot, as the ZeroSumTransform's Jacobian has
+
+
+def _carried_knots_random(start, sd, carry, rng=None, size=None):
+    """Draws of :func:`_carried_knots_logp`'s knot values (one draw; ``size`` must be None)."""
+    rng = np.random.default_rng(rng)
+    noise = rng.normal(size=np.shape(sd)) * sd
+    noise = noise - noise.mean(axis=-1, keepdims=True)  # ZeroSumNormal(sd), as PyMC draws it
+    sums = np.zeros_like(noise)
+    for j in range(len(sums)):
+        sums[j] = noise[j] + (carry[j] * sums[j - 1] if j else 0.0)
+    return start[None, :] + np.cumsum(sums, axis=0)
 
 
 def event_segments(design: PollDesign, steps: WalkSteps) -> tuple[list[int], list[int]]:
@@ -349,6 +448,11 @@ class PollAggregator:
     :math:`\sigma_g \sim \mathrm{HalfNormal}(s_{slope})` and the monthly persistence
     :math:`\rho \sim \mathrm{Beta}(a_\rho, b_\rho)`. Past the last reading the slope decays
     towards zero, so the projection continues the recent trend for a few months, then levels off.
+    ``"momentum"`` keeps the walk and its knots but lets each segment's change carry on the previous
+    segment's slope per cell, decayed by the monthly persistence :math:`\rho \sim
+    \mathrm{Beta}(a_\rho, b_\rho)` over the months between their midpoints (no new latent path:
+    :math:`\rho = 0` is the walk; :func:`_walk_and_jumps` writes it out); past the last knot the
+    projection continues the last segment's slope as it decays.
 
     **Field periods.** A reading measures the trend averaged over the cells its field period covers,
     :math:`\bar\eta_{i} = \frac{1}{b_i - a_i + 1}\sum_{t=a_i}^{b_i} \eta_t` (a running sum, one
@@ -500,12 +604,20 @@ class PollAggregator:
                 )
             else:
                 walk_sd = pm.HalfNormal("walk_sd", sigma=walk_scale)
+            persistence = None
+            if self.config.trend == "momentum":
+                persistence = pm.Beta(
+                    "slope_persistence",
+                    alpha=priors.slope_persistence_alpha,
+                    beta=priors.slope_persistence_beta,
+                )
             walk, jump = _walk_and_jumps(
                 level,
                 walk_sd,
                 priors.jump_sd,
                 d,
                 centred_knots=d.centred_knots,
+                persistence=persistence,
             )
             eta = level[None, :] + walk
             if jump is not None:

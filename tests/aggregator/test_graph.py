@@ -308,3 +308,79 @@ def test_the_model_options_add_their_parameters_and_reduce_to_the_model_at_zero(
     for pollster, median in by_house_n.house_n_medians.items():
         own = sim_polls.loc[sim_polls["pollster"] == pollster, "n"].dropna()
         assert median == float(np.median(own))
+
+
+@pytest.mark.parametrize("form", ["centred", "non_centred"])
+def test_momentum_carries_each_segments_slope_on_and_past_the_last_knot(sim_polls, form):
+    """trend = "momentum", as ``_walk_and_jumps`` writes it: a segment's change less its
+    predecessor's slope per cell, decayed over the months between their midpoints and times its
+    length, has the walk's prior (none carried into or out of the event's segment); past the last
+    knot the trend gains the last segment's slope per cell, decayed. Prior draws of the walk's
+    variables, at a persistence of 0.8."""
+    from pymc.model.transform.conditioning import remove_value_transforms
+
+    from model.aggregator.graph import event_segments, walk_steps
+
+    end_of_data = pd.to_datetime(sim_polls["field_end"]).max()
+    config = model.Config(
+        events=(model.Event("2024-01-15", "event"),),
+        through=(end_of_data + pd.Timedelta(days=120)).strftime("%Y-%m-%d"),
+    ).replace(sampler={"knots": form})
+    design = build_design(sim_polls, config)
+    base = remove_value_transforms(PollAggregator(design, config).build())
+    carried = remove_value_transforms(
+        PollAggregator(design, config.replace(trend="momentum")).build()
+    )
+    assert {v.name for v in carried.free_RVs} - {v.name for v in base.free_RVs} == {
+        "slope_persistence"
+    }
+    knot_name = {"centred": "trend_at_knot", "non_centred": "knot_value_std"}[form]
+    names = [v.name for v in base.free_RVs]
+    point = dict(zip(names, pm.draw([base[n] for n in names], random_seed=4)))
+    rho = 0.8
+
+    knots = np.asarray(design.walk_knots)
+    start, end = knots[:-1], knots[1:]
+    length, mid = end - start, (start + end) / 2
+    carry = np.r_[0.0, rho ** (np.diff(mid) * design.cell_days / 30.44) * length[1:] / length[:-1]]
+    (paired,) = event_segments(design, walk_steps(design))[1]
+    carry[[paired, paired + 1]] = 0.0
+    assert (carry > 0.05).sum() >= 2  # something is carried
+
+    def eta(m, values):
+        (share,) = m.replace_rvs_by_values([m["share"]])
+        share = m.compile_fn(share, inputs=m.value_vars, on_unused_input="ignore")
+        log_share = np.log(share(values))
+        return log_share - log_share.mean(axis=1, keepdims=True)
+
+    base_eta = eta(base, point)
+    carried_eta = eta(carried, {**point, "slope_persistence": rho})
+    base_change = base_eta[end] - base_eta[start]
+    carried_change = carried_eta[end] - carried_eta[start]
+    if form == "centred":
+        # The same knot values: the same changes; their log density is the walk's of the
+        # innovations, the changes less what each carries on.
+        np.testing.assert_allclose(carried_change, base_change, atol=1e-10)
+        innovation = base_change - carry[:, None] * np.vstack([np.zeros(3), base_change[:-1]])
+        as_walk = {**point, knot_name: point["level"] + np.cumsum(innovation, axis=0)}
+        np.testing.assert_allclose(
+            carried.compile_logp(vars=[carried[knot_name]])({**point, "slope_persistence": rho}),
+            base.compile_logp(vars=[base[knot_name]])(as_walk),
+            rtol=1e-10,
+        )
+    else:
+        # The same standardised innovations: each change is the walk's plus what it carries on.
+        expected = base_change.copy()
+        for j in range(1, len(expected)):
+            expected[j] += carry[j] * expected[j - 1]
+        np.testing.assert_allclose(carried_change, expected, atol=1e-10)
+    # Past the last knot: the walk's own steps plus the last segment's slope, decayed.
+    tail = np.arange(end[-1], len(design.time) - 1)  # step s: cell s to s + 1
+    assert len(tail) > 10
+    slope = carried_change[-1] / length[-1]
+    drift = rho ** ((tail + 0.5 - mid[-1]) * design.cell_days / 30.44)[:, None] * slope
+    np.testing.assert_allclose(
+        (carried_eta - base_eta)[tail + 1] - (carried_eta - base_eta)[end[-1]],
+        np.cumsum(drift, axis=0),
+        atol=1e-10,
+    )

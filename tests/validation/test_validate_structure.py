@@ -177,6 +177,7 @@ def test_model_candidates_refit_the_models_training_sets_with_their_option(desig
         walk_prior[name] = type(built["walk_sd"].owner.op).__name__
     assert "drift" in options["drift"] and "nonsampling_house_z" in options["house_tau"]
     assert {"slope_sd", "slope_persistence", "slope_innovation"} <= options["damped"]
+    assert options["momentum"] - options["walk_gamma"] == {"slope_persistence"}
     assert walk_prior["walk_gamma"] == "GammaRV" and walk_prior["drift"] == "HalfNormalRV"
     with pytest.raises(model.ConfigError, match="unknown model candidate 'slope'"):
         backtest.candidate_method("slope")
