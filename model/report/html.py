@@ -27,6 +27,7 @@ from model.files import atomic_write_text
 from model.report import interactive, plots
 from model.results.calibration import BacktestCalibration, find_backtest
 from model.results.diagnostics import retry_note
+from model.results.headline import PROJECTION_RULE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -794,8 +795,9 @@ def _model_section(result: FitResult) -> str:
         "shares it does report.</p>"
         + (
             f"<p>The grid runs on to {result.design.through:%d %B %Y}, past the last reading's field end "
-            f"({result.design.data_end:%d %B %Y}): there the walk continues with no reading to inform it, so the curve "
-            "is a projection whose band widens with the walk's estimated step size and which extrapolates no trend.</p>"
+            f"({result.design.data_end:%d %B %Y}): there the curve is a projection, "
+            f"{esc(PROJECTION_RULE[c.trend][0])}, and its band widens with the walk's estimated step "
+            "size.</p>"
             if result.design.projected.any()
             else ""
         )

@@ -38,7 +38,7 @@ from matplotlib.patches import Patch
 from model.config import ANCHORS
 from model.data.polls import reading_midpoints
 from model.files import atomic_write
-from model.results.headline import field_span
+from model.results.headline import PROJECTION_RULE, field_span
 
 if TYPE_CHECKING:
     from model.results.fit_result import FitResult
@@ -540,8 +540,8 @@ def plot_support(
         f"{result.reference_question}; line: posterior median; bands: "
         f"{' and '.join(_interval_label(i) for i in sorted(intervals))} intervals"
         + (
-            f"; dashed line and paler bands after {result.design.data_end:%d %b %Y}: projection, the model's random walk "
-            "run on with no readings (no trend extrapolated)"
+            f"; dashed line and paler bands after {result.design.data_end:%d %b %Y}: projection, "
+            f"{PROJECTION_RULE[result.config.trend][1]}"
             if result.design.projected.any()
             else ""
         )

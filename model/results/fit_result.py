@@ -199,6 +199,7 @@ class FitResult:
                 self.design,
                 interval=self.config.interval,
                 identification=self.identification,
+                trend=self.config.trend,
             )
         return json.loads(json.dumps(self._summaries["headline"]))  # a copy the caller may change
 

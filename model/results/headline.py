@@ -27,8 +27,40 @@ def _cell(design: PollDesign, when: pd.Timestamp) -> int:
     return int(cell_of(pd.DatetimeIndex([when]), design.time)[0])
 
 
+#: How the curve moves past the last reading under each ``Config.trend``, in words: a clause for
+#: the headline's caveat and a phrase for a figure's caption.
+PROJECTION_RULE = {
+    "walk": (
+        "the model's random walk continued with no data, so its median stays where the data left "
+        "it (no trend is extrapolated)",
+        "the model's random walk run on with no readings (no trend extrapolated)",
+    ),
+    "drift": (
+        "the model's random walk continued with no data, plus the constant drift it estimated "
+        "over the whole period, which the median follows",
+        "the model's random walk run on with no readings, plus its constant drift",
+    ),
+    "damped": (
+        "the model's random walk continued with no data, plus its damped local slope, so the "
+        "median continues the recent slope as it decays",
+        "the model's random walk run on with no readings, plus its recent slope as it decays",
+    ),
+    "momentum": (
+        "the model's random walk continued with no data, plus its last segment's slope, so the "
+        "median continues that slope as it decays",
+        "the model's random walk run on with no readings, plus its last segment's slope as it "
+        "decays",
+    ),
+}
+
+
 def headline(
-    posterior: xr.Dataset, design: PollDesign, *, interval: float, identification: str
+    posterior: xr.Dataset,
+    design: PollDesign,
+    *,
+    interval: float,
+    identification: str,
+    trend: str = "walk",
 ) -> dict[str, Any]:
     """The headline numbers, as written to ``headline.json``.
 
@@ -42,6 +74,8 @@ def headline(
         Central interval width (0.9).
     identification : str
         What the curve is, in words (e.g. "as Levada Center would measure it").
+    trend : str
+        The fit's ``Config.trend``: how the projection moves (:data:`PROJECTION_RULE`).
 
     Returns
     -------
@@ -143,9 +177,9 @@ def headline(
     ]
     if projected:
         caveats.append(
-            f"The curve after {design.data_end:%d %b %Y} (the last reading's field end) is a projection: the model's random "
-            "walk continued with no data, so its median stays where the data left it (no trend is extrapolated) and its "
-            "band widens with the walk's estimated step size. It cannot anticipate events after the last reading."
+            f"The curve after {design.data_end:%d %b %Y} (the last reading's field end) is a projection: "
+            f"{PROJECTION_RULE[trend][0]}, and its band widens with the walk's estimated step size. It "
+            "cannot anticipate events after the last reading."
         )
     return {
         "as_of": _date(as_of),

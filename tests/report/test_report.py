@@ -725,6 +725,24 @@ def test_the_projection_is_drawn_apart_and_labelled(projected):
     plt.close(fig)
 
 
+@pytest.mark.parametrize(
+    ("trend", "words"),
+    [("walk", "(no trend is extrapolated)"), ("momentum", "continues that slope as it decays")],
+)
+def test_a_projection_says_how_the_fits_trend_moves_it(projected, trend, words):
+    # The headline's caveat, the report's model section and the curve's caption, one wording each.
+    from model.results.headline import PROJECTION_RULE
+
+    result = dataclasses.replace(projected, config=projected.config.replace(trend=trend))
+    (caveat,) = [c for c in result.headline()["caveats"] if "is a projection" in c]
+    assert words in caveat and PROJECTION_RULE[trend][0] in caveat
+    page = html.unescape(report.build_report(result, {}, run_id="run-test"))
+    assert f"there the curve is a projection, {PROJECTION_RULE[trend][0]}, and its band" in page
+    fig = plots.plot_support(result, questions=None, run_id="run-test")
+    assert PROJECTION_RULE[trend][1] in fig.get_supxlabel().replace("\n", " ")
+    plt.close(fig)
+
+
 def mdates_num(value) -> float:
     import matplotlib.dates as mdates
 
