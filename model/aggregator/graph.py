@@ -173,9 +173,12 @@ def _walk_and_jumps(
     m_{j-1}`, :math:`g_j` the months between the two segments' midpoints, and :math:`a_j = 0` for
     the first segment and for a segment holding a paired event's jump or following one (a jump is
     not a slope). A unit-triangular map of the changes, so :math:`\rho = 0` is the walk. Past the
-    last knot each step gains the last segment's slope per cell decayed to its midpoint,
-    :math:`\rho^{g_s} S_J / m_J` (the momentum's mean; the walk's steps stay its noise), so a
-    projection continues the last segment's slope for a few months, then levels off.
+    last knot each step gains the last segment's slope per cell (its walk part) decayed from its
+    midpoint, :math:`\rho^{g_s} S_J / m_J` (the momentum's mean; the walk's steps stay its noise),
+    so a projection continues the slope between the last two knots for a few months, then levels
+    off. The last knot can fall before the last reading, so that slope can end there. Unlike the
+    walk's, this prior depends on where the knots fall (``PollDesign.walk_knots``): another
+    placement is another model, not only another way of sampling it.
 
     Returns
     -------
@@ -339,7 +342,8 @@ def _momentum_past_last_knot(persistence, change, segment_start, segment_end, n_
     end = pt.cast(segment_end[-1], "float64")
     slope = change[-1] / (end - start)  # the last segment's change per cell
     step = pt.arange(n_steps).astype("float64")  # step s: cell s to s + 1
-    months = (step + 0.5 - (start + end) / 2) * (cell_days / DAYS_PER_MONTH)
+    # Months from the segment's midpoint, 0 before it (masked: no overflow times zero there).
+    months = pt.maximum(step + 0.5 - (start + end) / 2, 0.0) * (cell_days / DAYS_PER_MONTH)
     past = pt.cast(step >= end, "float64") * pt.exp(months * pt.log(persistence))
     drift = past[:, None] * slope[None, :]
     return pt.concatenate([pt.zeros_like(drift[:1]), pt.cumsum(drift, axis=0)], axis=0)
@@ -358,9 +362,12 @@ def _carried_knots_logp(value, start, sd, carry):
 
 
 def _carried_knots_random(start, sd, carry, rng=None, size=None):
-    """Draws of :func:`_carried_knots_logp`'s knot values (one draw; ``size`` must be None)."""
+    """A draw of :func:`_carried_knots_logp`'s knot values (PyMC draws one at a time)."""
+    if size is not None and tuple(size) != ():
+        raise NotImplementedError(f"one draw at a time, not size={size}")
     rng = np.random.default_rng(rng)
-    noise = rng.normal(size=np.shape(sd)) * sd
+    sd = np.broadcast_to(sd, (len(carry), len(start)))  # PyMC passes (segment, 1)
+    noise = rng.normal(size=sd.shape) * sd
     noise = noise - noise.mean(axis=-1, keepdims=True)  # ZeroSumNormal(sd), as PyMC draws it
     sums = np.zeros_like(noise)
     for j in range(len(sums)):
@@ -605,7 +612,7 @@ class PollAggregator:
             else:
                 walk_sd = pm.HalfNormal("walk_sd", sigma=walk_scale)
             persistence = None
-            if self.config.trend == "momentum":
+            if self.config.trend == "momentum" and len(steps.length):  # no segments: the walk
                 persistence = pm.Beta(
                     "slope_persistence",
                     alpha=priors.slope_persistence_alpha,

@@ -307,8 +307,15 @@ def _projection_calibration(
     ]
 
 
+#: The sampler settings a backtest's refits are compared on with the fit (``Sampler`` fields).
+SAMPLING_KEYS = ("nuts_sampler", "chains", "draws", "tune", "target_accept")
+
+
 def _sampling_words(sampler: Mapping[str, Any]) -> str:
-    return f"{sampler['chains']} chains of {sampler['draws']} draws after {sampler['tune']} tuning steps"
+    return (
+        f"{sampler['chains']} chains of {sampler['draws']} draws after {sampler['tune']} tuning "
+        f"steps with {sampler['nuts_sampler']} at target acceptance {sampler['target_accept']}"
+    )
 
 
 def _refit_sampling(calibration: BacktestCalibration, result: FitResult) -> tuple[str, bool]:
@@ -319,10 +326,13 @@ def _refit_sampling(calibration: BacktestCalibration, result: FitResult) -> tupl
     """
     fit = dataclasses.asdict(result.config.sampler)
     refits = calibration.sampler
-    keys = ("chains", "draws", "tune")
-    if not all(key in refits for key in keys):
-        return "The backtest's settings.json does not record how its refits were sampled.", False
-    if all(refits[key] == fit[key] for key in keys):
+    missing = [key for key in SAMPLING_KEYS if key not in refits]
+    if missing:
+        return (
+            f"The backtest's settings.json does not record its refits' {', '.join(missing)}.",
+            False,
+        )
+    if all(refits[key] == fit[key] for key in SAMPLING_KEYS):
         return f"Each refit sampled {_sampling_words(refits)}, as this fit did.", True
     return (
         f"Each refit sampled {_sampling_words(refits)}, where this fit sampled "
@@ -796,8 +806,7 @@ def _model_section(result: FitResult) -> str:
         + (
             f"<p>The grid runs on to {result.design.through:%d %B %Y}, past the last reading's field end "
             f"({result.design.data_end:%d %B %Y}): there the curve is a projection, "
-            f"{esc(PROJECTION_RULE[c.trend][0])}, and its band widens with the walk's estimated step "
-            "size.</p>"
+            f"{esc(PROJECTION_RULE[c.trend][0])}.</p>"
             if result.design.projected.any()
             else ""
         )

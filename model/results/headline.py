@@ -27,29 +27,33 @@ def _cell(design: PollDesign, when: pd.Timestamp) -> int:
     return int(cell_of(pd.DatetimeIndex([when]), design.time)[0])
 
 
-#: How the curve moves past the last reading under each ``Config.trend``, in words: a clause for
-#: the headline's caveat and a phrase for a figure's caption.
+#: How the curve moves and widens past the last reading under each ``Config.trend``, in words:
+#: a clause for the headline's caveat and the report, and a phrase for a figure's caption.
 PROJECTION_RULE = {
     "walk": (
         "the model's random walk continued with no data, so its median stays where the data left "
-        "it (no trend is extrapolated)",
+        "it (no trend is extrapolated), and its band widens with the walk's estimated step size",
         "the model's random walk run on with no readings (no trend extrapolated)",
     ),
     "drift": (
-        "the model's random walk continued with no data, plus the constant drift it estimated "
-        "over the whole period, which the median follows",
+        "the model's random walk continued with no data plus the constant drift it estimated over "
+        "the whole period, which the median follows; its band widens with the walk's estimated "
+        "step size and the drift's uncertainty",
         "the model's random walk run on with no readings, plus its constant drift",
     ),
     "damped": (
-        "the model's random walk continued with no data, plus its damped local slope, so the "
-        "median continues the recent slope as it decays",
+        "the model's random walk continued with no data plus its damped local slope, so the median "
+        "continues the recent slope as it decays; its band widens with the walk's estimated step "
+        "size and the slope's uncertainty and fresh shocks",
         "the model's random walk run on with no readings, plus its recent slope as it decays",
     ),
     "momentum": (
-        "the model's random walk continued with no data, plus its last segment's slope, so the "
-        "median continues that slope as it decays",
-        "the model's random walk run on with no readings, plus its last segment's slope as it "
-        "decays",
+        "the model's random walk continued with no data plus the trend's slope between its last "
+        "two knots (a stretch that can end before the last reading), decaying from the middle of "
+        "that stretch; its band widens with the walk's estimated step size and that slope's "
+        "uncertainty",
+        "the model's random walk run on with no readings, plus the slope between its last two "
+        "knots as it decays",
     ),
 }
 
@@ -178,8 +182,7 @@ def headline(
     if projected:
         caveats.append(
             f"The curve after {design.data_end:%d %b %Y} (the last reading's field end) is a projection: "
-            f"{PROJECTION_RULE[trend][0]}, and its band widens with the walk's estimated step size. It "
-            "cannot anticipate events after the last reading."
+            f"{PROJECTION_RULE[trend][0]}. It cannot anticipate events after the last reading."
         )
     return {
         "as_of": _date(as_of),

@@ -384,3 +384,24 @@ def test_momentum_carries_each_segments_slope_on_and_past_the_last_knot(sim_poll
         np.cumsum(drift, axis=0),
         atol=1e-10,
     )
+
+
+def test_momentum_prior_draws_are_the_same_in_both_knot_forms(sim_polls):
+    """trend = "momentum": prior draws of the knots' changes (the centred form draws through its
+    own random function, the non-centred one through the graph) agree in spread and carry the
+    previous segment's change on."""
+    draws = {}
+    for form in ("centred", "non_centred"):
+        config = model.Config(trend="momentum").replace(sampler={"knots": form})
+        design = build_design(sim_polls, config)
+        m = PollAggregator(design, config).build()
+        # Python mode: the centred form draws through a Python function (numba: object mode).
+        share = pm.draw(m["share"], draws=1500, random_seed=8, mode="FAST_COMPILE")
+        log_ratio = np.log(share[:, :, 1] / share[:, :, 0])
+        draws[form] = np.diff(log_ratio[:, np.asarray(design.walk_knots)], axis=1)
+    centred, non_centred = draws["centred"], draws["non_centred"]
+    assert centred.shape[1] >= 4
+    np.testing.assert_allclose(centred.std(axis=0), non_centred.std(axis=0), rtol=0.1)
+    for changes in (centred, non_centred):
+        lag1 = np.corrcoef(changes[:, 1:3].ravel(), changes[:, 0:2].ravel())[0, 1]
+        assert lag1 > 0.2

@@ -552,20 +552,37 @@ def test_a_projected_curve_is_shown_with_how_the_backtests_bands_held(projected,
     assert "horizon (months from cut-off to field start)" in page and "47% (" in page
     assert "has not been measured" not in page
     assert (
-        "Each refit sampled 4 chains of 1000 draws after 1000 tuning steps, as this fit did."
-        in page
+        "Each refit sampled 4 chains of 1000 draws after 1000 tuning steps with nutpie at target "
+        "acceptance 0.9, as this fit did." in page
     )
+
+
+FIT_SAMPLING = {"nuts_sampler": "nutpie", "chains": 4, "draws": 1000, "tune": 1000}
 
 
 @pytest.mark.parametrize(
     ("sampler", "words"),
     [
         (
-            {"chains": 2, "draws": 100, "tune": 100},
-            "Each refit sampled 2 chains of 100 draws after 100 tuning steps, where this fit "
-            "sampled 4 chains of 1000 draws after 1000 tuning steps.",
+            {**FIT_SAMPLING, "chains": 2, "draws": 100, "tune": 100, "target_accept": 0.9},
+            "Each refit sampled 2 chains of 100 draws after 100 tuning steps with nutpie at "
+            "target acceptance 0.9, where this fit sampled 4 chains of 1000 draws after 1000 "
+            "tuning steps with nutpie at target acceptance 0.9.",
         ),
-        ({}, "The backtest's settings.json does not record how its refits were sampled."),
+        (
+            {**FIT_SAMPLING, "target_accept": 0.99},
+            "Each refit sampled 4 chains of 1000 draws after 1000 tuning steps with nutpie at "
+            "target acceptance 0.99, where this fit",
+        ),
+        (
+            FIT_SAMPLING,
+            "The backtest's settings.json does not record its refits' target_accept.",
+        ),
+        (
+            {},
+            "The backtest's settings.json does not record its refits' nuts_sampler, chains, "
+            "draws, tune, target_accept.",
+        ),
     ],
 )
 def test_a_backtest_sampled_otherwise_than_the_fit_says_so_where_it_is_quoted(
@@ -727,7 +744,7 @@ def test_the_projection_is_drawn_apart_and_labelled(projected):
 
 @pytest.mark.parametrize(
     ("trend", "words"),
-    [("walk", "(no trend is extrapolated)"), ("momentum", "continues that slope as it decays")],
+    [("walk", "(no trend is extrapolated)"), ("momentum", "decaying from the middle of")],
 )
 def test_a_projection_says_how_the_fits_trend_moves_it(projected, trend, words):
     # The headline's caveat, the report's model section and the curve's caption, one wording each.
@@ -737,7 +754,7 @@ def test_a_projection_says_how_the_fits_trend_moves_it(projected, trend, words):
     (caveat,) = [c for c in result.headline()["caveats"] if "is a projection" in c]
     assert words in caveat and PROJECTION_RULE[trend][0] in caveat
     page = html.unescape(report.build_report(result, {}, run_id="run-test"))
-    assert f"there the curve is a projection, {PROJECTION_RULE[trend][0]}, and its band" in page
+    assert f"there the curve is a projection, {PROJECTION_RULE[trend][0]}.</p>" in page
     fig = plots.plot_support(result, questions=None, run_id="run-test")
     assert PROJECTION_RULE[trend][1] in fig.get_supxlabel().replace("\n", " ")
     plt.close(fig)
