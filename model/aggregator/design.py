@@ -512,7 +512,8 @@ def walk_knots(
     with :math:`\sigma_{step}` the walk scale's prior scale per cell. Between knots the data say
     little about the path (its wiggles keep their prior, where a non-centred walk is right); across
     knots they pin the change (where a centred one is): the heuristic only chooses how each part is
-    sampled, never what the model is. The shipped readings (monthly at best, weekly grid) give a knot
+    sampled, never what the model is (but for the candidate ``trend = "momentum"``, whose prior
+    carries each segment's slope into the next: there the knots are part of the model). The shipped readings (monthly at best, weekly grid) give a knot
     every four to six months; 1,000 readings over four years one every month or so.
     """
     first_cell, last_cell = np.asarray(first_cell, dtype=int), np.asarray(last_cell, dtype=int)
