@@ -413,6 +413,7 @@ def _plots(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     import dataclasses
+    import importlib
 
     import numpy as np
 
@@ -420,6 +421,9 @@ def _validate(args: argparse.Namespace) -> int:
     from model.data.polls import load_polls
     from model.validation.runner import run_validation, summary_text, write_validation
 
+    # What write_validation imports, before the refits: a run of most of an hour must not fail at
+    # its last step on an import (a broken plotting install, or modules edited during the run).
+    importlib.import_module("model.validation.plots")
     config = _config(args)
     polls = load_polls(args.data, answers=config.answers)
     both = not args.backtest and args.sbc is None
