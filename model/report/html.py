@@ -413,9 +413,9 @@ def _estimate_section(
     if design.projected.any():
         projection = (
             f"<p>After {design.data_end:%d %B %Y}, the last reading's field end, the curve runs on to "
-            f"{design.through:%d %B %Y} as the model's random walk with no readings: dashed and paler in the figure, "
-            "<code>projected</code> in <code>curve.csv</code>. Its median stays where the data left it and its band "
-            "widens with the walk's estimated step size.</p>"
+            f"{design.through:%d %B %Y} with no readings: dashed and paler in the figure, "
+            "<code>projected</code> in <code>curve.csv</code>. It is "
+            f"{esc(PROJECTION_RULE[result.config.trend][0])}.</p>"
         )
     held = "".join(f"<p>{esc(text)}</p>" for text in _projection_calibration(result, calibration))
     if held and calibration is not None:
@@ -440,7 +440,7 @@ def _interactive_section(result: FitResult, sources, questions) -> str:
     design = result.design
     projection = (
         f" After {design.data_end:%d %B %Y}, the last reading's field end, the curve is a projection: paler "
-        "bands and a dashed median, the model's random walk run on with no readings."
+        f"bands and a dashed median, {PROJECTION_RULE[result.config.trend][1]}."
         if design.projected.any()
         else ""
     )

@@ -747,7 +747,8 @@ def test_the_projection_is_drawn_apart_and_labelled(projected):
     [("walk", "(no trend is extrapolated)"), ("momentum", "decaying from the middle of")],
 )
 def test_a_projection_says_how_the_fits_trend_moves_it(projected, trend, words):
-    # The headline's caveat, the report's model section and the curve's caption, one wording each.
+    # The headline's caveat, the report's curve and model sections, the interactive chart's and
+    # the figure's captions: one wording each.
     from model.results.headline import PROJECTION_RULE
 
     result = dataclasses.replace(projected, config=projected.config.replace(trend=trend))
@@ -755,6 +756,8 @@ def test_a_projection_says_how_the_fits_trend_moves_it(projected, trend, words):
     assert words in caveat and PROJECTION_RULE[trend][0] in caveat
     page = html.unescape(report.build_report(result, {}, run_id="run-test"))
     assert f"there the curve is a projection, {PROJECTION_RULE[trend][0]}.</p>" in page
+    assert f"<code>curve.csv</code>. It is {PROJECTION_RULE[trend][0]}.</p>" in page
+    assert f"bands and a dashed median, {PROJECTION_RULE[trend][1]}." in page
     fig = plots.plot_support(result, questions=None, run_id="run-test")
     assert PROJECTION_RULE[trend][1] in fig.get_supxlabel().replace("\n", " ")
     plt.close(fig)
