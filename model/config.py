@@ -28,6 +28,13 @@ Form = Literal["auto", "centred", "non_centred"]
 #: ``Sampler``'s fields that choose a form: the design's, part of the compiled structure.
 FORM_FIELDS = ("knots", "house_form", "question_form")
 
+
+def _one_of(choices) -> str:
+    """A ``Literal``'s values as a message lists them: ``'a', 'b' or 'c'``."""
+    quoted = [repr(c) for c in get_args(choices)]
+    return f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
 #: Identification modes other than naming a reference pollster.
 ZERO_SUM = "zero_sum"
 ANCHORS = "anchors"
@@ -284,17 +291,12 @@ class Config:
         problems = []
         if len(self.answers) < 2 or len(set(self.answers)) != len(self.answers):
             problems.append(f"answers: {self.answers!r}; expected two or more distinct names")
-        if self.grid not in ("day", "week", "month"):
-            problems.append(f"grid: {self.grid!r}; expected 'day', 'week' or 'month'")
-        if self.trend not in ("walk", "drift", "damped", "momentum"):
-            problems.append(
-                f"trend: {self.trend!r}; expected 'walk', 'drift', 'damped' or 'momentum'"
-            )
-        if self.walk_prior not in ("half_normal", "gamma"):
-            problems.append(f"walk_prior: {self.walk_prior!r}; expected 'half_normal' or 'gamma'")
+        for name, choices in (("grid", Grid), ("trend", Trend), ("walk_prior", WalkPrior)):
+            if getattr(self, name) not in get_args(choices):
+                problems.append(f"{name}: {getattr(self, name)!r}; expected {_one_of(choices)}")
         for name in ("nonsampling", "unknown_n"):
-            if getattr(self, name) not in ("shared", "by_house"):
-                problems.append(f"{name}: {getattr(self, name)!r}; expected 'shared' or 'by_house'")
+            if getattr(self, name) not in get_args(ByHouse):
+                problems.append(f"{name}: {getattr(self, name)!r}; expected {_one_of(ByHouse)}")
         if self.house_effects == ANCHORS and not self.anchors:
             problems.append("house_effects = 'anchors' needs at least one entry in anchors")
         if self.anchors and self.house_effects != ANCHORS:
@@ -337,9 +339,7 @@ class Config:
             )
         for form in FORM_FIELDS:
             if getattr(s, form) not in get_args(Form):
-                problems.append(
-                    f"sampler.{form}: {getattr(s, form)!r}; expected 'auto', 'centred' or 'non_centred'"
-                )
+                problems.append(f"sampler.{form}: {getattr(s, form)!r}; expected {_one_of(Form)}")
         if not 0 < s.target_accept < 1:
             problems.append(
                 f"sampler.target_accept: {s.target_accept!r}; expected a value between 0 and 1"

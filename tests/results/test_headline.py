@@ -298,3 +298,12 @@ def test_how_far_a_projection_runs_in_words(days, words):
 )
 def test_probabilities_never_claim_certainty(p, text):
     assert headline.format_probability(p) == text
+
+
+def test_every_trend_has_its_projection_wording():
+    from typing import get_args
+
+    from model.config import Trend
+    from model.results.headline import PROJECTION_RULE
+
+    assert set(PROJECTION_RULE) == set(get_args(Trend))
