@@ -478,36 +478,58 @@ def score(
 # -- baselines --------------------------------------------------------------------------------
 
 
+class _BaselineReadings:
+    """A poll table's columns as arrays, with the order baselines read it in (field end, then
+    field start, stably), so that each training set or past is a boolean mask, not a new table."""
+
+    def __init__(self, polls: pd.DataFrame, answers) -> None:
+        polls = polls.reset_index(drop=True)
+        self.order = polls.sort_values(["field_end", "field_start"], kind="stable").index.to_numpy()
+        self.series = _series(polls).to_numpy()
+        self.field_end = polls["field_end"].to_numpy()
+        self.midpoint = reading_midpoints(polls).to_numpy()
+        self.n = polls["n"].to_numpy(dtype=float, na_value=np.nan)
+        self.shares = {a: polls[a].to_numpy(dtype=float, na_value=np.nan) for a in answers}
+
+    def estimate(
+        self, method: str, rows: np.ndarray, start: pd.Timestamp, series: str, median_n: float
+    ) -> dict[str, float]:
+        """:func:`baseline_answers` from the readings where the mask ``rows`` is true."""
+        if method not in BASELINES:
+            raise ValueError(f"unknown baseline {method!r}; expected one of {BASELINES}")
+        ordered = self.order[rows[self.order]]
+        if method == "last_reading":
+            ordered = ordered[self.series[ordered] == series]
+        estimate = {}
+        for answer, values in self.shares.items():
+            reporting = ordered[np.isfinite(values[ordered])]
+            if not len(reporting):
+                continue
+            if method == "last_reading":
+                estimate[answer] = float(values[reporting[-1]])
+            elif method == "last3_mean":
+                estimate[answer] = float(np.mean(values[reporting[-3:]]))
+            else:  # weighted_average
+                n = np.where(np.isnan(self.n[reporting]), median_n, self.n[reporting])
+                age = (np.datetime64(start, "ns") - self.midpoint[reporting]) / np.timedelta64(
+                    1, "D"
+                )
+                weight = np.sqrt(n / median_n) * 0.5 ** (age / HALF_LIFE_DAYS)
+                estimate[answer] = float(np.sum(weight * values[reporting]) / np.sum(weight))
+        return estimate
+
+
 def baseline_answers(
     method: str, train: pd.DataFrame, start: pd.Timestamp, answers, series: str, median_n: float
 ) -> dict[str, float]:
-    """A baseline's estimate (percent) of each answer, from the readings in ``train``.
+    """A baseline's estimate (percent) of each answer, from the readings in ``train`` (the module
+    docstring defines the baselines; "latest" orders by field end, then field start).
 
     ``series`` is the target's ``"<pollster> | <question>"`` (``last_reading`` follows it). Answers
     the readings never report are left out (the caller gives them the remainder).
     """
-    train = train.sort_values(["field_end", "field_start"], kind="stable")
-    estimate = {}
-    for answer in answers:
-        rows = train[train[answer].notna()]
-        if method == "last_reading":
-            rows = rows[_series(rows) == series]
-            if len(rows):
-                estimate[answer] = float(rows[answer].iloc[-1])
-        elif method == "last3_mean":
-            if len(rows):
-                estimate[answer] = float(rows[answer].iloc[-3:].mean())
-        elif method == "weighted_average":
-            if len(rows):
-                n = rows["n"].fillna(median_n).to_numpy(dtype=float)
-                age = (start - reading_midpoints(rows)).dt.total_seconds().to_numpy() / 86400.0
-                weight = np.sqrt(n / median_n) * 0.5 ** (age / HALF_LIFE_DAYS)
-                estimate[answer] = float(
-                    np.sum(weight * rows[answer].to_numpy(dtype=float)) / np.sum(weight)
-                )
-        else:
-            raise ValueError(f"unknown baseline {method!r}; expected one of {BASELINES}")
-    return estimate
+    readings = _BaselineReadings(train, answers)
+    return readings.estimate(method, np.ones(len(train), dtype=bool), start, series, median_n)
 
 
 def baseline_components(estimate: dict[str, float], design: PollDesign, i: int) -> np.ndarray:
@@ -544,39 +566,36 @@ def baseline_predictions(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every baseline on every target; returns (per-target rows, per-answer rows)."""
     polls = design.polls
-    series = _series(polls)
+    readings = _BaselineReadings(polls, design.answers)
+    source_rows = polls["source_row"].to_numpy()
     known = design.n[design.n_known]
     median_n = float(np.median(known)) if known.size else float(design.unknown_n_median)
     per_target, per_answer = [], []
     for target in targets:
         i = poll_index(design, target.source_row)
-        train = polls[polls["source_row"].isin(target.training_rows)]
+        train = np.isin(source_rows, np.asarray(target.training_rows, dtype=source_rows.dtype))
         n_target = float(design.n[i]) if design.n_known[i] else float(design.unknown_n_median)
         months = pd.DateOffset(months=target.horizon)
-        earlier = np.flatnonzero(
-            (series == target.series).to_numpy()
-            & polls["source_row"].isin(target.training_rows).to_numpy()
-        )
+        # Its track record: each baseline's errors on the earlier readings of the target's series
+        # in this training set, each predicted at the same horizon from the readings before it.
+        track = []
+        for j in np.flatnonzero((readings.series == target.series) & train):
+            cut = polls["field_start"].iloc[j] - months
+            past = train & (readings.field_end < np.datetime64(cut, "ns"))
+            if past.any():
+                track.append((j, cut, past))
         for method in BASELINES:
-            # Its track record: its errors on the earlier readings of the target's series in this
-            # training set, each predicted at the same horizon.
             z2, inv_n = [], []
-            for j in earlier:
-                cut = polls["field_start"].iloc[j] - months
-                past = train[train["field_end"] < cut]
-                estimate = baseline_answers(
-                    method, past, cut, design.answers, target.series, median_n
-                )
-                if not estimate or past.empty:
+            for j, cut, past in track:
+                estimate = readings.estimate(method, past, cut, target.series, median_n)
+                if not estimate:
                     continue
                 p = baseline_components(estimate, design, j)
                 y = design.observed[j][design.component_used[j]]
                 z2.extend((y - p) ** 2 / (p * (1 - p)))
                 inv_n.append(1.0 / (design.n[j] if design.n_known[j] else design.unknown_n_median))
             row = _target_row(target, method)
-            estimate = baseline_answers(
-                method, train, target.cutoff, design.answers, target.series, median_n
-            )
+            estimate = readings.estimate(method, train, target.cutoff, target.series, median_n)
             if len(inv_n) < MIN_TRACK_RECORD or not estimate:
                 row.update(
                     error=f"fewer than {MIN_TRACK_RECORD} earlier readings of its series to judge its spread by"
