@@ -473,8 +473,8 @@ class ValidateSettings:
     horizons : tuple of int
         Months between each target's cut-off and its field start (default 0, 1, 3, 6, 9).
     candidates : tuple of str
-        Model candidates to backtest beside the model (``drift``, ``damped``, ``house_tau``,
-        ``house_n``, ``walk_gamma``; :data:`CANDIDATES`).
+        Model candidates to backtest beside the model (``drift``, ``damped``, ``momentum``,
+        ``house_tau``, ``house_n``, ``walk_gamma``; :data:`CANDIDATES`).
     sbc : int
         Number of simulated datasets for simulation-based calibration (0: none).
     sampler : Sampler or None
@@ -489,7 +489,9 @@ class ValidateSettings:
     sbc_readings : int
         Readings in the SBC design.
     seed : int
-        Seed of every random step (task seeds are spawned from it).
+        Seed of every random step: each refit, SBC fit and draw takes its own from it and from
+        what it is, not from its place in the plan (so a candidate added leaves the model's as
+        they were).
     workers : int
         Local Dask workers (ignored with ``scheduler``).
     scheduler : str or None

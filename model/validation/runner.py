@@ -16,6 +16,7 @@ when everything is written (see :func:`write_validation`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -49,6 +50,17 @@ SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 # -- worker side ------------------------------------------------------------------------------
 
 _REFITTERS: dict[str, CompiledAggregator] = {}
+
+
+def task_seed(seed: int, *task: object) -> int:
+    """The seed of one piece of a validate run, from the run's ``seed`` and what the piece is
+    (``task``: say ``("backtest", method, training_rows)``), not from its place in the plan.
+
+    Adding a candidate's refits, or SBC beside the backtest, leaves every other refit's seed, and
+    so its figures, as they were.
+    """
+    words = np.frombuffer(hashlib.sha256(repr(task).encode()).digest(), dtype=np.uint32)
+    return int(np.random.SeedSequence([seed, *words.tolist()]).generate_state(1)[0]) % 2**31
 
 
 def _refitter(key: str, polls: pd.DataFrame, config: Config) -> tuple[CompiledAggregator, bool]:
@@ -134,6 +146,7 @@ def backtest_task(
                     "knots": len(design.walk_knots),
                     "events": len(design.event_labels),
                     "worker_pid": os.getpid(),
+                    "seed": seed,
                 }
             )
         return rows
@@ -180,6 +193,7 @@ def sbc_task(
             "sample_s": sample_s,
             "compile_s": refitter.compile_s if compiled_now else 0.0,
             "worker_pid": os.getpid(),
+            "seed": seed,
             **{f"true_{name}": truth[name] for name in ("walk_sd", "nonsampling_sd")},
         }
 
@@ -324,7 +338,6 @@ def run_validation(
     """
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     started = time.perf_counter()
-    seeds = iter(np.random.SeedSequence(settings.seed).generate_state(100_000))
     tasks: dict[Any, dict[str, Any]] = {}
     baseline_targets, baseline_answers = pd.DataFrame(), pd.DataFrame()
     targets: list[backtest.Target] = []
@@ -343,7 +356,7 @@ def run_validation(
         methods = (*backtest.REFITTED, *(backtest.candidate_method(c) for c in settings.candidates))
         refits = backtest.plan_refits(targets, methods)
         baseline_targets, baseline_answers = backtest.baseline_predictions(
-            design, targets, np.random.default_rng(next(seeds))
+            design, targets, np.random.default_rng(task_seed(settings.seed, "baselines"))
         )
         log(
             f"backtest: {len(targets)} predictions of {len({t.source_row for t in targets})} readings "
@@ -353,7 +366,7 @@ def run_validation(
         sbc_polls, sbc_config = sbc.sbc_design(
             config.priors,
             n_readings=settings.sbc_readings,
-            seed=int(next(seeds)) % 2**31,
+            seed=task_seed(settings.seed, "sbc design"),
             sampler=settings.sbc_sampler or config.sampler,
             answers=config.answers,
         )
@@ -364,7 +377,7 @@ def run_validation(
             PollAggregator(sbc_design, sbc_config, refit=True).build(),
             sbc_design,
             settings.sbc,
-            int(next(seeds)) % 2**31,
+            task_seed(settings.seed, "sbc prior draws"),
         )
 
     with _Client(settings) as dask:
@@ -378,7 +391,8 @@ def run_validation(
         for refit in sorted(refits, key=lambda r: -len(r.training_rows)):
             table, refit_config = backtest.refit_table(design, config, refit)
             future = dask.client.submit(
-                backtest_task, table, refit_config, refit, design, sampler, int(next(seeds)) % 2**31, cores,
+                backtest_task, table, refit_config, refit, design, sampler,
+                task_seed(settings.seed, "backtest", refit.method, refit.training_rows), cores,
                 key=f"backtest-{refit.method}-{refit.cutoff:%Y%m%d}-{len(refit.training_rows)}", pure=False,
             )  # fmt: skip
             tasks[future] = {"kind": "backtest", "refit": refit}
@@ -387,7 +401,7 @@ def run_validation(
             for j in range(settings.sbc):
                 future = dask.client.submit(
                     sbc_task, key, sbc_polls, sbc_config, sbc_observed[j], sbc_truths[j], sbc_config.sampler,
-                    int(next(seeds)) % 2**31, cores, key=f"sbc-{j}", pure=False,
+                    task_seed(settings.seed, "sbc", j), cores, key=f"sbc-{j}", pure=False,
                 )  # fmt: skip
                 tasks[future] = {"kind": "sbc", "dataset": j}
 

@@ -456,3 +456,67 @@ def test_retried_refits_are_counted_per_refit_not_per_target():
     table = pd.DataFrame(rows, columns=["method", "training_readings", "attempts", "gate_passed"])
     assert _retried_refits(table) == "model 2 of 3 (1)"
     assert _retried_refits(table.drop(columns="attempts")) == ""
+
+
+class _Stop(Exception):
+    pass
+
+
+def _submitted_seeds(monkeypatch, settings) -> dict[str, int]:
+    """The seed each task of a validate run would be submitted with (nothing is sampled)."""
+    from model.validation import runner
+
+    submitted = {}
+
+    class FakeClient:
+        def __init__(self, settings):
+            self.cluster = None
+            self.client = self
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def scheduler_info(self):
+            return {"workers": {"w": {}}}
+
+        scheduler = type("Scheduler", (), {"address": "fake"})()
+
+        def submit(self, fn, *args, key, pure):
+            submitted[key] = args[5] if fn is runner.backtest_task else args[6]
+            return key
+
+    def stop(tasks, log):
+        raise _Stop
+
+    monkeypatch.setattr(runner, "_Client", FakeClient)
+    monkeypatch.setattr(runner, "gather", stop)
+    polls = model.load_polls(model.simulate_polls(n_readings=50, seed=3).polls)
+    config = model.Config(reference_question="Q_MAIN", house_effects="House A")
+    with pytest.raises(_Stop):
+        runner.run_validation(polls, config, settings, log=lambda line: None)
+    return submitted
+
+
+def test_a_task_seed_follows_what_the_task_is_not_what_else_runs(monkeypatch):
+    from model.validation.runner import task_seed
+
+    base = dict(since="2024-08-01", horizons=(0, 3), seed=5, cores_per_task=1)
+    alone = _submitted_seeds(monkeypatch, model.ValidateSettings(backtest=True, sbc=0, **base))
+    more = _submitted_seeds(
+        monkeypatch,
+        model.ValidateSettings(
+            backtest=True, candidates=("drift",), sbc=3, sbc_readings=12, **base
+        ),
+    )
+    model_refits = {k: v for k, v in alone.items() if k.startswith("backtest-model-")}
+    assert model_refits and all(k.startswith("backtest-") for k in alone)
+    # a candidate's refits and SBC's fits added: every refit of the first run keeps its seed
+    assert {k: more[k] for k in alone} == alone
+    assert any(k.startswith("backtest-model+drift-") for k in more)
+    assert {k for k in more if k.startswith("sbc-")} == {"sbc-0", "sbc-1", "sbc-2"}
+    # and the tasks' seeds differ from each other
+    assert len(set(more.values())) == len(more)
+    assert task_seed(5, "sbc", 0) == more["sbc-0"] != task_seed(6, "sbc", 0)
