@@ -813,8 +813,7 @@ def _model_section(result: FitResult) -> str:
         + f"<p>The level of the curve is fixed {esc(result.identification)}, and the question "
         f"{esc(result.reference_question)} is the reference wording. Where one house alone asks a question, the data "
         "identify only the sum of that house's and that question's effects (see above).</p>"
-        f"<p>Sampled with {esc(s.nuts_sampler)}: {s.chains} chains of {s.draws} draws after {s.tune} tuning steps, "
-        f"seed {result.seed}.</p></section>"
+        f"<p>Sampled {esc(_sampling_words(dataclasses.asdict(s)))}, seed {result.seed}.</p></section>"
     )
 
 
