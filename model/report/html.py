@@ -311,6 +311,17 @@ def _projection_calibration(
 SAMPLING_KEYS = ("nuts_sampler", "chains", "draws", "tune", "target_accept")
 
 
+#: How each ``Config.trend`` moves the walk, in the model section's words (the walk: nothing added).
+TREND_WORDS = {
+    "walk": "",
+    "drift": " plus a constant drift per answer, estimated over the whole period",
+    "damped": " plus a damped local slope per answer (a stationary AR(1) slope whose running sum the "
+    "walk gains)",
+    "momentum": ", each stretch between knots carrying on part of the previous stretch's slope, "
+    "decayed by an estimated monthly persistence",
+}
+
+
 def _sampling_words(sampler: Mapping[str, Any]) -> str:
     return (
         f"{sampler['chains']} chains of {sampler['draws']} draws after {sampler['tune']} tuning "
@@ -797,7 +808,8 @@ def _model_section(result: FitResult) -> str:
     return (
         '<section id="model"><h2>The model</h2>'
         f"<p>The shares of the answers ({esc(', '.join(c.answers))}) follow a random walk on the log-odds (softmax) "
-        f"scale on a {esc(c.grid)}ly grid, so they always sum to 100%; configured events add a jump to the walk "
+        f"scale on a {esc(c.grid)}ly grid{esc(TREND_WORDS[c.trend])}, so they always sum to 100%; configured events "
+        "add a jump to the walk "
         f"(events: {esc(events)}). A reading measures the walk averaged over its field period, shifted by a house "
         "effect for its pollster and a wording effect for its question, both partially pooled. Its published shares "
         "follow a Dirichlet whose spread is sampling error (1/n, with unpublished sample sizes estimated) plus a "

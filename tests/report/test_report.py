@@ -874,3 +874,17 @@ def test_report_of_a_projection_says_so(projected, pngs):
         and projected.headline_sentences()[0] in words
     )
     assert "31 Aug 2023 (projected)" in words and "curve projected to 31 August 2023" in words
+
+
+def test_the_model_section_says_what_the_trend_adds_to_the_walk(result):
+    from typing import get_args
+
+    from model.config import Trend
+
+    assert set(report.TREND_WORDS) == set(get_args(Trend))
+    walk = report._model_section(result)
+    assert "follow a random walk on the log-odds (softmax) scale on a weekly grid, so" in walk
+    for trend in ("drift", "momentum"):
+        other = dataclasses.replace(result, config=result.config.replace(trend=trend))
+        words = html.escape(report.TREND_WORDS[trend])
+        assert words and f"weekly grid{words}, so" in report._model_section(other)
