@@ -22,7 +22,7 @@ import pandas as pd
 Grid = Literal["day", "week", "month"]
 Trend = Literal["walk", "drift", "damped", "momentum"]
 ByHouse = Literal["shared", "by_house"]
-WalkPrior = Literal["half_normal", "gamma"]
+ScalePrior = Literal["half_normal", "gamma"]
 #: How a part of the model is sampled (the same model either way): ``Sampler``'s form fields.
 Form = Literal["auto", "centred", "non_centred"]
 #: ``Sampler``'s fields that choose a form: the design's, part of the compiled structure.
@@ -251,6 +251,10 @@ class Config:
     nonsampling : {"shared", "by_house"}
         One non-sampling error for every house (default), or one per house, partially pooled
         (log-normal around the shared one).
+    nonsampling_prior : {"half_normal", "gamma"}
+        Prior of the (shared) non-sampling error: ``"half_normal"`` (default) or the zero-avoiding
+        ``"gamma"`` of the same mean, as ``walk_prior``; with few readings a near-zero
+        non-sampling error makes every reading's likelihood sharp, a funnel for the sampler.
     unknown_n : {"shared", "by_house"}
         The prior of an unknown sample size centres on the median known size of the whole table
         (default) or of the reading's own house (the table's where the house states none).
@@ -277,8 +281,9 @@ class Config:
     grid: Grid = "week"
     through: str | None = None
     trend: Trend = "walk"
-    walk_prior: WalkPrior = "half_normal"
+    walk_prior: ScalePrior = "half_normal"
     nonsampling: ByHouse = "shared"
+    nonsampling_prior: ScalePrior = "half_normal"
     unknown_n: ByHouse = "shared"
     house_effects: str = ZERO_SUM
     anchors: tuple[Anchor, ...] = ()
@@ -291,7 +296,12 @@ class Config:
         problems = []
         if len(self.answers) < 2 or len(set(self.answers)) != len(self.answers):
             problems.append(f"answers: {self.answers!r}; expected two or more distinct names")
-        for name, choices in (("grid", Grid), ("trend", Trend), ("walk_prior", WalkPrior)):
+        for name, choices in (
+            ("grid", Grid),
+            ("trend", Trend),
+            ("walk_prior", ScalePrior),
+            ("nonsampling_prior", ScalePrior),
+        ):
             if getattr(self, name) not in get_args(choices):
                 problems.append(f"{name}: {getattr(self, name)!r}; expected {_one_of(choices)}")
         for name in ("nonsampling", "unknown_n"):
@@ -457,6 +467,7 @@ CANDIDATES = {
     "house_tau": {"nonsampling": "by_house"},
     "house_n": {"unknown_n": "by_house"},
     "walk_gamma": {"walk_prior": "gamma"},
+    "tau_gamma": {"nonsampling_prior": "gamma"},
 }
 
 
@@ -474,7 +485,7 @@ class ValidateSettings:
         Months between each target's cut-off and its field start (default 0, 1, 3, 6, 9).
     candidates : tuple of str
         Model candidates to backtest beside the model (``drift``, ``damped``, ``momentum``,
-        ``house_tau``, ``house_n``, ``walk_gamma``; :data:`CANDIDATES`).
+        ``house_tau``, ``house_n``, ``walk_gamma``, ``tau_gamma``; :data:`CANDIDATES`).
     sbc : int
         Number of simulated datasets for simulation-based calibration (0: none).
     sampler : Sampler or None

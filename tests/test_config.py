@@ -46,6 +46,10 @@ def test_unknown_key_and_bad_values_are_refused(tmp_path):
     ):
         Config(walk_prior="exponential")
     with pytest.raises(
+        ConfigError, match="nonsampling_prior: 'flat'; expected 'half_normal' or 'gamma'"
+    ):
+        Config(nonsampling_prior="flat")
+    with pytest.raises(
         ConfigError, match="sampler.knots: 'loose'; expected 'auto', 'centred' or 'non_centred'"
     ):
         Config().replace(sampler={"knots": "loose"})

@@ -126,6 +126,14 @@ def walk_steps(design: PollDesign) -> WalkSteps:
     return WalkSteps(free=free, segment=segment, length=length, start=start, end=end)
 
 
+def _scale_parameter(name: str, scale: float, form: str) -> pt.TensorVariable:
+    """A scale parameter: HalfNormal(``scale``), or with ``form = "gamma"`` the zero-avoiding
+    :math:`\\mathrm{Gamma}(2, 2 / (s\\sqrt{2/\\pi}))` of the same mean, with its mode away from zero."""
+    if form == "gamma":
+        return pm.Gamma(name, alpha=2.0, beta=2.0 / (scale * np.sqrt(2.0 / np.pi)))
+    return pm.HalfNormal(name, sigma=scale)
+
+
 def _walk_and_jumps(
     level,
     walk_sd,
@@ -516,8 +524,9 @@ class PollAggregator:
     This is the continuous (share-scale) form of a Dirichlet-multinomial: a share's variance is
     :math:`p(1-p)(1/n_i + \tau^2)` to first order, binomial sampling error plus a non-sampling
     error :math:`\tau`, estimated with :math:`50\tau \sim \mathrm{HalfNormal}(s_{ns})` (its extra sd
-    at a 50% share, in points). Aggregating Dirichlet components is exact, so the merged rest is the
-    exact marginal.
+    at a 50% share, in points; with ``nonsampling_prior = "gamma"``, a candidate, the zero-avoiding
+    Gamma(2) of the same mean, as for the walk). Aggregating Dirichlet components is exact, so the
+    merged rest is the exact marginal.
 
     **Unknown sample sizes** are parameters, not constants:
     :math:`\log n_i \sim N(\log m, s_n)` with :math:`m` the median known size in the table unless
@@ -604,13 +613,7 @@ class PollAggregator:
             # Trend.
             level = pm.ZeroSumNormal("level", sigma=priors.level_sd, dims=ANSWER)
             walk_scale = priors.walk_scale(d.cell_days)
-            if self.config.walk_prior == "gamma":
-                # the same mean as the half-normal's, s * sqrt(2 / pi), with its mode away from zero
-                walk_sd = pm.Gamma(
-                    "walk_sd", alpha=2.0, beta=2.0 / (walk_scale * np.sqrt(2.0 / np.pi))
-                )
-            else:
-                walk_sd = pm.HalfNormal("walk_sd", sigma=walk_scale)
+            walk_sd = _scale_parameter("walk_sd", walk_scale, self.config.walk_prior)
             persistence = None
             if self.config.trend == "momentum" and len(steps.length):  # no segments: the walk
                 persistence = pm.Beta(
@@ -703,7 +706,9 @@ class PollAggregator:
             p_component = pt.sum(p[:, :, None] * membership, axis=1)
 
             # Sampling plus non-sampling error.
-            nonsampling_sd = pm.HalfNormal("nonsampling_sd", sigma=priors.nonsampling_sd_pp)
+            nonsampling_sd = _scale_parameter(
+                "nonsampling_sd", priors.nonsampling_sd_pp, self.config.nonsampling_prior
+            )
             tau = nonsampling_sd / 50.0
             if self.config.nonsampling == "by_house":
                 # Each house's non-sampling error, log-normal around the shared one (non-centred).

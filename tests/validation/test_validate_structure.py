@@ -167,7 +167,7 @@ def test_model_candidates_refit_the_models_training_sets_with_their_option(desig
     refits = backtest.plan_refits(targets, methods)
     by_method = {m: [r for r in refits if r.method == m] for m in methods}
     assert all(len(v) == len(by_method[backtest.MODEL]) for v in by_method.values())
-    options, walk_prior = {}, {}
+    options, walk_prior, nonsampling_prior = {}, {}, {}
     for name, changes in backtest.CANDIDATES.items():
         refit = by_method[f"model+{name}"][0]
         table, candidate_config = backtest.refit_table(design, CONFIG, refit)
@@ -175,10 +175,13 @@ def test_model_candidates_refit_the_models_training_sets_with_their_option(desig
         built = PollAggregator(build_design(table, candidate_config), candidate_config).build()
         options[name] = {v.name for v in built.free_RVs}
         walk_prior[name] = type(built["walk_sd"].owner.op).__name__
+        nonsampling_prior[name] = type(built["nonsampling_sd"].owner.op).__name__
     assert "drift" in options["drift"] and "nonsampling_house_z" in options["house_tau"]
     assert {"slope_sd", "slope_persistence", "slope_innovation"} <= options["damped"]
     assert options["momentum"] - options["walk_gamma"] == {"slope_persistence"}
     assert walk_prior["walk_gamma"] == "GammaRV" and walk_prior["drift"] == "HalfNormalRV"
+    assert nonsampling_prior["tau_gamma"] == "GammaRV" and walk_prior["tau_gamma"] == "HalfNormalRV"
+    assert {n for n, op in nonsampling_prior.items() if op == "GammaRV"} == {"tau_gamma"}
     with pytest.raises(model.ConfigError, match="unknown model candidate 'slope'"):
         backtest.candidate_method("slope")
 
