@@ -300,13 +300,12 @@ class Config:
             ("grid", Grid),
             ("trend", Trend),
             ("walk_prior", ScalePrior),
+            ("nonsampling", ByHouse),
             ("nonsampling_prior", ScalePrior),
+            ("unknown_n", ByHouse),
         ):
             if getattr(self, name) not in get_args(choices):
                 problems.append(f"{name}: {getattr(self, name)!r}; expected {_one_of(choices)}")
-        for name in ("nonsampling", "unknown_n"):
-            if getattr(self, name) not in get_args(ByHouse):
-                problems.append(f"{name}: {getattr(self, name)!r}; expected {_one_of(ByHouse)}")
         if self.house_effects == ANCHORS and not self.anchors:
             problems.append("house_effects = 'anchors' needs at least one entry in anchors")
         if self.anchors and self.house_effects != ANCHORS:
