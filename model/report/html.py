@@ -803,7 +803,13 @@ def _diagnostics_section(result: FitResult, figures) -> str:
 
 def _model_section(result: FitResult) -> str:
     c = result.config
-    s = c.sampler
+    # The kept trace's target acceptance: a fit with divergent transitions is sampled again higher
+    # (Sampler.retry_target_accept), and the report describes the draws it shows.
+    attempts = result.diagnostics().get("sampling_attempts", [])
+    sampled = dataclasses.asdict(c.sampler)
+    if attempts:
+        sampled["target_accept"] = attempts[-1]["target_accept"]
+    retried = f" {esc(retry_note(attempts))}." if len(attempts) > 1 else ""
     events = ", ".join(f"{e.label} ({e.date})" for e in c.events) or "none"
     return (
         '<section id="model"><h2>The model</h2>'
@@ -825,7 +831,7 @@ def _model_section(result: FitResult) -> str:
         + f"<p>The level of the curve is fixed {esc(result.identification)}, and the question "
         f"{esc(result.reference_question)} is the reference wording. Where one house alone asks a question, the data "
         "identify only the sum of that house's and that question's effects (see above).</p>"
-        f"<p>Sampled {esc(_sampling_words(dataclasses.asdict(s)))}, seed {result.seed}.</p></section>"
+        f"<p>Sampled {esc(_sampling_words(sampled))}, seed {result.seed}.{retried}</p></section>"
     )
 
 

@@ -888,3 +888,33 @@ def test_the_model_section_says_what_the_trend_adds_to_the_walk(result):
         other = dataclasses.replace(result, config=result.config.replace(trend=trend))
         words = html.escape(report.TREND_WORDS[trend])
         assert words and f"weekly grid{words}, so" in report._model_section(other)
+
+
+def test_the_model_section_gives_the_kept_attempts_target_acceptance(result):
+    """A fit sampled again after divergent transitions shows the last attempt's draws: the model
+    section says so, with that attempt's target acceptance, not the configured first one."""
+    import json
+
+    configured = result.config.sampler.target_accept
+
+    def section(*attempts):
+        idata = result.idata.copy()
+        idata.attrs = {
+            **idata.attrs,
+            "sampling_attempts": json.dumps(
+                [{"target_accept": t, "divergences": d, "seconds": 1.0} for t, d in attempts]
+            ),
+        }
+        return html.unescape(
+            report._model_section(dataclasses.replace(result, idata=idata, _diagnostics=None))
+        )
+
+    once = section((configured, 0))
+    assert f"at target acceptance {configured}, seed {result.seed}.</p>" in once
+    assert "Sampled again" not in once
+    ladder = section((configured, 7), (0.99, 2), (0.999, 0))
+    assert f"at target acceptance 0.999, seed {result.seed}." in ladder
+    assert (
+        f"Sampled again at target_accept 0.999 after 7 divergent transition(s) at {configured:g}, "
+        "then 2 at 0.99." in ladder
+    )
