@@ -499,9 +499,9 @@ class ValidateSettings:
     sbc_readings : int
         Readings in the SBC design.
     seed : int
-        Seed of every random step: each refit, SBC fit and draw takes its own from it and from
+        Seed of every random step: each refit and each SBC fit takes its own from it and from
         what it is, not from its place in the plan (so a candidate added leaves the model's as
-        they were).
+        they were); the baselines' draws, the SBC design and its prior draws take one each.
     workers : int
         Local Dask workers (ignored with ``scheduler``).
     scheduler : str or None

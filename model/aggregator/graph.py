@@ -131,6 +131,8 @@ def _scale_parameter(name: str, scale: float, form: str) -> pt.TensorVariable:
     :math:`\\mathrm{Gamma}(2, 2 / (s\\sqrt{2/\\pi}))` of the same mean, with its mode away from zero."""
     if form == "gamma":
         return pm.Gamma(name, alpha=2.0, beta=2.0 / (scale * np.sqrt(2.0 / np.pi)))
+    if form != "half_normal":
+        raise ValueError(f"{name}: unknown scale prior {form!r}; expected 'half_normal' or 'gamma'")
     return pm.HalfNormal(name, sigma=scale)
 
 

@@ -405,3 +405,15 @@ def test_momentum_prior_draws_are_the_same_in_both_knot_forms(sim_polls):
     for changes in (centred, non_centred):
         lag1 = np.corrcoef(changes[:, 1:3].ravel(), changes[:, 0:2].ravel())[0, 1]
         assert lag1 > 0.2
+
+
+def test_a_scale_parameter_of_an_unknown_form_is_refused():
+    """Config refuses other forms; a direct caller with a typo gets an error, not a half-normal."""
+    from model.aggregator.graph import _scale_parameter
+
+    with pm.Model() as m:
+        assert type(_scale_parameter("a", 0.1, "half_normal").owner.op).__name__ == "HalfNormalRV"
+        assert type(_scale_parameter("b", 0.1, "gamma").owner.op).__name__ == "GammaRV"
+        with pytest.raises(ValueError, match="c: unknown scale prior 'flat'"):
+            _scale_parameter("c", 0.1, "flat")
+    assert "c" not in m.named_vars
