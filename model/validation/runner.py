@@ -52,6 +52,19 @@ SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 _REFITTERS: dict[str, CompiledAggregator] = {}
 
 
+#: The refits' whole-number columns of ``backtest_targets.csv`` (blank on the baselines' rows).
+REFIT_COUNTS = (
+    "divergences",
+    "first_attempt_divergences",
+    "attempts",
+    "training_readings",
+    "knots",
+    "events",
+    "worker_pid",
+    "seed",
+)
+
+
 def task_seed(seed: int, *task: object) -> int:
     """The seed of one piece of a validate run, from the run's ``seed`` and what the piece is
     (``task``: say ``("backtest", method, training_rows)``), not from its place in the plan.
@@ -59,8 +72,20 @@ def task_seed(seed: int, *task: object) -> int:
     Adding a candidate's refits, or SBC beside the backtest, leaves every other refit's seed, and
     so its figures, as they were.
     """
-    words = np.frombuffer(hashlib.sha256(repr(task).encode()).digest(), dtype=np.uint32)
+    # numpy scalars as the Python numbers they hold (repr(np.int64(3)) is not repr(3)); the digest
+    # read little-endian, so the seed is the same on every machine
+    text = repr(_plain(task)).encode()
+    words = np.frombuffer(hashlib.sha256(text).digest(), dtype="<u4")
     return int(np.random.SeedSequence([seed, *words.tolist()]).generate_state(1)[0]) % 2**31
+
+
+def _plain(value: object) -> object:
+    """``value`` with every numpy scalar, at any depth of tuples and lists, as its Python number."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple | list):
+        return type(value)(_plain(v) for v in value)
+    return value
 
 
 def _refitter(key: str, polls: pd.DataFrame, config: Config) -> tuple[CompiledAggregator, bool]:
@@ -364,11 +389,10 @@ def run_validation(
         )
     if settings.sbc:
         sbc_polls, sbc_config = sbc.sbc_design(
-            config.priors,
+            config,
             n_readings=settings.sbc_readings,
             seed=task_seed(settings.seed, "sbc design"),
             sampler=settings.sbc_sampler or config.sampler,
-            answers=config.answers,
         )
         sbc_design = build_design(sbc_polls, sbc_config)
         from model.aggregator.graph import PollAggregator
@@ -413,6 +437,8 @@ def run_validation(
         else pd.DataFrame()
     )
     if len(per_target):
+        # whole numbers stay whole where the baselines' rows (no refit) leave them blank
+        per_target = per_target.astype({c: "Int64" for c in REFIT_COUNTS if c in per_target})
         order = {m: k for k, m in enumerate(backtest.methods_of(per_target))}
         per_target = per_target.sort_values(
             ["method", "horizon_months", "field_start", "series"],

@@ -36,7 +36,7 @@ from scipy import stats
 
 from model.aggregator.design import PollDesign
 from model.aggregator.names import CALIBRATED
-from model.config import Config, Event, Priors, Sampler
+from model.config import Config, Event, Sampler
 from model.data.polls import load_polls
 from model.sampling.compiled import exact_arithmetic
 
@@ -52,28 +52,34 @@ BAND_PROB = 0.99
 BAND_SIMULATIONS = 2000
 #: The design's houses and questions: the reference, and two confounded pairs.
 REFERENCE, PAIRS = ("House A", "Q_MAIN"), (("House B", "Q_B"), ("House C", "Q_C"))
+#: The fit config's model choices the SBC design keeps (its data's houses, questions and events
+#: are the design's own).
+MODEL_CHOICES = ("grid", "trend", "walk_prior", "nonsampling", "nonsampling_prior", "unknown_n")
 
 
 def sbc_design(
-    priors: Priors | None = None,
+    fitted: Config | None = None,
     *,
     n_readings: int = 40,
     seed: int = 0,
     sampler: Sampler | None = None,
-    answers: tuple[str, ...] = ("talks", "continue", "undecided"),
 ) -> tuple[pd.DataFrame, Config]:
     """The calibration design (its shares are replaced by prior draws) and its config.
 
-    Two years (2023-2024) on a weekly grid: about 70% of ``n_readings`` by ``House A`` on
+    Two years (2023-2024) on ``fitted``'s grid: about 70% of ``n_readings`` by ``House A`` on
     ``Q_MAIN`` (the reference), the rest split between ``House B`` (``Q_B`` only) and ``House C``
     (``Q_C`` only), so both are confounded pairs; one event on 2024-01-15; a fifth of readings
-    without ``n``, a fifth without the last answer. Fitted with ``sampler`` (default: the
-    library's; validation passes the fit config's).
+    without ``n``, a fifth without the last answer. The model is ``fitted``'s (default: the
+    library's): its answers, priors and :data:`MODEL_CHOICES`, so what is calibrated is the model
+    the fit runs; the houses, questions and event are the design's own. Fitted with ``sampler``
+    (default: ``fitted``'s; validation passes the fit config's or ``--sbc-draws``/``--sbc-tune``'s).
 
     Returns
     -------
     (pandas.DataFrame, Config)
     """
+    fitted = fitted or Config()
+    answers = fitted.answers
     rng = np.random.default_rng(seed)
     days = pd.date_range("2023-01-01", "2024-12-31", freq="D")
     counts = {
@@ -104,8 +110,9 @@ def sbc_design(
         reference_question=REFERENCE[1],
         house_effects=REFERENCE[0],
         events=(Event("2024-01-15", "event"),),
-        priors=priors or Priors(),
-        sampler=sampler or Sampler(),
+        priors=fitted.priors,
+        sampler=sampler or fitted.sampler,
+        **{field: getattr(fitted, field) for field in MODEL_CHOICES},
     )
     return load_polls(table.reset_index(drop=True), answers=answers), config
 

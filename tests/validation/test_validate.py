@@ -13,6 +13,7 @@ import pytest
 import model
 from model.validation import backtest, sbc
 from model.validation.runner import (
+    REFIT_COUNTS,
     ValidateSettings,
     backtest_task,
     gather,
@@ -75,6 +76,12 @@ def test_backtest_table_scores_the_model_and_every_baseline(validation):
     refitted = per_target[per_target["method"].isin(backtest.REFITTED)]
     assert set(refitted["horizon_months"]) == {0, 3}
     assert refitted["gate_passed"].notna().all() and (refitted["sample_s"] > 0).all()
+    # whole numbers stay whole beside the baselines' blanks (a seed, not 405330228.0)
+    assert all(per_target[c].dtype == "Int64" for c in REFIT_COUNTS)
+    assert (
+        refitted["seed"].notna().all()
+        and per_target.loc[~per_target.index.isin(refitted.index), "seed"].isna().all()
+    )
     # each refit learned only from readings that ended before its cut-off (the reference house's
     # alone for reference_only)
     polls = model.load_polls(model.simulate_polls(n_readings=50, seed=3).polls)
