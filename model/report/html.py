@@ -426,7 +426,7 @@ def _estimate_section(
             f"<p>After {design.data_end:%d %B %Y}, the last reading's field end, the curve runs on to "
             f"{design.through:%d %B %Y} with no readings: dashed and paler in the figure, "
             "<code>projected</code> in <code>curve.csv</code>. It is "
-            f"{esc(PROJECTION_RULE[result.config.trend][0])}.</p>"
+            f"{esc(PROJECTION_RULE[result.trend][0])}.</p>"
         )
     held = "".join(f"<p>{esc(text)}</p>" for text in _projection_calibration(result, calibration))
     if held and calibration is not None:
@@ -451,7 +451,7 @@ def _interactive_section(result: FitResult, sources, questions) -> str:
     design = result.design
     projection = (
         f" After {design.data_end:%d %B %Y}, the last reading's field end, the curve is a projection: paler "
-        f"bands and a dashed median, {PROJECTION_RULE[result.config.trend][1]}."
+        f"bands and a dashed median, {PROJECTION_RULE[result.trend][1]}."
         if design.projected.any()
         else ""
     )
@@ -814,7 +814,7 @@ def _model_section(result: FitResult) -> str:
     return (
         '<section id="model"><h2>The model</h2>'
         f"<p>The shares of the answers ({esc(', '.join(c.answers))}) follow a random walk on the log-odds (softmax) "
-        f"scale on a {esc(c.grid)}ly grid{esc(TREND_WORDS[c.trend])}, so they always sum to 100%; configured events "
+        f"scale on a {esc(c.grid)}ly grid{esc(TREND_WORDS[result.trend])}, so they always sum to 100%; configured events "
         "add a jump to the walk "
         f"(events: {esc(events)}). A reading measures the walk averaged over its field period, shifted by a house "
         "effect for its pollster and a wording effect for its question, both partially pooled. Its published shares "
@@ -824,7 +824,7 @@ def _model_section(result: FitResult) -> str:
         + (
             f"<p>The grid runs on to {result.design.through:%d %B %Y}, past the last reading's field end "
             f"({result.design.data_end:%d %B %Y}): there the curve is a projection, "
-            f"{esc(PROJECTION_RULE[c.trend][0])}.</p>"
+            f"{esc(PROJECTION_RULE[result.trend][0])}.</p>"
             if result.design.projected.any()
             else ""
         )

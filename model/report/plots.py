@@ -541,7 +541,7 @@ def plot_support(
         f"{' and '.join(_interval_label(i) for i in sorted(intervals))} intervals"
         + (
             f"; dashed line and paler bands after {result.design.data_end:%d %b %Y}: projection, "
-            f"{PROJECTION_RULE[result.config.trend][1]}"
+            f"{PROJECTION_RULE[result.trend][1]}"
             if result.design.projected.any()
             else ""
         )

@@ -93,6 +93,14 @@ class FitResult:
         return self.design.confounded
 
     @property
+    def trend(self) -> str:
+        """The trend the fitted model has: ``config.trend``, except ``"momentum"`` on readings
+        with no walk segment between knots, which is the walk (no segment's slope to carry on)."""
+        if self.config.trend == "momentum" and "slope_persistence" not in self.posterior:
+            return "walk"
+        return self.config.trend
+
+    @property
     def identification(self) -> str:
         """How the curve's level is fixed, in words."""
         if self.config.house_effects == ZERO_SUM:
@@ -199,7 +207,7 @@ class FitResult:
                 self.design,
                 interval=self.config.interval,
                 identification=self.identification,
-                trend=self.config.trend,
+                trend=self.trend,
             )
         return json.loads(json.dumps(self._summaries["headline"]))  # a copy the caller may change
 

@@ -79,7 +79,8 @@ def headline(
     identification : str
         What the curve is, in words (e.g. "as Levada Center would measure it").
     trend : str
-        The fit's ``Config.trend``: how the projection moves (:data:`PROJECTION_RULE`).
+        The fitted model's trend (:attr:`model.FitResult.trend`): how the projection moves
+        (:data:`PROJECTION_RULE`).
 
     Returns
     -------

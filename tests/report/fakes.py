@@ -198,3 +198,18 @@ def fake_result(through: str | None = None) -> FitResult:
         excluded=pd.DataFrame(),
         _diagnostics=diagnostics,
     )
+
+
+def with_trend(result: FitResult, trend: str) -> FitResult:
+    """``result`` as a fit under ``trend``: its config's, and for ``"momentum"`` the persistence
+    draws the model then has (a table with walk segments between knots)."""
+    import dataclasses
+
+    idata = result.idata.copy()
+    if trend == "momentum":
+        posterior = idata.posterior.to_dataset()
+        draws = np.full((posterior.sizes["chain"], posterior.sizes["draw"]), 0.8)
+        idata["posterior"] = posterior.assign(slope_persistence=(("chain", "draw"), draws))
+    return dataclasses.replace(
+        result, config=result.config.replace(trend=trend), idata=idata, _diagnostics=None
+    )

@@ -24,7 +24,15 @@ from model import cli
 from model.report import html as report
 from model.report import plots
 from model.results.run_folder import write_run
-from tests.report.fakes import ANSWERS, CHAINS, EVENT, HOUSE_A, PNG_SIGNATURE, fake_result
+from tests.report.fakes import (
+    ANSWERS,
+    CHAINS,
+    EVENT,
+    HOUSE_A,
+    PNG_SIGNATURE,
+    fake_result,
+    with_trend,
+)
 from tests.results.test_calibration import target_rows, write_backtest
 
 
@@ -751,7 +759,7 @@ def test_a_projection_says_how_the_fits_trend_moves_it(projected, trend, words):
     # the figure's captions: one wording each.
     from model.results.headline import PROJECTION_RULE
 
-    result = dataclasses.replace(projected, config=projected.config.replace(trend=trend))
+    result = with_trend(projected, trend)
     (caveat,) = [c for c in result.headline()["caveats"] if "is a projection" in c]
     assert words in caveat and PROJECTION_RULE[trend][0] in caveat
     page = html.unescape(report.build_report(result, {}, run_id="run-test"))
@@ -876,7 +884,7 @@ def test_report_of_a_projection_says_so(projected, pngs):
     assert "31 Aug 2023 (projected)" in words and "curve projected to 31 August 2023" in words
 
 
-def test_the_model_section_says_what_the_trend_adds_to_the_walk(result):
+def test_the_model_section_says_what_the_trend_adds_to_the_walk(result, projected):
     from typing import get_args
 
     from model.config import Trend
@@ -885,9 +893,18 @@ def test_the_model_section_says_what_the_trend_adds_to_the_walk(result):
     walk = report._model_section(result)
     assert "follow a random walk on the log-odds (softmax) scale on a weekly grid, so" in walk
     for trend in ("drift", "momentum"):
-        other = dataclasses.replace(result, config=result.config.replace(trend=trend))
         words = html.escape(report.TREND_WORDS[trend])
-        assert words and f"weekly grid{words}, so" in report._model_section(other)
+        assert words and f"weekly grid{words}, so" in report._model_section(
+            with_trend(result, trend)
+        )
+    # momentum on readings with no walk segment between knots is the walk, and is worded so
+    walkish = dataclasses.replace(result, config=result.config.replace(trend="momentum"))
+    assert walkish.trend == "walk" and with_trend(result, "momentum").trend == "momentum"
+    assert report._model_section(walkish) == walk
+    projected_walkish = dataclasses.replace(
+        projected, config=projected.config.replace(trend="momentum")
+    )
+    assert "no trend is extrapolated" in " ".join(projected_walkish.headline()["caveats"])
 
 
 def test_the_model_section_gives_the_kept_attempts_target_acceptance(result):
