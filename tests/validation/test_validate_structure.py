@@ -267,6 +267,41 @@ def test_baselines_follow_their_definitions():
         backtest.baseline_answers("median", *args)
 
 
+def test_baselines_order_ties_by_field_start_then_table_order_whatever_the_index():
+    """ "Latest" is by field end, then field start, then the table's own order (a stable sort);
+    the table's index labels play no part."""
+    tied = _table(
+        [
+            ("Ref", "Q", "2024-02-03", "2024-02-05", 1600, 56, 38),  # same end, later start
+            ("Ref", "Q", "2024-02-01", "2024-02-05", 1600, 54, 40),
+            ("Ref", "Q", "2024-01-01", "2024-01-05", 1600, 50, 44),
+            (
+                "Ref",
+                "Q",
+                "2024-01-01",
+                "2024-01-05",
+                1600,
+                52,
+                42,
+            ),  # a full tie: after the one above
+        ]
+    ).set_index(pd.Index([7, 3, 9, 0]))
+    args = (pd.Timestamp("2024-03-01"), ("talks", "continue"), "Ref | Q", 1600.0)
+    assert backtest.baseline_answers("last_reading", tied, *args) == {"talks": 56, "continue": 38}
+    assert backtest.baseline_answers("last3_mean", tied, *args) == pytest.approx(
+        {"talks": (52 + 54 + 56) / 3, "continue": (42 + 40 + 38) / 3}
+    )
+    earlier = tied.iloc[2:]
+    assert backtest.baseline_answers("last_reading", earlier, *args) == {
+        "talks": 52,
+        "continue": 42,
+    }
+    assert backtest.baseline_answers("last_reading", earlier.iloc[::-1], *args) == {
+        "talks": 50,
+        "continue": 44,
+    }
+
+
 def test_score_is_the_dirichlet_mixture_density_and_coverage_is_per_answer(design):
     i = int(np.flatnonzero(design.component_used.sum(axis=1) == 3)[0])
     used = design.component_used[i]
