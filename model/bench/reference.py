@@ -55,13 +55,23 @@ import xarray as xr
 
 from model.aggregator.design import PollDesign
 from model.aggregator.names import ANSWER, EVENT, POLLSTER, QUESTION, TIME
-from model.config import ANCHORS, ZERO_SUM, Config
+from model.config import ANCHORS, ZERO_SUM, Config, ConfigError
 
 #: What ``chain_method="parallel"`` falls back to when JAX cannot get one host device per chain.
 #: On a small simulated table (60 readings, 101 weekly cells; 2 chains x 500 + 500 draws; a 2-core
 #: CPU shared with another job) the fit took 39 s parallel (21 s of it compiling), 67 s vectorized
 #: (43 s) and 78 s sequential (48 s).
 PARALLEL_FALLBACK = "vectorized"
+
+#: The model choices the reference implements (``Config`` field: value): a bench of a config
+#: with another would compare the project's fit with a different model's.
+REFERENCE_MODEL = {
+    "trend": "walk",
+    "walk_prior": "half_normal",
+    "nonsampling": "shared",
+    "nonsampling_prior": "half_normal",
+    "unknown_n": "shared",
+}
 
 #: JAX monitoring events whose time spans are counted as compile time.
 COMPILE_EVENTS = (
@@ -153,7 +163,21 @@ class ModelInputs:
 
 
 def model_inputs(design: PollDesign, config: Config) -> ModelInputs:
-    """Lay the design out for :func:`poll_model` (shared data preparation, no modelling)."""
+    """Lay the design out for :func:`poll_model` (shared data preparation, no modelling).
+
+    Raises
+    ------
+    ConfigError
+        If ``config`` makes a model choice the reference does not implement (:data:`REFERENCE_MODEL`).
+    """
+    other = {f: getattr(config, f) for f, v in REFERENCE_MODEL.items() if getattr(config, f) != v}
+    if other:
+        raise ConfigError(
+            "the NumPyro reference implements only the library's model choices ("
+            + ", ".join(f"{f} = {v!r}" for f, v in REFERENCE_MODEL.items())
+            + "); this config has "
+            + ", ".join(f"{f} = {v!r}" for f, v in other.items())
+        )
     d = design
     n_time = len(d.time)
     if config.house_effects == ZERO_SUM:

@@ -139,3 +139,32 @@ def test_reference_posterior_matches_the_project_fit(small_table):
     for name in ("house_effect", "question_effect"):
         gap = abs(reference[name].median(draws) - project[name].median(draws))
         assert float(gap.max()) < 0.03, (name, gap.values)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("trend", "momentum"),
+        ("walk_prior", "gamma"),
+        ("nonsampling", "by_house"),
+        ("nonsampling_prior", "gamma"),
+        ("unknown_n", "by_house"),
+    ],
+)
+def test_the_reference_refuses_a_model_it_does_not_implement(field, value):
+    """A bench of another model than the reference's would compare two different posteriors."""
+    from model.bench.reference import REFERENCE_MODEL, model_inputs
+
+    polls = model.load_polls(model.simulate_polls(n_readings=20, seed=2).polls)
+    config = model.Config(reference_question="Q_MAIN", **{field: value})
+    assert set(REFERENCE_MODEL) == {
+        "trend",
+        "walk_prior",
+        "nonsampling",
+        "nonsampling_prior",
+        "unknown_n",
+    }
+    with pytest.raises(model.ConfigError, match=f"this config has {field} = '{value}'"):
+        model_inputs(build_design(polls, config), config)
+    shipped = model.Config(reference_question="Q_MAIN")
+    assert model_inputs(build_design(polls, shipped), shipped).n_answer == 3
