@@ -162,14 +162,9 @@ class ModelInputs:
     anchor_sd: np.ndarray
 
 
-def model_inputs(design: PollDesign, config: Config) -> ModelInputs:
-    """Lay the design out for :func:`poll_model` (shared data preparation, no modelling).
-
-    Raises
-    ------
-    ConfigError
-        If ``config`` makes a model choice the reference does not implement (:data:`REFERENCE_MODEL`).
-    """
+def check_reference_model(config: Config) -> None:
+    """Raise :class:`ConfigError` if ``config`` makes a model choice the reference does not
+    implement (:data:`REFERENCE_MODEL`)."""
     other = {f: getattr(config, f) for f, v in REFERENCE_MODEL.items() if getattr(config, f) != v}
     if other:
         raise ConfigError(
@@ -178,6 +173,18 @@ def model_inputs(design: PollDesign, config: Config) -> ModelInputs:
             + "); this config has "
             + ", ".join(f"{f} = {v!r}" for f, v in other.items())
         )
+
+
+def model_inputs(design: PollDesign, config: Config) -> ModelInputs:
+    """Lay the design out for :func:`poll_model` (shared data preparation, no modelling).
+
+    Raises
+    ------
+    ConfigError
+        If ``config`` makes a model choice the reference does not implement
+        (:func:`check_reference_model`).
+    """
+    check_reference_model(config)
     d = design
     n_time = len(d.time)
     if config.house_effects == ZERO_SUM:

@@ -505,7 +505,9 @@ def run_bench(
     Raises
     ------
     ConfigError
-        For unknown implementations or a ladder that does not start at 0.8 and increase.
+        For unknown implementations, a ladder that does not start at 0.8 and increase, or a
+        shipped case whose config the reference does not implement
+        (:func:`model.bench.reference.check_reference_model`).
     """
     unknown = sorted(set(implementations) - set(IMPLEMENTATIONS))
     if unknown or not implementations:
@@ -524,6 +526,11 @@ def run_bench(
             f"{NUTS_DEFAULT_TARGET_ACCEPT} and increase, each below 1; got {list(reference_ladder)}"
         )
     implementations = tuple(i for i in IMPLEMENTATIONS if i in implementations)
+    if "reference" in implementations and any(c.name == SHIPPED for c in cases):
+        # before any fit: each reference fit would fail in its own process, up the whole ladder
+        from model.bench.reference import check_reference_model
+
+        check_reference_model(config)
     started = datetime.now(UTC)
     # A cache tag of this bench run's own: each case's first project fit compiles its callbacks as the
     # first fit of a model structure does; later repeats load them from the disk cache, as a refit

@@ -22,11 +22,11 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
-from model.config import BACKTEST_HORIZONS, DAYS_PER_MONTH
+from model.config import BACKTEST_HORIZONS, DAYS_PER_MONTH, Sampler
 from model.files import atomic_write_text
 from model.report import interactive, plots
 from model.results.calibration import BacktestCalibration, find_backtest
-from model.results.diagnostics import retry_note
+from model.results.diagnostics import retry_note, sampling_attempts
 from model.results.headline import PROJECTION_RULE
 
 if TYPE_CHECKING:
@@ -307,7 +307,8 @@ def _projection_calibration(
     ]
 
 
-#: The sampler settings a backtest's refits are compared on with the fit (``Sampler`` fields).
+#: The sampler settings a backtest's refits are compared on with the fit (``Sampler`` fields;
+#: besides these, the retry ladder, which a backtest from before it existed does not record: none).
 SAMPLING_KEYS = ("nuts_sampler", "chains", "draws", "tune", "target_accept")
 
 
@@ -322,10 +323,23 @@ TREND_WORDS = {
 }
 
 
+def _retry_ladder(sampler: Mapping[str, Any]) -> tuple[float, ...]:
+    """The settings' ``retry_target_accept`` as :attr:`Sampler.retry_ladder` reads it (a JSON
+    list, a number or None)."""
+    return Sampler(retry_target_accept=sampler.get("retry_target_accept")).retry_ladder
+
+
 def _sampling_words(sampler: Mapping[str, Any]) -> str:
+    ladder = _retry_ladder(sampler)
+    again = (
+        f" (again at {', then '.join(f'{t:g}' for t in ladder)} while divergent transitions remained)"
+        if ladder
+        else ""
+    )
     return (
         f"{sampler['chains']} chains of {sampler['draws']} draws after {sampler['tune']} tuning "
         f"steps with {sampler['nuts_sampler']} at target acceptance {sampler['target_accept']}"
+        f"{again}"
     )
 
 
@@ -343,8 +357,10 @@ def _refit_sampling(calibration: BacktestCalibration, result: FitResult) -> tupl
             f"The backtest's settings.json does not record its refits' {', '.join(missing)}.",
             False,
         )
-    if all(refits[key] == fit[key] for key in SAMPLING_KEYS):
-        return f"Each refit sampled {_sampling_words(refits)}, as this fit did.", True
+    same = all(refits[key] == fit[key] for key in SAMPLING_KEYS)
+    same = same and _retry_ladder(refits) == _retry_ladder(fit)
+    if same:
+        return f"Each refit sampled {_sampling_words(refits)}, as this fit was set to.", True
     return (
         f"Each refit sampled {_sampling_words(refits)}, where this fit sampled "
         f"{_sampling_words(fit)}.",
@@ -805,8 +821,8 @@ def _model_section(result: FitResult) -> str:
     c = result.config
     # The kept trace's target acceptance: a fit with divergent transitions is sampled again higher
     # (Sampler.retry_target_accept), and the report describes the draws it shows.
-    attempts = result.diagnostics().get("sampling_attempts", [])
-    sampled = dataclasses.asdict(c.sampler)
+    attempts = sampling_attempts(result.idata)
+    sampled = {**dataclasses.asdict(c.sampler), "retry_target_accept": None}  # the note says
     if attempts:
         sampled["target_accept"] = attempts[-1]["target_accept"]
     retried = f" {esc(retry_note(attempts))}." if len(attempts) > 1 else ""

@@ -332,6 +332,42 @@ def test_run_bench_can_run_one_implementation_alone():
         )
 
 
+def test_a_shipped_case_the_reference_does_not_implement_is_refused_before_any_fit():
+    """Each reference fit would fail in its own process, up the whole ladder; the project alone
+    and the simulated cases (the library's model) still run."""
+    calls = []
+    fake = _fake_runner({"project": (0.01, 1.0), "reference": (0.02, 1.5)})
+
+    def runner(job):
+        calls.append(job)
+        return fake(job)
+
+    momentum = model.Config(trend="momentum")
+    with pytest.raises(model.ConfigError, match="this config has trend = 'momentum'"):
+        bench.run_bench(
+            bench.select_cases(["shipped"]),
+            data="data/polls.csv",
+            config=momentum,
+            log=lambda m: None,
+            runner=runner,
+        )
+    assert calls == []
+    for cases, implementations in (
+        (["shipped"], ["project"]),
+        (["sim-r100-h8-week"], ["project", "reference"]),
+    ):
+        bench.run_bench(
+            bench.select_cases(cases),
+            data="data/polls.csv",
+            config=momentum,
+            repeats=1,
+            log=lambda m: None,
+            runner=runner,
+            implementations=implementations,
+        )
+    assert calls
+
+
 def _ladder_runner(passes, calls=None, *, failing_repeats=()):
     """Fake fits whose gate verdict depends on the reference's target acceptance.
 

@@ -561,7 +561,7 @@ def test_a_projected_curve_is_shown_with_how_the_backtests_bands_held(projected,
     assert "has not been measured" not in page
     assert (
         "Each refit sampled 4 chains of 1000 draws after 1000 tuning steps with nutpie at target "
-        "acceptance 0.9, as this fit did." in page
+        "acceptance 0.9, as this fit was set to." in page
     )
 
 
@@ -581,6 +581,13 @@ FIT_SAMPLING = {"nuts_sampler": "nutpie", "chains": 4, "draws": 1000, "tune": 10
             {**FIT_SAMPLING, "target_accept": 0.99},
             "Each refit sampled 4 chains of 1000 draws after 1000 tuning steps with nutpie at "
             "target acceptance 0.99, where this fit",
+        ),
+        (
+            {**FIT_SAMPLING, "target_accept": 0.9, "retry_target_accept": [0.99, 0.999]},
+            "Each refit sampled 4 chains of 1000 draws after 1000 tuning steps with nutpie at "
+            "target acceptance 0.9 (again at 0.99, then 0.999 while divergent transitions "
+            "remained), where this fit sampled 4 chains of 1000 draws after 1000 tuning steps "
+            "with nutpie at target acceptance 0.9.",
         ),
         (
             FIT_SAMPLING,
@@ -935,3 +942,12 @@ def test_the_model_section_gives_the_kept_attempts_target_acceptance(result):
         f"Sampled again at target_accept 0.999 after 7 divergent transition(s) at {configured:g}, "
         "then 2 at 0.99." in ladder
     )
+
+
+def test_the_retry_ladder_reads_the_same_from_json_a_number_or_none():
+    """settings.json stores the ladder as a list, a Sampler as a tuple; a backtest from before
+    retries existed records none."""
+    assert report._retry_ladder({"retry_target_accept": [0.99, 0.999]}) == (0.99, 0.999)
+    assert report._retry_ladder({"retry_target_accept": (0.99, 0.999)}) == (0.99, 0.999)
+    assert report._retry_ladder({"retry_target_accept": 0.99}) == (0.99,)
+    assert report._retry_ladder({"retry_target_accept": None}) == report._retry_ladder({}) == ()

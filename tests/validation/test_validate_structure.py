@@ -483,6 +483,13 @@ def test_the_sbc_design_calibrates_the_fitted_model_not_the_librarys():
     assert config.house_effects == "House A" and config.events[0].date == "2024-01-15"
     library = sbc.sbc_design(n_readings=20, seed=1)[1]
     assert all(getattr(library, f) == getattr(model.Config(), f) for f in sbc.MODEL_CHOICES)
+    # a Config field added later is either the fitted model's (carried over) or the design's own
+    import dataclasses
+
+    carried = {"answers", "priors", "sampler", *sbc.MODEL_CHOICES}
+    the_designs = {"questions", "exclude_flags", "reference_question", "through"}
+    the_designs |= {"house_effects", "anchors", "events", "interval"}
+    assert {f.name for f in dataclasses.fields(model.Config)} == carried | the_designs
 
 
 def test_sbc_prior_draws_are_valid_tables():
