@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor
 import pytest
 
 import model
@@ -28,6 +29,28 @@ NAMED_DIMS = {
     "event_paired",
     "event_unpaired",
 }
+
+
+#: PyTensor's default mode (numba), for the tests that draw many prior samples.
+COMPILED_MODE = pytensor.config.mode
+
+
+@pytest.fixture(autouse=True, scope="module")
+def python_mode():
+    """These tests build graphs and evaluate small functions of them (prior draws, log densities)
+    and never sample: PyTensor's Python mode runs them with no compiling, where numba compiles
+    each first (docs/performance.md). The fused operations run their numba kernels either way;
+    the numba backend's graphs of the model are tested where it samples."""
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        yield
+
+
+@pytest.fixture
+def compiled_mode():
+    """The default mode for a test that draws thousands of prior samples, where compiled draws
+    outrun Python's (docs/performance.md)."""
+    with pytensor.config.change_flags(mode=COMPILED_MODE):
+        yield
 
 
 def build(polls, **config):
@@ -152,7 +175,7 @@ def test_confounded_pairs_in_the_project_data():
     }
 
 
-def test_pair_reparameterisation_keeps_the_independent_priors():
+def test_pair_reparameterisation_keeps_the_independent_priors(compiled_mode):
     """A confounded house/question pair is sampled as (sum, split); the prior must be unchanged."""
     rows = [
         {
@@ -204,7 +227,7 @@ def test_pair_reparameterisation_keeps_the_independent_priors():
 
 @pytest.mark.parametrize("form", ["centred", "non_centred"])
 @pytest.mark.parametrize("knots", ["design", "every_other_cell"])
-def test_segmented_walk_keeps_the_prior(sim_polls, knots, form):
+def test_segmented_walk_keeps_the_prior(sim_polls, knots, form, compiled_mode):
     """The walk by segments (values at knots centred or standardised, bridge and jump split
     non-centred) has the plain non-centred walk's prior: increments independent
     ZeroSumNormal(walk_sd), jumps ZeroSumNormal(jump_sd). (The plain walk itself, no knots, is
