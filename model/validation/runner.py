@@ -80,12 +80,21 @@ def task_seed(seed: int, *task: object) -> int:
 
 
 def _plain(value: object) -> object:
-    """``value`` with every numpy scalar, at any depth of tuples and lists, as its Python number."""
+    """``value`` with every numpy scalar, at any depth of tuples and lists, as its Python number.
+
+    Raises
+    ------
+    TypeError
+        For anything else than strings, numbers, None, tuples and lists (a repr that could differ
+        between library versions or runs would change the seed).
+    """
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, tuple | list):
+    if type(value) in (tuple, list):
         return type(value)(_plain(v) for v in value)
-    return value
+    if value is None or isinstance(value, str | int | float):
+        return value
+    raise TypeError(f"a task is described by strings, numbers and tuples of them, not {value!r}")
 
 
 def _refitter(key: str, polls: pd.DataFrame, config: Config) -> tuple[CompiledAggregator, bool]:

@@ -579,6 +579,8 @@ def test_a_task_seed_is_the_same_for_numpy_and_python_numbers_and_across_release
     assert task_seed(1, "backtest", "model", as_numpy) == task_seed(1, "backtest", "model", rows)
     assert task_seed(1, "sbc", np.int32(0)) == task_seed(1, "sbc", 0) == 2141488743
     assert task_seed(2, "sbc", 0) != task_seed(1, "sbc", 0) != task_seed(1, "sbc", 1)
+    with pytest.raises(TypeError, match="strings, numbers and tuples"):
+        task_seed(1, "backtest", np.array(rows))  # its repr varies with numpy's print options
 
 
 def test_a_task_seed_follows_what_the_task_is_not_what_else_runs(monkeypatch):
