@@ -27,6 +27,10 @@ ScalePrior = Literal["half_normal", "gamma"]
 Form = Literal["auto", "centred", "non_centred"]
 #: ``Sampler``'s fields that choose a form: the design's, part of the compiled structure.
 FORM_FIELDS = ("knots", "house_form", "question_form")
+#: ``Config``'s fields that choose the model's form beside the grid and the priors (each candidate
+#: of :data:`CANDIDATES` changes one): what SBC calibrates with the fit's model and the bench's
+#: reference must implement.
+MODEL_FORMS = ("trend", "walk_prior", "nonsampling", "nonsampling_prior", "unknown_n")
 
 
 def _one_of(choices) -> str:

@@ -21,6 +21,21 @@ def test_library_defaults_are_generic():
     assert config.sampler.nuts_sampler == "nutpie"
 
 
+def test_model_forms_are_every_field_that_chooses_the_models_form():
+    """A Config field added later is a model form (SBC carries it over, the bench's reference
+    must implement it) or one of the others, named here: the table's selection and
+    identification, the grid, dates, events, priors, sampler and presentation."""
+    import dataclasses
+
+    from model.config import CANDIDATES, MODEL_FORMS
+
+    others = {"answers", "questions", "exclude_flags", "reference_question", "grid", "through"}
+    others |= {"house_effects", "anchors", "events", "priors", "sampler", "interval"}
+    fields = {f.name for f in dataclasses.fields(Config)}
+    assert fields == set(MODEL_FORMS) | others and not set(MODEL_FORMS) & others
+    assert {f for changes in CANDIDATES.values() for f in changes} <= set(MODEL_FORMS)
+
+
 def test_toml_merges_over_defaults(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text(

@@ -63,8 +63,9 @@ from model.config import ANCHORS, ZERO_SUM, Config, ConfigError
 #: (43 s) and 78 s sequential (48 s).
 PARALLEL_FALLBACK = "vectorized"
 
-#: The model choices the reference implements (``Config`` field: value): a bench of a config
-#: with another would compare the project's fit with a different model's.
+#: The model choices the reference implements (each of :data:`model.config.MODEL_FORMS`: its
+#: value): a bench of a config with another would compare the project's fit with a different
+#: model's.
 REFERENCE_MODEL = {
     "trend": "walk",
     "walk_prior": "half_normal",

@@ -36,7 +36,7 @@ from scipy import stats
 
 from model.aggregator.design import PollDesign
 from model.aggregator.names import CALIBRATED
-from model.config import Config, Event, Sampler
+from model.config import MODEL_FORMS, Config, Event, Sampler
 from model.data.polls import load_polls
 from model.sampling.compiled import exact_arithmetic
 
@@ -54,7 +54,7 @@ BAND_SIMULATIONS = 2000
 REFERENCE, PAIRS = ("House A", "Q_MAIN"), (("House B", "Q_B"), ("House C", "Q_C"))
 #: The fit config's model choices the SBC design keeps (its data's houses, questions and events
 #: are the design's own).
-MODEL_CHOICES = ("grid", "trend", "walk_prior", "nonsampling", "nonsampling_prior", "unknown_n")
+MODEL_CHOICES = ("grid", *MODEL_FORMS)
 
 
 def sbc_design(
