@@ -78,7 +78,12 @@ def _identification(
 
 
 def closed_polls(
-    posterior: xr.Dataset, design: PollDesign, excluded: pd.DataFrame | None, *, interval: float
+    posterior: xr.Dataset,
+    design: PollDesign,
+    excluded: pd.DataFrame | None,
+    *,
+    interval: float,
+    periods: FieldPeriods | None = None,
 ) -> pd.DataFrame:
     """One row per closed reading of the table (fitted or left out), against the curve at its field period.
 
@@ -92,6 +97,8 @@ def closed_polls(
         Readings of the table left out of the fit, with ``excluded_because``.
     interval : float
         Central interval width.
+    periods : FieldPeriods, optional
+        The posterior's field periods, when the caller has them.
 
     Returns
     -------
@@ -116,7 +123,7 @@ def closed_polls(
         return pd.DataFrame(columns=columns)
 
     pair_counts = polls.groupby(["pollster", "question"]).size()
-    periods = FieldPeriods(posterior)
+    periods = FieldPeriods(posterior) if periods is None else periods
     rows = []
     for i, reading in fitted.iterrows():
         curve, difference = (
@@ -259,7 +266,9 @@ def _row(
     return row
 
 
-def systematic_gap(posterior: xr.Dataset, design: PollDesign) -> dict[str, Any]:
+def systematic_gap(
+    posterior: xr.Dataset, design: PollDesign, periods: FieldPeriods | None = None
+) -> dict[str, Any]:
     """How strongly the posterior puts every fitted closed reading's difference on one side of zero.
 
     Only the answers every closed reading in the fit published count (a share a reading did not
@@ -279,6 +288,8 @@ def systematic_gap(posterior: xr.Dataset, design: PollDesign) -> dict[str, Any]:
         ``share``, ``house_effect`` and ``question_effect`` draws.
     design : PollDesign
         The fit's design; its readings' ``closed`` column marks the closed polls.
+    periods : FieldPeriods, optional
+        The posterior's field periods, when the caller has them.
 
     Returns
     -------
@@ -306,7 +317,7 @@ def systematic_gap(posterior: xr.Dataset, design: PollDesign) -> dict[str, Any]:
     }
     if idx.size == 0 or not published:
         return out
-    difference = offsets_at_readings(posterior, design, idx)[1]
+    difference = offsets_at_readings(posterior, design, idx, periods)[1]
     best = None
     for a in published:
         k = answers.index(a)

@@ -26,6 +26,7 @@ from scipy.fftpack import next_fast_len  # as ArviZ pads its FFTs
 
 from model.aggregator.design import PollDesign
 from model.imports import ABSENT, module_entry
+from model.results.summaries import quantile_of_sorted
 from model.threads import in_background, thread_map
 
 MAX_RHAT = 1.01
@@ -95,25 +96,6 @@ def _sorted_median(ordered: np.ndarray) -> np.ndarray:
     if n % 2:
         return ordered[:, n // 2].copy()
     return (ordered[:, n // 2 - 1] + ordered[:, n // 2]) / 2
-
-
-def _sorted_quantile(ordered: np.ndarray, q: float) -> np.ndarray:
-    """``np.quantile(rows, q, axis=1)`` (method "linear", ``q`` a float), to the last bit for
-    finite draws, from each row's sorted values: NumPy's virtual index, its neighbours and its
-    interpolation (at ``q = 1`` with an infinite largest draw NumPy gives NaN, this the draw)."""
-    n = ordered.shape[1]
-    virtual = (n - 1) * np.asarray(q, dtype=float)
-    previous = int(np.floor(virtual))
-    if virtual >= n - 1:
-        return ordered[:, -1].copy()
-    if virtual < 0:
-        return ordered[:, 0].copy()
-    gamma = float(virtual - previous)
-    a, b = ordered[:, previous], ordered[:, previous + 1]
-    diff = b - a
-    if gamma >= 0.5:
-        return b - diff * (1 - gamma)
-    return a + diff * gamma
 
 
 def _folded_z_scale(order: np.ndarray, ordered: np.ndarray, median: np.ndarray) -> np.ndarray:
@@ -233,7 +215,7 @@ def _entry_figures_serial(
         tails = []
         for q in sorted((prob, 1 - prob)):
             if n_draw % 2 == 0:  # the split chains hold every draw
-                cut = _sorted_quantile(ordered, q)
+                cut = quantile_of_sorted(ordered, q, axis=1)
             else:
                 cut = np.quantile(values.reshape(len(values), -1), q, axis=1)
             tails.append(_ess(_split_chains(values <= cut[:, None, None])))

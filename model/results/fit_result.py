@@ -58,6 +58,9 @@ class FitResult:
     _summaries: dict[tuple, pd.DataFrame] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _periods: summaries.FieldPeriods | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def _summary(self, name: str, interval: float | None, compute) -> pd.DataFrame:
         """A summary table, computed once per interval (the run folder and the summary text share them)."""
@@ -65,6 +68,13 @@ class FitResult:
         if key not in self._summaries:
             self._summaries[key] = compute(key[1])
         return self._summaries[key].copy()
+
+    def _field_periods(self) -> summaries.FieldPeriods:
+        """The curve's running sums over time (:class:`model.results.summaries.FieldPeriods`),
+        computed once: the house offsets and the closed polls' tables and conclusion each read them."""
+        if self._periods is None:
+            self._periods = summaries.FieldPeriods(self.posterior)
+        return self._periods
 
     # -- summaries -----------------------------------------------------------------------------
     @property
@@ -172,7 +182,9 @@ class FitResult:
         return self._summary(
             "reading_offsets",
             interval,
-            lambda i: summaries.reading_offsets(self.posterior, self.design, i),
+            lambda i: summaries.reading_offsets(
+                self.posterior, self.design, i, self._field_periods()
+            ),
         )
 
     def latest_estimate(self, interval: float | None = None, *, at: str = "end") -> pd.DataFrame:
@@ -224,13 +236,17 @@ class FitResult:
             "closed_polls",
             interval,
             lambda i: closed_polls.closed_polls(
-                self.posterior, self.design, self.excluded, interval=i
+                self.posterior,
+                self.design,
+                self.excluded,
+                interval=i,
+                periods=self._field_periods(),
             ),
         )
 
     def closed_polls_conclusion(self) -> str:
         """What the closed polls do and do not show against the public curve, in words."""
-        gap = closed_polls.systematic_gap(self.posterior, self.design)
+        gap = closed_polls.systematic_gap(self.posterior, self.design, self._field_periods())
         reference = f"the curve ({self.identification}, asking {self.reference_question}) over each reading's field period"
         return closed_polls.conclusion(
             self.closed_polls(), gap, reference=reference, interval=self.config.interval

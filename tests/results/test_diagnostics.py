@@ -108,8 +108,8 @@ def test_one_sort_gives_arvizs_rank_normalisations_and_numpys_median_and_quantil
         _scores_in_place,
         _sort_rows,
         _sorted_median,
-        _sorted_quantile,
     )
+    from model.results.summaries import quantile_of_sorted
 
     rng = np.random.default_rng(draws)
     values = rng.normal(size=(12, chains, draws))
@@ -122,7 +122,9 @@ def test_one_sort_gives_arvizs_rank_normalisations_and_numpys_median_and_quantil
     median = _sorted_median(ordered)
     np.testing.assert_array_equal(median, np.median(rows, axis=1))
     for q in (0.0, 0.03, 0.06, 0.5, 1 / 3, 0.94, 0.97, 1.0):
-        np.testing.assert_array_equal(_sorted_quantile(ordered, q), np.quantile(rows, q, axis=1))
+        np.testing.assert_array_equal(
+            quantile_of_sorted(ordered, q, axis=1), np.quantile(rows, q, axis=1)
+        )
     bulk = _scores_in_place(order, ordered)
     folded = _folded_z_scale(order, ordered, median)
     for i, row in enumerate(rows):

@@ -1,8 +1,10 @@
-"""Effects in points, computed by matrix products over the curve, equal their definition (no sampling)."""
+"""Summaries equal their definitions (no sampling): effects in points, computed by matrix products
+over the curve, and intervals, computed from one sort of the draws."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from model.results import summaries
@@ -65,3 +67,30 @@ def test_field_periods_average_the_curves_logits_over_each_period_from_one_pass(
             together[:, :, k], mean - mean.mean(axis=-1, keepdims=True), rtol=0, atol=1e-12
         )
         np.testing.assert_array_equal(periods.logits([a], [b])[:, :, 0], together[:, :, k])
+
+
+@pytest.mark.parametrize("shape", [(8000,), (301, 4), (4, 7, 3), (1, 2)])
+def test_quantiles_are_numpys_to_the_last_bit(shape):
+    """One sort of the draws gives NumPy's "linear" quantiles exactly, ties and NaN included."""
+    rng = np.random.default_rng(len(shape))
+    draws = rng.normal(size=shape)
+    if draws.ndim > 1:
+        draws[:, 0] = np.round(draws[:, 0], 1)  # many ties
+        draws[0, -1] = np.nan  # a column with a NaN gives NaN, as in NumPy
+    probs = [0.0, 0.05, 0.25, 0.5, 1 / 3, 0.95, 1.0]
+    np.testing.assert_array_equal(
+        summaries.quantiles(draws, probs), np.quantile(draws, probs, axis=0)
+    )
+
+
+def test_interval_is_xarrays_quantile_and_mean_whatever_the_order_of_dims():
+    post = fake_result().posterior
+    share = post["share"].transpose("answer", "chain", "time", "draw")  # sample dims not first
+    stats = summaries._interval(share, 0.8)
+    tail = (1 - 0.8) / 2  # as the interval's ends are computed (not quite 0.1)
+    q = share.quantile([tail, 0.5, 1 - tail], dim=("chain", "draw"))
+    for name, at in (("lower", 0), ("median", 1), ("upper", 2)):
+        xr.testing.assert_identical(
+            stats[name], q.isel(quantile=at, drop=True).transpose(*stats[name].dims)
+        )
+    xr.testing.assert_identical(stats["mean"], share.mean(("chain", "draw")))
