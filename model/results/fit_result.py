@@ -58,7 +58,8 @@ class FitResult:
     _summaries: dict[tuple, pd.DataFrame] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False
     )
-    _periods: summaries.FieldPeriods | None = dataclasses.field(
+    #: The trace the field periods were built from, and them (:meth:`_field_periods`).
+    _periods: tuple[Any, summaries.FieldPeriods] | None = dataclasses.field(
         default=None, init=False, repr=False, compare=False
     )
 
@@ -71,10 +72,11 @@ class FitResult:
 
     def _field_periods(self) -> summaries.FieldPeriods:
         """The curve's running sums over time (:class:`model.results.summaries.FieldPeriods`),
-        computed once: the house offsets and the closed polls' tables and conclusion each read them."""
-        if self._periods is None:
-            self._periods = summaries.FieldPeriods(self.posterior)
-        return self._periods
+        computed once for the trace (the house offsets and the closed polls' table and conclusion
+        each read them); a result whose trace is replaced builds them again."""
+        if self._periods is None or self._periods[0] is not self.idata:
+            self._periods = (self.idata, summaries.FieldPeriods(self.posterior))
+        return self._periods[1]
 
     # -- summaries -----------------------------------------------------------------------------
     @property
@@ -290,10 +292,12 @@ class FitResult:
         return self._diagnostics
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled and copied without the R-hat and ESS still being computed (a thread's future):
-        the copy computes them again when asked."""
+        """Pickled and copied without the R-hat and ESS still being computed (a thread's future)
+        and without the field periods (45 MB on the shipped fit): the copy computes them again
+        when asked."""
         state = dict(self.__dict__)
         state["_convergence"] = None
+        state["_periods"] = None
         return state
 
     @property

@@ -33,17 +33,20 @@ def trend_logit(posterior: xr.Dataset) -> xr.DataArray:
 
 
 def _interval(da: xr.DataArray, interval: float) -> dict[str, xr.DataArray]:
-    """:func:`interval_of` of a DataArray's (chain, draw) draws, each figure a DataArray of its other
-    dims (the mean as ``DataArray.mean`` gives it)."""
+    """The mean, median and central interval of a DataArray's (chain, draw) draws, each a DataArray
+    of its other dims in their order (as ``DataArray.mean`` and ``DataArray.quantile`` give them:
+    the same numbers for finite draws, :func:`quantiles`; a draw that is NaN makes its column's
+    quantiles NaN, where ``DataArray.quantile`` would skip it)."""
     other = [d for d in da.dims if d not in SAMPLE_DIMS]
     draws = da.transpose(*SAMPLE_DIMS, *other)
-    coords = {k: v for k, v in draws.coords.items() if set(v.dims) <= set(other)}
-    stats = {
-        name: xr.DataArray(values, dims=other, coords=coords, name=da.name)
-        for name, values in interval_of(draws.values, interval).items()
-        if name != "mean"
-    }
-    return {"mean": da.mean(SAMPLE_DIMS), **stats}
+    coords = {k: v for k, v in draws.coords.items() if v.dims and set(v.dims) <= set(other)}
+    tail = (1 - interval) / 2
+    flat = draws.values.reshape(-1, *draws.shape[2:])
+    lower, median, upper = (
+        xr.DataArray(values, dims=other, coords=coords, name=da.name, attrs=da.attrs)
+        for values in quantiles(flat, [tail, 0.5, 1 - tail])
+    )
+    return {"mean": da.mean(SAMPLE_DIMS), "median": median, "lower": lower, "upper": upper}
 
 
 def _tidy(stats: dict[str, xr.DataArray], index: list[str]) -> pd.DataFrame:
@@ -214,7 +217,8 @@ def quantiles(draws: np.ndarray, probs: Sequence[float]) -> np.ndarray:
     one sort of the draws (:func:`quantile_of_sorted`) instead of NumPy's selection for each
     quantile: on the shipped fit's curve (8,000 draws of 705 cells) 0.10 against 0.16 s.
 
-    A column holding a NaN gives NaN, as in NumPy.
+    A column holding a NaN gives NaN, as in NumPy (at ``q = 1`` with an infinite largest draw NumPy
+    gives NaN, this the draw).
 
     Parameters
     ----------
@@ -230,7 +234,7 @@ def quantiles(draws: np.ndarray, probs: Sequence[float]) -> np.ndarray:
     """
     ordered = np.sort(np.asarray(draws, dtype=float), axis=0)  # NaN last
     out = np.stack([quantile_of_sorted(ordered, q) for q in probs])
-    return np.where(np.isnan(ordered[-1]), np.nan, out) if len(ordered) else out
+    return np.where(np.isnan(ordered[-1]), np.nan, out)
 
 
 def quantile_of_sorted(ordered: np.ndarray, q: float, axis: int = 0) -> np.ndarray:
@@ -292,8 +296,8 @@ def effect_in_points(posterior: xr.Dataset, effect: xr.DataArray) -> xr.DataArra
     shares = share.values.reshape(n_sample, *share.shape[2:])  # (sample, time, answer)
     points = np.empty(e_values.shape)
     # Blocks of draws: each draw's products are its own, and small blocks keep the (time x group)
-    # intermediates in the CPU's cache (on the shipped fit 0.21 s a call, against 0.34-0.52 s
-    # with every draw at once; the same numbers).
+    # intermediates small (on the shipped fit's house effects 0.21 s, against 0.34-0.52 s with
+    # every draw at once, in a new process; the same numbers: docs/performance.md).
     for start in range(0, n_sample, _EFFECT_BLOCK):
         block = slice(start, start + _EFFECT_BLOCK)
         p = shares[block] / shares[block].sum(axis=-1, keepdims=True)

@@ -74,10 +74,12 @@ def test_quantiles_are_numpys_to_the_last_bit(shape):
     """One sort of the draws gives NumPy's "linear" quantiles exactly, ties and NaN included."""
     rng = np.random.default_rng(len(shape))
     draws = rng.normal(size=shape)
-    if draws.ndim > 1:
+    if draws.ndim == 1:
+        draws[: len(draws) // 2] = np.round(draws[: len(draws) // 2], 1)  # many ties
+    else:
         draws[:, 0] = np.round(draws[:, 0], 1)  # many ties
         draws[0, -1] = np.nan  # a column with a NaN gives NaN, as in NumPy
-    probs = [0.0, 0.05, 0.25, 0.5, 1 / 3, 0.95, 1.0]
+    probs = [0.0, 0.05, 0.25, 0.5, 1 / 3, 0.95, 1.0, min(3 / max(len(draws) - 1, 1), 1.0)]
     np.testing.assert_array_equal(
         summaries.quantiles(draws, probs), np.quantile(draws, probs, axis=0)
     )
@@ -86,11 +88,34 @@ def test_quantiles_are_numpys_to_the_last_bit(shape):
 def test_interval_is_xarrays_quantile_and_mean_whatever_the_order_of_dims():
     post = fake_result().posterior
     share = post["share"].transpose("answer", "chain", "time", "draw")  # sample dims not first
+    share = share.assign_coords(reference="Q_MAIN")  # a scalar coord, which quantile drops
+    share.attrs["units"] = "percent"
     stats = summaries._interval(share, 0.8)
     tail = (1 - 0.8) / 2  # as the interval's ends are computed (not quite 0.1)
     q = share.quantile([tail, 0.5, 1 - tail], dim=("chain", "draw"))
     for name, at in (("lower", 0), ("median", 1), ("upper", 2)):
-        xr.testing.assert_identical(
-            stats[name], q.isel(quantile=at, drop=True).transpose(*stats[name].dims)
-        )
+        assert stats[name].dims == ("answer", "time")
+        xr.testing.assert_identical(stats[name], q.isel(quantile=at, drop=True))
     xr.testing.assert_identical(stats["mean"], share.mean(("chain", "draw")))
+
+
+def test_effects_in_points_are_the_same_in_blocks_of_any_size(monkeypatch):
+    result = fake_result()
+    post = result.posterior  # 120 draws: one block of the default size
+    whole = summaries.effect_in_points(post, post["house_effect"])
+    assert (whole.sel(pollster=result.reference_pollster) == 0).all()  # the reference: exactly 0
+    monkeypatch.setattr(summaries, "_EFFECT_BLOCK", 7)  # blocks that do not divide the draws
+    xr.testing.assert_identical(summaries.effect_in_points(post, post["house_effect"]), whole)
+
+
+def test_a_result_builds_its_field_periods_once_per_trace():
+    """The house offsets and the closed polls share one FieldPeriods; a new trace gets its own, and
+    a pickled result carries none."""
+    import pickle
+
+    result = fake_result()
+    periods = result._field_periods()
+    assert result._field_periods() is periods
+    result.idata = result.idata.copy()
+    assert result._field_periods() is not periods
+    assert pickle.loads(pickle.dumps(result))._periods is None
