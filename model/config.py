@@ -192,6 +192,12 @@ class Sampler:
         is recorded (``sampling_attempts`` in the trace's attributes, the run's diagnostics and
         summary). None (default): one attempt. The gate judges the kept fit by the same
         thresholds either way.
+    retry_draws : int or None
+        When the kept fit (the last of ``retry_target_accept``'s attempts) has no divergent
+        transition but misses the gate's R-hat or ESS thresholds, sample once more, from the
+        same seed and at that fit's target acceptance, with this many draws a chain (more than
+        ``draws``), as Stan's users are told to when chains mix slowly; the longer fit is kept and
+        recorded as one more attempt. None (default): never sampled longer.
     """
 
     draws: int = 1000
@@ -203,6 +209,7 @@ class Sampler:
     house_form: Form = "auto"
     question_form: Form = "auto"
     retry_target_accept: float | tuple[float, ...] | None = None
+    retry_draws: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.retry_target_accept, list):  # a TOML list
@@ -369,6 +376,15 @@ class Config:
                 f"sampler.retry_target_accept: {retry!r}; expected a value between "
                 f"target_accept ({s.target_accept}) and 1, a list of such values in ascending "
                 "order, or none"
+            )
+        if s.retry_draws is not None and (
+            not isinstance(s.retry_draws, int)
+            or isinstance(s.retry_draws, bool)
+            or not s.retry_draws > s.draws
+        ):
+            problems.append(
+                f"sampler.retry_draws: {s.retry_draws!r}; expected a whole number of draws a chain "
+                f"above draws ({s.draws}), or none"
             )
         for name, value in dataclasses.asdict(self.priors).items():
             if value is not None and not value > 0:

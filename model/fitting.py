@@ -15,7 +15,12 @@ import pymc as pm
 from model.aggregator.design import build_design, exclusion_reasons
 from model.config import Config
 from model.data.polls import load_polls, table_checksum
-from model.results.diagnostics import convergence_in_background, without_empty_variables
+from model.results.diagnostics import (
+    convergence_in_background,
+    longer_sampling_reasons,
+    may_sample_longer,
+    without_empty_variables,
+)
 from model.results.fit_result import FitResult
 from model.sampling.engine import CompiledAggregator
 from model.timing import Phases
@@ -24,6 +29,8 @@ __all__ = ["FitResult", "compile_fit", "fit"]
 
 #: The phase that reads the table and builds the design (the command line's own reading joins it).
 READING = "reading the data and the design"
+#: The phase that adds the log likelihood, predictive draws and log prior to the trace.
+EXTENDING = "log likelihood, predictive draws, log prior"
 
 
 def _seeds(seed: int) -> tuple[int, int]:
@@ -61,6 +68,14 @@ def fit(
     Returns
     -------
     FitResult
+
+    Notes
+    -----
+    A fit with divergent transitions is sampled again up ``config.sampler.retry_target_accept``'s
+    ladder; then one whose kept attempt has none but misses the gate's R-hat or ESS is sampled
+    once more with ``config.sampler.retry_draws`` draws a chain, when that is set (the fit then
+    waits for the gate's figures before it returns). The trace's ``sampling_attempts`` records
+    every attempt, and the gate judges the last.
     """
     phases = Phases() if phases is None else phases
     with phases.phase(READING):
@@ -89,8 +104,26 @@ def fit(
     # keeps to one CPU.
     convergence = convergence_in_background(idata)
     phases.alongside("the gate's R-hat and ESS, from the end of sampling")
-    with phases.phase("log likelihood, predictive draws, log prior"):
+    with phases.phase(EXTENDING):
         idata = engine.extend(idata, seed=predictive_seed)
+    if may_sample_longer(config.sampler, idata):
+        # A fit that mixed too slowly (R-hat or ESS alone) is sampled again with more draws:
+        # decided once the gate's figures are in, and paid only by such a fit.
+        with phases.phase("waiting for the gate's R-hat and ESS"):
+            reasons = longer_sampling_reasons(config.sampler, idata, convergence.result())
+        if reasons:
+            with phases.phase("sampling"):
+                idata = engine.sample_longer(
+                    idata,
+                    config.sampler,
+                    seed=sample_seed,
+                    reasons=reasons,
+                    progress_bar=progressbar,
+                    as_pymc=True,
+                )[0]
+            convergence = convergence_in_background(idata)
+            with phases.phase(EXTENDING):
+                idata = engine.extend(idata, seed=predictive_seed)
     # Variables with no entries are left out of the trace (ArviZ's plots of a whole posterior
     # refuse them); the extension above needed them, as free variables.
     posterior = idata.posterior.to_dataset()

@@ -260,7 +260,11 @@ def setting_label_project(config: Config) -> str:
     ladder ``target_accept=0.95, retry 0.99 then 0.999``)."""
     label = f"target_accept={config.sampler.target_accept:g}"
     ladder = config.sampler.retry_ladder
-    return label if not ladder else f"{label}, retry " + " then ".join(f"{v:g}" for v in ladder)
+    if ladder:
+        label += ", retry " + " then ".join(f"{v:g}" for v in ladder)
+    if config.sampler.retry_draws:
+        label += f", longer {config.sampler.retry_draws}"
+    return label
 
 
 def compared_diagnostics(posterior, divergences: int, energy) -> dict[str, Any]:
@@ -317,18 +321,26 @@ def fit_project(design, config: Config, *, seed: int, cores: int | None = None) 
     :func:`model.sampling.compiled.compile_model` and sampled with nutpie (``cores = min(4, cpu count)``);
     ``model.fit``'s post-processing (log likelihood, predictive draws, log prior) is not counted,
     nor is importing the libraries (nutpie, as the fit imports it), as the reference's clock starts
-    after JAX and NumPyro are imported.
+    after JAX and NumPyro are imported. A fit the project samples longer (``Sampler.retry_draws``,
+    decided on the gate's R-hat and ESS over every variable, as ``model.fit`` decides) counts both
+    samplings; the decision's own time is not counted.
     """
-    from model.results.diagnostics import sampling_attempts
+    from model.results.diagnostics import convergence, longer_sampling_reasons, sampling_attempts
     from model.sampling.compiled import import_nutpie
     from model.sampling.engine import CompiledAggregator
 
     import_nutpie()  # before the clock, as the reference imports JAX and NumPyro
 
     engine = CompiledAggregator(design, config)
-    idata, sample_s = engine.sample(
-        config.sampler, seed=seed, cores=cores or min(4, os.cpu_count() or 1)
-    )
+    cores = cores or min(4, os.cpu_count() or 1)
+    idata, sample_s = engine.sample(config.sampler, seed=seed, cores=cores)
+    if config.sampler.retry_draws and (
+        reasons := longer_sampling_reasons(config.sampler, idata, convergence(idata))
+    ):
+        idata, longer_s = engine.sample_longer(
+            idata, config.sampler, seed=seed, reasons=reasons, cores=cores
+        )
+        sample_s += longer_s
     return {
         "compile_s": engine.compile_s,
         "sample_s": sample_s,

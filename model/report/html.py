@@ -331,11 +331,16 @@ def _retry_ladder(sampler: Mapping[str, Any]) -> tuple[float, ...]:
 
 def _sampling_words(sampler: Mapping[str, Any]) -> str:
     ladder = _retry_ladder(sampler)
-    again = (
-        f" (again at {', then '.join(f'{t:g}' for t in ladder)} while divergent transitions remained)"
-        if ladder
-        else ""
-    )
+    notes = []
+    if ladder:
+        notes.append(
+            f"again at {', then '.join(f'{t:g}' for t in ladder)} while divergent transitions remained"
+        )
+    if sampler.get("retry_draws"):
+        notes.append(
+            f"with {sampler['retry_draws']} draws a chain if R-hat or ESS alone then missed the gate"
+        )
+    again = f" ({'; '.join(notes)})" if notes else ""
     return (
         f"{sampler['chains']} chains of {sampler['draws']} draws after {sampler['tune']} tuning "
         f"steps with {sampler['nuts_sampler']} at target acceptance {sampler['target_accept']}"
@@ -359,6 +364,7 @@ def _refit_sampling(calibration: BacktestCalibration, result: FitResult) -> tupl
         )
     same = all(refits[key] == fit[key] for key in SAMPLING_KEYS)
     same = same and _retry_ladder(refits) == _retry_ladder(fit)
+    same = same and refits.get("retry_draws") == fit.get("retry_draws")
     if same:
         return f"Each refit sampled {_sampling_words(refits)}, as this fit was set to.", True
     return (
@@ -822,9 +828,10 @@ def _model_section(result: FitResult) -> str:
     # The kept trace's target acceptance: a fit with divergent transitions is sampled again higher
     # (Sampler.retry_target_accept), and the report describes the draws it shows.
     attempts = sampling_attempts(result.idata)
-    sampled = {**dataclasses.asdict(c.sampler), "retry_target_accept": None}  # the note says
-    if attempts:
+    sampled = {**dataclasses.asdict(c.sampler), "retry_target_accept": None, "retry_draws": None}
+    if attempts:  # the note says how it got there
         sampled["target_accept"] = attempts[-1]["target_accept"]
+        sampled["draws"] = attempts[-1].get("draws", c.sampler.draws)
     retried = f" {esc(retry_note(attempts))}." if len(attempts) > 1 else ""
     events = ", ".join(f"{e.label} ({e.date})" for e in c.events) or "none"
     return (

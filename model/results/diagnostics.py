@@ -25,6 +25,7 @@ from scipy import special
 from scipy.fftpack import next_fast_len  # as ArviZ pads its FFTs
 
 from model.aggregator.design import PollDesign
+from model.config import Sampler
 from model.imports import ABSENT, module_entry
 from model.results.summaries import quantile_of_sorted
 from model.threads import in_background, thread_map
@@ -322,15 +323,27 @@ def sampling_attempts(idata) -> list[dict[str, Any]]:
 def retry_note(attempts: list[dict[str, Any]]) -> str:
     """A sentence on a retried fit ("" for one attempt), e.g. "Sampled again at target_accept
     0.99 after 3 divergent transition(s) at 0.95", or with a ladder "Sampled again at
-    target_accept 0.999 after 3 divergent transition(s) at 0.95, then 1 at 0.99"."""
+    target_accept 0.999 after 3 divergent transition(s) at 0.95, then 1 at 0.99"; a longer
+    attempt (``Sampler.retry_draws``; its record has ``draws`` and ``after``) adds "then with
+    4000 draws a chain at target_accept 0.99 after max R-hat 1.012 > 1.01 (walk_sd)"."""
     if len(attempts) < 2:
         return ""
-    first, *between, last = attempts
-    return (
-        f"Sampled again at target_accept {last['target_accept']:g} after "
-        f"{first['divergences']} divergent transition(s) at {first['target_accept']:g}"
-        + "".join(f", then {a['divergences']} at {a['target_accept']:g}" for a in between)
-    )
+    ladder = [a for a in attempts if "after" not in a]
+    longer = [a for a in attempts if "after" in a]
+    parts = []
+    if len(ladder) > 1:
+        first, *between, last = ladder
+        parts.append(
+            f"at target_accept {last['target_accept']:g} after "
+            f"{first['divergences']} divergent transition(s) at {first['target_accept']:g}"
+            + "".join(f", then {a['divergences']} at {a['target_accept']:g}" for a in between)
+        )
+    parts += [
+        f"with {a['draws']} draws a chain at target_accept {a['target_accept']:g} after "
+        + "; ".join(a["after"])
+        for a in longer
+    ]
+    return "Sampled again " + "; then ".join(parts)
 
 
 def convergence(idata, relative_efficiency: bool = False) -> dict[str, Any]:
@@ -515,6 +528,14 @@ def prior_sensitivity(idata, cells: list[int] | None = None) -> pd.DataFrame:
 
 def mixing_failures(conv: dict[str, Any]) -> list[str]:
     """The failed R-hat, ESS and divergence criteria of the gate, as sentences (see :func:`gate`)."""
+    failures = slow_mixing(conv)
+    if conv["divergences"] > MAX_DIVERGENCES:
+        failures.append(f"{conv['divergences']} divergent transitions (expected none)")
+    return failures
+
+
+def slow_mixing(conv: dict[str, Any]) -> list[str]:
+    """The failed R-hat and ESS criteria of the gate, as sentences (empty: the chains mixed)."""
     failures = []
     if not conv["max_rhat"] <= MAX_RHAT:
         failures.append(
@@ -528,9 +549,28 @@ def mixing_failures(conv: dict[str, Any]) -> list[str]:
         failures.append(
             f"min tail ESS {conv['min_ess_tail']:.0f} < {MIN_ESS} ({conv['min_ess_tail_variable']})"
         )
-    if conv["divergences"] > MAX_DIVERGENCES:
-        failures.append(f"{conv['divergences']} divergent transitions (expected none)")
     return failures
+
+
+def may_sample_longer(sampler: Sampler, idata) -> bool:
+    """Whether a fit missing the gate's R-hat or ESS alone would be sampled longer
+    (``Sampler.retry_draws``): it is set, the trace has fewer draws a chain, and its last
+    attempt had no divergent transition (more draws do not mend those)."""
+    attempts = sampling_attempts(idata)
+    return (
+        sampler.retry_draws is not None
+        and idata.posterior.sizes["draw"] < sampler.retry_draws
+        and not (
+            attempts[-1]["divergences"] if attempts else int(idata.sample_stats["diverging"].sum())
+        )
+    )
+
+
+def longer_sampling_reasons(sampler: Sampler, idata, conv: dict[str, Any]) -> list[str]:
+    """Why the fit (``idata``, whose :func:`convergence` is ``conv``) is to be sampled again with
+    ``sampler.retry_draws`` draws a chain: the gate's R-hat and ESS criteria it misses, when
+    :func:`may_sample_longer`; empty otherwise."""
+    return slow_mixing(conv) if may_sample_longer(sampler, idata) else []
 
 
 def gate(conv: dict[str, Any]) -> list[str]:

@@ -139,6 +139,65 @@ class CompiledAggregator:
         idata.attrs["sampling_attempts"] = json.dumps(attempts)
         return idata, seconds
 
+    def sample_longer(
+        self,
+        idata,
+        sampler: Sampler,
+        *,
+        seed: int,
+        reasons: list[str],
+        cores: int | None = None,
+        progress_bar: bool = False,
+        as_pymc: bool = False,
+    ) -> tuple[Any, float]:
+        """Sample a fit that mixed too slowly again, with ``sampler.retry_draws`` draws a chain.
+
+        The attempt after ``idata``'s (``Sampler.retry_draws``): from the same seed, at the target
+        acceptance of ``idata``'s last attempt, with no further retry. Whether a fit is sampled
+        longer is the caller's decision (the gate's figures are computed above this layer:
+        :func:`model.results.diagnostics.longer_sampling_reasons`).
+
+        Parameters
+        ----------
+        idata : DataTree
+            The fit sampled so far (by :meth:`sample` or :meth:`sample_as_pymc`).
+        sampler : Sampler
+            The settings ``idata`` was sampled with; ``retry_draws`` must be set.
+        seed : int
+            The seed ``idata`` was sampled with (given to the same method).
+        reasons : list of str
+            Why (the gate's R-hat and ESS criteria ``idata`` missed), recorded with the attempt.
+        cores, progress_bar
+            As for :meth:`sample`.
+        as_pymc : bool
+            Sample through :meth:`sample_as_pymc` (as ``idata`` was, by a fit) instead of
+            :meth:`sample`.
+
+        Returns
+        -------
+        (DataTree, float)
+            The longer trace and the seconds it took. Its ``attrs["sampling_attempts"]`` are
+            ``idata``'s, then this attempt's with ``draws`` and ``after`` (``reasons``).
+        """
+        if sampler.retry_draws is None:
+            raise ValueError("sample_longer needs sampler.retry_draws")
+        earlier = json.loads(idata.attrs.get("sampling_attempts") or "[]")
+        longer = dataclasses.replace(
+            sampler,
+            draws=sampler.retry_draws,
+            target_accept=earlier[-1]["target_accept"] if earlier else sampler.target_accept,
+            retry_target_accept=None,
+        )
+        if as_pymc:
+            again = self.sample_as_pymc(longer, seed=seed, progress_bar=progress_bar)
+        else:
+            again = self.sample(longer, seed=seed, cores=cores, progress_bar=progress_bar)[0]
+        attempt = json.loads(again.attrs["sampling_attempts"])[-1]
+        seconds = attempt["seconds"]
+        attempt.update(draws=longer.draws, after=list(reasons))
+        again.attrs["sampling_attempts"] = json.dumps([*earlier, attempt])
+        return again, seconds
+
     def _sample_once(
         self,
         sampler: Sampler,

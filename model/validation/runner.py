@@ -39,7 +39,12 @@ from model.results.calibration import (
     TARGETS_FILE,
     VALIDATE_PREFIX,
 )
-from model.results.diagnostics import convergence, gate, sampling_attempts
+from model.results.diagnostics import (
+    convergence,
+    gate,
+    longer_sampling_reasons,
+    sampling_attempts,
+)
 from model.sampling.engine import CompiledAggregator
 from model.threads import cpu_budget
 from model.validation import backtest, sbc
@@ -57,6 +62,7 @@ REFIT_COUNTS = (
     "divergences",
     "first_attempt_divergences",
     "attempts",
+    "longer_draws",
     "training_readings",
     "knots",
     "events",
@@ -105,8 +111,7 @@ def _refitter(key: str, polls: pd.DataFrame, config: Config) -> tuple[CompiledAg
     return _REFITTERS[key], False
 
 
-def _gate_summary(idata) -> dict[str, Any]:
-    conv = convergence(idata)
+def _gate_summary(idata, conv: dict[str, Any]) -> dict[str, Any]:
     failures = gate(conv)
     return {
         "gate_passed": not failures,
@@ -126,6 +131,7 @@ def _attempt_columns(idata) -> dict[str, Any]:
         "target_accept": attempts[-1]["target_accept"] if attempts else float("nan"),
         "first_attempt_divergences": attempts[0]["divergences"] if attempts else -1,
         "attempts": len(attempts),
+        "longer_draws": sum(a.get("draws", 0) for a in attempts if "after" in a),
     }
 
 
@@ -154,8 +160,15 @@ def backtest_task(
         design = build_design(table, config)
         engine = CompiledAggregator(design, config)
         idata, sample_s = engine.sample(sampler, seed=seed, cores=cores)
+        conv = convergence(idata)
+        if reasons := longer_sampling_reasons(sampler, idata, conv):  # as a fit does
+            idata, longer_s = engine.sample_longer(
+                idata, sampler, seed=seed, reasons=reasons, cores=cores
+            )
+            sample_s += longer_s
+            conv = convergence(idata)
         posterior = idata.posterior.to_dataset()
-        checks = _gate_summary(idata)
+        checks = _gate_summary(idata, conv)
         rng = np.random.default_rng(seed)
         rows = []
         for target in refit.targets:
@@ -510,20 +523,26 @@ def _rows_where(table: pd.DataFrame, column: str, value) -> pd.DataFrame:
     return table[table[column] == value] if len(table) else table
 
 
-def _retried_refits(per_target: pd.DataFrame) -> str:
-    """Per refitted method, "model 10 of 31 (2)": refits sampled more than once
-    (``retry_target_accept``) of all, and of those the ones whose last fit still missed the gate;
-    "" when none was. A refit is its method and training table (training sets are nested in time,
-    so their sizes tell them apart; ``reference_only``'s tables, its house's readings alone, can
-    repeat, and count once)."""
+def _retried_refits(per_target: pd.DataFrame, *, longer: bool = False) -> str:
+    """Per refitted method, "model 10 of 31 (2)": refits sampled again at a higher target
+    acceptance (``retry_target_accept``; with ``longer``, sampled longer: ``retry_draws``) of all,
+    and of those the ones whose last fit still missed the gate; "" when none was. A refit is its
+    method and training table (training sets are nested in time, so their sizes tell them apart;
+    ``reference_only``'s tables, its house's readings alone, can repeat, and count once)."""
     if not len(per_target) or "attempts" not in per_target:
         return ""
     refits = per_target.dropna(subset=["training_readings"]).drop_duplicates(
         ["method", "training_readings"]
     )
+    lengthened = (
+        refits["longer_draws"].fillna(0) > 0
+        if "longer_draws" in refits
+        else pd.Series(False, index=refits.index)
+    )
+    counted = lengthened if longer else refits["attempts"] - lengthened.astype(int) > 1
     parts = []
     for method, group in refits.groupby("method", sort=False):
-        twice = group[group["attempts"] > 1]
+        twice = group[counted.loc[group.index]]
         if len(twice):
             parts.append(
                 f"{method} {len(twice)} of {len(group)} ({int((~twice['gate_passed'].astype(bool)).sum())})"
@@ -566,6 +585,13 @@ def summary_text(v: Validation) -> str:
             lines.append(
                 "Refits sampled again at a higher target acceptance after divergent transitions "
                 "(retried of refits; of those, still missing the gate): " + retried
+            )
+        lengthened = _retried_refits(v.backtest_targets, longer=True)
+        if lengthened:
+            lines.append(
+                f"Refits sampled again with {int(v.backtest_targets['longer_draws'].max())} draws "
+                "a chain after missing the gate's R-hat or ESS alone (lengthened of refits; of those, "
+                "still missing the gate): " + lengthened
             )
         paired = _rows_where(v.backtest_paired, "targets", REFERENCE_TARGETS)
         if len(paired):

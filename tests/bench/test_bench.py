@@ -564,3 +564,5 @@ def test_the_projects_setting_names_its_second_attempt():
     assert setting_label_project(retrying) == "target_accept=0.95, retry 0.99"
     ladder = plain.replace(sampler={"retry_target_accept": [0.99, 0.999]})
     assert setting_label_project(ladder) == "target_accept=0.95, retry 0.99 then 0.999"
+    longer = ladder.replace(sampler={"retry_draws": 4000})
+    assert setting_label_project(longer) == "target_accept=0.95, retry 0.99 then 0.999, longer 4000"

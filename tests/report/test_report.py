@@ -921,12 +921,13 @@ def test_the_model_section_gives_the_kept_attempts_target_acceptance(result):
 
     configured = result.config.sampler.target_accept
 
-    def section(*attempts):
+    def section(*attempts, longer=None):
         idata = result.idata.copy()
         idata.attrs = {
             **idata.attrs,
             "sampling_attempts": json.dumps(
                 [{"target_accept": t, "divergences": d, "seconds": 1.0} for t, d in attempts]
+                + ([longer] if longer else [])
             ),
         }
         return html.unescape(
@@ -941,6 +942,20 @@ def test_the_model_section_gives_the_kept_attempts_target_acceptance(result):
     assert (
         f"Sampled again at target_accept 0.999 after 7 divergent transition(s) at {configured:g}, "
         "then 2 at 0.99." in ladder
+    )
+    slow = {"target_accept": 0.99, "divergences": 0, "seconds": 2.0, "draws": 4000}
+    slow["after"] = ["max R-hat 1.012 > 1.01 (walk_sd)"]
+    longer = section((configured, 3), (0.99, 0), longer=slow)
+    assert "chains of 4000 draws" in longer and "at target acceptance 0.99, seed" in longer
+    assert (
+        f"Sampled again at target_accept 0.99 after 3 divergent transition(s) at {configured:g}; "
+        "then with 4000 draws a chain at target_accept 0.99 after max R-hat 1.012 > 1.01 "
+        "(walk_sd)." in longer
+    )
+    only_longer = section((configured, 0), longer={**slow, "target_accept": configured})
+    assert (
+        f"Sampled again with 4000 draws a chain at target_accept {configured:g} after max R-hat"
+        in only_longer
     )
 
 

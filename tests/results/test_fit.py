@@ -6,6 +6,7 @@ test; they are about coverage of the truth, not about this seed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -327,6 +328,92 @@ def test_a_fit_without_divergences_or_without_retry_is_sampled_once(
     assert calls_divergent == [0.9]
     assert result.diagnostics()["divergences"] == 1 and not result.diagnostics()["passed"]
     assert "Sampled again" not in result.summary_text()
+
+
+def test_a_fit_that_mixed_too_slowly_is_sampled_longer(small_fit, sim_polls, monkeypatch):
+    """With ``retry_draws``, a fit whose kept attempt has no divergent transition but misses the
+    gate's R-hat is sampled once more with that many draws a chain, at the same target
+    acceptance; the longer trace is kept, extended and judged, and both attempts are recorded."""
+    from model.sampling.engine import CompiledAggregator
+
+    draws = small_fit.idata.posterior.sizes["draw"]
+    calls = []
+
+    def fake(self, sampler, *args, **kwargs):
+        calls.append((sampler.target_accept, sampler.draws))
+        stats = small_fit.idata["sample_stats"].to_dataset().copy(deep=True)
+        stats["diverging"].values[:] = False
+        posterior = small_fit.idata["posterior"].to_dataset().copy(deep=True)
+        if sampler.draws == draws:  # the first attempt: one chain's walk scale far off
+            posterior["walk_sd"].values[0] += 1.0
+        else:  # the longer one: the small fit's draws twice over
+            posterior = xr.concat([posterior, posterior], "draw").assign_coords(
+                draw=np.arange(sampler.draws)
+            )
+            stats = xr.concat([stats, stats], "draw").assign_coords(draw=np.arange(sampler.draws))
+        return xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+
+    monkeypatch.setattr(CompiledAggregator, "_sample_nutpie", fake)
+    config = small_fit.config.replace(
+        sampler={"retry_target_accept": 0.99, "retry_draws": 2 * draws}
+    )
+    result = model.fit(sim_polls, config=config, seed=1)
+    assert calls == [(0.9, draws), (0.9, 2 * draws)]  # no divergences: the ladder is not climbed
+    first, longer = result.diagnostics()["sampling_attempts"]
+    assert (first["divergences"], "after" in first) == (0, False)
+    assert longer["draws"] == 2 * draws and longer["target_accept"] == 0.9
+    assert longer["after"][0].startswith("max R-hat")  # then the ESS the shift also cost
+    assert all(reason.endswith("(walk_sd)") for reason in longer["after"])
+    assert result.idata.posterior.sizes["draw"] == 2 * draws
+    assert result.idata.log_likelihood.sizes["draw"] == 2 * draws  # extended again
+    from model.results.diagnostics import convergence, retry_note
+
+    judged = result.diagnostics()["max_rhat"]  # the gate judges the longer fit, not the first
+    assert judged == convergence(result.idata)["max_rhat"]
+    assert judged < float(longer["after"][0].split()[2])
+    assert result.phases.seconds["waiting for the gate's R-hat and ESS"] >= 0
+    assert retry_note(result.diagnostics()["sampling_attempts"]).startswith(
+        f"Sampled again with {2 * draws} draws a chain at target_accept 0.9 after max R-hat"
+    )
+    # Without retry_draws the same slow fit is kept as it is.
+    calls.clear()
+    plain = model.fit(sim_polls, config=small_fit.config, seed=1)
+    assert calls == [(0.9, draws)]
+    assert len(json.loads(plain.idata.attrs["sampling_attempts"])) == 1
+    assert plain.idata.posterior.sizes["draw"] == draws
+    assert "waiting for the gate's R-hat and ESS" not in plain.phases.seconds
+
+
+def test_a_fit_is_sampled_longer_only_without_divergences_and_below_retry_draws(small_fit):
+    from model.results.diagnostics import longer_sampling_reasons, may_sample_longer
+
+    sampler = small_fit.config.sampler
+    draws = small_fit.idata.posterior.sizes["draw"]
+    slow = {
+        "max_rhat": 1.02,
+        "max_rhat_variable": "walk_sd",
+        "min_ess_bulk": 900.0,
+        "min_ess_bulk_variable": "level",
+        "min_ess_tail": 300.0,
+        "min_ess_tail_variable": "house_sd",
+    }
+    mixed = {**slow, "max_rhat": 1.004, "min_ess_tail": 800.0}
+    longer = dataclasses.replace(sampler, retry_draws=2 * draws)
+    idata = xr.DataTree.from_dict(
+        {"posterior": small_fit.idata["posterior"].to_dataset()},
+    )
+    idata.attrs["sampling_attempts"] = json.dumps([{"target_accept": 0.9, "divergences": 0}])
+    assert longer_sampling_reasons(longer, idata, slow) == [
+        "max R-hat 1.020 > 1.01 (walk_sd)",
+        "min tail ESS 300 < 400 (house_sd)",
+    ]
+    assert longer_sampling_reasons(longer, idata, mixed) == []
+    assert not may_sample_longer(sampler, idata)  # retry_draws not set
+    assert not may_sample_longer(dataclasses.replace(sampler, retry_draws=draws), idata)
+    idata.attrs["sampling_attempts"] = json.dumps(
+        [{"target_accept": 0.9, "divergences": 3}, {"target_accept": 0.99, "divergences": 1}]
+    )
+    assert longer_sampling_reasons(longer, idata, slow) == []  # divergent: more draws do not help
 
 
 def test_the_trace_extension_gives_what_pymc_gives_draw_by_draw(small_fit):

@@ -521,6 +521,14 @@ def test_retried_refits_are_counted_per_refit_not_per_target():
     table = pd.DataFrame(rows, columns=["method", "training_readings", "attempts", "gate_passed"])
     assert _retried_refits(table) == "model 2 of 3 (1)"
     assert _retried_refits(table.drop(columns="attempts")) == ""
+    # Sampled longer (retry_draws) is counted apart: the 12-reading refit's second attempt was a
+    # longer one, and a refit that climbed the ladder and was then sampled longer counts in both.
+    longer = table.assign(
+        longer_draws=[0, 0, 0, 4000, 0, 4000, np.nan],
+        attempts=[2, 2, 2, 2, 1, 3, 0],
+    )
+    assert _retried_refits(longer) == "model 1 of 3 (1), reference_only 1 of 1 (0)"
+    assert _retried_refits(longer, longer=True) == "model 1 of 3 (0), reference_only 1 of 1 (0)"
 
 
 class _Stop(Exception):
