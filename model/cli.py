@@ -249,7 +249,7 @@ def _add_run_options(parser: argparse.ArgumentParser, *, runs_help: str, sampled
     parser.add_argument(
         "--draws",
         type=lambda t: _count(t, minimum=1),
-        help=f"kept draws per chain{sampled} (overrides the config)",
+        help=f"kept draws per chain{sampled} (overrides the config, and then no longer attempt is made: retry_draws)",
     )
     parser.add_argument(
         "--tune",
@@ -274,11 +274,15 @@ def _validate_defaults():
     return ValidateSettings()
 
 
-def _sampler_overrides(args: argparse.Namespace) -> dict[str, int]:
-    """``--draws``, ``--tune``, ``--chains`` where given."""
-    return {
+def _sampler_overrides(args: argparse.Namespace) -> dict[str, int | None]:
+    """``--draws``, ``--tune``, ``--chains`` where given; with ``--draws``, no longer attempt
+    (``retry_draws``): a run asked for so many draws samples that many."""
+    overrides = {
         k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k) is not None
     }
+    if "draws" in overrides:
+        overrides["retry_draws"] = None
+    return overrides
 
 
 def config_path(args: argparse.Namespace) -> tuple[Path | None, str]:

@@ -195,9 +195,10 @@ class Sampler:
     retry_draws : int or None
         When the kept fit (the last of ``retry_target_accept``'s attempts) has no divergent
         transition but misses the gate's R-hat or ESS thresholds, sample once more, from the
-        same seed and at that fit's target acceptance, with this many draws a chain (more than
-        ``draws``), as Stan's users are told to when chains mix slowly; the longer fit is kept and
-        recorded as one more attempt. None (default): never sampled longer.
+        same seed and at that fit's target acceptance, with this many draws a chain, as Stan's
+        users are told to when chains mix slowly; the longer fit is kept and recorded as one more
+        attempt. None (default), or not more than ``draws``: never sampled longer. The command
+        line's ``--draws`` sets it to None: a run asked for so many draws samples that many.
     """
 
     draws: int = 1000
@@ -380,11 +381,11 @@ class Config:
         if s.retry_draws is not None and (
             not isinstance(s.retry_draws, int)
             or isinstance(s.retry_draws, bool)
-            or not s.retry_draws > s.draws
+            or not s.retry_draws > 0
         ):
             problems.append(
-                f"sampler.retry_draws: {s.retry_draws!r}; expected a whole number of draws a chain "
-                f"above draws ({s.draws}), or none"
+                f"sampler.retry_draws: {s.retry_draws!r}; expected a positive whole number of "
+                "draws a chain, or none"
             )
         for name, value in dataclasses.asdict(self.priors).items():
             if value is not None and not value > 0:

@@ -62,7 +62,8 @@ def fit(
         Show sampling progress; default: when stderr is a terminal.
     phases : Phases, optional
         Where to record the wall time of the fit's phases (reading the data, loading the compiled
-        model, sampling, the log likelihood and predictive draws); default: a new record, counting
+        model, sampling, the log likelihood and predictive draws, and with
+        ``config.sampler.retry_draws`` waiting for the gate's R-hat and ESS); default: a new record, counting
         from the call. The result keeps it as ``phases``, and its run folder adds its own.
 
     Returns

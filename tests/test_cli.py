@@ -292,3 +292,20 @@ def test_validate_bad_options_exit_1(tmp_path, sim_csv, args):
         "validate", "--data", str(sim_csv), "--runs-dir", str(tmp_path / "runs"), *args
     )
     assert result.returncode == 1 and "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_draws_on_the_command_line_are_the_draws_sampled(monkeypatch):
+    """`--draws` overrides the config's draws and drops its longer attempt (retry_draws): a quick
+    run of 200 draws is not sampled again with 4,000; without `--draws` the config's stands."""
+    from model.cli import _config, _parser
+
+    monkeypatch.chdir(ROOT)  # the project's data and config
+    longer = model.Config.from_toml(ROOT / "config" / "fit.toml").sampler.retry_draws
+    assert longer is not None
+    quick = _parser().parse_args(["fit", "--draws", "200"])
+    assert _config(quick, with_sampler_overrides=True).sampler.retry_draws is None
+    assert _config(quick, with_sampler_overrides=True).sampler.draws == 200
+    plain = _parser().parse_args(["fit"])
+    assert _config(plain, with_sampler_overrides=True).sampler.retry_draws == longer
+    tuned = _parser().parse_args(["fit", "--tune", "300"])
+    assert _config(tuned, with_sampler_overrides=True).sampler.retry_draws == longer

@@ -84,13 +84,15 @@ def test_unknown_key_and_bad_values_are_refused(tmp_path):
     for ladder in ([0.999, 0.99], [0.95, 1.0], [], [0.95, "0.99"]):
         with pytest.raises(ConfigError, match="a list of such values in ascending order"):
             Config().replace(sampler={"retry_target_accept": ladder})
-    for draws in (1000, 500, 2000.5, True, "4000"):
+    for draws in (0, -5, 2000.5, True, "4000"):
         with pytest.raises(
             ConfigError,
-            match=r"sampler.retry_draws: .*; expected a whole number of draws a chain above draws \(1000\)",
+            match=r"sampler.retry_draws: .*; expected a positive whole number of draws a chain",
         ):
             Config().replace(sampler={"retry_draws": draws})
     assert Config().replace(sampler={"retry_draws": 4000}).sampler.retry_draws == 4000
+    # not more than draws: allowed, and never sampled longer (diagnostics.may_sample_longer)
+    assert Config().replace(sampler={"retry_draws": 500}).sampler.retry_draws == 500
     with pytest.raises(ConfigError, match="not valid TOML"):
         (tmp_path / "bad.toml").write_text("grid = \n")
         Config.from_toml(tmp_path / "bad.toml")

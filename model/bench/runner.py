@@ -257,7 +257,8 @@ def setting_label(target_accept: float | None) -> str:
 def setting_label_project(config: Config) -> str:
     """The project's ``setting``: its config's target acceptance, and the later attempts' when
     a fit with divergent transitions is sampled again (``target_accept=0.95, retry 0.99``; a
-    ladder ``target_accept=0.95, retry 0.99 then 0.999``)."""
+    ladder ``target_accept=0.95, retry 0.99 then 0.999``), and the draws a chain of a fit that
+    mixed too slowly (``..., longer 4000``: ``Sampler.retry_draws``)."""
     label = f"target_accept={config.sampler.target_accept:g}"
     ladder = config.sampler.retry_ladder
     if ladder:
@@ -325,7 +326,12 @@ def fit_project(design, config: Config, *, seed: int, cores: int | None = None) 
     decided on the gate's R-hat and ESS over every variable, as ``model.fit`` decides) counts both
     samplings; the decision's own time is not counted.
     """
-    from model.results.diagnostics import convergence, longer_sampling_reasons, sampling_attempts
+    from model.results.diagnostics import (
+        convergence,
+        longer_sampling_reasons,
+        may_sample_longer,
+        sampling_attempts,
+    )
     from model.sampling.compiled import import_nutpie
     from model.sampling.engine import CompiledAggregator
 
@@ -334,7 +340,7 @@ def fit_project(design, config: Config, *, seed: int, cores: int | None = None) 
     engine = CompiledAggregator(design, config)
     cores = cores or min(4, os.cpu_count() or 1)
     idata, sample_s = engine.sample(config.sampler, seed=seed, cores=cores)
-    if config.sampler.retry_draws and (
+    if may_sample_longer(config.sampler, idata) and (
         reasons := longer_sampling_reasons(config.sampler, idata, convergence(idata))
     ):
         idata, longer_s = engine.sample_longer(
@@ -414,7 +420,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         **figures,
         "ess_per_s": figures["min_ess_bulk"] / wall,
         "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "draws": s.draws,
+        "draws": fitted["posterior"].sizes.get("draw", s.draws),  # the kept fit's (retry_draws)
         "tune": s.tune,
         "chains": s.chains,
         "compile_cache": fitted.get("compile_cache", ""),

@@ -308,7 +308,8 @@ def _projection_calibration(
 
 
 #: The sampler settings a backtest's refits are compared on with the fit (``Sampler`` fields;
-#: besides these, the retry ladder, which a backtest from before it existed does not record: none).
+#: besides these, the retry ladder and ``retry_draws``, which a backtest from before they existed
+#: does not record: none).
 SAMPLING_KEYS = ("nuts_sampler", "chains", "draws", "tune", "target_accept")
 
 
@@ -825,8 +826,9 @@ def _diagnostics_section(result: FitResult, figures) -> str:
 
 def _model_section(result: FitResult) -> str:
     c = result.config
-    # The kept trace's target acceptance: a fit with divergent transitions is sampled again higher
-    # (Sampler.retry_target_accept), and the report describes the draws it shows.
+    # The kept trace's target acceptance and draws: a fit with divergent transitions is sampled
+    # again higher (Sampler.retry_target_accept), one that mixed too slowly longer
+    # (Sampler.retry_draws), and the report describes the draws it shows.
     attempts = sampling_attempts(result.idata)
     sampled = {**dataclasses.asdict(c.sampler), "retry_target_accept": None, "retry_draws": None}
     if attempts:  # the note says how it got there

@@ -95,7 +95,8 @@ WRITING = "writing the run folder"
 def _tables(result) -> dict[str, object]:
     """Every table and text the folder holds, computed from the draws (each once: the summary text
     reuses the tables the result caches). The diagnostics come after the other tables, which a
-    fit's R-hat and ESS, computed alongside (:func:`model.fit`), then overlap."""
+    fit's R-hat and ESS, computed alongside (:func:`model.fit`), then overlap (unless the fit
+    waited for them to decide on sampling longer: ``Sampler.retry_draws``)."""
     tables = {
         "headline.json": result.headline(),
         "curve.csv": result.support_curve(),

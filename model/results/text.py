@@ -133,7 +133,7 @@ def summary_text(result: FitResult) -> str:
     )
     retried = retry_note(diag.get("sampling_attempts", []))
     if retried:
-        lines.append(f"  {retried} (the gate judges the last fit)")
+        lines.append(f"  {retried}; the gate judges the last fit")
     for warning in diag["warnings"]:
         lines.append(f"  warning: {warning}")
     flagged = result.prior_sensitivity()

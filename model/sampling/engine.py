@@ -147,6 +147,8 @@ class CompiledAggregator:
         seed: int,
         reasons: list[str],
         cores: int | None = None,
+        in_likelihood: np.ndarray | None = None,
+        observed: np.ndarray | None = None,
         progress_bar: bool = False,
         as_pymc: bool = False,
     ) -> tuple[Any, float]:
@@ -167,11 +169,11 @@ class CompiledAggregator:
             The seed ``idata`` was sampled with (given to the same method).
         reasons : list of str
             Why (the gate's R-hat and ESS criteria ``idata`` missed), recorded with the attempt.
-        cores, progress_bar
-            As for :meth:`sample`.
+        cores, in_likelihood, observed, progress_bar
+            As for :meth:`sample` (give the data ``idata`` was sampled with).
         as_pymc : bool
             Sample through :meth:`sample_as_pymc` (as ``idata`` was, by a fit) instead of
-            :meth:`sample`.
+            :meth:`sample`; it takes no data swaps.
 
         Returns
         -------
@@ -181,7 +183,13 @@ class CompiledAggregator:
         """
         if sampler.retry_draws is None:
             raise ValueError("sample_longer needs sampler.retry_draws")
-        earlier = json.loads(idata.attrs.get("sampling_attempts") or "[]")
+        recorded = idata.attrs.get("sampling_attempts")
+        # A trace sampled elsewhere records no attempts: it was one, at the sampler's settings.
+        earlier = (
+            json.loads(recorded)
+            if recorded
+            else [{**_attempt(sampler.target_accept, idata, 0.0), "seconds": None}]
+        )
         longer = dataclasses.replace(
             sampler,
             draws=sampler.retry_draws,
@@ -189,13 +197,25 @@ class CompiledAggregator:
             retry_target_accept=None,
         )
         if as_pymc:
+            if in_likelihood is not None or observed is not None:
+                raise ValueError("sample_as_pymc takes no data swaps: give as_pymc=False")
             again = self.sample_as_pymc(longer, seed=seed, progress_bar=progress_bar)
         else:
-            again = self.sample(longer, seed=seed, cores=cores, progress_bar=progress_bar)[0]
+            again = self.sample(
+                longer,
+                seed=seed,
+                cores=cores,
+                in_likelihood=in_likelihood,
+                observed=observed,
+                progress_bar=progress_bar,
+            )[0]
         attempt = json.loads(again.attrs["sampling_attempts"])[-1]
         seconds = attempt["seconds"]
         attempt.update(draws=longer.draws, after=list(reasons))
-        again.attrs["sampling_attempts"] = json.dumps([*earlier, attempt])
+        attempts = [*earlier, attempt]
+        again.attrs["sampling_attempts"] = json.dumps(attempts)
+        if "sampling_time" in again["posterior"].attrs:  # as after the ladder: every attempt's
+            again["posterior"].attrs["sampling_time"] = sum(a["seconds"] or 0 for a in attempts)
         return again, seconds
 
     def _sample_once(

@@ -124,8 +124,9 @@ def _gate_summary(idata, conv: dict[str, Any]) -> dict[str, Any]:
 
 
 def _attempt_columns(idata) -> dict[str, Any]:
-    """The kept fit's target acceptance and the first attempt's divergent transitions (the same
-    fit unless ``Sampler.retry_target_accept`` sampled again)."""
+    """The kept fit's target acceptance, the first attempt's divergent transitions (the same
+    fit unless ``Sampler.retry_target_accept`` or ``retry_draws`` sampled again), the number of
+    attempts and the draws a chain of a longer attempt (0: none)."""
     attempts = sampling_attempts(idata)
     return {
         "target_accept": attempts[-1]["target_accept"] if attempts else float("nan"),
@@ -148,7 +149,9 @@ def backtest_task(
 
     ``table`` and ``config`` come from :func:`model.validation.backtest.refit_table`; ``full`` is
     the design of every reading (where the targets' reported shares are). The compiled model is
-    loaded from the disk cache when its structure was compiled before (sizes are data).
+    loaded from the disk cache when its structure was compiled before (sizes are data). The refit
+    is sampled as a fit is: up the divergence ladder, then longer when R-hat or ESS alone miss
+    the gate (``Sampler.retry_draws``); ``sample_s`` counts every attempt.
 
     Returns
     -------

@@ -590,6 +590,13 @@ FIT_SAMPLING = {"nuts_sampler": "nutpie", "chains": 4, "draws": 1000, "tune": 10
             "with nutpie at target acceptance 0.9.",
         ),
         (
+            {**FIT_SAMPLING, "target_accept": 0.9, "retry_draws": 4000},
+            "Each refit sampled 4 chains of 1000 draws after 1000 tuning steps with nutpie at "
+            "target acceptance 0.9 (with 4000 draws a chain if R-hat or ESS alone then missed "
+            "the gate), where this fit sampled 4 chains of 1000 draws after 1000 tuning steps "
+            "with nutpie at target acceptance 0.9.",
+        ),
+        (
             FIT_SAMPLING,
             "The backtest's settings.json does not record its refits' target_accept.",
         ),

@@ -309,8 +309,8 @@ def test_a_retry_ladder_climbs_while_divergences_remain(small_fit, sim_polls, mo
     ]
     assert diag["divergences"] == 0
     assert (
-        "Sampled again at target_accept 0.99 after 1 divergent transition(s) at 0.9, then 1 at 0.95 "
-        "(the gate judges the last fit)" in result.summary_text()
+        "Sampled again at target_accept 0.99 after 1 divergent transition(s) at 0.9, then 1 at 0.95; "
+        "the gate judges the last fit" in result.summary_text()
     )
 
 
@@ -337,10 +337,11 @@ def test_a_fit_that_mixed_too_slowly_is_sampled_longer(small_fit, sim_polls, mon
     from model.sampling.engine import CompiledAggregator
 
     draws = small_fit.idata.posterior.sizes["draw"]
-    calls = []
+    calls, seeds = [], []
 
-    def fake(self, sampler, *args, **kwargs):
+    def fake(self, sampler, seed, *args, **kwargs):
         calls.append((sampler.target_accept, sampler.draws))
+        seeds.append(seed)
         stats = small_fit.idata["sample_stats"].to_dataset().copy(deep=True)
         stats["diverging"].values[:] = False
         posterior = small_fit.idata["posterior"].to_dataset().copy(deep=True)
@@ -359,6 +360,7 @@ def test_a_fit_that_mixed_too_slowly_is_sampled_longer(small_fit, sim_polls, mon
     )
     result = model.fit(sim_polls, config=config, seed=1)
     assert calls == [(0.9, draws), (0.9, 2 * draws)]  # no divergences: the ladder is not climbed
+    assert len(seeds) == 2 and seeds[0] == seeds[1]  # the same seed, as the ladder's attempts
     first, longer = result.diagnostics()["sampling_attempts"]
     assert (first["divergences"], "after" in first) == (0, False)
     assert longer["draws"] == 2 * draws and longer["target_accept"] == 0.9
@@ -414,6 +416,34 @@ def test_a_fit_is_sampled_longer_only_without_divergences_and_below_retry_draws(
         [{"target_accept": 0.9, "divergences": 3}, {"target_accept": 0.99, "divergences": 1}]
     )
     assert longer_sampling_reasons(longer, idata, slow) == []  # divergent: more draws do not help
+    # A trace that records no attempts (sampled elsewhere): its own divergent transitions decide.
+    stats = small_fit.idata["sample_stats"].to_dataset().copy(deep=True)
+    stats["diverging"].values[:] = False
+    bare = xr.DataTree.from_dict(
+        {"posterior": small_fit.idata["posterior"].to_dataset(), "sample_stats": stats}
+    )
+    assert may_sample_longer(longer, bare)
+    stats["diverging"].values[0, 0] = True
+    bare = xr.DataTree.from_dict(
+        {"posterior": small_fit.idata["posterior"].to_dataset(), "sample_stats": stats}
+    )
+    assert not may_sample_longer(longer, bare)
+
+
+def test_a_longer_attempt_is_worded_with_its_reasons_and_any_divergences():
+    from model.results.diagnostics import retry_note
+
+    first = {"target_accept": 0.95, "divergences": 0, "seconds": 9.0}
+    longer = {"target_accept": 0.95, "divergences": 0, "seconds": 19.0, "draws": 4000}
+    longer["after"] = ["max R-hat 1.012 > 1.01 (walk_sd)", "min bulk ESS 380 < 400 (level)"]
+    assert retry_note([first]) == ""
+    assert retry_note([first, longer]) == (
+        "Sampled again with 4000 draws a chain at target_accept 0.95 after max R-hat 1.012 > "
+        "1.01 (walk_sd) and min bulk ESS 380 < 400 (level)"
+    )
+    assert retry_note([first, {**longer, "divergences": 2}]).endswith(
+        "(level), with 2 divergent transition(s)"
+    )
 
 
 def test_the_trace_extension_gives_what_pymc_gives_draw_by_draw(small_fit):
