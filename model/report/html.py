@@ -301,9 +301,9 @@ def _projection_calibration(
         "predicted the held-out readings of the curve's reference house and question "
         f"{span} months later. A prediction's band is for a reading, the curve plus that reading's "
         "sampling and non-sampling error, so it is wider than the curve's own band; both widen with "
-        f"the months past the data. {refits} {where} Too narrow or too wide: the coverage's 90% "
-        "interval, which allows for neighbouring readings' errors being alike (Newey-West), "
-        "excludes the band's level."
+        f"the months past the data. {refits} {where} (A band would be called too narrow or too "
+        "wide if the coverage's 90% interval, which allows for neighbouring readings' errors "
+        "being alike (Newey-West), excluded the band's level.)"
     ]
 
 
