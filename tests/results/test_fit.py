@@ -483,3 +483,60 @@ def test_the_trace_extension_gives_what_pymc_gives_draw_by_draw(small_fit):
             theirs = theirs.rename({reading_dim: "poll"}).assign_coords(poll=ours["poll"].values)
         assert list(ours.data_vars) == list(theirs.data_vars), group
         xr.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)  # dims, coords, values
+
+
+def test_a_backtest_refit_that_mixed_too_slowly_is_sampled_longer(small_fit, monkeypatch):
+    """The backtest's task decides as a fit does: a refit without divergent transitions whose
+    R-hat misses the gate is sampled again with ``retry_draws`` from the same seed; its row
+    records both attempts, the longer draws, every attempt's seconds, and the longer fit's gate."""
+    from model.aggregator.design import build_design
+    from model.validation import backtest, runner
+
+    config = small_fit.config.replace(sampler={"retry_draws": 4000})
+    design = build_design(small_fit.polls, config)
+    # A target of the same table (the targets need a reference house; the task's design is the
+    # small fit's, whose draws the stand-in engine returns).
+    referenced = build_design(small_fit.polls, config.replace(house_effects="House A"))
+    target = backtest.backtest_targets(referenced, design.polls["field_start"].min(), (0,))[-1]
+    refit = backtest.Refit("model", target.training_rows, (target,))
+    calls = []
+
+    def trace(attempts):
+        idata = small_fit.idata.copy()
+        idata.attrs = {**idata.attrs, "sampling_attempts": json.dumps(attempts)}
+        return idata
+
+    class Engine:  # the compiled model, stood in: the small fit's draws, timed 5 s and 7 s
+        compile_s, callbacks = 0.0, "hit"
+
+        def __init__(self, design, config):
+            self.design = design
+
+        def sample(self, sampler, *, seed, cores):
+            calls.append(("sample", seed))
+            return trace([{"target_accept": 0.9, "divergences": 0, "seconds": 5.0}]), 5.0
+
+        def sample_longer(self, idata, sampler, *, seed, reasons, cores):
+            calls.append(("longer", seed, tuple(reasons)))
+            first = json.loads(idata.attrs["sampling_attempts"])
+            longer = {"target_accept": 0.9, "divergences": 0, "seconds": 7.0, "draws": 4000}
+            return trace([*first, {**longer, "after": reasons}]), 7.0
+
+    real = runner.convergence
+    judged = []
+
+    def convergence(idata):  # the first trace misses the gate's R-hat; the longer one is real
+        conv = real(idata)
+        judged.append(idata)
+        return (
+            {**conv, "max_rhat": 1.02, "max_rhat_variable": "walk_sd"} if len(judged) == 1 else conv
+        )
+
+    monkeypatch.setattr(runner, "CompiledAggregator", Engine)
+    monkeypatch.setattr(runner, "convergence", convergence)
+    (row,) = runner.backtest_task(small_fit.polls, config, refit, design, config.sampler, 7, 1)
+    assert [call[:2] for call in calls] == [("sample", 7), ("longer", 7)]  # the same seed
+    assert calls[1][2][0] == "max R-hat 1.020 > 1.01 (walk_sd)"  # then the small fit's own ESS
+    assert (row["attempts"], row["longer_draws"], row["sample_s"]) == (2, 4000, 12.0)
+    assert row["max_rhat"] == real(small_fit.idata)["max_rhat"]  # the longer fit's gate
+    assert "max R-hat 1.020" not in row["gate_failures"]
