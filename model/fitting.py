@@ -13,9 +13,10 @@ import pandas as pd
 import pymc as pm
 
 from model.aggregator.design import build_design, exclusion_reasons
-from model.config import Config
+from model.config import Config, Sampler
 from model.data.polls import load_polls, table_checksum
 from model.results.diagnostics import (
+    convergence,
     convergence_in_background,
     longer_sampling_reasons,
     may_sample_longer,
@@ -31,6 +32,32 @@ __all__ = ["FitResult", "compile_fit", "fit"]
 READING = "reading the data and the design"
 #: The phase that adds the log likelihood, predictive draws and log prior to the trace.
 EXTENDING = "log likelihood, predictive draws, log prior"
+
+
+def sample_judged(
+    engine: CompiledAggregator, sampler: Sampler, *, seed: int, cores: int
+) -> tuple[Any, float, dict[str, Any] | None]:
+    """Sample as :func:`fit` does, deciding on the spot: up the divergence ladder, then once more
+    with ``sampler.retry_draws`` draws a chain when R-hat or ESS alone miss the gate (the
+    backtest's refits and the bench's project fits; :func:`fit` decides the same way, with the
+    gate's figures computed alongside its other steps).
+
+    Returns
+    -------
+    (DataTree, float, dict or None)
+        The kept trace, the seconds of every attempt, and the kept trace's
+        :func:`~model.results.diagnostics.convergence` when it was computed here (None otherwise).
+    """
+    idata, seconds = engine.sample(sampler, seed=seed, cores=cores)
+    if not may_sample_longer(sampler, idata):
+        return idata, seconds, None
+    conv = convergence(idata)
+    if reasons := longer_sampling_reasons(sampler, idata, conv):
+        idata, longer_s = engine.sample_longer(
+            idata, sampler, seed=seed, reasons=reasons, cores=cores
+        )
+        return idata, seconds + longer_s, None
+    return idata, seconds, conv
 
 
 def _seeds(seed: int) -> tuple[int, int]:

@@ -326,12 +326,8 @@ def fit_project(design, config: Config, *, seed: int, cores: int | None = None) 
     decided on the gate's R-hat and ESS over every variable, as ``model.fit`` decides) counts both
     samplings; the decision's own time is not counted.
     """
-    from model.results.diagnostics import (
-        convergence,
-        longer_sampling_reasons,
-        may_sample_longer,
-        sampling_attempts,
-    )
+    from model.fitting import sample_judged
+    from model.results.diagnostics import sampling_attempts
     from model.sampling.compiled import import_nutpie
     from model.sampling.engine import CompiledAggregator
 
@@ -339,14 +335,7 @@ def fit_project(design, config: Config, *, seed: int, cores: int | None = None) 
 
     engine = CompiledAggregator(design, config)
     cores = cores or min(4, os.cpu_count() or 1)
-    idata, sample_s = engine.sample(config.sampler, seed=seed, cores=cores)
-    if may_sample_longer(config.sampler, idata) and (
-        reasons := longer_sampling_reasons(config.sampler, idata, convergence(idata))
-    ):
-        idata, longer_s = engine.sample_longer(
-            idata, config.sampler, seed=seed, reasons=reasons, cores=cores
-        )
-        sample_s += longer_s
+    idata, sample_s, _ = sample_judged(engine, config.sampler, seed=seed, cores=cores)
     return {
         "compile_s": engine.compile_s,
         "sample_s": sample_s,

@@ -193,7 +193,7 @@ class CompiledAggregator:
         longer = dataclasses.replace(
             sampler,
             draws=sampler.retry_draws,
-            target_accept=earlier[-1]["target_accept"] if earlier else sampler.target_accept,
+            target_accept=earlier[-1]["target_accept"],
             retry_target_accept=None,
         )
         if as_pymc:

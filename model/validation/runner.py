@@ -33,18 +33,14 @@ import pandas as pd
 from model.aggregator.design import PollDesign, build_design
 from model.config import FORM_FIELDS, Config, ConfigError, Sampler, ValidateSettings
 from model.data.polls import table_checksum
+from model.fitting import sample_judged
 from model.results.calibration import (
     REFERENCE_TARGETS,
     SETTINGS_FILE,
     TARGETS_FILE,
     VALIDATE_PREFIX,
 )
-from model.results.diagnostics import (
-    convergence,
-    gate,
-    longer_sampling_reasons,
-    sampling_attempts,
-)
+from model.results.diagnostics import convergence, gate, sampling_attempts
 from model.sampling.engine import CompiledAggregator
 from model.threads import cpu_budget
 from model.validation import backtest, sbc
@@ -162,13 +158,8 @@ def backtest_task(
         started = time.perf_counter()
         design = build_design(table, config)
         engine = CompiledAggregator(design, config)
-        idata, sample_s = engine.sample(sampler, seed=seed, cores=cores)
-        conv = convergence(idata)
-        if reasons := longer_sampling_reasons(sampler, idata, conv):  # as a fit does
-            idata, longer_s = engine.sample_longer(
-                idata, sampler, seed=seed, reasons=reasons, cores=cores
-            )
-            sample_s += longer_s
+        idata, sample_s, conv = sample_judged(engine, sampler, seed=seed, cores=cores)
+        if conv is None:  # the kept trace's gate figures, where sample_judged did not compute them
             conv = convergence(idata)
         posterior = idata.posterior.to_dataset()
         checks = _gate_summary(idata, conv)

@@ -489,6 +489,7 @@ def test_a_backtest_refit_that_mixed_too_slowly_is_sampled_longer(small_fit, mon
     """The backtest's task decides as a fit does: a refit without divergent transitions whose
     R-hat misses the gate is sampled again with ``retry_draws`` from the same seed; its row
     records both attempts, the longer draws, every attempt's seconds, and the longer fit's gate."""
+    from model import fitting
     from model.aggregator.design import build_design
     from model.validation import backtest, runner
 
@@ -533,6 +534,7 @@ def test_a_backtest_refit_that_mixed_too_slowly_is_sampled_longer(small_fit, mon
         )
 
     monkeypatch.setattr(runner, "CompiledAggregator", Engine)
+    monkeypatch.setattr(fitting, "convergence", convergence)  # where the refit's decision is taken
     monkeypatch.setattr(runner, "convergence", convergence)
     (row,) = runner.backtest_task(small_fit.polls, config, refit, design, config.sampler, 7, 1)
     assert [call[:2] for call in calls] == [("sample", 7), ("longer", 7)]  # the same seed
