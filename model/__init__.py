@@ -34,7 +34,7 @@ _LAZY = {
     "compile_fit": "model.fitting",
     "load_run": "model.results.run_folder",
     "save_run": "model.results.run_folder",
-    "RunFolderError": "model.results.run_folder",
+    "RunFolderError": "model.results",
     "simulate_polls": "model.data.simulate",
     "Simulation": "model.data.simulate",
     "PollAggregator": "model.aggregator.graph",

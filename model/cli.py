@@ -321,19 +321,22 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from model.timing import Phases
+    from model.timing import READING, STARTUP, Phases
 
     phases = Phases.from_process_start()  # summary.txt ends with where the time went
     from model.data.polls import load_polls
-    from model.fitting import READING, fit
-    from model.results.run_folder import save_run
 
-    phases.mark("start-up and imports")
+    phases.mark(STARTUP)
+    # The table and config first: bad input is told before PyMC and the rest are imported.
     with phases.phase(READING):
         config = _config(args, with_sampler_overrides=True, announce=True)
         if args.through is not None:
             config = config.replace(through=args.through)
         polls = load_polls(args.data, answers=config.answers)
+    from model.fitting import fit
+    from model.results.run_folder import save_run
+
+    phases.mark(STARTUP)
     result = fit(polls, config=config, seed=args.seed, phases=phases)
     folder = save_run(result, args.runs_dir)
     print((folder / "summary.txt").read_text(), end="")  # written by save_run: not summarised twice
@@ -363,7 +366,8 @@ def _plots(args: argparse.Namespace) -> int:
     from model.config import ConfigError
     from model.files import atomic_write_text
     from model.report import html, plots
-    from model.results.run_folder import RunFolderError, load_run
+    from model.results import RunFolderError
+    from model.results.run_folder import load_run
 
     folder = Path(args.run_folder)
     try:
@@ -487,12 +491,13 @@ def _bench(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    # Parsed first: --help and usage errors answer before anything heavy is imported.
+    args = _parser().parse_args(argv)
     from model.config import ConfigError
     from model.data.polls import PollDataError
-    from model.results.run_folder import RunFolderError
+    from model.results import RunFolderError
     from model.sampling import SamplingError
 
-    args = _parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         if args.command == "data":

@@ -24,12 +24,10 @@ from model.results.diagnostics import (
 )
 from model.results.fit_result import FitResult
 from model.sampling.engine import CompiledAggregator
-from model.timing import Phases
+from model.timing import READING, Phases
 
 __all__ = ["FitResult", "compile_fit", "fit"]
 
-#: The phase that reads the table and builds the design (the command line's own reading joins it).
-READING = "reading the data and the design"
 #: The phase that adds the log likelihood, predictive draws and log prior to the trace.
 EXTENDING = "log likelihood, predictive draws, log prior"
 

@@ -7,6 +7,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+#: The phase that reads the table and builds the design (the command line reads the table before
+#: it imports the fitting code, so a bad table is told at once; ``model.fit`` adds the design).
+READING = "reading the data and the design"
+#: The first phase of a command: the interpreter's start-up and the imports (in two pieces when
+#: the command reads its input between them: one row).
+STARTUP = "start-up and imports"
+
 
 def process_seconds() -> float | None:
     """Wall seconds since this process started, or None where the system does not say (not Linux).

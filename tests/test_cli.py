@@ -309,3 +309,34 @@ def test_draws_on_the_command_line_are_the_draws_sampled(monkeypatch):
     assert _config(plain, with_sampler_overrides=True).sampler.retry_draws == longer
     tuned = _parser().parse_args(["fit", "--tune", "300"])
     assert _config(tuned, with_sampler_overrides=True).sampler.retry_draws == longer
+
+
+def test_help_usage_errors_and_a_bad_table_are_answered_before_the_fitting_imports(tmp_path):
+    """``--help``, a usage error and a table that does not load are answered before PyMC, PyTensor,
+    ArviZ or xarray is imported: in about a second, not after the seconds a fit's imports take."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "pollster,question,field_start,field_end,n,talks,continue,undecided\nA,Q,2024-01-01,2024-01-05,-5,50,40,10\n"
+    )
+    code = (
+        "import contextlib, io, sys\n"
+        "from model.cli import main\n"
+        "codes = []\n"
+        "for argv in (['--help'], ['fit', '--seed', '-1'], ['fit', '--data', sys.argv[1]]):\n"
+        "    err = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):\n"
+        "        try:\n"
+        "            codes.append(main(argv))\n"
+        "        except SystemExit as stop:\n"
+        "            codes.append(stop.code)\n"
+        "    print(err.getvalue().strip().splitlines()[-1:] or [''])\n"
+        "heavy = ('pymc', 'pytensor', 'arviz_base', 'arviz_stats', 'xarray', 'nutpie')\n"
+        "print(codes, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(bad)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    *errors, last = done.stdout.strip().splitlines()
+    assert last == "[0, 1, 1] []"
+    assert "--seed" in errors[1] and "row 2" in errors[2] and "'n'" in errors[2]

@@ -54,6 +54,7 @@ import xarray as xr
 from model.config import Config, config_hash
 from model.files import json_text, staged_folder
 from model.imports import module_entry
+from model.results import RunFolderError
 from model.results.fit_result import FitResult
 from model.timing import Phases
 
@@ -76,10 +77,6 @@ REQUIRED_GROUPS = (
     "log_prior",
 )
 REQUIRED_VARIABLES = ("share", "house_effect", "question_effect")
-
-
-class RunFolderError(ValueError):
-    """A run folder is missing files or does not hold the expected structure."""
 
 
 def run_name(result) -> str:

@@ -277,7 +277,9 @@ class CompiledAggregator:
             raise
         running.cancel()
         # Let the chains' threads end before going on: left running into the interpreter's exit,
-        # they crashed the process (a segmentation fault after the error was printed).
+        # they crashed the process (a segmentation fault after the error was printed). The last
+        # of them end when the sampler is released, so it is released first.
+        del running
         deadline = time.monotonic() + 10.0
         while _threads() > threads_before and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -201,9 +201,9 @@ def test_sampling_cut_short_is_an_interrupt_not_a_run(small_fit, sim_polls, monk
 def test_a_sampler_that_cannot_start_is_a_clear_error_and_the_process_exits_cleanly(small_fit):
     """A model that raises at every starting point (here: a reading's field period moved past the
     grid, which the field-average kernel refuses) stops nutpie at initialisation. The engine says so
-    in a SamplingError, and the process then exits normally: nutpie's failed sampler, left to the
-    interpreter's exit, used to crash it with a segmentation fault. In a fresh interpreter, on the
-    small fit's structure (compiled by ``small_fit``)."""
+    in a SamplingError once the chains' threads have ended, and the process then exits normally:
+    nutpie's failed sampler, left to the interpreter's exit, used to crash it with a segmentation
+    fault. In a fresh interpreter, on the small fit's structure (compiled by ``small_fit``)."""
     import subprocess
     import sys
 
@@ -211,17 +211,19 @@ def test_a_sampler_that_cannot_start_is_a_clear_error_and_the_process_exits_clea
         "import model\n"
         "from model.aggregator.design import build_design\n"
         "from model.sampling import SamplingError\n"
-        "from model.sampling.engine import CompiledAggregator\n"
+        "from model.sampling.engine import CompiledAggregator, _threads\n"
         "from tests.conftest import SMALL_CONFIG\n"
         "polls = model.load_polls(model.simulate_polls(n_readings=70, seed=11).polls)\n"
         "design = build_design(polls, SMALL_CONFIG)\n"
         "engine = CompiledAggregator(design, SMALL_CONFIG)\n"
         "last = design.last_cell.copy()\n"
         "last[0] = len(design.time) + 3\n"
+        "before = _threads()\n"
         "try:\n"
         "    engine._sample_nutpie(SMALL_CONFIG.sampler, 1, 1, {'last_cell': last}, False)\n"
         "except SamplingError as err:\n"
         "    print('SamplingError:', err)\n"
+        "    print('threads left:', _threads() - before)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -229,6 +231,9 @@ def test_a_sampler_that_cannot_start_is_a_clear_error_and_the_process_exits_clea
         "SamplingError: nutpie could not sample (All initialization points failed): the log "
         "density or its gradient was not finite, or the model raised, at every starting point"
     ) in done.stdout
+    # The chains' threads have ended when the error is raised (the sampler is released first:
+    # before, two of them outlived a 10 s wait for them).
+    assert "threads left: 0" in done.stdout, done.stdout
 
 
 def test_run_folders_are_readable_by_others(small_fit, tmp_path):
