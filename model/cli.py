@@ -346,10 +346,11 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _compile(args: argparse.Namespace) -> int:
     from model.data.polls import load_polls
-    from model.fitting import compile_fit
 
     config = _config(args, announce=True)
-    polls = load_polls(args.data, answers=config.answers)
+    polls = load_polls(args.data, answers=config.answers)  # bad input told before PyMC's import
+    from model.fitting import compile_fit
+
     done = compile_fit(polls, config=config)
     found = "found in the cache" if done["callbacks"] == "hit" else "compiled"
     print(f"model for {args.data} ready in {done['seconds']:.1f} s (sampler callbacks {found})")

@@ -278,7 +278,8 @@ class CompiledAggregator:
         running.cancel()
         # Let the chains' threads end before going on: left running into the interpreter's exit,
         # they crashed the process (a segmentation fault after the error was printed). The last
-        # of them end when the sampler is released, so it is released first.
+        # of them end when the sampler is released, so this frame lets go of it first (where
+        # something else still holds it, a progress bar's callback say, the wait runs its course).
         del running
         deadline = time.monotonic() + 10.0
         while _threads() > threads_before and time.monotonic() < deadline:
