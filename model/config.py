@@ -23,6 +23,8 @@ Grid = Literal["day", "week", "month"]
 Trend = Literal["walk", "drift", "damped", "momentum"]
 ByHouse = Literal["shared", "by_house"]
 ScalePrior = Literal["half_normal", "gamma"]
+#: How the draws are stored in a run's ``posterior.nc`` (``Config.stored_precision``).
+Precision = Literal["float64", "float32"]
 #: How a part of the model is sampled (the same model either way): ``Sampler``'s form fields.
 Form = Literal["auto", "centred", "non_centred"]
 #: ``Sampler``'s fields that choose a form: the design's, part of the compiled structure.
@@ -284,6 +286,14 @@ class Config:
         Sampler settings.
     interval : float
         Default central interval width of summaries (0.9).
+    stored_precision : {"float64", "float32"}
+        How a run folder's ``posterior.nc`` stores the draws of its ``posterior``,
+        ``posterior_predictive``, ``log_likelihood`` and ``log_prior`` groups: ``"float64"``
+        (default), as sampled; or ``"float32"``, which halves the file (111 MB to 56 MB on the
+        shipped data). The run's own tables are computed from the draws as sampled either way;
+        a run read back (:func:`model.load_run`, ``make plots``) computes in float64 from the
+        stored values, which agree with the sampled ones to about seven significant digits
+        (relative error below 6e-8). ``sample_stats`` and the data groups are stored as they are.
     """
 
     answers: tuple[str, ...] = ("talks", "continue", "undecided")
@@ -303,6 +313,7 @@ class Config:
     priors: Priors = field(default_factory=Priors)
     sampler: Sampler = field(default_factory=Sampler)
     interval: float = 0.9
+    stored_precision: Precision = "float64"
 
     def __post_init__(self) -> None:
         problems = []
@@ -315,6 +326,7 @@ class Config:
             ("nonsampling", ByHouse),
             ("nonsampling_prior", ScalePrior),
             ("unknown_n", ByHouse),
+            ("stored_precision", Precision),
         ):
             if getattr(self, name) not in get_args(choices):
                 problems.append(f"{name}: {getattr(self, name)!r}; expected {_one_of(choices)}")

@@ -24,13 +24,14 @@ def test_library_defaults_are_generic():
 def test_model_forms_are_every_field_that_chooses_the_models_form():
     """A Config field added later is a model form (SBC carries it over, the bench's reference
     must implement it) or one of the others, named here: the table's selection and
-    identification, the grid, dates, events, priors, sampler and presentation."""
+    identification, the grid, dates, events, priors, sampler, presentation and storage."""
     import dataclasses
 
     from model.config import CANDIDATES, MODEL_FORMS
 
     others = {"answers", "questions", "exclude_flags", "reference_question", "grid", "through"}
     others |= {"house_effects", "anchors", "events", "priors", "sampler", "interval"}
+    others |= {"stored_precision"}
     fields = {f.name for f in dataclasses.fields(Config)}
     assert fields == set(MODEL_FORMS) | others and not set(MODEL_FORMS) & others
     assert {f for changes in CANDIDATES.values() for f in changes} <= set(MODEL_FORMS)

@@ -31,8 +31,9 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def fake_result(through: str | None = None) -> FitResult:
-    """A FitResult whose idata is built by hand, shaped like a real fit's (``through``: projected past the data)."""
+def fake_result(through: str | None = None, stored_precision: str = "float64") -> FitResult:
+    """A FitResult whose idata is built by hand, shaped like a real fit's (``through``: projected
+    past the data; ``stored_precision``: the config's, for its run folder's ``posterior.nc``)."""
     rng = np.random.default_rng(3)
     sim = model.simulate_polls(
         pollsters=(HOUSE_A, "House B"),
@@ -54,7 +55,11 @@ def fake_result(through: str | None = None) -> FitResult:
         "true"  # one closed poll, in a confounded pair
     )
     config = model.Config(
-        house_effects=HOUSE_A, reference_question="Q_MAIN", events=(EVENT,), through=through
+        house_effects=HOUSE_A,
+        reference_question="Q_MAIN",
+        events=(EVENT,),
+        through=through,
+        stored_precision=stored_precision,
     )
     polls = model.load_polls(table)
     design = build_design(polls, config)
