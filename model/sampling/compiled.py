@@ -6,6 +6,8 @@ compiled kernels on disk, but nutpie's callbacks close over Python objects, so n
 them ("uses dynamic globals"), and because a callback links in the whole LLVM module of the function
 it calls, every process re-optimises and re-generates machine code for the entire model: 20-35 s on
 the shipped data even when every PyTensor kernel is cached; PyTensor's graph rewriting adds ~6 s.
+(Here the callbacks call the graph's function itself, not PyTensor's caching wrapper around it,
+which would be compiled and linked once more: :func:`_graph_function`.)
 
 :func:`compile_model` returns nutpie's own ``CompiledPyMCModel`` (``nutpie.sample`` and
 ``with_data`` work unchanged; the log density is PyTensor's, compiled without fast-math so that
@@ -347,14 +349,36 @@ def _callback_function(src: str, name: str, key: str | None, inner):
     )
 
 
+def _graph_function(inner):
+    """The function of the graph that PyTensor's function ``inner`` (``Function.vm.jit_fn``) runs.
+
+    PyTensor compiles a graph's function behind a wrapper that lets numba cache it,
+    ``def f(*args): return jitable_func(*args)``. A callback calling the wrapper compiles the
+    graph's function, then the wrapper (a tuple of every input, and the whole model's code linked
+    in, optimised and turned into machine code again), then itself (the same once more). Calling
+    the graph's function skips the middle step: the shipped model's first compile, after a smaller
+    structure had filled PyTensor's kernel cache, 73 s against 93 s, with the same log density,
+    gradient and draws (``docs/performance.md``). Anything else (a graph of over 1,000 inputs,
+    which PyTensor leaves unwrapped) is returned as it is.
+    """
+    import inspect
+
+    params = list(inspect.signature(inner.py_func).parameters.values())
+    if len(params) == 1 and params[0].kind is inspect.Parameter.VAR_POSITIONAL:
+        return inner.py_func.__globals__.get("jitable_func", inner)
+    return inner
+
+
 def _cfunc(src: str, name: str, signature, inner, kind: str):
-    """Compile one callback, cached on disk under a key when PyTensor could key the function it calls.
+    """Compile one callback, cached on disk under a key when PyTensor could key the function it
+    calls: ``inner`` (``Function.vm.jit_fn``), of which the callback calls :func:`_graph_function`.
 
     Returns the numba ``CFunc`` (its ``_cache_hits`` is 1 when it was loaded from the cache) and the key.
     """
     import numba
 
     key = _callback_key(src, inner, kind)
+    inner = _graph_function(inner)
     fn = _callback_function(src, name, key, inner)
     with warnings.catch_warnings():
         # Raised only if numba finds something in the callback it cannot cache: then it compiles as nutpie does.

@@ -142,6 +142,21 @@ def test_first_compile_goes_through_pytensor_and_the_second_loads_everything_fro
     np.testing.assert_array_equal(_expand(cached, x)[1], _expand(fresh, x)[1])
 
 
+def test_the_callbacks_call_the_graphs_function_not_pytensors_caching_wrapper(compiled_pair):
+    """PyTensor's function (``vm.jit_fn``) is a caching wrapper, ``def f(*args): return
+    jitable_func(*args)``: the callbacks call the graph's function itself, so the wrapper is never
+    compiled (before, it was compiled, the whole model linked into it once more)."""
+    from model.sampling.compiled import _graph_function
+
+    design, pymc_model, fresh, cached, layout = compiled_pair
+    for function in (fresh.logp_func, fresh.expand_func):
+        wrapper = function.vm.jit_fn
+        graph_function = wrapper.py_func.__globals__["jitable_func"]
+        assert _graph_function(wrapper) is graph_function
+        assert wrapper.signatures == [] and len(graph_function.signatures) == 1
+        assert _graph_function(graph_function) is graph_function
+
+
 @pytest.mark.parametrize("which", ["fresh", "cached"])
 def test_callbacks_evaluate_the_models_log_density_gradient_and_deterministics(
     compiled_pair, reference, which
