@@ -28,8 +28,9 @@ from model.timing import READING, Phases
 
 __all__ = ["FitResult", "compile_fit", "fit"]
 
-#: The phase that adds the log likelihood, predictive draws and log prior to the trace.
-EXTENDING = "log likelihood, predictive draws, log prior"
+#: The phase that adds the log likelihood, predictive draws and log prior to the trace (the sampler
+#: computed each draw's log likelihood and log prior with the draw: "sampling" holds their time).
+EXTENDING = "predictive draws; log likelihood, log prior groups"
 
 
 def sample_judged(
@@ -151,7 +152,7 @@ def fit(
             with phases.phase(EXTENDING):
                 idata = engine.extend(idata, seed=predictive_seed)
     # Variables with no entries are left out of the trace (ArviZ's plots of a whole posterior
-    # refuse them); the extension above needed them, as free variables.
+    # refuse them); the sampler stores them, as free variables.
     posterior = idata.posterior.to_dataset()
     if (kept := without_empty_variables(posterior)) is not posterior:
         idata["posterior"] = kept
@@ -204,8 +205,9 @@ def compile_fit(
 
     Builds the model and goes through a fit's compiled steps with a minimal sampler (one chain,
     two warm-up and two kept draws, seed 0; nothing is kept or written): the sampler's callbacks
-    (:func:`model.sampling.compiled.compile_model`, cached on disk), and the two functions that add
-    the log likelihood, predictive readings and log prior to a trace (PyTensor's numba cache).
+    (:func:`model.sampling.compiled.compile_model`, cached on disk; they compute each draw's log
+    likelihood and log prior too), and the function that draws the predictive readings
+    (PyTensor's numba cache).
     The compiled code depends on the model's structure, not on its data sizes
     (:mod:`model.sampling.compiled`), so later fits of this table, or of it with more readings,
     load it instead of compiling. ``make install`` runs it on the shipped data

@@ -320,7 +320,9 @@ def fit_project(design, config: Config, *, seed: int, cores: int | None = None) 
 
     The same model (:class:`model.aggregator.graph.PollAggregator`), compiled by
     :func:`model.sampling.compiled.compile_model` and sampled with nutpie (``cores = min(4, cpu count)``);
-    ``model.fit``'s post-processing (log likelihood, predictive draws, log prior) is not counted,
+    its sampling includes what the sampler computes with each draw for ``model.fit``'s
+    extension (log likelihood, log prior, the readings' concentrations); the predictive draws
+    after sampling are not counted,
     nor is importing the libraries (nutpie, as the fit imports it), as the reference's clock starts
     after JAX and NumPyro are imported. A fit the project samples longer (``Sampler.retry_draws``,
     decided on the gate's R-hat and ESS over every variable, as ``model.fit`` decides) counts both

@@ -75,6 +75,9 @@ class CompiledAggregator:
         self.design = design
         self.config = config
         self.pymc_model = PollAggregator(design, config, refit=refit).build()
+        # What the extension reads from each draw, stored by the sampler with the draw (a fit's
+        # model only: a refit's trace is never extended).
+        self._generated = {} if refit else _add_generated_quantities(self.pymc_model)
         self._nutpie = None
         if config.sampler.nuts_sampler == "nutpie":
             with exact_arithmetic():
@@ -245,6 +248,7 @@ class CompiledAggregator:
             raise KeyboardInterrupt(
                 f"sampling stopped early: {got[0]} chains x {got[1]} draws of {sampler.chains} x {sampler.draws}"
             )
+        _set_aside(idata, self._generated)
         return idata, seconds
 
     def _sample_nutpie(
@@ -337,19 +341,18 @@ class CompiledAggregator:
 
         The groups PyMC's ``compute_log_likelihood`` (of ``obs_share``),
         ``sample_posterior_predictive`` and ``compute_log_prior`` (of the free variables among
-        :data:`model.aggregator.names.SENSITIVITY_PRIORS`) add, with the same values, dims and
-        coords, from two compiled functions: one of a draw's values (the model's graph with values
-        on the trace's scale, as PyMC's ``remove_value_transforms`` gives it) returning the draw's
-        log likelihood, its readings' Dirichlet concentrations and its log prior terms, called
-        draw by draw; and the generative graph of ``obs_share``
-        (:func:`model.aggregator.graph.reading_draws`) for the concentrations of a whole chain,
-        called chain by chain. Neither takes a random generator among its per-draw arguments
-        (the cost of PyMC's predictive function: ``docs/performance.md``).
+        :data:`model.aggregator.names.SENSITIVITY_PRIORS`) add, with the same values (up to
+        rounding), dims and coords. The sampler stored each draw's log likelihood, its readings'
+        Dirichlet concentrations and its log prior terms with the draw (the model's deterministics
+        :func:`_add_generated_quantities` adds, set aside from the posterior as sampled:
+        :data:`GENERATED`), as Stan computes generated quantities; here the fresh readings are drawn
+        from those concentrations by the generative graph of ``obs_share``
+        (:func:`model.aggregator.graph.reading_draws`), chain by chain.
 
         Parameters
         ----------
         idata : DataTree
-            A trace with a ``posterior`` group holding every free variable (chain, draw, ...).
+            A trace this engine sampled (:meth:`sample` or :meth:`sample_as_pymc`).
         seed : int
             Seeds the stream of fresh readings, drawn in chain and draw order (the same readings
             ``pm.sample_posterior_predictive(random_seed=seed)`` draws).
@@ -360,47 +363,36 @@ class CompiledAggregator:
             ``idata`` with ``log_likelihood`` (``obs_share``: chain, draw, poll),
             ``posterior_predictive`` (``obs_share``: chain, draw, poll, component; the readings
             only, not the ``anchors`` option's soft constraints) and ``log_prior`` (chain, draw
-            and any dims a variable's log density keeps, as PyMC gives them).
-        """
-        from pymc.backends.arviz import coords_and_dims_for_inferencedata, dict_to_dataset
-        from pymc.model.transform.conditioning import remove_value_transforms
+            and any dims a variable's log density keeps, as PyMC gives them), and without
+            :data:`GENERATED`.
 
-        untransformed = remove_value_transforms(self.pymc_model)
-        obs = untransformed["obs_share"]
-        hyperpriors = [
-            untransformed[v.name] for v in self.pymc_model.free_RVs if v.name in SENSITIVITY_PRIORS
-        ]
-        values = [untransformed.rvs_to_values[rv] for rv in untransformed.free_RVs]
-        loglik, *log_priors = untransformed.logp(vars=[obs, *hyperpriors], sum=False)
-        concentration = untransformed.replace_rvs_by_values([reading_concentration(obs)])[0]
-        batch = pt.tensor("concentration", shape=(None, *concentration.type.shape))
-        with exact_arithmetic():
-            per_draw = pm.pytensorf.compile(
-                values, [loglik, concentration, *log_priors], on_unused_input="ignore"
+        Raises
+        ------
+        ValueError
+            If the trace holds no :data:`GENERATED` group (a refit-form engine's, or one sampled
+            elsewhere).
+        """
+        if GENERATED not in idata.children:
+            raise ValueError(
+                f"extend needs the trace this engine sampled, with its {GENERATED!r} group (a "
+                "fit-form engine's: CompiledAggregator(..., refit=False))"
             )
+        from pymc.backends.arviz import coords_and_dims_for_inferencedata, dict_to_dataset
+
+        generated = idata[GENERATED].to_dataset().transpose("chain", "draw", ...)
+        by_role = {role: generated[name].values for name, role in self._generated.items()}
+        obs = self.pymc_model["obs_share"]
+        concentration = by_role[CONCENTRATION]
+        batch = pt.tensor("concentration", shape=(None, *reading_concentration(obs).type.shape))
+        with exact_arithmetic():
             fresh_readings = pm.pytensorf.compile(
                 [batch], reading_draws(obs, batch), random_seed=seed
             )
-        per_draw.trust_input = True  # the trace's own arrays, cast below: no checks per call
-        post = idata.posterior
-        arrays = [
-            np.ascontiguousarray(post[v.name].transpose("chain", "draw", ...).values, dtype=v.dtype)
-            for v in values
-        ]
-        n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-        outputs, draws = None, []
-        for chain in range(n_chain):
-            for draw in range(n_draw):
-                got = per_draw(*(a[chain, draw, ...] for a in arrays))
-                if outputs is None:
-                    outputs = [np.empty((n_chain, n_draw, *np.shape(value))) for value in got]
-                for out, value in zip(outputs, got):
-                    out[chain, draw] = value
-            # One stream in chain and draw order: the readings one call over every draw gives.
-            draws.append(fresh_readings(outputs[1][chain]))
-        loglik, _, *log_priors = outputs
+        # One stream in chain and draw order: the readings one call over every draw gives.
+        readings = np.stack([fresh_readings(np.ascontiguousarray(c)) for c in concentration])
 
-        coords, dims = coords_and_dims_for_inferencedata(untransformed)
+        coords, dims = coords_and_dims_for_inferencedata(self.pymc_model)
+        post = idata.posterior
 
         def group(variables: dict, variable_dims: dict):
             return dict_to_dataset(
@@ -412,10 +404,75 @@ class CompiledAggregator:
                 skip_event_dims=True,  # a log density keeps only the dims it is not summed over
             )
 
-        idata["log_likelihood"] = group({obs.name: loglik}, {obs.name: [POLL]})
-        idata["posterior_predictive"] = group({obs.name: np.stack(draws)}, dims)
-        idata["log_prior"] = group({rv.name: lp for rv, lp in zip(hyperpriors, log_priors)}, dims)
+        idata["log_likelihood"] = group({obs.name: by_role[LOG_LIKELIHOOD]}, {obs.name: [POLL]})
+        idata["posterior_predictive"] = group({obs.name: readings}, dims)
+        idata["log_prior"] = group(
+            {
+                role.removeprefix(LOG_PRIOR): values
+                for role, values in by_role.items()
+                if role.startswith(LOG_PRIOR)
+            },
+            dims,
+        )
+        del idata[GENERATED]
         return idata
+
+
+#: The trace's group (between sampling and :meth:`CompiledAggregator.extend`) holding what the
+#: sampler stored for the extension with each draw, set aside from the posterior.
+GENERATED = "generated_quantities"
+LOG_LIKELIHOOD, CONCENTRATION, LOG_PRIOR = "log_likelihood", "concentration", "log_prior:"
+
+
+def _add_generated_quantities(pymc_model) -> dict[str, str]:
+    """Add to ``pymc_model``, as deterministics, what :meth:`CompiledAggregator.extend` reads from
+    each draw: ``obs_share``'s log likelihood (poll), its Dirichlet concentrations (poll,
+    component; :func:`model.aggregator.graph.reading_concentration`) and the log density of each
+    free variable among :data:`~model.aggregator.names.SENSITIVITY_PRIORS` at its value (no
+    Jacobian: PyMC's ``compute_log_prior``). The sampler then computes them with each draw, as
+    Stan computes generated quantities, instead of a compiled function called draw by draw
+    after sampling. Returns each deterministic's name and role."""
+    from pytensor.graph.replace import graph_replace
+
+    obs = pymc_model["obs_share"]
+    hyperpriors = [rv for rv in pymc_model.free_RVs if rv.name in SENSITIVITY_PRIORS]
+    # Each variable's own log density (cheaper than the model's, which rewrites every variable's)
+    # as a graph of the random variables, like any deterministic: the sampler evaluates it at the
+    # draw's values, as PyMC's compute_log_likelihood and compute_log_prior do.
+    loglik = pm.logp(obs, pymc_model.rvs_to_values[obs])
+    concentration = reading_concentration(obs)
+    at = {rv: rv.type() for rv in hyperpriors}  # each log density at a stand-in, then at itself
+    log_priors = graph_replace(
+        [pm.logp(rv, at[rv]) for rv in hyperpriors], {at[rv]: rv for rv in at}
+    )
+    dims = pymc_model.named_vars_to_dims
+    roles = {
+        f"{obs.name}__{LOG_LIKELIHOOD}": (LOG_LIKELIHOOD, loglik, (POLL,)),
+        f"{obs.name}__{CONCENTRATION}": (CONCENTRATION, concentration, dims[obs.name]),
+    }
+    for rv, log_prior in zip(hyperpriors, log_priors):
+        role = f"{LOG_PRIOR}{rv.name}"
+        rv_dims = tuple(dims.get(rv.name) or ())[: log_prior.ndim]  # the dims it keeps
+        roles[f"{rv.name}__log_prior"] = (role, log_prior, rv_dims)
+    with pymc_model:
+        for name, (_, graph, graph_dims) in roles.items():
+            pm.Deterministic(name, graph, dims=graph_dims or None)
+    return {name: role for name, (role, _, _) in roles.items()}
+
+
+def _set_aside(idata, generated: dict[str, str]) -> None:
+    """Move the ``generated`` deterministics from a trace's posterior to its :data:`GENERATED`
+    group, in place, with the coordinates only they use."""
+    posterior = idata.posterior.to_dataset()
+    names = [name for name in generated if name in posterior]
+    if not names:
+        return
+    aside = posterior[names]
+    kept = posterior.drop_vars(names)
+    used = {d for v in kept.data_vars.values() for d in v.dims} | {"chain", "draw"}
+    kept = kept.drop_vars([c for c in kept.coords if not set(kept[c].dims) <= used])
+    idata["posterior"] = kept
+    idata[GENERATED] = aside
 
 
 def _threads() -> int:

@@ -263,7 +263,18 @@ def test_prior_sensitivity_is_reported(small_fit):
     }
 
 
-def _traces_by_target_accept(small_fit, monkeypatch, divergent_at: set[float]) -> list[float]:
+@pytest.fixture(scope="module")
+def small_trace(small_fit):
+    """The small fit's structure sampled as nutpie returns a trace: the posterior holds the
+    deterministics the extension reads (set aside by the engine after sampling)."""
+    from model.aggregator.design import build_design
+    from model.sampling.engine import CompiledAggregator
+
+    engine = CompiledAggregator(build_design(small_fit.polls, small_fit.config), small_fit.config)
+    return engine._sample_nutpie(small_fit.config.sampler, 1, 2, {}, False)
+
+
+def _traces_by_target_accept(small_trace, monkeypatch, divergent_at: set[float]) -> list[float]:
     """Make the sampler return the small fit's trace, with one divergent transition when sampled
     at a target acceptance in ``divergent_at``; return the target acceptances it was called with."""
     from model.sampling.engine import CompiledAggregator
@@ -272,10 +283,10 @@ def _traces_by_target_accept(small_fit, monkeypatch, divergent_at: set[float]) -
 
     def fake(self, sampler, *args, **kwargs):
         calls.append(sampler.target_accept)
-        stats = small_fit.idata["sample_stats"].to_dataset().copy(deep=True)
+        stats = small_trace["sample_stats"].to_dataset().copy(deep=True)
         stats["diverging"].values[:] = False
         stats["diverging"].values[0, 0] = sampler.target_accept in divergent_at
-        posterior = small_fit.idata["posterior"].to_dataset().copy(deep=True)
+        posterior = small_trace["posterior"].to_dataset().copy(deep=True)
         return xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
 
     monkeypatch.setattr(CompiledAggregator, "_sample_nutpie", fake)
@@ -283,9 +294,9 @@ def _traces_by_target_accept(small_fit, monkeypatch, divergent_at: set[float]) -
 
 
 def test_divergent_fit_is_sampled_again_at_the_retry_target_accept(
-    small_fit, sim_polls, monkeypatch
+    small_fit, small_trace, sim_polls, monkeypatch
 ):
-    calls = _traces_by_target_accept(small_fit, monkeypatch, divergent_at={0.9})
+    calls = _traces_by_target_accept(small_trace, monkeypatch, divergent_at={0.9})
     config = small_fit.config.replace(sampler={"retry_target_accept": 0.99})
     result = model.fit(sim_polls, config=config, seed=1)
     assert calls == [0.9, 0.99]
@@ -301,8 +312,10 @@ def test_divergent_fit_is_sampled_again_at_the_retry_target_accept(
     )
 
 
-def test_a_retry_ladder_climbs_while_divergences_remain(small_fit, sim_polls, monkeypatch):
-    calls = _traces_by_target_accept(small_fit, monkeypatch, divergent_at={0.9, 0.95})
+def test_a_retry_ladder_climbs_while_divergences_remain(
+    small_fit, small_trace, sim_polls, monkeypatch
+):
+    calls = _traces_by_target_accept(small_trace, monkeypatch, divergent_at={0.9, 0.95})
     config = small_fit.config.replace(sampler={"retry_target_accept": [0.95, 0.99, 0.999]})
     result = model.fit(sim_polls, config=config, seed=1)
     assert calls == [0.9, 0.95, 0.99]  # 0.999 not needed: 0.99 had none
@@ -320,22 +333,24 @@ def test_a_retry_ladder_climbs_while_divergences_remain(small_fit, sim_polls, mo
 
 
 def test_a_fit_without_divergences_or_without_retry_is_sampled_once(
-    small_fit, sim_polls, monkeypatch
+    small_fit, small_trace, sim_polls, monkeypatch
 ):
-    calls = _traces_by_target_accept(small_fit, monkeypatch, divergent_at=set())
+    calls = _traces_by_target_accept(small_trace, monkeypatch, divergent_at=set())
     retrying = small_fit.config.replace(sampler={"retry_target_accept": 0.99})
     assert (
         len(model.fit(sim_polls, config=retrying, seed=1).diagnostics()["sampling_attempts"]) == 1
     )
     calls.clear()
-    calls_divergent = _traces_by_target_accept(small_fit, monkeypatch, divergent_at={0.9})
+    calls_divergent = _traces_by_target_accept(small_trace, monkeypatch, divergent_at={0.9})
     result = model.fit(sim_polls, config=small_fit.config, seed=1)  # no retry configured
     assert calls_divergent == [0.9]
     assert result.diagnostics()["divergences"] == 1 and not result.diagnostics()["passed"]
     assert "Sampled again" not in result.summary_text()
 
 
-def test_a_fit_that_mixed_too_slowly_is_sampled_longer(small_fit, sim_polls, monkeypatch):
+def test_a_fit_that_mixed_too_slowly_is_sampled_longer(
+    small_fit, small_trace, sim_polls, monkeypatch
+):
     """With ``retry_draws``, a fit whose kept attempt has no divergent transition but misses the
     gate's R-hat is sampled once more with that many draws a chain, at the same target
     acceptance; the longer trace is kept, extended and judged, and both attempts are recorded."""
@@ -347,9 +362,9 @@ def test_a_fit_that_mixed_too_slowly_is_sampled_longer(small_fit, sim_polls, mon
     def fake(self, sampler, seed, *args, **kwargs):
         calls.append((sampler.target_accept, sampler.draws))
         seeds.append(seed)
-        stats = small_fit.idata["sample_stats"].to_dataset().copy(deep=True)
+        stats = small_trace["sample_stats"].to_dataset().copy(deep=True)
         stats["diverging"].values[:] = False
-        posterior = small_fit.idata["posterior"].to_dataset().copy(deep=True)
+        posterior = small_trace["posterior"].to_dataset().copy(deep=True)
         if sampler.draws == draws:  # the first attempt: one chain's walk scale far off
             posterior["walk_sd"].values[0] += 1.0
         else:  # the longer one: the small fit's draws twice over
@@ -451,10 +466,43 @@ def test_a_longer_attempt_is_worded_with_its_reasons_and_any_divergences():
     )
 
 
+def test_the_sampler_stores_what_the_extension_reads_and_the_fit_keeps_it_apart(
+    small_fit, small_trace
+):
+    """Each draw's log likelihood, Dirichlet concentrations and log prior terms come from the
+    sampler, as deterministics of the engine's model; the engine sets them aside after sampling,
+    so the posterior the gate judges and the fit keeps holds the model's variables alone."""
+    from model.aggregator.design import build_design
+    from model.sampling.engine import GENERATED, CompiledAggregator
+
+    stored = set(small_trace.posterior.data_vars)
+    priors = set(small_fit.idata.log_prior.data_vars)
+    generated = {"obs_share__log_likelihood", "obs_share__concentration"} | {
+        f"{name}__log_prior" for name in priors
+    }
+    assert generated <= stored
+    assert not generated & set(small_fit.idata.posterior.data_vars)
+    assert GENERATED not in small_fit.idata.children
+    assert set(small_fit.idata.posterior.data_vars) == stored - generated
+    assert small_fit.idata.posterior.sizes.get("poll") is None  # no coordinate left behind
+    n_poll = len(small_fit.polls)
+    assert small_trace.posterior["obs_share__concentration"].shape[2:] == (n_poll, 3)
+    # a refit-form engine's model stores none of them, and extend refuses its traces (PyMC's
+    # sampler: the engine builds the model and compiles nothing)
+    config = small_fit.config.replace(sampler={"nuts_sampler": "pymc"})
+    refit = CompiledAggregator(build_design(small_fit.polls, config), config, refit=True)
+    assert not generated & {v.name for v in refit.pymc_model.deterministics}
+    trace = small_fit.idata.copy()
+    del trace["log_likelihood"]
+    with pytest.raises(ValueError, match="extend needs the trace this engine sampled"):
+        refit.extend(trace, seed=1)
+
+
 def test_the_trace_extension_gives_what_pymc_gives_draw_by_draw(small_fit):
-    """The log likelihood, predictive draws and log prior of CompiledAggregator.extend (one
-    compiled function per draw for all three, the predictive readings batched per chain) against
-    PyMC's functions on the same model: equal up to rounding, the readings from the same stream."""
+    """The log likelihood, predictive draws and log prior of CompiledAggregator.extend (the
+    first and last computed by the sampler with each draw, the predictive readings drawn from
+    the stored concentrations, batched per chain) against PyMC's functions on the same model:
+    equal up to rounding, the readings from the same stream."""
     import pymc as pm
 
     from model.aggregator.design import build_design

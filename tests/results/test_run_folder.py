@@ -16,7 +16,7 @@ FIT_PHASES = {
     "reading the data and the design": 0.1,
     "loading the compiled model": 1.5,
     "sampling": 6.0,
-    "log likelihood, predictive draws, log prior": 1.0,
+    "predictive draws; log likelihood, log prior groups": 1.0,
 }
 
 

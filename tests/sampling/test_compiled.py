@@ -638,10 +638,14 @@ def test_fit_samples_and_post_processes_without_fast_math(sim_polls, monkeypatch
             model.fit(sim_polls, config=config, seed=1, progressbar=False)
         assert pytensor.config.numba__fastmath is True
     assert seen == [False]
-    # the post-processing of the same engine (its first compile: both are compiled in one block)
+    # the post-processing of the same engine: the log likelihood and log prior come with the
+    # draws (compiled with the sampler's callbacks), the predictive draws' function here
+    monkeypatch.undo()
     compiled = engine.CompiledAggregator(build_design(sim_polls, config), config)
+    minimal = config.replace(sampler={"chains": 1, "tune": 2, "draws": 2}).sampler
+    trace = compiled.sample_as_pymc(minimal, seed=0)
     monkeypatch.setattr(engine.pm.pytensorf, "compile", _fast_math_recorder(seen))
     with pytensor.config.change_flags(numba__fastmath=True):
         with pytest.raises(RuntimeError, match="recorded"):
-            compiled.extend(None, seed=1)
+            compiled.extend(trace, seed=1)
     assert seen == [False, False]
