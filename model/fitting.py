@@ -16,6 +16,7 @@ from model.aggregator.design import build_design, exclusion_reasons
 from model.config import Config, Sampler
 from model.data.polls import load_polls, table_checksum
 from model.results.diagnostics import (
+    arviz_stats,
     convergence,
     convergence_in_background,
     longer_sampling_reasons,
@@ -137,6 +138,7 @@ def fit(
         # A fit that mixed too slowly (R-hat or ESS alone) is sampled again with more draws:
         # decided once the gate's figures are in, and paid only by such a fit.
         with phases.phase("waiting for the gate's R-hat and ESS"):
+            arviz_stats()  # imported meanwhile, for the steps after it (its ~1 s off start-up)
             reasons = longer_sampling_reasons(config.sampler, idata, convergence.result())
         if reasons:
             with phases.phase("sampling"):

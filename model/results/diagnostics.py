@@ -14,9 +14,9 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
 
-import arviz_stats as azs  # not arviz itself: it imports arviz_plots and with it matplotlib
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -38,6 +38,16 @@ MAX_DIVERGENCES = 0
 PARETO_K_THRESHOLD = 0.7
 #: Fraction of draws at the maximum tree depth above which saturation is reported as a warning.
 TREEDEPTH_WARN_FRACTION = 0.01
+
+
+def arviz_stats() -> ModuleType:
+    """ArviZ's statistics, ``arviz_stats`` (not ``arviz`` itself: it imports ``arviz_plots`` and
+    with it matplotlib), imported when first needed. Its import (SciPy's statistics among it) is
+    about a second of a process's start-up, for steps that come after sampling: a fit imports it
+    while it waits for the gate's R-hat and ESS (:func:`model.fit`)."""
+    import arviz_stats
+
+    return arviz_stats
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
@@ -352,11 +362,13 @@ def convergence(idata, relative_efficiency: bool = False) -> dict[str, Any]:
     """R-hat, bulk/tail ESS over every posterior variable; divergences, E-BFMI, tree depth (and,
     with ``relative_efficiency``, PSIS-LOO's ``reff``: :func:`mixing`)."""
     stats = idata.sample_stats
-    bfmi = np.atleast_1d(azs.bfmi(idata)["energy"].values)  # one value per chain
+    figures = mixing(idata.posterior.to_dataset(), relative_efficiency)
+    # after the mixing figures: a fit imports ArviZ's statistics while they are computed
+    bfmi = np.atleast_1d(arviz_stats().bfmi(idata)["energy"].values)  # one value per chain
     depth_var = next((v for v in ("maxdepth_reached", "reached_max_treedepth") if v in stats), None)
     saturation = float(stats[depth_var].mean()) if depth_var else float("nan")
     return {
-        **mixing(idata.posterior.to_dataset(), relative_efficiency),
+        **figures,
         "sampling_attempts": sampling_attempts(idata),
         "divergences": int(stats["diverging"].sum()),
         "bfmi_per_chain": [float(b) for b in bfmi],
@@ -454,7 +466,9 @@ def predictive_checks(
                 "ignore", message="Estimated shape parameter of Pareto", category=UserWarning
             )
             with _lazy_jax_hidden():
-                loo = azs.loo(idata, pointwise=True, var_name="obs_share", reff=relative_efficiency)
+                loo = arviz_stats().loo(
+                    idata, pointwise=True, var_name="obs_share", reff=relative_efficiency
+                )
     except ValueError as err:  # e.g. too few draws for Pareto smoothing
         loo_summary["loo_error"] = f"PSIS-LOO not computed: {err}"
     else:
@@ -522,7 +536,7 @@ def prior_sensitivity(idata, cells: list[int] | None = None) -> pd.DataFrame:
     try:
         times = post["time"].values[-1:] if cells is None else post["time"].values[cells]
         with _lazy_jax_hidden():  # its Pareto smoothing calls SciPy's logsumexp
-            table = azs.psense_summary(idata, var_names=names, coords={"time": times})
+            table = arviz_stats().psense_summary(idata, var_names=names, coords={"time": times})
     finally:
         psense_log.setLevel(level)
     return table.rename_axis("quantity").reset_index()
