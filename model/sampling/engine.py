@@ -425,13 +425,23 @@ LOG_LIKELIHOOD, CONCENTRATION, LOG_PRIOR = "log_likelihood", "concentration", "l
 
 
 def _add_generated_quantities(pymc_model) -> dict[str, str]:
-    """Add to ``pymc_model``, as deterministics, what :meth:`CompiledAggregator.extend` reads from
-    each draw: ``obs_share``'s log likelihood (poll), its Dirichlet concentrations (poll,
-    component; :func:`model.aggregator.graph.reading_concentration`) and the log density of each
-    free variable among :data:`~model.aggregator.names.SENSITIVITY_PRIORS` at its value (no
-    Jacobian: PyMC's ``compute_log_prior``). The sampler then computes them with each draw, as
-    Stan computes generated quantities, instead of a compiled function called draw by draw
-    after sampling. Returns each deterministic's name and role."""
+    r"""Add to ``pymc_model``, as deterministics, what :meth:`CompiledAggregator.extend` reads from
+    each draw, so that the sampler computes them with the draw (as Stan computes generated
+    quantities) instead of a compiled function called draw by draw after sampling.
+
+    With :math:`\theta` a draw's values: ``obs_share__log_likelihood`` (poll) is
+    :math:`\log p(y_i \mid \theta)` for each reading; ``obs_share__concentration`` (poll,
+    component) the Dirichlet concentrations of each reading
+    (:func:`model.aggregator.graph.reading_concentration`); ``<name>__log_prior`` the log density
+    of each free variable among :data:`~model.aggregator.names.SENSITIVITY_PRIORS` at its value,
+    without the Jacobian of its transform (PyMC's ``compute_log_prior``).
+
+    Returns
+    -------
+    dict
+        Each deterministic's name and its role (:data:`LOG_LIKELIHOOD`, :data:`CONCENTRATION`,
+        or :data:`LOG_PRIOR` followed by the variable's name).
+    """
     from pytensor.graph.replace import graph_replace
 
     obs = pymc_model["obs_share"]
