@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import model
 
 PACKAGE = Path(model.__path__[0])
@@ -101,7 +103,23 @@ def test_subpackages_are_one_level_deep():
     assert not [p for p in PACKAGE.glob("*/*/") if p.name != "__pycache__" and any(p.glob("*.py"))]
 
 
-def test_a_fit_and_a_validation_worker_do_not_load_matplotlib():
-    code = "import sys, model.fitting, model.validation.runner; assert 'matplotlib' not in sys.modules, sorted(m for m in sys.modules if m.startswith('matplotlib'))[:3]"
+@pytest.mark.parametrize(
+    ("imported", "not_loaded"),
+    [
+        # a fit and a validation worker draw nothing
+        ("model.fitting, model.validation.runner", ["matplotlib"]),
+        # ArviZ's statistics (about a second, SciPy's statistics among them) are for the steps
+        # after sampling: a fit imports them while it waits for the gate's R-hat and ESS
+        ("model.fitting, model.sampling.engine", ["arviz_stats", "scipy.stats"]),
+    ],
+)
+def test_start_up_does_not_load_what_it_does_not_use(imported, not_loaded):
+    """Importing ``imported`` in a fresh interpreter leaves every module of ``not_loaded`` (and
+    their submodules) unloaded."""
+    code = (
+        f"import sys, {imported}\n"
+        f"loaded = [m for m in sys.modules for n in {not_loaded!r} if m == n or m.startswith(n + '.')]\n"
+        "assert not loaded, sorted(loaded)[:3]\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
