@@ -289,22 +289,54 @@ def _projection_calibration(
             f"horizon at or past that, {figures}."
         )
     refits, same = _refit_sampling(calibration, result)
+    offsets = _offsets(calibration.errors_at(months))
+    off_centre = (
+        f" At that horizon the readings came out, on average, {'; '.join(offsets)}."
+        if offsets
+        else ""
+    )
     if short:
         return [
             f"The projection runs {months:.1f} months past the last reading. In a backtest of these "
             f"readings (run {calibration.folder.name}), {figures}; a reading's band is wider than "
-            "the curve's own." + ("" if same else f" {refits}")
+            "the curve's own." + off_centre + ("" if same else f" {refits}")
         ]
+    targets = (
+        f" The held-out readings at that horizon were fielded from {row['first_target']:%B %Y} "
+        f"to {row['last_target']:%B %Y}."
+    )
+    if not offsets and calibration.errors is not None:
+        off_centre = (
+            " At that horizon no answer's readings came out on one side of the predicted median "
+            "beyond their 90% interval."
+        )
     return [
         f"How such projections have held: in the backtest {calibration.folder.name} (the same readings "
         "and model; make validate), the model was refitted on the readings before each cut-off and "
         "predicted the held-out readings of the curve's reference house and question "
         f"{span} months later. A prediction's band is for a reading, the curve plus that reading's "
         "sampling and non-sampling error, so it is wider than the curve's own band; both widen with "
-        f"the months past the data. {refits} {where} (A band would be called too narrow or too "
-        "wide if the coverage's 90% interval, which allows for neighbouring readings' errors "
-        "being alike (Newey-West), excluded the band's level.)"
+        f"the months past the data. {refits} {where}{targets}{off_centre} (A band would be "
+        "called too narrow or too wide if the coverage's 90% interval, which allows for "
+        "neighbouring readings' errors being alike (Newey-West), excluded the band's level; an "
+        "answer's readings are said to come out above or below the predicted median where the "
+        "90% interval of their mean distance from it, Newey-West too, excludes zero.)"
     ]
+
+
+def _offsets(errors) -> list[str]:
+    """Each answer whose held-out readings came out on one side of the predictive median beyond
+    their 90% interval, in words (rows of :attr:`BacktestCalibration.errors`)."""
+    words = []
+    for _, r in errors.iterrows():
+        if not (r["lower"] > 0 or r["upper"] < 0):  # NaN (one reading) compares False: left out
+            continue
+        side = "above" if r["mean_error"] > 0 else "below"
+        words.append(
+            f"{r['answer']} {abs(r['mean_error']):.1f} points {side} the predicted median (90% "
+            f"interval {r['lower']:+.1f} to {r['upper']:+.1f}, {int(r['n'])} readings)"
+        )
+    return words
 
 
 #: The sampler settings a backtest's refits are compared on with the fit (``Sampler`` fields;
@@ -372,6 +404,36 @@ def _refit_sampling(calibration: BacktestCalibration, result: FitResult) -> tupl
         f"Each refit sampled {_sampling_words(refits)}, where this fit sampled "
         f"{_sampling_words(fit)}.",
         False,
+    )
+
+
+def _offsets_table(calibration: BacktestCalibration) -> str:
+    """Where the held-out readings fell against the predictive median, by horizon and answer."""
+    errors = calibration.errors
+    if errors is None or not len(errors):
+        return ""
+    answers = list(dict.fromkeys(errors["answer"]))
+    rows = []
+    for horizon, group in errors.groupby("horizon_months", sort=True):
+        by_answer = group.set_index("answer")
+        cells = []
+        for answer in answers:
+            if answer not in by_answer.index:
+                cells.append("")
+                continue
+            r = by_answer.loc[answer]
+            interval = "" if np.isnan(r["lower"]) else f" ({r['lower']:+.1f} – {r['upper']:+.1f})"
+            cells.append(f"{r['mean_error']:+.1f}{interval}, n = {int(r['n'])}")
+        rows.append([f"{int(horizon)}", *cells])
+    return (
+        "<p>Where the held-out readings fell against the predicted median: each answer's reported "
+        "share less the median, in points, averaged over the readings (positive: the readings came "
+        "out above the prediction), with its 90% interval (Newey-West).</p>"
+        + _table(
+            ["horizon (months)", *answers],
+            rows,
+            numeric=set(range(len(answers) + 1)),
+        )
     )
 
 
@@ -453,7 +515,7 @@ def _estimate_section(
         )
     held = "".join(f"<p>{esc(text)}</p>" for text in _projection_calibration(result, calibration))
     if held and calibration is not None:
-        held += _calibration_table(calibration)
+        held += _calibration_table(calibration) + _offsets_table(calibration)
     return (
         f'<section id="estimate"><h2>The curve</h2>'
         f"<p>{esc(result.identification)[0].upper() + esc(result.identification)[1:]}, asking {esc(result.reference_question)}. "

@@ -2,7 +2,8 @@
 
 ``make validate`` (:mod:`model.validation.runner`) refits the model on the readings before each
 of its targets' cut-offs, 0-9 months before the target's field start, and scores each held-out
-reading against its predictive bands (``backtest_targets.csv``). A fit's projected curve is the
+reading against its predictive bands (``backtest_targets.csv``; each reported answer's prediction
+in ``backtest_answers.csv``). A fit's projected curve is the
 same kind of prediction made past the last reading, so the report puts those figures beside it:
 :func:`find_backtest` finds a run of the same readings and model among a fit's sibling folders,
 and :func:`backtest_calibration` reads the model's figures from it. Neighbouring targets share
@@ -42,6 +43,18 @@ TARGET_COLUMNS = (
     "abs_error",
     "covered50",
     "covered90",
+)
+#: The per-answer predictions (``make validate`` writes them beside the targets), and the columns
+#: read from them: each reported answer's observed share and predictive median, in points.
+ANSWERS_FILE = "backtest_answers.csv"
+ANSWER_COLUMNS = (
+    "method",
+    "reference",
+    "horizon_months",
+    "field_start",
+    "answer",
+    "observed",
+    "median",
 )
 #: Config fields a backtest may differ in from the fit it is shown with: the date the curve runs
 #: to (a refit ends at its cut-off) and the sampler's settings (the refits use the backtest's own,
@@ -94,12 +107,20 @@ class BacktestCalibration:
         error of the predictive median, points), and for the 50% and 90% bands the mean share of a
         reading's reported answers they covered (``coverage50``, ``coverage90``) with its
         :data:`INTERVAL` interval from the Newey-West standard error over the targets in
-        field-start order (``coverage50_lower`` ... ``coverage90_upper``, clipped to 0-1).
+        field-start order (``coverage50_lower`` ... ``coverage90_upper``, clipped to 0-1), and
+        the first and last target's field start (``first_target``, ``last_target``).
+    errors : pandas.DataFrame or None
+        Where the bands sat, per horizon and reported answer: ``n`` readings, ``mean_error`` (the
+        reported share less the predictive median, points, averaged over the targets: positive
+        when the readings came out above the prediction) with its :data:`INTERVAL` interval
+        (``lower``, ``upper``) from the Newey-West standard error over the targets in field-start
+        order. None for a backtest without ``backtest_answers.csv``.
     """
 
     folder: Path
     sampler: dict[str, Any]
     table: pd.DataFrame
+    errors: pd.DataFrame | None = None
 
     def at(self, months: float) -> pd.Series:
         """The row of the shortest horizon at or past ``months`` (the longest if none is)."""
@@ -107,6 +128,13 @@ class BacktestCalibration:
         past = horizons >= months - 1e-9
         row = int(past.argmax()) if past.any() else len(horizons) - 1
         return self.table.iloc[row]
+
+    def errors_at(self, months: float) -> pd.DataFrame:
+        """The :attr:`errors` rows of the horizon :meth:`at` reads (none without them)."""
+        if self.errors is None:
+            return pd.DataFrame(columns=["horizon_months", "answer", "n", "mean_error"])
+        horizon = int(self.at(months)["horizon_months"])
+        return self.errors[self.errors["horizon_months"] == horizon].reset_index(drop=True)
 
 
 def _compared(config: Config) -> dict[str, Any]:
@@ -221,10 +249,51 @@ def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
             row[f"coverage{level}"] = mean
             row[f"coverage{level}_lower"] = np.nan if np.isnan(se) else max(mean - z * se, 0.0)
             row[f"coverage{level}_upper"] = np.nan if np.isnan(se) else min(mean + z * se, 1.0)
+        row["first_target"] = pd.Timestamp(group["field_start"].iloc[0])
+        row["last_target"] = pd.Timestamp(group["field_start"].iloc[-1])
         rows.append(row)
     settings = _settings(folder) or {}
     return BacktestCalibration(
         folder=folder,
         sampler=dict(settings.get("backtest_sampler") or {}),
         table=pd.DataFrame(rows),
+        errors=_answer_errors(folder / ANSWERS_FILE, z),
+    )
+
+
+def _answer_errors(path: Path, z: float) -> pd.DataFrame | None:
+    """:attr:`BacktestCalibration.errors` from ``backtest_answers.csv`` (None if there is none)."""
+    if not path.is_file():
+        return None
+    answers = pd.read_csv(path)
+    missing = [c for c in ANSWER_COLUMNS if c not in answers]
+    if missing:
+        raise ValueError(f"{path}: no column {', '.join(missing)}; expected {list(ANSWER_COLUMNS)}")
+    scored = answers[
+        (answers["method"] == MODEL_METHOD)
+        & answers["reference"].astype(bool)
+        & answers["observed"].notna()
+        & answers["median"].notna()
+    ]
+    rows = []
+    for (horizon, answer), group in scored.groupby(["horizon_months", "answer"], sort=False):
+        group = group.sort_values("field_start", kind="stable")
+        error = (group["observed"] - group["median"]).to_numpy(dtype=float)
+        mean, se = float(error.mean()), newey_west_se(error)
+        rows.append(
+            {
+                "horizon_months": int(horizon),
+                "answer": answer,
+                "n": len(group),
+                "mean_error": mean,
+                "lower": mean - z * se,
+                "upper": mean + z * se,
+            }
+        )
+    columns = ["horizon_months", "answer", "n", "mean_error", "lower", "upper"]
+    # Horizons in order, answers in the order the file first gives them.
+    return (
+        pd.DataFrame(rows, columns=columns)
+        .sort_values("horizon_months", kind="stable")
+        .reset_index(drop=True)
     )

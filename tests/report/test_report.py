@@ -33,7 +33,7 @@ from tests.report.fakes import (
     fake_result,
     with_trend,
 )
-from tests.results.test_calibration import target_rows, write_backtest
+from tests.results.test_calibration import answer_rows, target_rows, write_backtest
 
 
 @pytest.fixture(scope="module")
@@ -521,7 +521,9 @@ def test_report_without_sourced_table_shows_src_rows_unlinked(result, pngs, tmp_
 
 
 # -- command line --------------------------------------------------------------------------------
-def report_beside(result, tmp_path, backtest: bool, targets=None, sampler=None) -> str:
+def report_beside(
+    result, tmp_path, backtest: bool, targets=None, sampler=None, answers=None
+) -> str:
     """``write_report`` into a run folder under ``runs/``, with (or without) a backtest of the same
     readings and config beside it; the page, unescaped."""
     runs = tmp_path / "runs"
@@ -535,6 +537,7 @@ def report_beside(result, tmp_path, backtest: bool, targets=None, sampler=None) 
             config=result.config,
             targets=targets,
             sampler=sampler,
+            answers=answers,
         )
     return html.unescape(report.write_report(result, folder, figures={}).read_text())
 
@@ -613,6 +616,46 @@ def test_a_backtest_sampled_otherwise_than_the_fit_says_so_where_it_is_quoted(
     # The match ignores the sampler, so a quick validate --draws 100 must not read as a full one.
     page = report_beside(projected, tmp_path, backtest=True, sampler=sampler)
     assert page.count(words) == 2  # in the headline's caveat and in the curve's section
+
+
+def test_a_projected_curve_says_where_the_backtests_readings_fell_against_its_median(
+    projected, tmp_path
+):
+    answers = list(projected.config.answers)
+    page = report_beside(projected, tmp_path, backtest=True, answers=answer_rows(answers[:2]))
+    first, second = answers[:2]
+    # At the 9-month horizon quoted, both answers' readings sat on one side of the median beyond
+    # their interval: said in the headline's caveat and in the curve's section.
+    said = (
+        f"At that horizon the readings came out, on average, {first} 5.0 points above the "
+        f"predicted median (90% interval +"
+    )
+    assert page.count(said) == 2
+    assert f"; {second} 5.0 points below the predicted median (90% interval -" in page
+    assert "5 readings)" in page
+    assert (
+        "The held-out readings at that horizon were fielded from January 2025 to September 2025."
+        in page
+    )
+    # Every horizon in a table, the 0-month errors (within their interval) among them.
+    assert "Where the held-out readings fell against the predicted median" in page
+    assert "+0.2 (" in page and "-0.2 (" in page
+    # Without the per-answer file, none of it.
+    plain = report_beside(projected, tmp_path / "plain", backtest=True)
+    assert "At that horizon" not in plain and "Where the held-out readings fell" not in plain
+
+
+def test_readings_within_their_interval_of_the_median_are_said_to_be(projected, tmp_path):
+    rows = answer_rows(list(projected.config.answers)[:2])
+    for answer in projected.config.answers[:2]:  # each answer's errors straddle zero
+        at_9 = (rows["horizon_months"] == 9) & (rows["answer"] == answer)
+        rows.loc[at_9, "observed"] = 50.0 + np.array([1.0, -1.0, 2.0, -2.0, 0.5])
+    page = report_beside(projected, tmp_path, backtest=True, answers=rows)
+    assert "At that horizon the readings came out" not in page
+    assert (
+        "At that horizon no answer's readings came out on one side of the predicted median "
+        "beyond their 90% interval." in page
+    )
 
 
 def test_a_projection_past_the_longest_horizon_says_so(projected, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 
 import model
 from model.results.calibration import (
+    ANSWERS_FILE,
     TARGETS_FILE,
     backtest_calibration,
     find_backtest,
@@ -56,8 +57,48 @@ def target_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_backtest(runs, name, checksum=CHECKSUM, config=CONFIG, targets=None, sampler=None):
-    """A backtest's folder; its refits sampled as ``config`` says unless ``sampler`` is given."""
+#: The model's talks readings at 9 months less its predictive median, in field-start order:
+#: all above it. Its continue readings are as far below; at 0 months the errors straddle zero.
+TALKS_ERRORS_AT_9 = [4.0, 6.0, 3.0, 7.0, 5.0]
+
+
+def answer_rows(answers=("talks", "continue")) -> pd.DataFrame:
+    """``backtest_answers.csv`` as the backtest writes it: each reported answer of the model's
+    reference targets at 0 and 9 months (out of field-start order), plus rows that are not read
+    (another house's target, another method)."""
+    rows = []
+
+    def add(method, horizon, month, answer, error, reference=True):
+        rows.append(
+            {
+                "answer": answer,
+                "observed": 50.0 + error,
+                "median": 50.0,
+                "signed_error": -error,
+                "method": method,
+                "reference": reference,
+                "horizon_months": horizon,
+                "field_start": f"2025-{month:02d}-01",
+            }
+        )
+
+    first, second = answers
+    for month, error in zip([5, 1, 9, 7, 3], [3.0, 4.0, 5.0, 7.0, 6.0], strict=True):
+        add("model", 9, month, first, error)  # in field-start order: TALKS_ERRORS_AT_9
+        add("model", 9, month, second, -error)
+    for month, error in zip([1, 2, 3], [-1.0, 1.0, 0.5], strict=True):
+        add("model", 0, month, first, error)
+        add("model", 0, month, second, -error)
+    add("model", 0, 4, first, 30.0, reference=False)
+    add("reference_only", 0, 1, first, 30.0)
+    return pd.DataFrame(rows)
+
+
+def write_backtest(
+    runs, name, checksum=CHECKSUM, config=CONFIG, targets=None, sampler=None, answers=None
+):
+    """A backtest's folder; its refits sampled as ``config`` says unless ``sampler`` is given;
+    ``backtest_answers.csv`` only when ``answers`` are given."""
     folder = runs / name
     folder.mkdir(parents=True)
     settings = {
@@ -68,6 +109,8 @@ def write_backtest(runs, name, checksum=CHECKSUM, config=CONFIG, targets=None, s
     }
     (folder / "settings.json").write_text(json.dumps(settings))
     (target_rows() if targets is None else targets).to_csv(folder / TARGETS_FILE, index=False)
+    if answers is not None:
+        answers.to_csv(folder / ANSWERS_FILE, index=False)
     return folder
 
 
@@ -127,6 +170,45 @@ def test_the_models_reference_targets_are_read_by_horizon_with_a_newey_west_inte
         9,
         9,
     ]
+
+
+def test_where_each_answers_readings_fell_against_the_median_is_read_by_horizon(tmp_path):
+    folder = write_backtest(tmp_path, "validate-20260101T000000Z", answers=answer_rows())
+    calibration = backtest_calibration(folder)
+    errors = calibration.errors.set_index(["horizon_months", "answer"])
+    # Not the other house's target or the other method: three and five readings per answer.
+    assert errors["n"].to_dict() == {
+        (0, "talks"): 3,
+        (0, "continue"): 3,
+        (9, "talks"): 5,
+        (9, "continue"): 5,
+    }
+    # The reported share less the predictive median (the file's signed_error is the reverse).
+    assert errors.loc[(9, "talks"), "mean_error"] == pytest.approx(5.0)
+    assert errors.loc[(9, "continue"), "mean_error"] == pytest.approx(-5.0)
+    assert errors.loc[(0, "talks"), "mean_error"] == pytest.approx(0.5 / 3)
+    se = newey_west_se(np.array(TALKS_ERRORS_AT_9))  # in field-start order
+    assert errors.loc[(9, "talks"), "lower"] == pytest.approx(5.0 - 1.6448536 * se)
+    assert errors.loc[(9, "talks"), "upper"] == pytest.approx(5.0 + 1.6448536 * se)
+    assert errors.loc[(9, "talks"), "lower"] > 0 > errors.loc[(9, "continue"), "upper"]
+    assert errors.loc[(0, "talks"), "lower"] < 0 < errors.loc[(0, "talks"), "upper"]
+    # The rows of the horizon a projection is read at, and each horizon's span of targets.
+    assert calibration.errors_at(4.2)["horizon_months"].tolist() == [9, 9]
+    table = calibration.table.set_index("horizon_months")
+    assert (table.loc[9, "first_target"], table.loc[9, "last_target"]) == (
+        pd.Timestamp("2025-01-01"),
+        pd.Timestamp("2025-09-01"),
+    )
+
+
+def test_a_backtest_without_per_answer_predictions_has_no_errors(tmp_path):
+    calibration = backtest_calibration(write_backtest(tmp_path, "validate-20260101T000000Z"))
+    assert calibration.errors is None and calibration.errors_at(9).empty
+    folder = write_backtest(
+        tmp_path, "validate-20260102T000000Z", answers=answer_rows().drop(columns="median")
+    )
+    with pytest.raises(ValueError, match=r"backtest_answers\.csv: no column median"):
+        backtest_calibration(folder)
 
 
 def test_a_missing_column_is_named_with_the_file(tmp_path):
