@@ -396,13 +396,24 @@ def _cfunc(src: str, name: str, signature, inner, kind: str):
     return compiled, key
 
 
+#: The callbacks this process has loaded from the disk cache, by cache key. A callback is a C function
+#: of the structure alone (each model's data reach it through its user-data pointer), so every
+#: later model of that structure in the process (a validation worker's refits, a notebook's fits)
+#: shares it instead of loading its machine code again (~0.4 s a model).
+_LOADED_CALLBACKS: dict[str, Any] = {}
+
+
 def _load_cfunc(src: str, name: str, signature, key: str):
     """The callback stored under ``key`` in numba's disk cache, or ``None`` if it is not there.
 
-    Loads machine code only: the function the callback calls is not needed (nor compiled).
+    Loads machine code only: the function the callback calls is not needed (nor compiled). One
+    loaded in this process before is returned as it is (:data:`_LOADED_CALLBACKS`).
     """
     from numba.core.ccallback import CFunc
     from numba.core.compiler_lock import global_compiler_lock
+
+    if (loaded := _LOADED_CALLBACKS.get(key)) is not None:
+        return loaded
 
     fn = _callback_function(src, name, key, None)
     cfunc = CFunc(fn, (signature.args, signature.return_type), {}, {})
@@ -416,6 +427,7 @@ def _load_cfunc(src: str, name: str, signature, key: str):
         cfunc._wrapper_name = cres.fndesc.llvm_cfunc_wrapper_name
         cfunc._wrapper_address = cfunc._library.get_pointer_to_function(cfunc._wrapper_name)
         cfunc._cache_hits += 1
+    _LOADED_CALLBACKS[key] = cfunc
     return cfunc
 
 
@@ -461,12 +473,12 @@ def _op_token(op) -> str:
     return hash_from_pickle_dump(state)
 
 
-def _model_key(pymc_model, var_names) -> tuple[str | None, dict[str, Any]]:
+def _model_key(pymc_model, var_names, stored=None) -> tuple[str | None, dict[str, Any]]:
     """:func:`_graph_key` (of the model as :func:`compile_model` compiles it: under
     :func:`exact_arithmetic`), or no key (compile without the layout cache) if the graph cannot be keyed."""
     try:
         with exact_arithmetic():
-            return _graph_key(pymc_model, var_names)
+            return _graph_key(pymc_model, var_names, stored)
     except Exception as err:  # noqa: BLE001 (an op that cannot be pickled, say): only speed is lost
         warnings.warn(
             f"compiling without the layout cache: the model's graph could not be keyed ({err})",
@@ -475,7 +487,7 @@ def _model_key(pymc_model, var_names) -> tuple[str | None, dict[str, Any]]:
         return None, {}
 
 
-def _graph_key(pymc_model, var_names) -> tuple[str | None, dict[str, Any]]:
+def _graph_key(pymc_model, var_names, stored=None) -> tuple[str | None, dict[str, Any]]:
     """A key of everything that fixes the compiled functions, and the model's shared variables by name.
 
     The key hashes the graph of the model's log density and of the variables the trace stores, as
@@ -496,7 +508,7 @@ def _graph_key(pymc_model, var_names) -> tuple[str | None, dict[str, Any]]:
     from pytensor.link.numba.dispatch.basic import cache_key_for_constant
 
     value_vars = [pymc_model.rvs_to_values[rv] for rv in pymc_model.free_RVs]
-    stored = _stored_vars(pymc_model, var_names)
+    stored = _stored_vars(pymc_model, var_names) if stored is None else stored
     outputs = [pymc_model.logp(), *stored]
 
     tokens: dict[Any, str] = {v: f"value[{i}] {v.name} {v.type}" for i, v in enumerate(value_vars)}
@@ -671,14 +683,17 @@ def compile_model(pymc_model, *, var_names=None):
 
 def _compile_model(pymc_model, var_names):
     """:func:`compile_model`'s body (under :func:`exact_arithmetic`)."""
-    model_key, shared_by_name = _model_key(pymc_model, var_names)
+    # The stored variables' graphs (PyMC builds them anew on every call) serve the key, the sizes
+    # and the compiled functions alike.
+    stored = _stored_vars(pymc_model, var_names)
+    model_key, shared_by_name = _model_key(pymc_model, var_names, stored)
     initial_point_fn = _initial_point_function(pymc_model)
     if model_key is None:
-        return _compile(pymc_model, var_names, initial_point_fn)[0]
+        return _compile(pymc_model, var_names, initial_point_fn, stored)[0]
 
     def load(layout):
         return _cached_model(
-            model_key, layout, pymc_model, shared_by_name, initial_point_fn, var_names
+            model_key, layout, pymc_model, shared_by_name, initial_point_fn, var_names, stored
         )
 
     layout = _read_layout(model_key)
@@ -686,29 +701,33 @@ def _compile_model(pymc_model, var_names):
         compiled = load(layout)
         if compiled is not None:
             return compiled
-        return _compile_and_cache(model_key, pymc_model, var_names, initial_point_fn)
+        return _compile_and_cache(model_key, pymc_model, var_names, initial_point_fn, stored)
     # Not cached: another process compiling the same structure (a second fit started beside this
     # one, a validation worker) finishes first, and this one loads what it wrote.
     with compile_lock(model_key):
         layout = _read_layout(model_key)
         compiled = None if layout is None else load(layout)
         if compiled is None:
-            compiled = _compile_and_cache(model_key, pymc_model, var_names, initial_point_fn)
+            compiled = _compile_and_cache(
+                model_key, pymc_model, var_names, initial_point_fn, stored
+            )
     return compiled
 
 
-def _compile_and_cache(model_key, pymc_model, var_names, initial_point_fn):
-    compiled, layout = _compile(pymc_model, var_names, initial_point_fn)
+def _compile_and_cache(model_key, pymc_model, var_names, initial_point_fn, stored=None):
+    compiled, layout = _compile(pymc_model, var_names, initial_point_fn, stored)
     if layout is not None:
         _write_layout(model_key, layout)
     return compiled
 
 
-def _cached_model(model_key, layout, pymc_model, shared_by_name, initial_point_fn, var_names):
+def _cached_model(
+    model_key, layout, pymc_model, shared_by_name, initial_point_fn, var_names, stored=None
+):
     """The model loaded from a cached layout and its callbacks, or None (damaged, or a callback
     missing: the caller compiles afresh)."""
     try:
-        return _from_layout(pymc_model, layout, shared_by_name, initial_point_fn, var_names)
+        return _from_layout(pymc_model, layout, shared_by_name, initial_point_fn, var_names, stored)
     except Exception as err:  # noqa: BLE001 (a damaged layout or cache entry: compile afresh)
         warnings.warn(
             f"ignoring the cached layout {model_key}: {type(err).__name__}: {err}", stacklevel=4
@@ -780,7 +799,11 @@ def _free_values(pymc_model) -> list:
 
 
 def _stored_vars(pymc_model, var_names):
-    """The variables a draw stores besides the free ones (nutpie's choice: every unobserved value)."""
+    """The variables a draw stores besides the free ones (nutpie's choice: every unobserved value).
+
+    PyMC builds their graphs anew on each call (~0.2 s on the shipped model), so
+    :func:`compile_model` calls it once and passes the list on (``stored=``).
+    """
     free = {pymc_model.rvs_to_values[rv].name for rv in pymc_model.free_RVs}
     stored = [v for v in pymc_model.unobserved_value_vars if v.name not in free]
     if var_names is not None:
@@ -813,12 +836,12 @@ def _shapes(
     return {name: tuple(shape) for name, shape in _compute_shapes(pymc_model).items()}
 
 
-def _sizes(pymc_model, var_names, initial_point_fn=None) -> Sizes:
+def _sizes(pymc_model, var_names, initial_point_fn=None, stored=None) -> Sizes:
     """The flat layout of ``pymc_model`` as its data now are (shapes by :func:`_shapes`)."""
     from math import prod
 
     free = [v.name for v in _free_values(pymc_model)]
-    stored_vars = _stored_vars(pymc_model, var_names)
+    stored_vars = _stored_vars(pymc_model, var_names) if stored is None else stored
     stored = [v.name for v in stored_vars]
     shapes = _shapes(pymc_model, free, stored_vars, initial_point_fn)
     names, slices, shape_list = [], [], []
@@ -841,7 +864,7 @@ def _sizes(pymc_model, var_names, initial_point_fn=None) -> Sizes:
     )
 
 
-def _make_functions(pymc_model, var_names, initial_point_fn):
+def _make_functions(pymc_model, var_names, initial_point_fn, stored=None):
     """``nutpie.compile_pymc._make_functions`` (numba mode, gradient, joined expansion) for any data sizes.
 
     nutpie compiles the flat parameter vector's length and each variable's slice and shape into the
@@ -864,7 +887,8 @@ def _make_functions(pymc_model, var_names, initial_point_fn):
     from pymc.pytensorf import compile as compile_pymc
     from pytensor.graph import clone_replace, rewrite_graph
 
-    sizes = _sizes(pymc_model, var_names, initial_point_fn)
+    stored = _stored_vars(pymc_model, var_names) if stored is None else stored
+    sizes = _sizes(pymc_model, var_names, initial_point_fn, stored)
     value_vars = _free_values(pymc_model)
     n_free = len(value_vars)
     names, _, shapes = sizes.shape_info
@@ -908,7 +932,6 @@ def _make_functions(pymc_model, var_names, initial_point_fn):
     with pymc_model:
         logp_fn_pt = compile_pymc((joined,), (logp, grad), mode="NUMBA")
 
-    stored = _stored_vars(pymc_model, var_names)
     expanded = pt.concatenate(
         [
             *(replacements[v].ravel() for v in value_vars),
@@ -931,10 +954,10 @@ def _make_functions(pymc_model, var_names, initial_point_fn):
     return sizes, logp_fn_pt, expand_fn_pt, initial_point_flat, reparameterized
 
 
-def _compile(pymc_model, var_names, initial_point_fn):
+def _compile(pymc_model, var_names, initial_point_fn, stored=None):
     """Compile through PyTensor; returns the compiled model and its layout (``None`` if uncacheable)."""
     sizes, logp_fn_pt, expand_fn_pt, initial_point_flat, reparameterized = _make_functions(
-        pymc_model, var_names, initial_point_fn
+        pymc_model, var_names, initial_point_fn, stored
     )
     n_dim, n_expanded, shape_info = sizes.n_dim, sizes.n_expanded, sizes.shape_info
 
@@ -996,7 +1019,12 @@ def _compile(pymc_model, var_names, initial_point_fn):
 
 
 def _from_layout(
-    pymc_model, layout: dict, shared_by_name: dict[str, Any], initial_point_fn, var_names=None
+    pymc_model,
+    layout: dict,
+    shared_by_name: dict[str, Any],
+    initial_point_fn,
+    var_names=None,
+    stored=None,
 ):
     """The compiled model from a cached layout and cached callbacks; ``None`` if anything is missing.
 
@@ -1009,7 +1037,7 @@ def _from_layout(
     free = [v.name for v in _free_values(pymc_model)]
     if free != layout["free"]:
         return None
-    sizes = _sizes(pymc_model, var_names, initial_point_fn)
+    sizes = _sizes(pymc_model, var_names, initial_point_fn, stored)
     if sizes.stored_names != layout["stored"]:
         return None
     shared_by_name = {

@@ -12,6 +12,7 @@ Compiling a new structure costs about 20 s on the shipped data with PyTensor's k
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -74,14 +75,15 @@ class CompiledAggregator:
         start = time.perf_counter()
         self.design = design
         self.config = config
-        self.pymc_model = PollAggregator(design, config, refit=refit).build()
-        # What the extension reads from each draw, stored by the sampler with the draw (a fit's
-        # model only: a refit's trace is never extended).
-        self._generated = {} if refit else _add_generated_quantities(self.pymc_model)
-        self._nutpie = None
-        if config.sampler.nuts_sampler == "nutpie":
-            with exact_arithmetic():
-                self._nutpie = compile_model(self.pymc_model)
+        with untraced_graphs():
+            self.pymc_model = PollAggregator(design, config, refit=refit).build()
+            # What the extension reads from each draw, stored by the sampler with the draw (a
+            # fit's model only: a refit's trace is never extended).
+            self._generated = {} if refit else _add_generated_quantities(self.pymc_model)
+            self._nutpie = None
+            if config.sampler.nuts_sampler == "nutpie":
+                with exact_arithmetic():
+                    self._nutpie = compile_model(self.pymc_model)
         self.compile_s = time.perf_counter() - start
         self.callbacks = callbacks_cached(self._nutpie) if self._nutpie is not None else "n/a"
 
@@ -384,7 +386,7 @@ class CompiledAggregator:
         obs = self.pymc_model["obs_share"]
         concentration = by_role[CONCENTRATION]
         batch = pt.tensor("concentration", shape=(None, *reading_concentration(obs).type.shape))
-        with exact_arithmetic():
+        with untraced_graphs(), exact_arithmetic():
             fresh_readings = pm.pytensorf.compile(
                 [batch], reading_draws(obs, batch), random_seed=seed
             )
@@ -422,6 +424,22 @@ class CompiledAggregator:
 #: sampler stored for the extension with each draw, set aside from the posterior.
 GENERATED = "generated_quantities"
 LOG_LIKELIHOOD, CONCENTRATION, LOG_PRIOR = "log_likelihood", "concentration", "log_prior:"
+
+
+def untraced_graphs():
+    """A context in which PyTensor records no creation stack on the graph nodes it makes.
+
+    By default PyTensor walks up to 8 frames of the Python stack (reading each source line) for
+    every node it creates (``traceback__limit``), so that an error in a graph a user wrote can say
+    where each node came from. The engine's graphs are the package's own, thousands of nodes built
+    on every fit and refit, so it builds them without (the time saved: ``docs/performance.md``). A
+    ``traceback__limit`` set in ``PYTENSOR_FLAGS`` is kept, for debugging the model's graph.
+    """
+    import pytensor
+
+    if "traceback__limit" in os.environ.get("PYTENSOR_FLAGS", ""):
+        return contextlib.nullcontext()
+    return pytensor.config.change_flags(traceback__limit=0)
 
 
 def _add_generated_quantities(pymc_model) -> dict[str, str]:

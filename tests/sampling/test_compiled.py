@@ -405,6 +405,11 @@ def test_one_compiled_model_serves_tables_of_other_sizes(compiled_pair, sim_poll
         mp.setenv(CACHE_TAG_ENV, _TAG)
         loaded = compile_model(small)
     assert callbacks_cached(loaded) == "hit" and loaded.logp_func is None
+    # The callbacks this process loaded for the first table serve this one as they are: its data
+    # reach them through its own user data.
+    assert loaded.compiled_logp_func is cached.compiled_logp_func
+    assert loaded.compiled_expand_func is cached.compiled_expand_func
+    assert loaded.user_data is not cached.user_data
     assert loaded.n_dim < fresh.n_dim and loaded.n_expanded < fresh.n_expanded
     names, _, _ = loaded.shape_info
     n_free = len(small.free_RVs)
@@ -649,3 +654,22 @@ def test_fit_samples_and_post_processes_without_fast_math(sim_polls, monkeypatch
         with pytest.raises(RuntimeError, match="recorded"):
             compiled.extend(trace, seed=1)
     assert seen == [False, False]
+
+
+def test_the_engine_builds_its_graphs_without_creation_stacks(monkeypatch):
+    """PyTensor records up to 8 stack frames on every node it creates, for errors in graphs a user
+    wrote; the engine's own graphs (model.sampling.engine.untraced_graphs) go without, unless
+    PYTENSOR_FLAGS sets the limit (someone debugging the model's graph)."""
+    import pytensor.tensor as pt
+
+    from model.sampling.engine import untraced_graphs
+
+    monkeypatch.delenv("PYTENSOR_FLAGS", raising=False)
+    x = pt.dvector("x")
+    assert (pt.exp(x) + 1).tag.trace  # PyTensor's default
+    with untraced_graphs():
+        assert (pt.exp(x) + 1).tag.trace == []
+    assert pytensor.config.traceback__limit == 8  # left as it was
+    monkeypatch.setenv("PYTENSOR_FLAGS", "traceback__limit=8")
+    with untraced_graphs():
+        assert (pt.exp(x) + 1).tag.trace
