@@ -181,7 +181,8 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument(
         "--sbc-draws",
         type=lambda t: _count(t, minimum=1),
-        help="kept draws per chain of each SBC refit (default: the config's, as the fit samples)",
+        help="kept draws per chain of each SBC refit (default: the config's, as the fit samples; "
+        "when given, no longer attempt is made)",
     )
     val.add_argument(
         "--sbc-tune",
@@ -279,6 +280,17 @@ def _sampler_overrides(args: argparse.Namespace) -> dict[str, int | None]:
     (``retry_draws``): a run asked for so many draws samples that many."""
     overrides = {
         k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k) is not None
+    }
+    if "draws" in overrides:
+        overrides["retry_draws"] = None
+    return overrides
+
+
+def _sbc_sampler_overrides(args: argparse.Namespace) -> dict[str, int | None]:
+    """``--sbc-draws`` and ``--sbc-tune`` where given; with ``--sbc-draws``, as with ``--draws``,
+    no longer attempt (``retry_draws``)."""
+    overrides: dict[str, int | None] = {
+        k: v for k, v in (("draws", args.sbc_draws), ("tune", args.sbc_tune)) if v is not None
     }
     if "draws" in overrides:
         overrides["retry_draws"] = None
@@ -436,9 +448,6 @@ def _validate(args: argparse.Namespace) -> int:
     config = _config(args)
     polls = load_polls(args.data, answers=config.answers)
     both = not args.backtest and args.sbc is None
-    sbc_overrides = {
-        k: v for k, v in (("draws", args.sbc_draws), ("tune", args.sbc_tune)) if v is not None
-    }
     settings = ValidateSettings(
         backtest=args.backtest or both,
         since=args.since,
@@ -446,7 +455,7 @@ def _validate(args: argparse.Namespace) -> int:
         candidates=tuple(args.candidates),
         sbc=DEFAULT_SBC if both else (args.sbc or 0),
         sampler=dataclasses.replace(config.sampler, **_sampler_overrides(args)),
-        sbc_sampler=dataclasses.replace(config.sampler, **sbc_overrides),
+        sbc_sampler=dataclasses.replace(config.sampler, **_sbc_sampler_overrides(args)),
         seed=args.seed
         if args.seed is not None
         else int(np.random.SeedSequence().generate_state(1)[0]),

@@ -206,18 +206,28 @@ def sbc_task(
     """Fit one prior-simulated table and rank the truth among the posterior draws.
 
     The fit is *accepted* when every ranked quantity has a bulk ESS of at least
-    :data:`model.validation.sbc.ACCEPT_ESS`; every fit is kept either way. What calibration needs
-    is recorded (the ranked quantities' ESS and R-hat, divergent transitions), not the full gate
-    over every latent quantity.
+    :data:`model.validation.sbc.ACCEPT_ESS`; every fit is kept either way. It is sampled as a fit
+    is: up the divergence ladder, then longer when it misses acceptance with no divergent
+    transition left (:func:`model.validation.sbc.longer_sampling_reasons`); ``sample_s`` counts
+    every attempt. What calibration needs is recorded (the ranked quantities' ESS and R-hat,
+    divergent transitions), not the full gate over every latent quantity.
     """
     with cpu_budget(cores):
         refitter, compiled_now = _refitter(key, polls, config)
         idata, sample_s = refitter.sample(sampler, seed=seed, cores=cores, observed=observed)
         posterior = idata.posterior.to_dataset()
-        table = sbc.ranks(sbc.posterior_values(posterior, refitter.design), truth)
         mixing = sbc.ranked_mixing(posterior, refitter.design).set_index("quantity")
-        divergences = int(idata.sample_stats["diverging"].sum())
         min_ess = float(mixing["ess_bulk"].min())
+        if reasons := sbc.longer_sampling_reasons(sampler, idata, min_ess):
+            idata, longer_s = refitter.sample_longer(
+                idata, sampler, seed=seed, reasons=reasons, cores=cores, observed=observed
+            )
+            sample_s += longer_s
+            posterior = idata.posterior.to_dataset()
+            mixing = sbc.ranked_mixing(posterior, refitter.design).set_index("quantity")
+            min_ess = float(mixing["ess_bulk"].min())
+        table = sbc.ranks(sbc.posterior_values(posterior, refitter.design), truth)
+        divergences = int(idata.sample_stats["diverging"].sum())
         accepted = bool(min_ess >= sbc.ACCEPT_ESS)
         return {
             "ranks": table,
@@ -606,11 +616,24 @@ def summary_text(v: Validation) -> str:
             f">= {sbc.ACCEPT_ESS}), {divergent} with divergent transitions; ranks among {sbc.RANK_DRAWS} draws; every fit kept"
         )
         if "attempts" in v.sbc_fits and len(v.sbc_fits):
-            retried = v.sbc_fits[v.sbc_fits["attempts"] > 1]
+            fits = v.sbc_fits
+            lengthened = (
+                fits["longer_draws"].fillna(0) > 0
+                if "longer_draws" in fits
+                else pd.Series(False, index=fits.index)
+            )
+            retried = fits[fits["attempts"] - lengthened.astype(int) > 1]
             if len(retried):
                 lines.append(
                     f"  {len(retried)} fits sampled again at a higher target acceptance after divergent "
                     f"transitions ({int((retried['divergences'] > 0).sum())} of them still with some)"
+                )
+            if lengthened.any():
+                longer = fits[lengthened]
+                lines.append(
+                    f"  {len(longer)} fits sampled again with {int(longer['longer_draws'].max())} "
+                    "draws a chain after missing acceptance with no divergent transition "
+                    f"({int((~longer['accepted'].astype(bool)).sum())} of them still not accepted)"
                 )
         lines.append(
             f"  {'quantity':<44} {'cov50':>6} {'cov90':>6} {'mean rank':>9} {'in 99% band':>11} {'chi2 p':>7}"

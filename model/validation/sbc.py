@@ -20,7 +20,10 @@ without ``n``, some leaving the last answer unreported.
 **Acceptance.** Ranks need roughly independent draws of the ranked quantities only: a fit is
 *accepted* when every ranked quantity has a bulk ESS of at least :data:`ACCEPT_ESS` (the full
 diagnostics gate, R-hat and ESS on hundreds of latent quantities, is recorded too). Every fit is
-kept in the statistics; the acceptance count says how many met the ESS criterion.
+kept in the statistics; the acceptance count says how many met the ESS criterion. As a fit that
+misses the gate's R-hat or ESS alone is sampled once more with ``Sampler.retry_draws`` draws a
+chain, so is an SBC fit that misses acceptance with no divergent transition left
+(:func:`longer_sampling_reasons`); the ranks are then those of the longer attempt.
 
 **Uniformity** is judged by the rank ECDF against a :data:`BAND_PROB` simultaneous band of the
 uniform ECDF (Säilynoja, Bürkner and Vehtari 2022, via ``arviz_stats``): a quantity whose ECDF
@@ -38,6 +41,7 @@ from model.aggregator.design import PollDesign
 from model.aggregator.names import CALIBRATED
 from model.config import MODEL_FORMS, Config, Event, Sampler
 from model.data.polls import load_polls
+from model.results.diagnostics import may_sample_longer
 from model.sampling.compiled import exact_arithmetic
 
 #: Posterior draws each truth is ranked among (thinned evenly from all draws).
@@ -191,6 +195,16 @@ def ranked_mixing(posterior, design: PollDesign) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def longer_sampling_reasons(sampler: Sampler, idata, min_ranked_ess: float) -> list[str]:
+    """Why an SBC fit is to be sampled again with ``sampler.retry_draws`` draws a chain: the fit's
+    own rule (:func:`model.results.diagnostics.may_sample_longer`: set, fewer draws so far, no
+    divergent transition in the last attempt) with acceptance in place of the gate, i.e. a ranked
+    quantity's bulk ESS below :data:`ACCEPT_ESS`. Empty: not sampled again."""
+    if min_ranked_ess >= ACCEPT_ESS or not may_sample_longer(sampler, idata):
+        return []
+    return [f"min ranked bulk ESS {min_ranked_ess:.0f} < {ACCEPT_ESS}"]
 
 
 def ranks(draws: dict[str, np.ndarray], truth: dict[str, float]) -> pd.DataFrame:

@@ -608,3 +608,84 @@ def test_a_task_seed_follows_what_the_task_is_not_what_else_runs(monkeypatch):
     # and the tasks' seeds differ from each other
     assert len(set(more.values())) == len(more)
     assert task_seed(5, "sbc", 0) == more["sbc-0"] != task_seed(6, "sbc", 0)
+
+
+def test_an_sbc_fit_missing_acceptance_without_divergences_is_sampled_longer():
+    """The fit's rule for sampling longer (retry_draws set, fewer draws so far, no divergent
+    transition in the last attempt), with SBC's acceptance (ranked bulk ESS) in place of the gate."""
+    import json
+
+    import xarray as xr
+
+    from model.validation.sbc import ACCEPT_ESS, longer_sampling_reasons
+
+    def trace(draws: int, divergences: int):
+        idata = xr.DataTree.from_dict(
+            {
+                "posterior": xr.Dataset({"x": (("chain", "draw"), np.zeros((2, draws)))}),
+                "sample_stats": xr.Dataset(
+                    {"diverging": (("chain", "draw"), np.zeros((2, draws), dtype=bool))}
+                ),
+            }
+        )
+        attempt = {"target_accept": 0.95, "divergences": divergences, "seconds": 1.0}
+        idata.attrs["sampling_attempts"] = json.dumps([attempt])
+        return idata
+
+    longer = model.Sampler(draws=100, retry_draws=400)
+    assert longer_sampling_reasons(longer, trace(100, 0), ACCEPT_ESS - 1) == [
+        f"min ranked bulk ESS {ACCEPT_ESS - 1} < {ACCEPT_ESS}"
+    ]
+    assert longer_sampling_reasons(longer, trace(100, 0), ACCEPT_ESS) == []  # accepted
+    assert (
+        longer_sampling_reasons(longer, trace(100, 2), 20.0) == []
+    )  # divergent: more draws do not mend
+    assert longer_sampling_reasons(longer, trace(400, 0), 20.0) == []  # already the longer attempt
+    assert longer_sampling_reasons(model.Sampler(draws=100), trace(100, 0), 20.0) == []  # not set
+
+
+def test_the_summary_counts_sbc_fits_sampled_longer_apart_from_the_ladder():
+    from model.validation.runner import Validation, summary_text
+
+    fits = pd.DataFrame(
+        {
+            # a ladder retry; a longer attempt; both (ladder then longer); a first-attempt fit
+            "attempts": [2, 2, 3, 1],
+            "longer_draws": [0, 4000, 4000, 0],
+            "divergences": [1, 0, 0, 0],
+            "accepted": [True, False, True, True],
+        }
+    )
+    quantity = {
+        "quantity": "walk_sd",
+        "coverage50": 0.5,
+        "coverage90": 0.9,
+        "mean_rank": 0.5,
+        "ecdf_in_band": True,
+        "uniformity_p": 0.5,
+    }
+    empty = pd.DataFrame()
+    v = Validation(
+        settings=model.ValidateSettings(sbc=4),
+        config=model.Config(),
+        backtest=empty,
+        backtest_targets=empty,
+        backtest_answers=empty,
+        backtest_horizons=empty,
+        backtest_paired=empty,
+        backtest_bias=empty,
+        sbc=pd.DataFrame([quantity]),
+        sbc_ranks=empty,
+        sbc_fits=fits,
+        failures=pd.DataFrame(columns=["task", "error"]),
+        info={"workers": 1, "scheduler": "LocalCluster", "wall_s": 1.0},
+    )
+    text = summary_text(v)
+    assert (
+        "2 fits sampled again at a higher target acceptance after divergent transitions "
+        "(1 of them still with some)" in text
+    )
+    assert (
+        "2 fits sampled again with 4000 draws a chain after missing acceptance with no divergent "
+        "transition (1 of them still not accepted)" in text
+    )
