@@ -334,9 +334,16 @@ def _offsets(errors) -> list[str]:
         side = "above" if r["mean_error"] > 0 else "below"
         words.append(
             f"{r['answer']} {abs(r['mean_error']):.1f} points {side} the predicted median (90% "
-            f"interval {r['lower']:+.1f} to {r['upper']:+.1f}, {int(r['n'])} readings)"
+            f"interval {_signed_points(r['lower'])} to {_signed_points(r['upper'])}, "
+            f"{int(r['n'])} readings)"
         )
     return words
+
+
+def _signed_points(x: float) -> str:
+    """A signed difference in points to one decimal, or two where one would show a non-zero value
+    as zero (an interval's end just short of zero must not read as reaching it)."""
+    return f"{x:+.2f}" if x != 0 and round(x, 1) == 0 else f"{x:+.1f}"
 
 
 #: The sampler settings a backtest's refits are compared on with the fit (``Sampler`` fields;
@@ -422,8 +429,12 @@ def _offsets_table(calibration: BacktestCalibration) -> str:
                 cells.append("")
                 continue
             r = by_answer.loc[answer]
-            interval = "" if np.isnan(r["lower"]) else f" ({r['lower']:+.1f} – {r['upper']:+.1f})"
-            cells.append(f"{r['mean_error']:+.1f}{interval}, n = {int(r['n'])}")
+            interval = (
+                ""
+                if np.isnan(r["lower"])
+                else f" ({_signed_points(r['lower'])} – {_signed_points(r['upper'])})"
+            )
+            cells.append(f"{_signed_points(r['mean_error'])}{interval}, n = {int(r['n'])}")
         rows.append([f"{int(horizon)}", *cells])
     return (
         "<p>Where the held-out readings fell against the predicted median: each answer's reported "

@@ -645,6 +645,16 @@ def test_a_projected_curve_says_where_the_backtests_readings_fell_against_its_me
     assert "At that horizon" not in plain and "Where the held-out readings fell" not in plain
 
 
+def test_a_difference_just_short_of_zero_is_not_printed_as_zero():
+    assert [report._signed_points(x) for x in (-0.04, 0.03, 0.0, -1.26, 2.0)] == [
+        "-0.04",
+        "+0.03",
+        "+0.0",
+        "-1.3",
+        "+2.0",
+    ]
+
+
 def test_readings_within_their_interval_of_the_median_are_said_to_be(projected, tmp_path):
     rows = answer_rows(list(projected.config.answers)[:2])
     for answer in projected.config.answers[:2]:  # each answer's errors straddle zero
