@@ -275,23 +275,14 @@ def _validate_defaults():
     return ValidateSettings()
 
 
-def _sampler_overrides(args: argparse.Namespace) -> dict[str, int | None]:
-    """``--draws``, ``--tune``, ``--chains`` where given; with ``--draws``, no longer attempt
-    (``retry_draws``): a run asked for so many draws samples that many."""
-    overrides = {
-        k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k) is not None
-    }
-    if "draws" in overrides:
-        overrides["retry_draws"] = None
-    return overrides
-
-
-def _sbc_sampler_overrides(args: argparse.Namespace) -> dict[str, int | None]:
-    """``--sbc-draws`` and ``--sbc-tune`` where given; with ``--sbc-draws``, as with ``--draws``,
-    no longer attempt (``retry_draws``)."""
-    overrides: dict[str, int | None] = {
-        k: v for k, v in (("draws", args.sbc_draws), ("tune", args.sbc_tune)) if v is not None
-    }
+def _sampler_overrides(args: argparse.Namespace, prefix: str = "") -> dict[str, int | None]:
+    """``--draws``, ``--tune``, ``--chains`` where given (with ``prefix="sbc_"``: ``--sbc-draws``
+    and ``--sbc-tune``); with draws given, no longer attempt (``retry_draws``): a run asked for so
+    many draws samples that many."""
+    overrides: dict[str, int | None] = {}
+    for name in ("draws", "tune", "chains"):
+        if (value := getattr(args, prefix + name, None)) is not None:
+            overrides[name] = value
     if "draws" in overrides:
         overrides["retry_draws"] = None
     return overrides
@@ -455,7 +446,7 @@ def _validate(args: argparse.Namespace) -> int:
         candidates=tuple(args.candidates),
         sbc=DEFAULT_SBC if both else (args.sbc or 0),
         sampler=dataclasses.replace(config.sampler, **_sampler_overrides(args)),
-        sbc_sampler=dataclasses.replace(config.sampler, **_sbc_sampler_overrides(args)),
+        sbc_sampler=dataclasses.replace(config.sampler, **_sampler_overrides(args, "sbc_")),
         seed=args.seed
         if args.seed is not None
         else int(np.random.SeedSequence().generate_state(1)[0]),

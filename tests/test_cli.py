@@ -313,13 +313,13 @@ def test_draws_on_the_command_line_are_the_draws_sampled(monkeypatch):
 
 def test_sbc_draws_on_the_command_line_are_the_draws_sampled():
     """`validate --sbc-draws` drops the SBC fits' longer attempt as `--draws` drops the refits'."""
-    from model.cli import _parser, _sbc_sampler_overrides
+    from model.cli import _parser, _sampler_overrides
 
     quick = _parser().parse_args(["validate", "--sbc", "3", "--sbc-draws", "100"])
-    assert _sbc_sampler_overrides(quick) == {"draws": 100, "retry_draws": None}
+    assert _sampler_overrides(quick, "sbc_") == {"draws": 100, "retry_draws": None}
     tuned = _parser().parse_args(["validate", "--sbc", "3", "--sbc-tune", "300"])
-    assert _sbc_sampler_overrides(tuned) == {"tune": 300}
-    assert _sbc_sampler_overrides(_parser().parse_args(["validate"])) == {}
+    assert _sampler_overrides(tuned, "sbc_") == {"tune": 300}
+    assert _sampler_overrides(_parser().parse_args(["validate"]), "sbc_") == {}
 
 
 def test_help_usage_errors_and_a_bad_table_are_answered_before_the_fitting_imports(tmp_path):

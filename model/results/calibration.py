@@ -221,11 +221,7 @@ def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
         When ``backtest_targets.csv`` lacks one of :data:`TARGET_COLUMNS` (named with the file).
     """
     folder = Path(folder)
-    path = folder / TARGETS_FILE
-    targets = pd.read_csv(path)
-    missing = [c for c in TARGET_COLUMNS if c not in targets]
-    if missing:
-        raise ValueError(f"{path}: no column {', '.join(missing)}; expected {list(TARGET_COLUMNS)}")
+    targets = _read_table(folder / TARGETS_FILE, TARGET_COLUMNS)
     scored = targets[
         (targets["method"] == MODEL_METHOD)
         & targets["reference"].astype(bool)
@@ -244,11 +240,10 @@ def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
             "mae": float(group["abs_error"].mean()),
         }
         for level in (50, 90):
-            covered = group[f"covered{level}"].to_numpy(dtype=float)
-            mean, se = float(covered.mean()), newey_west_se(covered)
+            mean, lower, upper = _mean_and_interval(group[f"covered{level}"], z)
             row[f"coverage{level}"] = mean
-            row[f"coverage{level}_lower"] = np.nan if np.isnan(se) else max(mean - z * se, 0.0)
-            row[f"coverage{level}_upper"] = np.nan if np.isnan(se) else min(mean + z * se, 1.0)
+            row[f"coverage{level}_lower"] = np.nan if np.isnan(lower) else max(lower, 0.0)
+            row[f"coverage{level}_upper"] = np.nan if np.isnan(upper) else min(upper, 1.0)
         row["first_target"] = pd.Timestamp(group["field_start"].iloc[0])
         row["last_target"] = pd.Timestamp(group["field_start"].iloc[-1])
         rows.append(row)
@@ -261,14 +256,28 @@ def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
     )
 
 
+def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A backtest's CSV table, with every one of ``columns`` (else a ValueError naming the file)."""
+    table = pd.read_csv(path)
+    missing = [c for c in columns if c not in table]
+    if missing:
+        raise ValueError(f"{path}: no column {', '.join(missing)}; expected {list(columns)}")
+    return table
+
+
+def _mean_and_interval(values, z: float) -> tuple[float, float, float]:
+    """The mean of ``values`` (in field-start order) and its ``z`` interval from the Newey-West
+    standard error (:func:`newey_west_se`; NaN ends for fewer than two values)."""
+    x = np.asarray(values, dtype=float)
+    mean, se = float(x.mean()), newey_west_se(x)
+    return mean, mean - z * se, mean + z * se
+
+
 def _answer_errors(path: Path, z: float) -> pd.DataFrame | None:
     """:attr:`BacktestCalibration.errors` from ``backtest_answers.csv`` (None if there is none)."""
     if not path.is_file():
         return None
-    answers = pd.read_csv(path)
-    missing = [c for c in ANSWER_COLUMNS if c not in answers]
-    if missing:
-        raise ValueError(f"{path}: no column {', '.join(missing)}; expected {list(ANSWER_COLUMNS)}")
+    answers = _read_table(path, ANSWER_COLUMNS)
     scored = answers[
         (answers["method"] == MODEL_METHOD)
         & answers["reference"].astype(bool)
@@ -278,16 +287,15 @@ def _answer_errors(path: Path, z: float) -> pd.DataFrame | None:
     rows = []
     for (horizon, answer), group in scored.groupby(["horizon_months", "answer"], sort=False):
         group = group.sort_values("field_start", kind="stable")
-        error = (group["observed"] - group["median"]).to_numpy(dtype=float)
-        mean, se = float(error.mean()), newey_west_se(error)
+        mean, lower, upper = _mean_and_interval(group["observed"] - group["median"], z)
         rows.append(
             {
                 "horizon_months": int(horizon),
                 "answer": answer,
                 "n": len(group),
                 "mean_error": mean,
-                "lower": mean - z * se,
-                "upper": mean + z * se,
+                "lower": lower,
+                "upper": upper,
             }
         )
     columns = ["horizon_months", "answer", "n", "mean_error", "lower", "upper"]

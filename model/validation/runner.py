@@ -215,20 +215,23 @@ def sbc_task(
     with cpu_budget(cores):
         refitter, compiled_now = _refitter(key, polls, config)
         idata, sample_s = refitter.sample(sampler, seed=seed, cores=cores, observed=observed)
-        posterior = idata.posterior.to_dataset()
-        mixing = sbc.ranked_mixing(posterior, refitter.design).set_index("quantity")
-        min_ess = float(mixing["ess_bulk"].min())
+
+        def judged(idata):
+            posterior = idata.posterior.to_dataset()
+            mixing = sbc.ranked_mixing(posterior, refitter.design).set_index("quantity")
+            return posterior, mixing, float(mixing["ess_bulk"].min())
+
+        posterior, mixing, min_ess = judged(idata)
         if reasons := sbc.longer_sampling_reasons(sampler, idata, min_ess):
             idata, longer_s = refitter.sample_longer(
                 idata, sampler, seed=seed, reasons=reasons, cores=cores, observed=observed
             )
             sample_s += longer_s
-            posterior = idata.posterior.to_dataset()
-            mixing = sbc.ranked_mixing(posterior, refitter.design).set_index("quantity")
-            min_ess = float(mixing["ess_bulk"].min())
+            posterior, mixing, min_ess = judged(idata)
         table = sbc.ranks(sbc.posterior_values(posterior, refitter.design), truth)
         divergences = int(idata.sample_stats["diverging"].sum())
-        accepted = bool(min_ess >= sbc.ACCEPT_ESS)
+        failure = sbc.acceptance_failure(min_ess)
+        accepted = not failure
         return {
             "ranks": table,
             "min_ranked_ess": min_ess,
@@ -238,9 +241,7 @@ def sbc_task(
             **_attempt_columns(idata),
             "accepted": accepted,
             "gate_passed": accepted,
-            "gate_failures": ""
-            if accepted
-            else f"min ranked bulk ESS {min_ess:.0f} < {sbc.ACCEPT_ESS}",
+            "gate_failures": failure,
             "sample_s": sample_s,
             "compile_s": refitter.compile_s if compiled_now else 0.0,
             "worker_pid": os.getpid(),
@@ -538,12 +539,8 @@ def _retried_refits(per_target: pd.DataFrame, *, longer: bool = False) -> str:
     refits = per_target.dropna(subset=["training_readings"]).drop_duplicates(
         ["method", "training_readings"]
     )
-    lengthened = (
-        refits["longer_draws"].fillna(0) > 0
-        if "longer_draws" in refits
-        else pd.Series(False, index=refits.index)
-    )
-    counted = lengthened if longer else refits["attempts"] - lengthened.astype(int) > 1
+    laddered, lengthened = _sampled_again(refits)
+    counted = lengthened if longer else laddered
     parts = []
     for method, group in refits.groupby("method", sort=False):
         twice = group[counted.loc[group.index]]
@@ -552,6 +549,18 @@ def _retried_refits(per_target: pd.DataFrame, *, longer: bool = False) -> str:
                 f"{method} {len(twice)} of {len(group)} ({int((~twice['gate_passed'].astype(bool)).sum())})"
             )
     return ", ".join(parts)
+
+
+def _sampled_again(fits: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per row of a table with ``attempts`` (and ``longer_draws`` where recorded): whether its fit
+    was sampled again up the divergence ladder, and whether it was sampled longer
+    (``retry_draws``). A fit that climbed the ladder and was then sampled longer is both."""
+    lengthened = (
+        fits["longer_draws"].fillna(0) > 0
+        if "longer_draws" in fits
+        else pd.Series(False, index=fits.index)
+    )
+    return fits["attempts"] - lengthened.astype(int) > 1, lengthened
 
 
 def summary_text(v: Validation) -> str:
@@ -617,12 +626,8 @@ def summary_text(v: Validation) -> str:
         )
         if "attempts" in v.sbc_fits and len(v.sbc_fits):
             fits = v.sbc_fits
-            lengthened = (
-                fits["longer_draws"].fillna(0) > 0
-                if "longer_draws" in fits
-                else pd.Series(False, index=fits.index)
-            )
-            retried = fits[fits["attempts"] - lengthened.astype(int) > 1]
+            laddered, lengthened = _sampled_again(fits)
+            retried = fits[laddered]
             if len(retried):
                 lines.append(
                     f"  {len(retried)} fits sampled again at a higher target acceptance after divergent "

@@ -197,14 +197,21 @@ def ranked_mixing(posterior, design: PollDesign) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def acceptance_failure(min_ranked_ess: float) -> str:
+    """Why an SBC fit is not accepted, in words ("" when every ranked quantity has a bulk ESS of
+    at least :data:`ACCEPT_ESS`)."""
+    if min_ranked_ess >= ACCEPT_ESS:
+        return ""
+    return f"min ranked bulk ESS {min_ranked_ess:.0f} < {ACCEPT_ESS}"
+
+
 def longer_sampling_reasons(sampler: Sampler, idata, min_ranked_ess: float) -> list[str]:
     """Why an SBC fit is to be sampled again with ``sampler.retry_draws`` draws a chain: the fit's
     own rule (:func:`model.results.diagnostics.may_sample_longer`: set, fewer draws so far, no
-    divergent transition in the last attempt) with acceptance in place of the gate, i.e. a ranked
-    quantity's bulk ESS below :data:`ACCEPT_ESS`. Empty: not sampled again."""
-    if min_ranked_ess >= ACCEPT_ESS or not may_sample_longer(sampler, idata):
-        return []
-    return [f"min ranked bulk ESS {min_ranked_ess:.0f} < {ACCEPT_ESS}"]
+    divergent transition in the last attempt) with acceptance in place of the gate
+    (:func:`acceptance_failure`). Empty: not sampled again."""
+    failure = acceptance_failure(min_ranked_ess)
+    return [failure] if failure and may_sample_longer(sampler, idata) else []
 
 
 def ranks(draws: dict[str, np.ndarray], truth: dict[str, float]) -> pd.DataFrame:
