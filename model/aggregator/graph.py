@@ -469,7 +469,8 @@ class PollAggregator:
     segment's slope per cell, decayed by the monthly persistence :math:`\rho \sim
     \mathrm{Beta}(a_\rho, b_\rho)` over the months between their midpoints (no new latent path:
     :math:`\rho = 0` is the walk; :func:`_walk_and_jumps` writes it out); past the last knot the
-    projection continues the last segment's slope as it decays.
+    projection continues the last segment's slope as it decays. With ``priors.slope_persistence``
+    set, :math:`\rho` is that constant instead (candidate ``momentum_fixed``).
 
     **Field periods.** A reading measures the trend averaged over the cells its field period covers,
     :math:`\bar\eta_{i} = \frac{1}{b_i - a_i + 1}\sum_{t=a_i}^{b_i} \eta_t` (a running sum, one
@@ -618,11 +619,17 @@ class PollAggregator:
             walk_sd = _scale_parameter("walk_sd", walk_scale, self.config.walk_prior)
             persistence = None
             if self.config.trend == "momentum" and len(steps.length):  # no segments: the walk
-                persistence = pm.Beta(
-                    "slope_persistence",
-                    alpha=priors.slope_persistence_alpha,
-                    beta=priors.slope_persistence_beta,
-                )
+                if priors.slope_persistence is None:
+                    persistence = pm.Beta(
+                        "slope_persistence",
+                        alpha=priors.slope_persistence_alpha,
+                        beta=priors.slope_persistence_beta,
+                    )
+                else:  # held fixed: a constant, recorded beside the draws as the sampled one is
+                    persistence = pm.Deterministic(
+                        "slope_persistence",
+                        pt.as_tensor_variable(np.float64(priors.slope_persistence)),
+                    )
             walk, jump = _walk_and_jumps(
                 level,
                 walk_sd,

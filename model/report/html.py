@@ -363,6 +363,17 @@ TREND_WORDS = {
 }
 
 
+def _trend_words(result: FitResult) -> str:
+    """:data:`TREND_WORDS` for the fit's trend, naming a persistence held fixed
+    (``priors.slope_persistence``) as such."""
+    fixed = result.config.priors.slope_persistence
+    if result.trend == "momentum" and fixed is not None:
+        return TREND_WORDS["momentum"].replace(
+            "an estimated monthly persistence", f"a fixed monthly persistence of {fixed:g}"
+        )
+    return TREND_WORDS[result.trend]
+
+
 def _retry_ladder(sampler: Mapping[str, Any]) -> tuple[float, ...]:
     """The settings' ``retry_target_accept`` as :attr:`Sampler.retry_ladder` reads it (a JSON
     list, a number or None)."""
@@ -912,7 +923,7 @@ def _model_section(result: FitResult) -> str:
     return (
         '<section id="model"><h2>The model</h2>'
         f"<p>The shares of the answers ({esc(', '.join(c.answers))}) follow a random walk on the log-odds (softmax) "
-        f"scale on a {esc(c.grid)}ly grid{esc(TREND_WORDS[result.trend])}, so they always sum to 100%; configured events "
+        f"scale on a {esc(c.grid)}ly grid{esc(_trend_words(result))}, so they always sum to 100%; configured events "
         "add a jump to the walk "
         f"(events: {esc(events)}). A reading measures the walk averaged over its field period, shifted by a house "
         "effect for its pollster and a wording effect for its question, both partially pooled. Its published shares "

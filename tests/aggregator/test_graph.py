@@ -409,6 +409,45 @@ def test_momentum_carries_each_segments_slope_on_and_past_the_last_knot(sim_poll
     )
 
 
+def test_a_fixed_persistence_is_the_sampled_model_at_that_value(sim_polls):
+    """priors.slope_persistence (candidate ``momentum_fixed``): no persistence is sampled; the
+    model is the sampled-persistence one at that value, less the persistence's own prior term,
+    and the value is recorded beside the draws as a constant."""
+    from pymc.model.transform.conditioning import remove_value_transforms
+
+    config = model.Config(trend="momentum")
+    design = build_design(sim_polls, config)
+    sampled = remove_value_transforms(PollAggregator(design, config).build())
+    fixed = remove_value_transforms(
+        PollAggregator(design, config.replace(priors={"slope_persistence": 0.8})).build()
+    )
+    assert {v.name for v in sampled.free_RVs} - {v.name for v in fixed.free_RVs} == {
+        "slope_persistence"
+    }
+    assert "slope_persistence" in {v.name for v in fixed.deterministics}
+    names = [v.name for v in fixed.free_RVs]
+    point = dict(zip(names, pm.draw([fixed[n] for n in names], random_seed=5)))
+    others = [sampled[n] for n in names] + sampled.observed_RVs  # all but the persistence's
+    np.testing.assert_allclose(
+        fixed.compile_logp()(point),
+        sampled.compile_logp(vars=others)({**point, "slope_persistence": 0.8}),
+        rtol=1e-12,
+    )
+    recorded = fixed.compile_fn(fixed["slope_persistence"], inputs=[], on_unused_input="ignore")
+    assert float(recorded({})) == 0.8
+
+
+def test_a_fixed_persistence_needs_the_momentum_trend_and_at_most_one():
+    """A fixed persistence that no trend would use, or past 1, is refused by name."""
+    with pytest.raises(
+        model.ConfigError, match="priors.slope_persistence: 0.9 with trend = 'damped'"
+    ):
+        model.Config(trend="damped", priors=model.Priors(slope_persistence=0.9))
+    with pytest.raises(model.ConfigError, match="expected a monthly persistence in"):
+        model.Config(trend="momentum", priors=model.Priors(slope_persistence=1.2))
+    assert model.Config(trend="momentum").replace(priors={"slope_persistence": 1.0})
+
+
 def test_momentum_prior_draws_are_the_same_in_both_knot_forms(sim_polls):
     """trend = "momentum": prior draws of the knots' changes (the centred form draws through its
     own random function, the non-centred one through the graph) agree in spread and carry the

@@ -964,6 +964,13 @@ def test_the_model_section_says_what_the_trend_adds_to_the_walk(result, projecte
         assert words and f"weekly grid{words}, so" in report._model_section(
             with_trend(result, trend)
         )
+    # a persistence held fixed is named as such, with its value
+    momentum = with_trend(result, "momentum")
+    fixed = dataclasses.replace(
+        momentum, config=momentum.config.replace(priors={"slope_persistence": 0.975})
+    )
+    assert "decayed by a fixed monthly persistence of 0.975, so" in report._model_section(fixed)
+    assert "estimated monthly persistence" in report._model_section(momentum)
     # momentum on readings with no walk segment between knots is the walk, and is worded so
     walkish = dataclasses.replace(result, config=result.config.replace(trend="momentum"))
     assert walkish.trend == "walk" and with_trend(result, "momentum").trend == "momentum"
