@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import numbers
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -405,14 +406,22 @@ class Config:
                 "draws a chain, or none"
             )
         for name, value in dataclasses.asdict(self.priors).items():
-            if value is not None and not value > 0:
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0
+            ):
                 problems.append(f"priors.{name}: {value!r}; expected a positive number")
         fixed = self.priors.slope_persistence
-        if fixed is not None and fixed > 0 and (fixed > 1 or self.trend != "momentum"):
-            problems.append(
-                f"priors.slope_persistence: {fixed!r} with trend = {self.trend!r}; expected a "
-                'monthly persistence in (0, 1], and trend = "momentum" (the only trend it fixes)'
-            )
+        if isinstance(fixed, numbers.Real) and not isinstance(fixed, bool) and fixed > 0:
+            if fixed > 1:
+                problems.append(
+                    f"priors.slope_persistence: {fixed!r}; expected a monthly persistence in "
+                    "(0, 1], or none"
+                )
+            if self.trend != "momentum":
+                problems.append(
+                    f"priors.slope_persistence: {fixed!r} with trend = {self.trend!r}; it fixes "
+                    'only trend = "momentum"\'s persistence (set that trend, or leave it out)'
+                )
         if problems:
             raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
@@ -503,10 +512,12 @@ BACKTEST_HORIZONS = (0, 1, 3, 6, 9)
 #: Model candidates (``validate --candidates``): name -> the config fields they change. Each is
 #: refitted as method ``model+<name>`` on the model's training sets, to be adopted only if the
 #: backtest shows it helps.
+#: A candidate that sets the trend also sets ``priors.slope_persistence`` (None: the fit config's
+#: fixed persistence, if any, belongs to its own trend, not to the candidate's).
 CANDIDATES = {
-    "drift": {"trend": "drift"},
-    "damped": {"trend": "damped"},
-    "momentum": {"trend": "momentum"},
+    "drift": {"trend": "drift", "priors": {"slope_persistence": None}},
+    "damped": {"trend": "damped", "priors": {"slope_persistence": None}},
+    "momentum": {"trend": "momentum", "priors": {"slope_persistence": None}},
     # The persistence held at 0.975 (about the mean of Beta(40, 1), under which the sampled
     # persistence brought the 6- and 9-month coverage into range but missed the gate:
     # docs/validation.md), so no free parameter the data say nothing about is sampled.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from model import Config, ConfigError, Event
+from model import Config, ConfigError, Event, Priors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +37,24 @@ def test_model_forms_are_every_field_that_chooses_the_models_form():
     # each candidate changes a model form, and may set priors with it (SBC carries the fit's priors)
     assert all(set(changes) & set(MODEL_FORMS) for changes in CANDIDATES.values())
     assert {f for changes in CANDIDATES.values() for f in changes} <= {*MODEL_FORMS, "priors"}
+
+
+def test_a_fixed_persistence_needs_the_momentum_trend_and_at_most_one():
+    """priors.slope_persistence that no trend would use, past 1, or not a number is refused by
+    name; a candidate that sets the trend leaves the fit config's fixed persistence behind."""
+    from model.config import CANDIDATES
+
+    with pytest.raises(ConfigError, match="0.9 with trend = 'damped'; it fixes only trend"):
+        Config(trend="damped", priors=Priors(slope_persistence=0.9))
+    with pytest.raises(ConfigError, match=r"1.2; expected a monthly persistence in \(0, 1\]"):
+        Config(trend="momentum", priors=Priors(slope_persistence=1.2))
+    for bad in (True, "0.9"):
+        with pytest.raises(ConfigError, match=f"priors.slope_persistence: {bad!r}; expected a pos"):
+            Config(trend="momentum", priors=Priors(slope_persistence=bad))
+    fixed = Config(trend="momentum").replace(priors={"slope_persistence": 1.0})
+    for name in ("drift", "damped", "momentum"):
+        assert fixed.replace(**CANDIDATES[name]).priors.slope_persistence is None
+    assert fixed.replace(**CANDIDATES["momentum_fixed"]).priors.slope_persistence == 0.975
 
 
 def test_toml_merges_over_defaults(tmp_path):

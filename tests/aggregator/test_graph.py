@@ -437,17 +437,6 @@ def test_a_fixed_persistence_is_the_sampled_model_at_that_value(sim_polls):
     assert float(recorded({})) == 0.8
 
 
-def test_a_fixed_persistence_needs_the_momentum_trend_and_at_most_one():
-    """A fixed persistence that no trend would use, or past 1, is refused by name."""
-    with pytest.raises(
-        model.ConfigError, match="priors.slope_persistence: 0.9 with trend = 'damped'"
-    ):
-        model.Config(trend="damped", priors=model.Priors(slope_persistence=0.9))
-    with pytest.raises(model.ConfigError, match="expected a monthly persistence in"):
-        model.Config(trend="momentum", priors=model.Priors(slope_persistence=1.2))
-    assert model.Config(trend="momentum").replace(priors={"slope_persistence": 1.0})
-
-
 def test_momentum_prior_draws_are_the_same_in_both_knot_forms(sim_polls):
     """trend = "momentum": prior draws of the knots' changes (the centred form draws through its
     own random function, the non-centred one through the graph) agree in spread and carry the
