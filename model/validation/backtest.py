@@ -673,24 +673,32 @@ def summarise(per_target: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def by_horizon(per_target: pd.DataFrame) -> pd.DataFrame:
-    """``backtest_horizons.csv``: per method, horizon and group of targets.
+def target_groups(
+    reference: pd.Series, confirmation: pd.Series, series: pd.Series
+) -> dict[str, pd.Series]:
+    """The groups of targets scored apart, as masks over the rows: ``reference`` (every
+    reference target), ``development`` and ``confirmation`` (the reference targets before and
+    within the last :data:`CONFIRMATION_TARGETS`), and each non-reference series by its name."""
+    reference, confirmation = reference.astype(bool), confirmation.astype(bool)
+    groups = {
+        REFERENCE_TARGETS: reference,
+        "development": reference & ~confirmation,
+        "confirmation": confirmation,
+    }
+    for name in sorted(set(series[~reference])):
+        groups[name] = series == name
+    return groups
 
-    Groups: ``reference`` (every reference target), ``development`` and ``confirmation`` (the
-    reference targets before and within the last :data:`CONFIRMATION_TARGETS`), and each
-    non-reference series.
-    """
+
+def by_horizon(per_target: pd.DataFrame) -> pd.DataFrame:
+    """``backtest_horizons.csv``: per method, horizon and group of targets
+    (:func:`target_groups`)."""
     rows = []
     if not len(per_target):
         return pd.DataFrame()
-    groups = {
-        REFERENCE_TARGETS: per_target["reference"].astype(bool),
-        "development": per_target["reference"].astype(bool)
-        & ~per_target["confirmation"].astype(bool),
-        "confirmation": per_target["confirmation"].astype(bool),
-    }
-    for series in sorted(set(per_target.loc[~per_target["reference"].astype(bool), "series"])):
-        groups[series] = per_target["series"] == series
+    groups = target_groups(
+        per_target["reference"], per_target["confirmation"], per_target["series"]
+    )
     for group, mask in groups.items():
         for method in methods_of(per_target):
             for horizon in sorted(per_target["horizon_months"].unique()):
@@ -715,8 +723,8 @@ def by_horizon(per_target: pd.DataFrame) -> pd.DataFrame:
 def paired_differences(per_target: pd.DataFrame, against: str = MODEL) -> pd.DataFrame:
     """``backtest_paired.csv``: the model's log score minus each method's, target by target.
 
-    Per method, horizon and group (``reference``, ``confirmation``, each other series), over the
-    targets both scored: ``n``, ``mean_difference`` (positive: the model scores better) and its
+    Per method, horizon and group (:func:`target_groups`: ``reference``, ``development``,
+    ``confirmation``, each other series), over the targets both scored: ``n``, ``mean_difference`` (positive: the model scores better) and its
     standard error ``se`` (sd / sqrt(n)), and the same for the absolute error (``mae_difference``,
     negative: the model errs less). Consecutive targets share most of their training readings and
     the same stretch of the curve, so their differences may be correlated; ``se_hac`` is the
@@ -737,12 +745,9 @@ def paired_differences(per_target: pd.DataFrame, against: str = MODEL) -> pd.Dat
         if not len(both):
             continue
         both = both.reset_index()
-        masks = {
-            REFERENCE_TARGETS: both["reference_model"].astype(bool),
-            "confirmation": both["confirmation_model"].astype(bool),
-        }
-        for series in sorted(set(both.loc[~both["reference_model"].astype(bool), "series_model"])):
-            masks[series] = both["series_model"] == series
+        masks = target_groups(
+            both["reference_model"], both["confirmation_model"], both["series_model"]
+        )
         for group, mask in masks.items():
             for horizon in sorted(both["horizon_months"].unique()):
                 part = both[mask & (both["horizon_months"] == horizon)]

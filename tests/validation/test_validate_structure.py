@@ -415,6 +415,8 @@ def test_paired_differences_and_signed_errors():
     assert row["se_hac"] == pytest.approx(backtest.newey_west_se(d[[1, 2, 0]]))
     assert row["se_hac"] != pytest.approx(backtest.newey_west_se(d))
     assert paired.loc[("reference_only", "confirmation"), "n"] == 1
+    development = paired.loc[("reference_only", "development")]  # rows 0 and 1
+    assert development["n"] == 2 and development["mean_difference"] == pytest.approx(0.25)
     answers = pd.DataFrame(
         {"method": "model", "horizon_months": 0, "answer": ["talks", "talks", "continue"], "reference": True,
          "signed_error": [2.0, 4.0, -1.0]}
