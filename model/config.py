@@ -543,7 +543,8 @@ class ValidateSettings:
         Months between each target's cut-off and its field start (default 0, 1, 3, 6, 9).
     candidates : tuple of str
         Model candidates to backtest beside the model (``drift``, ``damped``, ``momentum``,
-        ``momentum_fixed``, ``house_tau``, ``house_n``, ``walk_gamma``, ``tau_gamma``; :data:`CANDIDATES`).
+        ``momentum_fixed``, ``house_tau``, ``house_n``, ``walk_gamma``, ``tau_gamma``;
+        :data:`CANDIDATES`).
     sbc : int
         Number of simulated datasets for simulation-based calibration (0: none).
     sampler : Sampler or None

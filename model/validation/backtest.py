@@ -724,9 +724,10 @@ def paired_differences(per_target: pd.DataFrame, against: str = MODEL) -> pd.Dat
     """``backtest_paired.csv``: the model's log score minus each method's, target by target.
 
     Per method, horizon and group (:func:`target_groups`: ``reference``, ``development``,
-    ``confirmation``, each other series), over the targets both scored: ``n``, ``mean_difference`` (positive: the model scores better) and its
-    standard error ``se`` (sd / sqrt(n)), and the same for the absolute error (``mae_difference``,
-    negative: the model errs less). Consecutive targets share most of their training readings and
+    ``confirmation``, each other series), over the targets both scored: ``n``,
+    ``mean_difference`` (positive: the model scores better) and its standard error ``se``
+    (sd / sqrt(n)), and the same for the absolute error (``mae_difference``, negative: the model
+    errs less). Consecutive targets share most of their training readings and
     the same stretch of the curve, so their differences may be correlated; ``se_hac`` is the
     Newey-West standard error of the mean difference over the targets in field-start order
     (:func:`newey_west_se`), which allows for that.
