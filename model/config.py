@@ -36,6 +36,11 @@ FORM_FIELDS = ("knots", "house_form", "question_form")
 MODEL_FORMS = ("trend", "walk_prior", "nonsampling", "nonsampling_prior", "unknown_n")
 
 
+def _positive_number(value: Any) -> bool:
+    """Whether ``value`` is a real number above 0 (``True`` is not a number here)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0
+
+
 def _one_of(choices) -> str:
     """A ``Literal``'s values as a message lists them: ``'a', 'b' or 'c'``."""
     quoted = [repr(c) for c in get_args(choices)]
@@ -406,12 +411,10 @@ class Config:
                 "draws a chain, or none"
             )
         for name, value in dataclasses.asdict(self.priors).items():
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0
-            ):
+            if value is not None and not _positive_number(value):
                 problems.append(f"priors.{name}: {value!r}; expected a positive number")
         fixed = self.priors.slope_persistence
-        if isinstance(fixed, numbers.Real) and not isinstance(fixed, bool) and fixed > 0:
+        if _positive_number(fixed):  # otherwise refused above (or None: sampled)
             if fixed > 1:
                 problems.append(
                     f"priors.slope_persistence: {fixed!r}; expected a monthly persistence in "
