@@ -160,8 +160,11 @@ class CompiledAggregator:
         """Sample a fit that mixed too slowly again, with ``sampler.retry_draws`` draws a chain.
 
         The attempt after ``idata``'s (``Sampler.retry_draws``): from the same seed, at the target
-        acceptance of ``idata``'s last attempt, with no further retry. Whether a fit is sampled
-        longer is the caller's decision (the gate's figures are computed above this layer:
+        acceptance of ``idata``'s last attempt. If the longer fit has divergent transitions, it
+        climbs the rest of the ladder (``Sampler.retry_target_accept`` values above that one) with
+        the same draws, as the first fit did: a divergence is answered by a smaller step size
+        whenever it appears. Whether a fit is sampled longer is the caller's decision (the gate's
+        figures are computed above this layer:
         :func:`model.results.diagnostics.longer_sampling_reasons`).
 
         Parameters
@@ -183,8 +186,9 @@ class CompiledAggregator:
         Returns
         -------
         (DataTree, float)
-            The longer trace and the seconds it took. Its ``attrs["sampling_attempts"]`` are
-            ``idata``'s, then this attempt's with ``draws`` and ``after`` (``reasons``).
+            The longer trace and the seconds its attempts took. Its ``attrs["sampling_attempts"]``
+            are ``idata``'s, then each longer attempt's with ``draws`` and ``after``: ``reasons``
+            for the first, its predecessor's divergent transitions for any up the ladder.
         """
         if sampler.retry_draws is None:
             raise ValueError("sample_longer needs sampler.retry_draws")
@@ -195,11 +199,12 @@ class CompiledAggregator:
             if recorded
             else [{**_attempt(sampler.target_accept, idata, 0.0), "seconds": None}]
         )
+        reached = earlier[-1]["target_accept"]
         longer = dataclasses.replace(
             sampler,
             draws=sampler.retry_draws,
-            target_accept=earlier[-1]["target_accept"],
-            retry_target_accept=None,
+            target_accept=reached,
+            retry_target_accept=tuple(r for r in sampler.retry_ladder if r > reached) or None,
         )
         if as_pymc:
             if in_likelihood is not None or observed is not None:
@@ -214,10 +219,18 @@ class CompiledAggregator:
                 observed=observed,
                 progress_bar=progress_bar,
             )[0]
-        attempt = json.loads(again.attrs["sampling_attempts"])[-1]
-        seconds = attempt["seconds"]
-        attempt.update(draws=longer.draws, after=list(reasons))
-        attempts = [*earlier, attempt]
+        added = json.loads(again.attrs["sampling_attempts"])
+        for attempt, before in zip(added, [None, *added[:-1]]):
+            after = (
+                list(reasons)
+                if before is None
+                else [
+                    f"{before['divergences']} divergent transition(s) at {before['target_accept']:g}"
+                ]
+            )
+            attempt.update(draws=longer.draws, after=after)
+        seconds = sum(a["seconds"] for a in added)
+        attempts = [*earlier, *added]
         again.attrs["sampling_attempts"] = json.dumps(attempts)
         if "sampling_time" in again["posterior"].attrs:  # as after the ladder: every attempt's
             again["posterior"].attrs["sampling_time"] = sum(a["seconds"] or 0 for a in attempts)

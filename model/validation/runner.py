@@ -128,7 +128,7 @@ def _attempt_columns(idata) -> dict[str, Any]:
         "target_accept": attempts[-1]["target_accept"] if attempts else float("nan"),
         "first_attempt_divergences": attempts[0]["divergences"] if attempts else -1,
         "attempts": len(attempts),
-        "longer_draws": sum(a.get("draws", 0) for a in attempts if "after" in a),
+        "longer_draws": max((a["draws"] for a in attempts if "after" in a), default=0),
     }
 
 

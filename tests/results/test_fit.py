@@ -406,6 +406,66 @@ def test_a_fit_that_mixed_too_slowly_is_sampled_longer(
     assert "waiting for the gate's R-hat and ESS" not in plain.phases.seconds
 
 
+def test_a_longer_attempt_with_divergences_climbs_the_rest_of_the_ladder(
+    small_fit, small_trace, sim_polls, monkeypatch
+):
+    """A fit sampled longer that gains divergent transitions is sampled again up the ladder,
+    with the longer draws, from the rung above the one it reached (not from the first): each
+    attempt is recorded with its draws and why it was made, and the gate judges the last."""
+    from model.results.diagnostics import retry_note
+    from model.sampling.engine import CompiledAggregator
+
+    draws = small_fit.idata.posterior.sizes["draw"]
+    calls = []
+
+    def fake(self, sampler, seed, *args, **kwargs):
+        calls.append((sampler.target_accept, sampler.draws))
+        stats = small_trace["sample_stats"].to_dataset().copy(deep=True)
+        stats["diverging"].values[:] = False
+        posterior = small_trace["posterior"].to_dataset().copy(deep=True)
+        if sampler.draws == draws:
+            # divergent at 0.9; at 0.95 none, but one chain's walk scale far off
+            stats["diverging"].values[0, 0] = sampler.target_accept == 0.9
+            posterior["walk_sd"].values[0] += 0.0 if sampler.target_accept == 0.9 else 1.0
+        else:  # longer: the small fit's draws twice over, divergent below 0.999
+            posterior = xr.concat([posterior, posterior], "draw").assign_coords(
+                draw=np.arange(sampler.draws)
+            )
+            stats = xr.concat([stats, stats], "draw").assign_coords(draw=np.arange(sampler.draws))
+            stats["diverging"].values[0, 0] = sampler.target_accept < 0.999
+        return xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+
+    monkeypatch.setattr(CompiledAggregator, "_sample_nutpie", fake)
+    config = small_fit.config.replace(
+        sampler={"retry_target_accept": [0.95, 0.99, 0.999], "retry_draws": 2 * draws}
+    )
+    result = model.fit(sim_polls, config=config, seed=1)
+    assert calls == [
+        (0.9, draws),
+        (0.95, draws),
+        (0.95, 2 * draws),
+        (0.99, 2 * draws),
+        (0.999, 2 * draws),
+    ]
+    attempts = result.diagnostics()["sampling_attempts"]
+    assert [(a["target_accept"], a["divergences"], a.get("draws")) for a in attempts] == [
+        (0.9, 1, None),
+        (0.95, 0, None),
+        (0.95, 1, 2 * draws),
+        (0.99, 1, 2 * draws),
+        (0.999, 0, 2 * draws),
+    ]
+    assert attempts[2]["after"][0].startswith("max R-hat")
+    assert attempts[3]["after"] == ["1 divergent transition(s) at 0.95"]
+    assert attempts[4]["after"] == ["1 divergent transition(s) at 0.99"]
+    assert result.diagnostics()["divergences"] == 0  # the gate judges the last attempt
+    assert result.idata.posterior.sizes["draw"] == 2 * draws
+    assert retry_note(attempts).endswith(
+        f"then with {2 * draws} draws a chain at target_accept 0.999 after 1 divergent "
+        "transition(s) at 0.99"
+    )
+
+
 def test_a_fit_is_sampled_longer_only_without_divergences_and_below_retry_draws(small_fit):
     from model.results.diagnostics import longer_sampling_reasons, may_sample_longer
 
