@@ -207,11 +207,12 @@ class Sampler:
         thresholds either way.
     retry_draws : int or None
         When the kept fit (the last of ``retry_target_accept``'s attempts) has no divergent
-        transition but misses the gate's R-hat or ESS thresholds, sample once more, from the
-        same seed and at that fit's target acceptance, with this many draws a chain, as Stan's
-        users are told to when chains mix slowly; the longer fit is kept and recorded as one more
-        attempt. If it has divergent transitions, it climbs the rest of ``retry_target_accept``'s
-        ladder with the same draws, as the first fit does. None (default), or not more than ``draws``: never sampled longer. The command
+        transition but misses the gate's R-hat or ESS thresholds, sample again, from the same
+        seed and at that fit's target acceptance, with this many draws a chain, as Stan's users
+        are told to when chains mix slowly; the longer fit is kept and recorded as one more
+        attempt. If it has divergent transitions, it climbs the rest of
+        ``retry_target_accept``'s ladder with the same draws, as the first fit does, each step
+        recorded. None (default), or not more than ``draws``: never sampled longer. The command
         line's ``--draws`` sets it to None: a run asked for so many draws samples that many.
     """
 

@@ -37,8 +37,9 @@ EXTENDING = "predictive draws; log likelihood, log prior groups"
 def sample_judged(
     engine: CompiledAggregator, sampler: Sampler, *, seed: int, cores: int
 ) -> tuple[Any, float, dict[str, Any] | None]:
-    """Sample as :func:`fit` does, deciding on the spot: up the divergence ladder, then once more
-    with ``sampler.retry_draws`` draws a chain when R-hat or ESS alone miss the gate (the
+    """Sample as :func:`fit` does, deciding on the spot: up the divergence ladder, then with
+    ``sampler.retry_draws`` draws a chain (up the rest of the ladder if that has divergent
+    transitions) when R-hat or ESS alone miss the gate (the
     backtest's refits and the bench's project fits; :func:`fit` decides the same way, with the
     gate's figures computed alongside its other steps).
 
@@ -101,8 +102,9 @@ def fit(
     -----
     A fit with divergent transitions is sampled again up ``config.sampler.retry_target_accept``'s
     ladder; then one whose kept attempt has none but misses the gate's R-hat or ESS is sampled
-    once more with ``config.sampler.retry_draws`` draws a chain, when that is set (the fit then
-    waits for the gate's figures before it returns). The trace's ``sampling_attempts`` records
+    again with ``config.sampler.retry_draws`` draws a chain, when that is set, climbing the rest
+    of the ladder if the longer fit has divergent transitions (the fit then waits for the gate's
+    figures before it returns). The trace's ``sampling_attempts`` records
     every attempt, and the gate judges the last.
     """
     phases = Phases() if phases is None else phases

@@ -325,8 +325,8 @@ def fit_project(design, config: Config, *, seed: int, cores: int | None = None) 
     after sampling are not counted,
     nor is importing the libraries (nutpie, as the fit imports it), as the reference's clock starts
     after JAX and NumPyro are imported. A fit the project samples longer (``Sampler.retry_draws``,
-    decided on the gate's R-hat and ESS over every variable, as ``model.fit`` decides) counts both
-    samplings; the decision's own time is not counted.
+    decided on the gate's R-hat and ESS over every variable, as ``model.fit`` decides) counts every
+    attempt; the decision's own time is not counted.
     """
     from model.fitting import sample_judged
     from model.results.diagnostics import sampling_attempts

@@ -335,8 +335,10 @@ def retry_note(attempts: list[dict[str, Any]]) -> str:
     0.99 after 3 divergent transition(s) at 0.95", or with a ladder "Sampled again at
     target_accept 0.999 after 3 divergent transition(s) at 0.95, then 1 at 0.99"; a longer
     attempt (``Sampler.retry_draws``; its record has ``draws`` and ``after``) adds "then with
-    4000 draws a chain at target_accept 0.99 after max R-hat 1.012 > 1.01 (walk_sd)" (and its
-    own divergent transitions, if it had any)."""
+    4000 draws a chain at target_accept 0.99 after max R-hat 1.012 > 1.01 (walk_sd)"; a longer
+    attempt that climbed the ladder adds "; then with 4000 draws a chain at target_accept 0.999
+    after 1 divergent transition(s) at 0.99" (each attempt's divergent transitions said once:
+    by the next attempt's reason, or, for the last, after it)."""
     if len(attempts) < 2:
         return ""
     ladder = [a for a in attempts if "after" not in a]
@@ -352,7 +354,11 @@ def retry_note(attempts: list[dict[str, Any]]) -> str:
     parts += [
         f"with {a['draws']} draws a chain at target_accept {a['target_accept']:g} after "
         + " and ".join(a["after"])
-        + (f", with {a['divergences']} divergent transition(s)" if a["divergences"] else "")
+        + (
+            f", with {a['divergences']} divergent transition(s)"
+            if a["divergences"] and a is attempts[-1]
+            else ""
+        )
         for a in longer
     ]
     return "Sampled again " + "; then ".join(parts)

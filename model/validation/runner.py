@@ -553,8 +553,10 @@ def _retried_refits(per_target: pd.DataFrame, *, longer: bool = False) -> str:
 
 def _sampled_again(fits: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """Per row of a table with ``attempts`` (and ``longer_draws`` where recorded): whether its fit
-    was sampled again up the divergence ladder, and whether it was sampled longer
-    (``retry_draws``). A fit that climbed the ladder and was then sampled longer is both."""
+    was sampled again at a higher target acceptance (up the divergence ladder, before or after
+    it was sampled longer), and whether it was sampled longer (``retry_draws``). A fit that
+    climbed the ladder and was then sampled longer is both, as is one whose longer attempt
+    climbed it."""
     lengthened = (
         fits["longer_draws"].fillna(0) > 0
         if "longer_draws" in fits

@@ -460,10 +460,17 @@ def test_a_longer_attempt_with_divergences_climbs_the_rest_of_the_ladder(
     assert attempts[4]["after"] == ["1 divergent transition(s) at 0.99"]
     assert result.diagnostics()["divergences"] == 0  # the gate judges the last attempt
     assert result.idata.posterior.sizes["draw"] == 2 * draws
-    assert retry_note(attempts).endswith(
-        f"then with {2 * draws} draws a chain at target_accept 0.999 after 1 divergent "
-        "transition(s) at 0.99"
+    note = retry_note(attempts)
+    assert note.startswith(
+        "Sampled again at target_accept 0.95 after 1 divergent transition(s) at 0.9; then with "
+        f"{2 * draws} draws a chain at target_accept 0.95 after max R-hat"
     )
+    assert note.endswith(
+        f"; then with {2 * draws} draws a chain at target_accept 0.99 after 1 divergent "
+        f"transition(s) at 0.95; then with {2 * draws} draws a chain at target_accept 0.999 "
+        "after 1 divergent transition(s) at 0.99"
+    )
+    assert ", with 1 divergent transition(s)" not in note  # each said once, by the next reason
 
 
 def test_a_fit_is_sampled_longer_only_without_divergences_and_below_retry_draws(small_fit):

@@ -697,3 +697,46 @@ def test_the_summary_counts_sbc_fits_sampled_longer_apart_from_the_ladder():
         "2 fits sampled again with 4000 draws a chain after missing acceptance with no divergent "
         "transition (1 of them still not accepted)" in text
     )
+
+
+def test_a_longer_attempt_that_climbed_the_ladder_is_counted_once_as_longer_and_as_climbed():
+    """A refit sampled longer whose longer attempt then climbed the ladder (three attempts, two
+    of them with ``retry_draws``): its row records the draws of the longer attempts once, the
+    last attempt's target acceptance, and the summary counts it both ways."""
+    import json
+
+    import xarray as xr
+
+    from model.validation.runner import _attempt_columns, _sampled_again
+
+    idata = xr.DataTree.from_dict(
+        {"posterior": xr.Dataset({"x": (("chain", "draw"), np.zeros((2, 4)))})}
+    )
+    idata.attrs["sampling_attempts"] = json.dumps(
+        [
+            {"target_accept": 0.95, "divergences": 0, "seconds": 1.0},
+            {
+                "target_accept": 0.95,
+                "divergences": 1,
+                "seconds": 2.0,
+                "draws": 4000,
+                "after": ["r"],
+            },
+            {
+                "target_accept": 0.99,
+                "divergences": 0,
+                "seconds": 3.0,
+                "draws": 4000,
+                "after": ["d"],
+            },
+        ]
+    )
+    row = _attempt_columns(idata)
+    assert row == {
+        "target_accept": 0.99,
+        "first_attempt_divergences": 0,
+        "attempts": 3,
+        "longer_draws": 4000,
+    }
+    climbed, lengthened = _sampled_again(pd.DataFrame([row]))
+    assert bool(climbed.iloc[0]) and bool(lengthened.iloc[0])
