@@ -21,9 +21,10 @@ without ``n``, some leaving the last answer unreported.
 *accepted* when every ranked quantity has a bulk ESS of at least :data:`ACCEPT_ESS` (the full
 diagnostics gate, R-hat and ESS on hundreds of latent quantities, is recorded too). Every fit is
 kept in the statistics; the acceptance count says how many met the ESS criterion. As a fit that
-misses the gate's R-hat or ESS alone is sampled once more with ``Sampler.retry_draws`` draws a
-chain, so is an SBC fit that misses acceptance with no divergent transition left
-(:func:`longer_sampling_reasons`); the ranks are then those of the longer attempt.
+misses the gate's R-hat or ESS alone is sampled again with ``Sampler.retry_draws`` draws a
+chain (climbing the rest of the ladder if that attempt has divergent transitions), so is an SBC
+fit that misses acceptance with no divergent transition left (:func:`longer_sampling_reasons`);
+the ranks are then those of the last attempt.
 
 **Uniformity** is judged by the rank ECDF against a :data:`BAND_PROB` simultaneous band of the
 uniform ECDF (Säilynoja, Bürkner and Vehtari 2022, via ``arviz_stats``): a quantity whose ECDF
