@@ -144,6 +144,7 @@ def _walk_and_jumps(
     *,
     centred_knots: bool = True,
     persistence=None,
+    drift=None,
 ):
     r"""The walk :math:`\sigma_{walk} \sum_{s \le t} z_s` (cells x answers) and the event jumps, sampled by segments.
 
@@ -190,6 +191,15 @@ def _walk_and_jumps(
     walk's, this prior depends on where the knots fall (``PollDesign.walk_knots``): another
     placement is another model, not only another way of sampling it.
 
+    With ``drift`` :math:`d` (the candidate ``trend = "drift"``, logits per month), every step's
+    innovation has mean :math:`d\,\Delta/30.44`, so the walk gains :math:`m_t d`, :math:`m_t`
+    the months since the first cell: a segment's change is :math:`S = d\, m_j \Delta/30.44 +
+    \sigma_{walk}\sqrt{m_j}\,\tilde S`, the bridge within it is unchanged (a walk with drift,
+    given its ends, is the same bridge), the paired jump's split is taken of the change less its
+    drift, and each step outside any segment gains :math:`d\,\Delta/30.44`. The same model as
+    adding :math:`m_t d` to the trend's logits, sampled so that in the centred form the drift
+    enters only the knots' prior (their changes' mean), not the values the readings pin.
+
     Returns
     -------
     (walk, jump)
@@ -230,9 +240,10 @@ def _walk_and_jumps(
             else None
         )
         no_segments = np.zeros(0, dtype=int)
-        return segmented_walk(
-            z_all, pt.zeros((0, n_answer)), walk_sd, no_segments, no_segments
-        ), jump
+        walk = segmented_walk(z_all, pt.zeros((0, n_answer)), walk_sd, no_segments, no_segments)
+        if drift is not None:
+            walk = walk + _drift_past(drift, 0, n_steps, design.cell_days)
+        return walk, jump
 
     segment_start = pm.Data("segment_start", steps.start, dims="walk_segment")
     segment_end = pm.Data("segment_end", steps.end, dims="walk_segment")
@@ -257,7 +268,28 @@ def _walk_and_jumps(
         carry = _segment_carry(
             persistence, segment_start, segment_end, paired_segments, n_segments, design.cell_days
         )
-    if carry is not None and centred_knots:
+    drift_change = None
+    if drift is not None:  # each segment's change has mean d m_j (months): (walk_segment, answer)
+        drift_change = length * (design.cell_days / DAYS_PER_MONTH) * drift[None, :]
+    if drift_change is not None and centred_knots:
+        at_knot = pm.CustomDist(
+            knot_name,
+            level,
+            knot_scale,
+            drift_change,
+            dist=lambda start, sd, mean, size: (
+                start[None, :]
+                + pt.cumsum(
+                    mean
+                    + pm.ZeroSumNormal.dist(sigma=sd, n_zerosum_axes=1, support_shape=(n_answer,)),
+                    axis=0,
+                )
+            ),
+            signature="(k),(s,k),(s,k)->(s,k)",
+            transform=ZeroSumTransform(zerosum_axes=(-1,)),
+            dims=("walk_segment", ANSWER),
+        )
+    elif carry is not None and centred_knots:
         at_knot = pm.CustomDist(
             knot_name,
             level,
@@ -288,6 +320,8 @@ def _walk_and_jumps(
         )
     sums = pt.diff(pt.concatenate([level[None, :], at_knot], axis=0), axis=0)
     total = sums if centred_knots else pt.sqrt(total_var) * sums
+    if drift_change is not None and not centred_knots:
+        total = total + drift_change
     if carry is not None and not centred_knots:
         # S_j = a_j S_{j-1} + e_j: the innovations e (on the walk's scale) carried forward.
         total = pt.linalg.solve_triangular(
@@ -310,8 +344,12 @@ def _walk_and_jumps(
                 "jump_split", sigma=1.0, dims=("event_paired", ANSWER), n_zerosum_axes=1
             )
             seg_total = total[paired_segments]
+            # The jump's share of the change's zero-mean part: the change less its drift, if any.
+            seg_deviation = (
+                seg_total if drift_change is None else seg_total - drift_change[paired_segments]
+            )
             paired_jump = _part_given_sum(
-                seg_total, jump_sd, pt.sqrt(walk_var[paired_segments]), split
+                seg_deviation, jump_sd, pt.sqrt(walk_var[paired_segments]), split
             )
             jump = pt.set_subtensor(jump[paired_events], paired_jump)
             change = pt.set_subtensor(total[paired_segments], seg_total - paired_jump)
@@ -324,7 +362,17 @@ def _walk_and_jumps(
         walk = walk + _momentum_past_last_knot(
             persistence, change, segment_start, segment_end, n_steps, design.cell_days
         )
+    if drift is not None:  # the steps past the last knot (the segments' changes hold the rest)
+        walk = walk + _drift_past(drift, segment_end[-1], n_steps, design.cell_days)
     return walk, jump
+
+
+def _drift_past(drift, first_step, n_steps, cell_days: float):
+    """The drift's mean on the steps from index ``first_step`` on (step ``s``: cell ``s`` to
+    ``s + 1``), ``drift * cell_days / DAYS_PER_MONTH`` a step, summed into the walk (time, answer)."""
+    past = pt.cast(pt.arange(n_steps) >= first_step, "float64") * (cell_days / DAYS_PER_MONTH)
+    drifted = past[:, None] * drift[None, :]
+    return pt.concatenate([pt.zeros_like(drifted[:1]), pt.cumsum(drifted, axis=0)], axis=0)
 
 
 def _segment_carry(
@@ -630,6 +678,10 @@ class PollAggregator:
                         "slope_persistence",
                         pt.as_tensor_variable(np.float64(priors.slope_persistence)),
                     )
+            drift = None
+            if self.config.trend == "drift":
+                # A constant zero-sum slope per answer logit, in logits per month from the first cell.
+                drift = pm.ZeroSumNormal("drift", sigma=priors.drift_sd_per_month, dims=ANSWER)
             walk, jump = _walk_and_jumps(
                 level,
                 walk_sd,
@@ -637,18 +689,14 @@ class PollAggregator:
                 d,
                 centred_knots=d.centred_knots,
                 persistence=persistence,
+                drift=drift,
             )
             eta = level[None, :] + walk
             if jump is not None:
                 event_cell = pm.Data("event_cell", d.event_cell, dims=EVENT)
                 after = pt.cast(pt.arange(eta.shape[0])[:, None] >= event_cell[None, :], "float64")
                 eta = eta + pt.dot(after, jump)
-            if self.config.trend == "drift":
-                # A constant zero-sum slope per answer logit, in logits per month from the first cell.
-                drift = pm.ZeroSumNormal("drift", sigma=priors.drift_sd_per_month, dims=ANSWER)
-                months = pt.arange(eta.shape[0]) * (d.cell_days / DAYS_PER_MONTH)
-                eta = eta + months[:, None] * drift[None, :]
-            elif self.config.trend == "damped":
+            if self.config.trend == "damped":
                 eta = eta + _damped_slope_path(eta.shape[0], d.cell_days, priors)
             pm.Deterministic("share", 100 * pt.special.softmax(eta, axis=-1), dims=(TIME, ANSWER))
 

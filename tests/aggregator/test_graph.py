@@ -313,19 +313,7 @@ def test_the_model_options_add_their_parameters_and_reduce_to_the_model_at_zero(
                 "nonsampling_house_z": np.zeros(len(design.pollsters))}  # fmt: skip
     reading_logp = [m.compile_logp(vars=[m["obs_share"]], sum=False) for m in (base, options)]
     np.testing.assert_allclose(reading_logp[1](extended)[0] - reading_logp[0](point)[0], 0, atol=0)
-    # spread exp(0) = 1 would still scale by exp(1 * 0) = 1; a drift moves the curve linearly in logits
-    shares = options.compile_fn(
-        options.replace_rvs_by_values([options["share"]])[0],
-        inputs=options.value_vars,
-        on_unused_input="ignore",
-    )
-    drifted = shares({**extended, "drift_zerosum__": np.array([0.1, 0.0])})
-    flat = shares(extended)
-    logit_gap = np.log(drifted) - np.log(flat)
-    logit_gap -= logit_gap.mean(axis=1, keepdims=True)
-    per_cell = np.diff(logit_gap, axis=0)
-    np.testing.assert_allclose(per_cell - per_cell[0], 0, atol=1e-9)  # the same step every cell
-    assert abs(per_cell[0]).max() > 1e-3
+    # (What a drift does to the trend: test_the_drift_is_the_walk_plus_a_slope_in_both_knot_forms.)
     by_house_n = build(sim_polls, reference_question="Q_MAIN", unknown_n="by_house")[0]
     assert set(by_house_n.house_n_medians) == set(by_house_n.pollsters)
     for pollster, median in by_house_n.house_n_medians.items():
@@ -468,3 +456,53 @@ def test_a_scale_parameter_of_an_unknown_form_is_refused():
         with pytest.raises(ValueError, match="c: unknown scale prior 'flat'"):
             _scale_parameter("c", 0.1, "flat")
     assert "c" not in m.named_vars
+
+
+@pytest.mark.parametrize("form", ["centred", "non_centred"])
+def test_the_drift_is_the_walk_plus_a_slope_in_both_knot_forms(sim_polls, form):
+    """trend = "drift", sampled inside the walk (``_walk_and_jumps``): the trend is the walk's plus
+    ``m_t d`` (months since the first cell), the event's jump is the walk's, and in the centred form
+    the knots' log density at the drifted knot values is the walk's at the plain ones (the drift
+    enters only their prior). Prior draws of the walk's variables, a drift of a few points a year."""
+    from pymc.model.transform.conditioning import remove_value_transforms
+
+    end_of_data = pd.to_datetime(sim_polls["field_end"]).max()
+    config = model.Config(
+        events=(model.Event("2024-01-15", "event"),),
+        through=(end_of_data + pd.Timedelta(days=120)).strftime("%Y-%m-%d"),
+    ).replace(sampler={"knots": form})
+    design = build_design(sim_polls, config)
+    base = remove_value_transforms(PollAggregator(design, config).build())
+    drifted = remove_value_transforms(PollAggregator(design, config.replace(trend="drift")).build())
+    assert {v.name for v in drifted.free_RVs} - {v.name for v in base.free_RVs} == {"drift"}
+    knot_name = {"centred": "trend_at_knot", "non_centred": "knot_value_std"}[form]
+    assert "jump_split" in base.named_vars  # the event sits in a segment
+    names = [v.name for v in base.free_RVs]
+    point = dict(zip(names, pm.draw([base[n] for n in names], random_seed=6)))
+    d = np.array([0.03, -0.01, -0.02])
+    months = np.arange(len(design.time)) * design.cell_days / 30.44
+    knots = np.asarray(design.walk_knots)
+    assert len(design.time) - 1 - knots[-1] > 10  # steps past the last knot
+    drifted_point = {**point, "drift": d}
+    if form == "centred":
+        drifted_point[knot_name] = point[knot_name] + months[knots[1:], None] * d
+        np.testing.assert_allclose(
+            drifted.compile_logp(vars=[drifted[knot_name]])(drifted_point),
+            base.compile_logp(vars=[base[knot_name]])(point),
+            rtol=1e-12,
+        )
+
+    def values(m, name, at):
+        (var,) = m.replace_rvs_by_values([m[name]])
+        return m.compile_fn(var, inputs=m.value_vars, on_unused_input="ignore")(at)
+
+    def eta(m, at):
+        log_share = np.log(values(m, "share", at))
+        return log_share - log_share.mean(axis=1, keepdims=True)
+
+    np.testing.assert_allclose(
+        eta(drifted, drifted_point), eta(base, point) + months[:, None] * d, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        values(drifted, "jump", drifted_point), values(base, "jump", point), atol=1e-12
+    )
