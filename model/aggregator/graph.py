@@ -505,7 +505,8 @@ class PollAggregator:
 
     **Trend candidates** (``Config.trend``, backtested by ``validate --candidates``; not the shipped
     model). ``"drift"`` adds a constant zero-sum slope :math:`\eta_{t,k} \mathrel{+}= m_t d_k`,
-    :math:`d \sim \mathrm{ZeroSumNormal}(s_{drift})`, :math:`m_t` the months since the first cell.
+    :math:`d \sim \mathrm{ZeroSumNormal}(s_{drift})`, :math:`m_t` the months since the first cell
+    (sampled as the mean of the walk's steps, :func:`_walk_and_jumps`).
     ``"damped"`` adds a damped local slope: :math:`\eta_{t,k} \mathrel{+}= \sum_{u<t} \mu\, g_{u,k}`
     with :math:`\mu = \Delta/30.44` months per cell and a stationary AR(1) slope in logits per month,
     :math:`g_{0} = \sigma_g z_0`, :math:`g_{t} = \phi g_{t-1} + \sigma_g\sqrt{1-\phi^2}\, z_t`,
