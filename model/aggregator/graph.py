@@ -144,7 +144,7 @@ def _walk_and_jumps(
     *,
     centred_knots: bool = True,
     persistence=None,
-    drift=None,
+    mean_path=None,
 ):
     r"""The walk :math:`\sigma_{walk} \sum_{s \le t} z_s` (cells x answers) and the event jumps, sampled by segments.
 
@@ -191,14 +191,15 @@ def _walk_and_jumps(
     walk's, this prior depends on where the knots fall (``PollDesign.walk_knots``): another
     placement is another model, not only another way of sampling it.
 
-    With ``drift`` :math:`d` (the candidate ``trend = "drift"``, logits per month), every step's
-    innovation has mean :math:`d\,\Delta/30.44`, so the walk gains :math:`m_t d`, :math:`m_t`
-    the months since the first cell: a segment's change is :math:`S = d\, m_j \Delta/30.44 +
-    \sigma_{walk}\sqrt{m_j}\,\tilde S`, the bridge within it is unchanged (a walk with drift,
-    given its ends, is the same bridge), the paired jump's split is taken of the change less its
-    drift, and each step outside any segment gains :math:`d\,\Delta/30.44`. The same model as
-    adding :math:`m_t d` to the trend's logits, sampled so that in the centred form the drift
-    enters only the knots' prior (their changes' mean), not the values the readings pin.
+    With ``mean_path`` :math:`M` (time x answer, :math:`M_0 = 0`: the candidates' drift
+    :math:`M_t = m_t d`, or their damped slope's running sum), each step's innovation has mean
+    :math:`M_{s} - M_{s-1}`, so the walk gains :math:`M_t`: a segment's change is :math:`S =
+    (M_{t_1} - M_{t_0}) + \sigma_{walk}\sqrt{m}\,\tilde S`, the walk less :math:`M` within it is
+    the same bridge as before, the paired jump's split is taken of the change less its mean, and
+    each step outside any segment gains its :math:`M_{s} - M_{s-1}`. The same model as adding
+    :math:`M_t` to the trend's logits, sampled so that in the centred form :math:`M` enters the
+    knots' prior (the mean of their changes) and the walk between and past them, not the knot
+    values the readings pin.
 
     Returns
     -------
@@ -241,9 +242,7 @@ def _walk_and_jumps(
         )
         no_segments = np.zeros(0, dtype=int)
         walk = segmented_walk(z_all, pt.zeros((0, n_answer)), walk_sd, no_segments, no_segments)
-        if drift is not None:
-            walk = walk + _drift_past(drift, 0, n_steps, design.cell_days)
-        return walk, jump
+        return (walk if mean_path is None else walk + mean_path), jump
 
     segment_start = pm.Data("segment_start", steps.start, dims="walk_segment")
     segment_end = pm.Data("segment_end", steps.end, dims="walk_segment")
@@ -268,15 +267,17 @@ def _walk_and_jumps(
         carry = _segment_carry(
             persistence, segment_start, segment_end, paired_segments, n_segments, design.cell_days
         )
-    drift_change = None
-    if drift is not None:  # each segment's change has mean d m_j (months): (walk_segment, answer)
-        drift_change = length * (design.cell_days / DAYS_PER_MONTH) * drift[None, :]
-    if drift_change is not None and centred_knots:
+    mean_change = None
+    if (
+        mean_path is not None
+    ):  # each segment's change has mean M(end) - M(start): (walk_segment, answer)
+        mean_change = mean_path[segment_end] - mean_path[segment_start]
+    if mean_change is not None and centred_knots:
         at_knot = pm.CustomDist(
             knot_name,
             level,
             knot_scale,
-            drift_change,
+            mean_change,
             dist=lambda start, sd, mean, size: (
                 start[None, :]
                 + pt.cumsum(
@@ -320,8 +321,8 @@ def _walk_and_jumps(
         )
     sums = pt.diff(pt.concatenate([level[None, :], at_knot], axis=0), axis=0)
     total = sums if centred_knots else pt.sqrt(total_var) * sums
-    if drift_change is not None and not centred_knots:
-        total = total + drift_change
+    if mean_change is not None and not centred_knots:
+        total = total + mean_change
     if carry is not None and not centred_knots:
         # S_j = a_j S_{j-1} + e_j: the innovations e (on the walk's scale) carried forward.
         total = pt.linalg.solve_triangular(
@@ -344,9 +345,9 @@ def _walk_and_jumps(
                 "jump_split", sigma=1.0, dims=("event_paired", ANSWER), n_zerosum_axes=1
             )
             seg_total = total[paired_segments]
-            # The jump's share of the change's zero-mean part: the change less its drift, if any.
+            # The jump's share of the change's zero-mean part: the change less its mean, if any.
             seg_deviation = (
-                seg_total if drift_change is None else seg_total - drift_change[paired_segments]
+                seg_total if mean_change is None else seg_total - mean_change[paired_segments]
             )
             paired_jump = _part_given_sum(
                 seg_deviation, jump_sd, pt.sqrt(walk_var[paired_segments]), split
@@ -357,22 +358,16 @@ def _walk_and_jumps(
 
     # d_s = walk_sd (z_s - mean of z over its segment) + change / length, summed into the walk:
     # one fused operation with its own gradient (model.aggregator.kernels; ~120 small graph operations otherwise).
-    walk = segmented_walk(z_all, change, walk_sd, segment_start, segment_end)
+    if mean_path is None:
+        walk = segmented_walk(z_all, change, walk_sd, segment_start, segment_end)
+    else:  # the walk less its mean path is the plain walk's, by segments
+        walk = segmented_walk(z_all, change - mean_change, walk_sd, segment_start, segment_end)
+        walk = walk + mean_path
     if persistence is not None:
         walk = walk + _momentum_past_last_knot(
             persistence, change, segment_start, segment_end, n_steps, design.cell_days
         )
-    if drift is not None:  # the steps past the last knot (the segments' changes hold the rest)
-        walk = walk + _drift_past(drift, segment_end[-1], n_steps, design.cell_days)
     return walk, jump
-
-
-def _drift_past(drift, first_step, n_steps, cell_days: float):
-    """The drift's mean on the steps from index ``first_step`` on (step ``s``: cell ``s`` to
-    ``s + 1``), ``drift * cell_days / DAYS_PER_MONTH`` a step, summed into the walk (time, answer)."""
-    past = pt.cast(pt.arange(n_steps) >= first_step, "float64") * (cell_days / DAYS_PER_MONTH)
-    drifted = past[:, None] * drift[None, :]
-    return pt.concatenate([pt.zeros_like(drifted[:1]), pt.cumsum(drifted, axis=0)], axis=0)
 
 
 def _segment_carry(
@@ -679,10 +674,16 @@ class PollAggregator:
                         "slope_persistence",
                         pt.as_tensor_variable(np.float64(priors.slope_persistence)),
                     )
-            drift = None
+            # The candidates' slopes, as the mean path of the walk's steps (_walk_and_jumps).
+            mean_path = None
+            n_time = model.dim_lengths[TIME]
             if self.config.trend == "drift":
                 # A constant zero-sum slope per answer logit, in logits per month from the first cell.
                 drift = pm.ZeroSumNormal("drift", sigma=priors.drift_sd_per_month, dims=ANSWER)
+                months = pt.arange(n_time) * (d.cell_days / DAYS_PER_MONTH)
+                mean_path = months[:, None] * drift[None, :]
+            elif self.config.trend == "damped":
+                mean_path = _damped_slope_path(n_time, d.cell_days, priors)
             walk, jump = _walk_and_jumps(
                 level,
                 walk_sd,
@@ -690,15 +691,13 @@ class PollAggregator:
                 d,
                 centred_knots=d.centred_knots,
                 persistence=persistence,
-                drift=drift,
+                mean_path=mean_path,
             )
             eta = level[None, :] + walk
             if jump is not None:
                 event_cell = pm.Data("event_cell", d.event_cell, dims=EVENT)
                 after = pt.cast(pt.arange(eta.shape[0])[:, None] >= event_cell[None, :], "float64")
                 eta = eta + pt.dot(after, jump)
-            if self.config.trend == "damped":
-                eta = eta + _damped_slope_path(eta.shape[0], d.cell_days, priors)
             pm.Deterministic("share", 100 * pt.special.softmax(eta, axis=-1), dims=(TIME, ANSWER))
 
             # House and question effects (zero-sum over answers; reference question = 0).

@@ -313,7 +313,7 @@ def test_the_model_options_add_their_parameters_and_reduce_to_the_model_at_zero(
                 "nonsampling_house_z": np.zeros(len(design.pollsters))}  # fmt: skip
     reading_logp = [m.compile_logp(vars=[m["obs_share"]], sum=False) for m in (base, options)]
     np.testing.assert_allclose(reading_logp[1](extended)[0] - reading_logp[0](point)[0], 0, atol=0)
-    # (What a drift does to the trend: test_the_drift_is_the_walk_plus_a_slope_in_both_knot_forms.)
+    # (What a drift does to the trend: test_a_slope_candidate_is_the_walk_plus_its_mean_path_in_both_knot_forms.)
     by_house_n = build(sim_polls, reference_question="Q_MAIN", unknown_n="by_house")[0]
     assert set(by_house_n.house_n_medians) == set(by_house_n.pollsters)
     for pollster, median in by_house_n.house_n_medians.items():
@@ -458,12 +458,17 @@ def test_a_scale_parameter_of_an_unknown_form_is_refused():
     assert "c" not in m.named_vars
 
 
+@pytest.mark.parametrize("trend", ["drift", "damped"])
 @pytest.mark.parametrize("form", ["centred", "non_centred"])
-def test_the_drift_is_the_walk_plus_a_slope_in_both_knot_forms(sim_polls, form):
-    """trend = "drift", sampled inside the walk (``_walk_and_jumps``): the trend is the walk's plus
-    ``m_t d`` (months since the first cell), the event's jump is the walk's, and in the centred form
-    the knots' log density at the drifted knot values is the walk's at the plain ones (the drift
-    enters only their prior). Prior draws of the walk's variables, a drift of a few points a year."""
+def test_a_slope_candidate_is_the_walk_plus_its_mean_path_in_both_knot_forms(
+    sim_polls, form, trend
+):
+    """trend = "drift" or "damped", sampled as the mean path M of the walk's steps
+    (``_walk_and_jumps``): the trend is the walk's plus M (``m_t d``, or the running sum of the
+    damped AR(1) slope, as the recursion writes it), the event's jump is the walk's, and in the
+    centred form the knots' log density at the knot values moved by M is the walk's at the plain
+    ones (M enters only their prior). Prior draws of the walk's variables; a drift of a few points
+    a year, a damped slope of its prior's size."""
     from pymc.model.transform.conditioning import remove_value_transforms
 
     end_of_data = pd.to_datetime(sim_polls["field_end"]).max()
@@ -473,21 +478,35 @@ def test_the_drift_is_the_walk_plus_a_slope_in_both_knot_forms(sim_polls, form):
     ).replace(sampler={"knots": form})
     design = build_design(sim_polls, config)
     base = remove_value_transforms(PollAggregator(design, config).build())
-    drifted = remove_value_transforms(PollAggregator(design, config.replace(trend="drift")).build())
-    assert {v.name for v in drifted.free_RVs} - {v.name for v in base.free_RVs} == {"drift"}
+    candidate = remove_value_transforms(PollAggregator(design, config.replace(trend=trend)).build())
     knot_name = {"centred": "trend_at_knot", "non_centred": "knot_value_std"}[form]
     assert "jump_split" in base.named_vars  # the event sits in a segment
     names = [v.name for v in base.free_RVs]
     point = dict(zip(names, pm.draw([base[n] for n in names], random_seed=6)))
-    d = np.array([0.03, -0.01, -0.02])
-    months = np.arange(len(design.time)) * design.cell_days / 30.44
+    n_time, months_per_cell = len(design.time), design.cell_days / 30.44
+    if trend == "drift":
+        d = np.array([0.03, -0.01, -0.02])
+        added = {"drift": d}
+        path = np.arange(n_time)[:, None] * months_per_cell * d
+    else:
+        z = np.random.default_rng(6).normal(size=(n_time, 3))
+        z -= z.mean(axis=1, keepdims=True)
+        sd, rho = 0.02, 0.9
+        added = {"slope_sd": sd, "slope_persistence": rho, "slope_innovation": z}
+        phi = rho**months_per_cell
+        slope = np.empty_like(z)
+        slope[0] = sd * z[0]
+        for t in range(1, n_time):
+            slope[t] = phi * slope[t - 1] + sd * np.sqrt(1 - phi**2) * z[t]
+        path = np.vstack([np.zeros((1, 3)), np.cumsum(slope, axis=0)[:-1] * months_per_cell])
+    assert {v.name for v in candidate.free_RVs} - set(names) == set(added)
     knots = np.asarray(design.walk_knots)
-    assert len(design.time) - 1 - knots[-1] > 10  # steps past the last knot
-    drifted_point = {**point, "drift": d}
+    assert n_time - 1 - knots[-1] > 10  # steps past the last knot
+    moved = {**point, **added}
     if form == "centred":
-        drifted_point[knot_name] = point[knot_name] + months[knots[1:], None] * d
+        moved[knot_name] = point[knot_name] + path[knots[1:]]
         np.testing.assert_allclose(
-            drifted.compile_logp(vars=[drifted[knot_name]])(drifted_point),
+            candidate.compile_logp(vars=[candidate[knot_name]])(moved),
             base.compile_logp(vars=[base[knot_name]])(point),
             rtol=1e-12,
         )
@@ -500,9 +519,8 @@ def test_the_drift_is_the_walk_plus_a_slope_in_both_knot_forms(sim_polls, form):
         log_share = np.log(values(m, "share", at))
         return log_share - log_share.mean(axis=1, keepdims=True)
 
+    assert np.abs(np.diff(path, axis=0)).max() > 1e-3  # the path moves
+    np.testing.assert_allclose(eta(candidate, moved), eta(base, point) + path, atol=1e-10)
     np.testing.assert_allclose(
-        eta(drifted, drifted_point), eta(base, point) + months[:, None] * d, atol=1e-10
-    )
-    np.testing.assert_allclose(
-        values(drifted, "jump", drifted_point), values(base, "jump", point), atol=1e-12
+        values(candidate, "jump", moved), values(base, "jump", point), atol=1e-12
     )
