@@ -206,6 +206,8 @@ def _walk_and_jumps(
     (walk, jump)
         ``walk`` (time, answer); ``jump`` (event, answer), or None without events.
     """
+    if mean_path is not None and persistence is not None:
+        raise ValueError("a mean path and a momentum's persistence are two trends; give one")
     n_answer = len(design.answers)
     n_events = len(design.event_labels)
     if len(design.time) == 1:

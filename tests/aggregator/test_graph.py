@@ -459,7 +459,7 @@ def test_a_scale_parameter_of_an_unknown_form_is_refused():
 
 
 @pytest.mark.parametrize("trend", ["drift", "damped"])
-@pytest.mark.parametrize("form", ["centred", "non_centred"])
+@pytest.mark.parametrize("form", ["centred", "non_centred", "no_segments"])
 def test_a_slope_candidate_is_the_walk_plus_its_mean_path_in_both_knot_forms(
     sim_polls, form, trend
 ):
@@ -467,20 +467,26 @@ def test_a_slope_candidate_is_the_walk_plus_its_mean_path_in_both_knot_forms(
     (``_walk_and_jumps``): the trend is the walk's plus M (``m_t d``, or the running sum of the
     damped AR(1) slope, as the recursion writes it), the event's jump is the walk's, and in the
     centred form the knots' log density at the knot values moved by M is the walk's at the plain
-    ones (M enters only their prior). Prior draws of the walk's variables; a drift of a few points
-    a year, a damped slope of its prior's size."""
+    ones (M enters only their prior); also with no segment (one knot: every step plain). Prior
+    draws of the walk's variables; a drift of about 8 points a year near 50%, a damped slope of its
+    prior's size."""
+    import dataclasses
+
     from pymc.model.transform.conditioning import remove_value_transforms
 
     end_of_data = pd.to_datetime(sim_polls["field_end"]).max()
     config = model.Config(
         events=(model.Event("2024-01-15", "event"),),
         through=(end_of_data + pd.Timedelta(days=120)).strftime("%Y-%m-%d"),
-    ).replace(sampler={"knots": form})
+    ).replace(sampler={"knots": "non_centred" if form == "no_segments" else form})
     design = build_design(sim_polls, config)
+    if form == "no_segments":
+        design = dataclasses.replace(design, walk_knots=np.array([0]))
     base = remove_value_transforms(PollAggregator(design, config).build())
     candidate = remove_value_transforms(PollAggregator(design, config.replace(trend=trend)).build())
-    knot_name = {"centred": "trend_at_knot", "non_centred": "knot_value_std"}[form]
-    assert "jump_split" in base.named_vars  # the event sits in a segment
+    knot_name = {"centred": "trend_at_knot", "non_centred": "knot_value_std"}.get(form)
+    # the event sits in a segment, its jump split from the segment's change; or no segment at all
+    assert ("jump_split" in base.named_vars) == (form != "no_segments")
     names = [v.name for v in base.free_RVs]
     point = dict(zip(names, pm.draw([base[n] for n in names], random_seed=6)))
     n_time, months_per_cell = len(design.time), design.cell_days / 30.44
