@@ -270,9 +270,8 @@ def _walk_and_jumps(
             persistence, segment_start, segment_end, paired_segments, n_segments, design.cell_days
         )
     mean_change = None
-    if (
-        mean_path is not None
-    ):  # each segment's change has mean M(end) - M(start): (walk_segment, answer)
+    if mean_path is not None:
+        # Each segment's change has mean M(end) - M(start): (walk_segment, answer).
         mean_change = mean_path[segment_end] - mean_path[segment_start]
     if mean_change is not None and centred_knots:
         at_knot = pm.CustomDist(
@@ -502,8 +501,7 @@ class PollAggregator:
 
     **Trend candidates** (``Config.trend``, backtested by ``validate --candidates``; not the shipped
     model). ``"drift"`` adds a constant zero-sum slope :math:`\eta_{t,k} \mathrel{+}= m_t d_k`,
-    :math:`d \sim \mathrm{ZeroSumNormal}(s_{drift})`, :math:`m_t` the months since the first cell
-    (sampled as the mean of the walk's steps, :func:`_walk_and_jumps`).
+    :math:`d \sim \mathrm{ZeroSumNormal}(s_{drift})`, :math:`m_t` the months since the first cell.
     ``"damped"`` adds a damped local slope: :math:`\eta_{t,k} \mathrel{+}= \sum_{u<t} \mu\, g_{u,k}`
     with :math:`\mu = \Delta/30.44` months per cell and a stationary AR(1) slope in logits per month,
     :math:`g_{0} = \sigma_g z_0`, :math:`g_{t} = \phi g_{t-1} + \sigma_g\sqrt{1-\phi^2}\, z_t`,
@@ -511,6 +509,7 @@ class PollAggregator:
     :math:`\sigma_g \sim \mathrm{HalfNormal}(s_{slope})` and the monthly persistence
     :math:`\rho \sim \mathrm{Beta}(a_\rho, b_\rho)`. Past the last reading the slope decays
     towards zero, so the projection continues the recent trend for a few months, then levels off.
+    Both are sampled as the mean path of the walk's steps (:func:`_walk_and_jumps`).
     ``"momentum"`` keeps the walk and its knots but lets each segment's change carry on the previous
     segment's slope per cell, decayed by the monthly persistence :math:`\rho \sim
     \mathrm{Beta}(a_\rho, b_\rho)` over the months between their midpoints (no new latent path:
