@@ -273,25 +273,7 @@ def _walk_and_jumps(
     if mean_path is not None:
         # Each segment's change has mean M(end) - M(start): (walk_segment, answer).
         mean_change = mean_path[segment_end] - mean_path[segment_start]
-    if mean_change is not None and centred_knots:
-        at_knot = pm.CustomDist(
-            knot_name,
-            level,
-            knot_scale,
-            mean_change,
-            dist=lambda start, sd, mean, size: (
-                start[None, :]
-                + pt.cumsum(
-                    mean
-                    + pm.ZeroSumNormal.dist(sigma=sd, n_zerosum_axes=1, support_shape=(n_answer,)),
-                    axis=0,
-                )
-            ),
-            signature="(k),(s,k),(s,k)->(s,k)",
-            transform=ZeroSumTransform(zerosum_axes=(-1,)),
-            dims=("walk_segment", ANSWER),
-        )
-    elif carry is not None and centred_knots:
+    if carry is not None and centred_knots:
         at_knot = pm.CustomDist(
             knot_name,
             level,
@@ -304,19 +286,22 @@ def _walk_and_jumps(
             dims=("walk_segment", ANSWER),
         )
     else:
-        # The running sums from the level (a unit-triangular map, so the prior is unchanged).
+        # The running sums from the level (a unit-triangular map, so the prior is unchanged), of
+        # changes with the mean path's mean in the centred form (non-centred: added below).
+        knot_mean = () if mean_change is None or not centred_knots else (mean_change,)
+
+        def running_sums(start, sd, *mean_and_size):
+            *mean, _size = mean_and_size  # PyMC passes the size last, positionally
+            change = pm.ZeroSumNormal.dist(sigma=sd, n_zerosum_axes=1, support_shape=(n_answer,))
+            return start[None, :] + pt.cumsum(change + mean[0] if mean else change, axis=0)
+
         at_knot = pm.CustomDist(
             knot_name,
             level,
             knot_scale,
-            dist=lambda start, sd, size: (
-                start[None, :]
-                + pt.cumsum(
-                    pm.ZeroSumNormal.dist(sigma=sd, n_zerosum_axes=1, support_shape=(n_answer,)),
-                    axis=0,
-                )
-            ),
-            signature="(k),(s,k)->(s,k)",
+            *knot_mean,
+            dist=running_sums,
+            signature="(k),(s,k)" + ",(s,k)" * len(knot_mean) + "->(s,k)",
             transform=ZeroSumTransform(zerosum_axes=(-1,)),
             dims=("walk_segment", ANSWER),
         )

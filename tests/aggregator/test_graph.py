@@ -267,6 +267,18 @@ def test_segmented_walk_keeps_the_prior(sim_polls, knots, form, compiled_mode):
     assert np.abs(corr[np.triu_indices_from(corr, k=1)]).max() < 0.05
 
 
+def damped_path_by_recursion(sd, rho, z, months_per_cell):
+    """The damped slope's running sum (time, answer) as its docstring writes the AR(1) recursion:
+    ``g_0 = sd z_0``, ``g_t = phi g_{t-1} + sd sqrt(1 - phi^2) z_t``, ``phi = rho ** months``,
+    summed from 0 at the first cell."""
+    phi = rho**months_per_cell
+    slope = np.empty_like(z)
+    slope[0] = sd * z[0]
+    for t in range(1, len(z)):
+        slope[t] = phi * slope[t - 1] + sd * np.sqrt(1 - phi**2) * z[t]
+    return np.vstack([np.zeros((1, z.shape[1])), np.cumsum(slope, axis=0)[:-1] * months_per_cell])
+
+
 @pytest.mark.parametrize("cell_days", [7.0, 30.44])
 def test_the_damped_slope_is_the_ar1_recursion_and_its_running_sum(cell_days):
     """trend = "damped": the path the trend gains is the running sum of a stationary AR(1) slope,
@@ -283,14 +295,8 @@ def test_the_damped_slope_is_the_ar1_recursion_and_its_running_sum(cell_days):
             draws=3,
             random_seed=5,
         )
-    months = cell_days / 30.44
     for sd, rho, z, got in zip(*draws):
-        phi = rho**months
-        slope = np.empty_like(z)
-        slope[0] = sd * z[0]
-        for t in range(1, n_time):
-            slope[t] = phi * slope[t - 1] + sd * np.sqrt(1 - phi**2) * z[t]
-        expected = np.vstack([np.zeros((1, 3)), np.cumsum(slope, axis=0)[:-1] * months])
+        expected = damped_path_by_recursion(sd, rho, z, cell_days / 30.44)
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(got.sum(axis=1), 0, atol=1e-12)  # zero-sum over answers
     assert {"slope_sd", "slope_persistence", "slope_innovation"} <= set(m.named_vars)
@@ -499,12 +505,7 @@ def test_a_slope_candidate_is_the_walk_plus_its_mean_path_in_both_knot_forms(
         z -= z.mean(axis=1, keepdims=True)
         sd, rho = 0.02, 0.9
         added = {"slope_sd": sd, "slope_persistence": rho, "slope_innovation": z}
-        phi = rho**months_per_cell
-        slope = np.empty_like(z)
-        slope[0] = sd * z[0]
-        for t in range(1, n_time):
-            slope[t] = phi * slope[t - 1] + sd * np.sqrt(1 - phi**2) * z[t]
-        path = np.vstack([np.zeros((1, 3)), np.cumsum(slope, axis=0)[:-1] * months_per_cell])
+        path = damped_path_by_recursion(sd, rho, z, months_per_cell)
     assert {v.name for v in candidate.free_RVs} - set(names) == set(added)
     knots = np.asarray(design.walk_knots)
     assert n_time - 1 - knots[-1] > 10  # steps past the last knot
