@@ -27,7 +27,14 @@ from model.files import atomic_write_text
 from model.report import interactive, plots
 from model.results.calibration import BacktestCalibration, find_backtest
 from model.results.diagnostics import retry_note, sampling_attempts
-from model.results.headline import PROJECTION_RULE
+from model.results.headline import (
+    PROJECTION_RULE,
+    averaged_over,
+    event_brackets,
+    event_caveat,
+    signed_interval,
+    signed_points,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -156,7 +163,7 @@ def _table(
 def _pp(median: float, lower: float, upper: float) -> str:
     if median == lower == upper == 0:
         return "0 (fixed)"
-    return f"{median:+.1f} [{lower:+.1f}, {upper:+.1f}]"
+    return signed_interval(median, lower, upper)
 
 
 def _share(value: float) -> str:
@@ -234,7 +241,13 @@ def _headline_section(result: FitResult, calibration: BacktestCalibration | None
         f'<p class="lead">{esc(first)}</p>'
         + ("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in rest) + "</ul>" if rest else "")
         + f'<p class="note">What these numbers are conditional on:</p><ul class="caveats">{caveats}</ul>'
-        + "<p>All figures: <code>headline.json</code> in the run folder.</p></section>"
+        + "<p>The headline's figures: <code>headline.json</code> in the run folder"
+        + (
+            f"; the backtest's, in <code>{esc(calibration.folder.name)}</code>."
+            if projected
+            else "."
+        )
+        + "</p></section>"
     )
 
 
@@ -277,6 +290,7 @@ def _projection_calibration(
         f"{row['coverage90']:.0%} of the reported shares of {int(row['n'])} held-out readings "
         f"({_held(row['coverage90_lower'], row['coverage90_upper'], 0.9)}) and its 50% bands "
         f"{row['coverage50']:.0%} ({_held(row['coverage50_lower'], row['coverage50_upper'], 0.5)})"
+        + _latest_coverage(row)
     )
     if months > horizons.max():
         where = (
@@ -324,6 +338,24 @@ def _projection_calibration(
     ]
 
 
+def _latest_coverage(row: pd.Series) -> str:
+    """The backtest's latest (confirmation) targets' coverage at a horizon, as a clause (none
+    without them): the readings most like today's, so a reader sees them apart."""
+    n = row.get("latest_n", 0)
+    if not n or pd.isna(n):
+        return ""
+    n = int(n)
+    span = (
+        f"{row['latest_first']:%B %Y}"
+        if row["latest_first"] == row["latest_last"]
+        else f"{row['latest_first']:%B %Y} to {row['latest_last']:%B %Y}"
+    )
+    return (
+        f"; of the {n} latest held-out reading{'s' if n != 1 else ''} (fielded {span}), the 90% bands "
+        f"covered {row['latest_coverage90']:.0%} and the 50% bands {row['latest_coverage50']:.0%}"
+    )
+
+
 def _offsets(errors) -> list[str]:
     """Each answer whose held-out readings came out on one side of the predictive median beyond
     their 90% interval, in words (rows of :attr:`BacktestCalibration.errors`)."""
@@ -334,16 +366,10 @@ def _offsets(errors) -> list[str]:
         side = "above" if r["mean_error"] > 0 else "below"
         words.append(
             f"{r['answer']} {abs(r['mean_error']):.1f} points {side} the predicted median (90% "
-            f"interval {_signed_points(r['lower'])} to {_signed_points(r['upper'])}, "
+            f"interval {signed_points(r['lower'])} to {signed_points(r['upper'])}, "
             f"{int(r['n'])} readings)"
         )
     return words
-
-
-def _signed_points(x: float) -> str:
-    """A signed difference in points to one decimal, or two where one would show a non-zero value
-    as zero (an interval's end just short of zero must not read as reaching it)."""
-    return f"{x:+.2f}" if x != 0 and round(x, 1) == 0 else f"{x:+.1f}"
 
 
 #: The sampler settings a backtest's refits are compared on with the fit (``Sampler`` fields;
@@ -443,9 +469,9 @@ def _offsets_table(calibration: BacktestCalibration) -> str:
             interval = (
                 ""
                 if np.isnan(r["lower"])
-                else f" ({_signed_points(r['lower'])} – {_signed_points(r['upper'])})"
+                else f" ({signed_points(r['lower'])} – {signed_points(r['upper'])})"
             )
-            cells.append(f"{_signed_points(r['mean_error'])}{interval}, n = {int(r['n'])}")
+            cells.append(f"{signed_points(r['mean_error'])}{interval}, n = {int(r['n'])}")
         rows.append([f"{int(horizon)}", *cells])
     return (
         "<p>Where the held-out readings fell against the predicted median: each answer's reported "
@@ -615,7 +641,9 @@ def _closed_section(result: FitResult) -> str:
             diff = (
                 "–"
                 if pd.isna(r[f"difference_{a}"])
-                else f"{r[f'difference_{a}']:+.1f} [{r[f'difference_{a}_lower']:+.1f}, {r[f'difference_{a}_upper']:+.1f}]"
+                else signed_interval(
+                    r[f"difference_{a}"], r[f"difference_{a}_lower"], r[f"difference_{a}_upper"]
+                )
             )
             published = "not published" if pd.isna(r[a]) else f"{r[a]:g}"
             cells = [f'<td class="num">{esc(v)}</td>' for v in (published, curve, diff)]
@@ -627,7 +655,10 @@ def _closed_section(result: FitResult) -> str:
         + "<p>Each closed (leaked, commissioned) reading against the curve over its own field period, in percent and "
         f"percentage points with {width}% intervals. For a reading in the fit the difference is the model's house and wording "
         "offset at that date; for one outside the fit it is the published share minus the curve, which also holds its "
-        "wording's effect and its sampling error. <code>closed_polls.csv</code> has every figure.</p>"
+        "wording's effect and its sampling error, while its interval holds the curve's uncertainty alone (so it is "
+        "narrower than what the data could tell of that reading). Where a reading in the fit left an answer unpublished, "
+        "its difference on that answer rests on the remainder of its published shares (100 minus them, which the model "
+        "reads as that answer). <code>closed_polls.csv</code> has every figure.</p>"
         + f'<div class="table-wrap"><table class="closed"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
         + "</section>"
     )
@@ -638,9 +669,9 @@ def _pooling_section(figures) -> str:
         '<section id="pooling"><h2>What the pooling did</h2>'
         "<p>Left: readings as published. Right: each reading minus its pollster's and question's estimated offset, "
         "i.e. roughly what the curve's reference house would have published with the reference question. "
-        "The RMS distance in each panel shows how much of the spread the house and question effects explain.</p>"
-        + _img("adjusted", figures)
-        + "</section>"
+        "The RMS distance in each panel shows how much of the spread the house and question effects explain; a house "
+        "and wording with one reading has an offset fitted to that reading alone, so its part of the drop is by "
+        "construction.</p>" + _img("adjusted", figures) + "</section>"
     )
 
 
@@ -688,7 +719,7 @@ def _house_section(result: FitResult, figures) -> str:
         header[-1] = "questions asked"
         parts.append(
             "<h3>House effects identified apart from the wording</h3>"
-            f"<p>Averaged over the period; median and {width}% interval.</p>"
+            f"<p>{esc(_sentence_case(averaged_over(result.design)))}; median and {width}% interval.</p>"
             + _table(header, free_rows, numeric=set(range(1, 1 + len(answers))))
         )
     if split:
@@ -698,13 +729,18 @@ def _house_section(result: FitResult, figures) -> str:
             '<p class="note">* For '
             + esc(", ".join(sorted(split)))
             + ": the house asks only a question no other house asks, so the data identify only house and wording together "
-            "(above). The split into a house part (below; averaged over the period) and a wording part (next section) "
-            "comes from the priors, not from the data.</p>"
+            f"(above). The split into a house part (below; {esc(averaged_over(result.design))}) and a wording part "
+            "(next section) comes from the priors, not from the data. On the share scale the parts do not add up to "
+            "the sum: each is a shift of the softmax, which depends on the level it acts on.</p>"
             + _table(header, split_rows, numeric=set(range(1, 1 + len(answers))), css="footnote")
         )
     parts.append(_img("house_effects", figures))
     parts.append("</section>")
     return "".join(parts)
+
+
+def _sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _question_section(result: FitResult, figures) -> str:
@@ -727,7 +763,15 @@ def _question_section(result: FitResult, figures) -> str:
     html_out = (
         f'<section id="question-effects"><h2>Question-wording effects</h2>'
         f"<p>Percentage points by which asking each question shifts the answers against the reference question "
-        f"{esc(result.reference_question)}; median and {round(100 * result.config.interval)}% interval.</p>"
+        f"{esc(result.reference_question)}, {esc(averaged_over(result.design))}; median and "
+        f"{round(100 * result.config.interval)}% interval."
+        + (
+            " Where a house alone asks a question (column <em>identified</em>), the data identify only its sum "
+            "with that house's effect (below); the split shown here comes from the priors, not the data."
+            if pairs
+            else ""
+        )
+        + "</p>"
         + _table(header, rows, numeric=effect_columns)
     )
     if pairs:
@@ -751,6 +795,7 @@ def _events_section(result: FitResult) -> str:
     if jumps.empty:
         return '<section id="events"><h2>Events</h2><p>No events configured.</p></section>'
     dates = {e.label: e.date for e in result.config.events}
+    grid = result.headline()["grid"]
     header, rows = _effects_pivot(jumps, "event", list(result.config.answers))
     for row, name in zip(rows, pd.unique(jumps["event"])):
         row.insert(1, esc(dates.get(name, "")))
@@ -759,6 +804,10 @@ def _events_section(result: FitResult) -> str:
         '<section id="events"><h2>Events</h2><p>Estimated jump of each answer at each configured event '
         f"(percentage points, {round(100 * result.config.interval)}% interval).</p>"
         + _table(header, rows, numeric=set(range(2, len(header))), nowrap={1})
+        + "".join(
+            f'<p class="note">{esc(event_caveat(event, bracket, grid))}</p>'
+            for event, bracket in event_brackets(result.design).items()
+        )
         + "</section>"
     )
 
@@ -883,6 +932,7 @@ def _diagnostics_section(result: FitResult, figures) -> str:
                 ["pollster", "question", "field period", "Pareto k", "why"], k_rows, numeric={3}
             )
         )
+    parts.append(_sensitivity_part(result))
     parts.append(
         _img(
             "rank",
@@ -906,6 +956,46 @@ def _diagnostics_section(result: FitResult, figures) -> str:
     )
     parts.append("</section>")
     return "".join(parts)
+
+
+def _sensitivity_part(result: FitResult) -> str:
+    """The power-scaling prior and likelihood sensitivity of the main quantities: the flagged ones
+    in a table, with what a flag means here (``prior_sensitivity.csv`` has every row)."""
+    table = result.prior_sensitivity()
+    flagged = table[table["diagnosis"] != "✓"]
+    lead = (
+        "<h3>Prior sensitivity (power-scaling)</h3><p>How much each of "
+        f"{len(table)} main quantities (the scales, the event jumps, the shares at the last reading and "
+        "at the curve's end) moves when the prior or the likelihood is raised to a power near 1 "
+        "(ArviZ's <code>psense</code>; above 0.05 counts as sensitive). "
+    )
+    if flagged.empty:
+        return lead + "None is flagged. <code>prior_sensitivity.csv</code> has every figure.</p>"
+    rows = [
+        [
+            esc(r["quantity"].replace("T00:00:00.000000000", "")),
+            f"{r['prior']:.3f}",
+            f"{r['likelihood']:.3f}",
+            esc(r["diagnosis"]),
+        ]
+        for _, r in flagged.iterrows()
+    ]
+    scales = [q for q in flagged["quantity"] if q in ("house_sd", "question_sd")]
+    note = (
+        " The house and wording scales lean on their priors where the data identify only "
+        "house-and-wording sums (the sections above): how the sums split, and so these scales, "
+        "comes from the priors."
+        if scales and result.confounded
+        else ""
+    )
+    return (
+        lead
+        + f"{len(flagged)} {'are' if len(flagged) != 1 else 'is'} flagged (below); "
+        + "<code>prior_sensitivity.csv</code> has every figure."
+        + note
+        + "</p>"
+        + _table(["quantity", "prior", "likelihood", "diagnosis"], rows, numeric={1, 2})
+    )
 
 
 def _model_section(result: FitResult) -> str:

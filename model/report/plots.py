@@ -38,7 +38,7 @@ from matplotlib.patches import Patch
 from model.config import ANCHORS
 from model.data.polls import reading_midpoints
 from model.files import atomic_write
-from model.results.headline import PROJECTION_RULE, field_span
+from model.results.headline import PROJECTION_RULE, averaged_over, field_span
 
 if TYPE_CHECKING:
     from model.results.fit_result import FitResult
@@ -683,7 +683,7 @@ def plot_adjusted(
     add_caption(
         fig,
         f"Run {run_id or default_run_id(result)}. Adjusted share = published share minus the posterior mean of the "
-        "reading's house + question offset (percentage points averaged over the period, so the adjustment is "
+        f"reading's house + question offset (percentage points {averaged_over(result.design)}, so the adjustment is "
         f"approximate where shares moved far). The curve is {result.identification}. Points nearer the curve after "
         "adjustment: the house and question effects explain that part of the spread; what remains is sampling and "
         "non-sampling error.",
@@ -863,7 +863,7 @@ def plot_house_effects(result: FitResult) -> Figure:
     width = _interval_label(result.config.interval)
     caption = (
         f"Shift of each answer's share that a house's readings show against the curve ({result.identification}), "
-        f"averaged over the period; {width} intervals."
+        f"{averaged_over(result.design)}; {width} intervals."
     )
     if pairs:
         caption += (
@@ -911,7 +911,7 @@ def plot_question_effects(result: FitResult) -> Figure:
     width = _interval_label(result.config.interval)
     caption = (
         f"Shift of each answer's share that asking a question causes against the reference question "
-        f"{result.reference_question}, averaged over the period; {width} intervals."
+        f"{result.reference_question}, {averaged_over(result.design)}; {width} intervals."
     )
     if pairs:
         caption += (

@@ -108,7 +108,11 @@ class BacktestCalibration:
         reading's reported answers they covered (``coverage50``, ``coverage90``) with its
         :data:`INTERVAL` interval from the Newey-West standard error over the targets in
         field-start order (``coverage50_lower`` ... ``coverage90_upper``, clipped to 0-1), and
-        the first and last target's field start (``first_target``, ``last_target``).
+        the first and last target's field start (``first_target``, ``last_target``). Where the
+        backtest marks its ``confirmation`` targets (the latest reference readings, held back as a
+        set of their own), the same figures for them alone: ``latest_n``, ``latest_coverage50``,
+        ``latest_coverage90``, ``latest_first``, ``latest_last`` (``latest_n`` 0 where none of them
+        was scored at that horizon).
     errors : pandas.DataFrame or None
         Where the bands sat, per horizon and reported answer: ``n`` readings, ``mean_error`` (the
         reported share less the predictive median, points, averaged over the targets: positive
@@ -246,6 +250,19 @@ def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
             row[f"coverage{level}_upper"] = np.nan if np.isnan(upper) else min(upper, 1.0)
         row["first_target"] = pd.Timestamp(group["field_start"].iloc[0])
         row["last_target"] = pd.Timestamp(group["field_start"].iloc[-1])
+        if "confirmation" in group:
+            latest = group[group["confirmation"].astype(bool)]
+            row["latest_n"] = len(latest)
+            for level in (50, 90):
+                row[f"latest_coverage{level}"] = (
+                    float(latest[f"covered{level}"].mean()) if len(latest) else np.nan
+                )
+            row["latest_first"] = (
+                pd.Timestamp(latest["field_start"].iloc[0]) if len(latest) else pd.NaT
+            )
+            row["latest_last"] = (
+                pd.Timestamp(latest["field_start"].iloc[-1]) if len(latest) else pd.NaT
+            )
         rows.append(row)
     settings = _settings(folder) or {}
     return BacktestCalibration(

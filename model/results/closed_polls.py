@@ -26,6 +26,7 @@ import xarray as xr
 
 from model.aggregator.design import PollDesign, cell_of
 from model.data.polls import closed_readings
+from model.results.headline import signed_points
 from model.results.summaries import (
     FieldPeriods,
     interval_of,
@@ -360,7 +361,8 @@ def conclusion(table: pd.DataFrame, gap: dict[str, Any], *, reference: str, inte
     left = len(table) - len(fitted)
     outside = (
         f" {left} closed reading{'s' if left != 1 else ''} outside the fit (other wordings, or excluded) "
-        f"{'are' if left != 1 else 'is'} compared only as published minus the curve, which mixes wording and sampling error."
+        f"{'are' if left != 1 else 'is'} compared only as published minus the curve, which mixes wording and sampling error; "
+        f"{'their' if left != 1 else 'its'} intervals hold the curve's uncertainty alone, not that error."
         if left
         else ""
     )
@@ -373,7 +375,8 @@ def conclusion(table: pd.DataFrame, gap: dict[str, Any], *, reference: str, inte
     for _, r in fitted.iterrows():
         name = f"{r['pollster']} {pd.Timestamp(r['field_start']):%b %Y}"
         clear = [
-            f"{a} {r[f'difference_{a}']:+.0f} points ({width} interval {r[f'difference_{a}_lower']:+.0f} to {r[f'difference_{a}_upper']:+.0f})"
+            f"{a} {signed_points(r[f'difference_{a}'])} points ({width} interval "
+            f"{signed_points(r[f'difference_{a}_lower'])} to {signed_points(r[f'difference_{a}_upper'])})"
             for a in answers
             if not pd.isna(r[a])
             and (r[f"difference_{a}_lower"] > 0 or r[f"difference_{a}_upper"] < 0)
@@ -382,7 +385,7 @@ def conclusion(table: pd.DataFrame, gap: dict[str, Any], *, reference: str, inte
             clauses.append(f"{name} differs in " + " and ".join(clear))
         else:
             clauses.append(
-                f"{name} shows no difference in a published share whose {width} interval excludes zero"
+                f"{name} differs in no published share (each difference's {width} interval includes zero)"
             )
     sentences = [f"Against {reference}: " + "; ".join(clauses) + "."]
     if gap["readings"] < 2:
@@ -395,8 +398,10 @@ def conclusion(table: pd.DataFrame, gap: dict[str, Any], *, reference: str, inte
         )
     else:
         answer, direction, p = gap["best"]
+        both = "both" if gap["readings"] == 2 else f"all {gap['readings']}"
         agreement = (
-            f"the posterior puts every closed reading's {answer} difference {direction} zero with probability {p:.2f} "
+            f"the posterior puts the {answer} difference of {both} closed readings in the fit "
+            f"{direction} zero with probability {p:.2f} "
             f"(the strongest agreement over the answers they all published, {', '.join(gap['answers'])})"
         )
         if gap["established"]:

@@ -164,11 +164,13 @@ def headline(
 
         table = event_jumps(posterior, list(design.event_cell), interval)
         dates = dict(zip(design.event_labels, [_date(time[int(c)]) for c in design.event_cell]))
+        brackets = event_brackets(design)
         for _, row in table.iterrows():
             jumps.append(
                 {
                     "event": row["event"],
                     "cell_start": dates.get(row["event"]),
+                    "bracket": brackets.get(row["event"]),
                     "answer": row["answer"],
                     "median": float(row["median"]),
                     "lower": float(row["lower"]),
@@ -180,6 +182,20 @@ def headline(
         f"Every share is the curve {identification}, asking {design.questions[0]}: other houses and wordings "
         "differ from it by their estimated offsets (offsets.csv).",
     ]
+    reference = design.polls[
+        (design.polls["pollster"] == design.reference_pollster)
+        & (design.polls["question"] == design.questions[0])
+    ]
+    if design.reference_pollster is not None and len(reference):
+        first_reference = pd.Timestamp(reference["field_start"].min())
+        if (design.polls["field_start"] < first_reference).any():
+            caveats.append(
+                f"Before {field_span(first_reference, first_reference)} (the first reading of {design.reference_pollster} asking "
+                f"{design.questions[0]}) the curve rests on other houses' readings, moved by their estimated "
+                "offsets, which are learned where their readings and the reference house's overlap."
+            )
+    for event, bracket in event_brackets(design).items():
+        caveats.append(event_caveat(event, bracket, _grid_name(design)))
     if projected:
         caveats.append(
             f"The curve after {design.data_end:%d %b %Y} (the last reading's field end) is a projection: "
@@ -218,8 +234,94 @@ def headline(
     }
 
 
+def event_brackets(design: PollDesign) -> dict[str, dict[str, Any]]:
+    """For each event, the readings on either side of its jump: what the data can tell of it.
+
+    The jump acts from the event's grid cell on. The readings that end in an earlier cell and
+    start in it or later pin the change across the event; how much of that change is the jump and
+    how much the walk's own movement between them, the data cannot tell (the priors split it).
+
+    Returns
+    -------
+    dict
+        Per event label: ``cell_start`` (the first cell of the jump), ``before`` and ``after``
+        (the last reading wholly before the event's cell and the first wholly from it on:
+        ``pollster``, ``field_start``, ``field_end``; None where there is none), ``days_between``
+        (from the one's field end to the other's field start; None unless both exist) and
+        ``spanning`` (how many readings' field periods cover cells on both sides).
+    """
+    polls = design.polls
+    out = {}
+    ends, starts = polls["field_end"].to_numpy(), polls["field_start"].to_numpy()
+    for label, cell in zip(design.event_labels, design.event_cell):
+        cell = int(cell)
+        before = np.flatnonzero(design.last_cell < cell)
+        after = np.flatnonzero(design.first_cell >= cell)
+        spanning = int(np.sum((design.first_cell < cell) & (design.last_cell >= cell)))
+        last = _reading(polls, before[ends[before].argmax()]) if before.size else None
+        first = _reading(polls, after[starts[after].argmin()]) if after.size else None
+        days = (
+            int((pd.Timestamp(first["field_start"]) - pd.Timestamp(last["field_end"])).days)
+            if last and first
+            else None
+        )
+        out[label] = {
+            "cell_start": _date(design.time[cell]),
+            "before": last,
+            "after": first,
+            "days_between": days,
+            "spanning": spanning,
+        }
+    return out
+
+
+def _reading(polls: pd.DataFrame, i: int) -> dict[str, str]:
+    return {
+        "pollster": str(polls["pollster"].iloc[i]),
+        "field_start": _date(polls["field_start"].iloc[i]),
+        "field_end": _date(polls["field_end"].iloc[i]),
+    }
+
+
+def event_caveat(event: str, bracket: dict[str, Any], grid: str = "week") -> str:
+    """What the data can tell of an event's jump, in words (:func:`event_brackets`; ``grid``: the
+    grid's cell, "week")."""
+    before, after = bracket["before"], bracket["after"]
+    week = field_span(bracket["cell_start"], bracket["cell_start"])
+    name = f"The jump at {event} (from the {grid} starting {week})"
+    if before is None or after is None:
+        side = "before" if before is None else "after"
+        return (
+            f"{name} has no reading wholly {side} it, so the data cannot tell it from the level "
+            "there: it rests on the priors."
+        )
+    spanning = bracket["spanning"]
+    across = (
+        f"; {spanning} reading{'s' if spanning != 1 else ''} span{'' if spanning != 1 else 's'} it"
+        if spanning
+        else ""
+    )
+    return (
+        f"{name}: the data pin the change between the last reading before it ({before['pollster']}, "
+        f"ending {field_span(before['field_end'], before['field_end'])}) and the first after it "
+        f"({after['pollster']}, starting {field_span(after['field_start'], after['field_start'])}), "
+        f"{bracket['days_between']} days apart{across}. How much of that change is the jump and "
+        "how much the walk's ordinary movement between them comes from the priors (the jump's "
+        "scale against the walk's estimated step size), not the data."
+    )
+
+
 def _grid_name(design: PollDesign) -> str:
     return {1.0: "day", 7.0: "week"}.get(design.cell_days, "month")
+
+
+def averaged_over(design: PollDesign) -> str:
+    """The period an effect in points is averaged over (the grid's cells,
+    :func:`model.results.summaries.effect_in_points`), in words: "averaged over the weeks from 30
+    May 2022 to 30 Nov 2026 (the projection included)"."""
+    start, end = design.time[0], design.time[-1]
+    projected = " (the projection included)" if design.projected.any() else ""
+    return f"averaged over the {_grid_name(design)}s from {start:%d %b %Y} to {end:%d %b %Y}{projected}"
 
 
 def _pct(value: float) -> str:
@@ -261,8 +363,26 @@ def how_far(days: int) -> str:
     return f"{months} months ({days} days)"
 
 
+def signed_points(x: float) -> str:
+    """A signed difference in points to one decimal, or more (up to three) where one would show a
+    non-zero value as zero: an interval's end just short of zero must not read as reaching it, nor
+    a small negative median as "-0.0". Exactly zero is "+0.0"."""
+    if x == 0:
+        return "+0.0"
+    digits = 1
+    while digits < 3 and round(x, digits) == 0:
+        digits += 1
+    return f"{x:+.{digits}f}"
+
+
+def signed_interval(median: float, lower: float, upper: float) -> str:
+    """A signed median with its interval in points: ``"+3.9 [-1.3, +9.1]"`` (:func:`signed_points`)."""
+    return f"{signed_points(median)} [{signed_points(lower)}, {signed_points(upper)}]"
+
+
 def _points(value: float) -> str:
-    return f"{value:+.0f} point{'' if round(abs(value)) == 1 else 's'}"
+    text = signed_points(value)
+    return f"{text} point{'' if text in ('+1.0', '-1.0') else 's'}"
 
 
 def sentences(head: dict[str, Any]) -> list[str]:
@@ -325,13 +445,19 @@ def sentences(head: dict[str, Any]) -> list[str]:
             continue
         lines.append(
             f"Change in {first} from {change['since']} ({pd.Timestamp(change['from_date']):%d %b %Y}) to {on}: "
-            f"{_points(change['median'])} ({width}% interval {change['lower']:+.0f} to {change['upper']:+.0f})."
+            f"{_points(change['median'])} ({width}% interval {signed_points(change['lower'])} to "
+            f"{signed_points(change['upper'])})."
         )
     for jump in head["event_jumps"]:
         if jump["answer"] != first:
             continue
+        week = (
+            f" ({head.get('grid', 'week')} starting {field_span(jump['cell_start'], jump['cell_start'])})"
+            if jump.get("cell_start")
+            else ""
+        )
         lines.append(
-            f"Jump in {first} at {jump['event']}: {jump['median']:+.1f} points ({width}% interval "
-            f"{jump['lower']:+.1f} to {jump['upper']:+.1f})."
+            f"Jump in {first} at {jump['event']}{week}: {_points(jump['median'])} ({width}% interval "
+            f"{signed_points(jump['lower'])} to {signed_points(jump['upper'])})."
         )
     return lines

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from model.results.diagnostics import retry_note
+from model.results.headline import averaged_over, signed_interval, signed_points
 
 if TYPE_CHECKING:
     from model.results.fit_result import FitResult
@@ -51,8 +52,12 @@ def summary_text(result: FitResult) -> str:
                     continue
                 published = "not published" if pd.isna(row[a]) else f"{row[a]:g}"
                 parts.append(
-                    f"{a} {published}, curve {row[f'curve_{a}']:.1f}: {row[f'difference_{a}']:+.1f} "
-                    f"[{row[f'difference_{a}_lower']:+.1f}, {row[f'difference_{a}_upper']:+.1f}]"
+                    f"{a} {published}, curve {row[f'curve_{a}']:.1f}: "
+                    + signed_interval(
+                        row[f"difference_{a}"],
+                        row[f"difference_{a}_lower"],
+                        row[f"difference_{a}_upper"],
+                    )
                 )
             lines.append("    " + "; ".join(parts) if parts else f"    {row['difference_is']}")
         lines.append("  " + result.closed_polls_conclusion())
@@ -77,7 +82,7 @@ def summary_text(result: FitResult) -> str:
         lines.append(
             "    "
             + "; ".join(
-                f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]"
+                f"{a} {signed_interval(*part.loc[a, ['median', 'lower', 'upper']])}"
                 for a in answers
             )
         )
@@ -86,14 +91,14 @@ def summary_text(result: FitResult) -> str:
     free = houses[~houses["reference"] & ~houses["pollster"].isin(split)]
     if len(free):
         lines.append(
-            f"House effects identified apart from the wording (averaged over the period; median [{width}% interval]):"
+            f"House effects identified apart from the wording ({averaged_over(result.design)}; median [{width}% interval]):"
         )
         for pollster, part in free.groupby("pollster", sort=False):
             part = part.set_index("answer")
             lines.append(
                 f"  {pollster}: "
                 + "; ".join(
-                    f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]"
+                    f"{a} {signed_interval(*part.loc[a, ['median', 'lower', 'upper']])}"
                     for a in answers
                 )
             )
@@ -108,12 +113,12 @@ def summary_text(result: FitResult) -> str:
             lines.append(
                 f"    {pollster} house part "
                 + "; ".join(
-                    f"{a} {part.loc[a, 'median']:+.1f} [{part.loc[a, 'lower']:+.1f}, {part.loc[a, 'upper']:+.1f}]"
+                    f"{a} {signed_interval(*part.loc[a, ['median', 'lower', 'upper']])}"
                     for a in answers
                 )
                 + f" / {question} wording part "
                 + "; ".join(
-                    f"{a} {questions.loc[(question, a), 'median']:+.1f} [{questions.loc[(question, a), 'lower']:+.1f}, {questions.loc[(question, a), 'upper']:+.1f}]"
+                    f"{a} {signed_interval(*questions.loc[(question, a), ['median', 'lower', 'upper']])}"
                     for a in answers
                 )
             )
@@ -122,7 +127,8 @@ def summary_text(result: FitResult) -> str:
         lines.append(f"Event jumps (percentage points at the event; median [{width}% interval]):")
         for _, row in jumps.iterrows():
             lines.append(
-                f"  {row['event']:<28} {row['answer']:<10} {row['median']:+6.1f}  [{row['lower']:+.1f}, {row['upper']:+.1f}]"
+                f"  {row['event']:<28} {row['answer']:<10} {signed_points(row['median']):>6}  "
+                f"[{signed_points(row['lower'])}, {signed_points(row['upper'])}]"
             )
     diag = result.diagnostics()
     verdict = "PASSED" if diag["passed"] else "FAILED: " + "; ".join(diag["failures"])

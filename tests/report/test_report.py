@@ -23,6 +23,7 @@ import pytest
 from model import cli
 from model.report import html as report
 from model.report import plots
+from model.results import headline
 from model.results.run_folder import write_run
 from tests.report.fakes import (
     ANSWERS,
@@ -33,7 +34,7 @@ from tests.report.fakes import (
     fake_result,
     with_trend,
 )
-from tests.results.test_calibration import answer_rows, target_rows, write_backtest
+from tests.results.test_calibration import answer_rows, target_rows, with_latest, write_backtest
 
 
 @pytest.fixture(scope="module")
@@ -511,6 +512,28 @@ def test_report_states_the_numbers_and_the_verdict(page, result):
     assert parsed.tags.count("tr") >= len(result.polls)
 
 
+def test_report_says_what_each_effect_and_jump_rests_on(page, result):
+    words = " ".join(page[1].text)
+    # The event's section says which readings pin the jump (the same words as the headline's).
+    bracket = headline.event_brackets(result.design)[EVENT.label]
+    caveat = headline.event_caveat(EVENT.label, bracket)
+    assert bracket["before"] and bracket["after"] and words.count(caveat) == 2
+    # Effects in points name the weeks they are averaged over.
+    period = headline.averaged_over(result.design)
+    assert period.startswith("averaged over the weeks from ") and period in words
+    assert "On the share scale the parts do not add up to the sum" in words
+    # The split of a house-and-wording sum is said to be the priors' in the wording table's lead.
+    assert "the split shown here comes from the priors, not the data" in words
+    # The power-scaling check is in the diagnostics, with every flagged quantity.
+    sensitivity = result.prior_sensitivity()
+    flagged = sensitivity[sensitivity["diagnosis"] != "✓"]
+    assert f"How much each of {len(sensitivity)} main quantities" in words
+    for quantity in flagged["quantity"]:
+        assert quantity.replace("T00:00:00.000000000", "") in words
+    # Closed readings outside the fit: their intervals are the curve's alone.
+    assert "its interval holds the curve's uncertainty alone" in words
+
+
 def test_report_without_sourced_table_shows_src_rows_unlinked(result, pngs, tmp_path):
     text = report.build_report(result, pngs, run_id="run-test", sourced=tmp_path / "missing.csv")
     parsed = PageParser()
@@ -566,6 +589,18 @@ def test_a_projected_curve_is_shown_with_how_the_backtests_bands_held(projected,
         "Each refit sampled 4 chains of 1000 draws after 1000 tuning steps with nutpie at target "
         "acceptance 0.9, as this fit was set to." in page
     )
+
+
+def test_a_projected_curve_gives_the_latest_held_out_readings_apart(projected, tmp_path):
+    page = report_beside(projected, tmp_path, backtest=True, targets=with_latest(target_rows()))
+    latest = (
+        "; of the 2 latest held-out readings (fielded July 2025 to September 2025), the 90% bands "
+        "covered 17% and the 50% bands 50%"
+    )
+    # In the headline's caveats and in the curve's section.
+    assert page.count(latest) == 2
+    # A backtest without its latest targets marked says nothing of them.
+    assert "latest held-out" not in report_beside(projected, tmp_path / "b", backtest=True)
 
 
 FIT_SAMPLING = {"nuts_sampler": "nutpie", "chains": 4, "draws": 1000, "tune": 1000}
@@ -643,16 +678,6 @@ def test_a_projected_curve_says_where_the_backtests_readings_fell_against_its_me
     # Without the per-answer file, none of it.
     plain = report_beside(projected, tmp_path / "plain", backtest=True)
     assert "At that horizon" not in plain and "Where the held-out readings fell" not in plain
-
-
-def test_a_difference_just_short_of_zero_is_not_printed_as_zero():
-    assert [report._signed_points(x) for x in (-0.04, 0.03, 0.0, -1.26, 2.0)] == [
-        "-0.04",
-        "+0.03",
-        "+0.0",
-        "-1.3",
-        "+2.0",
-    ]
 
 
 def test_readings_within_their_interval_of_the_median_are_said_to_be(projected, tmp_path):

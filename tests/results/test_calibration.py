@@ -172,6 +172,32 @@ def test_the_models_reference_targets_are_read_by_horizon_with_a_newey_west_inte
     ]
 
 
+def with_latest(rows: pd.DataFrame, months=("2025-07-01", "2025-09-01")) -> pd.DataFrame:
+    """``rows`` with the backtest's ``confirmation`` column: the model's reference targets fielded
+    in ``months`` are its latest (confirmation) targets."""
+    latest = (rows["method"] == "model") & rows["reference"] & rows["field_start"].isin(months)
+    return rows.assign(confirmation=latest)
+
+
+def test_the_latest_targets_figures_are_read_beside_all_of_them(tmp_path):
+    rows = with_latest(target_rows())
+    table = backtest_calibration(
+        write_backtest(tmp_path, "validate-20260101T000000Z", targets=rows)
+    ).table.set_index("horizon_months")
+    # At 9 months the latest two targets (July: 1/3 covered, September: none) apart from all five.
+    assert table.loc[9, "latest_n"] == 2 and table.loc[0, "latest_n"] == 0
+    assert table.loc[9, "latest_coverage90"] == pytest.approx(1 / 6)
+    assert table.loc[9, "latest_coverage50"] == pytest.approx(0.5)
+    assert (table.loc[9, "latest_first"], table.loc[9, "latest_last"]) == (
+        pd.Timestamp("2025-07-01"),
+        pd.Timestamp("2025-09-01"),
+    )
+    assert np.isnan(table.loc[0, "latest_coverage90"])
+    # A backtest that marks none (written before the confirmation set existed) has no such figures.
+    plain = backtest_calibration(write_backtest(tmp_path, "validate-20260102T000000Z")).table
+    assert not any(c.startswith("latest_") for c in plain.columns)
+
+
 def test_where_each_answers_readings_fell_against_the_median_is_read_by_horizon(tmp_path):
     folder = write_backtest(tmp_path, "validate-20260101T000000Z", answers=answer_rows())
     calibration = backtest_calibration(folder)

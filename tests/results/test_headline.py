@@ -100,7 +100,7 @@ def test_a_gap_shared_by_closed_houses_identified_apart_from_wording_is_establis
     )
     assert (
         "A systematic closed-poll gap is established" in words
-        and "continue difference below zero" in words
+        and "continue difference of both closed readings in the fit below zero" in words
     )
 
 
@@ -307,3 +307,90 @@ def test_every_trend_has_its_projection_wording():
     from model.results.headline import PROJECTION_RULE
 
     assert set(PROJECTION_RULE) == set(get_args(Trend))
+
+
+def test_a_signed_difference_never_reads_as_zero_unless_it_is():
+    assert [headline.signed_points(x) for x in (-0.04, 0.03, 0.0, -0.0, -1.26, 2.0, -0.004)] == [
+        "-0.04",
+        "+0.03",
+        "+0.0",
+        "+0.0",
+        "-1.3",
+        "+2.0",
+        "-0.004",
+    ]
+    assert headline.signed_interval(-0.04, -2.1, 1.94) == "-0.04 [-2.1, +1.9]"
+
+
+def test_an_events_jump_says_which_readings_pin_it_and_that_the_priors_split_it():
+    # A's monthly readings; B's one reading before A's first, and one across the event's week.
+    rows = (
+        monthly("B", "Q_B", ["2022-12"])
+        + monthly("A", "Q_MAIN", MONTHS)
+        + [
+            {
+                "pollster": "B",
+                "question": "Q_B",
+                "field_start": "2023-06-10",
+                "field_end": "2023-06-20",
+            }
+        ]
+    )
+    config = model.Config(
+        house_effects="A",
+        reference_question="Q_MAIN",
+        events=(model.Event(date="2023-06-15", label="the event"),),
+        through="2024-03-31",
+    )
+    design = build_design(table(rows), config)
+    bracket = headline.event_brackets(design)["the event"]
+    # The jump acts from the week of 12 Jun 2023: A's May reading is the last wholly before it,
+    # A's July reading the first wholly after; A's June and B's 10-20 June readings span it.
+    assert bracket == {
+        "cell_start": "2023-06-12",
+        "before": {"pollster": "A", "field_start": "2023-05-01", "field_end": "2023-05-31"},
+        "after": {"pollster": "A", "field_start": "2023-07-01", "field_end": "2023-07-31"},
+        "days_between": 31,
+        "spanning": 2,
+    }
+    posterior = posterior_for(design)
+    posterior["jump"] = xr.DataArray(
+        np.full((CHAINS, DRAWS, 1, 3), 0.1),
+        dims=("chain", "draw", "event", "answer"),
+        coords={"event": ["the event"], "answer": list(design.answers)},
+    )
+    head = headline.headline(
+        posterior, design, interval=0.9, identification="as A would measure it"
+    )
+    assert [j["bracket"] for j in head["event_jumps"]] == [bracket] * 3  # one row per answer
+    assert "Jump in talks at the event (week starting 12 Jun 2023): " in " ".join(
+        headline.sentences(head)
+    )
+    assert (
+        "The jump at the event (from the week starting 12 Jun 2023): the data pin the change "
+        "between the last reading before it (A, ending 31 May 2023) and the first after it (A, "
+        "starting 1 Jul 2023), 31 days apart; 2 readings span it. How much of that change is the "
+        "jump and how much the walk's ordinary movement between them comes from the priors"
+    ) in " ".join(head["caveats"])
+    # B's December reading comes before the reference house's first: the curve there is B's, moved.
+    assert (
+        "Before 1 Jan 2023 (the first reading of A asking Q_MAIN) the curve rests on other "
+        "houses' readings"
+    ) in " ".join(head["caveats"])
+    assert headline.averaged_over(design) == (
+        "averaged over the weeks from 28 Nov 2022 to 25 Mar 2024 (the projection included)"
+    )
+
+
+def test_an_event_with_no_reading_on_one_side_rests_on_the_priors():
+    bracket = {
+        "cell_start": "2023-01-02",
+        "before": None,
+        "after": {"pollster": "A", "field_start": "2023-01-01", "field_end": "2023-01-31"},
+        "days_between": None,
+        "spanning": 0,
+    }
+    assert headline.event_caveat("e", bracket) == (
+        "The jump at e (from the week starting 2 Jan 2023) has no reading wholly before it, so the "
+        "data cannot tell it from the level there: it rests on the priors."
+    )
