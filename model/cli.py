@@ -43,6 +43,28 @@ def _count(text: str, *, minimum: int) -> int:
     return value
 
 
+def _folder(text: str) -> Path:
+    """A folder to write into: refused when something other than a folder is there already (told
+    before any sampling, not when the results are written)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
+    return path
+
+
+def _day(text: str) -> str:
+    """An ISO date (YYYY-MM-DD), as given."""
+    import datetime as dt
+
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+    if len(text) != 10:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD")
+    return text
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors are bad input too: exit status 1 (argparse's own default is 2)."""
 
@@ -62,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         "data", help="derive data/polls.csv and data/questions.csv from the sourced table"
     )
     data.add_argument("--sourced", type=Path, default=PROJECT_SOURCED)
-    data.add_argument("--out-dir", type=Path, default=Path("data"))
+    data.add_argument("--out-dir", type=_folder, default=Path("data"))
 
     fit = sub.add_parser(
         "fit",
@@ -155,6 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     val.add_argument(
         "--since",
+        type=_day,
         default=defaults.since,
         help="first backtest target's field start (default: %(default)s)",
     )
@@ -245,7 +268,7 @@ def _add_run_options(parser: argparse.ArgumentParser, *, runs_help: str, sampled
         help=f"TOML config (default: {PROJECT_CONFIG} with the project's {PROJECT_DATA} when it exists, else the library defaults)",
     )
     parser.add_argument(
-        "--runs-dir", type=Path, default=Path("runs"), help=f"{runs_help} (default: runs)"
+        "--runs-dir", type=_folder, default=Path("runs"), help=f"{runs_help} (default: runs)"
     )
     parser.add_argument(
         "--draws",

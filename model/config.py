@@ -18,12 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import pandas as pd
-
 Grid = Literal["day", "week", "month"]
 Trend = Literal["walk", "drift", "damped", "momentum"]
 ByHouse = Literal["shared", "by_house"]
 ScalePrior = Literal["half_normal", "gamma"]
+NutsSampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 #: How the draws are stored in a run's ``posterior.nc`` (``Config.stored_precision``).
 Precision = Literal["float64", "float32"]
 #: How a part of the model is sampled (the same model either way): ``Sampler``'s form fields.
@@ -45,6 +44,66 @@ def _one_of(choices) -> str:
     """A ``Literal``'s values as a message lists them: ``'a', 'b' or 'c'``."""
     quoted = [repr(c) for c in get_args(choices)]
     return f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _real(value: Any) -> bool:
+    """Whether ``value`` is a real number (``True`` is not a number here)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _whole(value: Any) -> bool:
+    """Whether ``value`` is a whole number given as one (``20.5``, ``"20"`` and ``True`` are not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _iso_date(value: Any) -> Any:
+    """A TOML or Python date as its ISO text (``2022-09-21``); anything else as it is."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def _is_iso_day(value: Any) -> bool:
+    return isinstance(value, str) and bool(_ISO_DAY.fullmatch(value)) and _is_date(value)
+
+
+def _names(value: Any) -> Any:
+    """A list of names as a tuple (a TOML list, a Python list); anything else as it is, so that a
+    single string is refused rather than split into its letters."""
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def _settings_of(cls, value: Any, where: str):
+    """``cls`` (a settings dataclass) from a mapping of its keys, or ``value`` if it is one.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``where``, for anything but a mapping, an unknown key (listing the known ones) or a
+        missing required one.
+    """
+    if isinstance(value, cls):
+        return value
+    fields_ = dataclasses.fields(cls)
+    known = [f.name for f in fields_]
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {value!r}; expected a table of {', '.join(known)}")
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; expected some of {known}")
+    required = [
+        f.name
+        for f in fields_
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [k for k in required if k not in value]
+    if missing:
+        optional = [k for k in known if k not in required]
+        raise ConfigError(
+            f"{where}: missing {missing}; expected {required}"
+            + (f" (and optionally {optional})" if optional else "")
+        )
+    return cls(**value)
 
 
 #: Identification modes other than naming a reference pollster.
@@ -76,6 +135,9 @@ class Event:
     date: str
     label: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "date", _iso_date(self.date))
+
 
 @dataclass(frozen=True)
 class Anchor:
@@ -97,6 +159,9 @@ class Anchor:
     answer: str
     value: float
     sd_pp: float = 0.5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "date", _iso_date(self.date))
 
 
 @dataclass(frozen=True)
@@ -220,7 +285,7 @@ class Sampler:
     tune: int = 1000
     chains: int = 4
     target_accept: float = 0.9
-    nuts_sampler: Literal["nutpie", "pymc", "numpyro", "blackjax"] = "nutpie"
+    nuts_sampler: NutsSampler = "nutpie"
     knots: Form = "auto"
     house_form: Form = "auto"
     question_form: Form = "auto"
@@ -329,7 +394,10 @@ class Config:
     stored_precision: Precision = "float64"
 
     def __post_init__(self) -> None:
-        problems = []
+        self._normalise()
+        problems = self._type_problems()
+        if problems:
+            raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
         if len(self.answers) < 2 or len(set(self.answers)) != len(self.answers):
             problems.append(f"answers: {self.answers!r}; expected two or more distinct names")
         for name, choices in (
@@ -357,9 +425,7 @@ class Config:
                     f"anchor value {anchor.value!r}; expected a share strictly between 0 and 100"
                 )
         for when in [e.date for e in self.events] + [a.date for a in self.anchors]:
-            try:
-                pd.Timestamp(when)
-            except ValueError:
+            if not _is_iso_day(when):
                 problems.append(f"date {when!r} is not an ISO date (YYYY-MM-DD)")
         if self.through is not None and self.through != TODAY:
             if not (
@@ -430,6 +496,93 @@ class Config:
         if problems:
             raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
+    def _normalise(self) -> None:
+        """Lists as tuples, tables as :class:`Priors` / :class:`Sampler` / :class:`Event` /
+        :class:`Anchor`, dates as ISO text: the forms a TOML file and a notebook give."""
+        for name in ("answers", "exclude_flags", "events", "anchors"):
+            object.__setattr__(self, name, _names(getattr(self, name)))
+        if self.questions is not None:
+            object.__setattr__(self, "questions", _names(self.questions))
+        object.__setattr__(self, "through", _iso_date(self.through))
+        object.__setattr__(self, "priors", _settings_of(Priors, self.priors, "priors"))
+        object.__setattr__(self, "sampler", _settings_of(Sampler, self.sampler, "sampler"))
+        if isinstance(self.events, tuple):
+            object.__setattr__(
+                self,
+                "events",
+                tuple(_settings_of(Event, e, f"events[{i}]") for i, e in enumerate(self.events)),
+            )
+        if isinstance(self.anchors, tuple):
+            object.__setattr__(
+                self,
+                "anchors",
+                tuple(_settings_of(Anchor, a, f"anchors[{i}]") for i, a in enumerate(self.anchors)),
+            )
+
+    def _type_problems(self) -> list[str]:
+        """Values of the wrong type, each named with what was expected (checked before the values
+        themselves, which compare and count them)."""
+        problems = []
+        for name, optional in (("answers", False), ("questions", True), ("exclude_flags", False)):
+            value = getattr(self, name)
+            if optional and value is None:
+                continue
+            if not (isinstance(value, tuple) and all(isinstance(v, str) for v in value)):
+                problems.append(
+                    f'{name}: {value!r}; expected a list of names (e.g. ["talks", "continue"])'
+                    + (", or none" if optional else "")
+                )
+        for name in ("reference_question",):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                problems.append(f"{name}: {value!r}; expected a question id, or none")
+        if not isinstance(self.house_effects, str):
+            problems.append(
+                f"house_effects: {self.house_effects!r}; expected 'zero_sum', 'anchors' or a pollster's name"
+            )
+        if not _real(self.interval):
+            problems.append(f"interval: {self.interval!r}; expected a probability between 0 and 1")
+        if not isinstance(self.events, tuple):
+            problems.append(f"events: {self.events!r}; expected a list of events")
+        else:
+            for i, event in enumerate(self.events):
+                if not _is_iso_day(event.date):
+                    problems.append(
+                        f"events[{i}].date: {event.date!r}; expected an ISO date (YYYY-MM-DD)"
+                    )
+                if not isinstance(event.label, str):
+                    problems.append(f"events[{i}].label: {event.label!r}; expected a name")
+        if not isinstance(self.anchors, tuple):
+            problems.append(f"anchors: {self.anchors!r}; expected a list of anchors")
+        else:
+            for i, anchor in enumerate(self.anchors):
+                if not _is_iso_day(anchor.date):
+                    problems.append(
+                        f"anchors[{i}].date: {anchor.date!r}; expected an ISO date (YYYY-MM-DD)"
+                    )
+                if not isinstance(anchor.answer, str):
+                    problems.append(
+                        f"anchors[{i}].answer: {anchor.answer!r}; expected an answer's name"
+                    )
+                for key in ("value", "sd_pp"):
+                    if not _real(getattr(anchor, key)):
+                        problems.append(
+                            f"anchors[{i}].{key}: {getattr(anchor, key)!r}; expected a number"
+                        )
+        s = self.sampler
+        for key in ("draws", "tune", "chains"):
+            if not _whole(getattr(s, key)):
+                problems.append(f"sampler.{key}: {getattr(s, key)!r}; expected a whole number")
+        if not _real(s.target_accept):
+            problems.append(
+                f"sampler.target_accept: {s.target_accept!r}; expected a value between 0 and 1"
+            )
+        if s.nuts_sampler not in get_args(NutsSampler):
+            problems.append(
+                f"sampler.nuts_sampler: {s.nuts_sampler!r}; expected {_one_of(NutsSampler)}"
+            )
+        return problems
+
     # ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready form (the form written to ``config.json``)."""
@@ -444,23 +597,12 @@ class Config:
             raise ConfigError(
                 f"{source}: unknown keys {sorted(unknown)}; expected some of {sorted(known)}"
             )
-        kwargs: dict[str, Any] = dict(data)
+        # Lists, tables and TOML dates are read by Config itself (Config._normalise), which names
+        # a wrong type or an unknown key with what was expected.
         try:
-            if "answers" in kwargs:
-                kwargs["answers"] = tuple(kwargs["answers"])
-            if kwargs.get("questions") is not None:
-                kwargs["questions"] = tuple(kwargs["questions"])
-            if "exclude_flags" in kwargs:
-                kwargs["exclude_flags"] = tuple(kwargs["exclude_flags"])
-            if isinstance(kwargs.get("through"), dt.date):  # TOML's bare date: through = 2026-11-28
-                kwargs["through"] = kwargs["through"].isoformat()
-            kwargs["events"] = tuple(Event(**e) for e in kwargs.get("events", ()))
-            kwargs["anchors"] = tuple(Anchor(**a) for a in kwargs.get("anchors", ()))
-            kwargs["priors"] = Priors(**kwargs.get("priors", {}))
-            kwargs["sampler"] = Sampler(**kwargs.get("sampler", {}))
-        except TypeError as err:
+            return cls(**data)
+        except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
-        return cls(**kwargs)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Config:
@@ -473,6 +615,10 @@ class Config:
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{path}: not valid TOML ({err})") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte {err.start}); expected a TOML file in UTF-8"
+            ) from None
         return cls.from_dict(data, source=str(path))
 
     def resolved(self, today: dt.date | None = None) -> Config:

@@ -251,6 +251,17 @@ def test_bad_options_exit_1(tmp_path, sim_csv, args):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("command", [["fit"], ["validate"], ["data"]])
+def test_a_file_where_a_folder_is_to_be_written_is_refused_before_any_work(tmp_path, command):
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    option = "--out-dir" if command == ["data"] else "--runs-dir"
+    result = run_cli(*command, option, str(taken))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"argument {option}: '{taken}' exists and is not a folder" in result.stderr
+    assert taken.read_text() == "not a folder"
+
+
 def test_validate_without_targets_exits_1_and_writes_nothing(tmp_path, sim_csv):
     config = tmp_path / "c.toml"
     config.write_text('reference_question = "Q_MAIN"\nhouse_effects = "House A"\n')
@@ -286,7 +297,10 @@ def test_validate_backtest_needs_a_reference_house(tmp_path, sim_csv):
     )
 
 
-@pytest.mark.parametrize("args", [["--sbc", "-1"], ["--workers", "0"], ["--draws", "x"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--sbc", "-1"], ["--workers", "0"], ["--draws", "x"], ["--since", "2023-13-45"]],
+)
 def test_validate_bad_options_exit_1(tmp_path, sim_csv, args):
     result = run_cli(
         "validate", "--data", str(sim_csv), "--runs-dir", str(tmp_path / "runs"), *args

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -117,6 +118,59 @@ def test_unknown_key_and_bad_values_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         (tmp_path / "bad.toml").write_text("grid = \n")
         Config.from_toml(tmp_path / "bad.toml")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('interval = "0.9"', "interval: '0.9'; expected a probability between 0 and 1"),
+        ('[sampler]\ndraws = "2000"', "sampler.draws: '2000'; expected a whole number"),
+        ("[sampler]\ndraws = 20.5", "sampler.draws: 20.5; expected a whole number"),
+        ("[sampler]\nchains = true", "sampler.chains: True; expected a whole number"),
+        ('[sampler]\ntarget_accept = "0.95"', "sampler.target_accept: '0.95'; expected a value"),
+        ('[sampler]\nnuts_sampler = "stan"', "sampler.nuts_sampler: 'stan'; expected 'nutpie'"),
+        ('exclude_flags = "disputed"', "exclude_flags: 'disputed'; expected a list of names"),
+        ('questions = "Q1"', "questions: 'Q1'; expected a list of names"),
+        ('answers = "talks"', "answers: 'talks'; expected a list of names"),
+        ("reference_question = 3", "reference_question: 3; expected a question id"),
+        ('[[events]]\ndate = 20220921\nlabel = "x"', "events[0].date: 20220921; expected an ISO"),
+        ('[[events]]\ndate = "2022-9-21"\nlabel = "x"', "events[0].date: '2022-9-21'; expected"),
+        ('[[events]]\ndate = "2022-09-21"\nlable = "x"', "events[0]: unknown keys ['lable']"),
+        (
+            '[[events]]\ndate = "2022-09-21"',
+            "events[0]: missing ['label']; expected ['date', 'label']",
+        ),
+        ("[sampler]\ndrawz = 3", "sampler: unknown keys ['drawz']; expected some of ['draws',"),
+        ("[priors]\nhouse_sd = 'x'", "priors.house_sd: 'x'; expected a positive number"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_named_with_what_was_expected(tmp_path, toml, message):
+    path = tmp_path / "c.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as info:
+        Config.from_toml(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_a_toml_date_and_a_notebooks_lists_and_tables_are_read(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[[events]]\ndate = 2022-09-21\nlabel = "mobilisation"\n')
+    config = Config.from_toml(path)
+    assert config.events == (Event(date="2022-09-21", label="mobilisation"),)
+    assert json.loads(json.dumps(config.to_dict()))["events"][0]["date"] == "2022-09-21"
+    built = Config(exclude_flags=["disputed"], sampler={"draws": 10}, priors={"house_sd": 0.2})
+    assert built.exclude_flags == ("disputed",) and built.sampler.draws == 10
+    assert built.priors.house_sd == 0.2 and built.sampler.tune == Config().sampler.tune
+    assert Config(events=[{"date": "2022-09-21", "label": "m"}]).events == (
+        Event(date="2022-09-21", label="m"),
+    )
+
+
+def test_a_config_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"interval = 0.9\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"c.toml: not UTF-8 text \(byte 20\)"):
+        Config.from_toml(path)
 
 
 def test_hash_is_stable_and_sensitive():

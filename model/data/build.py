@@ -30,7 +30,7 @@ import io
 import re
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -39,6 +39,7 @@ from typing import Literal
 import pandas as pd
 
 from model.data.polls import (
+    FIRST_DATA_ROW,
     PollDataError,
     Problem,
     load_polls,
@@ -606,8 +607,17 @@ def build(sourced: Path, out_dir: Path, codebook: Path | None = None) -> list[Pa
     """
     sourced = Path(sourced)
     out_dir = Path(out_dir)
-    book = load_codebook(sourced.with_name(CODEBOOK_NAME) if codebook is None else codebook)
-    table = read_csv_text(sourced)
+    problems: list[Problem] = []  # a missing table and a missing codebook are told together
+    try:
+        book = load_codebook(sourced.with_name(CODEBOOK_NAME) if codebook is None else codebook)
+    except PollDataError as err:
+        problems += err.problems
+    try:
+        table = read_csv_text(sourced)
+    except PollDataError as err:
+        problems += err.problems
+    if problems:
+        raise PollDataError(problems)
     source = str(sourced)
     _check_sourced(table, source, book)
 
@@ -616,7 +626,12 @@ def build(sourced: Path, out_dir: Path, codebook: Path | None = None) -> list[Pa
     polls_path = out_dir / "polls.csv"
     checked = polls.copy()
     checked.attrs["source"] = str(polls_path)
-    load_polls(checked)  # the derived table must pass the loader's checks
+    try:
+        load_polls(checked)  # the derived table must pass the loader's checks
+    except PollDataError as err:  # told at the sourced rows each reading came from
+        raise PollDataError(
+            [_at_sourced_rows(p, polls, table, source) for p in err.problems]
+        ) from None
 
     questions = _questions_frame(table, polls, source, book.questions)
     texts = {polls_path: _to_csv(polls), out_dir / "questions.csv": _to_csv(questions)}
@@ -624,6 +639,34 @@ def build(sourced: Path, out_dir: Path, codebook: Path | None = None) -> list[Pa
     for path, text in texts.items():
         atomic_write_text(path, text, newline="")
     return list(texts)
+
+
+def _at_sourced_rows(
+    problem: Problem, polls: pd.DataFrame, table: pd.DataFrame, source: str
+) -> Problem:
+    """A problem the loader found in a derived reading, told at the first sourced row it merges
+    (the others named in the issue) and in the sourced table's column; a problem of the whole
+    derived table is told as it is."""
+    if problem.row is None:
+        return problem
+    ids = polls.at[problem.row - FIRST_DATA_ROW, "src_rows"].split(";")
+    rows = table[table["src_row"].str.strip().isin(ids)]
+    column = problem.column
+    if isinstance(column, tuple):
+        column = tuple(SHARE_COLUMNS.get(c, c) for c in column)
+    elif column is not None:
+        column = SHARE_COLUMNS.get(column, column)
+        given = rows[rows[column].str.strip() != ""] if column in rows else rows.iloc[:0]
+        if len(given) == 1:  # the row whose figure it is (a merged reading takes each from one)
+            rows = given
+    merged = f" (in the reading merged from src_rows {', '.join(ids)})" if len(ids) > 1 else ""
+    return replace(
+        problem,
+        source=source,
+        row=int(rows["source_row"].astype(int).min()),
+        column=column,
+        issue=problem.issue + merged,
+    )
 
 
 def _problem(

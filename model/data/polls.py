@@ -393,9 +393,14 @@ def load_polls(
         reported shares of a row summing to more than ``100 + 0.5 * k`` for ``k`` reported shares
         (each share rounded to a whole percent is off by at most 0.5); ``n`` that is not a
         positive whole number; the same survey and question given twice (same ``survey_id`` when
-        the table has that column and the cell is not blank, else same pollster, ``field_start``
+        the table has that column and both cells are filled, else same pollster, ``field_start``
         and ``field_end``), whether or not the figures agree, since one survey must not be
-        counted twice.
+        counted twice; a field date after today (a month's reading may end later this month);
+        a table whose every share is at most 1 (proportions, not percent); a ``poll_id`` other
+        than the model's id of the reading (``pollster | question | field start``, with ``#k``
+        where readings share it), and in a CSV file a ``source_row`` other than the row's line;
+        a DataFrame whose index has the name of one of its columns (a named index is otherwise
+        kept as a column).
     ValueError
         If `answers` is empty, repeats a name, or reuses a required or added column name.
 
@@ -455,6 +460,20 @@ def _file_input(
     frame = pd.DataFrame(data, columns=columns, dtype="str")
     if not records:
         frame = pd.DataFrame({column: pd.Series([], dtype="str") for column in columns})
+    if "source_row" in frame.columns:  # the loader's own: each row's line in this file
+        for position, (row, value) in enumerate(zip(rows, frame["source_row"], strict=True)):
+            if (position, "source_row") not in undecodable and _as_number(value) != row:
+                problems.append(
+                    Problem(
+                        source,
+                        row,
+                        "source_row",
+                        value,
+                        f"{row} (the loader numbers each row by its line in this file; keep "
+                        "your own numbers in a column of another name)",
+                        "is not this row's number",
+                    )
+                )
     return frame, rows, problems, undecodable
 
 
@@ -462,7 +481,21 @@ def _frame_input(
     source_frame: pd.DataFrame, name: str
 ) -> tuple[pd.DataFrame, list[int], list[Problem]]:
     problems: list[Problem] = []
-    frame = source_frame.reset_index(drop=True)
+    # A named index is data (say survey_id set as the index): kept as its column, never dropped.
+    named = [n for n in source_frame.index.names if n is not None]
+    clash = sorted({str(n) for n in named} & {str(c) for c in source_frame.columns})
+    for column in clash:
+        problems.append(
+            Problem(
+                name,
+                None,
+                column,
+                None,
+                "one column of that name (reset_index(drop=True) if the index is not data)",
+                "is both a column and the name of the table's index",
+            )
+        )
+    frame = source_frame.reset_index(drop=not named or bool(clash))
     columns = [str(c) for c in frame.columns]
     duplicated = sorted({c for i, c in enumerate(columns) if c in columns[:i]})
     for column in duplicated:
@@ -561,6 +594,9 @@ class _Checker:
             self.closed_flag(i)
 
         self.duplicates(text, starts, ends, n, shares, valid_key)
+        self.proportions(shares)
+        for i in range(size):
+            self.reading_id(i, text, starts[i])
         if self.problems:
             # file and column problems first, then by row (stable: a row's cells in order)
             raise PollDataError(sorted(self.problems, key=lambda p: -1 if p.row is None else p.row))
@@ -596,6 +632,21 @@ class _Checker:
             if parsed[column] is None:
                 self.problem(i, column, value, "is not a date", _EXPECT_DATE)
         start, end = parsed["field_start"], parsed["field_end"]
+        today = pd.Timestamp(date.today())
+        for column, got in (("field_start", start), ("field_end", end)):
+            # a month's reading may end later this month; it cannot start after today
+            earliest = (
+                None if got is None else (got[0].replace(day=1) if got[1] == "month" else got[0])
+            )
+            if earliest is not None and earliest > today:
+                self.problem(
+                    i,
+                    column,
+                    self.cell(i, column),
+                    f"is after today ({today:%Y-%m-%d})",
+                    "the date a survey was fielded, which cannot be in the future",
+                )
+                start = end = None
         if start is None or end is None:
             return None, None, None
         if end[0] < start[0]:
@@ -623,6 +674,39 @@ class _Checker:
                     f"{precision!r} (from field_start and field_end), or drop the column",
                 )
         return start[0], end[0], precision
+
+    def proportions(self, shares: dict[str, np.ndarray]) -> None:
+        """A table whose every share is at most 1 holds proportions, not percent: refused whole
+        (read as percent, every reading would be about no one)."""
+        values = np.concatenate([v[~np.isnan(v)] for v in shares.values()])
+        if values.size and values.max() <= 1 and values.max() > 0:
+            self.problem(
+                None,
+                self.answers,
+                None,
+                f"every share is at most 1 (the largest is {values.max():g}): these look like "
+                "proportions",
+                "shares in percent, 0 to 100 (44 for 44%, not 0.44)",
+            )
+
+    def reading_id(self, i: int, text: dict[str, list[str]], start: pd.Timestamp | None) -> None:
+        """A ``poll_id`` column is the model's name for each reading (pollster | question | field
+        start, and ``#k`` for readings that share it), as a run's ``polls.csv`` holds it: a
+        table may give it back, but not other values in it, which a fit would replace."""
+        value = self.cell(i, "poll_id")
+        if value is _NO_VALUE or _is_blank(value) or start is None:
+            return
+        base = f"{text['pollster'][i]} | {text['question'][i]} | {start:%Y-%m-%d}"
+        if re.fullmatch(re.escape(base) + r"( #\d+)?", str(value).strip()):
+            return
+        self.problem(
+            i,
+            "poll_id",
+            value,
+            "is not this reading's id",
+            f"{base!r} (the model names each reading pollster | question | field start), or "
+            "blank; keep your own ids in a column of another name",
+        )
 
     def closed_flag(self, i: int) -> None:
         value = self.cell(i, "closed")
@@ -689,23 +773,30 @@ class _Checker:
         shares: dict[str, np.ndarray],
         valid_key: list[bool],
     ) -> None:
-        first: dict[tuple[object, ...], int] = {}
+        # One survey's answer to a question is one row. Rows that both carry a survey_id are the
+        # same survey when their ids are; otherwise (one or both without an id) when their
+        # pollster, field dates and question are, so an id on one copy does not hide the other.
+        by_survey: dict[tuple[object, ...], int] = {}
+        by_fields: dict[tuple[object, ...], list[tuple[int, bool]]] = {}
         for i in range(len(self.frame)):
             survey = self.cell(i, "survey_id")
-            if survey is not _NO_VALUE and not _is_blank(survey):
-                key: tuple[object, ...] = ("survey_id", str(survey).strip(), text["question"][i])
-                if not text["question"][i]:
-                    continue
-                columns: tuple[str, ...] = ("survey_id", "question")
-            elif valid_key[i]:
-                key = ("fields", text["pollster"][i], starts[i], ends[i], text["question"][i])
-                columns = ("pollster", "field_start", "field_end", "question")
-            else:
+            has_id = survey is not _NO_VALUE and not _is_blank(survey)
+            j, columns = None, ()
+            if has_id and text["question"][i]:
+                key: tuple[object, ...] = (str(survey).strip(), text["question"][i])
+                if key in by_survey:
+                    j, columns = by_survey[key], ("survey_id", "question")
+                else:
+                    by_survey[key] = i
+            if valid_key[i]:
+                key = (text["pollster"][i], starts[i], ends[i], text["question"][i])
+                earlier = by_fields.setdefault(key, [])
+                if j is None:
+                    j = next((k for k, k_has_id in earlier if not (has_id and k_has_id)), None)
+                    columns = ("pollster", "field_start", "field_end", "question")
+                earlier.append((i, has_id))
+            if j is None:
                 continue
-            if key not in first:
-                first[key] = i
-                continue
-            j = first[key]
             figures = [n, *shares.values()]
             same = all((np.isnan(f[i]) and np.isnan(f[j])) or f[i] == f[j] for f in figures)
             figures_text = "the same figures" if same else "different figures"
@@ -719,7 +810,7 @@ class _Checker:
                 "two samples fielded together (say a house's phone and online samples), keep both by "
                 + (
                     "giving each its own survey_id"
-                    if columns[0] == "survey_id"
+                    if "survey_id" in self.frame.columns
                     else "adding a survey_id column with a distinct id for each sample"
                 ),
             )

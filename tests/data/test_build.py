@@ -322,6 +322,33 @@ def test_merge_date_conflict_raises(tmp_path: Path) -> None:
         build(write_sourced(tmp_path / "s.csv", rows), tmp_path, codebook=CODEBOOK)
 
 
+def test_a_figure_the_loader_refuses_is_told_at_its_sourced_row(tmp_path: Path) -> None:
+    # A share over 100 in the second of two sourced rows merged into one reading, and an n of 0
+    # in a reading of its own: each is named at its row and column of the sourced table.
+    rows = sourced_rows(
+        {"src_row": "a-1", "continue_pct": "41"},
+        {"src_row": "a-2", "talks_pct": "150"},
+        {
+            "src_row": "b-1",
+            "survey_id": "lev-2024-09",
+            "field_start": "2024-09",
+            "field_end": "2024-09",
+            "talks_pct": "50",
+            "n": "0",
+        },
+    )
+    sourced = write_sourced(tmp_path / "s.csv", rows)
+    with pytest.raises(PollDataError) as info:
+        build(sourced, tmp_path / "out", codebook=CODEBOOK)
+    message = str(info.value)
+    assert (
+        f"{sourced} row 3, column 'talks_pct': '150' is outside 0-100 (in the reading merged "
+        "from src_rows a-1, a-2)"
+    ) in message
+    assert f"{sourced} row 4, column 'n': '0' is not a sample size" in message
+    assert "out/polls.csv" not in message and not (tmp_path / "out").exists()
+
+
 def test_unknown_question_id_is_refused(tmp_path: Path) -> None:
     rows = sourced_rows({"src_row": "a", "talks_pct": "50", "question_id": "NEW_ITEM"})
     with pytest.raises(
@@ -495,6 +522,14 @@ def test_missing_codebook_is_named(tmp_path: Path) -> None:
     shutil.copy(SOURCED, sourced)
     with pytest.raises(PollDataError, match=r"codebook\.toml: cannot be read"):
         build(sourced, tmp_path / "out")  # the default: codebook.toml next to the sourced table
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_table_and_a_missing_codebook_are_told_together(tmp_path: Path) -> None:
+    with pytest.raises(PollDataError) as info:
+        build(tmp_path / "readings_sourced.csv", tmp_path / "out")
+    sources = [Path(p.source).name for p in info.value.problems]
+    assert sources == ["codebook.toml", "readings_sourced.csv"]
     assert not (tmp_path / "out").exists()
 
 

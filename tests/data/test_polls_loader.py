@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -478,3 +479,81 @@ def test_dataframe_problems_name_dataframe_rows() -> None:
     polls = load_polls(frame)
     assert list(polls["date_precision"]) == ["month", "day"]
     assert polls.loc[1, "field_start"] == pd.Timestamp("2024-03-04")
+
+
+def test_a_copy_without_a_survey_id_is_the_same_survey_as_one_with_it(tmp_path: Path) -> None:
+    # The same pollster, dates and question: an id on one copy does not make it another survey.
+    blank_id = GOOD.replace("lev-2024-02", "")
+    for first, second, columns in ((GOOD, blank_id, 3), (blank_id, GOOD, 3)):
+        path = write(tmp_path, HEADER, first, second)
+        message = str(load_error(path))
+        assert (
+            f"{path} row {columns}, columns 'pollster', 'field_start', 'field_end', 'question': "
+            "the same survey and question as row 2 is given twice (with the same figures)"
+        ) in message
+    # Two samples fielded together, each with its own id, stay two readings.
+    other = GOOD.replace("lev-2024-02", "lev-2024-02-online").replace(",50,40,", ",47,43,")
+    assert len(load_polls(write(tmp_path, HEADER, GOOD, other))) == 2
+
+
+def test_a_named_index_is_kept_as_its_column() -> None:
+    frame = pd.read_csv(io.StringIO("\n".join([HEADER, GOOD, GOOD])), dtype=str)  # one survey twice
+    # survey_id as the index still names the survey: the repeated one is refused, not dropped.
+    error = load_error(frame.set_index("survey_id"))
+    assert "columns 'survey_id', 'question': the same survey and question as row 2" in str(error)
+    polls = load_polls(frame.iloc[:1].set_index("survey_id"))
+    assert polls.loc[0, "survey_id"] == "lev-2024-02" and polls.loc[0, "note"] == "ok"
+    # An index of the same name as a column is named, not silently dropped.
+    both = frame.iloc[:1].set_index(frame["survey_id"].iloc[:1].rename("survey_id"))
+    assert "column 'survey_id': is both a column and the name of the table's index" in str(
+        load_error(both)
+    )
+
+
+def test_a_table_of_proportions_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER, GOOD.replace(",50,40,10,", ",0.5,0.4,0.1,"))
+    assert (
+        f"{path}, columns 'talks', 'continue', 'undecided': every share is at most 1 (the largest "
+        "is 0.5): these look like proportions; expected shares in percent"
+    ) in str(load_error(path))
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "column"),
+    [("2024-02-20", "2202-02-27", "field_end"), ("2099-01", "2099-01", "field_start")],
+)
+def test_a_field_date_after_today_is_refused(tmp_path: Path, start, end, column) -> None:
+    path = write(tmp_path, HEADER, GOOD.replace("2024-02-20,2024-02-27", f"{start},{end}"))
+    assert re.search(
+        where(path, 2, column) + r" '\d{4}-\d{2}(-\d{2})?' is after today", str(load_error(path))
+    )
+
+
+def test_a_month_reading_of_this_month_is_not_in_the_future(tmp_path: Path) -> None:
+    month = pd.Timestamp.today().strftime("%Y-%m")
+    path = write(tmp_path, HEADER, GOOD.replace("2024-02-20,2024-02-27", f"{month},{month}"))
+    assert len(load_polls(path)) == 1
+
+
+def test_poll_id_and_source_row_are_the_loaders_and_the_models_own(tmp_path: Path) -> None:
+    header = HEADER + ",poll_id"
+    ok = GOOD + ",Levada | Q1 | 2024-02-20"
+    assert (
+        len(
+            load_polls(
+                write(
+                    tmp_path, header, ok, GOOD.replace("Q1", "Q2") + ",Levada | Q2 | 2024-02-20 #2"
+                )
+            )
+        )
+        == 2
+    )
+    path = write(tmp_path, header, GOOD + ",my-id-7")
+    expected = " 'my-id-7' is not this reading's id; expected 'Levada | Q1 | 2024-02-20'"
+    assert re.search(where(path, 2, "poll_id") + re.escape(expected), str(load_error(path)))
+    path = write(tmp_path, HEADER + ",source_row", GOOD + ",2", GOOD.replace("Q1", "Q2") + ",14")
+    message = str(load_error(path))
+    assert re.search(
+        where(path, 3, "source_row") + " '14' is not this row's number; expected 3", message
+    )
+    assert "row 2, column 'source_row'" not in message
