@@ -54,13 +54,9 @@ def _folder(text: str) -> Path:
 
 def _day(text: str) -> str:
     """An ISO date (YYYY-MM-DD), as given."""
-    import datetime as dt
+    from model.config import is_iso_day
 
-    try:
-        dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
-    if len(text) != 10:
+    if not is_iso_day(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD")
     return text
 

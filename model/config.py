@@ -63,7 +63,8 @@ def _iso_date(value: Any) -> Any:
     return value
 
 
-def _is_iso_day(value: Any) -> bool:
+def is_iso_day(value: Any) -> bool:
+    """Whether ``value`` is a date written ``YYYY-MM-DD``."""
     return isinstance(value, str) and bool(_ISO_DAY.fullmatch(value)) and _is_date(value)
 
 
@@ -424,15 +425,8 @@ class Config:
                 problems.append(
                     f"anchor value {anchor.value!r}; expected a share strictly between 0 and 100"
                 )
-        for when in [e.date for e in self.events] + [a.date for a in self.anchors]:
-            if not _is_iso_day(when):
-                problems.append(f"date {when!r} is not an ISO date (YYYY-MM-DD)")
         if self.through is not None and self.through != TODAY:
-            if not (
-                isinstance(self.through, str)
-                and _ISO_DAY.fullmatch(self.through)
-                and _is_date(self.through)
-            ):
+            if not is_iso_day(self.through):
                 problems.append(
                     f"through: {self.through!r}; expected a date YYYY-MM-DD, 'today', or nothing (the last reading)"
                 )
@@ -449,9 +443,11 @@ class Config:
             problems.append(
                 f"sampler: draws={s.draws}, tune={s.tune}, chains={s.chains}; expected positive counts"
             )
-        for form in FORM_FIELDS:
-            if getattr(s, form) not in get_args(Form):
-                problems.append(f"sampler.{form}: {getattr(s, form)!r}; expected {_one_of(Form)}")
+        for name, choices in (("nuts_sampler", NutsSampler), *((f, Form) for f in FORM_FIELDS)):
+            if getattr(s, name) not in get_args(choices):
+                problems.append(
+                    f"sampler.{name}: {getattr(s, name)!r}; expected {_one_of(choices)}"
+                )
         if not 0 < s.target_accept < 1:
             problems.append(
                 f"sampler.target_accept: {s.target_accept!r}; expected a value between 0 and 1"
@@ -469,11 +465,7 @@ class Config:
                 f"target_accept ({s.target_accept}) and 1, a list of such values in ascending "
                 "order, or none"
             )
-        if s.retry_draws is not None and (
-            not isinstance(s.retry_draws, int)
-            or isinstance(s.retry_draws, bool)
-            or not s.retry_draws > 0
-        ):
+        if s.retry_draws is not None and not (_whole(s.retry_draws) and s.retry_draws > 0):
             problems.append(
                 f"sampler.retry_draws: {s.retry_draws!r}; expected a positive whole number of "
                 "draws a chain, or none"
@@ -523,13 +515,17 @@ class Config:
         """Values of the wrong type, each named with what was expected (checked before the values
         themselves, which compare and count them)."""
         problems = []
-        for name, optional in (("answers", False), ("questions", True), ("exclude_flags", False)):
+        for name, optional, example in (
+            ("answers", False, '["talks", "continue"]'),
+            ("questions", True, '["LEVADA_CONTINUE_VS_TALKS"]'),
+            ("exclude_flags", False, '["disputed"]'),
+        ):
             value = getattr(self, name)
             if optional and value is None:
                 continue
             if not (isinstance(value, tuple) and all(isinstance(v, str) for v in value)):
                 problems.append(
-                    f'{name}: {value!r}; expected a list of names (e.g. ["talks", "continue"])'
+                    f"{name}: {value!r}; expected a list of names (e.g. {example})"
                     + (", or none" if optional else "")
                 )
         for name in ("reference_question",):
@@ -546,7 +542,7 @@ class Config:
             problems.append(f"events: {self.events!r}; expected a list of events")
         else:
             for i, event in enumerate(self.events):
-                if not _is_iso_day(event.date):
+                if not is_iso_day(event.date):
                     problems.append(
                         f"events[{i}].date: {event.date!r}; expected an ISO date (YYYY-MM-DD)"
                     )
@@ -556,7 +552,7 @@ class Config:
             problems.append(f"anchors: {self.anchors!r}; expected a list of anchors")
         else:
             for i, anchor in enumerate(self.anchors):
-                if not _is_iso_day(anchor.date):
+                if not is_iso_day(anchor.date):
                     problems.append(
                         f"anchors[{i}].date: {anchor.date!r}; expected an ISO date (YYYY-MM-DD)"
                     )
@@ -576,10 +572,6 @@ class Config:
         if not _real(s.target_accept):
             problems.append(
                 f"sampler.target_accept: {s.target_accept!r}; expected a value between 0 and 1"
-            )
-        if s.nuts_sampler not in get_args(NutsSampler):
-            problems.append(
-                f"sampler.nuts_sampler: {s.nuts_sampler!r}; expected {_one_of(NutsSampler)}"
             )
         return problems
 
@@ -621,21 +613,29 @@ class Config:
             ) from None
         return cls.from_dict(data, source=str(path))
 
-    def resolved(self, today: dt.date | None = None) -> Config:
-        """This config with ``through = "today"`` replaced by the date (``today``, default the local date).
+    def resolved(self, today: dt.date | None = None, *, data_end: Any = None) -> Config:
+        """This config with ``through = "today"`` replaced by the date (``today``, default the local
+        date), or by ``data_end`` (the last reading's field end) where that is later: a reading
+        known only by its month ends with the month, which may not be over yet.
 
         A fit runs on the resolved config, so its ``config.json`` records the date the curve ran
         through, and a later reload of the run gives the same grid.
         """
         if self.through != TODAY:
             return self
-        return dataclasses.replace(self, through=(today or dt.date.today()).isoformat())
+        day = today or dt.date.today()
+        if data_end is not None:
+            day = max(day, dt.date.fromisoformat(f"{data_end:%Y-%m-%d}"))
+        return dataclasses.replace(self, through=day.isoformat())
 
     def replace(self, **changes: Any) -> Config:
         """A copy with top-level fields changed (``sampler`` and ``priors`` accept partial dicts)."""
         for key in ("sampler", "priors"):
             if isinstance(changes.get(key), dict):
-                changes[key] = dataclasses.replace(getattr(self, key), **changes[key])
+                current = getattr(self, key)
+                changes[key] = _settings_of(
+                    type(current), {**dataclasses.asdict(current), **changes[key]}, key
+                )
         return dataclasses.replace(self, **changes)
 
     def hash(self) -> str:

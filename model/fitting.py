@@ -66,6 +66,14 @@ def _seeds(seed: int) -> tuple[int, int]:
     return int(sample_seed), int(predictive_seed)
 
 
+def _resolved(config: Config, polls: pd.DataFrame, reasons: pd.Series) -> Config:
+    """``config`` with ``through = "today"`` as the date (``config.json`` records it), or the last
+    used reading's field end where that is later (a reading known only by its month ends with
+    the month, which may not be over yet)."""
+    data_end = polls.loc[reasons == "", "field_end"].max()
+    return config.resolved(data_end=None if pd.isna(data_end) else data_end)
+
+
 def fit(
     polls: pd.DataFrame | str | Path,
     *,
@@ -109,11 +117,10 @@ def fit(
     """
     phases = Phases() if phases is None else phases
     with phases.phase(READING):
-        config = (
-            config or Config()
-        ).resolved()  # through = "today" becomes the date: config.json records it
+        config = config or Config()
         polls = load_polls(polls, answers=config.answers)
         reasons = exclusion_reasons(polls, config)
+        config = _resolved(config, polls, reasons)
         excluded = (
             polls[reasons != ""]
             .assign(excluded_because=reasons[reasons != ""])
@@ -233,8 +240,9 @@ def compile_fit(
     import time
 
     start = time.perf_counter()
-    config = (config or Config()).resolved()
+    config = config or Config()
     polls = load_polls(polls, answers=config.answers)
+    config = _resolved(config, polls, exclusion_reasons(polls, config))
     engine = CompiledAggregator(build_design(polls, config), config)
     minimal = config.replace(sampler={"chains": 1, "tune": 2, "draws": 2}).sampler
     engine.extend(engine.sample_as_pymc(minimal, seed=0), seed=0)

@@ -299,7 +299,13 @@ def test_validate_backtest_needs_a_reference_house(tmp_path, sim_csv):
 
 @pytest.mark.parametrize(
     "args",
-    [["--sbc", "-1"], ["--workers", "0"], ["--draws", "x"], ["--since", "2023-13-45"]],
+    [
+        ["--sbc", "-1"],
+        ["--workers", "0"],
+        ["--draws", "x"],
+        ["--since", "2023-13-45"],
+        ["--since", "2023-W01-1"],
+    ],
 )
 def test_validate_bad_options_exit_1(tmp_path, sim_csv, args):
     result = run_cli(

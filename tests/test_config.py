@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -235,3 +237,20 @@ def test_a_retry_ladder_reads_from_toml_as_a_tuple(tmp_path):
     assert Config.from_dict(Config.from_toml(path).to_dict()).sampler == sampler  # config.json
     assert Config().replace(sampler={"retry_target_accept": 0.99}).sampler.retry_ladder == (0.99,)
     assert Config().sampler.retry_ladder == ()
+
+
+def test_today_is_the_last_readings_field_end_where_that_is_later():
+    today = Config(through="today")
+    november, october = pd.Timestamp("2026-11-30"), pd.Timestamp("2026-10-31")
+    # A reading known only as "November 2026" ends on the 30th: a fit on the 28th runs to it.
+    assert today.resolved(dt.date(2026, 11, 28), data_end=november).through == "2026-11-30"
+    assert today.resolved(dt.date(2026, 11, 28), data_end=october).through == "2026-11-28"
+    assert Config(through="2026-12-31").resolved(data_end=november).through == "2026-12-31"
+
+
+def test_replace_names_an_unknown_sampler_or_prior_key():
+    with pytest.raises(ConfigError, match=r"sampler: unknown keys \['bogus'\]; expected some of"):
+        Config().replace(sampler={"bogus": 1})
+    with pytest.raises(ConfigError, match=r"priors: unknown keys \['house'\]"):
+        Config().replace(priors={"house": 1.0})
+    assert Config().replace(sampler={"retry_draws": np.int64(4000)}).sampler.retry_draws == 4000

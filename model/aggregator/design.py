@@ -451,7 +451,7 @@ def _through(config: Config, data_end: pd.Timestamp, last: pd.Series) -> pd.Time
     ConfigError
         ``through`` is before the last reading's field end.
     """
-    through = config.resolved().through
+    through = config.resolved(data_end=data_end).through
     if through is None:
         return data_end
     when = pd.Timestamp(through)

@@ -420,13 +420,17 @@ def load_polls(
         name = str(source.attrs.get("source", DATAFRAME_SOURCE))
         frame, rows, problems = _frame_input(source, name)
         undecodable: set[tuple[int, str]] = set()
+        kept = rows
     else:
         name = os.fspath(source)
         frame, rows, problems, undecodable = _file_input(name)
+        # A file's rows are named by their lines in it; its own source_row column (a run's
+        # polls.csv keeps the original file's rows there) is kept as given.
+        kept = None if frame is None else _given_rows(frame, name, rows, problems) or rows
     if frame is None:
         raise PollDataError(problems)
 
-    checker = _Checker(name, frame, rows, answers, undecodable, problems)
+    checker = _Checker(name, frame, rows, answers, undecodable, problems, kept)
     return checker.run()
 
 
@@ -460,20 +464,6 @@ def _file_input(
     frame = pd.DataFrame(data, columns=columns, dtype="str")
     if not records:
         frame = pd.DataFrame({column: pd.Series([], dtype="str") for column in columns})
-    if "source_row" in frame.columns:  # the loader's own: each row's line in this file
-        for position, (row, value) in enumerate(zip(rows, frame["source_row"], strict=True)):
-            if (position, "source_row") not in undecodable and _as_number(value) != row:
-                problems.append(
-                    Problem(
-                        source,
-                        row,
-                        "source_row",
-                        value,
-                        f"{row} (the loader numbers each row by its line in this file; keep "
-                        "your own numbers in a column of another name)",
-                        "is not this row's number",
-                    )
-                )
     return frame, rows, problems, undecodable
 
 
@@ -495,7 +485,10 @@ def _frame_input(
                 "is both a column and the name of the table's index",
             )
         )
-    frame = source_frame.reset_index(drop=not named or bool(clash))
+    if named and not clash:  # the named levels as columns; unnamed ones are positions only
+        frame = source_frame.reset_index(level=named).reset_index(drop=True)
+    else:
+        frame = source_frame.reset_index(drop=True)
     columns = [str(c) for c in frame.columns]
     duplicated = sorted({c for i, c in enumerate(columns) if c in columns[:i]})
     for column in duplicated:
@@ -505,23 +498,32 @@ def _frame_input(
     frame = frame.loc[:, ~pd.Index(columns).duplicated()].copy()
     frame.columns = [str(c) for c in frame.columns]
     rows = list(range(FIRST_DATA_ROW, FIRST_DATA_ROW + len(frame)))
-    if "source_row" in frame.columns:
-        given = [_as_number(v) for v in frame["source_row"]]
-        bad = [i for i, v in enumerate(given) if v is None or v < 1 or not v.is_integer()]
-        for i in bad:
-            problems.append(
-                Problem(
-                    name,
-                    rows[i],
-                    "source_row",
-                    frame.at[i, "source_row"],
-                    "a positive whole number (the row in the original file)",
-                    "is not a row number",
-                )
+    given = _given_rows(frame, name, rows, problems)
+    return frame, rows if given is None else given, problems
+
+
+def _given_rows(
+    frame: pd.DataFrame, name: str, rows: list[int], problems: list[Problem]
+) -> list[int] | None:
+    """A table's own ``source_row`` column (each reading's row in the file it first came from,
+    as :func:`load_polls` returns it and a run's ``polls.csv`` keeps it), or None without one;
+    a value that is not a row number is a problem."""
+    if "source_row" not in frame.columns:
+        return None
+    given = [_as_number(v) for v in frame["source_row"]]
+    bad = [i for i, v in enumerate(given) if v is None or v < 1 or not v.is_integer()]
+    for i in bad:
+        problems.append(
+            Problem(
+                name,
+                rows[i],
+                "source_row",
+                frame.at[i, "source_row"],
+                "a positive whole number (the row in the original file)",
+                "is not a row number",
             )
-        if not bad:
-            rows = [int(v) for v in given if v is not None]
-    return frame, rows, problems
+        )
+    return None if bad else [int(v) for v in given if v is not None]
 
 
 class _Checker:
@@ -535,10 +537,12 @@ class _Checker:
         answers: tuple[str, ...],
         undecodable: set[tuple[int, str]],
         problems: list[Problem],
+        kept_rows: list[int],
     ) -> None:
         self.source = source
         self.frame = frame
         self.rows = rows
+        self.kept_rows = kept_rows
         self.answers = answers
         self.undecodable = undecodable
         self.problems = problems
@@ -612,7 +616,7 @@ class _Checker:
         for answer in self.answers:
             out[answer] = shares[answer]
         out["date_precision"] = pd.Series(precision, dtype="str")
-        out["source_row"] = np.asarray(self.rows, dtype=np.int64)
+        out["source_row"] = np.asarray(self.kept_rows, dtype=np.int64)
         out.attrs["source"] = self.source
         return out
 
@@ -662,9 +666,10 @@ class _Checker:
         given = self.cell(i, "date_precision")
         if given is not _NO_VALUE:
             stated = "" if _is_blank(given) else str(given).strip()
-            timestamps = isinstance(self.cell(i, "field_start"), (datetime, date, np.datetime64))
-            if stated == "month" and timestamps and _spans_whole_months(start[0], end[0]):
-                precision = "month"  # a table returned by load_polls, given back
+            if stated == "month" and _spans_whole_months(start[0], end[0]):
+                precision = (
+                    "month"  # whole months as dates: a table load_polls returned, given back
+                )
             elif stated != precision:
                 self.problem(
                     i,

@@ -26,7 +26,7 @@ from model.config import BACKTEST_HORIZONS, DAYS_PER_MONTH, Sampler
 from model.files import atomic_write_text
 from model.report import interactive, plots
 from model.results.calibration import BacktestCalibration, find_backtest
-from model.results.diagnostics import retry_note, sampling_attempts
+from model.results.diagnostics import flagged_sensitivity, retry_note, sampling_attempts
 from model.results.headline import (
     PROJECTION_RULE,
     averaged_over,
@@ -657,8 +657,9 @@ def _closed_section(result: FitResult) -> str:
         "offset at that date; for one outside the fit it is the published share minus the curve, which also holds its "
         "wording's effect and its sampling error, while its interval holds the curve's uncertainty alone (so it is "
         "narrower than what the data could tell of that reading). Where a reading in the fit left an answer unpublished, "
-        "its difference on that answer rests on the remainder of its published shares (100 minus them, which the model "
-        "reads as that answer). <code>closed_polls.csv</code> has every figure.</p>"
+        "the data pin its difference on that answer only through the remainder (100 minus the published shares, read "
+        "as the unreported answers together) of that house and wording's readings. <code>closed_polls.csv</code> has "
+        "every figure.</p>"
         + f'<div class="table-wrap"><table class="closed"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
         + "</section>"
     )
@@ -960,14 +961,16 @@ def _diagnostics_section(result: FitResult, figures) -> str:
 
 def _sensitivity_part(result: FitResult) -> str:
     """The power-scaling prior and likelihood sensitivity of the main quantities: the flagged ones
-    in a table, with what a flag means here (``prior_sensitivity.csv`` has every row)."""
+    in a table, with what a flag means (``prior_sensitivity.csv`` has every row)."""
     table = result.prior_sensitivity()
-    flagged = table[table["diagnosis"] != "✓"]
+    flagged = flagged_sensitivity(table)
     lead = (
         "<h3>Prior sensitivity (power-scaling)</h3><p>How much each of "
         f"{len(table)} main quantities (the scales, the event jumps, the shares at the last reading and "
         "at the curve's end) moves when the prior or the likelihood is raised to a power near 1 "
-        "(ArviZ's <code>psense</code>; above 0.05 counts as sensitive). "
+        "(ArviZ's <code>psense</code>; above 0.05 counts as sensitive): <em>potential prior-data "
+        "conflict</em> where both move it (the data pull against the prior), <em>potential strong "
+        "prior / weak likelihood</em> where the prior does and the data little. "
     )
     if flagged.empty:
         return lead + "None is flagged. <code>prior_sensitivity.csv</code> has every figure.</p>"
@@ -980,12 +983,18 @@ def _sensitivity_part(result: FitResult) -> str:
         ]
         for _, r in flagged.iterrows()
     ]
-    scales = [q for q in flagged["quantity"] if q in ("house_sd", "question_sd")]
+    design = result.design
+    groups = {  # the effects each scale spreads (a reference's is fixed at zero)
+        "house_sd": f"{len(design.pollsters) - (design.reference_pollster is not None)} house effects",
+        "question_sd": f"{len(design.questions) - 1} question effects",
+    }
+    scales = [q for q in flagged["quantity"] if q in groups]
     note = (
-        " The house and wording scales lean on their priors where the data identify only "
-        "house-and-wording sums (the sections above): how the sums split, and so these scales, "
-        "comes from the priors."
-        if scales and result.confounded
+        " "
+        + " and ".join(f"{q} is the spread of only {groups[q]}" for q in scales)
+        + ": a scale of so few effects is told little by any data, so its prior matters; the "
+        "house-and-wording sums above are what the data identify, whatever the scales."
+        if scales
         else ""
     )
     return (

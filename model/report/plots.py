@@ -683,7 +683,7 @@ def plot_adjusted(
     add_caption(
         fig,
         f"Run {run_id or default_run_id(result)}. Adjusted share = published share minus the posterior mean of the "
-        f"reading's house + question offset (percentage points {averaged_over(result.design)}, so the adjustment is "
+        "reading's house + question offset (percentage points at that house and wording's own readings, so the adjustment is "
         f"approximate where shares moved far). The curve is {result.identification}. Points nearer the curve after "
         "adjustment: the house and question effects explain that part of the spread; what remains is sampling and "
         "non-sampling error.",

@@ -548,6 +548,11 @@ def prior_sensitivity(idata, cells: list[int] | None = None) -> pd.DataFrame:
     return table.rename_axis("quantity").reset_index()
 
 
+def flagged_sensitivity(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`prior_sensitivity` with a diagnosis (not "✓")."""
+    return table[table["diagnosis"] != "✓"]
+
+
 def mixing_failures(conv: dict[str, Any]) -> list[str]:
     """The failed R-hat, ESS and divergence criteria of the gate, as sentences (see :func:`gate`)."""
     failures = slow_mixing(conv)

@@ -159,12 +159,12 @@ def headline(
                 }
             )
     jumps = []
+    brackets = event_brackets(design)
     if "jump" in posterior:
         from model.results.summaries import event_jumps
 
         table = event_jumps(posterior, list(design.event_cell), interval)
         dates = dict(zip(design.event_labels, [_date(time[int(c)]) for c in design.event_cell]))
-        brackets = event_brackets(design)
         for _, row in table.iterrows():
             jumps.append(
                 {
@@ -194,7 +194,7 @@ def headline(
                 f"{design.questions[0]}) the curve rests on other houses' readings, moved by their estimated "
                 "offsets, which are learned where their readings and the reference house's overlap."
             )
-    for event, bracket in event_brackets(design).items():
+    for event, bracket in brackets.items():
         caveats.append(event_caveat(event, bracket, _grid_name(design)))
     if projected:
         caveats.append(
@@ -285,29 +285,38 @@ def _reading(polls: pd.DataFrame, i: int) -> dict[str, str]:
 
 def event_caveat(event: str, bracket: dict[str, Any], grid: str = "week") -> str:
     """What the data can tell of an event's jump, in words (:func:`event_brackets`; ``grid``: the
-    grid's cell, "week")."""
+    grid's cell, "week").
+
+    Within the walk's segment that holds the event, the model splits the segment's change between
+    the jump and the walk's steps by their variances: the jump's prior scale against the walk's
+    step size (estimated from the whole series) over the segment's cells. The readings around
+    the event pin the change across it; only readings that span it tell anything of the split.
+    """
     before, after = bracket["before"], bracket["after"]
     week = field_span(bracket["cell_start"], bracket["cell_start"])
     name = f"The jump at {event} (from the {grid} starting {week})"
-    if before is None or after is None:
-        side = "before" if before is None else "after"
-        return (
-            f"{name} has no reading wholly {side} it, so the data cannot tell it from the level "
-            "there: it rests on the priors."
-        )
     spanning = bracket["spanning"]
     across = (
-        f"; {spanning} reading{'s' if spanning != 1 else ''} span{'' if spanning != 1 else 's'} it"
+        f"{spanning} reading{'s' if spanning != 1 else ''} whose field period spans it"
         if spanning
         else ""
     )
+    if before is None or after is None:
+        side = "before" if before is None else "after"
+        told = f"; only {across} tells of it" if spanning else ""
+        return (
+            f"{name} has no reading wholly {side} it, so the data cannot tell it from the level "
+            f"there{told}: it rests on the model's assumptions (the jump's prior scale)."
+        )
     return (
         f"{name}: the data pin the change between the last reading before it ({before['pollster']}, "
         f"ending {field_span(before['field_end'], before['field_end'])}) and the first after it "
         f"({after['pollster']}, starting {field_span(after['field_start'], after['field_start'])}), "
-        f"{bracket['days_between']} days apart{across}. How much of that change is the jump and "
-        "how much the walk's ordinary movement between them comes from the priors (the jump's "
-        "scale against the walk's estimated step size), not the data."
+        f"{bracket['days_between']} days apart"
+        + (f", and {across}" if spanning else "")
+        + ". How that change splits between the jump and the walk's ordinary movement is the "
+        "model's assumption, not the data's: the jump's prior scale against the walk's step size "
+        "(estimated from the whole series) over the days between them."
     )
 
 
@@ -364,13 +373,15 @@ def how_far(days: int) -> str:
 
 
 def signed_points(x: float) -> str:
-    """A signed difference in points to one decimal, or more (up to three) where one would show a
-    non-zero value as zero: an interval's end just short of zero must not read as reaching it, nor
-    a small negative median as "-0.0". Exactly zero is "+0.0"."""
+    """A signed difference in points to one decimal, or as many more as it takes to show a
+    non-zero value as non-zero: an interval's end just short of zero must not read as reaching
+    it, nor a small negative median as "-0.0". Exactly zero is "+0.0"; a missing value "–"."""
+    if x != x:  # NaN
+        return "–"
     if x == 0:
         return "+0.0"
     digits = 1
-    while digits < 3 and round(x, digits) == 0:
+    while round(x, digits) == 0:
         digits += 1
     return f"{x:+.{digits}f}"
 

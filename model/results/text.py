@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from model.results.diagnostics import retry_note
+from model.results.diagnostics import flagged_sensitivity, retry_note
 from model.results.headline import averaged_over, signed_interval, signed_points
 
 if TYPE_CHECKING:
@@ -142,8 +142,7 @@ def summary_text(result: FitResult) -> str:
         lines.append(f"  {retried}; the gate judges the last fit")
     for warning in diag["warnings"]:
         lines.append(f"  warning: {warning}")
-    flagged = result.prior_sensitivity()
-    flagged = flagged[flagged["diagnosis"] != "✓"]
+    flagged = flagged_sensitivity(result.prior_sensitivity())
     if len(flagged):
         lines.append("Prior sensitivity (power-scaling, prior_sensitivity.csv) flags:")
         for _, row in flagged.iterrows():

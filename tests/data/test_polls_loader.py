@@ -503,6 +503,9 @@ def test_a_named_index_is_kept_as_its_column() -> None:
     assert "columns 'survey_id', 'question': the same survey and question as row 2" in str(error)
     polls = load_polls(frame.iloc[:1].set_index("survey_id"))
     assert polls.loc[0, "survey_id"] == "lev-2024-02" and polls.loc[0, "note"] == "ok"
+    # Of a MultiIndex, the named levels become columns and the unnamed ones go.
+    two = load_polls(frame.iloc[:1].set_index(["survey_id", pd.Index([7], name=None)]))
+    assert "survey_id" in two and not any(str(c).startswith("level_") for c in two.columns)
     # An index of the same name as a column is named, not silently dropped.
     both = frame.iloc[:1].set_index(frame["survey_id"].iloc[:1].rename("survey_id"))
     assert "column 'survey_id': is both a column and the name of the table's index" in str(
@@ -532,7 +535,14 @@ def test_a_field_date_after_today_is_refused(tmp_path: Path, start, end, column)
 def test_a_month_reading_of_this_month_is_not_in_the_future(tmp_path: Path) -> None:
     month = pd.Timestamp.today().strftime("%Y-%m")
     path = write(tmp_path, HEADER, GOOD.replace("2024-02-20,2024-02-27", f"{month},{month}"))
-    assert len(load_polls(path)) == 1
+    polls = load_polls(path)
+    assert len(polls) == 1
+    # A curve run through "today" runs to the month's end, the reading's field end.
+    from model import Config
+    from model.aggregator.design import build_design
+
+    design = build_design(polls, Config(through="today"))
+    assert design.data_end == polls.loc[0, "field_end"] and not design.projected.any()
 
 
 def test_poll_id_and_source_row_are_the_loaders_and_the_models_own(tmp_path: Path) -> None:
@@ -551,9 +561,28 @@ def test_poll_id_and_source_row_are_the_loaders_and_the_models_own(tmp_path: Pat
     path = write(tmp_path, header, GOOD + ",my-id-7")
     expected = " 'my-id-7' is not this reading's id; expected 'Levada | Q1 | 2024-02-20'"
     assert re.search(where(path, 2, "poll_id") + re.escape(expected), str(load_error(path)))
-    path = write(tmp_path, HEADER + ",source_row", GOOD + ",2", GOOD.replace("Q1", "Q2") + ",14")
-    message = str(load_error(path))
-    assert re.search(
-        where(path, 3, "source_row") + " '14' is not this row's number; expected 3", message
+    # A file's own source_row (the original rows, as a run's polls.csv keeps them) is kept;
+    # its problems are still named by their lines in this file.
+    path = write(tmp_path, HEADER + ",source_row", GOOD + ",7", GOOD.replace("Q1", "Q2") + ",14")
+    assert load_polls(path)["source_row"].tolist() == [7, 14]
+    path = write(
+        tmp_path, HEADER + ",source_row", GOOD + ",7", GOOD.replace(",1612,", ",-5,") + ",x"
     )
-    assert "row 2, column 'source_row'" not in message
+    message = str(load_error(path))
+    assert re.search(where(path, 3, "source_row") + " 'x' is not a row number", message)
+    assert re.search(where(path, 3, "n") + " '-5' is not a sample size", message)
+
+
+def test_a_runs_polls_csv_loads_back_as_the_readings_it_holds(tmp_path: Path) -> None:
+    from model import Config
+    from model.aggregator.design import build_design
+
+    month = "Russian Field,Q2,2024-02,2024-02,,44,,,rf-2024-02,month only"
+    polls = load_polls(write(tmp_path, HEADER, GOOD, month, name="original.csv"))
+    design = build_design(polls, Config())  # model order, with each reading's poll_id
+    design.polls.to_csv(tmp_path / "run.csv", index=False, date_format="%Y-%m-%d")
+    again = load_polls(tmp_path / "run.csv")
+    columns = ["pollster", "question", "field_start", "field_end", "n", "talks", "source_row"]
+    pd.testing.assert_frame_equal(again[columns], design.polls[columns], check_dtype=False)
+    assert again["poll_id"].tolist() == design.polls["poll_id"].tolist()
+    assert again["date_precision"].tolist() == design.polls["date_precision"].tolist()

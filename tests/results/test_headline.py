@@ -322,7 +322,7 @@ def test_a_signed_difference_never_reads_as_zero_unless_it_is():
     assert headline.signed_interval(-0.04, -2.1, 1.94) == "-0.04 [-2.1, +1.9]"
 
 
-def test_an_events_jump_says_which_readings_pin_it_and_that_the_priors_split_it():
+def test_an_events_jump_says_which_readings_pin_it_and_that_the_model_splits_it():
     # A's monthly readings; B's one reading before A's first, and one across the event's week.
     rows = (
         monthly("B", "Q_B", ["2022-12"])
@@ -369,8 +369,9 @@ def test_an_events_jump_says_which_readings_pin_it_and_that_the_priors_split_it(
     assert (
         "The jump at the event (from the week starting 12 Jun 2023): the data pin the change "
         "between the last reading before it (A, ending 31 May 2023) and the first after it (A, "
-        "starting 1 Jul 2023), 31 days apart; 2 readings span it. How much of that change is the "
-        "jump and how much the walk's ordinary movement between them comes from the priors"
+        "starting 1 Jul 2023), 31 days apart, and 2 readings whose field period spans it. How that "
+        "change splits between the jump and the walk's ordinary movement is the model's "
+        "assumption, not the data's"
     ) in " ".join(head["caveats"])
     # B's December reading comes before the reference house's first: the curve there is B's, moved.
     assert (
@@ -382,7 +383,7 @@ def test_an_events_jump_says_which_readings_pin_it_and_that_the_priors_split_it(
     )
 
 
-def test_an_event_with_no_reading_on_one_side_rests_on_the_priors():
+def test_an_event_with_no_reading_on_one_side_rests_on_the_models_assumptions():
     bracket = {
         "cell_start": "2023-01-02",
         "before": None,
@@ -392,5 +393,12 @@ def test_an_event_with_no_reading_on_one_side_rests_on_the_priors():
     }
     assert headline.event_caveat("e", bracket) == (
         "The jump at e (from the week starting 2 Jan 2023) has no reading wholly before it, so the "
-        "data cannot tell it from the level there: it rests on the priors."
+        "data cannot tell it from the level there: it rests on the model's assumptions (the "
+        "jump's prior scale)."
     )
+    # A reading across the event's week tells of it, and says so.
+    assert "there; only 1 reading whose field period spans it tells of it: it rests" in (
+        headline.event_caveat("e", {**bracket, "spanning": 1})
+    )
+    assert headline.signed_points(float("nan")) == "–"
+    assert headline.signed_points(-1e-5) == "-0.00001"
