@@ -132,7 +132,7 @@ def fit(
             progressbar = sys.stderr.isatty()
         design = build_design(polls, config)
     sample_seed, predictive_seed = _seeds(seed)
-    with phases.phase("loading the compiled model"):
+    with phases.phase("loading the compiled model (compiling it first if new)"):
         engine = CompiledAggregator(design, config)
     with phases.phase("sampling"):
         idata = engine.sample_as_pymc(config.sampler, seed=sample_seed, progress_bar=progressbar)

@@ -563,10 +563,20 @@ class _Checker:
 
     def run(self) -> pd.DataFrame:
         frame = self.frame
-        needed = [*REQUIRED_COLUMNS, *self.answers]
-        for column in needed:
+        for column in REQUIRED_COLUMNS:
             if column not in frame.columns:
                 self.problem(None, column, None, "is missing", f"a column named {column!r}")
+        for column in self.answers:
+            if column not in frame.columns:
+                self.problem(
+                    None,
+                    column,
+                    None,
+                    "is missing",
+                    f"a column named {column!r}, one of the answers {list(self.answers)} (name "
+                    "your table's answers with answers = [...] in the config, or "
+                    "load_polls(..., answers=[...]))",
+                )
         if len(frame) == 0:
             self.problem(None, None, None, "has no data rows", "at least one poll reading")
 
@@ -767,6 +777,20 @@ class _Checker:
                 f"the reported shares sum to {total:g}, more than rounding allows ({limit:g})",
                 "reported shares summing to at most 100 plus 0.5 per reported share "
                 "(each share rounded to a whole percent)",
+            )
+        floor = 100 - 0.5 * len(reported)
+        if not unusable and len(reported) == len(self.answers) and total < floor - 1e-9:
+            # Every answer reported, yet some respondents in none of them: the answers are not
+            # the whole sample, and the model (whose answers are) would rescale the shares.
+            self.problem(
+                i,
+                self.answers,
+                None,
+                f"every answer is reported but the shares sum to {total:g}, less than rounding "
+                f"allows ({floor:g}): the answers {list(self.answers)} do not cover every respondent",
+                "the answers to cover the whole sample: add the missing one (say a don't-know "
+                "column) to the table and to answers, or leave blank an answer the source did not "
+                "report",
             )
 
     def duplicates(

@@ -665,11 +665,11 @@ def _closed_section(result: FitResult) -> str:
     )
 
 
-def _pooling_section(figures) -> str:
+def _pooling_section(result: FitResult, figures) -> str:
     return (
         '<section id="pooling"><h2>What the pooling did</h2>'
         "<p>Left: readings as published. Right: each reading minus its pollster's and question's estimated offset, "
-        "i.e. roughly what the curve's reference house would have published with the reference question. "
+        f"i.e. roughly what {esc(result.compared_with)} would have published. "
         "The RMS distance in each panel shows how much of the spread the house and question effects explain; a house "
         "and wording with one reading has an offset fitted to that reading alone, so its part of the drop is by "
         "construction.</p>" + _img("adjusted", figures) + "</section>"
@@ -976,7 +976,7 @@ def _sensitivity_part(result: FitResult) -> str:
         return lead + "None is flagged. <code>prior_sensitivity.csv</code> has every figure.</p>"
     rows = [
         [
-            esc(r["quantity"].replace("T00:00:00.000000000", "")),
+            esc(r["quantity"]),
             f"{r['prior']:.3f}",
             f"{r['likelihood']:.3f}",
             esc(r["diagnosis"]),
@@ -984,14 +984,16 @@ def _sensitivity_part(result: FitResult) -> str:
         for _, r in flagged.iterrows()
     ]
     design = result.design
-    groups = {  # the effects each scale spreads (a reference's is fixed at zero)
-        "house_sd": f"{len(design.pollsters) - (design.reference_pollster is not None)} house effects",
-        "question_sd": f"{len(design.questions) - 1} question effects",
+    houses = len(design.pollsters) - (design.reference_pollster is not None)
+    questions = len(design.questions) - 1  # the reference question's effect is fixed at zero
+    groups = {
+        "house_sd": f"{houses} house{'s' if houses != 1 else ''}",
+        "question_sd": f"{questions} question{'s' if questions != 1 else ''}",
     }
     scales = [q for q in flagged["quantity"] if q in groups]
     note = (
         " "
-        + " and ".join(f"{q} is the spread of only {groups[q]}" for q in scales)
+        + " and ".join(f"{q} is the spread of the effects of only {groups[q]}" for q in scales)
         + ": a scale of so few effects is told little by any data, so its prior matters; the "
         "house-and-wording sums above are what the data identify, whatever the scales."
         if scales
@@ -1187,7 +1189,7 @@ def build_report(
             _estimate_section(result, figures, run_id, calibration),
             _interactive_section(result, sources, questions),
             _closed_section(result),
-            _pooling_section(figures),
+            _pooling_section(result, figures),
             _house_section(result, figures),
             _question_section(result, figures),
             _events_section(result),

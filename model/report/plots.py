@@ -1237,11 +1237,15 @@ def plot_headline(
         gid="source",
     )
     bottom = 14 + 15 * len(textwrap.wrap(source, 150)) + 34
+    latest = result.latest_estimate(max(intervals)).set_index("answer")
+    labels = {a: f"{a} {latest.loc[a, 'median']:.0f}%" for a in chosen}
+    # room on the right for the end labels (bold 13 pt: about 11 px a character at 96 dpi)
+    right = max(150, 8 + 11 * max(len(label) for label in labels.values()) + 12)
     ax = fig.add_axes(
         (
             64 / width_px,
             bottom / height_px,
-            1 - (64 + 150) / width_px,
+            1 - (64 + right) / width_px,
             1 - (top + bottom) / height_px,
         )
     )
@@ -1273,7 +1277,13 @@ def plot_headline(
         part = bands[max(intervals)]
         _draw_median(ax, part[part["answer"] == answer], colour=colour, width=2.4, zorder=3)
     _draw_events(ax, result, label=True)
-    upper = max(float(bands[max(intervals)]["upper"].max()), 0.0)
+    shown = bands[max(intervals)]
+    readings = result.polls[chosen].to_numpy(dtype=float)
+    upper = max(  # the bands and every reading drawn
+        float(shown.loc[shown["answer"].isin(chosen), "upper"].max()),
+        float(np.nanmax(readings)) if np.isfinite(readings).any() else 0.0,
+        0.0,
+    )
     ax.set_ylim(0, min(100.0, 10 * np.ceil((upper + 4) / 10)))
     end = _as_dates([design.time[-1]])[0]
     ax.set_xlim(_as_dates([design.time[0]])[0], end)
@@ -1292,12 +1302,11 @@ def plot_headline(
             color="0.25",
             gid="projection_label",
         )
-    latest = result.latest_estimate(max(intervals)).set_index("answer")
     gap = 0.055 * (ax.get_ylim()[1] - ax.get_ylim()[0])
     heights = _spread_labels([float(latest.loc[a, "median"]) for a in chosen], gap)
     for answer, height in zip(chosen, heights):
         ax.annotate(
-            f"{answer} {latest.loc[answer, 'median']:.0f}%",
+            labels[answer],
             xy=(end, height),
             xycoords="data",
             xytext=(8, 0),

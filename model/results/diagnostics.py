@@ -545,7 +545,10 @@ def prior_sensitivity(idata, cells: list[int] | None = None) -> pd.DataFrame:
             table = arviz_stats().psense_summary(idata, var_names=names, coords={"time": times})
     finally:
         psense_log.setLevel(level)
-    return table.rename_axis("quantity").reset_index()
+    table = table.rename_axis("quantity").reset_index()
+    # a share's date as a day ("share[2026-02-23, talks]"), not a nanosecond timestamp
+    table["quantity"] = table["quantity"].str.replace("T00:00:00.000000000", "", regex=False)
+    return table
 
 
 def flagged_sensitivity(table: pd.DataFrame) -> pd.DataFrame:

@@ -182,6 +182,15 @@ def headline(
         f"Every share is the curve {identification}, asking {design.questions[0]}: other houses and wordings "
         "differ from it by their estimated offsets (offsets.csv).",
     ]
+    alone = sorted({p for p, _ in design.identified_only_with_wording})
+    if design.reference_pollster is None and not len(design.anchor_cell) and alone:
+        caveats.append(
+            f"The average house includes {', '.join(alone)}, whose house effect"
+            f"{'s' if len(alone) > 1 else ''} the data cannot tell apart from "
+            f"{'their' if len(alone) > 1 else 'its'} own wording's: the priors split them, so "
+            "the curve's level, that of the average house, rests partly on the priors. Naming a "
+            "reference house (house_effects = '<pollster>') fixes the level by the data."
+        )
     reference = design.polls[
         (design.polls["pollster"] == design.reference_pollster)
         & (design.polls["question"] == design.questions[0])

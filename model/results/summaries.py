@@ -83,9 +83,14 @@ def support_curve(
         else np.asarray(projected, dtype=bool)
     )
     frame["projected"] = flags[pd.Index(posterior["time"].values).get_indexer(frame["time"])]
+    order = {a: i for i, a in enumerate(posterior["answer"].values)}  # the config's, not A-Z
     frame = (
         frame.rename(columns={"time": "date"})
-        .sort_values(["answer", "date"], kind="stable")
+        .sort_values(
+            ["answer", "date"],
+            key=lambda column: column.map(order) if column.name == "answer" else column,
+            kind="stable",
+        )
         .reset_index(drop=True)
     )
     return frame

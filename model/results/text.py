@@ -62,11 +62,7 @@ def summary_text(result: FitResult) -> str:
             lines.append("    " + "; ".join(parts) if parts else f"    {row['difference_is']}")
         lines.append("  " + result.closed_polls_conclusion())
 
-    lines.append("")
-    lines.append(
-        f"Differences from {result.compared_with} (house + wording, at each pair's own readings; "
-        f"median [{width}% interval] in points; offsets.csv):"
-    )
+    pairs = []
     offsets = result.reading_offsets()
     reference_pair = (result.reference_pollster, result.reference_question)
     alone = result.design.identified_only_with_wording
@@ -76,19 +72,30 @@ def summary_text(result: FitResult) -> str:
         part = part.set_index("answer")
         count = int(part["readings"].iloc[0])
         mark = " *" if (pollster, question) in alone else ""
-        lines.append(
+        pairs.append(
             f"  {pollster} asking {question} ({count} reading{'s' if count != 1 else ''}){mark}"
         )
-        lines.append(
+        pairs.append(
             "    "
             + "; ".join(
                 f"{a} {signed_interval(*part.loc[a, ['median', 'lower', 'upper']])}"
                 for a in answers
             )
         )
+    if pairs:  # none where one house asks one question: nothing differs from the curve
+        lines.append("")
+        lines.append(
+            f"Differences from {result.compared_with} (house + wording, at each pair's own readings; "
+            f"median [{width}% interval] in points; offsets.csv):"
+        )
+        lines += pairs
     houses = result.house_effects()
     split = sorted({p for p, _ in alone})
     free = houses[~houses["reference"] & ~houses["pollster"].isin(split)]
+    fixed = {  # a lone house's zero-sum effect is 0 by construction: nothing to show
+        p for p, part in free.groupby("pollster") if (part[["lower", "upper"]] == 0).all().all()
+    }
+    free = free[~free["pollster"].isin(fixed)]
     if len(free):
         lines.append(
             f"House effects identified apart from the wording ({averaged_over(result.design)}; median [{width}% interval]):"

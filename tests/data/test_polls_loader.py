@@ -93,7 +93,7 @@ def test_two_answer_vote_intention_table_from_other_houses(tmp_path: Path) -> No
     path = write(
         tmp_path,
         "house,pollster,question,field_start,field_end,n,yes,no,region",
-        "x,Gallup,REFERENDUM,2019-05-02,2019-05-06,1004,52,41,national",
+        "x,Gallup,REFERENDUM,2019-05-02,2019-05-06,1004,52,48,national",
         "y,Ipsos,REFERENDUM,2019-05,2019-05,,49.5,50.5,national",
         "z,YouGov,REFERENDUM,2019-05-03,2019-05-03,2011,,47,",
     )
@@ -118,6 +118,22 @@ def test_two_answer_vote_intention_table_from_other_houses(tmp_path: Path) -> No
     # the default answers do not fit this table, and the error says which columns are missing
     error = load_error(path)
     assert re.search(re.escape(f"{path}, column 'talks': is missing"), str(error))
+
+
+def test_answers_that_do_not_cover_every_respondent_are_refused(tmp_path: Path) -> None:
+    # Yes 52, no 41: 7% answered neither. Read as the whole sample, the shares would be rescaled
+    # (yes would become 56%), while a row with "no" blank keeps its yes as a share of everyone.
+    header = "pollster,question,field_start,field_end,n,yes,no"
+    path = write(tmp_path, header, "Gallup,REF,2019-05-02,2019-05-06,1004,52,41")
+    assert (
+        f"{path} row 2, columns 'yes', 'no': every answer is reported but the shares sum to 93, "
+        "less than rounding allows (99): the answers ['yes', 'no'] do not cover every respondent"
+    ) in str(load_error(path, answers=["yes", "no"]))
+    # Rounding leaves a sum of 99 (or 101) alone; a row with an answer blank is not checked so.
+    ok = write(
+        tmp_path, header, "G,REF,2019-05-02,2019-05-06,,49.6,49.6", "G,REF,2019-06,2019-06,,,41"
+    )
+    assert len(load_polls(ok, answers=["yes", "no"])) == 2
 
 
 def test_bad_answers_argument_is_a_programming_error(tmp_path: Path) -> None:

@@ -134,3 +134,19 @@ def test_curve_wide_has_one_row_per_date(projected):
         "talks_lower_50",
         "talks_upper_50",
     ]
+
+
+def test_every_reading_and_end_label_is_inside_the_chart():
+    # A reading far above the curve's band: the axis reaches it; the end labels fit the figure.
+    result = fake_result(through="2023-08-31")
+    result.polls.loc[0, ANSWERS[0]] = 97.0
+    fig = plots.plot_headline(result, run_id="run-test")
+    try:
+        (ax,) = fig.axes
+        assert ax.get_ylim()[1] >= 97.0
+        fig.canvas.draw()
+        labels = [t for t in ax.texts if t.get_gid() == "end_label"]
+        assert len(labels) == len(ANSWERS)
+        assert all(t.get_window_extent().x1 <= fig.get_window_extent().x1 for t in labels)
+    finally:
+        plt.close(fig)

@@ -402,3 +402,28 @@ def test_an_event_with_no_reading_on_one_side_rests_on_the_models_assumptions():
     )
     assert headline.signed_points(float("nan")) == "–"
     assert headline.signed_points(-1e-5) == "-0.00001"
+
+
+def test_an_average_house_with_a_house_only_its_wording_tells_apart_says_its_level_leans_on_priors():
+    rows = (
+        monthly("A", "Q_MAIN", MONTHS)
+        + monthly("B", "Q_MAIN", MONTHS[::2])
+        + monthly("C", "Q_C", MONTHS[1::2])  # C alone asks Q_C, and asks nothing else
+    )
+
+    def caveats(config):
+        design = build_design(table(rows), config)
+        return " ".join(
+            headline.headline(posterior_for(design), design, interval=0.9, identification="x")[
+                "caveats"
+            ]
+        )
+
+    words = "The average house includes C, whose house effect the data cannot tell apart from its"
+    assert words in caveats(model.Config(reference_question="Q_MAIN"))
+    assert "average house includes" not in caveats(
+        model.Config(reference_question="Q_MAIN", house_effects="A")
+    )
+    # Every house asking the reference question: the average house is the data's.
+    rows = monthly("A", "Q_MAIN", MONTHS) + monthly("B", "Q_MAIN", MONTHS[::2])
+    assert "average house includes" not in caveats(model.Config(reference_question="Q_MAIN"))

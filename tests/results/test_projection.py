@@ -35,6 +35,7 @@ def _table(sim: model.Simulation) -> pd.DataFrame:
     alt = polls.index[polls["question"] == "Q_ALT"][0]
     polls.loc[alt, "closed"] = "true"
     leak = polls.loc[[alt]].assign(question="Q_LEAK", closed="true", talks=30.0)
+    leak["continue"] = 70.0 - leak["undecided"].fillna(0)  # the answers still cover everyone
     return pd.concat([polls, leak], ignore_index=True)
 
 

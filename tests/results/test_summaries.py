@@ -4,6 +4,7 @@ over the curve, and intervals, computed from one sort of the draws."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -119,3 +120,18 @@ def test_a_result_builds_its_field_periods_once_per_trace():
     result.idata = result.idata.copy()
     assert result._field_periods() is not periods
     assert pickle.loads(pickle.dumps(result))._periods is None
+
+
+def test_the_curve_keeps_the_configs_order_of_answers():
+    rng = np.random.default_rng(0)
+    answers = ["support", "oppose", "dont_know"]  # not in A-Z order
+    share = 100 * rng.dirichlet([5, 4, 1], size=(2, 10, 4))
+    posterior = xr.Dataset(
+        {"share": (("chain", "draw", "time", "answer"), share)},
+        coords={"time": pd.date_range("2024-01-01", periods=4, freq="W-MON"), "answer": answers},
+    )
+    curve = summaries.support_curve(posterior, 0.9)
+    assert list(pd.unique(curve["answer"])) == answers
+    assert (
+        curve.groupby("answer", sort=False)["date"].apply(lambda d: d.is_monotonic_increasing)
+    ).all()
