@@ -516,7 +516,7 @@ class Config:
         themselves, which compare and count them)."""
         problems = []
         for name, optional, example in (
-            ("answers", False, '["talks", "continue"]'),
+            ("answers", False, '["talks", "continue", "undecided"]'),
             ("questions", True, '["LEVADA_CONTINUE_VS_TALKS"]'),
             ("exclude_flags", False, '["disputed"]'),
         ):

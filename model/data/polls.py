@@ -395,7 +395,9 @@ def load_polls(
         positive whole number; the same survey and question given twice (same ``survey_id`` when
         the table has that column and both cells are filled, else same pollster, ``field_start``
         and ``field_end``), whether or not the figures agree, since one survey must not be
-        counted twice; a field date after today (a month's reading may end later this month);
+        counted twice; every answer (of two or more) reported with shares summing to less
+        than ``100 - k`` (the answers must cover the whole sample; a share may be the sum of
+        two rounded parts); a field date after today (a month's reading may end later this month);
         a table whose every share is at most 1 (proportions, not percent); a ``poll_id`` other
         than the model's id of the reading (``pollster | question | field start``, with ``#k``
         where readings share it), and in a CSV file a ``source_row`` other than the row's line;
@@ -778,19 +780,25 @@ class _Checker:
                 "reported shares summing to at most 100 plus 0.5 per reported share "
                 "(each share rounded to a whole percent)",
             )
-        floor = 100 - 0.5 * len(reported)
-        if not unusable and len(reported) == len(self.answers) and total < floor - 1e-9:
-            # Every answer reported, yet some respondents in none of them: the answers are not
-            # the whole sample, and the model (whose answers are) would rescale the shares.
+        # Every answer reported (of two or more), yet some respondents in none of them: the
+        # answers are not the whole sample, and the model (whose answers are) would rescale the
+        # shares. A published share may be the sum of two rounded parts ("definitely" and
+        # "rather"), so each share may be a point off.
+        floor = 100 - 1.0 * len(reported)
+        if (
+            not unusable
+            and len(self.answers) > 1
+            and len(reported) == len(self.answers)
+            and total < floor - 1e-9
+        ):
             self.problem(
                 i,
                 self.answers,
                 None,
                 f"every answer is reported but the shares sum to {total:g}, less than rounding "
                 f"allows ({floor:g}): the answers {list(self.answers)} do not cover every respondent",
-                "the answers to cover the whole sample: add the missing one (say a don't-know "
-                "column) to the table and to answers, or leave blank an answer the source did not "
-                "report",
+                "shares that cover the whole sample: leave blank an answer whose share the source "
+                "did not give, or add the missing answer (say a don't-know share) as an answer",
             )
 
     def duplicates(

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
-from model.config import BACKTEST_HORIZONS, DAYS_PER_MONTH, Sampler
+from model.config import ANCHORS, BACKTEST_HORIZONS, DAYS_PER_MONTH, ZERO_SUM, Sampler
 from model.files import atomic_write_text
 from model.report import interactive, plots
 from model.results.calibration import BacktestCalibration, find_backtest
@@ -665,11 +665,21 @@ def _closed_section(result: FitResult) -> str:
     )
 
 
+def _publisher(result: FitResult) -> str:
+    """Who the curve's readings are, in words: the house and question its level is fixed by."""
+    question = result.reference_question
+    if result.config.house_effects == ZERO_SUM:
+        return f"an average house asking {question}"
+    if result.config.house_effects == ANCHORS:
+        return f"a house at the anchored true level asking {question}"
+    return f"{result.config.house_effects} asking {question}"
+
+
 def _pooling_section(result: FitResult, figures) -> str:
     return (
         '<section id="pooling"><h2>What the pooling did</h2>'
         "<p>Left: readings as published. Right: each reading minus its pollster's and question's estimated offset, "
-        f"i.e. roughly what {esc(result.compared_with)} would have published. "
+        f"i.e. roughly what {esc(_publisher(result))} would have published. "
         "The RMS distance in each panel shows how much of the spread the house and question effects explain; a house "
         "and wording with one reading has an offset fitted to that reading alone, so its part of the drop is by "
         "construction.</p>" + _img("adjusted", figures) + "</section>"

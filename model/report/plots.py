@@ -1239,8 +1239,9 @@ def plot_headline(
     bottom = 14 + 15 * len(textwrap.wrap(source, 150)) + 34
     latest = result.latest_estimate(max(intervals)).set_index("answer")
     labels = {a: f"{a} {latest.loc[a, 'median']:.0f}%" for a in chosen}
-    # room on the right for the end labels (bold 13 pt: about 11 px a character at 96 dpi)
-    right = max(150, 8 + 11 * max(len(label) for label in labels.values()) + 12)
+    # room on the right for the end labels (bold 13 pt: up to 13 px a character at 96 dpi, for
+    # capitals), at most a third of the chart (a longer label runs past the edge)
+    right = min(max(150, 8 + 13 * max(len(label) for label in labels.values()) + 12), width_px // 3)
     ax = fig.add_axes(
         (
             64 / width_px,

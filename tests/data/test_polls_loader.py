@@ -127,13 +127,13 @@ def test_answers_that_do_not_cover_every_respondent_are_refused(tmp_path: Path) 
     path = write(tmp_path, header, "Gallup,REF,2019-05-02,2019-05-06,1004,52,41")
     assert (
         f"{path} row 2, columns 'yes', 'no': every answer is reported but the shares sum to 93, "
-        "less than rounding allows (99): the answers ['yes', 'no'] do not cover every respondent"
+        "less than rounding allows (98): the answers ['yes', 'no'] do not cover every respondent"
     ) in str(load_error(path, answers=["yes", "no"]))
-    # Rounding leaves a sum of 99 (or 101) alone; a row with an answer blank is not checked so.
-    ok = write(
-        tmp_path, header, "G,REF,2019-05-02,2019-05-06,,49.6,49.6", "G,REF,2019-06,2019-06,,,41"
-    )
+    # Rounding (a share may be two rounded parts) leaves 98 alone; a row with an answer blank
+    # is not checked so, nor a table of one answer.
+    ok = write(tmp_path, header, "G,REF,2019-05-02,2019-05-06,,49,49", "G,REF,2019-06,2019-06,,,41")
     assert len(load_polls(ok, answers=["yes", "no"])) == 2
+    assert len(load_polls(ok, answers=["no"])) == 2
 
 
 def test_bad_answers_argument_is_a_programming_error(tmp_path: Path) -> None:

@@ -531,7 +531,7 @@ def test_report_says_what_each_effect_and_jump_rests_on(page, result):
     for quantity in flagged["quantity"]:
         assert quantity in words and "T00:00" not in quantity
     # The pooled readings are what the curve's house and question would have published.
-    assert f"roughly what {result.compared_with} would have published" in words
+    assert f"roughly what {result.config.house_effects} asking Q_MAIN would have published" in words
     # Closed readings outside the fit: their intervals are the curve's alone.
     assert "its interval holds the curve's uncertainty alone" in words
 
