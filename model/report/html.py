@@ -277,9 +277,11 @@ def _projection_calibration(
             return []
         return [
             "How well such a projection holds has not been measured for these readings and this model: "
-            "make validate backtests the model (refits on the readings before each cut-off, held-out "
-            f"readings predicted {min(BACKTEST_HORIZONS)}-{max(BACKTEST_HORIZONS)} months later), "
-            "and this report, drawn again, shows its figures here."
+            "python -m model validate --data <this table> --config <this config> --runs-dir <the "
+            "folder holding this run> (make validate, on the project's own table) backtests the "
+            "model (refits on the readings before each cut-off, held-out readings predicted "
+            f"{min(BACKTEST_HORIZONS)}-{max(BACKTEST_HORIZONS)} months later), and this report, "
+            "drawn again, shows its figures here."
         ]
     row = calibration.at(months)
     horizon = int(row["horizon_months"])

@@ -716,7 +716,10 @@ def test_a_bands_backtest_coverage_is_judged_by_its_interval(lower, upper, words
 
 def test_a_projected_curve_without_a_backtest_says_it_is_not_measured(projected, tmp_path):
     page = report_beside(projected, tmp_path, backtest=False)
-    assert "has not been measured for these readings and this model: make validate" in page
+    assert (
+        "has not been measured for these readings and this model: python -m model validate "
+        "--data <this table> --config <this config> --runs-dir <the folder holding this run>"
+    ) in page
     assert "validate-2026" not in page and "months past the data" not in page
 
 
