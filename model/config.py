@@ -51,6 +51,10 @@ def _real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
 def _whole(value: Any) -> bool:
     """Whether ``value`` is a whole number given as one (``20.5``, ``"20"`` and ``True`` are not)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -498,18 +502,11 @@ class Config:
         object.__setattr__(self, "through", _iso_date(self.through))
         object.__setattr__(self, "priors", _settings_of(Priors, self.priors, "priors"))
         object.__setattr__(self, "sampler", _settings_of(Sampler, self.sampler, "sampler"))
-        if isinstance(self.events, tuple):
-            object.__setattr__(
-                self,
-                "events",
-                tuple(_settings_of(Event, e, f"events[{i}]") for i, e in enumerate(self.events)),
-            )
-        if isinstance(self.anchors, tuple):
-            object.__setattr__(
-                self,
-                "anchors",
-                tuple(_settings_of(Anchor, a, f"anchors[{i}]") for i, a in enumerate(self.anchors)),
-            )
+        for name, kind in (("events", Event), ("anchors", Anchor)):
+            items = getattr(self, name)
+            if isinstance(items, tuple):
+                settings = (_settings_of(kind, x, f"{name}[{i}]") for i, x in enumerate(items))
+                object.__setattr__(self, name, tuple(settings))
 
     def _type_problems(self) -> list[str]:
         """Values of the wrong type, each named with what was expected (checked before the values
@@ -528,42 +525,39 @@ class Config:
                     f"{name}: {value!r}; expected a list of names (e.g. {example})"
                     + (", or none" if optional else "")
                 )
-        for name in ("reference_question",):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                problems.append(f"{name}: {value!r}; expected a question id, or none")
+        if self.reference_question is not None and not isinstance(self.reference_question, str):
+            problems.append(
+                f"reference_question: {self.reference_question!r}; expected a question id, or none"
+            )
         if not isinstance(self.house_effects, str):
             problems.append(
                 f"house_effects: {self.house_effects!r}; expected 'zero_sum', 'anchors' or a pollster's name"
             )
         if not _real(self.interval):
             problems.append(f"interval: {self.interval!r}; expected a probability between 0 and 1")
-        if not isinstance(self.events, tuple):
-            problems.append(f"events: {self.events!r}; expected a list of events")
-        else:
-            for i, event in enumerate(self.events):
-                if not is_iso_day(event.date):
+        # Each event and anchor: a date, then its own fields (checked, what is expected).
+        fields_of = {
+            "events": (("label", _text, "a name"),),
+            "anchors": (
+                ("answer", _text, "an answer's name"),
+                ("value", _real, "a number"),
+                ("sd_pp", _real, "a number"),
+            ),
+        }
+        for name, checks in fields_of.items():
+            items = getattr(self, name)
+            if not isinstance(items, tuple):
+                problems.append(f"{name}: {items!r}; expected a list of {name}")
+                continue
+            for i, item in enumerate(items):
+                if not is_iso_day(item.date):
                     problems.append(
-                        f"events[{i}].date: {event.date!r}; expected an ISO date (YYYY-MM-DD)"
+                        f"{name}[{i}].date: {item.date!r}; expected an ISO date (YYYY-MM-DD)"
                     )
-                if not isinstance(event.label, str):
-                    problems.append(f"events[{i}].label: {event.label!r}; expected a name")
-        if not isinstance(self.anchors, tuple):
-            problems.append(f"anchors: {self.anchors!r}; expected a list of anchors")
-        else:
-            for i, anchor in enumerate(self.anchors):
-                if not is_iso_day(anchor.date):
-                    problems.append(
-                        f"anchors[{i}].date: {anchor.date!r}; expected an ISO date (YYYY-MM-DD)"
-                    )
-                if not isinstance(anchor.answer, str):
-                    problems.append(
-                        f"anchors[{i}].answer: {anchor.answer!r}; expected an answer's name"
-                    )
-                for key in ("value", "sd_pp"):
-                    if not _real(getattr(anchor, key)):
+                for key, ok, expected in checks:
+                    if not ok(getattr(item, key)):
                         problems.append(
-                            f"anchors[{i}].{key}: {getattr(anchor, key)!r}; expected a number"
+                            f"{name}[{i}].{key}: {getattr(item, key)!r}; expected {expected}"
                         )
         s = self.sampler
         for key in ("draws", "tune", "chains"):

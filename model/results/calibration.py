@@ -253,16 +253,14 @@ def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
         if "confirmation" in group:
             latest = group[group["confirmation"].astype(bool)]
             row["latest_n"] = len(latest)
+            scored = len(latest) > 0
             for level in (50, 90):
                 row[f"latest_coverage{level}"] = (
-                    float(latest[f"covered{level}"].mean()) if len(latest) else np.nan
+                    float(latest[f"covered{level}"].mean()) if scored else np.nan
                 )
-            row["latest_first"] = (
-                pd.Timestamp(latest["field_start"].iloc[0]) if len(latest) else pd.NaT
-            )
-            row["latest_last"] = (
-                pd.Timestamp(latest["field_start"].iloc[-1]) if len(latest) else pd.NaT
-            )
+            starts = latest["field_start"]
+            row["latest_first"] = pd.Timestamp(starts.iloc[0]) if scored else pd.NaT
+            row["latest_last"] = pd.Timestamp(starts.iloc[-1]) if scored else pd.NaT
         rows.append(row)
     settings = _settings(folder) or {}
     return BacktestCalibration(

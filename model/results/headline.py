@@ -248,7 +248,8 @@ def event_brackets(design: PollDesign) -> dict[str, dict[str, Any]]:
 
     The jump acts from the event's grid cell on. The readings that end in an earlier cell and
     start in it or later pin the change across the event; how much of that change is the jump and
-    how much the walk's own movement between them, the data cannot tell (the priors split it).
+    how much the walk's own movement between them, the data cannot tell (the model's assumptions
+    split it: :func:`event_caveat`).
 
     Returns
     -------
