@@ -168,6 +168,11 @@ class Anchor:
     def __post_init__(self) -> None:
         object.__setattr__(self, "date", _iso_date(self.date))
 
+    @property
+    def label(self) -> str:
+        """What it pins, as its coordinate on the model's ``known_share`` dim: ``"talks on 2024-06-01"``."""
+        return f"{self.answer} on {self.date}"
+
 
 @dataclass(frozen=True)
 class Priors:
@@ -439,6 +444,13 @@ class Config:
         if repeated:
             problems.append(
                 f"events: labels {repeated} are used more than once; expected one label per event"
+            )
+        placed = [a.label for a in self.anchors]
+        repeated = sorted({anchor for anchor in placed if placed.count(anchor) > 1})
+        if repeated:
+            problems.append(
+                f"anchors: {repeated} given more than once; expected one known share per answer "
+                "and date (a second entry would count that share twice)"
             )
         if not 0 < self.interval < 1:
             problems.append(f"interval: {self.interval!r}; expected a probability between 0 and 1")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model import Config, ConfigError, Event, Priors
+from model import Anchor, Config, ConfigError, Event, Priors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -198,6 +198,13 @@ def test_project_config_uses_the_main_curve_questions():
 def test_event_labels_must_be_unique():
     with pytest.raises(ConfigError, match="labels \\['x'\\] are used more than once"):
         Config(events=(Event("2022-09-21", "x"), Event("2023-01-01", "x")))
+
+
+def test_a_known_share_is_given_once():
+    twice = (Anchor("2024-06-01", "talks", 45.0), Anchor("2024-06-01", "talks", 47.0))
+    with pytest.raises(ConfigError, match="\\['talks on 2024-06-01'\\] given more than once"):
+        Config(house_effects="anchors", anchors=twice)
+    Config(house_effects="anchors", anchors=(twice[0], Anchor("2024-06-01", "continue", 40.0)))
 
 
 def test_through_is_a_date_today_or_nothing(tmp_path):

@@ -16,6 +16,7 @@ from pymc.distributions.transforms import ZeroSumTransform
 from model.aggregator.design import PollDesign
 from model.aggregator.kernels import field_average, segmented_walk
 from model.aggregator.names import (
+    ANCHOR,
     ANSWER,
     COMPONENT,
     EVENT,
@@ -67,6 +68,14 @@ def reading_draws(obs_share, concentration):
     (:func:`dirichlet_components_dist`; the refit form's weights do not change what a reading would
     show), batched over draws (:meth:`model.sampling.engine.CompiledAggregator.extend`)."""
     return dirichlet_components_dist(concentration, obs_share.owner.inputs[2], None)
+
+
+def dirichlet_concentration(n, nonsampling_sd):
+    """A reading's Dirichlet concentration from its sample size ``n`` and the non-sampling error
+    ``nonsampling_sd`` (points of a 50% share): ``1 / (1/n + (nonsampling_sd/50)^2)``, on NumPy
+    arrays and PyTensor tensors alike (the model's likelihood and the backtest's scoring)."""
+    tau = nonsampling_sd / 50.0
+    return 1.0 / (1.0 / n + tau**2)
 
 
 def reading_concentration(obs_share):
@@ -627,6 +636,8 @@ class PollAggregator:
             for h, q in zip(d.paired_pollsters, d.paired_questions)
         ]
         coords["poll_unknown_n"] = list(d.polls["poll_id"][~d.n_known])
+        if self.config.house_effects == ANCHORS:
+            coords[ANCHOR] = [a.label for a in self.config.anchors]
 
         with pm.Model() as model:
             for name, values in coords.items():
@@ -752,7 +763,6 @@ class PollAggregator:
             nonsampling_sd = _scale_parameter(
                 "nonsampling_sd", priors.nonsampling_sd_pp, self.config.nonsampling_prior
             )
-            tau = nonsampling_sd / 50.0
             if self.config.nonsampling == "by_house":
                 # Each house's non-sampling error, log-normal around the shared one (non-centred).
                 spread = pm.HalfNormal(
@@ -762,7 +772,7 @@ class PollAggregator:
                 by_house = pm.Deterministic(
                     "nonsampling_sd_house", nonsampling_sd * pt.exp(spread * house_z), dims=POLLSTER
                 )
-                tau = (by_house / 50.0)[pollster_idx]
+                nonsampling_sd = by_house[pollster_idx]
             # Unknown sample sizes are parameters; with every size stated, none (an empty
             # dimension): a table with some and one without are one compiled structure.
             log_n_z = pm.Normal("log_n_z", 0.0, 1.0, dims="poll_unknown_n")
@@ -784,8 +794,7 @@ class PollAggregator:
                 "unknown_n_poll", np.flatnonzero(~d.n_known), dims="poll_unknown_n"
             )
             n = pt.set_subtensor(n_stated[unknown_n_poll], n_unknown)
-            concentration = 1.0 / (1.0 / n + tau**2)
-            alpha = concentration[:, None] * p_component
+            alpha = dirichlet_concentration(n, nonsampling_sd)[:, None] * p_component
             observed = pm.Data("observed_share", d.observed, dims=(POLL, COMPONENT))
             if self.refit:
                 weight = pm.Data("in_likelihood", np.ones(len(d.polls)), dims=POLL)
@@ -813,15 +822,16 @@ class PollAggregator:
                 )
 
             if self.config.house_effects == ANCHORS:
-                anchor_cell = pm.Data("anchor_cell", d.anchor_cell)
-                anchor_answer = pm.Data("anchor_answer", d.anchor_answer)
+                anchor_cell = pm.Data("anchor_cell", d.anchor_cell, dims=ANCHOR)
+                anchor_answer = pm.Data("anchor_answer", d.anchor_answer, dims=ANCHOR)
                 anchored = pt.special.softmax(eta, axis=-1)[anchor_cell, anchor_answer]
-                anchor_sd = pm.Data("anchor_sd", d.anchor_sd)
+                anchor_sd = pm.Data("anchor_sd", d.anchor_sd, dims=ANCHOR)
                 pm.Normal(
                     "anchor",
                     mu=anchored,
                     sigma=anchor_sd,
-                    observed=pm.Data("anchor_value", d.anchor_value),
+                    observed=pm.Data("anchor_value", d.anchor_value, dims=ANCHOR),
+                    dims=ANCHOR,
                 )
         self.model = model
         return model

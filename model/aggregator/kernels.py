@@ -12,8 +12,9 @@ its vector-Jacobian product in one more.
 
 Each operation's loops are written once, as plain Python functions over arrays, and compiled by
 numba: inside PyTensor's numba backend (what nutpie runs) through PyTensor's cached dispatch, and
-for PyTensor's Python and C backends (``perform``) as a cached numba function. ``tests/test_kernels.py``
-checks values and gradients against the plain PyTensor expression and against finite differences.
+for PyTensor's Python and C backends (``perform``) as a cached numba function.
+``tests/aggregator/test_kernels.py`` checks values and gradients against the plain PyTensor
+expression and against finite differences.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ and the engine, the diagnostics, the figures, the bench and calibration pick var
 from __future__ import annotations
 
 #: Named dims of every stored variable.
-TIME, POLLSTER, QUESTION, ANSWER, POLL, COMPONENT, EVENT = (
+TIME, POLLSTER, QUESTION, ANSWER, POLL, COMPONENT, EVENT, ANCHOR = (
     "time",
     "pollster",
     "question",
@@ -15,6 +15,7 @@ TIME, POLLSTER, QUESTION, ANSWER, POLL, COMPONENT, EVENT = (
     "poll",
     "component",
     "event",
+    "known_share",
 )
 
 #: The free hyperparameters: the scales (summaries, rank plots).

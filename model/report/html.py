@@ -205,20 +205,15 @@ def load_sources(path: str | Path | None = None) -> dict[str, dict[str, str]] | 
     }
 
 
-def _safe_url(url: str) -> bool:
-    return interactive.is_web_address(url)
-
-
 def source_cell(src_rows: Any, sources: dict[str, dict[str, str]] | None) -> str:
     """The sources of one reading as HTML: a link per ``src_row`` (its id and the site's host).
 
     Without a sourced table, or for a row it lacks, the ``src_row`` id alone is shown.
     """
-    ids = [s.strip() for s in str(src_rows or "").split(";") if s.strip()]
     cells = []
-    for src in ids:
+    for src in interactive.source_ids(src_rows):
         info = (sources or {}).get(src)
-        if info and _safe_url(info["url"]):
+        if info and interactive.is_web_address(info["url"]):
             host = urlsplit(info["url"].strip()).netloc
             title = f' title="{esc(info["excerpt"])}"' if info["excerpt"] else ""
             cells.append(
@@ -244,7 +239,7 @@ def _headline_section(result: FitResult, calibration: BacktestCalibration | None
         + "<p>The headline's figures: <code>headline.json</code> in the run folder"
         + (
             f"; the backtest's, in <code>{esc(calibration.folder.name)}</code>."
-            if projected
+            if projected and calibration is not None
             else "."
         )
         + "</p></section>"
@@ -265,8 +260,9 @@ def _projection_calibration(
 ) -> list[str]:
     """What the backtest says about a projected curve's band, in sentences (none unless projected).
 
-    ``short``: one sentence for the headline's caveats (none without a backtest); else the curve
-    section's paragraph, which says how to measure it where no backtest matches.
+    ``short``: one sentence for the headline's caveats (without a backtest, that it is not
+    measured); else the curve section's paragraph, which says how to measure it where no
+    backtest matches.
     """
     head = result.headline()
     if not head["projected"]:
@@ -274,7 +270,11 @@ def _projection_calibration(
     months = head["days_past_last_reading"] / DAYS_PER_MONTH
     if calibration is None:
         if short:
-            return []
+            return [
+                f"How well a band {months:.0f} months past the last reading holds is not measured "
+                "for these readings and this model: no backtest of them was found beside this run "
+                "(the curve section says how to run one)."
+            ]
         return [
             "How well such a projection holds has not been measured for these readings and this model: "
             "python -m model validate --data <this table> --config <this config> --runs-dir <the "

@@ -124,14 +124,18 @@ def _short_address(url: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def source_ids(src_rows: Any) -> list[str]:
+    """The ``src_row`` ids of one reading: its ``src_row`` field split at ``;`` (none when empty)."""
+    return [s.strip() for s in str(src_rows or "").split(";") if s.strip()]
+
+
 def reading_sources(
     src_rows: Any, sources: Mapping[str, Mapping[str, str]] | None
 ) -> list[tuple[str, str]]:
     """``(src_row, address)`` for each ``src_row`` of a reading; the address is ``""`` when the
     sourced table lacks the row or its address is not http(s)."""
-    ids = [s.strip() for s in str(src_rows or "").split(";") if s.strip()]
     out = []
-    for src in ids:
+    for src in source_ids(src_rows):
         url = str((sources or {}).get(src, {}).get("url", "") or "").strip()
         out.append((src, url if is_web_address(url) else ""))
     return out

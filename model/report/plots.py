@@ -834,7 +834,7 @@ def plot_house_effects(result: FitResult) -> Figure:
 
     Each house's effect (its average shift of each answer's share against the curve) with its
     interval; the reference house (when there is one) as a hollow diamond at zero. For each
-    confounded pair (:func:`confounded_pairs`), the identified sum of the house and question
+    confounded pair (:attr:`FitResult.confounded`), the identified sum of the house and question
     effects is added as a square, and the caption says that the house effect alone rests on the
     priors.
 
@@ -886,7 +886,7 @@ def plot_question_effects(result: FitResult) -> Figure:
     """Forest plot of question-wording effects in percentage points, one panel per answer.
 
     Each question's effect against the reference question (a hollow diamond at zero). For each
-    confounded pair (:func:`confounded_pairs`), the identified sum of the house and question
+    confounded pair (:attr:`FitResult.confounded`), the identified sum of the house and question
     effects is added as a square coloured by the house, and the caption says so.
 
     Returns

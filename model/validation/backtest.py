@@ -62,6 +62,7 @@ import pandas as pd
 from scipy.special import gammaln, logsumexp, softmax
 
 from model.aggregator.design import PollDesign, cell_of
+from model.aggregator.graph import dirichlet_concentration
 from model.config import BACKTEST_HORIZONS, CANDIDATES, Config, ConfigError
 from model.data.polls import reading_midpoints
 from model.results.calibration import MODEL_METHOD as MODEL
@@ -398,11 +399,15 @@ def model_alpha(
             ),
         ]
     if "nonsampling_sd_house" in posterior:  # config nonsampling = "by_house"
-        tau = _draws(posterior, "nonsampling_sd_house", "pollster")[:, placed.pollster_idx] / 50.0
+        nonsampling_sd = _draws(posterior, "nonsampling_sd_house", "pollster")[
+            :, placed.pollster_idx
+        ]
     else:
-        tau = _draws(posterior, "nonsampling_sd") / 50.0
-    concentration = 1.0 / (1.0 / n + tau**2)
-    return concentration[:, None] * (p @ placed.membership)[:, placed.component_used]
+        nonsampling_sd = _draws(posterior, "nonsampling_sd")
+    return (
+        dirichlet_concentration(n, nonsampling_sd)[:, None]
+        * (p @ placed.membership)[:, placed.component_used]
+    )
 
 
 # -- scoring ----------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ NAMED_DIMS = {
     "walk_segment",
     "event_paired",
     "event_unpaired",
+    "known_share",
 }
 
 
@@ -59,14 +60,28 @@ def build(polls, **config):
     return design, PollAggregator(design, config).build()
 
 
-def test_every_variable_has_named_dims_with_real_labels(sim_polls):
-    design, m = build(sim_polls, events=(model.Event("2024-01-15", "event"),))
-    for var in m.free_RVs + m.deterministics + m.observed_RVs:
+@pytest.mark.parametrize("identification", ["zero_sum", "reference", "anchors"])
+def test_every_variable_has_named_dims_with_real_labels(sim_polls, identification):
+    identified = {
+        "zero_sum": {},
+        "reference": {"house_effects": sorted(sim_polls["pollster"].unique())[0]},
+        "anchors": {
+            "house_effects": "anchors",
+            "anchors": (
+                model.Anchor("2024-06-01", "talks", 45.0),
+                model.Anchor("2024-06-01", "continue", 40.0),
+            ),
+        },
+    }[identification]
+    design, m = build(sim_polls, events=(model.Event("2024-01-15", "event"),), **identified)
+    for var in m.free_RVs + m.deterministics + m.observed_RVs + m.data_vars:
         if var.ndim == 0:
             continue
         dims = m.named_vars_to_dims.get(var.name)
         assert dims, f"{var.name} has no dims"
         assert set(dims) <= NAMED_DIMS, f"{var.name}: {dims}"
+    if identification == "anchors":
+        assert list(m.coords["known_share"]) == ["talks on 2024-06-01", "continue on 2024-06-01"]
     assert list(m.coords["pollster"]) == sorted(sim_polls["pollster"].unique())
     assert pd.Timestamp(m.coords["time"][0]) == design.time[0]
     assert np.issubdtype(np.asarray(m.coords["time"]).dtype, np.datetime64)

@@ -2,7 +2,7 @@
 tables it writes, and the CLI. No sampling here: fake runners stand in for the fits.
 
 That the bench's two timed fits (``fit_project``, ``fit_reference_timed``) sample the same
-posterior, and that their figures are filled in, is checked in tests/test_reference.py.
+posterior, and that their figures are filled in, is checked in tests/bench/test_reference.py.
 """
 
 from __future__ import annotations

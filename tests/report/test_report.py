@@ -721,6 +721,14 @@ def test_a_projected_curve_without_a_backtest_says_it_is_not_measured(projected,
         "--data <this table> --config <this config> --runs-dir <the folder holding this run>"
     ) in page
     assert "validate-2026" not in page and "months past the data" not in page
+    # The headline's caveats say so too, beside the figures they qualify.
+    months = projected.headline()["days_past_last_reading"] / 30.44
+    caveats = page.split('<ul class="caveats">')[1].split("</ul>")[0]
+    assert (
+        f"How well a band {months:.0f} months past the last reading holds is not measured for "
+        "these readings and this model: no backtest of them was found beside this run"
+    ) in caveats
+    assert "The headline's figures: <code>headline.json</code> in the run folder.</p>" in page
 
 
 def test_a_curve_that_is_not_projected_shows_no_backtest(result, tmp_path):
