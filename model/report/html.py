@@ -894,6 +894,15 @@ def _diagnostics_section(result: FitResult, figures) -> str:
                 "",
             ]
         )
+    for answer, counts in d.get("loo_pit_outside", {}).items():
+        rows.append(
+            [
+                f"LOO-PIT outside 0.05-0.95, {answer}",
+                f"{counts['outside_05_95']} of {counts['readings']} readings",
+                "about a tenth if calibrated",
+                "",
+            ]
+        )
     threshold = d.get("pareto_k_threshold", 0.7)
     rows.append(
         [

@@ -441,8 +441,11 @@ def predictive_checks(
     """Posterior predictive coverage of the reported shares, and the PSIS-LOO outlier report.
 
     Coverage counts every reported answer share (not the merged rest, which the others determine)
-    inside the central 50% and 90% posterior predictive intervals of its reading. LOO-PIT is given
-    for each reading's first reported answer (talks, in the project's data). PSIS-LOO uses
+    inside the central 50% and 90% posterior predictive intervals of its reading. LOO-PIT (the
+    leave-one-out predictive probability of a share at or below the reported one, by PSIS weights)
+    is given for every reported answer share of each reading, and per answer the number of
+    readings whose LOO-PIT falls outside 0.05-0.95 (about a tenth where the predictive is
+    calibrated; many more, or far fewer, say it is too narrow or too wide). PSIS-LOO uses
     ``relative_efficiency`` as its ``reff`` (:func:`mixing` gives ArviZ's own figure); None: ArviZ
     computes it.
     """
@@ -458,7 +461,7 @@ def predictive_checks(
 
     n_poll = observed.shape[0]
     pareto_k = np.full(n_poll, np.nan)
-    pit = np.full(n_poll, np.nan)
+    pit = np.full(observed.shape, np.nan)
     loo_summary: dict[str, Any] = {
         "elpd_loo": None,
         "elpd_loo_se": None,
@@ -484,7 +487,7 @@ def predictive_checks(
         )
         weights = np.exp(log_weights - log_weights.max(axis=0))
         weights /= weights.sum(axis=0)
-        pit = np.einsum("sp,sp->p", weights, (pred[:, :, 0] <= observed[None, :, 0]).astype(float))
+        pit = np.einsum("sp,spc->pc", weights, (pred <= observed[None]).astype(float))
         loo_summary.update(elpd_loo=float(loo.elpd), elpd_loo_se=float(loo.se), p_loo=float(loo.p))
 
     polls = design.polls
@@ -498,20 +501,30 @@ def predictive_checks(
                 "field_start": f"{polls['field_start'].iloc[i]:%Y-%m-%d}",
                 "field_end": f"{polls['field_end'].iloc[i]:%Y-%m-%d}",
                 "pareto_k": float(pareto_k[i]),
-                "loo_pit": float(pit[i]),
-                "loo_pit_answer": str(labels[i, 0]),
+                "loo_pit": {
+                    str(labels[i, c]): float(pit[i, c]) for c in np.flatnonzero(reported[i])
+                },
                 "in_50": bool(in50[i][reported[i]].all()),
                 "in_90": bool(in90[i][reported[i]].all()),
                 "n_known": bool(design.n_known[i]),
             }
         )
     high_k = [r for r in readings if r["pareto_k"] > PARETO_K_THRESHOLD]
+    outside = {}
+    for answer in design.answers:
+        values = np.array([r["loo_pit"][answer] for r in readings if answer in r["loo_pit"]])
+        if values.size and not np.isnan(values).any():
+            outside[answer] = {
+                "readings": int(values.size),
+                "outside_05_95": int(((values < 0.05) | (values > 0.95)).sum()),
+            }
     return {
         "coverage50": float(in50[reported].mean()),
         "coverage90": float(in90[reported].mean()),
         "shares_checked": int(reported.sum()),
         **loo_summary,
         "pareto_k_threshold": PARETO_K_THRESHOLD,
+        "loo_pit_outside": outside,
         "high_pareto_k": [
             {k: r[k] for k in ("pollster", "question", "field_start", "field_end", "pareto_k")}
             for r in high_k

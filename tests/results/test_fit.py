@@ -126,7 +126,15 @@ def test_diagnostics_report(small_fit):
         assert key in diag, key
     assert len(diag["bfmi_per_chain"]) == 2
     assert len(diag["readings"]) == len(small_fit.polls)
-    assert all(0 <= r["loo_pit"] <= 1 for r in diag["readings"])
+    # LOO-PIT for every reported answer share, and per answer how many fall in the outer tenth.
+    labels = small_fit.design.component_label
+    for i, r in enumerate(diag["readings"]):
+        assert set(r["loo_pit"]) == set(labels[i][(labels[i] != "") & (labels[i] != "rest")])
+        assert all(0 <= v <= 1 for v in r["loo_pit"].values())
+    for answer, counts in diag["loo_pit_outside"].items():
+        values = [r["loo_pit"][answer] for r in diag["readings"] if answer in r["loo_pit"]]
+        assert counts["readings"] == len(values) > 0
+        assert counts["outside_05_95"] == sum(v < 0.05 or v > 0.95 for v in values)
     assert diag["passed"] == (not diag["failures"])
     # a well-specified model on its own kind of data: predictive coverage near nominal
     assert 0.3 <= diag["coverage50"] <= 0.75 and diag["coverage90"] >= 0.75
