@@ -34,8 +34,7 @@ CENTRED_MIN_READINGS = 10
 
 #: How much more precise than the walk's prior the readings must make a segment's change before
 #: the change is sampled centred (:func:`walk_knots`): 16, the data's sd at most a quarter of the
-#: prior's. Measured on the shipped data (4 x 1000 draws at target_accept 0.9, two seeds each),
-#: min bulk ESS 204-309 at 1, 552-694 at 16, 677-708 at 67, and 13 with no knots (533 divergences).
+#: prior's (how it was chosen: docs/performance.md, "Figures that stood in the code's comments").
 KNOT_PRECISION_RATIO = 16.0
 
 #: Segments between knots from which ``sampler.knots = "auto"`` samples the knots centred: each

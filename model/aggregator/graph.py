@@ -31,8 +31,7 @@ from model.config import ANCHORS, DAYS_PER_MONTH, ZERO_SUM, Config
 #: a knot more): their lengths are data (shared variables), so the compiled model does not change
 #: with them (:mod:`model.sampling.compiled`). Every other dimension (answers, pollsters, questions, events,
 #: the confounded pairs) is part of the model's structure: a constant of the graph, which lets
-#: PyTensor fold what depends on it (measured on the shipped data: 220 operations per gradient
-#: instead of 341 with every length shared).
+#: PyTensor fold what depends on it (fewer operations per gradient: docs/performance.md).
 DATA_DIMS = (TIME, POLL, "step", "walk_segment", "poll_unknown_n")
 
 

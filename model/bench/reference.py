@@ -57,10 +57,8 @@ from model.aggregator.design import PollDesign
 from model.aggregator.names import ANSWER, EVENT, POLLSTER, QUESTION, TIME
 from model.config import ANCHORS, ZERO_SUM, Config, ConfigError
 
-#: What ``chain_method="parallel"`` falls back to when JAX cannot get one host device per chain.
-#: On a small simulated table (60 readings, 101 weekly cells; 2 chains x 500 + 500 draws; a 2-core
-#: CPU shared with another job) the fit took 39 s parallel (21 s of it compiling), 67 s vectorized
-#: (43 s) and 78 s sequential (48 s).
+#: What ``chain_method="parallel"`` falls back to when JAX cannot get one host device per chain:
+#: the faster of the other two (docs/performance.md, "Figures that stood in the code's comments").
 PARALLEL_FALLBACK = "vectorized"
 
 #: The model choices the reference implements (each of :data:`model.config.MODEL_FORMS`: its

@@ -245,8 +245,7 @@ def _entry_figures(
     ``block_rows`` and the blocks computed in ``threads`` threads (default: one per CPU this process
     may use): the sorts, FFTs and array arithmetic release the GIL, and the figures are the same to
     the last bit as in one block (tests/results/test_diagnostics.py). Small blocks keep each one's
-    arrays in the CPU's cache: on the shipped fit's 1,534 entries of 4 x 2,000 draws, blocks of 32
-    rows took 1.2 s on two threads where one block per thread took 2.0 s (docs/performance.md).
+    arrays in the CPU's cache (the timings: docs/performance.md).
     """
     prob = float(rcParams["stats.ci_prob"])  # ArviZ's tail: the quantiles of its ci_prob
     step = max(int(block_rows), 1)

@@ -144,8 +144,8 @@ def _write_contents(result, folder: Path) -> None:
     with phases.phase(SUMMARISING):
         tables = _tables(result)
     with phases.phase(WRITING):
-        # Not compressed: the draws are noise to zlib (110 MB raw, 103 MB at level 4 on the
-        # shipped data), and compressing them took ~3 s of the fit and slowed every read.
+        # Not compressed: the draws are noise to zlib, and compressing them slowed the fit and
+        # every read (docs/performance.md).
         with _unloaded_distributed_hidden():
             result.idata.to_netcdf(
                 folder / "posterior.nc",

@@ -152,8 +152,7 @@ class FieldPeriods:
     """The trend's logits averaged over field periods, as the model averages them.
 
     The running sums over time of the curve's log shares, which every average differences, are
-    computed once (on the shipped fit, 8,000 draws x 235 cells x 3 answers) and serve every field
-    period asked for.
+    computed once and serve every field period asked for.
 
     Parameters
     ----------
@@ -220,7 +219,7 @@ def interval_of(draws: np.ndarray, interval: float) -> dict[str, np.ndarray]:
 def quantiles(draws: np.ndarray, probs: Sequence[float]) -> np.ndarray:
     """``np.quantile(draws, probs, axis=0)`` (NumPy's default "linear" method) to the last bit, from
     one sort of the draws (:func:`quantile_of_sorted`) instead of NumPy's selection for each
-    quantile: on the shipped fit's curve (8,000 draws of 705 cells) 0.10 against 0.16 s.
+    quantile (faster on a fit's curve: docs/performance.md).
 
     A column holding a NaN gives NaN, as in NumPy (at ``q = 1`` with an infinite largest draw NumPy
     gives NaN, this the draw).
@@ -301,8 +300,7 @@ def effect_in_points(posterior: xr.Dataset, effect: xr.DataArray) -> xr.DataArra
     shares = share.values.reshape(n_sample, *share.shape[2:])  # (sample, time, answer)
     points = np.empty(e_values.shape)
     # Blocks of draws: each draw's products are its own, and small blocks keep the (time x group)
-    # intermediates small (on the shipped fit's house effects 0.21 s, against 0.34-0.52 s with
-    # every draw at once, in a new process; the same numbers: docs/performance.md).
+    # intermediates small (faster than every draw at once: docs/performance.md).
     for start in range(0, n_sample, _EFFECT_BLOCK):
         block = slice(start, start + _EFFECT_BLOCK)
         p = shares[block] / shares[block].sum(axis=-1, keepdims=True)

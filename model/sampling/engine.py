@@ -5,9 +5,9 @@ the bench all sample through it, so they share one compiled model per structure 
 cached on disk by :mod:`model.sampling.compiled`), one "stopped early" check and one way of adding the log
 likelihood, predictive draws and log prior to a trace.
 
-Compiling a new structure costs about 20 s on the shipped data with PyTensor's kernels cached
-(~2-3 s when it was compiled before, in any process); a refit swaps data (``in_likelihood``,
-``observed_share``) on the compiled model instead of compiling again.
+Compiling a new structure takes tens of seconds, loading one compiled before (in any process) a
+few (docs/performance.md); a refit swaps data (``in_likelihood``, ``observed_share``) on the
+compiled model instead of compiling again.
 """
 
 from __future__ import annotations
