@@ -313,14 +313,16 @@ class FitResult:
             return f"the anchored true level (asking {self.reference_question})"
         return f"{self.config.house_effects} asking {self.reference_question}"
 
-    def summary_text(self) -> str:
-        """A plain-text summary: the headline, closed polls, each house's difference, events, diagnostics.
+    def summary_text(self, calibration=None) -> str:
+        """A plain-text summary: the headline and its caveats, closed polls, each house's
+        difference, events, diagnostics.
 
-        See :func:`model.results.text.summary_text`.
+        See :func:`model.results.text.summary_text` (``calibration``: a backtest of the same
+        readings and model, whose figures the caveats then give for a projected curve).
         """
         from model.results.text import summary_text
 
-        return summary_text(self)
+        return summary_text(self, calibration)
 
     # -- figures (see model.report.plots; each returns matplotlib figures to restyle) -------------------
     def plot_support(self, answer: str | None = None, **kwargs):

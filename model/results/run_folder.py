@@ -57,6 +57,7 @@ from model.config import Config, config_hash
 from model.files import json_text, staged_folder
 from model.imports import module_entry
 from model.results import RunFolderError
+from model.results.calibration import find_backtest
 from model.results.fit_result import FitResult
 from model.timing import Phases
 
@@ -94,11 +95,13 @@ SUMMARISING = "summaries and diagnostics"
 WRITING = "writing the run folder"
 
 
-def _tables(result) -> dict[str, object]:
+def _tables(result, runs_dir: Path) -> dict[str, object]:
     """Every table and text the folder holds, computed from the draws (each once: the summary text
     reuses the tables the result caches). The diagnostics come after the other tables, which a
     fit's R-hat and ESS, computed alongside (:func:`model.fit`), then overlap (unless the fit
-    waited for them to decide on sampling longer: ``Sampler.retry_draws``)."""
+    waited for them to decide on sampling longer: ``Sampler.retry_draws``). ``runs_dir``: where
+    the folder is written, searched for a backtest of the same readings and model
+    (:func:`~model.results.calibration.find_backtest`), which ``summary.txt`` quotes."""
     tables = {
         "headline.json": result.headline(),
         "curve.csv": result.support_curve(),
@@ -111,7 +114,18 @@ def _tables(result) -> dict[str, object]:
     }
     diagnostics = dict(result.diagnostics())
     diagnostics["unknown_n_readings"] = list(result.polls.loc[result.polls["n"].isna(), "poll_id"])
-    return {**tables, "diagnostics.json": diagnostics, "summary.txt": result.summary_text()}
+    # A projected curve's caveats quote a backtest of the same readings and model beside the run.
+    checksum = result.idata.attrs.get("data_checksum")
+    calibration = (
+        find_backtest(runs_dir, checksum, result.config)
+        if checksum and tables["headline.json"]["projected"]
+        else None
+    )
+    return {
+        **tables,
+        "diagnostics.json": diagnostics,
+        "summary.txt": result.summary_text(calibration),
+    }
 
 
 @contextlib.contextmanager
@@ -142,7 +156,7 @@ def _write_contents(result, folder: Path) -> None:
     """Compute the tables, then write them and the trace; ``summary.txt`` last, ending with the phases."""
     phases = result.phases
     with phases.phase(SUMMARISING):
-        tables = _tables(result)
+        tables = _tables(result, folder.parent)
     with phases.phase(WRITING):
         # Not compressed: the draws are noise to zlib, and compressing them slowed the fit and
         # every read (docs/performance.md).

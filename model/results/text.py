@@ -8,26 +8,41 @@ import pandas as pd
 
 from model.results.diagnostics import flagged_sensitivity, retry_note
 from model.results.headline import averaged_over, signed_interval, signed_points
+from model.results.projection_notes import projection_calibration
 
 if TYPE_CHECKING:
+    from model.results.calibration import BacktestCalibration
     from model.results.fit_result import FitResult
 
 
-def summary_text(result: FitResult) -> str:
-    """A plain-text summary: the headline, closed polls, each house's difference, events, diagnostics.
+def summary_text(result: FitResult, calibration: BacktestCalibration | None = None) -> str:
+    """A plain-text summary: the headline and what it is conditional on, closed polls, each house's
+    difference, events, diagnostics.
 
     Parameters
     ----------
     result : FitResult
+    calibration : BacktestCalibration, optional
+        A backtest of the same readings and model (:func:`~model.results.calibration.find_backtest`):
+        for a projected curve, the headline's caveats then give its figures at the projection's
+        horizon; without one, they say the band past the data is not measured.
 
     Returns
     -------
     str
-        Lines opening with the headline in words (:meth:`FitResult.headline_sentences`).
+        Lines opening with the headline in words (:meth:`FitResult.headline_sentences`), then its
+        caveats (``headline.json``'s, as the report gives them).
     """
     width = round(100 * result.config.interval)
     answers = list(result.config.answers)
     lines = list(result.headline_sentences())
+    caveats = [
+        *result.headline()["caveats"],
+        *projection_calibration(result, calibration, short=True),
+    ]
+    if caveats:
+        lines.append("What these numbers are conditional on:")
+        lines.extend(f"  - {caveat}" for caveat in caveats)
 
     closed = result.closed_polls()
     if len(closed):

@@ -702,18 +702,6 @@ def test_a_projection_past_the_longest_horizon_says_so(projected, tmp_path):
     assert "predicted the held-out readings of the curve's reference house and question 0-0" in page
 
 
-@pytest.mark.parametrize(
-    ("lower", "upper", "words"),
-    [
-        (0.69, 0.87, "too narrow"),
-        (0.80, 0.96, "consistent with 90%"),
-        (0.91, 0.99, "too wide"),
-    ],
-)
-def test_a_bands_backtest_coverage_is_judged_by_its_interval(lower, upper, words):
-    assert report._held(lower, upper, 0.9).startswith(words)
-
-
 def test_a_projected_curve_without_a_backtest_says_it_is_not_measured(projected, tmp_path):
     page = report_beside(projected, tmp_path, backtest=False)
     assert (
@@ -1062,12 +1050,3 @@ def test_the_model_section_gives_the_kept_attempts_target_acceptance(result):
         f"Sampled again with 4000 draws a chain at target_accept {configured:g} after max R-hat"
         in only_longer
     )
-
-
-def test_the_retry_ladder_reads_the_same_from_json_a_number_or_none():
-    """settings.json stores the ladder as a list, a Sampler as a tuple; a backtest from before
-    retries existed records none."""
-    assert report._retry_ladder({"retry_target_accept": [0.99, 0.999]}) == (0.99, 0.999)
-    assert report._retry_ladder({"retry_target_accept": (0.99, 0.999)}) == (0.99, 0.999)
-    assert report._retry_ladder({"retry_target_accept": 0.99}) == (0.99,)
-    assert report._retry_ladder({"retry_target_accept": None}) == report._retry_ladder({}) == ()

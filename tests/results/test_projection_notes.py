@@ -1,0 +1,91 @@
+"""What a backtest says of a projected curve's band, in the headline's caveats: the report's and
+``summary.txt``'s (model.results.projection_notes). No sampling: a fake fit."""
+
+from __future__ import annotations
+
+import pytest
+
+from model.results import projection_notes
+from model.results.calibration import find_backtest
+from model.results.run_folder import write_run
+from tests.report.fakes import fake_result
+from tests.results.test_calibration import write_backtest
+
+
+@pytest.fixture(scope="module")
+def projected():
+    return fake_result(through="2023-08-31")
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper", "words"),
+    [
+        (0.69, 0.87, "too narrow"),
+        (0.80, 0.96, "consistent with 90%"),
+        (0.91, 0.99, "too wide"),
+    ],
+)
+def test_a_bands_backtest_coverage_is_judged_by_its_interval(lower, upper, words):
+    assert projection_notes._held(lower, upper, 0.9).startswith(words)
+
+
+def test_the_retry_ladder_reads_the_same_from_json_a_number_or_none():
+    """settings.json stores the ladder as a list, a Sampler as a tuple; a backtest from before
+    retries existed records none."""
+    ladder = projection_notes._retry_ladder
+    assert ladder({"retry_target_accept": [0.99, 0.999]}) == (0.99, 0.999)
+    assert ladder({"retry_target_accept": (0.99, 0.999)}) == (0.99, 0.999)
+    assert ladder({"retry_target_accept": 0.99}) == (0.99,)
+    assert ladder({"retry_target_accept": None}) == ladder({}) == ()
+
+
+def summary_beside(result, tmp_path, backtest: bool) -> list[str]:
+    """``summary.txt`` of a run written under ``runs/``, with (or without) a backtest of the same
+    readings and config beside it: the lines of its caveats."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    if backtest:
+        write_backtest(
+            runs,
+            "validate-20260102T000000Z",
+            checksum=result.idata.attrs["data_checksum"],
+            config=result.config,
+        )
+    lines = (write_run(result, runs / "20260101T000000Z-fake") / "summary.txt").read_text()
+    lines = lines.splitlines()
+    start = lines.index("What these numbers are conditional on:")
+    caveats = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  - "):
+            break
+        caveats.append(line[4:])
+    assert lines[:start] == list(result.headline_sentences())
+    return caveats
+
+
+def test_the_summary_gives_the_headlines_caveats_and_the_backtest_beside_it(projected, tmp_path):
+    caveats = summary_beside(projected, tmp_path, backtest=True)
+    head = projected.headline()
+    assert caveats[: len(head["caveats"])] == head["caveats"]
+    months = head["days_past_last_reading"] / 30.44
+    (backtest,) = caveats[len(head["caveats"]) :]
+    assert backtest.startswith(
+        f"The projection runs {months:.1f} months past the last reading. In a backtest of these "
+        "readings (run validate-20260102T000000Z), the model's 90% bands for a new reading"
+    )
+    # The same sentence the report's headline gives.
+    found = find_backtest(
+        tmp_path / "runs", projected.idata.attrs["data_checksum"], projected.config
+    )
+    assert [backtest] == projection_notes.projection_calibration(projected, found, short=True)
+
+
+def test_the_summary_says_when_the_band_past_the_data_is_not_measured(projected, tmp_path):
+    caveats = summary_beside(projected, tmp_path, backtest=False)
+    months = projected.headline()["days_past_last_reading"] / 30.44
+    assert caveats[-1] == (
+        f"How well a band {months:.0f} months past the last reading holds is not measured for "
+        "these readings and this model: no backtest of them was found beside this run (python -m "
+        "model validate with this run's table and config measures it; make validate on the "
+        "project's own)."
+    )
