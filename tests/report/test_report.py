@@ -576,7 +576,7 @@ def test_a_projected_curve_is_shown_with_how_the_backtests_bands_held(projected,
     figures = (
         "the model's 90% bands for a new reading 9 months past the data covered 47% of the "
         "reported shares of 5 held-out readings (too narrow) and its 50% bands 50% (consistent "
-        "with 50%)"
+        "with 50% at so few readings)"
     )
     assert (
         f"The projection runs {months:.1f} months past the last reading. In a backtest of these "
