@@ -80,6 +80,6 @@ bench: $(STAMP) ## Time the project's fit against the NumPyro reference (shipped
 	$(PY) -m model bench --data data/polls.csv --config $(CONFIG) $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment, caches and run folders (keeps runs/.gitkeep)
-	rm -rf $(VENV) .venv-lock .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-lock .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find runs -mindepth 1 ! -name .gitkeep -prune -exec rm -rf {} +

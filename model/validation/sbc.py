@@ -33,6 +33,8 @@ leaves the band fails at the 1% level. A chi-square test of the rank histogram i
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -159,8 +161,14 @@ def prior_draws(
         Per draw, quantity name to true value; observed shares (draw, poll, component), with the
         design's unused components left at 1 as in :attr:`PollDesign.observed`.
     """
-    with exact_arithmetic():  # the same tables for a seed, whatever numba had cached
-        prior = pm.sample_prior_predictive(draws=n, model=model, random_seed=seed)
+    pymc_log = logging.getLogger("pymc")
+    level = pymc_log.level
+    pymc_log.setLevel(logging.WARNING)  # its "Sampling: [every variable]" note, in every run
+    try:
+        with exact_arithmetic():  # the same tables for a seed, whatever numba had cached
+            prior = pm.sample_prior_predictive(draws=n, model=model, random_seed=seed)
+    finally:
+        pymc_log.setLevel(level)
     post = prior.prior.to_dataset()
     truths = quantities({name: _stacked(post, name) for name in CALIBRATED}, design)
     table = [{name: float(v[j]) for name, v in truths.items()} for j in range(n)]
