@@ -15,6 +15,7 @@ import pymc as pm
 from model.aggregator.design import build_design, exclusion_reasons
 from model.config import Config, Sampler
 from model.data.polls import load_polls, table_checksum
+from model.provenance import code_version
 from model.results.diagnostics import (
     arviz_stats,
     convergence,
@@ -169,12 +170,15 @@ def fit(
         idata["posterior"] = kept
     from model import __version__
 
+    code = code_version()
     idata.attrs.update(
         {
             "config": json.dumps(config.to_dict(), sort_keys=True),
             "config_hash": config.hash(),
             "package": "model",
             "package_version": __version__,
+            "code_source_sha256": code["source_sha256"],
+            "code_git_commit": code["git_commit"] or "",
             "pymc_version": pm.__version__,
             "data_checksum": table_checksum(design.polls),
             "data_source": str(polls.attrs.get("source", "")),

@@ -1,6 +1,6 @@
 """The package's layers: every import points down (or within its own layer), never up.
 
-Layers, lowest first (README, "Code map"): ``config``/``files``/``timing``/``threads``/``imports``
+Layers, lowest first (README, "Code map"): ``config``/``files``/``timing``/``threads``/``imports``/``provenance``
 -> ``data`` -> ``aggregator`` -> ``sampling`` -> ``results`` -> ``fitting`` -> ``report`` ->
 ``validation``/``bench`` -> ``cli``.
 Read from the source with ``ast`` (nothing is imported), function-level imports included. The
@@ -27,6 +27,7 @@ LAYERS = {
     "timing": 0,
     "threads": 0,
     "imports": 0,
+    "provenance": 0,
     "data": 1,
     "aggregator": 2,
     "sampling": 3,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,9 @@ class BacktestCalibration:
         The ``validate-*`` run folder they were read from.
     sampler : dict
         The refits' sampler settings (``backtest_sampler`` in its ``settings.json``).
+    code : dict
+        The code that ran it (``code`` in its ``settings.json``: :func:`model.provenance.code_version`);
+        empty for a backtest from before it was recorded.
     table : pandas.DataFrame
         One row per horizon in months: ``n`` held-out readings scored, ``mae`` (mean absolute
         error of the predictive median, points), and for the 50% and 90% bands the mean share of a
@@ -125,6 +128,7 @@ class BacktestCalibration:
     sampler: dict[str, Any]
     table: pd.DataFrame
     errors: pd.DataFrame | None = None
+    code: dict[str, Any] = field(default_factory=dict)
 
     def at(self, months: float) -> pd.Series:
         """The row of the shortest horizon at or past ``months`` (the longest if none is)."""
@@ -268,6 +272,7 @@ def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
         sampler=dict(settings.get("backtest_sampler") or {}),
         table=pd.DataFrame(rows),
         errors=_answer_errors(folder / ANSWERS_FILE, z),
+        code=dict(settings.get("code") or {}),
     )
 
 

@@ -27,8 +27,8 @@ class FitResult:
     idata : xarray.DataTree
         Groups ``posterior``, ``sample_stats``, ``posterior_predictive``, ``observed_data``,
         ``constant_data``, ``log_likelihood``; dims ``time``, ``pollster``, ``question``, ``answer``,
-        ``poll`` with real labels. Provenance (config JSON, package version, data checksum, seed) is
-        in ``idata.attrs``.
+        ``poll`` with real labels. Provenance (config JSON, package version, the code's checksum
+        and commit, data checksum, seed) is in ``idata.attrs``.
     config : Config
         The config as run.
     polls : pandas.DataFrame
@@ -98,6 +98,16 @@ class FitResult:
         if self._design is None:
             self._design = build_design(self.polls, self.config)
         return self._design
+
+    @property
+    def code(self) -> dict[str, str | None]:
+        """The code that made the fit (:func:`model.provenance.code_version`, as its trace records
+        it): ``source_sha256`` and ``git_commit`` (None where not recorded)."""
+        attrs = self.idata.attrs
+        return {
+            "source_sha256": attrs.get("code_source_sha256") or None,
+            "git_commit": attrs.get("code_git_commit") or None,
+        }
 
     @property
     def confounded(self) -> tuple[tuple[str, str], ...]:

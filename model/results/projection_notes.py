@@ -81,6 +81,7 @@ def projection_calibration(
             f"horizon at or past that, {figures}."
         )
     refits, same = _refit_sampling(calibration, result)
+    code = _backtest_code(calibration, result)
     offsets = _offsets(calibration.errors_at(months))
     off_centre = (
         f" At that horizon the readings came out, on average, {'; '.join(offsets)}."
@@ -91,7 +92,7 @@ def projection_calibration(
         return [
             f"The projection runs {months:.1f} months past the last reading. In a backtest of these "
             f"readings (run {calibration.folder.name}), {figures}; a reading's band is wider than "
-            "the curve's own." + off_centre + ("" if same else f" {refits}")
+            "the curve's own." + off_centre + ("" if same else f" {refits}") + code
         ]
     targets = (
         f" The held-out readings at that horizon were fielded from {row['first_target']:%B %Y} "
@@ -108,7 +109,7 @@ def projection_calibration(
         "predicted the held-out readings of the curve's reference house and question "
         f"{span} months later. A prediction's band is for a reading, the curve plus that reading's "
         "sampling and non-sampling error, so it is wider than the curve's own band; both widen with "
-        f"the months past the data. {refits} {where}{targets}{off_centre} (A band would be "
+        f"the months past the data. {refits}{code} {where}{targets}{off_centre} (A band would be "
         "called too narrow or too wide if the coverage's 90% interval, which allows for "
         "neighbouring readings' errors being alike (Newey-West), excluded the band's level; an "
         "answer's readings are said to come out above or below the predicted median where the "
@@ -205,3 +206,17 @@ def _refit_sampling(calibration: BacktestCalibration, result: FitResult) -> tupl
         f"{sampling_words(fit)}.",
         False,
     )
+
+
+def _backtest_code(calibration: BacktestCalibration, result: FitResult) -> str:
+    """A sentence (with its leading space) where the backtest ran on other code than the fit, or
+    does not record its code; none where both record the same source checksum."""
+    theirs = calibration.code.get("source_sha256")
+    ours = result.code["source_sha256"]
+    if not theirs:
+        return " The backtest does not record the code it ran on (it may be older than this fit's)."
+    if ours and theirs != ours:
+        commits = (calibration.code.get("git_commit"), result.code["git_commit"])
+        which = f" (commit {commits[0]}, against this fit's {commits[1]})" if all(commits) else ""
+        return f" The backtest ran on other code than this fit{which}."
+    return ""

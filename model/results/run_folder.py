@@ -167,7 +167,10 @@ def _write_contents(result, folder: Path) -> None:
                 encoding=_stored_encoding(result.idata, result.config.stored_precision),
             )
         (folder / "config.json").write_text(
-            json_text({"config": result.config.to_dict(), "seed": result.seed}, sort_keys=True)
+            json_text(
+                {"config": result.config.to_dict(), "seed": result.seed, "code": result.code},
+                sort_keys=True,
+            )
         )
         polls = result.polls.copy()
         polls["n_known"] = polls["n"].notna()

@@ -34,6 +34,7 @@ from model.aggregator.design import PollDesign, build_design
 from model.config import FORM_FIELDS, Config, ConfigError, Sampler, ValidateSettings
 from model.data.polls import table_checksum
 from model.fitting import sample_judged
+from model.provenance import code_version
 from model.results.calibration import (
     REFERENCE_TARGETS,
     SETTINGS_FILE,
@@ -518,6 +519,7 @@ def run_validation(
             "sbc_datasets": settings.sbc,
             "data_checksum": table_checksum(design.polls),
             "package_version": __version__,
+            "code": code_version(),
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     )

@@ -95,10 +95,17 @@ def answer_rows(answers=("talks", "continue")) -> pd.DataFrame:
 
 
 def write_backtest(
-    runs, name, checksum=CHECKSUM, config=CONFIG, targets=None, sampler=None, answers=None
+    runs,
+    name,
+    checksum=CHECKSUM,
+    config=CONFIG,
+    targets=None,
+    sampler=None,
+    answers=None,
+    code=None,
 ):
     """A backtest's folder; its refits sampled as ``config`` says unless ``sampler`` is given;
-    ``backtest_answers.csv`` only when ``answers`` are given."""
+    ``backtest_answers.csv`` only when ``answers`` are given; ``code`` recorded when given."""
     folder = runs / name
     folder.mkdir(parents=True)
     settings = {
@@ -106,6 +113,7 @@ def write_backtest(
         "config": config.replace(through=None).to_dict(),
         "data_checksum": checksum,
         "backtest_sampler": dataclasses.asdict(config.sampler) if sampler is None else sampler,
+        **({} if code is None else {"code": code}),
     }
     (folder / "settings.json").write_text(json.dumps(settings))
     (target_rows() if targets is None else targets).to_csv(folder / TARGETS_FILE, index=False)

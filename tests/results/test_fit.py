@@ -15,6 +15,7 @@ import pytest
 import xarray as xr
 
 import model
+from model.provenance import code_version
 from tests.conftest import SMALL_CONFIG, every_size_stated
 
 pytestmark = pytest.mark.sampling
@@ -167,6 +168,9 @@ def test_save_and_load_round_trip(small_fit, tmp_path):
     ).empty  # the simulated table marks no closed poll
     pd.testing.assert_frame_equal(loaded.house_effects(), small_fit.house_effects())
     assert loaded.config == small_fit.config and loaded.seed == small_fit.seed
+    # The code that made it: recorded in the trace and in config.json, read back with the run.
+    assert small_fit.code == loaded.code == code_version()
+    assert json.loads((folder / "config.json").read_text())["code"] == code_version()
     assert loaded.diagnostics()["passed"] == small_fit.diagnostics()["passed"]
     assert not list(tmp_path.glob(".*partial"))
 

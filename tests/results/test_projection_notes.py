@@ -89,3 +89,43 @@ def test_the_summary_says_when_the_band_past_the_data_is_not_measured(projected,
         "model validate with this run's table and config measures it; make validate on the "
         "project's own)."
     )
+
+
+@pytest.mark.parametrize(
+    ("backtest_code", "note"),
+    [
+        (
+            None,
+            " The backtest does not record the code it ran on (it may be older than this fit's).",
+        ),
+        ({"source_sha256": "a" * 64, "git_commit": "c" * 40}, ""),
+        (
+            {"source_sha256": "b" * 64, "git_commit": "d" * 40},
+            f" The backtest ran on other code than this fit (commit {'d' * 40}, against this "
+            f"fit's {'c' * 40}).",
+        ),
+        (
+            {"source_sha256": "b" * 64, "git_commit": None},
+            " The backtest ran on other code than this fit.",
+        ),
+    ],
+)
+def test_a_backtest_on_other_code_than_the_fits_says_so(tmp_path, backtest_code, note):
+    fit = fake_result(through="2023-08-31")
+    fit.idata.attrs.update(code_source_sha256="a" * 64, code_git_commit="c" * 40)
+    assert fit.code == {"source_sha256": "a" * 64, "git_commit": "c" * 40}
+    write_backtest(
+        tmp_path,
+        "validate-20260102T000000Z",
+        checksum=fit.idata.attrs["data_checksum"],
+        config=fit.config,
+        code=backtest_code,
+    )
+    found = find_backtest(tmp_path, fit.idata.attrs["data_checksum"], fit.config)
+    assert found.code == (backtest_code or {})
+    (short,) = projection_notes.projection_calibration(fit, found, short=True)
+    (long,) = projection_notes.projection_calibration(fit, found)
+    if note:
+        assert short.endswith(note) and note in long
+    else:
+        assert "code" not in short and "other code" not in long and "record the code" not in long
