@@ -34,7 +34,12 @@ from tests.report.fakes import (
     fake_result,
     with_trend,
 )
-from tests.results.test_calibration import answer_rows, target_rows, with_latest, write_backtest
+from tests.results.test_calibration import (
+    answer_rows,
+    backtest_beside,
+    target_rows,
+    with_latest,
+)
 
 
 @pytest.fixture(scope="module")
@@ -555,15 +560,7 @@ def report_beside(
     folder = runs / "20260101T000000Z-fake"
     folder.mkdir(parents=True)
     if backtest:
-        write_backtest(
-            runs,
-            "validate-20260102T000000Z",
-            checksum=result.idata.attrs["data_checksum"],
-            config=result.config,
-            targets=targets,
-            sampler=sampler,
-            answers=answers,
-        )
+        backtest_beside(result, runs, targets=targets, sampler=sampler, answers=answers)
     return html.unescape(report.write_report(result, folder, figures={}).read_text())
 
 

@@ -122,6 +122,18 @@ def write_backtest(
     return folder
 
 
+def backtest_beside(result, runs, **kwargs):
+    """A backtest (``validate-20260102T000000Z``) in ``runs`` of ``result``'s readings and config:
+    the one a fit written beside it matches (``kwargs``: :func:`write_backtest`'s)."""
+    return write_backtest(
+        runs,
+        "validate-20260102T000000Z",
+        checksum=result.idata.attrs["data_checksum"],
+        config=result.config,
+        **kwargs,
+    )
+
+
 def test_the_newest_backtest_of_the_same_readings_and_model_is_found(tmp_path):
     write_backtest(tmp_path, "validate-20260101T000000Z")
     newest = write_backtest(tmp_path, "validate-20260103T000000Z")

@@ -9,7 +9,7 @@ from model.results import projection_notes
 from model.results.calibration import find_backtest
 from model.results.run_folder import write_run
 from tests.report.fakes import fake_result
-from tests.results.test_calibration import write_backtest
+from tests.results.test_calibration import backtest_beside
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +45,7 @@ def summary_beside(result, tmp_path, backtest: bool) -> list[str]:
     runs = tmp_path / "runs"
     runs.mkdir()
     if backtest:
-        write_backtest(
-            runs,
-            "validate-20260102T000000Z",
-            checksum=result.idata.attrs["data_checksum"],
-            config=result.config,
-        )
+        backtest_beside(result, runs)
     lines = (write_run(result, runs / "20260101T000000Z-fake") / "summary.txt").read_text()
     lines = lines.splitlines()
     start = lines.index("What these numbers are conditional on:")
@@ -114,13 +109,7 @@ def test_a_backtest_on_other_code_than_the_fits_says_so(tmp_path, backtest_code,
     fit = fake_result(through="2023-08-31")
     fit.idata.attrs.update(code_source_sha256="a" * 64, code_git_commit="c" * 40)
     assert fit.code == {"source_sha256": "a" * 64, "git_commit": "c" * 40}
-    write_backtest(
-        tmp_path,
-        "validate-20260102T000000Z",
-        checksum=fit.idata.attrs["data_checksum"],
-        config=fit.config,
-        code=backtest_code,
-    )
+    backtest_beside(fit, tmp_path, code=backtest_code)
     found = find_backtest(tmp_path, fit.idata.attrs["data_checksum"], fit.config)
     assert found.code == (backtest_code or {})
     (short,) = projection_notes.projection_calibration(fit, found, short=True)
