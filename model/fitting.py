@@ -118,6 +118,7 @@ def fit(
     """
     phases = Phases() if phases is None else phases
     with phases.phase(READING):
+        code_version()  # read as the fit starts (and kept): the trace records the code that ran
         config = config or Config()
         polls = load_polls(polls, answers=config.answers)
         reasons = exclusion_reasons(polls, config)

@@ -30,10 +30,18 @@ def source_checksum() -> str:
 @functools.cache
 def git_commit() -> str | None:
     """The commit checked out where the package lives, with ``+changes`` when its files differ
-    from it (``git status`` of the package's folder); None outside a git checkout or without git."""
+    from it (``git status`` of the package's folder); None outside a git checkout, where the
+    checkout does not track the package's files (a copy in an ignored folder), or without git."""
     try:
         head = subprocess.run(
             ["git", "-C", str(PACKAGE), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        tracked = subprocess.run(
+            ["git", "-C", str(PACKAGE), "ls-files", "--", "."],
             capture_output=True,
             text=True,
             timeout=10,
@@ -48,9 +56,13 @@ def git_commit() -> str | None:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
+    if not tracked:
+        return None
     return f"{head}+changes" if changed else head
 
 
 def code_version() -> dict[str, str | None]:
-    """``{"source_sha256": ..., "git_commit": ...}`` of the running package (see above)."""
+    """``{"source_sha256": ..., "git_commit": ...}`` of the running package (see above), as first
+    read in this process: a fit or validation reads it as it starts, so an edit during a long run
+    is not taken for the code that ran."""
     return {"source_sha256": source_checksum(), "git_commit": git_commit()}

@@ -69,11 +69,16 @@ def reading_draws(obs_share, concentration):
     return dirichlet_components_dist(concentration, obs_share.owner.inputs[2], None)
 
 
-def dirichlet_concentration(n, nonsampling_sd):
+def nonsampling_tau(nonsampling_sd):
+    """The non-sampling error as a proportion's sd, :math:`\\tau`, from its size in points of a 50%
+    share: ``nonsampling_sd / 50`` (NumPy arrays and PyTensor tensors alike)."""
+    return nonsampling_sd / 50.0
+
+
+def dirichlet_concentration(n, tau):
     """A reading's Dirichlet concentration from its sample size ``n`` and the non-sampling error
-    ``nonsampling_sd`` (points of a 50% share): ``1 / (1/n + (nonsampling_sd/50)^2)``, on NumPy
-    arrays and PyTensor tensors alike (the model's likelihood and the backtest's scoring)."""
-    tau = nonsampling_sd / 50.0
+    ``tau`` (:func:`nonsampling_tau`): ``1 / (1/n + tau^2)``, on NumPy arrays and PyTensor tensors
+    alike (the model's likelihood and the backtest's scoring)."""
     return 1.0 / (1.0 / n + tau**2)
 
 
@@ -762,6 +767,7 @@ class PollAggregator:
             nonsampling_sd = _scale_parameter(
                 "nonsampling_sd", priors.nonsampling_sd_pp, self.config.nonsampling_prior
             )
+            tau = nonsampling_tau(nonsampling_sd)
             if self.config.nonsampling == "by_house":
                 # Each house's non-sampling error, log-normal around the shared one (non-centred).
                 spread = pm.HalfNormal(
@@ -771,7 +777,7 @@ class PollAggregator:
                 by_house = pm.Deterministic(
                     "nonsampling_sd_house", nonsampling_sd * pt.exp(spread * house_z), dims=POLLSTER
                 )
-                nonsampling_sd = by_house[pollster_idx]
+                tau = nonsampling_tau(by_house)[pollster_idx]
             # Unknown sample sizes are parameters; with every size stated, none (an empty
             # dimension): a table with some and one without are one compiled structure.
             log_n_z = pm.Normal("log_n_z", 0.0, 1.0, dims="poll_unknown_n")
@@ -793,7 +799,7 @@ class PollAggregator:
                 "unknown_n_poll", np.flatnonzero(~d.n_known), dims="poll_unknown_n"
             )
             n = pt.set_subtensor(n_stated[unknown_n_poll], n_unknown)
-            alpha = dirichlet_concentration(n, nonsampling_sd)[:, None] * p_component
+            alpha = dirichlet_concentration(n, tau)[:, None] * p_component
             observed = pm.Data("observed_share", d.observed, dims=(POLL, COMPONENT))
             if self.refit:
                 weight = pm.Data("in_likelihood", np.ones(len(d.polls)), dims=POLL)

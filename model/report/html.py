@@ -951,6 +951,8 @@ def _provenance_section(result: FitResult, run_id: str) -> str:
     attrs = result.idata.attrs
     keys = (
         "package_version",
+        "code_source_sha256",
+        "code_git_commit",
         "pymc_version",
         "config_hash",
         "data_checksum",

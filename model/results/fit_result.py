@@ -323,16 +323,17 @@ class FitResult:
             return f"the anchored true level (asking {self.reference_question})"
         return f"{self.config.house_effects} asking {self.reference_question}"
 
-    def summary_text(self, calibration=None) -> str:
+    def summary_text(self, calibration=None, *, searched: bool = False) -> str:
         """A plain-text summary: the headline and its caveats, closed polls, each house's
         difference, events, diagnostics.
 
         See :func:`model.results.text.summary_text` (``calibration``: a backtest of the same
-        readings and model, whose figures the caveats then give for a projected curve).
+        readings and model, whose figures the caveats then give for a projected curve;
+        ``searched``: one was looked for, so none found is said).
         """
         from model.results.text import summary_text
 
-        return summary_text(self, calibration)
+        return summary_text(self, calibration, searched=searched)
 
     # -- figures (see model.report.plots; each returns matplotlib figures to restyle) -------------------
     def plot_support(self, answer: str | None = None, **kwargs):

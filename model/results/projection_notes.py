@@ -21,13 +21,14 @@ if TYPE_CHECKING:
     from model.results.fit_result import FitResult
 
 
-def _held(lower: float, upper: float, level: float) -> str:
-    """A band's backtest coverage against its level, in words (``lower``-``upper``: its 90% interval)."""
+def _held(lower: float, upper: float, level: float, n: int) -> str:
+    """A band's backtest coverage against its level, in words (``lower``-``upper``: its 90%
+    interval over ``n`` held-out readings)."""
     if upper < level:
         return "too narrow"
     if lower > level:
         return "too wide"
-    return f"consistent with {level:.0%} at so few readings"
+    return f"consistent with {level:.0%} at {n} readings"
 
 
 def projection_calibration(
@@ -44,20 +45,35 @@ def projection_calibration(
         return []
     months = head["days_past_last_reading"] / DAYS_PER_MONTH
     if calibration is None:
+        if result.design.reference_pollster is None:
+            # The backtest scores predictions of a reference house's readings: it refuses
+            # zero-sum and anchored configs.
+            how = (
+                "a backtest needs the curve's level fixed by a reference house (config "
+                "house_effects = '<pollster>'), whose held-out readings it predicts"
+            )
+        elif short:
+            how = (
+                "python -m model validate with this run's table and config measures it; make "
+                "validate on the project's own"
+            )
+        else:
+            return [
+                "How well such a projection holds has not been measured for these readings and this model: "
+                "python -m model validate --data <this table> --config <this config> --runs-dir <the "
+                "folder holding this run> (make validate, on the project's own table) backtests the "
+                "model (refits on the readings before each cut-off, held-out readings predicted "
+                f"{min(BACKTEST_HORIZONS)}-{max(BACKTEST_HORIZONS)} months later), and this report, "
+                "drawn again, shows its figures here."
+            ]
         if short:
             return [
-                f"How well a band {months:.0f} months past the last reading holds is not measured "
-                "for these readings and this model: no backtest of them was found beside this run "
-                "(python -m model validate with this run's table and config measures it; make "
-                "validate on the project's own)."
+                f"How well a band {months:.1f} months past the last reading holds is not measured "
+                f"for these readings and this model: no backtest of them was found beside this run ({how})."
             ]
         return [
-            "How well such a projection holds has not been measured for these readings and this model: "
-            "python -m model validate --data <this table> --config <this config> --runs-dir <the "
-            "folder holding this run> (make validate, on the project's own table) backtests the "
-            "model (refits on the readings before each cut-off, held-out readings predicted "
-            f"{min(BACKTEST_HORIZONS)}-{max(BACKTEST_HORIZONS)} months later), and this report, "
-            "drawn again, shows its figures here."
+            "How well such a projection holds has not been measured for these readings and this "
+            f"model: {how}."
         ]
     row = calibration.at(months)
     horizon = int(row["horizon_months"])
@@ -66,8 +82,8 @@ def projection_calibration(
     figures = (
         f"the model's 90% bands for a new reading {horizon} months past the data covered "
         f"{row['coverage90']:.0%} of the reported shares of {int(row['n'])} held-out readings "
-        f"({_held(row['coverage90_lower'], row['coverage90_upper'], 0.9)}) and its 50% bands "
-        f"{row['coverage50']:.0%} ({_held(row['coverage50_lower'], row['coverage50_upper'], 0.5)})"
+        f"({_held(row['coverage90_lower'], row['coverage90_upper'], 0.9, int(row['n']))}) and its 50% bands "
+        f"{row['coverage50']:.0%} ({_held(row['coverage50_lower'], row['coverage50_upper'], 0.5, int(row['n']))})"
         + _latest_coverage(row)
     )
     if months > horizons.max():
@@ -164,6 +180,8 @@ def _retry_ladder(sampler: Mapping[str, Any]) -> tuple[float, ...]:
 
 
 def sampling_words(sampler: Mapping[str, Any]) -> str:
+    """How a fit or a backtest's refits were sampled, in words (chains, draws, tuning, sampler,
+    target acceptance, and the retries its settings allow)."""
     ladder = _retry_ladder(sampler)
     notes = []
     if ladder:
@@ -215,6 +233,8 @@ def _backtest_code(calibration: BacktestCalibration, result: FitResult) -> str:
     ours = result.code["source_sha256"]
     if not theirs:
         return " The backtest does not record the code it ran on (it may be older than this fit's)."
+    if not ours:
+        return " This fit does not record the code it ran on, so whether the backtest's was the same is not known."
     if ours and theirs != ours:
         commits = (calibration.code.get("git_commit"), result.code["git_commit"])
         which = f" (commit {commits[0]}, against this fit's {commits[1]})" if all(commits) else ""

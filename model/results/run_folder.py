@@ -124,7 +124,7 @@ def _tables(result, runs_dir: Path) -> dict[str, object]:
     return {
         **tables,
         "diagnostics.json": diagnostics,
-        "summary.txt": result.summary_text(calibration),
+        "summary.txt": result.summary_text(calibration, searched=True),
     }
 
 

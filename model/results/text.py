@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from model.results.fit_result import FitResult
 
 
-def summary_text(result: FitResult, calibration: BacktestCalibration | None = None) -> str:
+def summary_text(
+    result: FitResult, calibration: BacktestCalibration | None = None, *, searched: bool = False
+) -> str:
     """A plain-text summary: the headline and what it is conditional on, closed polls, each house's
     difference, events, diagnostics.
 
@@ -25,7 +27,11 @@ def summary_text(result: FitResult, calibration: BacktestCalibration | None = No
     calibration : BacktestCalibration, optional
         A backtest of the same readings and model (:func:`~model.results.calibration.find_backtest`):
         for a projected curve, the headline's caveats then give its figures at the projection's
-        horizon; without one, they say the band past the data is not measured.
+        horizon.
+    searched : bool
+        Whether a backtest was looked for (a run folder's siblings, as writing the folder does):
+        then, with none found, the caveats say the band past the data is not measured; otherwise
+        they say nothing of a backtest not looked for.
 
     Returns
     -------
@@ -38,7 +44,11 @@ def summary_text(result: FitResult, calibration: BacktestCalibration | None = No
     lines = list(result.headline_sentences())
     caveats = [
         *result.headline()["caveats"],
-        *projection_calibration(result, calibration, short=True),
+        *(
+            projection_calibration(result, calibration, short=True)
+            if searched or calibration is not None
+            else []
+        ),
     ]
     if caveats:
         lines.append("What these numbers are conditional on:")

@@ -62,7 +62,7 @@ import pandas as pd
 from scipy.special import gammaln, logsumexp, softmax
 
 from model.aggregator.design import PollDesign, cell_of
-from model.aggregator.graph import dirichlet_concentration
+from model.aggregator.graph import dirichlet_concentration, nonsampling_tau
 from model.config import BACKTEST_HORIZONS, CANDIDATES, Config, ConfigError
 from model.data.polls import reading_midpoints
 from model.results.calibration import MODEL_METHOD as MODEL
@@ -405,7 +405,7 @@ def model_alpha(
     else:
         nonsampling_sd = _draws(posterior, "nonsampling_sd")
     return (
-        dirichlet_concentration(n, nonsampling_sd)[:, None]
+        dirichlet_concentration(n, nonsampling_tau(nonsampling_sd))[:, None]
         * (p @ placed.membership)[:, placed.component_used]
     )
 

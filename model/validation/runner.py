@@ -391,6 +391,7 @@ def run_validation(
     """
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     started = time.perf_counter()
+    code_version()  # read as the run starts (and kept): settings.json records the code that ran
     tasks: dict[Any, dict[str, Any]] = {}
     baseline_targets, baseline_answers = pd.DataFrame(), pd.DataFrame()
     targets: list[backtest.Target] = []

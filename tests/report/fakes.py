@@ -184,6 +184,10 @@ def fake_result(through: str | None = None, stored_precision: str = "float64") -
         "elpd_loo_se": 3.2,
         "p_loo": 6.1,
         "pareto_k_threshold": 0.7,
+        "loo_pit_outside": {
+            "talks": {"readings": 10, "outside_05_95": 2},
+            "continue": {"readings": 9, "outside_05_95": 0},
+        },
         "high_pareto_k": [
             {
                 "pollster": "House B",

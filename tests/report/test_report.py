@@ -573,7 +573,7 @@ def test_a_projected_curve_is_shown_with_how_the_backtests_bands_held(projected,
     figures = (
         "the model's 90% bands for a new reading 9 months past the data covered 47% of the "
         "reported shares of 5 held-out readings (too narrow) and its 50% bands 50% (consistent "
-        "with 50% at so few readings)"
+        "with 50% at 5 readings)"
     )
     assert (
         f"The projection runs {months:.1f} months past the last reading. In a backtest of these "
@@ -710,7 +710,7 @@ def test_a_projected_curve_without_a_backtest_says_it_is_not_measured(projected,
     months = projected.headline()["days_past_last_reading"] / 30.44
     caveats = page.split('<ul class="caveats">')[1].split("</ul>")[0]
     assert (
-        f"How well a band {months:.0f} months past the last reading holds is not measured for "
+        f"How well a band {months:.1f} months past the last reading holds is not measured for "
         "these readings and this model: no backtest of them was found beside this run"
     ) in caveats
     assert "The headline's figures: <code>headline.json</code> in the run folder.</p>" in page
@@ -1047,3 +1047,13 @@ def test_the_model_section_gives_the_kept_attempts_target_acceptance(result):
         f"Sampled again with 4000 draws a chain at target_accept {configured:g} after max R-hat"
         in only_longer
     )
+
+
+def test_the_diagnostics_give_each_answers_loo_pit_outside_its_outer_tenth(result):
+    page = html.unescape(report.build_report(result, {}, run_id="x"))
+    diagnostics = page.split('<section id="diagnostics">')[1].split("</section>")[0]
+    for answer, count in (("talks", "2 of 10 readings"), ("continue", "0 of 9 readings")):
+        assert (
+            f'<td>LOO-PIT outside 0.05-0.95, {answer}</td><td class="num">{count}</td>'
+            "<td>about a tenth if calibrated</td>"
+        ) in diagnostics

@@ -132,6 +132,7 @@ def test_diagnostics_report(small_fit):
     for i, r in enumerate(diag["readings"]):
         assert set(r["loo_pit"]) == set(labels[i][(labels[i] != "") & (labels[i] != "rest")])
         assert all(0 <= v <= 1 for v in r["loo_pit"].values())
+    assert set(diag["loo_pit_outside"]) == {a for r in diag["readings"] for a in r["loo_pit"]}
     for answer, counts in diag["loo_pit_outside"].items():
         values = [r["loo_pit"][answer] for r in diag["readings"] if answer in r["loo_pit"]]
         assert counts["readings"] == len(values) > 0

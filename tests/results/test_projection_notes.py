@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from model.results import projection_notes
@@ -26,7 +28,9 @@ def projected():
     ],
 )
 def test_a_bands_backtest_coverage_is_judged_by_its_interval(lower, upper, words):
-    assert projection_notes._held(lower, upper, 0.9).startswith(words)
+    assert projection_notes._held(lower, upper, 0.9, 20) == (
+        f"{words} at 20 readings" if words.startswith("consistent") else words
+    )
 
 
 def test_the_retry_ladder_reads_the_same_from_json_a_number_or_none():
@@ -79,11 +83,31 @@ def test_the_summary_says_when_the_band_past_the_data_is_not_measured(projected,
     caveats = summary_beside(projected, tmp_path, backtest=False)
     months = projected.headline()["days_past_last_reading"] / 30.44
     assert caveats[-1] == (
-        f"How well a band {months:.0f} months past the last reading holds is not measured for "
+        f"How well a band {months:.1f} months past the last reading holds is not measured for "
         "these readings and this model: no backtest of them was found beside this run (python -m "
         "model validate with this run's table and config measures it; make validate on the "
         "project's own)."
     )
+    # A summary asked for without looking for a backtest says nothing of one.
+    assert not any("backtest" in line for line in projected.summary_text().splitlines()[:30])
+
+
+def test_a_curve_with_no_reference_house_is_told_what_a_backtest_needs(tmp_path):
+    projected = fake_result(through="2023-08-31")
+    zero_sum = dataclasses.replace(
+        projected, config=projected.config.replace(house_effects="zero_sum"), _design=None
+    )
+    assert zero_sum.design.reference_pollster is None
+    months = zero_sum.headline()["days_past_last_reading"] / 30.44
+    (short,) = projection_notes.projection_calibration(zero_sum, None, short=True)
+    assert short == (
+        f"How well a band {months:.1f} months past the last reading holds is not measured for "
+        "these readings and this model: no backtest of them was found beside this run (a backtest "
+        "needs the curve's level fixed by a reference house (config house_effects = "
+        "'<pollster>'), whose held-out readings it predicts)."
+    )
+    (long,) = projection_notes.projection_calibration(zero_sum, None)
+    assert "python -m model validate" not in long and "reference house" in long
 
 
 @pytest.mark.parametrize(
@@ -107,6 +131,15 @@ def test_the_summary_says_when_the_band_past_the_data_is_not_measured(projected,
 )
 def test_a_backtest_on_other_code_than_the_fits_says_so(tmp_path, backtest_code, note):
     fit = fake_result(through="2023-08-31")
+    assert fit.code == {"source_sha256": None, "git_commit": None}  # a fit that records none
+    if backtest_code:
+        backtest_beside(fit, tmp_path / "old", code=backtest_code)
+        found = find_backtest(tmp_path / "old", fit.idata.attrs["data_checksum"], fit.config)
+        (short,) = projection_notes.projection_calibration(fit, found, short=True)
+        assert short.endswith(
+            " This fit does not record the code it ran on, so whether the backtest's was the "
+            "same is not known."
+        )
     fit.idata.attrs.update(code_source_sha256="a" * 64, code_git_commit="c" * 40)
     assert fit.code == {"source_sha256": "a" * 64, "git_commit": "c" * 40}
     backtest_beside(fit, tmp_path, code=backtest_code)
