@@ -27,33 +27,22 @@ def source_checksum() -> str:
     return digest.hexdigest()
 
 
+def _git(*args: str) -> str:
+    """``git -C <package> <args>``'s output (raises where git is missing or fails)."""
+    return subprocess.run(
+        ["git", "-C", str(PACKAGE), *args], capture_output=True, text=True, timeout=10, check=True
+    ).stdout.strip()
+
+
 @functools.cache
 def git_commit() -> str | None:
     """The commit checked out where the package lives, with ``+changes`` when its files differ
     from it (``git status`` of the package's folder); None outside a git checkout, where the
     checkout does not track the package's files (a copy in an ignored folder), or without git."""
     try:
-        head = subprocess.run(
-            ["git", "-C", str(PACKAGE), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        tracked = subprocess.run(
-            ["git", "-C", str(PACKAGE), "ls-files", "--", "."],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "-C", str(PACKAGE), "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        head = _git("rev-parse", "HEAD")
+        tracked = _git("ls-files", "--", ".")
+        changed = _git("status", "--porcelain", "--", ".")
     except (OSError, subprocess.SubprocessError):
         return None
     if not tracked:
