@@ -118,7 +118,7 @@ def fit(
     """
     phases = Phases() if phases is None else phases
     with phases.phase(READING):
-        code_version()  # read as the fit starts (and kept): the trace records the code that ran
+        code = code_version()  # read as the fit starts: the trace records the code that ran
         config = config or Config()
         polls = load_polls(polls, answers=config.answers)
         reasons = exclusion_reasons(polls, config)
@@ -171,7 +171,6 @@ def fit(
         idata["posterior"] = kept
     from model import __version__
 
-    code = code_version()
     idata.attrs.update(
         {
             "config": json.dumps(config.to_dict(), sort_keys=True),

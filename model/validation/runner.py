@@ -391,7 +391,7 @@ def run_validation(
     """
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     started = time.perf_counter()
-    code_version()  # read as the run starts (and kept): settings.json records the code that ran
+    code = code_version()  # read as the run starts: settings.json records the code that ran
     tasks: dict[Any, dict[str, Any]] = {}
     baseline_targets, baseline_answers = pd.DataFrame(), pd.DataFrame()
     targets: list[backtest.Target] = []
@@ -520,7 +520,7 @@ def run_validation(
             "sbc_datasets": settings.sbc,
             "data_checksum": table_checksum(design.polls),
             "package_version": __version__,
-            "code": code_version(),
+            "code": code,
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     )
