@@ -27,6 +27,7 @@ NutsSampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 Precision = Literal["float64", "float32"]
 #: How a part of the model is sampled (the same model either way): ``Sampler``'s form fields.
 Form = Literal["auto", "centred", "non_centred"]
+LogDensity = Literal["auto", "pytensor"]
 #: ``Sampler``'s fields that choose a form: the design's, part of the compiled structure.
 FORM_FIELDS = ("knots", "house_form", "question_form")
 #: ``Config``'s fields that choose the model's form beside the grid and the priors (each candidate
@@ -280,6 +281,14 @@ class Sampler:
         is recorded (``sampling_attempts`` in the trace's attributes, the run's diagnostics and
         summary). None (default): one attempt. The gate judges the kept fit by the same
         thresholds either way.
+    log_density : {"auto", "pytensor"}
+        How nutpie computes the log density and its gradient (the same model either way):
+        ``"auto"`` (default) with the model's hand-written log density
+        (:mod:`model.aggregator.log_density`: about 2.5 times faster per gradient) where it covers
+        the model's structure (a reference pollster, the walk without a trend candidate, the
+        default scale priors, one shared non-sampling error), else with PyTensor's graph of the
+        model; ``"pytensor"`` always with PyTensor's. The trace's ``log_density`` attribute says
+        which one ran. Other samplers than nutpie always use PyTensor's.
     retry_draws : int or None
         When the kept fit (the last of ``retry_target_accept``'s attempts) has no divergent
         transition but misses the gate's R-hat or ESS thresholds, sample again, from the same
@@ -299,6 +308,7 @@ class Sampler:
     knots: Form = "auto"
     house_form: Form = "auto"
     question_form: Form = "auto"
+    log_density: LogDensity = "auto"
     retry_target_accept: float | tuple[float, ...] | None = None
     retry_draws: int | None = None
 
@@ -459,7 +469,11 @@ class Config:
             problems.append(
                 f"sampler: draws={s.draws}, tune={s.tune}, chains={s.chains}; expected positive counts"
             )
-        for name, choices in (("nuts_sampler", NutsSampler), *((f, Form) for f in FORM_FIELDS)):
+        for name, choices in (
+            ("nuts_sampler", NutsSampler),
+            ("log_density", LogDensity),
+            *((f, Form) for f in FORM_FIELDS),
+        ):
             if getattr(s, name) not in get_args(choices):
                 problems.append(
                     f"sampler.{name}: {getattr(s, name)!r}; expected {_one_of(choices)}"

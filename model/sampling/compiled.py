@@ -65,7 +65,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from model.aggregator import kernels
+from model.aggregator import kernels, log_density
 from model.files import atomic_write_text
 from model.imports import module_entry
 
@@ -117,12 +117,26 @@ def {name}(dim, expanded, x_, out_, user_data_):
 #: source text does not show.
 _CACHE_FORMAT = "model.sampling.compiled/3"
 
-#: This module's own source and model.aggregator.kernels' (the model's own numba operations, which a graph
-#: names only by class): a cached layout names callbacks this code generated and those kernels run
-#: in, so any edit to either starts afresh.
+#: This module's own source, model.aggregator.kernels' (the model's own numba operations, which a graph
+#: names only by class) and model.aggregator.log_density's (the hand-written log density): a cached
+#: layout names callbacks this code generated and those kernels run in, so any edit to them
+#: starts afresh.
 _SOURCE_HASH = hashlib.sha256(
-    Path(__file__).read_bytes() + Path(kernels.__file__).read_bytes()
+    Path(__file__).read_bytes()
+    + Path(kernels.__file__).read_bytes()
+    + Path(log_density.__file__).read_bytes()
 ).hexdigest()
+
+#: Names of the shared variables that carry the hand-written log density's structure and constants
+#: (:mod:`model.aggregator.log_density`) to its callback, and the prefix of the empty arrays
+#: standing for data a model does not have.
+HAND_WRITTEN_STRUCTURE = "model_log_density_structure"
+HAND_WRITTEN_CONSTANTS = "model_log_density_constants"
+HAND_WRITTEN_ABSENT = "model_log_density_absent_"
+
+#: Agreement the hand-written log density must show with PyTensor's when a structure is compiled
+#: (relative to the log density's size and to the gradient's largest entry), or PyTensor's is used.
+HAND_WRITTEN_TOLERANCE = 1e-9
 
 #: Environment variable whose value, if set, joins every cache key: a new value starts a fresh set of
 #: cached callbacks without touching PyTensor's kernel cache (``make bench`` sets it per bench run so
@@ -301,13 +315,19 @@ def _callback_source(
 
 
 def _callback_key(src: str, inner, kind: str) -> str | None:
-    """The disk-cache key of a callback: ``None`` when PyTensor could not key the function it calls."""
+    """The disk-cache key of a callback: ``None`` when PyTensor could not key the function it calls.
+
+    The hand-written log density (:func:`model.aggregator.log_density.logp_and_gradient`) is keyed
+    by its module's source, part of :data:`_SOURCE_HASH`."""
     import numba
     import nutpie
     import pytensor
     from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
-    inner_key = CACHED_SRC_FUNCTIONS.get(inner.py_func)
+    if inner is log_density.logp_and_gradient:
+        inner_key = "model.aggregator.log_density.logp_and_gradient"
+    else:
+        inner_key = CACHED_SRC_FUNCTIONS.get(inner.py_func)
     if inner_key is None:
         return None
     return hashlib.sha256(
@@ -619,7 +639,7 @@ def _initial_point_function(pymc_model):
     )
 
 
-def compile_model(pymc_model, *, var_names=None):
+def compile_model(pymc_model, *, var_names=None, hand_written=None):
     """Compile ``pymc_model`` for nutpie (numba backend) with disk-cached C callbacks.
 
     Equivalent to ``nutpie.compile_pymc_model(pymc_model, backend="numba", var_names=var_names)``
@@ -639,7 +659,12 @@ def compile_model(pymc_model, *, var_names=None):
       does not call) are then ``None``;
     - a process about to compile a structure that another process is compiling (two fits started
       side by side, validation workers) waits for it and loads what it wrote
-      (:func:`compile_lock`) instead of compiling the same model again.
+      (:func:`compile_lock`) instead of compiling the same model again;
+    - with ``hand_written``, the log-density callback runs the model's hand-written log density and
+      gradient (:func:`model.aggregator.log_density.logp_and_gradient`) instead of PyTensor's
+      graph. When the structure is compiled, the two are compared at three starting points; if
+      they differ by more than :data:`HAND_WRITTEN_TOLERANCE`, a warning says so and PyTensor's
+      is used (:func:`hand_written_used` tells which one a compiled model runs).
 
     Parameters
     ----------
@@ -647,6 +672,9 @@ def compile_model(pymc_model, *, var_names=None):
         The model.
     var_names : list of str, optional
         Variables to store in the trace (default: all).
+    hand_written : model.aggregator.log_density.HandWritten, optional
+        The model's structure for the hand-written log density
+        (:func:`model.aggregator.log_density.hand_written_structure`); default PyTensor's.
 
     Returns
     -------
@@ -668,7 +696,7 @@ def compile_model(pymc_model, *, var_names=None):
         problem = cache_unusable()
         if problem is None:
             try:
-                return _compile_model(pymc_model, var_names)
+                return _compile_model(pymc_model, var_names, hand_written)
             except CacheUnusable as err:
                 problem = str(err)
         warnings.warn(
@@ -681,7 +709,7 @@ def compile_model(pymc_model, *, var_names=None):
         return nutpie.compile_pymc_model(pymc_model, backend="numba", var_names=var_names)
 
 
-def _compile_model(pymc_model, var_names):
+def _compile_model(pymc_model, var_names, hand_written=None):
     """:func:`compile_model`'s body (under :func:`exact_arithmetic`)."""
     # The stored variables' graphs (PyMC builds them anew on every call) serve the key, the sizes
     # and the compiled functions alike.
@@ -689,45 +717,65 @@ def _compile_model(pymc_model, var_names):
     model_key, shared_by_name = _model_key(pymc_model, var_names, stored)
     initial_point_fn = _initial_point_function(pymc_model)
     if model_key is None:
-        return _compile(pymc_model, var_names, initial_point_fn, stored)[0]
+        return _compile(pymc_model, var_names, initial_point_fn, stored, hand_written)[0]
+    if hand_written is not None:  # another log-density callback: another layout
+        model_key = _hand_written_key(model_key)
 
     def load(layout):
         return _cached_model(
-            model_key, layout, pymc_model, shared_by_name, initial_point_fn, var_names, stored
+            model_key,
+            layout,
+            pymc_model,
+            shared_by_name,
+            initial_point_fn,
+            var_names,
+            stored,
+            hand_written,
         )
+
+    def compile_and_cache():
+        compiled, layout = _compile(pymc_model, var_names, initial_point_fn, stored, hand_written)
+        if layout is not None:
+            _write_layout(model_key, layout)
+        return compiled
 
     layout = _read_layout(model_key)
     if layout is not None:  # cached (or damaged: then compiled afresh, without waiting)
         compiled = load(layout)
         if compiled is not None:
             return compiled
-        return _compile_and_cache(model_key, pymc_model, var_names, initial_point_fn, stored)
+        return compile_and_cache()
     # Not cached: another process compiling the same structure (a second fit started beside this
     # one, a validation worker) finishes first, and this one loads what it wrote.
     with compile_lock(model_key):
         layout = _read_layout(model_key)
         compiled = None if layout is None else load(layout)
         if compiled is None:
-            compiled = _compile_and_cache(
-                model_key, pymc_model, var_names, initial_point_fn, stored
-            )
+            compiled = compile_and_cache()
     return compiled
 
 
-def _compile_and_cache(model_key, pymc_model, var_names, initial_point_fn, stored=None):
-    compiled, layout = _compile(pymc_model, var_names, initial_point_fn, stored)
-    if layout is not None:
-        _write_layout(model_key, layout)
-    return compiled
+def _hand_written_key(model_key: str) -> str:
+    """The layout key of a model whose log-density callback is the hand-written one."""
+    return hashlib.sha256(f"{model_key}\nhand-written".encode()).hexdigest()
 
 
 def _cached_model(
-    model_key, layout, pymc_model, shared_by_name, initial_point_fn, var_names, stored=None
+    model_key,
+    layout,
+    pymc_model,
+    shared_by_name,
+    initial_point_fn,
+    var_names,
+    stored=None,
+    hand_written=None,
 ):
     """The model loaded from a cached layout and its callbacks, or None (damaged, or a callback
     missing: the caller compiles afresh)."""
     try:
-        return _from_layout(pymc_model, layout, shared_by_name, initial_point_fn, var_names, stored)
+        return _from_layout(
+            pymc_model, layout, shared_by_name, initial_point_fn, var_names, stored, hand_written
+        )
     except Exception as err:  # noqa: BLE001 (a damaged layout or cache entry: compile afresh)
         warnings.warn(
             f"ignoring the cached layout {model_key}: {type(err).__name__}: {err}", stacklevel=4
@@ -954,16 +1002,86 @@ def _make_functions(pymc_model, var_names, initial_point_fn, stored=None):
     return sizes, logp_fn_pt, expand_fn_pt, initial_point_flat, reparameterized
 
 
-def _compile(pymc_model, var_names, initial_point_fn, stored=None):
+def _hand_written_vars(pymc_model, hand_written, sizes: Sizes) -> list:
+    """The shared variables the hand-written log-density callback reads, in its order of arguments
+    (:data:`model.aggregator.log_density.DATA_ARGUMENTS`): its structure, with each free variable's
+    offset as the model's data now are, its constants, then the model's data (an empty array for
+    data the model does not have)."""
+    import pytensor
+    from pytensor.compile.sharedvalue import SharedVariable
+
+    names, slices, _ = sizes.shape_info
+    free = [(name, sl.start) for name, sl in zip(names, slices[: len(pymc_model.free_RVs)])]
+    structure = log_density.with_offsets(hand_written.structure, free)
+    variables = [
+        pytensor.shared(structure, name=HAND_WRITTEN_STRUCTURE),
+        pytensor.shared(hand_written.constants, name=HAND_WRITTEN_CONSTANTS),
+    ]
+    data = {n: v for n, v in pymc_model.named_vars.items() if isinstance(v, SharedVariable)}
+    for name in log_density.DATA_ARGUMENTS:
+        if name not in data:
+            absent = np.zeros(0, log_density.ABSENT_DTYPES[name])
+            data[name] = pytensor.shared(absent, name=HAND_WRITTEN_ABSENT + name)
+        variables.append(data[name])
+    return variables
+
+
+def _hand_written_differs(compiled, logp_fn_pt, initial_point_flat) -> str | None:
+    """How the compiled hand-written callback differs from PyTensor's log density and gradient at
+    three starting points (the sampler's jittered initial points), or ``None`` within
+    :data:`HAND_WRITTEN_TOLERANCE`."""
+    import ctypes
+
+    def pointer(a):
+        return a.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+
+    for seed in range(3):
+        x = np.ascontiguousarray(initial_point_flat(seed), dtype=np.float64)
+        grad, logp = np.full(compiled.n_dim, np.nan), np.full((), np.nan)
+        code = compiled.compiled_logp_func.ctypes(
+            compiled.n_dim,
+            pointer(x),
+            pointer(grad),
+            pointer(logp),
+            ctypes.c_void_p(compiled.user_data.ctypes.data),
+        )
+        want_logp, want_grad = logp_fn_pt(x)
+        if code != 0:
+            return f"the hand-written callback returned {code} at starting point {seed}"
+        logp_error = abs(float(logp) - float(want_logp)) / max(1.0, abs(float(want_logp)))
+        grad_error = np.max(np.abs(grad - want_grad), initial=0.0) / max(
+            1.0, np.max(np.abs(want_grad), initial=0.0)
+        )
+        if not logp_error <= HAND_WRITTEN_TOLERANCE or not grad_error <= HAND_WRITTEN_TOLERANCE:
+            return (
+                f"at starting point {seed} its log density differs from PyTensor's by a relative "
+                f"{logp_error:.1e} and its gradient by {grad_error:.1e}"
+            )
+    return None
+
+
+def hand_written_used(compiled) -> bool:
+    """Whether the log-density callback of ``compiled`` (from :func:`compile_model`, or its
+    ``with_data``) is the hand-written one."""
+    names = {var.name for var in getattr(compiled, "shared_var_keys", {})}
+    return HAND_WRITTEN_STRUCTURE in names
+
+
+def _compile(pymc_model, var_names, initial_point_fn, stored=None, hand_written=None):
     """Compile through PyTensor; returns the compiled model and its layout (``None`` if uncacheable)."""
     sizes, logp_fn_pt, expand_fn_pt, initial_point_flat, reparameterized = _make_functions(
         pymc_model, var_names, initial_point_fn, stored
     )
     n_dim, n_expanded, shape_info = sizes.n_dim, sizes.n_expanded, sizes.shape_info
+    if hand_written is None:
+        logp_vars, logp_inner = logp_fn_pt.get_shared(), logp_fn_pt.vm.jit_fn
+    else:
+        logp_vars = _hand_written_vars(pymc_model, hand_written, sizes)
+        logp_inner = log_density.logp_and_gradient
 
     # Shared variables keyed by their order (nutpie uses random keys; fixed ones keep the source stable).
     ordered = []
-    for var in [*logp_fn_pt.get_shared(), *expand_fn_pt.get_shared()]:
+    for var in [*logp_vars, *expand_fn_pt.get_shared()]:
         if var not in [v for v, _ in ordered]:
             ordered.append((var, f"shared{len(ordered)}"))
     shared_data, shared_var_keys, user_data = _user_data(ordered)
@@ -971,11 +1089,11 @@ def _compile(pymc_model, var_names, initial_point_fn, stored=None):
     n_meta = user_data.dtype.itemsize // 8
     logp_sig, expand_sig = _signatures()
 
-    logp_keys = [shared_var_keys[v] for v in logp_fn_pt.get_shared()]
+    logp_keys = [shared_var_keys[v] for v in logp_vars]
     logp_src = _callback_source(
         _LOGP_TEMPLATE, "nutpie_logp", logp_keys, shared_data, word_layout, n_meta=n_meta
     )
-    logp_cfunc, logp_key = _cfunc(logp_src, "nutpie_logp", logp_sig, logp_fn_pt.vm.jit_fn, "logp")
+    logp_cfunc, logp_key = _cfunc(logp_src, "nutpie_logp", logp_sig, logp_inner, "logp")
 
     expand_keys = [shared_var_keys[v] for v in expand_fn_pt.get_shared()]
     expand_src = _callback_source(
@@ -996,6 +1114,15 @@ def _compile(pymc_model, var_names, initial_point_fn, stored=None):
         initial_point_flat,
         (logp_fn_pt, expand_fn_pt),
     )
+    if hand_written is not None:
+        problem = _hand_written_differs(compiled, logp_fn_pt, initial_point_flat)
+        if problem is not None:
+            warnings.warn(
+                f"the hand-written log density does not match this model's ({problem}); "
+                "sampling with PyTensor's log density instead",
+                stacklevel=4,
+            )
+            return _compile(pymc_model, var_names, initial_point_fn, stored)
     names_ok = all(v.name for v, _ in ordered) and len({v.name for v, _ in ordered}) == len(ordered)
     if logp_key is None or expand_key is None or not names_ok:
         return compiled, None
@@ -1025,6 +1152,7 @@ def _from_layout(
     initial_point_fn,
     var_names=None,
     stored=None,
+    hand_written=None,
 ):
     """The compiled model from a cached layout and cached callbacks; ``None`` if anything is missing.
 
@@ -1044,6 +1172,9 @@ def _from_layout(
         **shared_by_name,
         FREE_LAYOUT: pytensor.shared(sizes.free_layout, name=FREE_LAYOUT),
     }
+    if hand_written is not None:
+        for var in _hand_written_vars(pymc_model, hand_written, sizes):
+            shared_by_name.setdefault(var.name, var)
     ordered = []
     for entry in layout["shared"]:
         var = shared_by_name.get(entry["name"])

@@ -26,10 +26,16 @@ import pytensor.tensor as pt
 from model.aggregator.design import PollDesign
 from model.aggregator.graph import PollAggregator, reading_concentration, reading_draws
 from model.aggregator.kernels import register_jax
+from model.aggregator.log_density import hand_written_structure
 from model.aggregator.names import POLL, SENSITIVITY_PRIORS
 from model.config import Config, Sampler
 from model.sampling import SamplingError
-from model.sampling.compiled import callbacks_cached, compile_model, exact_arithmetic
+from model.sampling.compiled import (
+    callbacks_cached,
+    compile_model,
+    exact_arithmetic,
+    hand_written_used,
+)
 
 
 def _attempt(target_accept: float, idata, seconds: float) -> dict[str, Any]:
@@ -64,6 +70,10 @@ class CompiledAggregator:
     callbacks : str
         ``"hit"`` if the sampler's callbacks came from the disk cache, ``"miss"`` if they were
         compiled, ``"n/a"`` for the other samplers.
+    log_density : str
+        ``"hand-written"`` if nutpie computes the log density and its gradient with
+        :mod:`model.aggregator.log_density` (``config.sampler.log_density = "auto"`` and a structure
+        it covers), else ``"pytensor"``; every trace it samples records it (``attrs["log_density"]``).
 
     Notes
     -----
@@ -82,10 +92,19 @@ class CompiledAggregator:
             self._generated = {} if refit else _add_generated_quantities(self.pymc_model)
             self._nutpie = None
             if config.sampler.nuts_sampler == "nutpie":
+                hand_written = None
+                if config.sampler.log_density == "auto":
+                    spec = hand_written_structure(design, config, refit=refit)
+                    hand_written = None if isinstance(spec, str) else spec
                 with exact_arithmetic():
-                    self._nutpie = compile_model(self.pymc_model)
+                    self._nutpie = compile_model(self.pymc_model, hand_written=hand_written)
         self.compile_s = time.perf_counter() - start
         self.callbacks = callbacks_cached(self._nutpie) if self._nutpie is not None else "n/a"
+        self.log_density = (
+            "hand-written"
+            if self._nutpie is not None and hand_written_used(self._nutpie)
+            else "pytensor"
+        )
 
     def sample(
         self,
@@ -142,6 +161,7 @@ class CompiledAggregator:
             attempts.append(_attempt(retry, idata, again_s))
             seconds += again_s
         idata.attrs["sampling_attempts"] = json.dumps(attempts)
+        idata.attrs["log_density"] = self.log_density
         return idata, seconds
 
     def sample_longer(

@@ -673,3 +673,93 @@ def test_the_engine_builds_its_graphs_without_creation_stacks(monkeypatch):
     monkeypatch.setenv("PYTENSOR_FLAGS", "traceback__limit=8")
     with untraced_graphs():
         assert (pt.exp(x) + 1).tag.trace
+
+
+@pytest.fixture(scope="module")
+def hand_written_pair(sim_polls):
+    """The refit form compiled with the hand-written log density, fresh then from the disk cache,
+    under this module's tag (removed afterwards)."""
+    from model.aggregator.log_density import hand_written_structure
+    from model.sampling.compiled import _hand_written_key
+
+    design = build_design(sim_polls, CONFIG)
+    pymc_model = PollAggregator(design, CONFIG, refit=True).build()
+    spec = hand_written_structure(design, CONFIG, refit=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_TAG_ENV, _TAG)
+        fresh = compile_model(pymc_model, hand_written=spec)
+        cached = compile_model(pymc_model, hand_written=spec)
+        key = _hand_written_key(_model_key(pymc_model, None)[0])
+        layout = _read_layout(key)
+    yield design, pymc_model, spec, fresh, cached
+    from pytensor.link.numba.cache import NUMBA_CACHE_PATH
+
+    for callback in ("logp", "expand"):
+        if layout is None:
+            break
+        for path in NUMBA_CACHE_PATH.glob(f"*-{layout[callback]['key']}.*"):
+            path.unlink(missing_ok=True)
+    (_layout_dir() / f"{key}.json").unlink(missing_ok=True)
+    (_layout_dir() / f"{key}.lock").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("which", ["fresh", "cached"])
+def test_the_hand_written_callback_is_the_models_log_density_and_gradient(
+    hand_written_pair, compiled_pair, reference, which
+):
+    """Compiled with the hand-written log density, the callback gives PyTensor's log density and
+    gradient (and the stored variables are PyTensor's, as before), through ``with_data`` swaps too;
+    the cached copy loads it; bad data are a fatal error, as with PyTensor's kernels."""
+    from model.sampling.compiled import hand_written_used
+
+    design, pymc_model, spec, fresh, cached = hand_written_pair
+    compiled = {"fresh": fresh, "cached": cached}[which]
+    assert hand_written_used(compiled) and not hand_written_used(compiled_pair[2])
+    assert callbacks_cached(cached) == "hit"
+    logp_fn, dlogp_fn, _ = reference
+    rng = np.random.default_rng(7)
+    weights = np.ones(len(design.polls))
+    weights[[1, 4, 9]] = 0.0
+    swapped = compiled.with_data(in_likelihood=weights)
+    assert hand_written_used(swapped)
+    for i in range(3):
+        x = compiled.initial_point_func(i) + 0.5 * rng.normal(size=compiled.n_dim)
+        rc, logp, grad = _logp_and_grad(compiled, x)
+        assert rc == 0
+        point = _as_point(compiled, x)
+        np.testing.assert_allclose(logp, logp_fn(point), rtol=1e-10)
+        np.testing.assert_allclose(grad, dlogp_fn(point), rtol=1e-8, atol=1e-10)
+        np.testing.assert_array_equal(_expand(compiled, x)[1], _expand(compiled_pair[2], x)[1])
+        rc, logp, grad = _logp_and_grad(swapped, x)
+        reference_model = compiled_pair[1]  # the model the reference functions read
+        try:
+            reference_model.set_data("in_likelihood", weights)
+            expected, expected_grad = logp_fn(point), dlogp_fn(point)
+        finally:
+            reference_model.set_data("in_likelihood", np.ones(len(design.polls)))
+        assert rc == 0
+        np.testing.assert_allclose(logp, expected, rtol=1e-10)
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-8, atol=1e-10)
+    last_cell = design.last_cell.copy()
+    last_cell[0] = len(design.time) + 3
+    x = compiled.initial_point_func(1)
+    assert _logp_and_grad(compiled.with_data(last_cell=last_cell), x)[0] == -1
+    assert _logp_and_grad(compiled, np.full_like(x, 1e6))[0] in (3, 4)
+
+
+def test_a_hand_written_log_density_that_differs_is_not_used(sim_polls, monkeypatch):
+    """When a structure is compiled, the hand-written log density is compared with PyTensor's; one
+    that differs (here: a wrong prior scale) is refused with a warning and PyTensor's is used."""
+    from model.aggregator.log_density import HandWritten, hand_written_structure
+    from model.sampling.compiled import hand_written_used
+
+    monkeypatch.setenv(CACHE_TAG_ENV, f"{_TAG}-differs")
+    design = build_design(sim_polls, CONFIG)
+    pymc_model = PollAggregator(design, CONFIG).build()
+    spec = hand_written_structure(design, CONFIG, refit=False)
+    wrong = HandWritten(spec.structure, spec.constants * np.array([2.0, 1, 1, 1, 1, 1, 1]))
+    with pytest.warns(UserWarning, match="does not match this model's"):
+        compiled = compile_model(pymc_model, hand_written=wrong)
+    assert not hand_written_used(compiled)
+    x = compiled.initial_point_func(0)
+    np.testing.assert_allclose(_logp_and_grad(compiled, x)[1], compiled.logp_func(x)[0], rtol=1e-12)

@@ -1,0 +1,184 @@
+"""The hand-written log density and gradient against PyTensor's, on every structure it covers. No MCMC."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+import model
+from model.aggregator import log_density
+from model.aggregator.design import build_design
+from model.aggregator.graph import PollAggregator
+from model.config import Event
+from model.validation.sbc import sbc_design
+
+#: Agreement asked of the two: relative to the log density's size, and to the gradient's largest entry.
+TOLERANCE = 1e-9
+
+
+@pytest.fixture(autouse=True, scope="module")
+def python_mode():
+    """PyTensor's reference runs in Python mode (no compiling); the hand-written side is numba's."""
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        yield
+
+
+def hand_written_arguments(design, config, pymc_model, refit):
+    """The structure, constants and data the hand-written function reads for this model, as the
+    sampler's callback passes them, and the free values in nutpie's order."""
+    from model.sampling.compiled import _free_values
+
+    spec = log_density.hand_written_structure(design, config, refit=refit)
+    assert not isinstance(spec, str), spec
+    values = _free_values(pymc_model)
+    point = pymc_model.initial_point()
+    free, start = [], 0
+    for v in values:
+        free.append((v.name, start))
+        start += point[v.name].size
+    shared = {
+        name: var.get_value()
+        for name, var in pymc_model.named_vars.items()
+        if hasattr(var, "get_value")
+    }
+    data = [
+        np.asarray(shared[name]) if name in shared else np.zeros(0, log_density.ABSENT_DTYPES[name])
+        for name in log_density.DATA_ARGUMENTS
+    ]
+    return (log_density.with_offsets(spec.structure, free), spec.constants, *data), values, start
+
+
+def compare(polls, config, *, refit, points=4, seed=0, knots=None):
+    """Largest relative difference between the two at random points (and with readings held out
+    in the refit form); also returns the design, to check which structure was covered. ``knots``
+    replaces the design's walk knots."""
+    design = build_design(polls, config)
+    if knots is not None:
+        design = dataclasses.replace(design, walk_knots=np.asarray(knots))
+    pymc_model = PollAggregator(design, config, refit=refit).build()
+    arguments, values, size = hand_written_arguments(design, config, pymc_model, refit)
+    logp = pymc_model.logp()
+    reference = pytensor.function(values, [logp, *pt.grad(logp, values)])
+    point = pymc_model.initial_point()
+    shapes = [point[v.name].shape for v in values]
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for trial in range(points):
+        x = rng.normal(scale=0.7, size=size)
+        if refit and trial % 2:
+            weight = (rng.random(len(design.polls)) < 0.6).astype(float)
+            pymc_model["in_likelihood"].set_value(weight)
+            position = log_density.DATA_ARGUMENTS.index("in_likelihood") + 2
+            arguments = (*arguments[:position], weight, *arguments[position + 1 :])
+        got_logp, got_grad = log_density.logp_and_gradient(x, *arguments)
+        parts, at = [], 0
+        for shape in shapes:
+            parts.append(x[at : at + int(np.prod(shape))].reshape(shape))
+            at += int(np.prod(shape))
+        want_logp, *want_grads = reference(*parts)
+        want_grad = np.concatenate([np.ravel(g) for g in want_grads])
+        worst = max(
+            worst,
+            abs(got_logp - want_logp) / max(1.0, abs(want_logp)),
+            np.max(np.abs(got_grad - want_grad)) / max(1.0, np.max(np.abs(want_grad))),
+        )
+    return worst, design
+
+
+def test_calibration_design_refit_form():
+    """SBC's design: non-centred knots, two confounded pairs, an event paired with its segment,
+    unknown sizes, per-reading weights."""
+    fitted = model.Config.from_toml("config/fit.toml")
+    table, config = sbc_design(fitted, seed=5)
+    worst, design = compare(table, config, refit=True)
+    assert not design.centred_knots and len(design.paired_pollsters) == 2
+    assert worst < TOLERANCE
+
+
+def test_shipped_table_both_forms():
+    """The shipped data and config (centred knots, three pairs, the mobilisation's jump paired)."""
+    fitted = model.Config.from_toml("config/fit.toml")
+    polls = model.load_polls("data/polls.csv", answers=fitted.answers)
+    config = fitted.replace(through=None)  # the curve's end does not change the structure
+    for refit in (False, True):
+        worst, design = compare(polls, config, refit=refit, points=2)
+        assert design.centred_knots and len(design.paired_pollsters) == 3
+        assert worst < TOLERANCE
+
+
+@pytest.mark.parametrize("form", ["centred", "non_centred"])
+def test_free_houses_questions_unpaired_events_and_fixed_steps(sim_polls, form):
+    """Houses and a question outside any pair (centred and not), two events in one segment and one
+    past the last knot (free jumps beside a paired one), a prior median per reading, and knots one
+    step apart (steps with no innovation of their own)."""
+    config = model.Config(
+        reference_question="Q_MAIN",
+        house_effects="House A",
+        unknown_n="by_house",
+        events=(
+            Event("2023-06-01", "one"),
+            Event("2023-06-08", "two"),
+            Event("2024-02-01", "alone"),
+            Event("2024-12-10", "late"),
+        ),
+        sampler=model.Sampler(knots=form, house_form=form, question_form=form),
+    )
+    # knots one step apart at 40-41-42, the last knot before the last event
+    knots = [0, 11, 18, 31, 40, 41, 42, 56, 67, 76, 88, 97]
+    for refit in (False, True):
+        worst, design = compare(sim_polls, config, refit=refit, knots=knots)
+        assert worst < TOLERANCE
+    header = log_density.hand_written_structure(design, config, refit=True).structure
+    assert header[log_density.N_FREE_HOUSES] == 3 and header[log_density.N_FREE_QUESTIONS] == 1
+    assert header[log_density.N_PAIRED_EVENTS] == 1 and header[log_density.N_UNPAIRED_EVENTS] == 3
+    assert header[log_density.SOME_STEPS_FIXED] == 1
+    assert header[log_density.MEDIAN_PER_READING] == 1
+    assert header[log_density.CENTRED_HOUSES] == (form == "centred")
+
+
+def test_free_question_with_reference_house():
+    """A second question asked by the reference house too: a free question effect, no pair."""
+    polls = model.simulate_polls(
+        pollsters=("House A", "House B"), questions=("Q_MAIN",), n_readings=40, seed=3
+    ).polls
+    polls = model.load_polls(polls)
+    alternative = polls.index[polls["pollster"] == "House A"][::3]
+    polls.loc[alternative, "question"] = "Q_ALT"
+    config = model.Config(reference_question="Q_MAIN", house_effects="House A")
+    worst, design = compare(polls, config, refit=False)
+    spec = log_density.hand_written_structure(design, config, refit=False)
+    assert spec.structure[log_density.N_FREE_QUESTIONS] == 1
+    assert worst < TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("house_effects", "zero_sum", "no reference pollster"),
+        ("trend", "drift", "trend 'drift'"),
+        ("walk_prior", "gamma", "walk_prior 'gamma'"),
+        ("nonsampling_prior", "gamma", "nonsampling_prior 'gamma'"),
+        ("nonsampling", "by_house", "nonsampling 'by_house'"),
+    ],
+)
+def test_refuses_what_it_does_not_cover(sim_polls, field, value, named):
+    """Every model choice it does not write out is named, so the sampler uses PyTensor's."""
+    config = model.Config(reference_question="Q_MAIN", **{"house_effects": "House A", field: value})
+    design = build_design(sim_polls, config)
+    reason = log_density.hand_written_structure(design, config, refit=False)
+    assert isinstance(reason, str) and named in reason
+
+
+def test_lgamma_and_digamma_agree_with_scipy():
+    from scipy import special
+
+    from model.aggregator.log_density import _lgamma_digamma
+
+    for x in [1e-3, 0.1, 0.5, 1.0, 1.5, 2.0, 3.7, 9.99, 10.0, 33.3, 250.0, 1e4, 1e7]:
+        lgamma, psi = _lgamma_digamma(x)
+        assert lgamma == pytest.approx(special.gammaln(x), rel=1e-14, abs=1e-14)
+        assert psi == pytest.approx(special.digamma(x), rel=1e-14, abs=1e-14)
