@@ -31,7 +31,9 @@ with one prior median or one per reading, and the refit form's per-reading weigh
   house and question effects, the softmax, and the Dirichlet density of its observed components
   with concentration :math:`1 / (1/n_i + \tau^2)`, times the reading's weight in the refit form.
 
-The gradient runs the same steps backwards. ``log Gamma`` and digamma share one logarithm
+The gradient runs the same steps backwards. Compiled with NumPy's error model, a division by
+zero (a scale that has underflowed to 0) gives an infinite or undefined value, which the sampler
+treats as a divergence, as it does PyTensor's; only data it cannot index raise an error. ``log Gamma`` and digamma share one logarithm
 (Stirling's series after the recurrence has shifted the argument to 10 or more), agreeing with
 SciPy's to about 1e-15.
 
@@ -251,7 +253,7 @@ def with_offsets(structure: np.ndarray, free: list[tuple[str, int]]) -> np.ndarr
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _lgamma_digamma(x):
     """``log Gamma(x)`` and digamma(x) for ``x > 0``: the recurrences up to 10 or more, then
     Stirling's series (one logarithm for both, one more for the shift)."""
@@ -303,7 +305,7 @@ def _lgamma_digamma(x):
     return lgamma, psi
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _zero_sum_rows(x, start, rows, k, out):
     """PyMC's ``ZeroSumTransform`` backward over one axis of length ``k``: ``rows`` rows of
     ``k - 1`` free values at ``x[start:]`` into ``out`` (rows, k)."""
@@ -320,7 +322,7 @@ def _zero_sum_rows(x, start, rows, k, out):
         out[r, k - 1] = -total / sqrt_n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _zero_sum_rows_grad(value_grad, start, rows, k, grad):
     """:func:`_zero_sum_rows`' vector-Jacobian product: ``value_grad`` (rows, k) added into
     ``grad[start:]``."""
@@ -337,7 +339,7 @@ def _zero_sum_rows_grad(value_grad, start, rows, k, grad):
             )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _zero_sum_normal(values, sd, value_grad):
     """Log density of rows ``values`` (rows, k), each ``ZeroSumNormal(sd)``; adds its gradient
     with respect to the values into ``value_grad`` and returns (log density, its derivative in ``sd``)."""
@@ -351,7 +353,7 @@ def _zero_sum_normal(values, sd, value_grad):
     return logp, squares / (sd * sd * sd) - rows * (k - 1) / sd
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _half_normal_on_log(u, scale):
     """``HalfNormal(scale)`` of ``exp(u)`` plus the log transform's Jacobian ``u``: (log density,
     the value, the density's derivative in the value, Jacobian excluded)."""
@@ -360,7 +362,7 @@ def _half_normal_on_log(u, scale):
     return logp, value, -value / (scale * scale)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _check_data(  # noqa: PLR0912 (one check per array)
     x,
     structure,
@@ -447,7 +449,7 @@ def _check_data(  # noqa: PLR0912 (one check per array)
         raise ValueError("hand-written log density: every step free, but not one per step")
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def logp_and_gradient(  # noqa: C901, PLR0912, PLR0915 (one pass forward, one back: the point of it)
     x,
     structure,

@@ -954,6 +954,7 @@ def _provenance_section(result: FitResult, run_id: str) -> str:
         "code_source_sha256",
         "code_git_commit",
         "pymc_version",
+        "log_density",
         "config_hash",
         "data_checksum",
         "data_source",

@@ -182,3 +182,17 @@ def test_lgamma_and_digamma_agree_with_scipy():
         lgamma, psi = _lgamma_digamma(x)
         assert lgamma == pytest.approx(special.gammaln(x), rel=1e-14, abs=1e-14)
         assert psi == pytest.approx(special.digamma(x), rel=1e-14, abs=1e-14)
+
+
+def test_a_scale_underflowed_to_zero_is_not_finite_not_an_error():
+    """Far out on the unconstrained scale the scales underflow to 0 and divisions by them are
+    infinite or undefined: values the sampler takes for a divergence (as PyTensor's), not an
+    error that stops the chain."""
+    fitted = model.Config.from_toml("config/fit.toml")
+    table, config = sbc_design(fitted, seed=5)
+    design = build_design(table, config)
+    pymc_model = PollAggregator(design, config, refit=True).build()
+    arguments, _, size = hand_written_arguments(design, config, pymc_model, True)
+    for value in (-800.0, 800.0):
+        logp, grad = log_density.logp_and_gradient(np.full(size, value), *arguments)
+        assert not (np.isfinite(logp) and np.isfinite(grad).all())
