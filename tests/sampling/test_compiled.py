@@ -331,7 +331,7 @@ def test_a_missing_private_name_or_another_layout_falls_back_too(monkeypatch):
         nutpie, "compile_pymc_model", lambda pymc_model, **kwargs: public.append(kwargs) or "public"
     )
 
-    def other_layout(pymc_model, var_names):
+    def other_layout(pymc_model, var_names, hand_written):
         raise CacheUnusable("nutpie's user-data record is not the packed uint64 layout")
 
     monkeypatch.setattr(compiled_module, "_compile_model", other_layout)
