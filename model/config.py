@@ -284,7 +284,7 @@ class Sampler:
     log_density : {"auto", "pytensor"}
         How nutpie computes the log density and its gradient (the same model either way):
         ``"auto"`` (default) with the model's hand-written log density
-        (:mod:`model.aggregator.log_density`: about 2.5 times faster per gradient) where it covers
+        (:mod:`model.aggregator.log_density`; how much faster: ``docs/performance.md``) where it covers
         the model's structure (a reference pollster, the walk without a trend candidate, the
         default scale priors, one shared non-sampling error), else with PyTensor's graph of the
         model; ``"pytensor"`` always with PyTensor's. The trace's ``log_density`` attribute says

@@ -2,11 +2,12 @@ r"""The model's log density and its gradient written out by hand, in one numba f
 
 nutpie calls the log density and its gradient at every leapfrog step: tens of thousands of times
 per fit, a million times in a whole validation run. PyTensor's numba backend compiles the model's
-graph (:class:`model.aggregator.graph.PollAggregator`) into one function of ~240 small operations,
-each allocating its output and counting references; on the calibration design that costs ~39 us
-per call, with no single operation above 2% of it (``docs/validation.md``, "Where the whole run's
-time goes"). :func:`logp_and_gradient` computes the same log density and gradient in one pass
-forward and one back over plain loops: the same model, not an approximation of it.
+graph (:class:`model.aggregator.graph.PollAggregator`) into one function of some 240 small
+operations, each allocating its output and counting references, none of them a large share of
+the time (``docs/validation.md``, "Where the whole run's time goes").
+:func:`logp_and_gradient` computes the same log density and gradient in one pass forward and one
+back over plain loops: the same model, not an approximation of it (what it saves:
+``docs/performance.md``, "The log density written out by hand").
 
 **What it computes.** The density of :class:`~model.aggregator.graph.PollAggregator`'s docstring
 on the sampler's unconstrained scale, term for term as PyMC writes it (normalising constants
