@@ -98,6 +98,10 @@ def test_unknown_key_and_bad_values_are_refused(tmp_path):
             match=f"sampler.{form}: 'loose'; expected 'auto', 'centred' or 'non_centred'",
         ):
             Config().replace(sampler={form: "loose"})
+    with pytest.raises(
+        ConfigError, match="sampler.log_density: 'fast'; expected 'auto' or 'pytensor'"
+    ):
+        Config().replace(sampler={"log_density": "fast"})
     with pytest.raises(ConfigError, match="target_accept"):
         Config().replace(sampler={"target_accept": 1.5})
     with pytest.raises(

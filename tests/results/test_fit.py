@@ -96,6 +96,13 @@ def test_a_table_stating_every_size_has_no_empty_variables_in_its_trace(sim_poll
     assert {"log_n_z", "n_unknown"}.isdisjoint(loaded.posterior.data_vars)
 
 
+def test_the_trace_records_which_log_density_ran(small_fit):
+    """The small fit's zero-sum houses are not a structure the hand-written log density covers:
+    PyTensor's ran, and the trace says so (the hand-written one's fits: tests/sampling/test_compiled.py)."""
+    assert small_fit.config.sampler.log_density == "auto"
+    assert small_fit.idata.attrs["log_density"] == "pytensor"
+
+
 def test_effect_tables(small_fit):
     houses = small_fit.house_effects()
     assert {"pollster", "answer", "mean", "lower", "upper"} <= set(houses.columns)

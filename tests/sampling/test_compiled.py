@@ -763,3 +763,23 @@ def test_a_hand_written_log_density_that_differs_is_not_used(sim_polls, monkeypa
     assert not hand_written_used(compiled)
     x = compiled.initial_point_func(0)
     np.testing.assert_allclose(_logp_and_grad(compiled, x)[1], compiled.logp_func(x)[0], rtol=1e-12)
+
+
+def test_the_engine_samples_with_the_hand_written_log_density_and_says_so(
+    hand_written_pair, compiled_pair, monkeypatch
+):
+    """``sampler.log_density = "auto"`` (the default) on a structure the hand-written log density
+    covers: the engine samples with it and every trace records it; ``"pytensor"`` keeps PyTensor's."""
+    from model.sampling.engine import CompiledAggregator
+
+    design = hand_written_pair[0]
+    monkeypatch.setenv(CACHE_TAG_ENV, _TAG)  # both forms were compiled under this tag above
+    engine = CompiledAggregator(design, CONFIG, refit=True)
+    assert (engine.log_density, engine.callbacks) == ("hand-written", "hit")
+    minimal = CONFIG.replace(sampler={"chains": 1, "tune": 2, "draws": 2}).sampler
+    idata, _ = engine.sample(minimal, seed=0, cores=1)
+    assert idata.attrs["log_density"] == "hand-written"
+    pinned = CONFIG.replace(sampler={"log_density": "pytensor"})
+    engine = CompiledAggregator(design, pinned, refit=True)
+    assert (engine.log_density, engine.callbacks) == ("pytensor", "hit")
+    assert engine.sample(minimal, seed=0, cores=1)[0].attrs["log_density"] == "pytensor"
