@@ -310,11 +310,17 @@ class CompiledAggregator:
         except KeyboardInterrupt:
             return running.abort()  # the draws so far, as nutpie.sample returns them
         except RuntimeError as err:
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        except BaseException:
+            reason = _first_line(err)
             running.cancel()
-            raise
-        running.cancel()
+        except BaseException as err:
+            if not _is_panic(err):
+                running.cancel()
+                raise
+            # A chain's thread panicked (nuts-rs stops on a fatal error code from the log density:
+            # a kernel refused its data, or a bug). The sampler's state is poisoned, so cancelling
+            # would panic again; and a panic is a BaseException, which a Dask worker never reports
+            # as the task's result: the task, and the validation run, would wait forever.
+            reason = _first_line(err).removeprefix("called `Result::unwrap()` on an `Err` value: ")
         # Let the chains' threads end before going on: left running into the interpreter's exit,
         # they crashed the process (a segmentation fault after the error was printed). The last
         # of them end when the sampler is released, so this frame lets go of it first (where
@@ -327,6 +333,9 @@ class CompiledAggregator:
             ": the log density or its gradient was not finite, or the model raised, at every "
             "starting point nutpie tried"
             if "initialization" in reason
+            else ": the log density raised while sampling (a kernel refused its data, or a bug); "
+            "that stops the chain, where a value that is not finite is a divergence"
+            if "ErrorCode(-1)" in reason
             else ""
         )
         raise SamplingError(f"nutpie could not sample ({reason}){hint}")
@@ -534,6 +543,16 @@ def _set_aside(idata, generated: dict[str, str]) -> None:
     kept = kept.drop_vars([c for c in kept.coords if not set(kept[c].dims) <= used])
     idata["posterior"] = kept
     idata[GENERATED] = aside
+
+
+def _is_panic(err: BaseException) -> bool:
+    """Whether ``err`` is a Rust panic surfacing in Python (PyO3's ``PanicException``, which
+    derives from ``BaseException`` and is not importable by name)."""
+    return type(err).__name__ == "PanicException" and type(err).__module__ == "pyo3_runtime"
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def _threads() -> int:

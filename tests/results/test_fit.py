@@ -256,6 +256,44 @@ def test_a_sampler_that_cannot_start_is_a_clear_error_and_the_process_exits_clea
     assert "threads left: 0" in done.stdout, done.stdout
 
 
+def test_a_log_density_that_raises_while_sampling_is_a_clear_error_not_a_panic():
+    """A log density that raises after the chains have started (here an ``Assert`` that fails once
+    a draw wanders past 2.5) returns nuts-rs's fatal code, on which a chain's thread panics. The
+    panic reaches Python as PyO3's ``PanicException``, a ``BaseException``: raised from a Dask
+    task, the worker never reported it and the validation run waited forever. The engine turns it
+    into a ``SamplingError`` (an ``Exception``, which a task reports as failed), once the chains'
+    threads have ended, and the process then exits normally. In a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = (
+        "import pymc as pm, pytensor.tensor as pt\n"
+        "from pytensor.raise_op import Assert\n"
+        "from model.config import Sampler\n"
+        "from model.sampling import SamplingError\n"
+        "from model.sampling.compiled import compile_model\n"
+        "from model.sampling.engine import CompiledAggregator, _threads\n"
+        "with pm.Model() as m:\n"
+        "    x = pm.Normal('x', 0, 1, shape=3)\n"
+        "    pm.Potential('p', Assert('far')(pt.sum(x) * 0.0, pt.all(pt.abs(x) < 2.5)))\n"
+        "engine = CompiledAggregator.__new__(CompiledAggregator)\n"
+        "engine._nutpie, engine._generated = compile_model(m), {}\n"
+        "before = _threads()\n"
+        "try:\n"
+        "    engine._sample_nutpie(Sampler(draws=2000, tune=200, chains=2), 1, 2, {}, False)\n"
+        "except SamplingError as err:\n"
+        "    print('SamplingError:', err)\n"
+        "    print('threads left:', _threads() - before)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (
+        "SamplingError: nutpie could not sample (Logp function returned error: ErrorCode(-1)): "
+        "the log density raised while sampling"
+    ) in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "threads left: 0" in done.stdout, done.stdout
+
+
 def test_run_folders_are_readable_by_others(small_fit, tmp_path):
     import os
     import stat
