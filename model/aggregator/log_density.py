@@ -355,6 +355,48 @@ def _zero_sum_normal(values, sd, value_grad):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _free_effects(x, start, centred, sd, index, effects, raw, raw_grad):
+    """The free (unpaired) house or question effects, forward: ``raw`` (rows, k) from ``x`` at
+    ``start`` (zero-sum over answers), its ``ZeroSumNormal`` prior's gradient into ``raw_grad``,
+    and ``effects[index[r]] = scale raw[r]`` (``scale`` is ``sd`` non-centred, 1 centred, where
+    the prior has scale ``sd``). Returns the prior's log density and its derivative in ``sd``."""
+    rows, k = raw.shape
+    if rows == 0:
+        return 0.0, 0.0
+    _zero_sum_rows(x, start, rows, k, raw)
+    if centred:
+        term, sd_grad = _zero_sum_normal(raw, sd, raw_grad)
+        scale = 1.0
+    else:
+        term, _ = _zero_sum_normal(raw, 1.0, raw_grad)
+        sd_grad, scale = 0.0, sd
+    for r in range(rows):
+        for j in range(k):
+            effects[index[r], j] = scale * raw[r, j]
+    return term, sd_grad
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _free_effects_grad(effects_grad, index, centred, sd, raw, raw_grad, start, grad):
+    """:func:`_free_effects` back: the effects' gradient into ``raw_grad`` and through the
+    zero-sum transform into ``grad`` at ``start``. Returns the derivative in ``sd``."""
+    rows, k = raw.shape
+    sd_grad = 0.0
+    if rows == 0:
+        return sd_grad
+    for r in range(rows):
+        for j in range(k):
+            effect_grad = effects_grad[index[r], j]
+            if centred:
+                raw_grad[r, j] += effect_grad
+            else:
+                raw_grad[r, j] += sd * effect_grad
+                sd_grad += effect_grad * raw[r, j]
+    _zero_sum_rows_grad(raw_grad, start, rows, k, grad)
+    return sd_grad
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _half_normal_on_log(u, scale):
     """``HalfNormal(scale)`` of ``exp(u)`` plus the log transform's Jacobian ``u``: (log density,
     the value, the density's derivative in the value, Jacobian excluded)."""
@@ -661,34 +703,32 @@ def logp_and_gradient(  # noqa: C901, PLR0912, PLR0915 (one pass forward, one ba
         logp += term
     house_raw = np.empty((n_free_houses, k))
     house_raw_grad = np.zeros((n_free_houses, k))
-    if n_free_houses:
-        _zero_sum_rows(x, structure[X_HOUSE_RAW], n_free_houses, k, house_raw)
-        if structure[CENTRED_HOUSES]:
-            term, sd_grad = _zero_sum_normal(house_raw, house_sd, house_raw_grad)
-            house_sd_grad += sd_grad
-            scale = 1.0
-        else:
-            term, _ = _zero_sum_normal(house_raw, 1.0, house_raw_grad)
-            scale = house_sd
-        logp += term
-        for r in range(n_free_houses):
-            for j in range(k):
-                house[free_houses[r], j] = scale * house_raw[r, j]
+    term, sd_grad = _free_effects(
+        x,
+        structure[X_HOUSE_RAW],
+        structure[CENTRED_HOUSES],
+        house_sd,
+        free_houses,
+        house,
+        house_raw,
+        house_raw_grad,
+    )
+    logp += term
+    house_sd_grad += sd_grad
     question_raw = np.empty((n_free_questions, k))
     question_raw_grad = np.zeros((n_free_questions, k))
-    if n_free_questions:
-        _zero_sum_rows(x, structure[X_QUESTION_RAW], n_free_questions, k, question_raw)
-        if structure[CENTRED_QUESTIONS]:
-            term, sd_grad = _zero_sum_normal(question_raw, question_sd, question_raw_grad)
-            question_sd_grad += sd_grad
-            scale = 1.0
-        else:
-            term, _ = _zero_sum_normal(question_raw, 1.0, question_raw_grad)
-            scale = question_sd
-        logp += term
-        for r in range(n_free_questions):
-            for j in range(k):
-                question[free_questions[r], j] = scale * question_raw[r, j]
+    term, sd_grad = _free_effects(
+        x,
+        structure[X_QUESTION_RAW],
+        structure[CENTRED_QUESTIONS],
+        question_sd,
+        free_questions,
+        question,
+        question_raw,
+        question_raw_grad,
+    )
+    logp += term
+    question_sd_grad += sd_grad
     pair_sum = np.empty((n_pairs, k))
     pair_split = np.empty((n_pairs, k))
     pair_sum_grad = np.zeros((n_pairs, k))
@@ -816,26 +856,26 @@ def logp_and_gradient(  # noqa: C901, PLR0912, PLR0915 (one pass forward, one ba
                 )
         _zero_sum_rows_grad(pair_sum_grad, structure[X_PAIR_SUM], n_pairs, k, grad)
         _zero_sum_rows_grad(pair_split_grad, structure[X_PAIR_SPLIT], n_pairs, k, grad)
-    for r in range(n_free_houses):
-        for j in range(k):
-            effect_grad = house_grad[free_houses[r], j]
-            if structure[CENTRED_HOUSES]:
-                house_raw_grad[r, j] += effect_grad
-            else:
-                house_raw_grad[r, j] += house_sd * effect_grad
-                house_sd_grad += effect_grad * house_raw[r, j]
-    if n_free_houses:
-        _zero_sum_rows_grad(house_raw_grad, structure[X_HOUSE_RAW], n_free_houses, k, grad)
-    for r in range(n_free_questions):
-        for j in range(k):
-            effect_grad = question_grad[free_questions[r], j]
-            if structure[CENTRED_QUESTIONS]:
-                question_raw_grad[r, j] += effect_grad
-            else:
-                question_raw_grad[r, j] += question_sd * effect_grad
-                question_sd_grad += effect_grad * question_raw[r, j]
-    if n_free_questions:
-        _zero_sum_rows_grad(question_raw_grad, structure[X_QUESTION_RAW], n_free_questions, k, grad)
+    house_sd_grad += _free_effects_grad(
+        house_grad,
+        free_houses,
+        structure[CENTRED_HOUSES],
+        house_sd,
+        house_raw,
+        house_raw_grad,
+        structure[X_HOUSE_RAW],
+        grad,
+    )
+    question_sd_grad += _free_effects_grad(
+        question_grad,
+        free_questions,
+        structure[CENTRED_QUESTIONS],
+        question_sd,
+        question_raw,
+        question_raw_grad,
+        structure[X_QUESTION_RAW],
+        grad,
+    )
     grad[structure[X_HOUSE_SD]] += house_sd_grad * house_sd + 1.0
     if structure[X_QUESTION_SD] >= 0:
         grad[structure[X_QUESTION_SD]] += question_sd_grad * question_sd + 1.0

@@ -1026,29 +1026,38 @@ def _hand_written_vars(pymc_model, hand_written, sizes: Sizes) -> list:
     return variables
 
 
-def _hand_written_differs(compiled, logp_fn_pt, initial_point_flat) -> str | None:
-    """How the compiled hand-written callback differs from PyTensor's log density and gradient at
-    three starting points (the sampler's jittered initial points), or ``None`` within
-    :data:`HAND_WRITTEN_TOLERANCE`."""
+def call_log_density(compiled, x: np.ndarray) -> tuple[int, float, np.ndarray]:
+    """Call the log-density C callback of ``compiled`` at the unconstrained point ``x`` as nuts-rs
+    does: (its return code, the log density, the gradient). Code 0 is success; 3 and 4 a value
+    that is not finite (a divergence to the sampler); -1 fatal."""
     import ctypes
 
     def pointer(a):
         return a.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
 
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    grad, logp = np.full(compiled.n_dim, np.nan), np.full((), np.nan)
+    code = compiled.compiled_logp_func.ctypes(
+        compiled.n_dim,
+        pointer(x),
+        pointer(grad),
+        pointer(logp),
+        ctypes.c_void_p(compiled.user_data.ctypes.data),
+    )
+    return code, float(logp), grad
+
+
+def _hand_written_differs(compiled, logp_fn_pt, initial_point_flat) -> str | None:
+    """How the compiled hand-written callback differs from PyTensor's log density and gradient at
+    three starting points (the sampler's jittered initial points), or ``None`` within
+    :data:`HAND_WRITTEN_TOLERANCE`."""
     for seed in range(3):
         x = np.ascontiguousarray(initial_point_flat(seed), dtype=np.float64)
-        grad, logp = np.full(compiled.n_dim, np.nan), np.full((), np.nan)
-        code = compiled.compiled_logp_func.ctypes(
-            compiled.n_dim,
-            pointer(x),
-            pointer(grad),
-            pointer(logp),
-            ctypes.c_void_p(compiled.user_data.ctypes.data),
-        )
+        code, logp, grad = call_log_density(compiled, x)
         want_logp, want_grad = logp_fn_pt(x)
         if code != 0:
             return f"the hand-written callback returned {code} at starting point {seed}"
-        logp_error = abs(float(logp) - float(want_logp)) / max(1.0, abs(float(want_logp)))
+        logp_error = abs(logp - float(want_logp)) / max(1.0, abs(float(want_logp)))
         grad_error = np.max(np.abs(grad - want_grad), initial=0.0) / max(
             1.0, np.max(np.abs(want_grad), initial=0.0)
         )

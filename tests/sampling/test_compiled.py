@@ -19,6 +19,7 @@ from model.sampling.compiled import (
     _model_key,
     _read_layout,
     _shared_layout,
+    call_log_density,
     callbacks_cached,
     compile_lock,
     compile_model,
@@ -34,21 +35,6 @@ CONFIG = model.Config(
 
 def _ptr(a: np.ndarray):
     return a.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
-
-
-def _logp_and_grad(compiled, x: np.ndarray) -> tuple[int, float, np.ndarray]:
-    """Call the log-density callback as nuts-rs does."""
-    grad = np.full(compiled.n_dim, np.nan)
-    logp = np.full((), np.nan)
-    x = np.ascontiguousarray(x, dtype=float)
-    rc = compiled.compiled_logp_func.ctypes(
-        compiled.n_dim,
-        _ptr(x),
-        _ptr(grad),
-        _ptr(logp),
-        ctypes.c_void_p(compiled.user_data.ctypes.data),
-    )
-    return rc, float(logp), grad
 
 
 def _expand(compiled, x: np.ndarray) -> tuple[int, np.ndarray]:
@@ -74,6 +60,19 @@ def _as_point(compiled, x: np.ndarray) -> dict[str, np.ndarray]:
 _TAG = f"test-{uuid.uuid4().hex}"
 
 
+def _remove_cached(key: str, layout: dict | None) -> None:
+    """Remove what compiling the model of ``key`` (with ``layout``) cached on disk."""
+    from pytensor.link.numba.cache import NUMBA_CACHE_PATH
+
+    for callback in ("logp", "expand"):
+        if layout is None:
+            break
+        for path in NUMBA_CACHE_PATH.glob(f"*-{layout[callback]['key']}.*"):
+            path.unlink(missing_ok=True)
+    (_layout_dir() / f"{key}.json").unlink(missing_ok=True)
+    (_layout_dir() / f"{key}.lock").unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="module")
 def compiled_pair(sim_polls):
     """The refit form (its readings' weights and shares are shared data that ``with_data`` swaps),
@@ -88,15 +87,7 @@ def compiled_pair(sim_polls):
         key, _ = _model_key(pymc_model, None)
         layout = _read_layout(key)
     yield design, pymc_model, fresh, cached, layout
-    from pytensor.link.numba.cache import NUMBA_CACHE_PATH
-
-    for callback in ("logp", "expand"):
-        if layout is None:
-            break
-        for path in NUMBA_CACHE_PATH.glob(f"*-{layout[callback]['key']}.*"):
-            path.unlink(missing_ok=True)
-    (_layout_dir() / f"{key}.json").unlink(missing_ok=True)
-    (_layout_dir() / f"{key}.lock").unlink(missing_ok=True)
+    _remove_cached(key, layout)
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +128,8 @@ def test_first_compile_goes_through_pytensor_and_the_second_loads_everything_fro
     assert cached.shape_info[0] == fresh.shape_info[0] and cached.dims == fresh.dims
     np.testing.assert_array_equal(cached.initial_point_func(4), fresh.initial_point_func(4))
     x = fresh.initial_point_func(2)
-    assert _logp_and_grad(cached, x)[1] == _logp_and_grad(fresh, x)[1]
-    np.testing.assert_array_equal(_logp_and_grad(cached, x)[2], _logp_and_grad(fresh, x)[2])
+    assert call_log_density(cached, x)[1] == call_log_density(fresh, x)[1]
+    np.testing.assert_array_equal(call_log_density(cached, x)[2], call_log_density(fresh, x)[2])
     np.testing.assert_array_equal(_expand(cached, x)[1], _expand(fresh, x)[1])
 
 
@@ -167,7 +158,7 @@ def test_callbacks_evaluate_the_models_log_density_gradient_and_deterministics(
     rng = np.random.default_rng(5)
     for i in range(3):
         x = compiled.initial_point_func(i) + 0.5 * rng.normal(size=compiled.n_dim)
-        rc, logp, grad = _logp_and_grad(compiled, x)
+        rc, logp, grad = call_log_density(compiled, x)
         assert rc == 0
         point = _as_point(compiled, x)
         np.testing.assert_allclose(logp, logp_fn(point), rtol=1e-10)
@@ -191,7 +182,7 @@ def test_with_data_reaches_the_callbacks(compiled_pair, reference, which):
     weights[[2, 7]] = 0.0
     observed = design.observed.copy()[:, ::-1]
     swapped = compiled.with_data(in_likelihood=weights, observed_share=observed)
-    rc, logp, grad = _logp_and_grad(swapped, x)
+    rc, logp, grad = call_log_density(swapped, x)
     assert rc == 0
     try:
         pymc_model.set_data("in_likelihood", weights)
@@ -204,7 +195,7 @@ def test_with_data_reaches_the_callbacks(compiled_pair, reference, which):
     np.testing.assert_allclose(logp, expected, rtol=1e-10)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-8, atol=1e-10)
     # ...and the original compiled model still reads the original data.
-    assert _logp_and_grad(compiled, x)[1] != pytest.approx(logp, rel=1e-6)
+    assert call_log_density(compiled, x)[1] != pytest.approx(logp, rel=1e-6)
 
 
 @pytest.mark.parametrize("which", ["fresh", "cached"])
@@ -217,11 +208,11 @@ def test_an_exception_in_the_log_density_is_fatal_not_a_divergence(compiled_pair
     x = compiled.initial_point_func(1)
     last_cell = design.last_cell.copy()
     last_cell[0] = len(design.time) + 3
-    rc, _, _ = _logp_and_grad(compiled.with_data(last_cell=last_cell), x)
+    rc, _, _ = call_log_density(compiled.with_data(last_cell=last_cell), x)
     assert rc == -1
-    assert _logp_and_grad(compiled, x)[0] == 0
+    assert call_log_density(compiled, x)[0] == 0
     x_far = np.full_like(x, 1e6)  # shares and scales overflow: not finite, so recoverable
-    assert _logp_and_grad(compiled, x_far)[0] in (3, 4)
+    assert call_log_density(compiled, x_far)[0] in (3, 4)
 
 
 def test_the_model_key_follows_the_structure_not_the_data(sim_polls):
@@ -422,7 +413,7 @@ def test_one_compiled_model_serves_tables_of_other_sizes(compiled_pair, sim_poll
     rng = np.random.default_rng(8)
     for i in range(2):
         x = loaded.initial_point_func(i) + 0.3 * rng.normal(size=loaded.n_dim)
-        rc, logp, grad = _logp_and_grad(loaded, x)
+        rc, logp, grad = call_log_density(loaded, x)
         point = _as_point(loaded, x)
         assert rc == 0
         np.testing.assert_allclose(logp, small.compile_logp()(point), rtol=1e-10)
@@ -436,8 +427,8 @@ def test_one_compiled_model_serves_tables_of_other_sizes(compiled_pair, sim_poll
             atol=1e-12,
         )
     x = fresh.initial_point_func(2)
-    assert _logp_and_grad(fresh, x)[0] == 0 and np.isfinite(_logp_and_grad(fresh, x)[1])
-    np.testing.assert_array_equal(_logp_and_grad(cached, x)[2], _logp_and_grad(fresh, x)[2])
+    assert call_log_density(fresh, x)[0] == 0 and np.isfinite(call_log_density(fresh, x)[1])
+    np.testing.assert_array_equal(call_log_density(cached, x)[2], call_log_density(fresh, x)[2])
 
 
 @pytest.mark.parametrize("house_effects", ["House A", "zero_sum"])
@@ -560,7 +551,7 @@ def test_a_model_cached_while_waiting_for_the_lock_is_loaded_not_compiled(
     loaded = compile_model(pymc_model)
     assert len(reads) == 2 and callbacks_cached(loaded) == "hit"
     x = fresh.initial_point_func(5)
-    assert _logp_and_grad(loaded, x)[1] == _logp_and_grad(fresh, x)[1]
+    assert call_log_density(loaded, x)[1] == call_log_density(fresh, x)[1]
 
 
 def test_a_damaged_layout_is_ignored_with_a_warning(compiled_pair, monkeypatch):
@@ -576,7 +567,7 @@ def test_a_damaged_layout_is_ignored_with_a_warning(compiled_pair, monkeypatch):
         again = compile_model(pymc_model)
     assert again.logp_func is not None  # went through PyTensor
     x = fresh.initial_point_func(3)
-    assert _logp_and_grad(again, x)[1] == _logp_and_grad(fresh, x)[1]
+    assert call_log_density(again, x)[1] == call_log_density(fresh, x)[1]
 
 
 def test_a_layout_of_other_variables_is_not_used(compiled_pair):
@@ -692,15 +683,7 @@ def hand_written_pair(sim_polls):
         key = _hand_written_key(_model_key(pymc_model, None)[0])
         layout = _read_layout(key)
     yield design, pymc_model, spec, fresh, cached
-    from pytensor.link.numba.cache import NUMBA_CACHE_PATH
-
-    for callback in ("logp", "expand"):
-        if layout is None:
-            break
-        for path in NUMBA_CACHE_PATH.glob(f"*-{layout[callback]['key']}.*"):
-            path.unlink(missing_ok=True)
-    (_layout_dir() / f"{key}.json").unlink(missing_ok=True)
-    (_layout_dir() / f"{key}.lock").unlink(missing_ok=True)
+    _remove_cached(key, layout)
 
 
 @pytest.mark.parametrize("which", ["fresh", "cached"])
@@ -724,13 +707,13 @@ def test_the_hand_written_callback_is_the_models_log_density_and_gradient(
     assert hand_written_used(swapped)
     for i in range(3):
         x = compiled.initial_point_func(i) + 0.5 * rng.normal(size=compiled.n_dim)
-        rc, logp, grad = _logp_and_grad(compiled, x)
+        rc, logp, grad = call_log_density(compiled, x)
         assert rc == 0
         point = _as_point(compiled, x)
         np.testing.assert_allclose(logp, logp_fn(point), rtol=1e-10)
         np.testing.assert_allclose(grad, dlogp_fn(point), rtol=1e-8, atol=1e-10)
         np.testing.assert_array_equal(_expand(compiled, x)[1], _expand(compiled_pair[2], x)[1])
-        rc, logp, grad = _logp_and_grad(swapped, x)
+        rc, logp, grad = call_log_density(swapped, x)
         reference_model = compiled_pair[1]  # the model the reference functions read
         try:
             reference_model.set_data("in_likelihood", weights)
@@ -743,8 +726,8 @@ def test_the_hand_written_callback_is_the_models_log_density_and_gradient(
     last_cell = design.last_cell.copy()
     last_cell[0] = len(design.time) + 3
     x = compiled.initial_point_func(1)
-    assert _logp_and_grad(compiled.with_data(last_cell=last_cell), x)[0] == -1
-    assert _logp_and_grad(compiled, np.full_like(x, 1e6))[0] in (3, 4)
+    assert call_log_density(compiled.with_data(last_cell=last_cell), x)[0] == -1
+    assert call_log_density(compiled, np.full_like(x, 1e6))[0] in (3, 4)
 
 
 def test_a_hand_written_log_density_that_differs_is_not_used(sim_polls, monkeypatch):
@@ -762,7 +745,9 @@ def test_a_hand_written_log_density_that_differs_is_not_used(sim_polls, monkeypa
         compiled = compile_model(pymc_model, hand_written=wrong)
     assert not hand_written_used(compiled)
     x = compiled.initial_point_func(0)
-    np.testing.assert_allclose(_logp_and_grad(compiled, x)[1], compiled.logp_func(x)[0], rtol=1e-12)
+    np.testing.assert_allclose(
+        call_log_density(compiled, x)[1], compiled.logp_func(x)[0], rtol=1e-12
+    )
 
 
 def test_the_engine_samples_with_the_hand_written_log_density_and_says_so(

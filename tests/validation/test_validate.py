@@ -76,6 +76,8 @@ def test_backtest_table_scores_the_model_and_every_baseline(validation):
     refitted = per_target[per_target["method"].isin(backtest.REFITTED)]
     assert set(refitted["horizon_months"]) == {0, 3}
     assert refitted["gate_passed"].notna().all() and (refitted["sample_s"] > 0).all()
+    # each refit says which log density it ran: this structure has the hand-written one
+    assert (refitted["log_density"] == "hand-written").all()
     # whole numbers stay whole beside the baselines' blanks (a seed, not 405330228.0)
     assert all(per_target[c].dtype == "Int64" for c in REFIT_COUNTS)
     assert (
@@ -137,6 +139,7 @@ def test_sbc_ranks_every_quantity_of_every_dataset(validation):
     assert (v.sbc["datasets"] == 2).all()
     assert {"accepted", "min_ranked_ess", "gate_passed"} <= set(v.sbc_fits.columns)
     assert (v.sbc_fits["accepted"] == (v.sbc_fits["min_ranked_ess"] >= sbc.ACCEPT_ESS)).all()
+    assert (v.sbc_fits["log_density"] == "hand-written").all()
     assert sum("SBC dataset" in line for line in lines) == 2
 
 
