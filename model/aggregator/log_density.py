@@ -11,8 +11,8 @@ back over plain loops: the same model, not an approximation of it (what it saves
 
 **What it computes.** The density of :class:`~model.aggregator.graph.PollAggregator`'s docstring
 on the sampler's unconstrained scale, term for term as PyMC writes it (normalising constants
-included), for the structures :func:`hand_written_structure` accepts: a reference pollster,
-the walk without a trend candidate, half-normal walk and non-sampling scales, one shared
+included), for the structures :func:`hand_written_structure` accepts: zero-sum houses (the
+library's default) or a reference pollster, the walk without a trend candidate, half-normal walk and non-sampling scales, one shared
 non-sampling error, at least one segment between knots; centred or non-centred knots, houses
 and questions, confounded pairs, events paired with their segment or not, unknown sample sizes
 with one prior median or one per reading, and the refit form's per-reading weights. In order:
@@ -20,7 +20,9 @@ with one prior median or one per reading, and the refit form's per-reading weigh
 - zero-sum values from their :math:`K - 1` free coordinates by PyMC's ``ZeroSumTransform``
   (:math:`v_k = x_k - S / (\sqrt{K} + K)` for :math:`k < K`, :math:`v_K = -S / \sqrt{K}`,
   :math:`S = \sum_k x_k`; no Jacobian term), and each row's ``ZeroSumNormal`` density
-  :math:`-\tfrac12 \sum_k v_k^2 / \sigma^2 - (K - 1)(\log\sqrt{2\pi} + \log\sigma)`;
+  :math:`-\tfrac12 \sum_k v_k^2 / \sigma^2 - (K - 1)(\log\sqrt{2\pi} + \log\sigma)`; the
+  zero-sum houses' table (:math:`H` pollsters by :math:`K` answers) extended down each column
+  and then along each row, its density with :math:`(H - 1)(K - 1)` degrees of freedom;
 - scales :math:`\sigma = e^u` with the half-normal density and the log transform's Jacobian
   :math:`u`;
 - the knots' changes :math:`d_j = y_j - y_{j-1}` (:math:`y_{-1} = \lambda`) with variance
@@ -102,7 +104,9 @@ OFFSET_OF = {
 X_LEVEL, X_WALK_SD, X_INNOVATION, X_KNOTS, X_JUMP, X_JUMP_SPLIT = 19, 20, 21, 22, 23, 24
 X_HOUSE_SD, X_QUESTION_SD, X_HOUSE_RAW, X_QUESTION_RAW = 25, 26, 27, 28
 X_PAIR_SUM, X_PAIR_SPLIT, X_NONSAMPLING_SD, X_LOG_N_Z = 29, 30, 31, 32
-HEADER = 33
+#: 1 where house effects are ``zero_sum`` (one table, zero-sum over pollsters and answers).
+ZERO_SUM_HOUSES = 33
+HEADER = 34
 
 #: The model's shared data :func:`logp_and_gradient` reads, in its order of arguments (after the
 #: point, the structure and the constants). One the model does not have (no events, the ordinary
@@ -158,10 +162,7 @@ def hand_written_structure(design: PollDesign, config: Config, *, refit: bool) -
     HandWritten or str
     """
     unsupported = {
-        "house_effects": (
-            config.house_effects in (ZERO_SUM, ANCHORS),
-            "no reference pollster",
-        ),
+        "house_effects": (config.house_effects == ANCHORS, "anchors"),
         "trend": (config.trend != "walk", f"trend {config.trend!r}"),
         "walk_prior": (config.walk_prior != "half_normal", f"walk_prior {config.walk_prior!r}"),
         "nonsampling_prior": (
@@ -177,11 +178,14 @@ def hand_written_structure(design: PollDesign, config: Config, *, refit: bool) -
     if reasons:
         return "the hand-written log density does not cover " + ", ".join(reasons)
     paired_events, paired_segments = event_segments(design, steps)
+    zero_sum = config.house_effects == ZERO_SUM
     free_houses = [
         h
         for h in range(len(design.pollsters))
         if design.pollsters[h] != design.reference_pollster and h not in design.paired_pollsters
     ]
+    if zero_sum and len(free_houses) < 2:
+        free_houses = []  # one pollster: no house effect (the graph has no house_raw)
     free_questions = [
         q for q in range(1, len(design.questions)) if q not in design.paired_questions
     ]
@@ -191,6 +195,7 @@ def hand_written_structure(design: PollDesign, config: Config, *, refit: bool) -
     header[CENTRED_KNOTS] = design.centred_knots
     header[CENTRED_HOUSES] = design.centred_houses
     header[CENTRED_QUESTIONS] = design.centred_questions
+    header[ZERO_SUM_HOUSES] = zero_sum
     header[WEIGHTED] = refit
     header[MEDIAN_PER_READING] = config.unknown_n == "by_house"
     header[SOME_STEPS_FIXED] = not steps.free.all()
@@ -341,34 +346,87 @@ def _zero_sum_rows_grad(value_grad, start, rows, k, grad):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _zero_sum_normal(values, sd, value_grad):
-    """Log density of rows ``values`` (rows, k), each ``ZeroSumNormal(sd)``; adds its gradient
-    with respect to the values into ``value_grad`` and returns (log density, its derivative in ``sd``)."""
+def _zero_sum_table(x, start, rows, k, out):
+    """PyMC's ``ZeroSumTransform`` backward over two axes (``n_zerosum_axes=2``): ``rows - 1`` rows
+    of ``k - 1`` free values at ``x[start:]`` extended first down each column to ``rows``, then
+    along each row to ``k``, into ``out`` (rows, k)."""
+    n = float(rows)
+    sqrt_n = math.sqrt(n)
+    columns = np.empty(rows * (k - 1))  # the first extension, flat (rows, k - 1)
+    for j in range(k - 1):
+        total = 0.0
+        for r in range(rows - 1):
+            total += x[start + r * (k - 1) + j]
+        norm = total / (sqrt_n + n)
+        for r in range(rows - 1):
+            columns[r * (k - 1) + j] = x[start + r * (k - 1) + j] - norm
+        columns[(rows - 1) * (k - 1) + j] = -total / sqrt_n
+    _zero_sum_rows(columns, 0, rows, k, out)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _zero_sum_table_grad(value_grad, start, rows, k, grad):
+    """:func:`_zero_sum_table`'s vector-Jacobian product: ``value_grad`` (rows, k) added into
+    ``grad[start:]``."""
+    columns_grad = np.zeros(rows * (k - 1))
+    _zero_sum_rows_grad(value_grad, 0, rows, k, columns_grad)
+    n = float(rows)
+    sqrt_n = math.sqrt(n)
+    for j in range(k - 1):
+        first = 0.0
+        for r in range(rows - 1):
+            first += columns_grad[r * (k - 1) + j]
+        last = columns_grad[(rows - 1) * (k - 1) + j]
+        for r in range(rows - 1):
+            grad[start + r * (k - 1) + j] += (
+                columns_grad[r * (k - 1) + j] - first / (sqrt_n + n) - last / sqrt_n
+            )
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _zero_sum_normal_dof(values, sd, value_grad, dof):
+    """Log density of ``values`` (rows, k), ``ZeroSumNormal(sd)`` with ``dof`` degrees of freedom
+    (``rows (k - 1)`` for independent rows, ``(rows - 1)(k - 1)`` for a table zero-sum over both
+    axes); adds its gradient with respect to the values into ``value_grad`` and returns (log
+    density, its derivative in ``sd``)."""
     rows, k = values.shape
     squares = 0.0
     for r in range(rows):
         for j in range(k):
             squares += values[r, j] * values[r, j]
             value_grad[r, j] -= values[r, j] / (sd * sd)
-    logp = -0.5 * squares / (sd * sd) - rows * (k - 1) * (_LOG_SQRT_2PI + math.log(sd))
-    return logp, squares / (sd * sd * sd) - rows * (k - 1) / sd
+    logp = -0.5 * squares / (sd * sd) - dof * (_LOG_SQRT_2PI + math.log(sd))
+    return logp, squares / (sd * sd * sd) - dof / sd
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _free_effects(x, start, centred, sd, index, effects, raw, raw_grad):
+def _zero_sum_normal(values, sd, value_grad):
+    """:func:`_zero_sum_normal_dof` of independent rows, each ``ZeroSumNormal(sd)`` over ``k``."""
+    rows, k = values.shape
+    return _zero_sum_normal_dof(values, sd, value_grad, rows * (k - 1))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _free_effects(x, start, centred, table, sd, index, effects, raw, raw_grad):
     """The free (unpaired) house or question effects, forward: ``raw`` (rows, k) from ``x`` at
-    ``start`` (zero-sum over answers), its ``ZeroSumNormal`` prior's gradient into ``raw_grad``,
-    and ``effects[index[r]] = scale raw[r]`` (``scale`` is ``sd`` non-centred, 1 centred, where
-    the prior has scale ``sd``). Returns the prior's log density and its derivative in ``sd``."""
+    ``start`` (zero-sum over answers; with ``table``, over the rows too: the ``zero_sum`` houses),
+    its ``ZeroSumNormal`` prior's gradient into ``raw_grad``, and ``effects[index[r]] = scale
+    raw[r]`` (``scale`` is ``sd`` non-centred, 1 centred, where the prior has scale ``sd``).
+    Returns the prior's log density and its derivative in ``sd``."""
     rows, k = raw.shape
     if rows == 0:
         return 0.0, 0.0
-    _zero_sum_rows(x, start, rows, k, raw)
+    if table:
+        _zero_sum_table(x, start, rows, k, raw)
+        dof = (rows - 1) * (k - 1)
+    else:
+        _zero_sum_rows(x, start, rows, k, raw)
+        dof = rows * (k - 1)
     if centred:
-        term, sd_grad = _zero_sum_normal(raw, sd, raw_grad)
+        term, sd_grad = _zero_sum_normal_dof(raw, sd, raw_grad, dof)
         scale = 1.0
     else:
-        term, _ = _zero_sum_normal(raw, 1.0, raw_grad)
+        term, _ = _zero_sum_normal_dof(raw, 1.0, raw_grad, dof)
         sd_grad, scale = 0.0, sd
     for r in range(rows):
         for j in range(k):
@@ -377,7 +435,7 @@ def _free_effects(x, start, centred, sd, index, effects, raw, raw_grad):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _free_effects_grad(effects_grad, index, centred, sd, raw, raw_grad, start, grad):
+def _free_effects_grad(effects_grad, index, centred, table, sd, raw, raw_grad, start, grad):
     """:func:`_free_effects` back: the effects' gradient into ``raw_grad`` and through the
     zero-sum transform into ``grad`` at ``start``. Returns the derivative in ``sd``."""
     rows, k = raw.shape
@@ -392,7 +450,10 @@ def _free_effects_grad(effects_grad, index, centred, sd, raw, raw_grad, start, g
             else:
                 raw_grad[r, j] += sd * effect_grad
                 sd_grad += effect_grad * raw[r, j]
-    _zero_sum_rows_grad(raw_grad, start, rows, k, grad)
+    if table:
+        _zero_sum_table_grad(raw_grad, start, rows, k, grad)
+    else:
+        _zero_sum_rows_grad(raw_grad, start, rows, k, grad)
     return sd_grad
 
 
@@ -707,6 +768,7 @@ def logp_and_gradient(  # noqa: C901, PLR0912, PLR0915 (one pass forward, one ba
         x,
         structure[X_HOUSE_RAW],
         structure[CENTRED_HOUSES],
+        structure[ZERO_SUM_HOUSES],
         house_sd,
         free_houses,
         house,
@@ -721,6 +783,7 @@ def logp_and_gradient(  # noqa: C901, PLR0912, PLR0915 (one pass forward, one ba
         x,
         structure[X_QUESTION_RAW],
         structure[CENTRED_QUESTIONS],
+        0,
         question_sd,
         free_questions,
         question,
@@ -860,6 +923,7 @@ def logp_and_gradient(  # noqa: C901, PLR0912, PLR0915 (one pass forward, one ba
         house_grad,
         free_houses,
         structure[CENTRED_HOUSES],
+        structure[ZERO_SUM_HOUSES],
         house_sd,
         house_raw,
         house_raw_grad,
@@ -870,6 +934,7 @@ def logp_and_gradient(  # noqa: C901, PLR0912, PLR0915 (one pass forward, one ba
         question_grad,
         free_questions,
         structure[CENTRED_QUESTIONS],
+        0,
         question_sd,
         question_raw,
         question_raw_grad,

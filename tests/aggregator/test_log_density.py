@@ -155,10 +155,31 @@ def test_free_question_with_reference_house():
     assert worst < TOLERANCE
 
 
+@pytest.mark.parametrize("form", ["centred", "non_centred"])
+def test_zero_sum_houses(sim_polls, form):
+    """The library's default: house effects zero-sum over pollsters and answers (one table, PyMC's
+    transform over two axes), centred and not, in both forms; and a table of one pollster (no
+    house effect at all)."""
+    config = model.Config(
+        reference_question="Q_MAIN",
+        unknown_n="by_house",
+        sampler=model.Sampler(house_form=form, question_form=form),
+    )
+    for refit in (False, True):
+        worst, design = compare(sim_polls, config, refit=refit)
+        assert worst < TOLERANCE
+    header = log_density.hand_written_structure(design, config, refit=False).structure
+    assert header[log_density.ZERO_SUM_HOUSES] == 1 and not design.paired_pollsters
+    assert header[log_density.N_FREE_HOUSES] == len(design.pollsters) == 4
+    one_house = sim_polls[sim_polls["pollster"] == "House A"].reset_index(drop=True)
+    worst, design = compare(one_house, config, refit=False)
+    assert worst < TOLERANCE and len(design.pollsters) == 1
+
+
 @pytest.mark.parametrize(
     ("field", "value", "named"),
     [
-        ("house_effects", "zero_sum", "no reference pollster"),
+        ("house_effects", "anchors", "anchors"),
         ("trend", "drift", "trend 'drift'"),
         ("walk_prior", "gamma", "walk_prior 'gamma'"),
         ("nonsampling_prior", "gamma", "nonsampling_prior 'gamma'"),
@@ -167,7 +188,10 @@ def test_free_question_with_reference_house():
 )
 def test_refuses_what_it_does_not_cover(sim_polls, field, value, named):
     """Every model choice it does not write out is named, so the sampler uses PyTensor's."""
-    config = model.Config(reference_question="Q_MAIN", **{"house_effects": "House A", field: value})
+    anchors = (model.Anchor("2024-06-01", "talks", 45.0),) if value == "anchors" else ()
+    config = model.Config(
+        reference_question="Q_MAIN", anchors=anchors, **{"house_effects": "House A", field: value}
+    )
     design = build_design(sim_polls, config)
     reason = log_density.hand_written_structure(design, config, refit=False)
     assert isinstance(reason, str) and named in reason
