@@ -284,11 +284,10 @@ class Sampler:
     log_density : {"auto", "pytensor"}
         How nutpie computes the log density and its gradient (the same model either way):
         ``"auto"`` (default) with the model's hand-written log density
-        (:mod:`model.aggregator.log_density`; how much faster: ``docs/performance.md``) where it covers
-        the model's structure (zero-sum houses or a reference pollster, the walk without a trend
+        (:mod:`model.aggregator.log_density`; how much faster: ``docs/performance.md``) where it
+        covers the model's structure (houses identified any way, the walk without a trend
         candidate, the default scale priors, one shared non-sampling error), else with PyTensor's
-        graph of the
-        model; ``"pytensor"`` always with PyTensor's. The trace's ``log_density`` attribute says
+        graph of the model; ``"pytensor"`` always with PyTensor's. The trace's ``log_density`` attribute says
         which one ran. Other samplers than nutpie always use PyTensor's.
     retry_draws : int or None
         When the kept fit (the last of ``retry_target_accept``'s attempts) has no divergent

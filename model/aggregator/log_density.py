@@ -11,11 +11,12 @@ back over plain loops: the same model, not an approximation of it (what it saves
 
 **What it computes.** The density of :class:`~model.aggregator.graph.PollAggregator`'s docstring
 on the sampler's unconstrained scale, term for term as PyMC writes it (normalising constants
-included), for the structures :func:`hand_written_structure` accepts: zero-sum houses (the
-library's default) or a reference pollster, the walk without a trend candidate, half-normal walk and non-sampling scales, one shared
-non-sampling error, at least one segment between knots; centred or non-centred knots, houses
-and questions, confounded pairs, events paired with their segment or not, unknown sample sizes
-with one prior median or one per reading, and the refit form's per-reading weights. In order:
+included), for the structures :func:`hand_written_structure` accepts: houses identified any
+way (zero-sum, the library's default; a reference pollster; anchors), the walk without a trend
+candidate, half-normal walk and non-sampling scales, one shared non-sampling error, at least one
+segment between knots; centred or non-centred knots, houses and questions, confounded pairs,
+events paired with their segment or not, unknown sample sizes with one prior median or one per
+reading, and the refit form's per-reading weights. In order:
 
 - zero-sum values from their :math:`K - 1` free coordinates by PyMC's ``ZeroSumTransform``
   (:math:`v_k = x_k - S / (\sqrt{K} + K)` for :math:`k < K`, :math:`v_K = -S / \sqrt{K}`,
@@ -32,7 +33,9 @@ with one prior median or one per reading, and the refit form's per-reading weigh
 - the walk by segments and the trend :math:`\eta` (as :class:`model.aggregator.kernels.SegmentedWalk`),
   each reading's field-period average (as :class:`~model.aggregator.kernels.FieldAverage`), its
   house and question effects, the softmax, and the Dirichlet density of its observed components
-  with concentration :math:`1 / (1/n_i + \tau^2)`, times the reading's weight in the refit form.
+  with concentration :math:`1 / (1/n_i + \tau^2)`, times the reading's weight in the refit form;
+- with anchors, each known share's normal density around the trend's share of its answer at its
+  cell (:math:`\mathrm{softmax}(\eta_t)`, before house and question effects).
 
 The gradient runs the same steps backwards. Compiled with NumPy's error model, a division by
 zero (a scale that has underflowed to 0) gives an infinite or undefined value, which the sampler
@@ -106,7 +109,9 @@ X_HOUSE_SD, X_QUESTION_SD, X_HOUSE_RAW, X_QUESTION_RAW = 25, 26, 27, 28
 X_PAIR_SUM, X_PAIR_SPLIT, X_NONSAMPLING_SD, X_LOG_N_Z = 29, 30, 31, 32
 #: 1 where house effects are ``zero_sum`` (one table, zero-sum over pollsters and answers).
 ZERO_SUM_HOUSES = 33
-HEADER = 34
+#: The number of anchors (``house_effects = "anchors"``: known true shares; 0 otherwise).
+N_ANCHORS = 34
+HEADER = 35
 
 #: The model's shared data :func:`logp_and_gradient` reads, in its order of arguments (after the
 #: point, the structure and the constants). One the model does not have (no events, the ordinary
@@ -127,9 +132,21 @@ DATA_ARGUMENTS = (
     "observed_share",
     "in_likelihood",
     "free_step",
+    "anchor_cell",
+    "anchor_answer",
+    "anchor_sd",
+    "anchor_value",
 )
 #: The type of the empty array standing for data a model does not have.
-ABSENT_DTYPES = {"event_cell": np.int64, "in_likelihood": np.float64, "free_step": np.int64}
+ABSENT_DTYPES = {
+    "event_cell": np.int64,
+    "in_likelihood": np.float64,
+    "free_step": np.int64,
+    "anchor_cell": np.int64,
+    "anchor_answer": np.int64,
+    "anchor_sd": np.float64,
+    "anchor_value": np.float64,
+}
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _HALF_LOG_2_OVER_PI = 0.5 * math.log(2.0 / math.pi)
@@ -162,7 +179,6 @@ def hand_written_structure(design: PollDesign, config: Config, *, refit: bool) -
     HandWritten or str
     """
     unsupported = {
-        "house_effects": (config.house_effects == ANCHORS, "anchors"),
         "trend": (config.trend != "walk", f"trend {config.trend!r}"),
         "walk_prior": (config.walk_prior != "half_normal", f"walk_prior {config.walk_prior!r}"),
         "nonsampling_prior": (
@@ -196,6 +212,7 @@ def hand_written_structure(design: PollDesign, config: Config, *, refit: bool) -
     header[CENTRED_HOUSES] = design.centred_houses
     header[CENTRED_QUESTIONS] = design.centred_questions
     header[ZERO_SUM_HOUSES] = zero_sum
+    header[N_ANCHORS] = len(design.anchor_cell) if config.house_effects == ANCHORS else 0
     header[WEIGHTED] = refit
     header[MEDIAN_PER_READING] = config.unknown_n == "by_house"
     header[SOME_STEPS_FIXED] = not steps.free.all()
@@ -485,6 +502,10 @@ def _check_data(  # noqa: PLR0912 (one check per array)
     observed,
     weight,
     free_step,
+    anchor_cell,
+    anchor_answer,
+    anchor_sd,
+    anchor_value,
 ):
     """Refuse data :func:`logp_and_gradient` would read out of bounds (a ``ValueError``, which the
     sampler's callback turns into a fatal error, as PyTensor's kernels do)."""
@@ -551,6 +572,18 @@ def _check_data(  # noqa: PLR0912 (one check per array)
                 raise ValueError("hand-written log density: a free step is outside the walk")
     elif n_free != n_cells - 1:
         raise ValueError("hand-written log density: every step free, but not one per step")
+    n_anchors = structure[N_ANCHORS]
+    for array_rows in (
+        anchor_cell.shape[0],
+        anchor_answer.shape[0],
+        anchor_sd.shape[0],
+        anchor_value.shape[0],
+    ):
+        if array_rows != n_anchors:
+            raise ValueError("hand-written log density: the anchors differ from the structure")
+    for a in range(n_anchors):
+        if not (0 <= anchor_cell[a] < n_cells and 0 <= anchor_answer[a] < k):
+            raise ValueError("hand-written log density: an anchor is outside the grid or answers")
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -573,6 +606,10 @@ def logp_and_gradient(  # noqa: C901, PLR0912, PLR0915 (one pass forward, one ba
     observed,
     weight,
     free_step,
+    anchor_cell,
+    anchor_answer,
+    anchor_sd,
+    anchor_value,
 ):
     """The model's log density at the flat unconstrained point ``x`` and its gradient.
 
@@ -630,6 +667,10 @@ def logp_and_gradient(  # noqa: C901, PLR0912, PLR0915 (one pass forward, one ba
         observed,
         weight,
         free_step,
+        anchor_cell,
+        anchor_answer,
+        anchor_sd,
+        anchor_value,
     )
     grad = np.zeros(x.shape[0])
     logp = 0.0
@@ -750,6 +791,26 @@ def logp_and_gradient(  # noqa: C901, PLR0912, PLR0915 (one pass forward, one ba
     for t in range(n_cells):
         for j in range(k):
             running[t + 1, j] = running[t, j] + eta[t, j]
+    # Anchors: a known true share of one answer at one cell, Normal around the trend's share.
+    n_anchors = structure[N_ANCHORS]
+    anchor_share = np.empty((n_anchors, k))
+    anchor_slope = np.empty(n_anchors)  # d log density / d the anchored share
+    for anchor in range(n_anchors):
+        t = anchor_cell[anchor]
+        top = eta[t, 0]
+        for j in range(1, k):
+            top = max(top, eta[t, j])
+        exp_sum = 0.0
+        for j in range(k):
+            anchor_share[anchor, j] = math.exp(eta[t, j] - top)
+            exp_sum += anchor_share[anchor, j]
+        for j in range(k):
+            anchor_share[anchor, j] /= exp_sum
+        residual = (anchor_value[anchor] - anchor_share[anchor, anchor_answer[anchor]]) / anchor_sd[
+            anchor
+        ]
+        logp += -0.5 * residual * residual - math.log(anchor_sd[anchor]) - _LOG_SQRT_2PI
+        anchor_slope[anchor] = residual / anchor_sd[anchor]
 
     # ---- House and question effects.
     house = np.zeros((structure[N_POLLSTERS], k))
@@ -952,6 +1013,13 @@ def logp_and_gradient(  # noqa: C901, PLR0912, PLR0915 (one pass forward, one ba
         for t in range(n_cells - 1, -1, -1):
             acc += running_grad[t + 1, j]
             eta_grad[t, j] = acc
+    for anchor in range(n_anchors):
+        t, chosen = anchor_cell[anchor], anchor_answer[anchor]
+        through_share = anchor_slope[anchor] * anchor_share[anchor, chosen]
+        for j in range(k):
+            eta_grad[t, j] += through_share * (
+                (1.0 if j == chosen else 0.0) - anchor_share[anchor, j]
+            )
     jump_grad = np.zeros((n_events, k))
     for e in range(n_events):
         for t in range(event_cell[e], n_cells):

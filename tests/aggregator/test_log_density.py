@@ -176,10 +176,32 @@ def test_zero_sum_houses(sim_polls, form):
     assert worst < TOLERANCE and len(design.pollsters) == 1
 
 
+@pytest.mark.parametrize("form", ["centred", "non_centred"])
+def test_anchored_houses(sim_polls, form):
+    """Anchors: every house free (none is the reference) and known true shares, each a Normal
+    around the trend's share of its answer at its cell (two anchors, one cell after the event)."""
+    config = model.Config(
+        reference_question="Q_MAIN",
+        house_effects="anchors",
+        anchors=(
+            model.Anchor("2023-09-01", "talks", 45.0),
+            model.Anchor("2024-06-01", "continue", 38.0, sd_pp=1.5),
+        ),
+        events=(Event("2024-02-01", "event"),),
+        sampler=model.Sampler(house_form=form, question_form=form),
+    )
+    for refit in (False, True):
+        worst, design = compare(sim_polls, config, refit=refit)
+        assert worst < TOLERANCE
+    header = log_density.hand_written_structure(design, config, refit=False).structure
+    assert header[log_density.N_ANCHORS] == 2 and header[log_density.ZERO_SUM_HOUSES] == 0
+    assert design.reference_pollster is None
+    assert header[log_density.N_FREE_HOUSES] + header[log_density.N_PAIRS] == len(design.pollsters)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "named"),
     [
-        ("house_effects", "anchors", "anchors"),
         ("trend", "drift", "trend 'drift'"),
         ("walk_prior", "gamma", "walk_prior 'gamma'"),
         ("nonsampling_prior", "gamma", "nonsampling_prior 'gamma'"),
@@ -188,10 +210,7 @@ def test_zero_sum_houses(sim_polls, form):
 )
 def test_refuses_what_it_does_not_cover(sim_polls, field, value, named):
     """Every model choice it does not write out is named, so the sampler uses PyTensor's."""
-    anchors = (model.Anchor("2024-06-01", "talks", 45.0),) if value == "anchors" else ()
-    config = model.Config(
-        reference_question="Q_MAIN", anchors=anchors, **{"house_effects": "House A", field: value}
-    )
+    config = model.Config(reference_question="Q_MAIN", **{"house_effects": "House A", field: value})
     design = build_design(sim_polls, config)
     reason = log_density.hand_written_structure(design, config, refit=False)
     assert isinstance(reason, str) and named in reason

@@ -687,7 +687,7 @@ def test_a_backtest_refit_that_mixed_too_slowly_is_sampled_longer(small_fit, mon
         return idata
 
     class Engine:  # the compiled model, stood in: the small fit's draws, timed 5 s and 7 s
-        compile_s, callbacks = 0.0, "hit"
+        compile_s, callbacks, log_density = 0.0, "hit", "hand-written"
 
         def __init__(self, design, config):
             self.design = design
