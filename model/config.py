@@ -567,7 +567,7 @@ class Config:
             "anchors": (
                 ("answer", _text, "an answer's name"),
                 ("value", _real, "a number"),
-                ("sd_pp", _real, "a number"),
+                ("sd_pp", _positive_number, "a number above 0 (percentage points)"),
             ),
         }
         for name, checks in fields_of.items():

@@ -211,6 +211,13 @@ def test_a_known_share_is_given_once():
     Config(house_effects="anchors", anchors=(twice[0], Anchor("2024-06-01", "continue", 40.0)))
 
 
+def test_a_known_share_is_known_to_within_a_positive_sd():
+    """An sd of 0 makes the anchor's normal density undefined (a fit that cannot start)."""
+    for bad in (0.0, -1.0):
+        with pytest.raises(ConfigError, match=r"anchors\[0\]\.sd_pp: .*expected a number above 0"):
+            Config(house_effects="anchors", anchors=(Anchor("2024-06-01", "talks", 45.0, bad),))
+
+
 def test_through_is_a_date_today_or_nothing(tmp_path):
     import datetime
 

@@ -171,6 +171,21 @@ class PollDesign:
         }
 
     @property
+    def free_pollsters(self) -> list[int]:
+        """The pollsters whose house effects are sampled as free effects: all but the reference
+        pollster and those in confounded pairs (with zero-sum houses there are neither)."""
+        reference = (
+            self.pollsters.index(self.reference_pollster) if self.reference_pollster else None
+        )
+        return unpaired_effects(len(self.pollsters), set(self.paired_pollsters), reference)
+
+    @property
+    def free_questions(self) -> list[int]:
+        """The questions whose effects are sampled as free effects: all but the reference
+        question (the first) and those in confounded pairs."""
+        return unpaired_effects(len(self.questions), set(self.paired_questions), 0)
+
+    @property
     def projected(self) -> np.ndarray:
         """(time,) bool: cells starting after the last reading's field end, where no reading informs the curve."""
         return np.asarray(self.time > self.data_end)
@@ -285,6 +300,12 @@ def select_polls(polls: pd.DataFrame, config: Config) -> pd.DataFrame:
     return polls.reset_index(drop=True)
 
 
+def unpaired_effects(count: int, paired: set[int], zero: int | None) -> list[int]:
+    """Indices of ``count`` houses (questions) whose effects are free: not ``zero`` (the reference,
+    whose effect is 0) and not in a confounded pair (sampled as the pair's sum and split)."""
+    return [i for i in range(count) if i != zero and i not in paired]
+
+
 def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
     """Lay out a validated poll table (see :func:`model.load_polls`) for the model."""
     polls = select_polls(polls, config).copy()
@@ -361,13 +382,9 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
     )
     paired_h = {h for h, _ in pairs}
     paired_q = {q for _, q in pairs}
-    free_h = [
-        h
-        for h in range(len(pollsters))
-        if pollsters[h] != reference_pollster
-        and (config.house_effects == ZERO_SUM or h not in paired_h)
-    ]
-    free_q = [q for q in range(1, len(questions)) if q not in paired_q]
+    reference_index = pollsters.index(reference_pollster) if reference_pollster else None
+    free_h = unpaired_effects(len(pollsters), paired_h, reference_index)
+    free_q = unpaired_effects(len(questions), paired_q, 0)
     centred_houses = _centred(
         config.sampler.house_form, [(pollster_idx == h).sum() for h in free_h]
     )

@@ -627,14 +627,8 @@ class PollAggregator:
         coords["event_unpaired"] = [
             label for e, label in enumerate(d.event_labels) if e not in paired_events
         ]
-        coords["pollster_unpaired"] = [
-            p
-            for h, p in enumerate(d.pollsters)
-            if p != d.reference_pollster and h not in d.paired_pollsters
-        ]
-        coords["question_unpaired"] = [
-            q for j, q in enumerate(d.questions) if j > 0 and j not in d.paired_questions
-        ]
+        coords["pollster_unpaired"] = [d.pollsters[h] for h in d.free_pollsters]
+        coords["question_unpaired"] = [d.questions[q] for q in d.free_questions]
         coords["pair"] = [
             f"{d.pollsters[h]} | {d.questions[q]}"
             for h, q in zip(d.paired_pollsters, d.paired_questions)
@@ -716,17 +710,13 @@ class PollAggregator:
                         "house_raw", house_sd, d.centred_houses, (POLLSTER, ANSWER), 2
                     )
             else:
-                free = [
-                    h
-                    for h in range(len(d.pollsters))
-                    if d.pollsters[h] != d.reference_pollster and h not in d.paired_pollsters
-                ]
+                free = d.free_pollsters
                 if free:
                     raw = _scaled_zero_sum(
                         "house_raw", house_sd, d.centred_houses, ("pollster_unpaired", ANSWER), 1
                     )
                     house = pt.set_subtensor(house[free], raw)
-            free_q = [q for q in range(1, len(d.questions)) if q not in d.paired_questions]
+            free_q = d.free_questions
             if free_q:
                 q_raw = _scaled_zero_sum(
                     "question_raw",

@@ -35,7 +35,7 @@ reading, and the refit form's per-reading weights. In order:
   house and question effects, the softmax, and the Dirichlet density of its observed components
   with concentration :math:`1 / (1/n_i + \tau^2)`, times the reading's weight in the refit form;
 - with anchors, each known share's normal density around the trend's share of its answer at its
-  cell (:math:`\mathrm{softmax}(\eta_t)`, before house and question effects).
+  cell (:math:`\mathrm{softmax}(\eta_t)`, event jumps included, house and question effects not).
 
 The gradient runs the same steps backwards. Compiled with NumPy's error model, a division by
 zero (a scale that has underflowed to 0) gives an infinite or undefined value, which the sampler
@@ -63,9 +63,10 @@ from model.aggregator.design import PollDesign
 from model.aggregator.graph import event_segments, walk_steps
 from model.config import ANCHORS, ZERO_SUM, Config
 
-# The structure vector: a header of these entries, then the index lists (free houses, free
-# questions, the pairs' houses, their questions, the paired events, their segments, the unpaired
-# events), each as long as its count in the header says.
+# The structure vector: a header of these entries (sizes, forms, flags, and where each free
+# variable starts), then the index lists (free houses, free questions, the pairs' houses, their
+# questions, the paired events, their segments, the unpaired events), each as long as its count in
+# the header says.
 K_ANSWERS = 0
 CENTRED_KNOTS = 1
 CENTRED_HOUSES = 2
@@ -195,16 +196,10 @@ def hand_written_structure(design: PollDesign, config: Config, *, refit: bool) -
         return "the hand-written log density does not cover " + ", ".join(reasons)
     paired_events, paired_segments = event_segments(design, steps)
     zero_sum = config.house_effects == ZERO_SUM
-    free_houses = [
-        h
-        for h in range(len(design.pollsters))
-        if design.pollsters[h] != design.reference_pollster and h not in design.paired_pollsters
-    ]
-    if zero_sum and len(free_houses) < 2:
+    free_houses = design.free_pollsters
+    if zero_sum and len(design.pollsters) < 2:
         free_houses = []  # one pollster: no house effect (the graph has no house_raw)
-    free_questions = [
-        q for q in range(1, len(design.questions)) if q not in design.paired_questions
-    ]
+    free_questions = design.free_questions
     unpaired_events = [e for e in range(len(design.event_labels)) if e not in paired_events]
     header = np.full(HEADER, -1, dtype=np.int64)
     header[K_ANSWERS] = len(design.answers)
@@ -472,6 +467,20 @@ def _free_effects_grad(effects_grad, index, centred, table, sd, raw, raw_grad, s
     else:
         _zero_sum_rows_grad(raw_grad, start, rows, k, grad)
     return sd_grad
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _softmax(logits, out):
+    """``out = softmax(logits)`` over one row, shifted by its largest entry."""
+    top = logits[0]
+    for j in range(1, logits.shape[0]):
+        top = max(top, logits[j])
+    norm = 0.0
+    for j in range(logits.shape[0]):
+        out[j] = math.exp(logits[j] - top)
+        norm += out[j]
+    for j in range(logits.shape[0]):
+        out[j] /= norm
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -796,21 +805,11 @@ def logp_and_gradient(  # noqa: C901, PLR0912, PLR0915 (one pass forward, one ba
     anchor_share = np.empty((n_anchors, k))
     anchor_slope = np.empty(n_anchors)  # d log density / d the anchored share
     for anchor in range(n_anchors):
-        t = anchor_cell[anchor]
-        top = eta[t, 0]
-        for j in range(1, k):
-            top = max(top, eta[t, j])
-        exp_sum = 0.0
-        for j in range(k):
-            anchor_share[anchor, j] = math.exp(eta[t, j] - top)
-            exp_sum += anchor_share[anchor, j]
-        for j in range(k):
-            anchor_share[anchor, j] /= exp_sum
-        residual = (anchor_value[anchor] - anchor_share[anchor, anchor_answer[anchor]]) / anchor_sd[
-            anchor
-        ]
-        logp += -0.5 * residual * residual - math.log(anchor_sd[anchor]) - _LOG_SQRT_2PI
-        anchor_slope[anchor] = residual / anchor_sd[anchor]
+        _softmax(eta[anchor_cell[anchor]], anchor_share[anchor])
+        sd = anchor_sd[anchor]
+        residual = (anchor_value[anchor] - anchor_share[anchor, anchor_answer[anchor]]) / sd
+        logp += -0.5 * residual * residual - math.log(sd) - _LOG_SQRT_2PI
+        anchor_slope[anchor] = residual / sd
 
     # ---- House and question effects.
     house = np.zeros((structure[N_POLLSTERS], k))
@@ -910,17 +909,10 @@ def logp_and_gradient(  # noqa: C901, PLR0912, PLR0915 (one pass forward, one ba
         a0, b0 = first_cell[i], last_cell[i]
         width = float(b0 - a0 + 1)
         h, q = pollster_idx[i], question_idx[i]
-        top = -np.inf
         for j in range(k):
             logits[j] = (running[b0 + 1, j] - running[a0, j]) / width + house[h, j] + question[q, j]
-            top = max(top, logits[j])
-        norm = 0.0
-        for j in range(k):
-            p[j] = math.exp(logits[j] - top)
-            norm += p[j]
-        for j in range(k):
-            p[j] /= norm
             p_grad[j] = 0.0
+        _softmax(logits, p)
         concentration = 1.0 / (1.0 / n[i] + tau * tau)
         alpha_total = 0.0
         for c in range(n_components):

@@ -308,19 +308,24 @@ class CompiledAggregator:
         try:
             return running.wait()
         except KeyboardInterrupt:
-            return running.abort()  # the draws so far, as nutpie.sample returns them
+            try:
+                return running.abort()  # the draws so far, as nutpie.sample returns them
+            except BaseException as err:
+                if not _is_panic(err):
+                    raise
+                reason = _reason(err)  # a chain had panicked: no draws to return
         except RuntimeError as err:
-            reason = _first_line(err)
-            running.cancel()
+            reason = _reason(err)
+            _cancel(running)
         except BaseException as err:
             if not _is_panic(err):
-                running.cancel()
+                _cancel(running)
                 raise
             # A chain's thread panicked (nuts-rs stops on a fatal error code from the log density:
             # a kernel refused its data, or a bug). The sampler's state is poisoned, so cancelling
             # would panic again; and a panic is a BaseException, which a Dask worker never reports
             # as the task's result: the task, and the validation run, would wait forever.
-            reason = _first_line(err).removeprefix("called `Result::unwrap()` on an `Err` value: ")
+            reason = _reason(err)
         # Let the chains' threads end before going on: left running into the interpreter's exit,
         # they crashed the process (a segmentation fault after the error was printed). The last
         # of them end when the sampler is released, so this frame lets go of it first (where
@@ -551,8 +556,22 @@ def _is_panic(err: BaseException) -> bool:
     return type(err).__name__ == "PanicException" and type(err).__module__ == "pyo3_runtime"
 
 
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+def _cancel(running) -> None:
+    """Cancel nutpie's sampler; where a chain has panicked, cancelling panics again (the state is
+    poisoned) and there is nothing left to cancel."""
+    try:
+        running.cancel()
+    except BaseException as err:
+        if not _is_panic(err):
+            raise
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of nutpie's error or panic message. Only the text is kept: the exception's
+    traceback holds nutpie's frames, and with them the sampler, whose chains' threads end only
+    once it is released."""
+    line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return line.removeprefix("called `Result::unwrap()` on an `Err` value: ")
 
 
 def _threads() -> int:

@@ -178,8 +178,10 @@ def test_zero_sum_houses(sim_polls, form):
 
 @pytest.mark.parametrize("form", ["centred", "non_centred"])
 def test_anchored_houses(sim_polls, form):
-    """Anchors: every house free (none is the reference) and known true shares, each a Normal
-    around the trend's share of its answer at its cell (two anchors, one cell after the event)."""
+    """Anchors: no reference house, so every house not in a pair is free, and known true shares,
+    each a Normal around the trend's share of its answer at its cell (event jumps included). On
+    the simulated table (no pair; one anchor after the event) and on SBC's design (two confounded
+    pairs, a paired event) with anchors at the grid's first and last cells."""
     config = model.Config(
         reference_question="Q_MAIN",
         house_effects="anchors",
@@ -195,8 +197,61 @@ def test_anchored_houses(sim_polls, form):
         assert worst < TOLERANCE
     header = log_density.hand_written_structure(design, config, refit=False).structure
     assert header[log_density.N_ANCHORS] == 2 and header[log_density.ZERO_SUM_HOUSES] == 0
-    assert design.reference_pollster is None
-    assert header[log_density.N_FREE_HOUSES] + header[log_density.N_PAIRS] == len(design.pollsters)
+    assert design.reference_pollster is None and header[log_density.N_PAIRS] == 0
+    assert header[log_density.N_FREE_HOUSES] == len(design.pollsters)
+
+    table, sbc_config = sbc_design(model.Config.from_toml("config/fit.toml"), seed=5)
+    first, last = (f"{day:%Y-%m-%d}" for day in (table.field_start.min(), table.field_end.max()))
+    edges = sbc_config.replace(
+        house_effects="anchors",
+        anchors=(  # the first reading's start (cell 0) and the last one's end (the last cell)
+            model.Anchor(first, "talks", 40.0),
+            model.Anchor(last, sbc_config.answers[-1], 20.0),
+        ),
+        sampler={"house_form": form},
+    )
+    worst, design = compare(table, edges, refit=True)
+    assert worst < TOLERANCE
+    assert list(design.anchor_cell) == [0, len(design.time) - 1]
+    header = log_density.hand_written_structure(design, edges, refit=True).structure
+    assert header[log_density.N_PAIRS] == 2 and header[log_density.N_FREE_HOUSES] == 1
+
+
+def test_zero_sum_houses_of_two_pollsters(sim_polls):
+    """Two pollsters: the zero-sum table has one free row."""
+    config = model.Config(reference_question="Q_MAIN")
+    two = sim_polls[sim_polls["pollster"].isin(["House A", "House B"])].reset_index(drop=True)
+    worst, design = compare(two, config, refit=True)
+    assert worst < TOLERANCE and len(design.pollsters) == 2
+
+
+def test_data_it_cannot_index_are_refused(sim_polls):
+    """An anchor outside the grid or the answers, or anchors other than the structure's, raise a
+    ValueError (the sampler's callback makes that a fatal error), as for the readings' data."""
+    config = model.Config(
+        reference_question="Q_MAIN",
+        house_effects="anchors",
+        anchors=(model.Anchor("2023-09-01", "talks", 45.0),),
+    )
+    design = build_design(sim_polls, config)
+    pymc_model = PollAggregator(design, config).build()
+    arguments, _, size = hand_written_arguments(design, config, pymc_model, refit=False)
+    x = np.zeros(size)
+    log_density.logp_and_gradient(x, *arguments)
+    at = {name: i + 2 for i, name in enumerate(log_density.DATA_ARGUMENTS)}
+    for name, bad in [
+        ("anchor_cell", np.array([len(design.time)])),
+        ("anchor_answer", np.array([len(design.answers)])),
+        ("anchor_value", np.zeros(2)),
+        (
+            "last_cell",
+            np.where(np.arange(len(design.polls)) == 0, len(design.time), design.last_cell),
+        ),
+    ]:
+        changed = list(arguments)
+        changed[at[name]] = bad.astype(np.asarray(arguments[at[name]]).dtype)
+        with pytest.raises(ValueError, match="hand-written log density"):
+            log_density.logp_and_gradient(x, *changed)
 
 
 @pytest.mark.parametrize(
