@@ -219,42 +219,52 @@ def test_sampling_cut_short_is_an_interrupt_not_a_run(small_fit, sim_polls, monk
         model.fit(sim_polls, config=small_fit.config, seed=1)
 
 
-def test_a_sampler_that_cannot_start_is_a_clear_error_and_the_process_exits_cleanly(small_fit):
-    """A model that raises at every starting point (here: a reading's field period moved past the
-    grid, which the field-average kernel refuses) stops nutpie at initialisation. The engine says so
-    in a SamplingError once the chains' threads have ended, and the process then exits normally:
-    nutpie's failed sampler, left to the interpreter's exit, used to crash it with a segmentation
-    fault. In a fresh interpreter, on the small fit's structure (compiled by ``small_fit``)."""
+def _sampling_error_in_a_fresh_interpreter(setup: str, call: str) -> str:
+    """Run ``setup`` then ``call`` (an engine's ``_sample_nutpie``) in a fresh interpreter, which
+    must exit normally; return what it printed: the ``SamplingError`` the call raised. The
+    chains' threads must have ended when it is raised (the sampler is released first: before,
+    two of them outlived a 10 s wait for them)."""
     import subprocess
     import sys
 
     code = (
-        "import model\n"
-        "from model.aggregator.design import build_design\n"
-        "from model.sampling import SamplingError\n"
-        "from model.sampling.engine import CompiledAggregator, _threads\n"
-        "from tests.conftest import SMALL_CONFIG\n"
-        "polls = model.load_polls(model.simulate_polls(n_readings=70, seed=11).polls)\n"
-        "design = build_design(polls, SMALL_CONFIG)\n"
-        "engine = CompiledAggregator(design, SMALL_CONFIG)\n"
-        "last = design.last_cell.copy()\n"
-        "last[0] = len(design.time) + 3\n"
+        setup + "from model.sampling import SamplingError\n"
+        "from model.sampling.engine import _threads\n"
         "before = _threads()\n"
         "try:\n"
-        "    engine._sample_nutpie(SMALL_CONFIG.sampler, 1, 1, {'last_cell': last}, False)\n"
+        f"    {call}\n"
         "except SamplingError as err:\n"
         "    print('SamplingError:', err)\n"
         "    print('threads left:', _threads() - before)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "threads left: 0" in done.stdout, done.stdout + done.stderr[-2000:]
+    return done.stdout
+
+
+def test_a_sampler_that_cannot_start_is_a_clear_error_and_the_process_exits_cleanly(small_fit):
+    """A model that raises at every starting point (here: a reading's field period moved past the
+    grid, which the field-average kernel refuses) stops nutpie at initialisation. The engine says so
+    in a SamplingError once the chains' threads have ended, and the process then exits normally:
+    nutpie's failed sampler, left to the interpreter's exit, used to crash it with a segmentation
+    fault. In a fresh interpreter, on the small fit's structure (compiled by ``small_fit``)."""
+    printed = _sampling_error_in_a_fresh_interpreter(
+        "import model\n"
+        "from model.aggregator.design import build_design\n"
+        "from model.sampling.engine import CompiledAggregator\n"
+        "from tests.conftest import SMALL_CONFIG\n"
+        "polls = model.load_polls(model.simulate_polls(n_readings=70, seed=11).polls)\n"
+        "design = build_design(polls, SMALL_CONFIG)\n"
+        "engine = CompiledAggregator(design, SMALL_CONFIG)\n"
+        "last = design.last_cell.copy()\n"
+        "last[0] = len(design.time) + 3\n",
+        "engine._sample_nutpie(SMALL_CONFIG.sampler, 1, 1, {'last_cell': last}, False)",
+    )
     assert (
         "SamplingError: nutpie could not sample (All initialization points failed): the log "
         "density or its gradient was not finite, or the model raised, at every starting point"
-    ) in done.stdout
-    # The chains' threads have ended when the error is raised (the sampler is released first:
-    # before, two of them outlived a 10 s wait for them).
-    assert "threads left: 0" in done.stdout, done.stdout
+    ) in printed
 
 
 def test_a_log_density_that_raises_while_sampling_is_a_clear_error_not_a_panic():
@@ -264,35 +274,23 @@ def test_a_log_density_that_raises_while_sampling_is_a_clear_error_not_a_panic()
     task, the worker never reported it and the validation run waited forever. The engine turns it
     into a ``SamplingError`` (an ``Exception``, which a task reports as failed), once the chains'
     threads have ended, and the process then exits normally. In a fresh interpreter."""
-    import subprocess
-    import sys
-
-    code = (
+    printed = _sampling_error_in_a_fresh_interpreter(
         "import pymc as pm, pytensor.tensor as pt\n"
         "from pytensor.raise_op import Assert\n"
         "from model.config import Sampler\n"
-        "from model.sampling import SamplingError\n"
         "from model.sampling.compiled import compile_model\n"
-        "from model.sampling.engine import CompiledAggregator, _threads\n"
+        "from model.sampling.engine import CompiledAggregator\n"
         "with pm.Model() as m:\n"
         "    x = pm.Normal('x', 0, 1, shape=3)\n"
         "    pm.Potential('p', Assert('far')(pt.sum(x) * 0.0, pt.all(pt.abs(x) < 2.5)))\n"
         "engine = CompiledAggregator.__new__(CompiledAggregator)\n"
-        "engine._nutpie, engine._generated = compile_model(m), {}\n"
-        "before = _threads()\n"
-        "try:\n"
-        "    engine._sample_nutpie(Sampler(draws=2000, tune=200, chains=2), 1, 2, {}, False)\n"
-        "except SamplingError as err:\n"
-        "    print('SamplingError:', err)\n"
-        "    print('threads left:', _threads() - before)\n"
+        "engine._nutpie, engine._generated = compile_model(m), {}\n",
+        "engine._sample_nutpie(Sampler(draws=2000, tune=200, chains=2), 1, 2, {}, False)",
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
     assert (
         "SamplingError: nutpie could not sample (Logp function returned error: ErrorCode(-1)): "
         "the log density raised while sampling"
-    ) in done.stdout, done.stdout + done.stderr[-2000:]
-    assert "threads left: 0" in done.stdout, done.stdout
+    ) in printed, printed
 
 
 def test_run_folders_are_readable_by_others(small_fit, tmp_path):
