@@ -69,6 +69,8 @@ class PollDesign:
         Coordinate labels; ``questions[0]`` is the reference question.
     reference_pollster : str or None
         The pollster whose effect is zero (None with zero-sum or anchors).
+    zero_sum_houses : bool
+        Whether the house effects are zero-sum over pollsters (``house_effects = "zero_sum"``).
     paired_pollsters, paired_questions : tuple of int
         Confounded pairs (not with zero-sum house effects): a non-reference question asked by one
         non-reference house alone, which asks no other question. The data identify only the sum
@@ -134,6 +136,7 @@ class PollDesign:
     questions: tuple[str, ...]
     answers: tuple[str, ...]
     reference_pollster: str | None
+    zero_sum_houses: bool
     paired_pollsters: tuple[int, ...]
     paired_questions: tuple[int, ...]
     confounded: tuple[tuple[str, str], ...]
@@ -173,7 +176,10 @@ class PollDesign:
     @property
     def free_pollsters(self) -> list[int]:
         """The pollsters whose house effects are sampled as free effects: all but the reference
-        pollster and those in confounded pairs (with zero-sum houses there are neither)."""
+        pollster and those in confounded pairs. With zero-sum houses there are neither, and one
+        pollster alone has no house effect (a table zero-sum over one pollster is zero)."""
+        if self.zero_sum_houses and len(self.pollsters) < 2:
+            return []
         reference = (
             self.pollsters.index(self.reference_pollster) if self.reference_pollster else None
         )
@@ -433,6 +439,7 @@ def build_design(polls: pd.DataFrame, config: Config) -> PollDesign:
         questions=questions,
         answers=answers,
         reference_pollster=reference_pollster,
+        zero_sum_houses=config.house_effects == ZERO_SUM,
         paired_pollsters=tuple(h for h, _ in pairs),
         paired_questions=tuple(q for _, q in pairs),
         confounded=tuple((pollsters[h], questions[q]) for h, q in confounded),

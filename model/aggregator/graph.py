@@ -25,7 +25,7 @@ from model.aggregator.names import (
     QUESTION,
     TIME,
 )
-from model.config import ANCHORS, DAYS_PER_MONTH, ZERO_SUM, Config
+from model.config import ANCHORS, DAYS_PER_MONTH, Config
 
 #: Dimensions whose length follows from the readings themselves (one more reading, a later month,
 #: a knot more): their lengths are data (shared variables), so the compiled model does not change
@@ -704,18 +704,16 @@ class PollAggregator:
             )
             house = pt.zeros((len(d.pollsters), n_answer))
             question = pt.zeros((len(d.questions), n_answer))
-            if self.config.house_effects == ZERO_SUM:
-                if len(d.pollsters) > 1:
-                    house = _scaled_zero_sum(
-                        "house_raw", house_sd, d.centred_houses, (POLLSTER, ANSWER), 2
-                    )
-            else:
-                free = d.free_pollsters
-                if free:
-                    raw = _scaled_zero_sum(
-                        "house_raw", house_sd, d.centred_houses, ("pollster_unpaired", ANSWER), 1
-                    )
-                    house = pt.set_subtensor(house[free], raw)
+            free = d.free_pollsters
+            if free and d.zero_sum_houses:
+                house = _scaled_zero_sum(
+                    "house_raw", house_sd, d.centred_houses, (POLLSTER, ANSWER), 2
+                )
+            elif free:
+                raw = _scaled_zero_sum(
+                    "house_raw", house_sd, d.centred_houses, ("pollster_unpaired", ANSWER), 1
+                )
+                house = pt.set_subtensor(house[free], raw)
             free_q = d.free_questions
             if free_q:
                 q_raw = _scaled_zero_sum(

@@ -30,8 +30,8 @@ reading, and the refit form's per-reading weights. In order:
   :math:`v_j = \sigma_{walk}^2 m_j (+ s_{jump}^2` where an event is paired with segment :math:`j`),
   centred (the change is :math:`d_j`, its density that of :math:`N(0, v_j)`) or non-centred
   (:math:`N(0, 1)`, the change :math:`\sqrt{v_j}\, d_j`); a paired jump as its share of the change;
-- the walk by segments and the trend :math:`\eta` (as :class:`model.aggregator.kernels.SegmentedWalk`),
-  each reading's field-period average (as :class:`~model.aggregator.kernels.FieldAverage`), its
+- the walk by segments and the trend :math:`\eta` (as
+  :class:`model.aggregator.kernels.SegmentedWalk`), each reading's field-period average (as :class:`~model.aggregator.kernels.FieldAverage`), its
   house and question effects, the softmax, and the Dirichlet density of its observed components
   with concentration :math:`1 / (1/n_i + \tau^2)`, times the reading's weight in the refit form;
 - with anchors, each known share's normal density around the trend's share of its answer at its
@@ -39,9 +39,9 @@ reading, and the refit form's per-reading weights. In order:
 
 The gradient runs the same steps backwards. Compiled with NumPy's error model, a division by
 zero (a scale that has underflowed to 0) gives an infinite or undefined value, which the sampler
-treats as a divergence, as it does PyTensor's; only data it cannot index raise an error. ``log Gamma`` and digamma share one logarithm
-(Stirling's series after the recurrence has shifted the argument to 10 or more), agreeing with
-SciPy's to about 1e-15.
+treats as a divergence, as it does PyTensor's; only data it cannot index raise an error.
+``log Gamma`` and digamma share one logarithm (Stirling's series after the recurrence has shifted
+the argument to 10 or more), agreeing with SciPy's to about 1e-15.
 
 **How it is checked.** :func:`model.sampling.compiled.compile_model` uses it only where
 :func:`hand_written_structure` accepts the model, and when it compiles a structure it compares
@@ -61,7 +61,7 @@ import numpy as np
 
 from model.aggregator.design import PollDesign
 from model.aggregator.graph import event_segments, walk_steps
-from model.config import ANCHORS, ZERO_SUM, Config
+from model.config import ANCHORS, Config
 
 # The structure vector: a header of these entries (sizes, forms, flags, and where each free
 # variable starts), then the index lists (free houses, free questions, the pairs' houses, their
@@ -195,10 +195,7 @@ def hand_written_structure(design: PollDesign, config: Config, *, refit: bool) -
     if reasons:
         return "the hand-written log density does not cover " + ", ".join(reasons)
     paired_events, paired_segments = event_segments(design, steps)
-    zero_sum = config.house_effects == ZERO_SUM
     free_houses = design.free_pollsters
-    if zero_sum and len(design.pollsters) < 2:
-        free_houses = []  # one pollster: no house effect (the graph has no house_raw)
     free_questions = design.free_questions
     unpaired_events = [e for e in range(len(design.event_labels)) if e not in paired_events]
     header = np.full(HEADER, -1, dtype=np.int64)
@@ -206,7 +203,7 @@ def hand_written_structure(design: PollDesign, config: Config, *, refit: bool) -
     header[CENTRED_KNOTS] = design.centred_knots
     header[CENTRED_HOUSES] = design.centred_houses
     header[CENTRED_QUESTIONS] = design.centred_questions
-    header[ZERO_SUM_HOUSES] = zero_sum
+    header[ZERO_SUM_HOUSES] = design.zero_sum_houses
     header[N_ANCHORS] = len(design.anchor_cell) if config.house_effects == ANCHORS else 0
     header[WEIGHTED] = refit
     header[MEDIAN_PER_READING] = config.unknown_n == "by_house"
@@ -256,7 +253,8 @@ def with_offsets(structure: np.ndarray, free: list[tuple[str, int]]) -> np.ndarr
     Raises
     ------
     ValueError
-        If a free variable is one :func:`logp_and_gradient` does not know, or one it needs is missing.
+        If a free variable is one :func:`logp_and_gradient` does not know, or one it needs is
+        missing.
     """
     out = structure.copy()
     for name, start in free:
@@ -323,38 +321,50 @@ def _lgamma_digamma(x):
     return lgamma, psi
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _zero_sum_extend(x, start, stride, n, out, out_start, out_stride):
+    """PyMC's ``ZeroSumTransform`` backward along one axis of length ``n``: the ``n - 1`` free
+    values ``x[start + i stride]`` into ``n`` values summing to zero at
+    ``out[out_start + i out_stride]``."""
+    sqrt_n = math.sqrt(float(n))
+    total = 0.0
+    for i in range(n - 1):
+        total += x[start + i * stride]
+    norm = total / (sqrt_n + n)
+    for i in range(n - 1):
+        out[out_start + i * out_stride] = x[start + i * stride] - norm
+    out[out_start + (n - 1) * out_stride] = -total / sqrt_n
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _zero_sum_extend_grad(value_grad, value_start, value_stride, n, grad, start, stride):
+    """:func:`_zero_sum_extend`'s vector-Jacobian product: the ``n`` values' gradient at
+    ``value_grad[value_start + i value_stride]`` added into ``grad[start + i stride]``."""
+    sqrt_n = math.sqrt(float(n))
+    first = 0.0
+    for i in range(n - 1):
+        first += value_grad[value_start + i * value_stride]
+    last = value_grad[value_start + (n - 1) * value_stride]
+    for i in range(n - 1):
+        grad[start + i * stride] += (
+            value_grad[value_start + i * value_stride] - first / (sqrt_n + n) - last / sqrt_n
+        )
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _zero_sum_rows(x, start, rows, k, out):
-    """PyMC's ``ZeroSumTransform`` backward over one axis of length ``k``: ``rows`` rows of
-    ``k - 1`` free values at ``x[start:]`` into ``out`` (rows, k)."""
-    n = float(k)
-    sqrt_n = math.sqrt(n)
+    """:func:`_zero_sum_extend` along each row: ``rows`` rows of ``k - 1`` free values at
+    ``x[start:]`` into ``out`` (rows, k)."""
     for r in range(rows):
-        base = start + r * (k - 1)
-        total = 0.0
-        for j in range(k - 1):
-            total += x[base + j]
-        norm = total / (sqrt_n + n)
-        for j in range(k - 1):
-            out[r, j] = x[base + j] - norm
-        out[r, k - 1] = -total / sqrt_n
+        _zero_sum_extend(x, start + r * (k - 1), 1, k, out[r], 0, 1)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _zero_sum_rows_grad(value_grad, start, rows, k, grad):
     """:func:`_zero_sum_rows`' vector-Jacobian product: ``value_grad`` (rows, k) added into
     ``grad[start:]``."""
-    n = float(k)
-    sqrt_n = math.sqrt(n)
     for r in range(rows):
-        base = start + r * (k - 1)
-        first = 0.0
-        for j in range(k - 1):
-            first += value_grad[r, j]
-        for j in range(k - 1):
-            grad[base + j] += (
-                value_grad[r, j] - first / (sqrt_n + n) - value_grad[r, k - 1] / sqrt_n
-            )
+        _zero_sum_extend_grad(value_grad[r], 0, 1, k, grad, start + r * (k - 1), 1)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -362,17 +372,9 @@ def _zero_sum_table(x, start, rows, k, out):
     """PyMC's ``ZeroSumTransform`` backward over two axes (``n_zerosum_axes=2``): ``rows - 1`` rows
     of ``k - 1`` free values at ``x[start:]`` extended first down each column to ``rows``, then
     along each row to ``k``, into ``out`` (rows, k)."""
-    n = float(rows)
-    sqrt_n = math.sqrt(n)
     columns = np.empty(rows * (k - 1))  # the first extension, flat (rows, k - 1)
     for j in range(k - 1):
-        total = 0.0
-        for r in range(rows - 1):
-            total += x[start + r * (k - 1) + j]
-        norm = total / (sqrt_n + n)
-        for r in range(rows - 1):
-            columns[r * (k - 1) + j] = x[start + r * (k - 1) + j] - norm
-        columns[(rows - 1) * (k - 1) + j] = -total / sqrt_n
+        _zero_sum_extend(x, start + j, k - 1, rows, columns, j, k - 1)
     _zero_sum_rows(columns, 0, rows, k, out)
 
 
@@ -382,17 +384,8 @@ def _zero_sum_table_grad(value_grad, start, rows, k, grad):
     ``grad[start:]``."""
     columns_grad = np.zeros(rows * (k - 1))
     _zero_sum_rows_grad(value_grad, 0, rows, k, columns_grad)
-    n = float(rows)
-    sqrt_n = math.sqrt(n)
     for j in range(k - 1):
-        first = 0.0
-        for r in range(rows - 1):
-            first += columns_grad[r * (k - 1) + j]
-        last = columns_grad[(rows - 1) * (k - 1) + j]
-        for r in range(rows - 1):
-            grad[start + r * (k - 1) + j] += (
-                columns_grad[r * (k - 1) + j] - first / (sqrt_n + n) - last / sqrt_n
-            )
+        _zero_sum_extend_grad(columns_grad, j, k - 1, rows, grad, start + j, k - 1)
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -119,6 +119,29 @@ def test_reference_pollster_comes_first_and_must_exist():
         build_design(polls, model.Config(house_effects="C"))
 
 
+def test_which_houses_have_a_free_effect_under_each_identification():
+    """Zero-sum: every pollster, but one pollster alone has none (a table zero-sum over one row is
+    zero); a reference house: all but it; anchors: every pollster, even one alone (the anchors
+    identify its effect)."""
+    rows = [
+        {"pollster": p, "field_start": f"2024-0{m}-01", "field_end": f"2024-0{m}-05"}
+        for m, p in enumerate("ABAB", start=1)
+    ]
+    one, two = table(rows[:1] + rows[2:3]), table(rows)
+    anchors = {"house_effects": "anchors", "anchors": (model.Anchor("2024-02-01", "talks", 50),)}
+    cases = [
+        (two, {}, [0, 1], True),
+        (one, {}, [], True),
+        (two, {"house_effects": "A"}, [1], False),
+        (one, {"house_effects": "A"}, [], False),
+        (two, anchors, [0, 1], False),
+        (one, anchors, [0], False),
+    ]
+    for polls, settings, free, zero_sum in cases:
+        design = build_design(polls, model.Config(**settings))
+        assert design.free_pollsters == free and design.zero_sum_houses == zero_sum, settings
+
+
 def test_shipped_data_never_counts_one_survey_twice():
     polls = model.load_polls(f"{ROOT}/data/polls.csv")
     both = model.Config(

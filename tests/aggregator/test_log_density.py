@@ -174,6 +174,8 @@ def test_zero_sum_houses(sim_polls, form):
     one_house = sim_polls[sim_polls["pollster"] == "House A"].reset_index(drop=True)
     worst, design = compare(one_house, config, refit=False)
     assert worst < TOLERANCE and len(design.pollsters) == 1
+    header = log_density.hand_written_structure(design, config, refit=False).structure
+    assert header[log_density.N_FREE_HOUSES] == 0 and header[log_density.X_HOUSE_RAW] == -1
 
 
 @pytest.mark.parametrize("form", ["centred", "non_centred"])
