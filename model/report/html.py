@@ -26,7 +26,12 @@ from model.config import ANCHORS, ZERO_SUM
 from model.files import atomic_write_text
 from model.report import interactive, plots
 from model.results.calibration import BacktestCalibration, find_backtest
-from model.results.diagnostics import flagged_sensitivity, retry_note, sampling_attempts
+from model.results.diagnostics import (
+    flagged_sensitivity,
+    gate_warning,
+    retry_note,
+    sampling_attempts,
+)
 from model.results.headline import (
     PROJECTION_RULE,
     averaged_over,
@@ -96,6 +101,7 @@ td a { overflow-wrap: anywhere; }
 .data-table { font-size: 0.82rem; }
 .note { background: #f7f7f7; border-left: 4px solid #999; padding: 0.4rem 0.8rem; }
 .lead { font-size: 1.15rem; font-weight: 600; }
+.gate-failed { background: #fbe3d6; border: 2px solid #D55E00; padding: 0.5rem 0.8rem; font-weight: bold; }
 ul.caveats { font-size: 0.9rem; color: #333; }
 table.footnote { font-size: 0.82rem; color: #444; }
 table.closed { font-size: 0.85rem; }
@@ -227,14 +233,17 @@ def source_cell(src_rows: Any, sources: dict[str, dict[str, str]] | None) -> str
 
 # -- sections ------------------------------------------------------------------------------------
 def _headline_section(result: FitResult, calibration: BacktestCalibration | None) -> str:
-    """The page opens with the headline in plain words (:meth:`FitResult.headline_sentences`)."""
+    """The page opens with the headline in plain words (:meth:`FitResult.headline_sentences`),
+    after :func:`~model.results.diagnostics.gate_warning` where the gate failed."""
     first, *rest = result.headline_sentences()
     head = result.headline()
     projected = projection_calibration(result, calibration, short=True)
     caveats = "".join(f"<li>{esc(c)}</li>" for c in [*head["caveats"], *projected])
+    warning = gate_warning(result.diagnostics())
     return (
         '<section id="headline"><h2>Headline</h2>'
-        f'<p class="lead">{esc(first)}</p>'
+        + (f'<p class="gate-failed">{esc(warning)}</p>' if warning else "")
+        + f'<p class="lead">{esc(first)}</p>'
         + ("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in rest) + "</ul>" if rest else "")
         + f'<p class="note">What these numbers are conditional on:</p><ul class="caveats">{caveats}</ul>'
         + "<p>The headline's figures: <code>headline.json</code> in the run folder"

@@ -1171,7 +1171,9 @@ def plot_headline(
     matplotlib.figure.Figure
         Sized for :data:`HEADLINE_DPI` (save it with :func:`save_headline`). The title is the
         figure's ``suptitle``; texts carry ``gid`` ``"subtitle"``, ``"source"``, ``"end_label"``
-        and ``"projection_label"``; the median lines ``"median"`` and ``"projected_median"``.
+        and ``"projection_label"``, and where the diagnostics gate failed ``"gate_failed"`` (the
+        words "DIAGNOSTICS FAILED, not for publication" across the panel); the median lines
+        ``"median"`` and ``"projected_median"``.
 
     Raises
     ------
@@ -1278,6 +1280,22 @@ def plot_headline(
         part = bands[max(intervals)]
         _draw_median(ax, part[part["answer"] == answer], colour=colour, width=2.4, zorder=3)
     _draw_events(ax, result, label=True)
+    if not head["gate"]["passed"]:  # an article chart of a run the gate refused says so on itself
+        ax.text(
+            0.5,
+            0.5,
+            "DIAGNOSTICS FAILED\nnot for publication",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            rotation=20,
+            fontsize=40,
+            fontweight="bold",
+            color="#D55E00",
+            alpha=0.45,
+            zorder=10,
+            gid="gate_failed",
+        )
     shown = bands[max(intervals)]
     readings = result.polls[chosen].to_numpy(dtype=float)
     upper = max(  # the bands and every reading drawn

@@ -329,6 +329,19 @@ def sampling_attempts(idata) -> list[dict[str, Any]]:
     return json.loads(recorded) if recorded else []
 
 
+def gate_warning(diag: dict[str, Any]) -> str | None:
+    """The warning a result opens with when the gate failed (None when it passed): its numbers are
+    not to be published, and why (``diag``: :func:`diagnose`'s, or ``headline.json``'s ``gate``)."""
+    if diag["passed"]:
+        return None
+    return (
+        "NOT FOR PUBLICATION: the diagnostics gate failed ("
+        + "; ".join(diag["failures"])
+        + "), so the sampler's draws do not support the numbers below. Sample longer or at a "
+        "higher target acceptance (config [sampler]) and fit again."
+    )
+
+
 def retry_note(attempts: list[dict[str, Any]]) -> str:
     """A sentence on a retried fit ("" for one attempt), e.g. "Sampled again at target_accept
     0.99 after 3 divergent transition(s) at 0.95", or with a ladder "Sampled again at

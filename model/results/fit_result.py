@@ -223,16 +223,22 @@ class FitResult:
     def headline(self) -> dict[str, Any]:
         """The headline numbers (``headline.json``): support on ``as_of``, how sure, whether it changed.
 
-        See :func:`model.results.headline.headline`.
+        See :func:`model.results.headline.headline`; besides its keys, ``gate``: the diagnostics
+        gate's verdict (``passed``, ``failures``: :meth:`diagnostics`), so that whoever reads the
+        numbers alone also reads whether they may be shown.
         """
         if "headline" not in self._summaries:
-            self._summaries["headline"] = headline.headline(
-                self.posterior,
-                self.design,
-                interval=self.config.interval,
-                identification=self.identification,
-                trend=self.trend,
-            )
+            diag = self.diagnostics()
+            self._summaries["headline"] = {
+                **headline.headline(
+                    self.posterior,
+                    self.design,
+                    interval=self.config.interval,
+                    identification=self.identification,
+                    trend=self.trend,
+                ),
+                "gate": {"passed": bool(diag["passed"]), "failures": list(diag["failures"])},
+            }
         return json.loads(json.dumps(self._summaries["headline"]))  # a copy the caller may change
 
     def headline_sentences(self) -> list[str]:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from model.results.diagnostics import flagged_sensitivity, retry_note
+from model.results.diagnostics import flagged_sensitivity, gate_warning, retry_note
 from model.results.headline import averaged_over, signed_interval, signed_points
 from model.results.projection_notes import projection_calibration
 
@@ -36,12 +36,14 @@ def summary_text(
     Returns
     -------
     str
-        Lines opening with the headline in words (:meth:`FitResult.headline_sentences`), then its
-        caveats (``headline.json``'s, as the report gives them).
+        Lines opening with the headline in words (:meth:`FitResult.headline_sentences`), after
+        :func:`~model.results.diagnostics.gate_warning` where the gate failed, then its caveats
+        (``headline.json``'s, as the report gives them).
     """
     width = round(100 * result.config.interval)
     answers = list(result.config.answers)
-    lines = list(result.headline_sentences())
+    warning = gate_warning(result.diagnostics())
+    lines = [*([warning] if warning else []), *result.headline_sentences()]
     caveats = [
         *result.headline()["caveats"],
         *(

@@ -209,6 +209,14 @@ def fake_result(through: str | None = None, stored_precision: str = "float64") -
     )
 
 
+def passed(result: FitResult) -> FitResult:
+    """``result`` as if its diagnostics gate had passed (the fake fit's failed)."""
+    import dataclasses
+
+    diagnostics = {**result.diagnostics(), "passed": True, "failures": []}
+    return dataclasses.replace(result, _diagnostics=diagnostics)
+
+
 def with_trend(result: FitResult, trend: str) -> FitResult:
     """``result`` as a fit under ``trend``: its config's, and for ``"momentum"`` the persistence
     draws the model then has (a table with walk segments between knots)."""

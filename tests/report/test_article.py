@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from model.report import plots
-from tests.report.fakes import ANSWERS, HOUSE_A, PNG_SIGNATURE, fake_result
+from tests.report.fakes import ANSWERS, HOUSE_A, PNG_SIGNATURE, fake_result, passed
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,23 @@ def test_the_projection_is_marked_and_each_answer_labelled(projected, article):
     assert {"band90", "band50", "projected_band90", "projected_band50", "readings"} <= gids
     latest = projected.latest_estimate(0.9).set_index("answer")["median"]
     assert texts(article, "end_label") == [f"{a} {latest[a]:.0f}%" for a in ANSWERS]
+
+
+def test_a_chart_of_a_run_the_gate_refused_says_so_on_itself(projected, article):
+    """The fake fit failed the gate (3 divergent transitions): the chart for an article carries the
+    words across its panel; the same fit with the gate passed does not."""
+    assert projected.headline()["gate"] == {
+        "passed": False,
+        "failures": ["3 divergent transitions (expected none)"],
+    }
+    assert texts(article, "gate_failed") == ["DIAGNOSTICS FAILED\nnot for publication"]
+    passing = passed(projected)
+    assert passing.headline()["gate"] == {"passed": True, "failures": []}
+    fig = plots.plot_headline(passing)
+    try:
+        assert not texts(fig, "gate_failed")
+    finally:
+        plt.close(fig)
 
 
 def test_an_unprojected_chart_has_no_projection_marks():

@@ -24,6 +24,7 @@ from model import cli
 from model.report import html as report
 from model.report import plots
 from model.results import headline
+from model.results.diagnostics import gate_warning
 from model.results.run_folder import write_run
 from tests.report.fakes import (
     ANSWERS,
@@ -32,6 +33,7 @@ from tests.report.fakes import (
     HOUSE_A,
     PNG_SIGNATURE,
     fake_result,
+    passed,
     with_trend,
 )
 from tests.results.test_calibration import (
@@ -960,6 +962,17 @@ def test_report_opens_with_the_headline_and_shows_closed_polls(page, result):
         and "only together with the wording" in words
     )
     assert result.closed_polls_conclusion() in words
+
+
+def test_a_run_the_gate_refused_opens_with_that_before_its_headline(page, result, pngs):
+    text, parsed = page
+    warning = gate_warning(result.diagnostics())
+    assert warning.startswith("NOT FOR PUBLICATION: the diagnostics gate failed (3 divergent")
+    assert text.index(f'<p class="gate-failed">{html.escape(warning)}</p>') < text.index(
+        '<p class="lead">'
+    )
+    passing = report.build_report(passed(result), pngs, run_id="run-test", sourced=None)
+    assert "gate-failed" not in passing.split("<section", 1)[1] and '<p class="lead">' in passing
 
 
 def test_report_of_a_projection_says_so(projected, pngs):

@@ -9,6 +9,7 @@ import pytest
 
 from model.results import projection_notes
 from model.results.calibration import find_backtest
+from model.results.diagnostics import gate_warning
 from model.results.run_folder import write_run
 from tests.report.fakes import fake_result
 from tests.results.test_calibration import backtest_beside
@@ -58,7 +59,8 @@ def summary_beside(result, tmp_path, backtest: bool) -> list[str]:
         if not line.startswith("  - "):
             break
         caveats.append(line[4:])
-    assert lines[:start] == list(result.headline_sentences())
+    warning = gate_warning(result.diagnostics())  # a run the gate refused opens with it
+    assert lines[:start] == [*([warning] if warning else []), *result.headline_sentences()]
     return caveats
 
 
