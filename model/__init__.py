@@ -63,3 +63,8 @@ def __getattr__(name: str):
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'model' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names and the lazily imported ones (for ``dir(model)`` and tab completion)."""
+    return sorted({*globals(), *_LAZY})

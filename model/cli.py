@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     plots = sub.add_parser(
         "plots",
         help="draw a run's figures (RUN_FOLDER/figures/) and write RUN_FOLDER/report.html",
-        description="Writes RUN_FOLDER/figures/ (support_curve.png and .svg, adjusted, house_effects, question_effects, rank, energy, ppc, and headline.png and .svg, a 1200x675 chart for an article), RUN_FOLDER/curve_wide.csv (the curve, one row per date, for charting tools) and RUN_FOLDER/report.html (with an interactive chart), then prints the paths written.",
+        description="Writes RUN_FOLDER/figures/ (support_curve.png and .svg, adjusted, house_effects, question_effects, rank, energy, ppc, and headline.png and .svg, a 1200x675 chart for an article), RUN_FOLDER/curve_wide.csv (the curve, one row per date, for charting tools) and RUN_FOLDER/report.html (with an interactive chart), writes RUN_FOLDER/summary.txt again so that it quotes the backtest the report quotes (its phases kept), then prints the paths written.",
     )
     plots.add_argument(
         "run_folder",
@@ -390,7 +390,7 @@ def _plots(args: argparse.Namespace) -> int:
     from model.files import atomic_write_text
     from model.report import html, plots
     from model.results import RunFolderError
-    from model.results.run_folder import load_run
+    from model.results.run_folder import load_run, rewrite_summary
 
     folder = Path(args.run_folder)
     try:
@@ -433,6 +433,7 @@ def _plots(args: argparse.Namespace) -> int:
                 result, folder, figures=pngs, run_id=run_id, sourced=sourced, questions=questions
             )
         )
+        written.append(rewrite_summary(result, folder))  # quotes the backtest the report quotes
     finally:
         for fig in [*figures.values(), article]:
             if fig is not None:

@@ -14,6 +14,9 @@ READING = "reading the data and the design"
 #: the command reads its input between them: one row).
 STARTUP = "start-up and imports"
 
+#: The first words of :meth:`Phases.table` (``summary.txt``'s last section).
+PHASES_HEADING = "Where the time went"
+
 
 def process_seconds() -> float | None:
     """Wall seconds since this process started, or None where the system does not say (not Linux).
@@ -106,7 +109,7 @@ class Phases:
             return []
         total = self.elapsed()
         width = max(len(name) for name in [*self.seconds, "total"])
-        lines = [f"Where the time went (wall seconds since {self.since}):"]
+        lines = [f"{PHASES_HEADING} (wall seconds since {self.since}):"]
         lines += [f"  {name:<{width}} {seconds:7.1f}" for name, seconds in self.seconds.items()]
         ratio = ""
         if self.seconds.get(sampling, 0) > 0:

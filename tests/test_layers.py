@@ -124,3 +124,13 @@ def test_start_up_does_not_load_what_it_does_not_use(imported, not_loaded):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_packages_lazy_names_are_listed_and_load():
+    """``dir(model)`` (a notebook's tab completion) lists the names imported on first use, and
+    each of ``__all__`` is there."""
+    import model
+
+    assert set(model.__all__) <= set(dir(model))
+    assert {"fit", "load_run", "simulate_polls"} <= set(dir(model))
+    assert callable(model.simulate_polls)

@@ -565,6 +565,18 @@ class _Checker:
 
     def run(self) -> pd.DataFrame:
         frame = self.frame
+        if len(frame.columns) == 1:  # one column: a file separated by something else than commas
+            (name,) = frame.columns
+            for separator, called in ((";", "semicolons"), ("\t", "tabs")):
+                if separator in str(name):
+                    self.problem(
+                        None,
+                        None,
+                        None,
+                        f"has one column, its header separated by {called}",
+                        f"comma-separated values (some spreadsheets export {called}: save the "
+                        "table as CSV with commas)",
+                    )
         for column in REQUIRED_COLUMNS:
             if column not in frame.columns:
                 self.problem(None, column, None, "is missing", f"a column named {column!r}")

@@ -14,8 +14,10 @@ without a matching backtest has none (the report says how to measure it).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from model.config import Config, ConfigError
+from model.config import Config, ConfigError, Sampler
 
 #: The folders ``make validate`` writes (``runs/validate-<timestamp>``) and the files read here.
 VALIDATE_PREFIX = "validate-"
@@ -60,6 +62,10 @@ ANSWER_COLUMNS = (
 #: to (a refit ends at its cut-off) and the sampler's settings (the refits use the backtest's own,
 #: recorded as ``backtest_sampler`` in its settings).
 NOT_COMPARED = ("through", "sampler")
+#: The sampler settings a backtest's refits are compared on with the fit (``Sampler`` fields;
+#: besides these, the retry ladder and ``retry_draws``, which a backtest from before they existed
+#: does not record: none).
+SAMPLING_KEYS = ("nuts_sampler", "chains", "draws", "tune", "target_accept")
 #: The central probability of the coverage intervals given with the backtest's figures.
 INTERVAL = 0.9
 
@@ -107,7 +113,9 @@ class BacktestCalibration:
         empty for a backtest from before it was recorded.
     table : pandas.DataFrame
         One row per horizon in months: ``n`` held-out readings scored, ``mae`` (mean absolute
-        error of the predictive median, points), and for the 50% and 90% bands the mean share of a
+        error of the predictive median, points), ``gate_failures`` (how many of the ``n`` were
+        predicted by a refit that missed the diagnostics gate; 0 where the backtest does not
+        record it), and for the 50% and 90% bands the mean share of a
         reading's reported answers they covered (``coverage50``, ``coverage90``) with its
         :data:`INTERVAL` interval from the Newey-West standard error over the targets in
         field-start order (``coverage50_lower`` ... ``coverage90_upper``, clipped to 0-1), and
@@ -145,6 +153,23 @@ class BacktestCalibration:
         return self.errors[self.errors["horizon_months"] == horizon].reset_index(drop=True)
 
 
+def retry_ladder(sampler: Mapping[str, Any]) -> tuple[float, ...]:
+    """The settings' ``retry_target_accept`` as :attr:`Sampler.retry_ladder` reads it (a JSON
+    list, a number or None)."""
+    return Sampler(retry_target_accept=sampler.get("retry_target_accept")).retry_ladder
+
+
+def sampled_as(refits: Mapping[str, Any], sampler: Sampler) -> bool:
+    """Whether a backtest's refits (``backtest_sampler`` in its ``settings.json``) were sampled as
+    ``sampler`` sets: the same :data:`SAMPLING_KEYS`, retry ladder and ``retry_draws``."""
+    fit = dataclasses.asdict(sampler)
+    return (
+        all(key in refits and refits[key] == fit[key] for key in SAMPLING_KEYS)
+        and retry_ladder(refits) == retry_ladder(fit)
+        and refits.get("retry_draws") == fit.get("retry_draws")
+    )
+
+
 def _compared(config: Config) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if k not in NOT_COMPARED}
 
@@ -171,12 +196,16 @@ def _matches(settings: dict[str, Any], data_checksum: str, config: Config) -> bo
 def find_backtest(
     runs_dir: str | Path, data_checksum: str, config: Config
 ) -> BacktestCalibration | None:
-    """The newest backtest in ``runs_dir`` of these readings and this model, with figures for it.
+    """The backtest in ``runs_dir`` of these readings and this model that the fit is shown with.
 
     A ``validate-*`` folder matches when its ``settings.json`` records the same table checksum
     (:func:`model.data.polls.table_checksum`) and the same config apart from
     :data:`NOT_COMPARED`, and its ``backtest_targets.csv`` scores the model on reference-house
-    targets. A matching folder whose table cannot be read is passed over with a warning.
+    targets. Of the matching folders, the newest whose refits were sampled as this fit is set to
+    (:func:`sampled_as`) and all passed the diagnostics gate is taken; failing that, the newest
+    (whose figures the report then gives with how its refits were sampled and how many missed the
+    gate): a quick check (``validate --draws 300``) run after a whole backtest does not replace
+    it. A matching folder whose table cannot be read is passed over with a warning.
 
     Parameters
     ----------
@@ -199,6 +228,7 @@ def find_backtest(
         key=lambda p: p.name,
         reverse=True,
     )
+    newest = None
     for folder in folders:
         settings = _settings(folder)
         if settings is None or not _matches(settings, data_checksum, config):
@@ -210,9 +240,12 @@ def find_backtest(
         except (OSError, ValueError) as err:
             warnings.warn(f"{folder}: backtest not read ({err})", stacklevel=2)
             continue
-        if found is not None:
+        if found is None:
+            continue
+        if sampled_as(found.sampler, config.sampler) and not found.table["gate_failures"].any():
             return found
-    return None
+        newest = newest or found
+    return newest
 
 
 def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
@@ -246,6 +279,9 @@ def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
             "horizon_months": int(horizon),
             "n": len(group),
             "mae": float(group["abs_error"].mean()),
+            "gate_failures": int(group["gate_passed"].eq(False).sum())
+            if "gate_passed" in group
+            else 0,
         }
         for level in (50, 90):
             mean, lower, upper = _mean_and_interval(group[f"covered{level}"], z)

@@ -13,8 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from model.config import BACKTEST_HORIZONS, DAYS_PER_MONTH, Sampler
-from model.results.calibration import BacktestCalibration
+from model.config import BACKTEST_HORIZONS, DAYS_PER_MONTH
+from model.results.calibration import (
+    SAMPLING_KEYS,
+    BacktestCalibration,
+    retry_ladder,
+    sampled_as,
+)
 from model.results.headline import signed_points
 
 if TYPE_CHECKING:
@@ -97,7 +102,7 @@ def projection_calibration(
             f"horizon at or past that, {figures}."
         )
     refits, same = _refit_sampling(calibration, result)
-    code = _backtest_code(calibration, result)
+    code = _backtest_code(calibration, result) + _gate_failures(row)
     offsets = _offsets(calibration.errors_at(months))
     off_centre = (
         f" At that horizon the readings came out, on average, {'; '.join(offsets)}."
@@ -167,22 +172,10 @@ def _offsets(errors) -> list[str]:
     return words
 
 
-#: The sampler settings a backtest's refits are compared on with the fit (``Sampler`` fields;
-#: besides these, the retry ladder and ``retry_draws``, which a backtest from before they existed
-#: does not record: none).
-SAMPLING_KEYS = ("nuts_sampler", "chains", "draws", "tune", "target_accept")
-
-
-def _retry_ladder(sampler: Mapping[str, Any]) -> tuple[float, ...]:
-    """The settings' ``retry_target_accept`` as :attr:`Sampler.retry_ladder` reads it (a JSON
-    list, a number or None)."""
-    return Sampler(retry_target_accept=sampler.get("retry_target_accept")).retry_ladder
-
-
 def sampling_words(sampler: Mapping[str, Any]) -> str:
     """How a fit or a backtest's refits were sampled, in words (chains, draws, tuning, sampler,
     target acceptance, and the retries its settings allow)."""
-    ladder = _retry_ladder(sampler)
+    ladder = retry_ladder(sampler)
     notes = []
     if ladder:
         notes.append(
@@ -214,15 +207,24 @@ def _refit_sampling(calibration: BacktestCalibration, result: FitResult) -> tupl
             f"The backtest's settings.json does not record its refits' {', '.join(missing)}.",
             False,
         )
-    same = all(refits[key] == fit[key] for key in SAMPLING_KEYS)
-    same = same and _retry_ladder(refits) == _retry_ladder(fit)
-    same = same and refits.get("retry_draws") == fit.get("retry_draws")
-    if same:
+    if sampled_as(refits, result.config.sampler):
         return f"Each refit sampled {sampling_words(refits)}, as this fit was set to.", True
     return (
         f"Each refit sampled {sampling_words(refits)}, where this fit sampled "
         f"{sampling_words(fit)}.",
         False,
+    )
+
+
+def _gate_failures(row: pd.Series) -> str:
+    """A sentence (with its leading space) where some of a horizon's held-out readings were
+    predicted by refits that missed the diagnostics gate; none where every refit passed."""
+    failed = int(row.get("gate_failures", 0))
+    if not failed:
+        return ""
+    return (
+        f" {failed} of these {int(row['n'])} predictions came from refits that missed the "
+        "diagnostics gate, whose draws do not support them."
     )
 
 

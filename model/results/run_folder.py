@@ -54,12 +54,12 @@ import pandas as pd
 import xarray as xr
 
 from model.config import Config, config_hash
-from model.files import json_text, staged_folder
+from model.files import atomic_write_text, json_text, staged_folder
 from model.imports import module_entry
 from model.results import RunFolderError
 from model.results.calibration import find_backtest
 from model.results.fit_result import FitResult
-from model.timing import Phases
+from model.timing import PHASES_HEADING, Phases
 
 #: The groups of ``posterior.nc`` whose draws ``Config.stored_precision`` may store as float32.
 DRAW_GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "log_prior")
@@ -114,18 +114,35 @@ def _tables(result, runs_dir: Path) -> dict[str, object]:
     }
     diagnostics = dict(result.diagnostics())
     diagnostics["unknown_n_readings"] = list(result.polls.loc[result.polls["n"].isna(), "poll_id"])
-    # A projected curve's caveats quote a backtest of the same readings and model beside the run.
-    checksum = result.idata.attrs.get("data_checksum")
-    calibration = (
-        find_backtest(runs_dir, checksum, result.config)
-        if checksum and tables["headline.json"]["projected"]
-        else None
-    )
     return {
         **tables,
         "diagnostics.json": diagnostics,
-        "summary.txt": result.summary_text(calibration, searched=True),
+        "summary.txt": _summary(result, runs_dir),
     }
+
+
+def _summary(result, runs_dir: Path) -> str:
+    """``summary.txt`` but its phases: a projected curve's caveats quote a backtest of the same
+    readings and model in ``runs_dir`` (:func:`~model.results.calibration.find_backtest`)."""
+    checksum = result.idata.attrs.get("data_checksum")
+    calibration = (
+        find_backtest(runs_dir, checksum, result.config)
+        if checksum and result.headline()["projected"]
+        else None
+    )
+    return result.summary_text(calibration, searched=True)
+
+
+def rewrite_summary(result, folder: str | Path) -> Path:
+    """Write ``folder/summary.txt`` again (atomically) from ``result`` (the run read back) and the
+    backtests beside the folder now, keeping the phases its fit recorded: a backtest made after
+    the fit (``make validate``, then ``make plots``) is quoted in the summary as in the report."""
+    path = Path(folder) / "summary.txt"
+    old = path.read_text() if path.is_file() else ""
+    at = old.find("\n" + PHASES_HEADING)
+    phases = old[at:] if at >= 0 else ""
+    text = _summary(result, Path(folder).resolve().parent)
+    return atomic_write_text(path, text + ("\n" + phases if phases else "\n"))
 
 
 @contextlib.contextmanager

@@ -15,6 +15,23 @@ if TYPE_CHECKING:
     from model.results.fit_result import FitResult
 
 
+def readings_used(result: FitResult) -> str:
+    """How many readings the fit used, from how many pollsters, and how many of the table it left
+    out and why (``excluded.csv``), in a sentence: a reading left out by a misspelt question id
+    shows here, not only in the report's table."""
+    polls = result.polls
+    used = (
+        f"Readings: {len(polls)} in the fit, from {polls['pollster'].nunique()} pollster"
+        f"{'s' if polls['pollster'].nunique() != 1 else ''}"
+    )
+    excluded = result.excluded
+    if excluded is None or excluded.empty:
+        return used + "; every reading of the table was used."
+    reasons = excluded["excluded_because"].value_counts(sort=True)
+    why = "; ".join(f"{reason}: {count}" for reason, count in reasons.items())
+    return f"{used}; {len(excluded)} of the table left out (excluded.csv): {why}."
+
+
 def summary_text(
     result: FitResult, calibration: BacktestCalibration | None = None, *, searched: bool = False
 ) -> str:
@@ -55,6 +72,7 @@ def summary_text(
     if caveats:
         lines.append("What these numbers are conditional on:")
         lines.extend(f"  - {caveat}" for caveat in caveats)
+    lines.append(readings_used(result))
 
     closed = result.closed_polls()
     if len(closed):

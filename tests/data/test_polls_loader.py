@@ -208,6 +208,24 @@ def test_missing_required_and_answer_columns(tmp_path: Path) -> None:
     assert [(p.row, p.column) for p in error.problems] == [(None, "n"), (None, "undecided")]
 
 
+@pytest.mark.parametrize(("separator", "called"), [(";", "semicolons"), ("\t", "tabs")])
+def test_a_table_separated_by_semicolons_or_tabs_is_named_as_such(
+    tmp_path: Path, separator: str, called: str
+) -> None:
+    """One column whose header holds the separator: the first problem says what the file is."""
+    path = write(
+        tmp_path,
+        separator.join(["pollster", "question", "field_start", "field_end", "n", "talks"]),
+        separator.join(["Levada", "Q1", "2024-02", "2024-02", "1600", "50"]),
+    )
+    first = load_error(path).problems[0]
+    assert (first.row, first.column) == (None, None)
+    assert str(first) == (
+        f"{path}: has one column, its header separated by {called}; expected comma-separated "
+        f"values (some spreadsheets export {called}: save the table as CSV with commas)"
+    )
+
+
 def test_ragged_row(tmp_path: Path) -> None:
     path = write(tmp_path, HEADER, GOOD, "Levada,Q1,2024-03,2024-03,,50")
     with pytest.raises(PollDataError, match=re.escape(f"{path} row 3: has 6 fields")):

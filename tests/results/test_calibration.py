@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -154,6 +155,31 @@ def test_the_newest_backtest_of_the_same_readings_and_model_is_found(tmp_path):
     assert find_backtest(tmp_path, CHECKSUM, CONFIG.replace(trend="drift")) is None
     assert find_backtest(tmp_path, "c" * 64, CONFIG) is None
     assert find_backtest(tmp_path / "absent", CHECKSUM, CONFIG) is None
+
+
+def with_gate_failures(failed: int) -> pd.DataFrame:
+    """:func:`target_rows` with a ``gate_passed`` column: the first ``failed`` of the model's five
+    reference targets at 9 months predicted by refits that missed the gate."""
+    rows = target_rows()
+    rows["gate_passed"] = True
+    at_9 = rows.index[(rows["method"] == "model") & (rows["horizon_months"] == 9)]
+    rows.loc[at_9[:failed], "gate_passed"] = False
+    return rows
+
+
+def test_a_quick_or_gate_failing_backtest_does_not_replace_one_sampled_as_the_fit(tmp_path):
+    """The newest backtest sampled as the fit is set to, every refit through the gate, is taken
+    over newer ones that are not (a quick check with fewer draws; one whose refits missed the
+    gate); with none such, the newest, its gate failures counted by horizon."""
+    whole = write_backtest(tmp_path, "validate-20260101T000000Z", targets=with_gate_failures(0))
+    quick = {**dataclasses.asdict(CONFIG.sampler), "draws": 300, "chains": 2}
+    write_backtest(tmp_path, "validate-20260102T000000Z", sampler=quick)
+    failing = write_backtest(tmp_path, "validate-20260103T000000Z", targets=with_gate_failures(2))
+    assert find_backtest(tmp_path, CHECKSUM, CONFIG).folder == whole
+    shutil.rmtree(whole)
+    found = find_backtest(tmp_path, CHECKSUM, CONFIG)
+    assert found.folder == failing
+    assert found.table.set_index("horizon_months")["gate_failures"].to_dict() == {0: 0, 3: 0, 9: 2}
 
 
 def test_a_backtest_that_cannot_be_read_is_passed_over_with_a_warning(tmp_path):

@@ -7,12 +7,13 @@ import dataclasses
 
 import pytest
 
-from model.results import projection_notes
+from model import cli
+from model.results import calibration, projection_notes
 from model.results.calibration import find_backtest
 from model.results.diagnostics import gate_warning
 from model.results.run_folder import write_run
 from tests.report.fakes import fake_result
-from tests.results.test_calibration import backtest_beside
+from tests.results.test_calibration import backtest_beside, with_gate_failures
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_a_bands_backtest_coverage_is_judged_by_its_interval(lower, upper, words
 def test_the_retry_ladder_reads_the_same_from_json_a_number_or_none():
     """settings.json stores the ladder as a list, a Sampler as a tuple; a backtest from before
     retries existed records none."""
-    ladder = projection_notes._retry_ladder
+    ladder = calibration.retry_ladder
     assert ladder({"retry_target_accept": [0.99, 0.999]}) == (0.99, 0.999)
     assert ladder({"retry_target_accept": (0.99, 0.999)}) == (0.99, 0.999)
     assert ladder({"retry_target_accept": 0.99}) == (0.99,)
@@ -79,6 +80,47 @@ def test_the_summary_gives_the_headlines_caveats_and_the_backtest_beside_it(proj
         tmp_path / "runs", projected.idata.attrs["data_checksum"], projected.config
     )
     assert [backtest] == projection_notes.projection_calibration(projected, found, short=True)
+
+
+def test_predictions_by_refits_that_missed_the_gate_are_counted_where_quoted(projected, tmp_path):
+    (tmp_path / "runs").mkdir()
+    backtest_beside(projected, tmp_path / "runs", targets=with_gate_failures(2))
+    found = find_backtest(
+        tmp_path / "runs", projected.idata.attrs["data_checksum"], projected.config
+    )
+    for short in (True, False):
+        (text,) = projection_notes.projection_calibration(projected, found, short=short)
+        assert (
+            " 2 of these 5 predictions came from refits that missed the diagnostics gate, whose "
+            "draws do not support them." in text
+        )
+    backtest_beside(projected, tmp_path / "clean", targets=with_gate_failures(0))
+    clean = find_backtest(
+        tmp_path / "clean", projected.idata.attrs["data_checksum"], projected.config
+    )
+    assert "missed the diagnostics gate" not in " ".join(
+        projection_notes.projection_calibration(projected, clean, short=False)
+    )
+
+
+def test_drawing_a_run_again_quotes_a_backtest_made_after_it_in_its_summary(projected, tmp_path):
+    """``python -m model plots`` writes summary.txt again: a backtest made after the fit is quoted
+    there as in the report, and the phases the fit recorded are kept."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    folder = write_run(projected, runs / "20260101T000000Z-fake")
+    summary = folder / "summary.txt"
+    before = summary.read_text()
+    phases = before[before.index("\n\nWhere the time went (wall seconds since ") :]
+    assert "no backtest of them was found" in before
+    backtest_beside(projected, runs)
+    argv = ["plots", str(folder), "--questions=none.csv", "--sourced=none.csv"]
+    assert cli.main(argv) == 0
+    text = summary.read_text()
+    found = find_backtest(runs, projected.idata.attrs["data_checksum"], projected.config)
+    (quoted,) = projection_notes.projection_calibration(projected, found, short=True)
+    assert f"  - {quoted}\n" in text and "no backtest of them was found" not in text
+    assert text.endswith(phases) and text.count("Where the time went") == 1
 
 
 def test_the_summary_says_when_the_band_past_the_data_is_not_measured(projected, tmp_path):

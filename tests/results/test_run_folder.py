@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
 from model.results.run_folder import DRAW_GROUPS, SUMMARISING, WRITING, load_run, write_run
+from model.results.text import readings_used
 from tests.report.fakes import fake_result
 
 FIT_PHASES = {
@@ -72,6 +75,22 @@ def test_summary_ends_with_every_phase_in_order_and_the_total(written):
 def test_the_summary_before_the_table_is_the_fits_summary(written):
     summary = (written / "summary.txt").read_text()
     assert summary.partition("\n\nWhere the time went")[0] == load_run(written).summary_text()
+
+
+def test_the_summary_says_how_many_readings_were_used_and_why_any_were_left_out(written):
+    result = load_run(written)
+    line = (
+        f"Readings: {len(result.polls)} in the fit, from 2 pollsters; every reading of the table "
+        "was used."
+    )
+    assert readings_used(result) == line and f"\n{line}\n" in (written / "summary.txt").read_text()
+    reasons = ["question not in config.questions"] * 2 + ["flagged disputed (config.exclude_flags)"]
+    left_out = dataclasses.replace(result, excluded=pd.DataFrame({"excluded_because": reasons}))
+    assert readings_used(left_out) == (
+        f"Readings: {len(result.polls)} in the fit, from 2 pollsters; 3 of the table left out "
+        "(excluded.csv): question not in config.questions: 2; flagged disputed "
+        "(config.exclude_flags): 1."
+    )
 
 
 def test_a_run_read_back_and_written_again_times_only_its_own_phases(written, tmp_path):
