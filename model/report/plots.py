@@ -1097,7 +1097,7 @@ def plot_diagnostics(result: FitResult) -> dict[str, Figure]:
 def headline_title(result: FitResult) -> str:
     """The article chart's title: the finding, stated from :meth:`FitResult.headline`.
 
-    E.g. "Support for talks: 64% (90% interval 57–72) on 28 Nov 2026": the first answer's median
+    E.g. "Support for talks: 64% (90% interval 57–71) on 28 Nov 2026": the first answer's median
     and interval on the date the curve runs through, rounded as the headline sentence rounds them.
     """
     head = result.headline()

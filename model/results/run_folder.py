@@ -97,13 +97,13 @@ WRITING = "writing the run folder"
 
 def _tables(result, runs_dir: Path) -> dict[str, object]:
     """Every table and text the folder holds, computed from the draws (each once: the summary text
-    reuses the tables the result caches). The diagnostics come after the other tables, which a
-    fit's R-hat and ESS, computed alongside (:func:`model.fit`), then overlap (unless the fit
-    waited for them to decide on sampling longer: ``Sampler.retry_draws``). ``runs_dir``: where
+    reuses the tables the result caches). The diagnostics, and the headline that carries their
+    verdict, come after the other tables, which a fit's R-hat and ESS, computed alongside
+    (:func:`model.fit`), then overlap (unless the fit waited for them to decide on sampling longer:
+    ``Sampler.retry_draws``). ``runs_dir``: where
     the folder is written, searched for a backtest of the same readings and model
     (:func:`~model.results.calibration.find_backtest`), which ``summary.txt`` quotes."""
     tables = {
-        "headline.json": result.headline(),
         "curve.csv": result.support_curve(),
         "closed_polls.csv": result.closed_polls(),
         "house_effects.csv": result.house_effects(),
@@ -111,6 +111,7 @@ def _tables(result, runs_dir: Path) -> dict[str, object]:
         "event_jumps.csv": result.event_jumps(),
         "offsets.csv": result.reading_offsets(),
         "prior_sensitivity.csv": result.prior_sensitivity(),
+        "headline.json": result.headline(),  # last: it carries the gate's verdict
     }
     diagnostics = dict(result.diagnostics())
     diagnostics["unknown_n_readings"] = list(result.polls.loc[result.polls["n"].isna(), "poll_id"])
