@@ -128,9 +128,10 @@ def test_fit_with_no_options_uses_the_project_data_and_config_through_today(tmp_
     ).all()
     closed = pd.read_csv(folder / "closed_polls.csv")
     assert {"FSO", "VTsIOM"} <= set(closed.loc[closed["in_fit"], "pollster"])
-    assert result.stdout.splitlines()[1].startswith(
-        f"Support for talks on {datetime.date.today():%d %b %Y}"
-    )
+    lines = result.stdout.splitlines()[1:]
+    if result.returncode == 3:  # so short a fit may miss the gate: the summary opens with that
+        assert lines.pop(0).startswith("NOT FOR PUBLICATION: the diagnostics gate failed (")
+    assert lines[0].startswith(f"Support for talks on {datetime.date.today():%d %b %Y}")
 
 
 @pytest.mark.parametrize(

@@ -592,7 +592,9 @@ def mixing_failures(conv: dict[str, Any]) -> list[str]:
 def slow_mixing(conv: dict[str, Any]) -> list[str]:
     """The failed R-hat and ESS criteria of the gate, as sentences (empty: the chains mixed)."""
     failures = []
-    if not conv["max_rhat"] <= MAX_RHAT:
+    if conv["max_rhat"] != conv["max_rhat"]:  # NaN: no R-hat of any quantity
+        failures.append("R-hat could not be computed (too few chains or draws)")
+    elif not conv["max_rhat"] <= MAX_RHAT:
         failures.append(
             f"max R-hat {conv['max_rhat']:.3f} > {MAX_RHAT} ({conv['max_rhat_variable']})"
         )

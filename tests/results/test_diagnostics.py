@@ -232,3 +232,21 @@ def test_arviz_stats_is_imported_when_first_asked_for():
     from model.results.diagnostics import arviz_stats
 
     assert arviz_stats() is sys.modules["arviz_stats"]
+
+
+def test_an_r_hat_that_cannot_be_computed_fails_the_gate_in_words():
+    """No finite R-hat (say one short chain): the gate fails, saying so, not "nan > 1.01 ()"."""
+    from model.results.diagnostics import slow_mixing
+
+    conv = {
+        "max_rhat": float("nan"),
+        "max_rhat_variable": "",
+        "min_ess_bulk": 800.0,
+        "min_ess_bulk_variable": "walk_sd",
+        "min_ess_tail": 900.0,
+        "min_ess_tail_variable": "walk_sd",
+    }
+    assert slow_mixing(conv) == ["R-hat could not be computed (too few chains or draws)"]
+    assert slow_mixing({**conv, "max_rhat": 1.02, "max_rhat_variable": "walk_sd"}) == [
+        "max R-hat 1.020 > 1.01 (walk_sd)"
+    ]
