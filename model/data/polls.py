@@ -25,7 +25,7 @@ import io
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
@@ -38,6 +38,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "PollDataError",
     "Problem",
+    "alike_names",
     "closed_readings",
     "load_polls",
     "parse_field_date",
@@ -923,6 +924,44 @@ def reading_midpoints(polls: pd.DataFrame) -> pd.Series:
         Timestamps, one per reading.
     """
     return polls["field_start"] + (polls["field_end"] - polls["field_start"]) / 2
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether ``a`` becomes ``b`` by one letter changed, added or removed."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i + (len(a) == len(b)) :] == b[i + 1 :]
+
+
+def alike_names(names: Iterable[str]) -> list[tuple[str, str]]:
+    """Pairs of distinct names that are one letter apart once case, spaces and punctuation are
+    set aside ("Russian Feld" and "Russian Field", "Levada-Center" and "Levada Center"): likely
+    one house spelt two ways, which a fit would take for two. Left out: names of fewer than four
+    letters (abbreviations differ by one letter by nature: FOM, FSO), and names that differ only
+    in a label of one or two characters ("House A" and "House B", "Poll 1" and "Poll 2")."""
+    words = {name: re.findall(r"[^\W_]+", name.casefold()) for name in names}
+    keys = {name: "".join(w) for name, w in words.items()}
+
+    def labelled(a: str, b: str) -> bool:
+        differ = [(x, y) for x, y in zip(words[a], words[b], strict=False) if x != y]
+        return (
+            len(words[a]) == len(words[b])
+            and len(differ) == 1
+            and max(len(differ[0][0]), len(differ[0][1])) <= 2
+        )
+
+    named = sorted(name for name, key in keys.items() if len(key) >= 4)
+    return [
+        (a, b)
+        for i, a in enumerate(named)
+        for b in named[i + 1 :]
+        if keys[a] == keys[b] or (_one_edit_apart(keys[a], keys[b]) and not labelled(a, b))
+    ]
 
 
 def table_checksum(polls: pd.DataFrame) -> str:

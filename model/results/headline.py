@@ -16,6 +16,7 @@ import xarray as xr
 
 from model.aggregator.design import PollDesign, cell_of
 from model.config import DAYS_PER_MONTH
+from model.data.polls import alike_names
 from model.results.summaries import interval_of
 
 
@@ -203,6 +204,7 @@ def headline(
                 f"{design.questions[0]}) the curve rests on other houses' readings, moved by their estimated "
                 "offsets, which are learned where their readings and the reference house's overlap."
             )
+    caveats += alike_houses(design)
     for event, bracket in brackets.items():
         caveats.append(event_caveat(event, bracket, _grid_name(design)))
     if projected:
@@ -380,6 +382,21 @@ def how_far(days: int) -> str:
         return f"{days} day{'s' if days != 1 else ''}"
     months = round(days / DAYS_PER_MONTH)
     return f"{months} months ({days} days)"
+
+
+def alike_houses(design: PollDesign) -> list[str]:
+    """A caveat for each pair of fitted pollsters whose names are one letter apart
+    (:func:`model.data.polls.alike_names`): likely one house spelt two ways, fitted as two."""
+    counts = design.polls["pollster"].value_counts()
+
+    def readings(name: str) -> str:
+        return f"{counts[name]} reading{'' if counts[name] == 1 else 's'}"
+
+    return [
+        f"{a} ({readings(a)}) and {b} ({readings(b)}) are fitted as two houses, their names one "
+        "letter apart: if they are one house, spell its name alike in the table."
+        for a, b in alike_names(design.pollsters)
+    ]
 
 
 def signed_points(x: float) -> str:

@@ -620,3 +620,29 @@ def test_a_runs_polls_csv_loads_back_as_the_readings_it_holds(tmp_path: Path) ->
     pd.testing.assert_frame_equal(again[columns], design.polls[columns], check_dtype=False)
     assert again["poll_id"].tolist() == design.polls["poll_id"].tolist()
     assert again["date_precision"].tolist() == design.polls["date_precision"].tolist()
+
+
+def test_names_one_letter_apart_are_found_but_not_labels_or_abbreviations() -> None:
+    from model.data.polls import alike_names
+
+    names = [
+        "Russian Field",
+        "Russian Feld",
+        "Levada Center",
+        "Levada-Center",
+        "Levada Centre",
+        "House A",
+        "House B",
+        "Poll 1",
+        "Poll 2",
+        "FOM",
+        "FSO",
+        "VTsIOM",
+        "Chronicles",
+    ]
+    assert alike_names(names) == [
+        ("Levada Center", "Levada-Center"),
+        ("Russian Feld", "Russian Field"),
+    ]
+    shipped = pd.read_csv(Path(__file__).parents[2] / "data" / "polls.csv")["pollster"].unique()
+    assert alike_names(shipped) == []

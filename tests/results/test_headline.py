@@ -427,3 +427,23 @@ def test_an_average_house_with_a_house_only_its_wording_tells_apart_says_its_lev
     # Every house asking the reference question: the average house is the data's.
     rows = monthly("A", "Q_MAIN", MONTHS) + monthly("B", "Q_MAIN", MONTHS[::2])
     assert "average house includes" not in caveats(model.Config(reference_question="Q_MAIN"))
+
+
+def test_pollsters_whose_names_are_one_letter_apart_are_named_in_the_caveats():
+    """A misspelt house ("Russian Feld") is fitted as a house of its own: the caveats name the
+    pair with their readings; houses told apart by a one-letter label are not named."""
+    rows = [
+        *monthly("Russian Field", "Q", MONTHS[:-1]),
+        *monthly("Russian Feld", "Q", MONTHS[-1:]),
+        *monthly("House A", "Q", MONTHS[:3]),
+        *monthly("House B", "Q", MONTHS[:3]),
+    ]
+    design = build_design(table(rows), model.Config(house_effects="Russian Field"))
+    head = headline.headline(
+        posterior_for(design), design, interval=0.9, identification="as Russian Field would"
+    )
+    alike = [c for c in head["caveats"] if "one letter apart" in c]
+    assert alike == [
+        "Russian Feld (1 reading) and Russian Field (11 readings) are fitted as two houses, their "
+        "names one letter apart: if they are one house, spell its name alike in the table."
+    ]
