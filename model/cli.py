@@ -428,12 +428,19 @@ def _plots(args: argparse.Namespace) -> int:
         written += plots.save_headline(article, folder / "figures")
         wide = result.curve_wide().to_csv(index=False, float_format="%.2f", date_format="%Y-%m-%d")
         written.append(atomic_write_text(folder / CURVE_WIDE_NAME, wide))
+        calibration = html.backtest_beside(result, folder)  # the report and summary quote it
         written.append(
             html.write_report(
-                result, folder, figures=pngs, run_id=run_id, sourced=sourced, questions=questions
+                result,
+                folder,
+                figures=pngs,
+                run_id=run_id,
+                sourced=sourced,
+                questions=questions,
+                calibration=calibration,
             )
         )
-        written.append(rewrite_summary(result, folder))  # quotes the backtest the report quotes
+        written.append(rewrite_summary(result, folder, calibration))
     finally:
         for fig in [*figures.values(), article]:
             if fig is not None:

@@ -130,7 +130,7 @@ def test_fit_with_no_options_uses_the_project_data_and_config_through_today(tmp_
     assert {"FSO", "VTsIOM"} <= set(closed.loc[closed["in_fit"], "pollster"])
     lines = result.stdout.splitlines()[1:]
     if result.returncode == 3:  # so short a fit may miss the gate: the summary opens with that
-        assert lines.pop(0).startswith("NOT FOR PUBLICATION: the diagnostics gate failed (")
+        assert lines.pop(0).startswith("NOT FOR PUBLICATION: the diagnostics gate failed, so ")
     assert lines[0].startswith(f"Support for talks on {datetime.date.today():%d %b %Y}")
 
 

@@ -569,7 +569,7 @@ class _Checker:
         if len(frame.columns) == 1:  # one column: a file separated by something else than commas
             (name,) = frame.columns
             for separator, called in ((";", "semicolons"), ("\t", "tabs")):
-                if separator in str(name):
+                if separator in str(name):  # every column would be missing: say this alone
                     self.problem(
                         None,
                         None,
@@ -578,6 +578,7 @@ class _Checker:
                         f"comma-separated values (some spreadsheets export {called}: save the "
                         "table as CSV with commas)",
                     )
+                    raise PollDataError(self.problems)
         for column in REQUIRED_COLUMNS:
             if column not in frame.columns:
                 self.problem(None, column, None, "is missing", f"a column named {column!r}")

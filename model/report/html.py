@@ -830,7 +830,7 @@ def _sensitivity_part(result: FitResult) -> str:
         for _, r in flagged.iterrows()
     ]
     design = result.design
-    houses = len(design.pollsters) - (design.reference_pollster is not None)
+    houses = len(design.free_pollsters) + len(design.paired_pollsters)  # scaled by house_sd
     questions = len(design.questions) - 1  # the reference question's effect is fixed at zero
     groups = {
         "house_sd": f"{houses} house{'s' if houses != 1 else ''}",
@@ -1057,6 +1057,20 @@ def build_report(
     )
 
 
+#: :func:`write_report`'s default: find the backtest (:func:`backtest_beside`).
+FIND = object()
+
+
+def backtest_beside(result: FitResult, folder: str | Path) -> BacktestCalibration | None:
+    """The backtest of ``result``'s readings and model among the siblings of its run ``folder``
+    (:func:`model.results.calibration.find_backtest`), or None (none, or a trace that records no
+    table checksum)."""
+    checksum = result.idata.attrs.get("data_checksum")
+    if not checksum:
+        return None
+    return find_backtest(Path(folder).resolve().parent, checksum, result.config)
+
+
 def write_report(
     result: FitResult,
     folder: str | Path,
@@ -1066,6 +1080,7 @@ def write_report(
     sourced: str | Path | None = None,
     questions: str | Path | Mapping[str, str] | None = None,
     answer: str | None = None,
+    calibration: BacktestCalibration | None | object = FIND,
 ) -> Path:
     """Write ``folder/report.html`` (atomically: a temporary file, then a rename).
 
@@ -1081,6 +1096,9 @@ def write_report(
         Defaults to the folder's name (a ``runs/latest`` link resolves to the run it points at).
     sourced, questions, answer
         Passed on to :func:`build_report` and :func:`model.report.plots.make_figures`.
+    calibration : BacktestCalibration or None, optional
+        The backtest to show (:func:`build_report`); by default the one
+        :func:`backtest_beside` finds.
 
     Returns
     -------
@@ -1089,22 +1107,20 @@ def write_report(
 
     Notes
     -----
-    The page shows the newest backtest of the fit's readings and model among the run folder's
-    siblings (``runs/validate-*``, :func:`model.results.calibration.find_backtest`), if any.
+    By default the page shows the backtest of the fit's readings and model among the run folder's
+    siblings (``runs/validate-*``) that :func:`model.results.calibration.find_backtest` picks, if
+    any.
     """
     folder = Path(folder)
     run_id = run_id or folder.resolve().name
     if figures is None:
         figures = plots.make_figures(result, answer=answer, questions=questions, run_id=run_id)
-    checksum = result.idata.attrs.get("data_checksum")
     page = build_report(
         result,
         figures,
         run_id=run_id,
         sourced=sourced,
         questions=questions,
-        calibration=find_backtest(folder.resolve().parent, checksum, result.config)
-        if checksum
-        else None,
+        calibration=backtest_beside(result, folder) if calibration is FIND else calibration,
     )
     return atomic_write_text(folder / REPORT_NAME, page)

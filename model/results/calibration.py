@@ -114,8 +114,8 @@ class BacktestCalibration:
     table : pandas.DataFrame
         One row per horizon in months: ``n`` held-out readings scored, ``mae`` (mean absolute
         error of the predictive median, points), ``gate_failures`` (how many of the ``n`` were
-        predicted by a refit that missed the diagnostics gate; 0 where the backtest does not
-        record it), and for the 50% and 90% bands the mean share of a
+        predicted by a refit that missed the diagnostics gate; NaN where the backtest does not
+        record it: :func:`gate_failures`), and for the 50% and 90% bands the mean share of a
         reading's reported answers they covered (``coverage50``, ``coverage90``) with its
         :data:`INTERVAL` interval from the Newey-West standard error over the targets in
         field-start order (``coverage50_lower`` ... ``coverage90_upper``, clipped to 0-1), and
@@ -151,6 +151,14 @@ class BacktestCalibration:
             return pd.DataFrame(columns=["horizon_months", "answer", "n", "mean_error"])
         horizon = int(self.at(months)["horizon_months"])
         return self.errors[self.errors["horizon_months"] == horizon].reset_index(drop=True)
+
+
+def gate_failures(targets: pd.DataFrame) -> float:
+    """How many of a backtest's scored ``targets`` were predicted by a refit that missed the
+    diagnostics gate (``gate_passed`` False); NaN where the table does not record it."""
+    if "gate_passed" not in targets:
+        return float("nan")
+    return int(targets["gate_passed"].eq(False).sum())
 
 
 def retry_ladder(sampler: Mapping[str, Any]) -> tuple[float, ...]:
@@ -203,9 +211,11 @@ def find_backtest(
     :data:`NOT_COMPARED`, and its ``backtest_targets.csv`` scores the model on reference-house
     targets. Of the matching folders, the newest whose refits were sampled as this fit is set to
     (:func:`sampled_as`) and all passed the diagnostics gate is taken; failing that, the newest
-    (whose figures the report then gives with how its refits were sampled and how many missed the
-    gate): a quick check (``validate --draws 300``) run after a whole backtest does not replace
-    it. A matching folder whose table cannot be read is passed over with a warning.
+    sampled as this fit; failing that, the newest (the report then gives its figures with how its
+    refits were sampled and how many missed the gate): a quick check (``validate --draws 300``)
+    run after a whole backtest does not replace it. A backtest that does not record its refits'
+    gate results counts as one with failures. A matching folder whose table cannot be read is
+    passed over with a warning.
 
     Parameters
     ----------
@@ -228,7 +238,7 @@ def find_backtest(
         key=lambda p: p.name,
         reverse=True,
     )
-    newest = None
+    fallback: dict[bool, BacktestCalibration] = {}  # the newest sampled as the fit (True) or not
     for folder in folders:
         settings = _settings(folder)
         if settings is None or not _matches(settings, data_checksum, config):
@@ -242,10 +252,11 @@ def find_backtest(
             continue
         if found is None:
             continue
-        if sampled_as(found.sampler, config.sampler) and not found.table["gate_failures"].any():
+        same = sampled_as(found.sampler, config.sampler)
+        if same and (found.table["gate_failures"] == 0).all():
             return found
-        newest = newest or found
-    return newest
+        fallback.setdefault(same, found)
+    return fallback.get(True, fallback.get(False))
 
 
 def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
@@ -279,9 +290,7 @@ def backtest_calibration(folder: str | Path) -> BacktestCalibration | None:
             "horizon_months": int(horizon),
             "n": len(group),
             "mae": float(group["abs_error"].mean()),
-            "gate_failures": int(group["gate_passed"].eq(False).sum())
-            if "gate_passed" in group
-            else 0,
+            "gate_failures": gate_failures(group),
         }
         for level in (50, 90):
             mean, lower, upper = _mean_and_interval(group[f"covered{level}"], z)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 import sys
 import warnings
 from collections.abc import Iterator
@@ -335,10 +336,9 @@ def gate_warning(diag: dict[str, Any]) -> str | None:
     if diag["passed"]:
         return None
     return (
-        "NOT FOR PUBLICATION: the diagnostics gate failed ("
-        + "; ".join(diag["failures"])
-        + "), so the sampler's draws do not support the numbers below. Sample longer or at a "
-        "higher target acceptance (config [sampler]) and fit again."
+        "NOT FOR PUBLICATION: the diagnostics gate failed, so the sampler's draws do not support "
+        "the numbers below. What failed: " + "; ".join(diag["failures"]) + ". Sample longer or "
+        "at a higher target acceptance (config [sampler]) and fit again."
     )
 
 
@@ -592,8 +592,11 @@ def mixing_failures(conv: dict[str, Any]) -> list[str]:
 def slow_mixing(conv: dict[str, Any]) -> list[str]:
     """The failed R-hat and ESS criteria of the gate, as sentences (empty: the chains mixed)."""
     failures = []
-    if conv["max_rhat"] != conv["max_rhat"]:  # NaN: no R-hat of any quantity
-        failures.append("R-hat could not be computed (too few chains or draws)")
+    if math.isnan(conv["max_rhat"]):  # no quantity has a finite R-hat
+        failures.append(
+            "R-hat could not be computed for any quantity (too few chains or draws, or chains "
+            "that did not move)"
+        )
     elif not conv["max_rhat"] <= MAX_RHAT:
         failures.append(
             f"max R-hat {conv['max_rhat']:.3f} > {MAX_RHAT} ({conv['max_rhat_variable']})"
@@ -636,6 +639,11 @@ def gate(conv: dict[str, Any]) -> list[str]:
     if not conv["min_bfmi"] >= MIN_BFMI:
         failures.append(f"min E-BFMI {conv['min_bfmi']:.2f} < {MIN_BFMI}")
     return failures
+
+
+#: The gate's figures: numbers, NaN where they cannot be computed (``diagnostics.json`` stores
+#: NaN as null, which :func:`model.load_run` reads back as NaN).
+GATE_FIGURES = ("max_rhat", "min_ess_bulk", "min_ess_tail", "min_bfmi", "coverage50", "coverage90")
 
 
 def diagnose(idata, design: PollDesign, conv: dict[str, Any] | None = None) -> dict[str, Any]:

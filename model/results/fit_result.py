@@ -225,7 +225,8 @@ class FitResult:
 
         See :func:`model.results.headline.headline`; besides its keys, ``gate``: the diagnostics
         gate's verdict (``passed``, ``failures``: :meth:`diagnostics`), so that whoever reads the
-        numbers alone also reads whether they may be shown.
+        numbers alone also reads whether they may be shown (for a fit whose R-hat and ESS are
+        still being computed alongside, it waits for them).
         """
         if "headline" not in self._summaries:
             diag = self.diagnostics()

@@ -218,8 +218,12 @@ def _refit_sampling(calibration: BacktestCalibration, result: FitResult) -> tupl
 
 def _gate_failures(row: pd.Series) -> str:
     """A sentence (with its leading space) where some of a horizon's held-out readings were
-    predicted by refits that missed the diagnostics gate; none where every refit passed."""
-    failed = int(row.get("gate_failures", 0))
+    predicted by refits that missed the diagnostics gate, or where the backtest does not record
+    whether they passed; none where every refit passed."""
+    failed = row.get("gate_failures", float("nan"))
+    if failed != failed:  # NaN: not recorded
+        return " The backtest does not record whether its refits passed the diagnostics gate."
+    failed = int(failed)
     if not failed:
         return ""
     return (

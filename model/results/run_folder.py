@@ -57,7 +57,8 @@ from model.config import Config, config_hash
 from model.files import atomic_write_text, json_text, staged_folder
 from model.imports import module_entry
 from model.results import RunFolderError
-from model.results.calibration import find_backtest
+from model.results.calibration import BacktestCalibration, find_backtest
+from model.results.diagnostics import GATE_FIGURES
 from model.results.fit_result import FitResult
 from model.timing import PHASES_HEADING, Phases
 
@@ -134,16 +135,20 @@ def _summary(result, runs_dir: Path) -> str:
     return result.summary_text(calibration, searched=True)
 
 
-def rewrite_summary(result, folder: str | Path) -> Path:
-    """Write ``folder/summary.txt`` again (atomically) from ``result`` (the run read back) and the
-    backtests beside the folder now, keeping the phases its fit recorded: a backtest made after
-    the fit (``make validate``, then ``make plots``) is quoted in the summary as in the report."""
+def rewrite_summary(
+    result, folder: str | Path, calibration: BacktestCalibration | None = None
+) -> Path:
+    """Write ``folder/summary.txt`` again (atomically) from ``result`` (the run read back) and
+    ``calibration`` (the backtest beside the folder now, as the report quotes it:
+    :func:`~model.results.calibration.find_backtest`), keeping the phases its fit recorded: a
+    backtest made after the fit (``make validate``, then ``make plots``) is quoted in the summary
+    as in the report."""
     path = Path(folder) / "summary.txt"
     old = path.read_text() if path.is_file() else ""
-    at = old.find("\n" + PHASES_HEADING)
-    phases = old[at:] if at >= 0 else ""
-    text = _summary(result, Path(folder).resolve().parent)
-    return atomic_write_text(path, text + ("\n" + phases if phases else "\n"))
+    at = old.rfind("\n\n" + PHASES_HEADING)
+    phases = old[at:] if at >= 0 else "\n\n"  # as written with no phases
+    text = result.summary_text(calibration, searched=True)
+    return atomic_write_text(path, text + phases)
 
 
 @contextlib.contextmanager
@@ -314,6 +319,9 @@ def load_run(folder: str | Path):
             f"{folder}: polls.csv readings do not match the posterior's poll coordinate"
         )
     diagnostics = json.loads((folder / "diagnostics.json").read_text())
+    for key in GATE_FIGURES:  # stored as null where not computable
+        if key in diagnostics and diagnostics[key] is None:
+            diagnostics[key] = float("nan")
     excluded_path = folder / "excluded.csv"
     excluded = (
         pd.read_csv(excluded_path, keep_default_na=False)

@@ -136,11 +136,8 @@ def summary_text(
         lines += pairs
     houses = result.house_effects()
     split = sorted({p for p, _ in alone})
-    free = houses[~houses["reference"] & ~houses["pollster"].isin(split)]
-    fixed = {  # a lone house's zero-sum effect is 0 by construction: nothing to show
-        p for p, part in free.groupby("pollster") if (part[["lower", "upper"]] == 0).all().all()
-    }
-    free = free[~free["pollster"].isin(fixed)]
+    sampled = {result.design.pollsters[h] for h in result.design.free_pollsters}
+    free = houses[houses["pollster"].isin(sampled) & ~houses["pollster"].isin(split)]
     if len(free):
         lines.append(
             f"House effects identified apart from the wording ({averaged_over(result.design)}; median [{width}% interval]):"

@@ -66,7 +66,7 @@ from model.aggregator.graph import dirichlet_concentration, nonsampling_tau
 from model.config import BACKTEST_HORIZONS, CANDIDATES, Config, ConfigError
 from model.data.polls import reading_midpoints
 from model.results.calibration import MODEL_METHOD as MODEL
-from model.results.calibration import REFERENCE_TARGETS, newey_west_se
+from model.results.calibration import REFERENCE_TARGETS, gate_failures, newey_west_se
 
 REFERENCE_ONLY = "reference_only"
 NO_EFFECTS = "no_house_effects"
@@ -653,7 +653,7 @@ def _summary_row(got: pd.DataFrame, ok: pd.DataFrame) -> dict:
         "coverage50": float(ok["covered50"].mean()) if len(ok) else np.nan,
         "coverage90": float(ok["covered90"].mean()) if len(ok) else np.nan,
         "failed": len(got) - len(ok),
-        "gate_failures": int(ok["gate_passed"].eq(False).sum()) if "gate_passed" in ok else 0,
+        "gate_failures": gate_failures(ok) if "gate_passed" in ok else 0,
     }
     for level in (50, 90):
         lo, hi = wilson(float(ok[f"covered{level}"].sum()) if len(ok) else 0.0, len(ok))

@@ -218,7 +218,7 @@ def test_a_table_separated_by_semicolons_or_tabs_is_named_as_such(
         separator.join(["pollster", "question", "field_start", "field_end", "n", "talks"]),
         separator.join(["Levada", "Q1", "2024-02", "2024-02", "1600", "50"]),
     )
-    first = load_error(path).problems[0]
+    (first,) = load_error(path).problems  # not one "column missing" per column besides
     assert (first.row, first.column) == (None, None)
     assert str(first) == (
         f"{path}: has one column, its header separated by {called}; expected comma-separated "

@@ -967,7 +967,11 @@ def test_report_opens_with_the_headline_and_shows_closed_polls(page, result):
 def test_a_run_the_gate_refused_opens_with_that_before_its_headline(page, result, pngs):
     text, parsed = page
     warning = gate_warning(result.diagnostics())
-    assert warning.startswith("NOT FOR PUBLICATION: the diagnostics gate failed (3 divergent")
+    assert warning == (
+        "NOT FOR PUBLICATION: the diagnostics gate failed, so the sampler's draws do not support "
+        "the numbers below. What failed: 3 divergent transitions (expected none). Sample longer or "
+        "at a higher target acceptance (config [sampler]) and fit again."
+    )
     assert text.index(f'<p class="gate-failed">{html.escape(warning)}</p>') < text.index(
         '<p class="lead">'
     )

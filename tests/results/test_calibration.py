@@ -180,6 +180,21 @@ def test_a_quick_or_gate_failing_backtest_does_not_replace_one_sampled_as_the_fi
     found = find_backtest(tmp_path, CHECKSUM, CONFIG)
     assert found.folder == failing
     assert found.table.set_index("horizon_months")["gate_failures"].to_dict() == {0: 0, 3: 0, 9: 2}
+    # One sampled as the fit, even with failures, is taken over a newer quick check.
+    newer_quick = write_backtest(
+        tmp_path, "validate-20260104T000000Z", sampler=quick, targets=with_gate_failures(0)
+    )
+    assert find_backtest(tmp_path, CHECKSUM, CONFIG).folder == failing
+    shutil.rmtree(failing)
+    assert find_backtest(tmp_path, CHECKSUM, CONFIG).folder == newer_quick
+
+
+def test_a_backtest_that_does_not_record_its_gate_results_counts_as_one_with_failures(tmp_path):
+    clean = write_backtest(tmp_path, "validate-20260101T000000Z", targets=with_gate_failures(0))
+    unrecorded = write_backtest(tmp_path, "validate-20260102T000000Z")  # no gate_passed column
+    assert find_backtest(tmp_path, CHECKSUM, CONFIG).folder == clean
+    table = backtest_calibration(unrecorded).table
+    assert table["gate_failures"].isna().all()
 
 
 def test_a_backtest_that_cannot_be_read_is_passed_over_with_a_warning(tmp_path):

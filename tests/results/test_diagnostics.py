@@ -246,7 +246,10 @@ def test_an_r_hat_that_cannot_be_computed_fails_the_gate_in_words():
         "min_ess_tail": 900.0,
         "min_ess_tail_variable": "walk_sd",
     }
-    assert slow_mixing(conv) == ["R-hat could not be computed (too few chains or draws)"]
+    assert slow_mixing(conv) == [
+        "R-hat could not be computed for any quantity (too few chains or draws, or chains that "
+        "did not move)"
+    ]
     assert slow_mixing({**conv, "max_rhat": 1.02, "max_rhat_variable": "walk_sd"}) == [
         "max R-hat 1.020 > 1.01 (walk_sd)"
     ]

@@ -167,6 +167,6 @@ def test_headline_json_and_closed_polls_csv_in_the_run_folder(projections, tmp_p
     # opens with that, then the headline
     assert head["gate"] == {"passed": result.passed, "failures": result.diagnostics()["failures"]}
     if not result.passed:
-        assert lines.pop(0).startswith("NOT FOR PUBLICATION: the diagnostics gate failed (")
+        assert lines.pop(0).startswith("NOT FOR PUBLICATION: the diagnostics gate failed, so ")
     assert lines[0].startswith("Support for talks on 31 Dec 2024: ")
     assert "projected" in lines[0] and "Closed polls against the curve" in summary

@@ -98,9 +98,15 @@ def test_predictions_by_refits_that_missed_the_gate_are_counted_where_quoted(pro
     clean = find_backtest(
         tmp_path / "clean", projected.idata.attrs["data_checksum"], projected.config
     )
-    assert "missed the diagnostics gate" not in " ".join(
+    assert "diagnostics gate" not in " ".join(
         projection_notes.projection_calibration(projected, clean, short=False)
     )
+    backtest_beside(projected, tmp_path / "unrecorded")  # no gate_passed column
+    unrecorded = find_backtest(
+        tmp_path / "unrecorded", projected.idata.attrs["data_checksum"], projected.config
+    )
+    (text,) = projection_notes.projection_calibration(projected, unrecorded, short=True)
+    assert " The backtest does not record whether its refits passed the diagnostics gate." in text
 
 
 def test_drawing_a_run_again_quotes_a_backtest_made_after_it_in_its_summary(projected, tmp_path):
@@ -177,7 +183,7 @@ def test_a_backtest_on_other_code_than_the_fits_says_so(tmp_path, backtest_code,
     fit = fake_result(through="2023-08-31")
     assert fit.code == {"source_sha256": None, "git_commit": None}  # a fit that records none
     if backtest_code:
-        backtest_beside(fit, tmp_path / "old", code=backtest_code)
+        backtest_beside(fit, tmp_path / "old", code=backtest_code, targets=with_gate_failures(0))
         found = find_backtest(tmp_path / "old", fit.idata.attrs["data_checksum"], fit.config)
         (short,) = projection_notes.projection_calibration(fit, found, short=True)
         assert short.endswith(
@@ -186,7 +192,7 @@ def test_a_backtest_on_other_code_than_the_fits_says_so(tmp_path, backtest_code,
         )
     fit.idata.attrs.update(code_source_sha256="a" * 64, code_git_commit="c" * 40)
     assert fit.code == {"source_sha256": "a" * 64, "git_commit": "c" * 40}
-    backtest_beside(fit, tmp_path, code=backtest_code)
+    backtest_beside(fit, tmp_path, code=backtest_code, targets=with_gate_failures(0))
     found = find_backtest(tmp_path, fit.idata.attrs["data_checksum"], fit.config)
     assert found.code == (backtest_code or {})
     (short,) = projection_notes.projection_calibration(fit, found, short=True)

@@ -188,3 +188,19 @@ def test_writing_the_trace_leaves_dask_distributed_unloaded_unless_it_was_loaded
         "imported": "True",
         "scheduler set": "True",
     }
+
+
+def test_a_figure_that_could_not_be_computed_is_read_back_as_nan(tmp_path):
+    """diagnostics.json stores a NaN R-hat as null: read back, it is NaN again, and the summary
+    and the report of the run are written from it."""
+    result = fake_result()
+    failures = ["R-hat could not be computed for any quantity"]
+    diagnostics = {**result.diagnostics(), "max_rhat": float("nan"), "failures": failures}
+    folder = write_run(dataclasses.replace(result, _diagnostics=diagnostics), tmp_path / "run")
+    assert '"max_rhat": null' in (folder / "diagnostics.json").read_text()
+    again = load_run(folder)
+    assert np.isnan(again.diagnostics()["max_rhat"])
+    assert "max R-hat nan" in again.summary_text()
+    from model.report import html
+
+    assert "nan (" in html.build_report(again, {}, run_id="run", sourced=None)
