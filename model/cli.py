@@ -390,7 +390,7 @@ def _plots(args: argparse.Namespace) -> int:
     from model.files import atomic_write_text
     from model.report import html, plots
     from model.results import RunFolderError
-    from model.results.run_folder import load_run, rewrite_summary
+    from model.results.run_folder import backtest_for, load_run, rewrite_summary
 
     folder = Path(args.run_folder)
     try:
@@ -428,7 +428,7 @@ def _plots(args: argparse.Namespace) -> int:
         written += plots.save_headline(article, folder / "figures")
         wide = result.curve_wide().to_csv(index=False, float_format="%.2f", date_format="%Y-%m-%d")
         written.append(atomic_write_text(folder / CURVE_WIDE_NAME, wide))
-        calibration = html.backtest_beside(result, folder)  # the report and summary quote it
+        calibration = backtest_for(result, folder.resolve().parent)  # report and summary
         written.append(
             html.write_report(
                 result,

@@ -25,7 +25,7 @@ import pandas as pd
 from model.config import ANCHORS, ZERO_SUM
 from model.files import atomic_write_text
 from model.report import interactive, plots
-from model.results.calibration import BacktestCalibration, find_backtest
+from model.results.calibration import BacktestCalibration
 from model.results.diagnostics import (
     flagged_sensitivity,
     gate_warning,
@@ -41,6 +41,7 @@ from model.results.headline import (
     signed_points,
 )
 from model.results.projection_notes import projection_calibration, sampling_words
+from model.results.run_folder import backtest_for
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -1057,18 +1058,9 @@ def build_report(
     )
 
 
-#: :func:`write_report`'s default: find the backtest (:func:`backtest_beside`).
+#: :func:`write_report`'s default: find the backtest
+#: (:func:`model.results.run_folder.backtest_for`).
 FIND = object()
-
-
-def backtest_beside(result: FitResult, folder: str | Path) -> BacktestCalibration | None:
-    """The backtest of ``result``'s readings and model among the siblings of its run ``folder``
-    (:func:`model.results.calibration.find_backtest`), or None (none, or a trace that records no
-    table checksum)."""
-    checksum = result.idata.attrs.get("data_checksum")
-    if not checksum:
-        return None
-    return find_backtest(Path(folder).resolve().parent, checksum, result.config)
 
 
 def write_report(
@@ -1098,7 +1090,7 @@ def write_report(
         Passed on to :func:`build_report` and :func:`model.report.plots.make_figures`.
     calibration : BacktestCalibration or None, optional
         The backtest to show (:func:`build_report`); by default the one
-        :func:`backtest_beside` finds.
+        :func:`model.results.run_folder.backtest_for` finds beside ``folder``.
 
     Returns
     -------
@@ -1121,6 +1113,8 @@ def write_report(
         run_id=run_id,
         sourced=sourced,
         questions=questions,
-        calibration=backtest_beside(result, folder) if calibration is FIND else calibration,
+        calibration=backtest_for(result, folder.resolve().parent)
+        if calibration is FIND
+        else calibration,
     )
     return atomic_write_text(folder / REPORT_NAME, page)

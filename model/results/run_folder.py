@@ -123,15 +123,18 @@ def _tables(result, runs_dir: Path) -> dict[str, object]:
     }
 
 
+def backtest_for(result, runs_dir: str | Path) -> BacktestCalibration | None:
+    """The backtest in ``runs_dir`` (where ``result``'s run folder is) of its readings and model
+    that :func:`~model.results.calibration.find_backtest` picks; None where there is none, or
+    where the trace records no table checksum to match it by."""
+    checksum = result.idata.attrs.get("data_checksum")
+    return find_backtest(runs_dir, checksum, result.config) if checksum else None
+
+
 def _summary(result, runs_dir: Path) -> str:
     """``summary.txt`` but its phases: a projected curve's caveats quote a backtest of the same
-    readings and model in ``runs_dir`` (:func:`~model.results.calibration.find_backtest`)."""
-    checksum = result.idata.attrs.get("data_checksum")
-    calibration = (
-        find_backtest(runs_dir, checksum, result.config)
-        if checksum and result.headline()["projected"]
-        else None
-    )
+    readings and model in ``runs_dir`` (:func:`backtest_for`)."""
+    calibration = backtest_for(result, runs_dir) if result.headline()["projected"] else None
     return result.summary_text(calibration, searched=True)
 
 
@@ -140,7 +143,7 @@ def rewrite_summary(
 ) -> Path:
     """Write ``folder/summary.txt`` again (atomically) from ``result`` (the run read back) and
     ``calibration`` (the backtest beside the folder now, as the report quotes it:
-    :func:`~model.results.calibration.find_backtest`), keeping the phases its fit recorded: a
+    :func:`backtest_for`), keeping the phases its fit recorded: a
     backtest made after the fit (``make validate``, then ``make plots``) is quoted in the summary
     as in the report."""
     path = Path(folder) / "summary.txt"

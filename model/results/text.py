@@ -20,10 +20,8 @@ def readings_used(result: FitResult) -> str:
     out and why (``excluded.csv``), in a sentence: a reading left out by a misspelt question id
     shows here, not only in the report's table."""
     polls = result.polls
-    used = (
-        f"Readings: {len(polls)} in the fit, from {polls['pollster'].nunique()} pollster"
-        f"{'s' if polls['pollster'].nunique() != 1 else ''}"
-    )
+    houses = polls["pollster"].nunique()
+    used = f"Readings: {len(polls)} in the fit, from {houses} pollster{'s' if houses != 1 else ''}"
     excluded = result.excluded
     if excluded is None or excluded.empty:
         return used + "; every reading of the table was used."
