@@ -191,19 +191,28 @@ def _entries(posterior: xr.Dataset) -> tuple[np.ndarray, list[tuple[str, np.ndar
     """Every varying scalar of the posterior as one (entry, chain, draw) array, in order, with each
     variable's name and mask of the entries kept, and whether any entry had missing draws.
     Structurally constant entries (a reference house's zero effect) and entries with missing
-    draws are left out."""
-    blocks, variables, missing = [], [], False
+    draws are left out.
+
+    Each variable is read as a (chain x draw, entry) view, its spread reduced along the draws,
+    and its kept entries copied once into the result: no other array of the posterior's size is
+    made (each one cost page faults on its first use in a process; docs/performance.md).
+    """
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    flats, variables, missing = [], [], False
     for name, da in posterior.data_vars.items():
-        values = da.transpose("chain", "draw", ...).values
-        values = np.moveaxis(values.reshape(*values.shape[:2], -1), 2, 0)
-        spread = values.max(axis=(1, 2)) - values.min(axis=(1, 2))
+        flat = da.transpose("chain", "draw", ...).values.reshape(n_chain * n_draw, -1)
+        spread = flat.max(axis=0) - flat.min(axis=0)
         keep = spread > 0
         missing = missing or bool(np.isnan(spread).any())
-        blocks.append(values[keep])
+        flats.append(flat)
         variables.append((name, keep))
-    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
-    stacked = np.concatenate(blocks) if blocks else np.empty((0, n_chain, n_draw))
-    return np.ascontiguousarray(stacked, dtype=float), variables, missing
+    stacked = np.empty((sum(int(keep.sum()) for _, keep in variables), n_chain * n_draw))
+    at = 0
+    for flat, (_, keep) in zip(flats, variables):
+        count = int(keep.sum())
+        stacked[at : at + count] = (flat if count == len(keep) else flat[:, keep]).T
+        at += count
+    return stacked.reshape(len(stacked), n_chain, n_draw), variables, missing
 
 
 def _entry_figures_serial(
