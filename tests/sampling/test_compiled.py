@@ -730,16 +730,24 @@ def test_the_hand_written_callback_is_the_models_log_density_and_gradient(
     assert call_log_density(compiled, np.full_like(x, 1e6))[0] in (3, 4)
 
 
-def test_a_hand_written_log_density_that_differs_is_not_used(sim_polls, monkeypatch):
+def test_a_hand_written_log_density_that_differs_is_not_used(compiled_pair, monkeypatch):
     """When a structure is compiled, the hand-written log density is compared with PyTensor's; one
-    that differs (here: a wrong prior scale) is refused with a warning and PyTensor's is used."""
+    that differs (here: a wrong prior scale) is refused with a warning and PyTensor's is used.
+
+    ``compiled_pair``'s structure under its tag, with the hand-written layout under a key of this
+    test's own: PyTensor's callbacks load from the disk cache, and only the hand-written one and
+    the comparison are compiled here."""
+    import model.sampling.compiled as compiled_module
     from model.aggregator.log_density import HandWritten, hand_written_structure
     from model.sampling.compiled import hand_written_used
 
-    monkeypatch.setenv(CACHE_TAG_ENV, f"{_TAG}-differs")
-    design = build_design(sim_polls, CONFIG)
-    pymc_model = PollAggregator(design, CONFIG).build()
-    spec = hand_written_structure(design, CONFIG, refit=False)
+    design, pymc_model = compiled_pair[:2]
+    monkeypatch.setenv(CACHE_TAG_ENV, _TAG)
+    hand_written_key = compiled_module._hand_written_key
+    monkeypatch.setattr(
+        compiled_module, "_hand_written_key", lambda key: hand_written_key(f"{key}\ndiffers")
+    )
+    spec = hand_written_structure(design, CONFIG, refit=True)
     wrong = HandWritten(spec.structure, spec.constants * np.array([2.0, 1, 1, 1, 1, 1, 1]))
     with pytest.warns(UserWarning, match="does not match this model's"):
         compiled = compile_model(pymc_model, hand_written=wrong)
@@ -748,6 +756,10 @@ def test_a_hand_written_log_density_that_differs_is_not_used(sim_polls, monkeypa
     np.testing.assert_allclose(
         call_log_density(compiled, x)[1], compiled.logp_func(x)[0], rtol=1e-12
     )
+    # its layout (PyTensor's callbacks, which compiled_pair removes with its own)
+    key = compiled_module._hand_written_key(_model_key(pymc_model, None)[0])
+    (_layout_dir() / f"{key}.json").unlink(missing_ok=True)
+    (_layout_dir() / f"{key}.lock").unlink(missing_ok=True)
 
 
 def test_the_engine_samples_with_the_hand_written_log_density_and_says_so(
