@@ -403,7 +403,7 @@ def signed_points(x: float) -> str:
     """A signed difference in points to one decimal, or as many more as it takes to show a
     non-zero value as non-zero: an interval's end just short of zero must not read as reaching
     it, nor a small negative median as "-0.0". Exactly zero is "+0.0"; a missing value "–"."""
-    if x != x:  # NaN
+    if pd.isna(x):
         return "–"
     if x == 0:
         return "+0.0"

@@ -221,7 +221,7 @@ def _gate_failures(row: pd.Series) -> str:
     predicted by refits that missed the diagnostics gate, or where the backtest does not record
     whether they passed; none where every refit passed."""
     failed = row.get("gate_failures", float("nan"))
-    if failed != failed:  # NaN: not recorded
+    if pd.isna(failed):  # not recorded
         return " The backtest does not record whether its refits passed the diagnostics gate."
     failed = int(failed)
     if not failed:
