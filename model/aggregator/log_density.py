@@ -138,13 +138,15 @@ DATA_ARGUMENTS = (
     "anchor_sd",
     "anchor_value",
 )
-#: The type of the empty array standing for data a model does not have.
+#: The type of the empty array standing for data a model does not have: the type ``pm.Data`` gives
+#: the same data where a model has them (PyMC stores integers as ``int32``), so that models with and
+#: without them call :func:`logp_and_gradient` with one signature, compiled once.
 ABSENT_DTYPES = {
-    "event_cell": np.int64,
+    "event_cell": np.int32,
     "in_likelihood": np.float64,
-    "free_step": np.int64,
-    "anchor_cell": np.int64,
-    "anchor_answer": np.int64,
+    "free_step": np.int32,
+    "anchor_cell": np.int32,
+    "anchor_answer": np.int32,
     "anchor_sd": np.float64,
     "anchor_value": np.float64,
 }

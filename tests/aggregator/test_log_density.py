@@ -49,6 +49,11 @@ def hand_written_arguments(design, config, pymc_model, refit):
         np.asarray(shared[name]) if name in shared else np.zeros(0, log_density.ABSENT_DTYPES[name])
         for name in log_density.DATA_ARGUMENTS
     ]
+    # Data a model has are of the type that stands for them where a model lacks them: one
+    # signature of the numba function for models with and without them.
+    for name, dtype in log_density.ABSENT_DTYPES.items():
+        if name in shared:
+            assert np.asarray(shared[name]).dtype == dtype, (name, np.asarray(shared[name]).dtype)
     return (log_density.with_offsets(spec.structure, free), spec.constants, *data), values, start
 
 
