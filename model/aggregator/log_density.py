@@ -116,7 +116,8 @@ HEADER = 35
 
 #: The model's shared data :func:`logp_and_gradient` reads, in its order of arguments (after the
 #: point, the structure and the constants). One the model does not have (no events, the ordinary
-#: form's weights, every step free) is passed as an empty array of :data:`ABSENT_DTYPES`' type.
+#: form's weights, every step free, no anchors) is passed as an empty array of
+#: :data:`ABSENT_DTYPES`' type.
 DATA_ARGUMENTS = (
     "first_cell",
     "last_cell",
@@ -139,8 +140,10 @@ DATA_ARGUMENTS = (
     "anchor_value",
 )
 #: The type of the empty array standing for data a model does not have: the type ``pm.Data`` gives
-#: the same data where a model has them (PyMC stores integers as ``int32``), so that models with and
-#: without them call :func:`logp_and_gradient` with one signature, compiled once.
+#: the same data where a model has them (PyMC stores integers as its ``intX``, ``int32`` under the
+#: default ``floatX`` of ``float64``, and floats as ``float64``), so that models with and without
+#: them call :func:`logp_and_gradient` with one signature, compiled once. A test checks these
+#: against a model's own data.
 ABSENT_DTYPES = {
     "event_cell": np.int32,
     "in_likelihood": np.float64,

@@ -696,8 +696,24 @@ def target_groups(
 
 
 def by_horizon(per_target: pd.DataFrame) -> pd.DataFrame:
-    """``backtest_horizons.csv``: per method, horizon and group of targets
-    (:func:`target_groups`)."""
+    """``backtest_horizons.csv``: one row per method and horizon, over the reference targets
+    (the columns of :func:`summarise`'s rows, with ``horizon_months``)."""
+    rows = _by_group(per_target, only=REFERENCE_TARGETS)
+    return rows.drop(columns="targets") if len(rows) else rows
+
+
+def by_group(per_target: pd.DataFrame) -> pd.DataFrame:
+    """``backtest_groups.csv``: per method, horizon and each group of targets
+    (:func:`target_groups`) other than all the reference targets, which
+    :func:`by_horizon` gives: the development and confirmation sets and each other series."""
+    return _by_group(per_target, exclude=REFERENCE_TARGETS)
+
+
+def _by_group(
+    per_target: pd.DataFrame, only: str | None = None, exclude: str | None = None
+) -> pd.DataFrame:
+    """Rows per method, horizon and group of targets (``targets``), for the group ``only`` or
+    every group but ``exclude``."""
     rows = []
     if not len(per_target):
         return pd.DataFrame()
@@ -705,6 +721,8 @@ def by_horizon(per_target: pd.DataFrame) -> pd.DataFrame:
         per_target["reference"], per_target["confirmation"], per_target["series"]
     )
     for group, mask in groups.items():
+        if (only is not None and group != only) or group == exclude:
+            continue
         for method in methods_of(per_target):
             for horizon in sorted(per_target["horizon_months"].unique()):
                 got = per_target[

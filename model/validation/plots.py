@@ -8,7 +8,6 @@ import pandas as pd
 from scipy import stats
 
 from model.report.plots import OKABE_ITO, add_caption, date_axis
-from model.results.calibration import REFERENCE_TARGETS
 from model.validation import backtest, sbc
 
 METHOD_LABELS = {
@@ -127,7 +126,6 @@ def plot_backtest_scores(v) -> plt.Figure:
 def plot_horizons(v) -> plt.Figure:
     """Per method, the reference targets' log score and coverage against the horizon."""
     table = v.backtest_horizons
-    table = table[table["targets"] == REFERENCE_TARGETS]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
     for method, colour in zip(backtest.METHODS, OKABE_ITO):
         part = table[table["method"] == method].sort_values("horizon_months")

@@ -265,7 +265,8 @@ class Validation:
     backtest: pd.DataFrame  # backtest.csv: one row per method (reference targets, horizon 0)
     backtest_targets: pd.DataFrame  # per method, target and horizon
     backtest_answers: pd.DataFrame  # per method, target, horizon and reported answer
-    backtest_horizons: pd.DataFrame  # per method, horizon and group of targets
+    backtest_horizons: pd.DataFrame  # per method and horizon (reference targets)
+    backtest_groups: pd.DataFrame  # per method, horizon and other group of targets
     backtest_paired: pd.DataFrame  # the model's log score minus each method's, with its SE
     backtest_bias: pd.DataFrame  # mean signed error per method, horizon and answer
     sbc: pd.DataFrame  # per quantity
@@ -495,6 +496,7 @@ def run_validation(
         backtest_targets=per_target,
         backtest_answers=answers,
         backtest_horizons=backtest.by_horizon(per_target) if targets else pd.DataFrame(),
+        backtest_groups=backtest.by_group(per_target) if targets else pd.DataFrame(),
         backtest_paired=backtest.paired_differences(per_target) if targets else pd.DataFrame(),
         backtest_bias=backtest.signed_errors(answers) if targets else pd.DataFrame(),
         sbc=sbc.summarise(ranks, pd.DataFrame(sbc_rows)) if len(ranks) else pd.DataFrame(),
@@ -590,7 +592,15 @@ def summary_text(v: Validation) -> str:
                 f"  {r['method']:<18} {r['n']:>3} {r['mean_log_score']:>10.2f} {r['mae']:>6.2f} {r['coverage50']:>6.0%} "
                 f"{r['coverage90']:>6.0%} {r['failed']:>6} {r['gate_failures']:>9}"
             )
-        model_rows = _rows_where(v.backtest_horizons, "method", backtest.MODEL)
+        model_rows = pd.concat(
+            [
+                _rows_where(v.backtest_horizons, "method", backtest.MODEL).assign(
+                    targets=REFERENCE_TARGETS
+                ),
+                _rows_where(v.backtest_groups, "method", backtest.MODEL),
+            ],
+            ignore_index=True,
+        )
         if len(model_rows):
             lines.append(
                 "The model by horizon (log score, MAE, coverage 50% / 90%, gate failures):"
@@ -678,6 +688,7 @@ def write_validation(v: Validation, runs_dir: str | Path = "runs") -> Path:
             TARGETS_FILE: v.backtest_targets,
             "backtest_answers.csv": v.backtest_answers,
             "backtest_horizons.csv": v.backtest_horizons,
+            "backtest_groups.csv": v.backtest_groups,
             "backtest_paired.csv": v.backtest_paired,
             "backtest_bias.csv": v.backtest_bias,
             "sbc.csv": v.sbc,

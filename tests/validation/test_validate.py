@@ -115,7 +115,20 @@ def test_backtest_table_scores_the_model_and_every_baseline(validation):
         "coverage50",
         "coverage90",
     } <= set(horizons.columns)
-    assert set(horizons.loc[horizons["targets"] == "reference", "horizon_months"]) == {0, 3}
+    assert "targets" not in horizons  # one row per method and horizon: the reference targets
+    assert not horizons.duplicated(["method", "horizon_months"]).any()
+    assert set(horizons["horizon_months"]) == {0, 3}
+    assert set(horizons["method"]) == set(backtest.METHODS)
+    groups = v.backtest_groups
+    assert "reference" not in set(groups["targets"])
+    assert not groups.duplicated(["method", "horizon_months", "targets"]).any()
+    # each group's targets are reference targets or another series: never more than all of them
+    for _, r in groups[groups["targets"].isin(["development", "confirmation"])].iterrows():
+        whole = horizons[
+            (horizons["method"] == r["method"])
+            & (horizons["horizon_months"] == r["horizon_months"])
+        ]
+        assert r["n"] <= int(whole["n"].iloc[0])
     paired = v.backtest_paired
     assert (
         set(paired["method"]) <= set(backtest.METHODS) - {backtest.MODEL}
@@ -152,6 +165,8 @@ def test_the_run_folder_is_written_whole(validation, tmp_path):
         "backtest.csv",
         "backtest_targets.csv",
         "backtest_answers.csv",
+        "backtest_horizons.csv",
+        "backtest_groups.csv",
         "sbc.csv",
         "sbc_ranks.csv",
         "settings.json",

@@ -425,6 +425,47 @@ def test_paired_differences_and_signed_errors():
     assert bias.loc["talks", "mean_signed_error"] == 3.0 and bias.loc["continue", "n"] == 1
 
 
+def test_horizons_have_one_row_per_method_and_horizon_and_groups_hold_the_rest():
+    rows = []
+    for source_row, (series, reference, confirmation) in enumerate(
+        [
+            ("Levada | Q", True, False),
+            ("Levada | Q", True, True),
+            ("Russian Field | R", False, False),
+        ]
+    ):
+        for horizon in (0, 3):
+            for method, score in (("model", 2.0 + source_row), ("reference_only", 1.0)):
+                if method == "reference_only" and not reference:
+                    continue
+                rows.append(
+                    {"method": method, "source_row": source_row, "horizon_months": horizon, "series": series,
+                     "reference": reference, "confirmation": confirmation, "log_score": score + horizon,
+                     "abs_error": 1.0, "covered50": 1.0, "covered90": 1.0, "error": ""}
+                )  # fmt: skip
+    per_target = pd.DataFrame(rows)
+    horizons = backtest.by_horizon(per_target)
+    assert "targets" not in horizons
+    assert {"method", "horizon_months", "n", "mean_log_score", "mae", "coverage50", "coverage90"} <= set(
+        horizons.columns
+    )  # fmt: skip
+    assert sorted(zip(horizons["method"], horizons["horizon_months"])) == [
+        ("model", 0), ("model", 3), ("reference_only", 0), ("reference_only", 3)
+    ]  # fmt: skip
+    row = horizons.set_index(["method", "horizon_months"]).loc[("model", 3)]
+    assert row["n"] == 2 and row["mean_log_score"] == pytest.approx(3.0 + 2.5)  # rows 0, 1 only
+    groups = backtest.by_group(per_target).set_index(["method", "horizon_months", "targets"])
+    assert set(groups.index.get_level_values("targets")) == {
+        "development",
+        "confirmation",
+        "Russian Field | R",
+    }
+    assert groups.loc[("model", 0, "confirmation"), "mean_log_score"] == 3.0
+    assert groups.loc[("model", 3, "Russian Field | R"), "mean_log_score"] == 7.0
+    assert ("reference_only", 0, "Russian Field | R") not in groups.index
+    assert backtest.by_horizon(pd.DataFrame()).empty and backtest.by_group(pd.DataFrame()).empty
+
+
 def test_sbc_ranks_and_coverage():
     draws = {
         "low": np.linspace(1, 2, 400),
@@ -680,6 +721,7 @@ def test_the_summary_counts_sbc_fits_sampled_longer_apart_from_the_ladder():
         backtest_targets=empty,
         backtest_answers=empty,
         backtest_horizons=empty,
+        backtest_groups=empty,
         backtest_paired=empty,
         backtest_bias=empty,
         sbc=pd.DataFrame([quantity]),
