@@ -140,10 +140,10 @@ DATA_ARGUMENTS = (
     "anchor_value",
 )
 #: The type of the empty array standing for data a model does not have: the type ``pm.Data`` gives
-#: the same data where a model has them (PyMC stores integers as its ``intX``, ``int32`` under the
-#: default ``floatX`` of ``float64``, and floats as ``float64``), so that models with and without
-#: them call :func:`logp_and_gradient` with one signature, compiled once. A test checks these
-#: against a model's own data.
+#: the same data where a model has them (PyMC stores floats as ``floatX`` and integers as its
+#: ``intX``: ``float64`` and ``int32`` under the default ``floatX``), so that models with and
+#: without them call :func:`logp_and_gradient` with one signature, compiled once. A test checks
+#: these against a model's own data.
 ABSENT_DTYPES = {
     "event_cell": np.int32,
     "in_likelihood": np.float64,

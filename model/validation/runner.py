@@ -592,16 +592,13 @@ def summary_text(v: Validation) -> str:
                 f"  {r['method']:<18} {r['n']:>3} {r['mean_log_score']:>10.2f} {r['mae']:>6.2f} {r['coverage50']:>6.0%} "
                 f"{r['coverage90']:>6.0%} {r['failed']:>6} {r['gate_failures']:>9}"
             )
-        model_rows = pd.concat(
-            [
-                _rows_where(v.backtest_horizons, "method", backtest.MODEL).assign(
-                    targets=REFERENCE_TARGETS
-                ),
-                _rows_where(v.backtest_groups, "method", backtest.MODEL),
-            ],
-            ignore_index=True,
-        )
-        if len(model_rows):
+        # The reference targets' rows (no ``targets`` column) and the other groups', in that
+        # order; a table without rows is left out, so that the whole-number columns stay whole.
+        horizons = _rows_where(v.backtest_horizons, "method", backtest.MODEL)
+        groups = _rows_where(v.backtest_groups, "method", backtest.MODEL)
+        parts = [t for t in (horizons.assign(targets=REFERENCE_TARGETS), groups) if len(t)]
+        if parts:
+            model_rows = pd.concat(parts, ignore_index=True)
             lines.append(
                 "The model by horizon (log score, MAE, coverage 50% / 90%, gate failures):"
             )

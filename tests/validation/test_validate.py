@@ -122,13 +122,17 @@ def test_backtest_table_scores_the_model_and_every_baseline(validation):
     groups = v.backtest_groups
     assert "reference" not in set(groups["targets"])
     assert not groups.duplicated(["method", "horizon_months", "targets"]).any()
-    # each group's targets are reference targets or another series: never more than all of them
-    for _, r in groups[groups["targets"].isin(["development", "confirmation"])].iterrows():
-        whole = horizons[
-            (horizons["method"] == r["method"])
-            & (horizons["horizon_months"] == r["horizon_months"])
-        ]
-        assert r["n"] <= int(whole["n"].iloc[0])
+    # the development and confirmation sets split the reference targets: their counts add up
+    split = (
+        groups[groups["targets"].isin(["development", "confirmation"])]
+        .groupby(["method", "horizon_months"])[["n", "failed"]]
+        .sum()
+    )
+    whole = horizons.set_index(["method", "horizon_months"])[["n", "failed"]]
+    assert split.reindex(whole.index, fill_value=0).equals(whole)
+    assert (groups["targets"] == "confirmation").any()
+    other_series = set(per_target.loc[~per_target["reference"], "series"])
+    assert other_series and other_series <= set(groups["targets"])
     paired = v.backtest_paired
     assert (
         set(paired["method"]) <= set(backtest.METHODS) - {backtest.MODEL}

@@ -693,6 +693,51 @@ def test_an_sbc_fit_missing_acceptance_without_divergences_is_sampled_longer():
     assert longer_sampling_reasons(model.Sampler(draws=100), trace(100, 0), 20.0) == []  # not set
 
 
+def test_the_summary_lists_the_models_rows_by_horizon_then_by_group():
+    from model.validation.runner import Validation, summary_text
+
+    def rows(targets=None):
+        row = {"method": "model", "horizon_months": 3, "n": 4, "mean_log_score": 3.5, "mae": 4.25,
+               "coverage50": 0.5, "coverage90": 1.0, "failed": 0, "gate_failures": 1}  # fmt: skip
+        return pd.DataFrame([row if targets is None else {**row, "targets": targets}])
+
+    empty = pd.DataFrame()
+    backtest_row = pd.DataFrame(
+        [{"method": "model", "n": 4, "mean_log_score": 3.5, "mae": 4.25, "coverage50": 0.5,
+          "coverage90": 1.0, "failed": 0, "gate_failures": 1}]
+    )  # fmt: skip
+
+    def text(horizons, groups):
+        v = Validation(
+            settings=model.ValidateSettings(sbc=0),
+            config=model.Config(),
+            backtest=backtest_row,
+            backtest_targets=empty,
+            backtest_answers=empty,
+            backtest_horizons=horizons,
+            backtest_groups=groups,
+            backtest_paired=empty,
+            backtest_bias=empty,
+            sbc=empty,
+            sbc_ranks=empty,
+            sbc_fits=empty,
+            failures=pd.DataFrame(columns=["task", "error"]),
+            info={"workers": 1, "scheduler": "LocalCluster", "wall_s": 1.0, "target_readings": 4,
+                  "targets": 8, "refits": 8},
+        )  # fmt: skip
+        return summary_text(v).splitlines()
+
+    lines = text(rows(), rows("Russian Field | R"))
+    listed = [line.split()[0] for line in lines if " mo  n=" in line]
+    assert listed == ["reference", "Russian"]
+    assert any(line.split()[:4] == ["reference", "3", "mo", "n=4"] for line in lines)
+    # no reference targets (a cut-off after the last of them): the groups' rows alone, whole
+    # numbers still printed as such
+    lines = text(empty, rows("Russian Field | R"))
+    (line,) = [line for line in lines if " mo  n=" in line]
+    assert " 3 mo  n=4 " in line and line.endswith("gate fail 1")
+
+
 def test_the_summary_counts_sbc_fits_sampled_longer_apart_from_the_ladder():
     from model.validation.runner import Validation, summary_text
 
