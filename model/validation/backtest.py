@@ -645,6 +645,23 @@ def wilson(successes: float, n: int, level: float = 0.9) -> tuple[float, float]:
     return float(centre - half), float(centre + half)
 
 
+#: The columns :func:`_summary_row` gives, in its order: a table of such rows with no rows has them
+#: too, so that its file is written with its header.
+SUMMARY_COLUMNS = (
+    "n",
+    "mean_log_score",
+    "mae",
+    "coverage50",
+    "coverage90",
+    "failed",
+    "gate_failures",
+    "coverage50_lower",
+    "coverage50_upper",
+    "coverage90_lower",
+    "coverage90_upper",
+)
+
+
 def _summary_row(got: pd.DataFrame, ok: pd.DataFrame) -> dict:
     row = {
         "n": len(ok),
@@ -698,8 +715,7 @@ def target_groups(
 def by_horizon(per_target: pd.DataFrame) -> pd.DataFrame:
     """``backtest_horizons.csv``: one row per method and horizon, over the reference targets
     (the columns of :func:`summarise`'s rows, with ``horizon_months``)."""
-    rows = _by_group(per_target, only=REFERENCE_TARGETS)
-    return rows.drop(columns="targets") if len(rows) else rows
+    return _by_group(per_target, only=REFERENCE_TARGETS).drop(columns="targets")
 
 
 def by_group(per_target: pd.DataFrame) -> pd.DataFrame:
@@ -713,10 +729,11 @@ def _by_group(
     per_target: pd.DataFrame, only: str | None = None, exclude: str | None = None
 ) -> pd.DataFrame:
     """Rows per method, horizon and group of targets (``targets``), for the group ``only`` or
-    every group but ``exclude``."""
+    every group but ``exclude``; with no such targets, the columns alone."""
+    columns = ["method", "horizon_months", "targets", *SUMMARY_COLUMNS]
     rows = []
     if not len(per_target):
-        return pd.DataFrame()
+        return pd.DataFrame(columns=columns)
     groups = target_groups(
         per_target["reference"], per_target["confirmation"], per_target["series"]
     )
@@ -740,7 +757,7 @@ def _by_group(
                         **_summary_row(got, _scored(got)),
                     }
                 )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 
 
 def paired_differences(per_target: pd.DataFrame, against: str = MODEL) -> pd.DataFrame:

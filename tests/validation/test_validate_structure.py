@@ -463,7 +463,17 @@ def test_horizons_have_one_row_per_method_and_horizon_and_groups_hold_the_rest()
     assert groups.loc[("model", 0, "confirmation"), "mean_log_score"] == 3.0
     assert groups.loc[("model", 3, "Russian Field | R"), "mean_log_score"] == 7.0
     assert ("reference_only", 0, "Russian Field | R") not in groups.index
-    assert backtest.by_horizon(pd.DataFrame()).empty and backtest.by_group(pd.DataFrame()).empty
+    # no targets of a table: its columns alone, so that its file is written with its header
+    only_series = per_target[~per_target["reference"]]
+    assert list(horizons.columns) == ["method", "horizon_months", *backtest.SUMMARY_COLUMNS]
+    group_columns = list(groups.reset_index().columns)
+    assert group_columns == ["method", "horizon_months", "targets", *backtest.SUMMARY_COLUMNS]
+    for table, columns in (
+        (backtest.by_horizon(only_series), list(horizons.columns)),
+        (backtest.by_horizon(pd.DataFrame()), list(horizons.columns)),
+        (backtest.by_group(pd.DataFrame()), group_columns),
+    ):
+        assert table.empty and list(table.columns) == columns
 
 
 def test_sbc_ranks_and_coverage():
