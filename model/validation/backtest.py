@@ -715,21 +715,20 @@ def target_groups(
 def by_horizon(per_target: pd.DataFrame) -> pd.DataFrame:
     """``backtest_horizons.csv``: one row per method and horizon, over the reference targets
     (the columns of :func:`summarise`'s rows, with ``horizon_months``)."""
-    return _by_group(per_target, only=REFERENCE_TARGETS).drop(columns="targets")
+    return _by_group(per_target, reference=True).drop(columns="targets")
 
 
 def by_group(per_target: pd.DataFrame) -> pd.DataFrame:
     """``backtest_groups.csv``: per method, horizon and each group of targets
     (:func:`target_groups`) other than all the reference targets, which
     :func:`by_horizon` gives: the development and confirmation sets and each other series."""
-    return _by_group(per_target, exclude=REFERENCE_TARGETS)
+    return _by_group(per_target, reference=False)
 
 
-def _by_group(
-    per_target: pd.DataFrame, only: str | None = None, exclude: str | None = None
-) -> pd.DataFrame:
-    """Rows per method, horizon and group of targets (``targets``), for the group ``only`` or
-    every group but ``exclude``; with no such targets, the columns alone."""
+def _by_group(per_target: pd.DataFrame, *, reference: bool) -> pd.DataFrame:
+    """Rows per method, horizon and group of targets (``targets``): the group of all reference
+    targets with ``reference``, every other group without; with no such targets, the columns
+    alone."""
     columns = ["method", "horizon_months", "targets", *SUMMARY_COLUMNS]
     rows = []
     if not len(per_target):
@@ -738,7 +737,7 @@ def _by_group(
         per_target["reference"], per_target["confirmation"], per_target["series"]
     )
     for group, mask in groups.items():
-        if (only is not None and group != only) or group == exclude:
+        if (group == REFERENCE_TARGETS) != reference:
             continue
         for method in methods_of(per_target):
             for horizon in sorted(per_target["horizon_months"].unique()):

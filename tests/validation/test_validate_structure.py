@@ -703,8 +703,27 @@ def test_an_sbc_fit_missing_acceptance_without_divergences_is_sampled_longer():
     assert longer_sampling_reasons(model.Sampler(draws=100), trace(100, 0), 20.0) == []  # not set
 
 
+def _validation(**tables):
+    """A :class:`Validation` with the given fields; every other table empty, no failures."""
+    import dataclasses
+
+    from model.validation.runner import Validation
+
+    fields = {
+        "settings": model.ValidateSettings(sbc=0),
+        "config": model.Config(),
+        "failures": pd.DataFrame(columns=["task", "error"]),
+        **{
+            field.name: pd.DataFrame()
+            for field in dataclasses.fields(Validation)
+            if field.name not in ("settings", "config", "failures", "info")
+        },
+    }
+    return Validation(**{**fields, **tables})
+
+
 def test_the_summary_lists_the_models_rows_by_horizon_then_by_group():
-    from model.validation.runner import Validation, summary_text
+    from model.validation.runner import summary_text
 
     def rows(targets=None):
         row = {"method": "model", "horizon_months": 3, "n": 4, "mean_log_score": 3.5, "mae": 4.25,
@@ -718,20 +737,10 @@ def test_the_summary_lists_the_models_rows_by_horizon_then_by_group():
     )  # fmt: skip
 
     def text(horizons, groups):
-        v = Validation(
-            settings=model.ValidateSettings(sbc=0),
-            config=model.Config(),
+        v = _validation(
             backtest=backtest_row,
-            backtest_targets=empty,
-            backtest_answers=empty,
             backtest_horizons=horizons,
             backtest_groups=groups,
-            backtest_paired=empty,
-            backtest_bias=empty,
-            sbc=empty,
-            sbc_ranks=empty,
-            sbc_fits=empty,
-            failures=pd.DataFrame(columns=["task", "error"]),
             info={"workers": 1, "scheduler": "LocalCluster", "wall_s": 1.0, "target_readings": 4,
                   "targets": 8, "refits": 8},
         )  # fmt: skip
@@ -749,7 +758,7 @@ def test_the_summary_lists_the_models_rows_by_horizon_then_by_group():
 
 
 def test_the_summary_counts_sbc_fits_sampled_longer_apart_from_the_ladder():
-    from model.validation.runner import Validation, summary_text
+    from model.validation.runner import summary_text
 
     fits = pd.DataFrame(
         {
@@ -768,21 +777,10 @@ def test_the_summary_counts_sbc_fits_sampled_longer_apart_from_the_ladder():
         "ecdf_in_band": True,
         "uniformity_p": 0.5,
     }
-    empty = pd.DataFrame()
-    v = Validation(
+    v = _validation(
         settings=model.ValidateSettings(sbc=4),
-        config=model.Config(),
-        backtest=empty,
-        backtest_targets=empty,
-        backtest_answers=empty,
-        backtest_horizons=empty,
-        backtest_groups=empty,
-        backtest_paired=empty,
-        backtest_bias=empty,
         sbc=pd.DataFrame([quantity]),
-        sbc_ranks=empty,
         sbc_fits=fits,
-        failures=pd.DataFrame(columns=["task", "error"]),
         info={"workers": 1, "scheduler": "LocalCluster", "wall_s": 1.0},
     )
     text = summary_text(v)
