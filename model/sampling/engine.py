@@ -144,8 +144,8 @@ class CompiledAggregator:
         Raises
         ------
         KeyboardInterrupt
-            If sampling stopped early: nutpie answers Ctrl-C (and the CLI's SIGTERM handler) by
-            returning the draws made so far, which must never pass for the run asked for.
+            If sampling stopped early (Ctrl-C, or the CLI's SIGTERM handler): the chains are
+            stopped and their draws so far dropped, which must never pass for the run asked for.
         """
         idata, seconds = self._sample_once(
             sampler, seed, cores, in_likelihood, observed, progress_bar
@@ -309,11 +309,19 @@ class CompiledAggregator:
             return running.wait()
         except KeyboardInterrupt:
             try:
-                return running.abort()  # the draws so far, as nutpie.sample returns them
+                # Stop the chains. The trace so far that this returns keeps the draws' full shape
+                # with the ones not made as NaN, which no shape check catches and which the
+                # posterior predictive draws never finish on: it is never returned.
+                running.abort()
             except BaseException as err:
                 if not _is_panic(err):
                     raise
-                reason = _reason(err)  # a chain had panicked: no draws to return
+                reason = _reason(err)  # a chain had panicked
+            else:
+                raise KeyboardInterrupt(
+                    f"sampling stopped early: interrupted before {sampler.chains} chains x "
+                    f"{sampler.draws} draws"
+                ) from None
         except RuntimeError as err:
             reason = _reason(err)
             _cancel(running)
