@@ -8,6 +8,7 @@ report).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,11 +24,16 @@ from model.aggregator.names import (
     TIME,
 )
 from model.config import ANCHORS, DAYS_PER_MONTH, ZERO_SUM, Config, ConfigError
-from model.data.polls import PollDataError, Problem
+from model.data.polls import DATAFRAME_SOURCE, PollDataError, Problem, alike_names
 
 #: Half of the rounding unit of published shares (whole percents): the smallest share a
 #: component can take in the likelihood. A reported 0% is read as "under 0.5%" and enters as 0.25%.
 MIN_COMPONENT_PCT = 0.25
+
+#: Letters (changed, added or removed) by which a question id of the table not in
+#: ``config.questions`` may differ from a configured one and still be refused as a misspelling of it
+#: (:func:`model.data.polls.alike_names`; at most one letter in four of the shorter id).
+QUESTION_ID_EDITS = 2
 
 #: Readings per house (question) from which house (question) effects are sampled centred.
 CENTRED_MIN_READINGS = 10
@@ -215,6 +221,20 @@ class PollDesign:
         return frozenset(set(self.confounded) | grouped)
 
     @property
+    def level_from_priors(self) -> tuple[str, ...]:
+        """The houses that leave the curve's level partly to the priors (empty where the data fix it).
+
+        With zero-sum house effects (no reference pollster, no anchors) the curve is the average
+        house's, and a house whose effect the data identify only together with its wording's
+        (:attr:`identified_only_with_wording`) enters that average with a split the priors make.
+        Then every house's effect, and every difference from the curve, rests partly on the
+        priors too; the differences between two houses' effects, or two readings' offsets, do not.
+        """
+        if self.reference_pollster is not None or len(self.anchor_cell):
+            return ()
+        return tuple(sorted({p for p, _ in self.identified_only_with_wording}))
+
+    @property
     def last_reading(self) -> pd.Series:
         """The reading with the latest field end (the first in model order among ties)."""
         return self.polls.iloc[int(np.argmax(self.polls["field_end"].to_numpy()))]
@@ -271,9 +291,14 @@ def select_polls(polls: pd.DataFrame, config: Config) -> pd.DataFrame:
     ConfigError
         A configured question is not in the table, or nothing is left.
     PollDataError
-        Two selected readings are marked (column ``same_survey_as``) as the same survey.
+        A question id of the table is not in config.questions but alike a configured one
+        (:func:`misspelt_questions`); two selected readings are marked (column
+        ``same_survey_as``) as the same survey.
     """
     if config.questions is not None:
+        misspelt = misspelt_questions(polls, config.questions)
+        if misspelt:
+            raise PollDataError(misspelt)
         missing = sorted(set(config.questions) - set(polls["question"]))
         if missing:
             raise ConfigError(
@@ -304,6 +329,52 @@ def select_polls(polls: pd.DataFrame, config: Config) -> pd.DataFrame:
         if problems:
             raise PollDataError(problems)
     return polls.reset_index(drop=True)
+
+
+def misspelt_questions(polls: pd.DataFrame, questions: Sequence[str]) -> list[Problem]:
+    """A problem for each reading whose question id is not one of `questions` (the configured
+    ones) but is alike one of them (:func:`model.data.polls.alike_names` at
+    :data:`QUESTION_ID_EDITS` letters): most likely a misspelling, which the fit would leave out
+    unnoticed as an unconfigured question. Ids unlike every configured one are left out as
+    meant.
+
+    Parameters
+    ----------
+    polls : pandas.DataFrame
+        A table from :func:`model.load_polls` (with ``source_row``).
+    questions : sequence of str
+        The configured question ids (``config.questions``).
+
+    Returns
+    -------
+    list of Problem
+        One per such reading, naming its row, the ``question`` column, the id and the configured
+        id(s) it is alike; empty when there are none.
+    """
+    configured = set(questions)
+    near: dict[str, list[str]] = {}
+    for a, b in alike_names(configured | set(polls["question"]), edits=QUESTION_ID_EDITS):
+        if (a in configured) != (b in configured):
+            unknown, known = (b, a) if a in configured else (a, b)
+            near.setdefault(unknown, []).append(known)
+    source = str(polls.attrs.get("source", DATAFRAME_SOURCE))
+    problems = []
+    misspelt = polls[polls["question"].isin(near)]
+    for row, question in zip(misspelt["source_row"], misspelt["question"], strict=True):
+        known = " or ".join(repr(q) for q in near[question])
+        problems.append(
+            Problem(
+                source,
+                int(row),
+                "question",
+                question,
+                f"{known} if it is that question; if it is another question, add it to "
+                f"config.questions to fit it, or give it an id less like {known}",
+                f"is not in config.questions, yet spelt almost as {known}, which is (a misspelt "
+                "id would leave the reading out of the fit unnoticed)",
+            )
+        )
+    return problems
 
 
 def unpaired_effects(count: int, paired: set[int], zero: int | None) -> list[int]:

@@ -42,6 +42,7 @@ from model.data.polls import (
     FIRST_DATA_ROW,
     PollDataError,
     Problem,
+    inside_month_only,
     load_polls,
     parse_field_date,
     read_csv_text,
@@ -908,8 +909,7 @@ def _merge_dates(
         at = int(r["source_row"])
         coded = book.field_dates.get(r["src_row"])
         if coded is not None and span is not None:
-            inside = span[2] == "month" and span[0] <= coded.start <= coded.end <= span[1]
-            if not inside:
+            if not inside_month_only((coded.start, coded.end, "day"), span):
                 problems.append(
                     _problem(
                         source,
@@ -972,10 +972,7 @@ def _merge_dates(
     )
     agree = True
     for dates, r, span in spans:
-        inside = (
-            best[2] == "day" and span[2] == "month" and span[0] <= best[0] <= best[1] <= span[1]
-        )
-        if not (dates == best_dates or inside):
+        if not (dates == best_dates or inside_month_only(best, span)):
             agree = False
             problems.append(
                 _problem(

@@ -40,6 +40,7 @@ __all__ = [
     "Problem",
     "alike_names",
     "closed_readings",
+    "inside_month_only",
     "load_polls",
     "parse_field_date",
     "table_checksum",
@@ -198,6 +199,43 @@ def parse_field_date(value: object, *, end: bool) -> tuple[pd.Timestamp, DatePre
 
 def _spans_whole_months(start: pd.Timestamp, end: pd.Timestamp) -> bool:
     return start.day == 1 and end.day == calendar.monthrange(end.year, end.month)[1]
+
+
+def inside_month_only[Day: (str, pd.Timestamp)](
+    days: tuple[Day, Day, str], month_only: tuple[Day, Day, str]
+) -> bool:
+    """Whether a field period given to the day lies inside a month-only field period: one
+    survey's dates as a source that gives the days and another that gives only the month report
+    them. :func:`model.data.build.build` merges two such rows of one survey into one reading;
+    :func:`load_polls` refuses them as one survey given twice.
+
+    Parameters
+    ----------
+    days, month_only : (start, end, precision)
+        Each period's first and last day (both ``pandas.Timestamp`` or both ISO ``YYYY-MM-DD``
+        strings) and its precision, ``"day"`` or ``"month"`` (as in ``date_precision``).
+
+    Returns
+    -------
+    bool
+        True when `days` has day precision, `month_only` month precision, and `days` lies within
+        `month_only`'s month(s).
+    """
+    start, end, precision = days
+    month_start, month_end, month_precision = month_only
+    return (
+        precision == "day"
+        and month_precision == "month"
+        and month_start <= start <= end <= month_end
+    )
+
+
+def _period_text(start: pd.Timestamp, end: pd.Timestamp, precision: DatePrecision) -> str:
+    """A field period for a message: its months (``2022-07``, ``2024-02 to 2024-03``) when it is
+    month-only and spans whole months, else its days (``2022-07-28 to 2022-07-31``)."""
+    form = "%Y-%m" if precision == "month" and _spans_whole_months(start, end) else "%Y-%m-%d"
+    first, last = f"{start:{form}}", f"{end:{form}}"
+    return first if first == last else f"{first} to {last}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,9 +432,10 @@ def load_polls(
         reported shares of a row summing to more than ``100 + 0.5 * k`` for ``k`` reported shares
         (each share rounded to a whole percent is off by at most 0.5); ``n`` that is not a
         positive whole number; the same survey and question given twice (same ``survey_id`` when
-        the table has that column and both cells are filled, else same pollster, ``field_start``
-        and ``field_end``), whether or not the figures agree, since one survey must not be
-        counted twice; every answer (of two or more) reported with shares summing to less
+        the table has that column and both cells are filled, else same pollster and
+        ``field_start`` and ``field_end``, or a day range inside the month(s) of a month-only
+        row, :func:`inside_month_only`), whether or not the figures agree, since one survey must
+        not be counted twice; every answer (of two or more) reported with shares summing to less
         than ``100 - k`` (the answers must cover the whole sample; a share may be the sum of
         two rounded parts); a field date after today (a month's reading may end later this month);
         a table whose every share is at most 1 (proportions, not percent); a ``poll_id`` other
@@ -623,7 +662,7 @@ class _Checker:
             self.row_shares(i, shares)
             self.closed_flag(i)
 
-        self.duplicates(text, starts, ends, n, shares, valid_key)
+        self.duplicates(text, starts, ends, precision, n, shares, valid_key)
         self.proportions(shares)
         for i in range(size):
             self.reading_id(i, text, starts[i])
@@ -820,19 +859,23 @@ class _Checker:
         text: dict[str, list[str]],
         starts: list[pd.Timestamp | None],
         ends: list[pd.Timestamp | None],
+        precision: list[DatePrecision | None],
         n: np.ndarray,
         shares: dict[str, np.ndarray],
         valid_key: list[bool],
     ) -> None:
         # One survey's answer to a question is one row. Rows that both carry a survey_id are the
         # same survey when their ids are; otherwise (one or both without an id) when their
-        # pollster, field dates and question are, so an id on one copy does not hide the other.
+        # pollster and question are and so are their field dates, or the one's day range lies
+        # inside the other's month-only dates (as the data build merges a survey's rows), so
+        # neither an id on one copy nor a source that gives only the month hides the other.
         by_survey: dict[tuple[object, ...], int] = {}
         by_fields: dict[tuple[object, ...], list[tuple[int, bool]]] = {}
+        by_precision: dict[tuple[object, ...], list[tuple[int, bool]]] = {}
         for i in range(len(self.frame)):
             survey = self.cell(i, "survey_id")
             has_id = survey is not _NO_VALUE and not _is_blank(survey)
-            j, columns = None, ()
+            j, columns, nested = None, (), ""
             if has_id and text["question"][i]:
                 key: tuple[object, ...] = (str(survey).strip(), text["question"][i])
                 if key in by_survey:
@@ -840,12 +883,22 @@ class _Checker:
                 else:
                     by_survey[key] = i
             if valid_key[i]:
-                key = (text["pollster"][i], starts[i], ends[i], text["question"][i])
+                pollster, question = text["pollster"][i], text["question"][i]
+                key = (pollster, starts[i], ends[i], question)
                 earlier = by_fields.setdefault(key, [])
                 if j is None:
                     j = next((k for k, k_has_id in earlier if not (has_id and k_has_id)), None)
                     columns = ("pollster", "field_start", "field_end", "question")
+                if j is None:  # a day range and a month-only row around it, in either order
+                    other = "month" if precision[i] == "day" else "day"
+                    for k, k_has_id in by_precision.get((pollster, question, other), []):
+                        if not (has_id and k_has_id):
+                            nested = self.nested_periods(i, k, starts, ends, precision)
+                            if nested:
+                                j = k
+                                break
                 earlier.append((i, has_id))
+                by_precision.setdefault((pollster, question, precision[i]), []).append((i, has_id))
             if j is None:
                 continue
             figures = [n, *shares.values()]
@@ -856,7 +909,7 @@ class _Checker:
                 columns,
                 None,
                 f"the same survey and question as row {self.rows[j]} is given twice "
-                f"(with {figures_text})",
+                f"(with {figures_text}{nested})",
                 "each survey's answer to a question once: merge the rows, or drop one; if they are "
                 "two samples fielded together (say a house's phone and online samples), keep both by "
                 + (
@@ -865,6 +918,27 @@ class _Checker:
                     else "adding a survey_id column with a distinct id for each sample"
                 ),
             )
+
+    def nested_periods(
+        self,
+        i: int,
+        k: int,
+        starts: list[pd.Timestamp | None],
+        ends: list[pd.Timestamp | None],
+        precision: list[DatePrecision | None],
+    ) -> str:
+        """How the field periods of the readings at positions `i` and `k` nest
+        (:func:`inside_month_only`: a day range inside a month-only reading's month or months),
+        for a message; "" when they do not."""
+        periods = {at: (starts[at], ends[at], precision[at]) for at in (i, k)}
+        for days, month_only in ((i, k), (k, i)):
+            if inside_month_only(periods[days], periods[month_only]):
+                return (
+                    f"; row {self.rows[days]}'s field dates {_period_text(*periods[days])} lie "
+                    f"inside row {self.rows[month_only]}'s month-only "
+                    f"{_period_text(*periods[month_only])}"
+                )
+        return ""
 
 
 def _closed_value(value: object) -> bool | None:
@@ -927,24 +1001,43 @@ def reading_midpoints(polls: pd.DataFrame) -> pd.Series:
     return polls["field_start"] + (polls["field_end"] - polls["field_start"]) / 2
 
 
-def _one_edit_apart(a: str, b: str) -> bool:
-    """Whether ``a`` becomes ``b`` by one letter changed, added or removed."""
-    if abs(len(a) - len(b)) > 1:
+def _within_edits(a: str, b: str, edits: int) -> bool:
+    """Whether ``a`` becomes ``b`` by at most `edits` letters changed, added or removed."""
+    if abs(len(a) - len(b)) > edits:
         return False
-    if len(a) > len(b):
-        a, b = b, a
-    i = 0
-    while i < len(a) and a[i] == b[i]:
-        i += 1
-    return a[i + (len(a) == len(b)) :] == b[i + 1 :]
+    previous = list(range(len(b) + 1))  # edits from a[:i] to each b[:j], row by row
+    for i, letter in enumerate(a, start=1):
+        current = [i]
+        for j, other in enumerate(b, start=1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (letter != other))
+            )
+        previous = current
+    return previous[-1] <= edits
 
 
-def alike_names(names: Iterable[str]) -> list[tuple[str, str]]:
-    """Pairs of distinct names that are one letter apart once case, spaces and punctuation are
-    set aside ("Russian Feld" and "Russian Field", "Levada-Center" and "Levada Center"): likely
-    one house spelt two ways, which a fit would take for two. Left out: names of fewer than four
-    letters (abbreviations differ by one letter by nature: FOM, FSO), and names that differ only
-    in a label of one or two characters ("House A" and "House B", "Poll 1" and "Poll 2")."""
+def alike_names(names: Iterable[str], *, edits: int = 1) -> list[tuple[str, str]]:
+    """Pairs of distinct names that are one letter apart (by default) once case, spaces and
+    punctuation are set aside ("Russian Feld" and "Russian Field", "Levada-Center" and "Levada
+    Center"): likely one house spelt two ways, which a fit would take for two. Left out: names of
+    fewer than four letters (abbreviations differ by one letter by nature: FOM, FSO), and names
+    that differ only in a label of one or two characters ("House A" and "House B", "Poll 1" and
+    "Poll 2"); and at most one letter in four of the shorter name may differ.
+
+    Parameters
+    ----------
+    names : iterable of str
+        The names (house names, question ids).
+    edits : int, default 1
+        How many letters changed, added or removed still make two names alike (at most one in
+        four of the shorter name's). Question ids, long codes, are compared at two: a swapped
+        pair of letters is two.
+
+    Returns
+    -------
+    list of (str, str)
+        The alike pairs, each in sorted order, sorted.
+    """
     words = {name: re.findall(r"[^\W_]+", name.casefold()) for name in names}
     keys = {name: "".join(w) for name, w in words.items()}
 
@@ -956,12 +1049,16 @@ def alike_names(names: Iterable[str]) -> list[tuple[str, str]]:
             and max(len(differ[0][0]), len(differ[0][1])) <= 2
         )
 
+    def near(a: str, b: str) -> bool:
+        allowed = min(edits, min(len(keys[a]), len(keys[b])) // 4)
+        return _within_edits(keys[a], keys[b], allowed) and not labelled(a, b)
+
     named = sorted(name for name, key in keys.items() if len(key) >= 4)
     return [
         (a, b)
         for i, a in enumerate(named)
         for b in named[i + 1 :]
-        if keys[a] == keys[b] or (_one_edit_apart(keys[a], keys[b]) and not labelled(a, b))
+        if keys[a] == keys[b] or near(a, b)
     ]
 
 

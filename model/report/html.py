@@ -34,6 +34,7 @@ from model.results.diagnostics import (
 )
 from model.results.headline import (
     PROJECTION_RULE,
+    against_average_house,
     averaged_over,
     event_brackets,
     event_caveat,
@@ -236,11 +237,12 @@ def source_cell(src_rows: Any, sources: dict[str, dict[str, str]] | None) -> str
 def _headline_section(result: FitResult, calibration: BacktestCalibration | None) -> str:
     """The page opens with the headline in plain words (:meth:`FitResult.headline_sentences`),
     after :func:`~model.results.diagnostics.gate_warning` where the gate failed."""
-    first, *rest = result.headline_sentences()
     head = result.headline()
+    warning = gate_warning(head["gate"])
+    # The sentences open with that warning where the gate failed: here it has its own paragraph.
+    first, *rest = result.headline_sentences()[1 if warning else 0 :]
     projected = projection_calibration(result, calibration, short=True)
     caveats = "".join(f"<li>{esc(c)}</li>" for c in [*head["caveats"], *projected])
-    warning = gate_warning(result.diagnostics())
     return (
         '<section id="headline"><h2>Headline</h2>'
         + (f'<p class="gate-failed">{esc(warning)}</p>' if warning else "")
@@ -523,6 +525,7 @@ def _house_section(result: FitResult, figures) -> str:
     offsets = result.reading_offsets()
     reference_pair = (result.reference_pollster, result.reference_question)
     alone = result.design.identified_only_with_wording
+    against = against_average_house(result.design)
     rows = []
     for (pollster, question), part in offsets.groupby(["pollster", "question"], sort=False):
         if (pollster, question) == reference_pair:
@@ -537,13 +540,20 @@ def _house_section(result: FitResult, figures) -> str:
             str(int(part["readings"].iloc[0])),
             "house and wording together *"
             if (pollster, question) in alone
+            else "house apart from wording, up to the average house's level"
+            if against
             else "house apart from wording",
         ]
         rows.append(cells)
+    identified = (
+        f"{esc(_sentence_case(against))}; the difference between two rows is what the data identify."
+        if against
+        else "This is what the data identify."
+    )
     parts = [
         f'<section id="house-effects"><h2>Differences between houses</h2>'
         f"<p>Percentage points by which each house, asking its question, reports differently from {esc(result.compared_with)}, "
-        f"evaluated at that house's own readings; median and {width}% interval. This is what the data identify.</p>",
+        f"evaluated at that house's own readings; median and {width}% interval. {identified}</p>",
         _table(
             ["pollster", "question", *answers, "readings", "identified as"],
             rows,
@@ -557,8 +567,14 @@ def _house_section(result: FitResult, figures) -> str:
         header, free_rows = _effects_pivot(free, "pollster", answers, extra=["questions"])
         header[-1] = "questions asked"
         parts.append(
-            "<h3>House effects identified apart from the wording</h3>"
-            f"<p>{esc(_sentence_case(averaged_over(result.design)))}; median and {width}% interval.</p>"
+            (
+                "<h3>House effects apart from the wording, up to the average house's level</h3>"
+                f"<p>{esc(_sentence_case(averaged_over(result.design)))}; median and {width}% interval; "
+                f"{esc(against)}. The difference between two of these houses is what the data identify.</p>"
+                if against
+                else "<h3>House effects identified apart from the wording</h3>"
+                f"<p>{esc(_sentence_case(averaged_over(result.design)))}; median and {width}% interval.</p>"
+            )
             + _table(header, free_rows, numeric=set(range(1, 1 + len(answers))))
         )
     if split:

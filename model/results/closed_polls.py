@@ -61,9 +61,16 @@ def _identification(
     if (pollster, question) not in design.identified_only_with_wording:
         if pollster == design.reference_pollster and question == design.questions[0]:
             return True, "the reference house asking the reference question (the curve itself)"
+        alone = design.level_from_priors
         return (
             True,
-            f"apart from the wording: other readings link {pollster} and {question} to the reference",
+            f"apart from the wording: other readings link {pollster} and {question} to the reference"
+            + (
+                f", though the curve's level, the average house's, rests partly on the priors "
+                f"(it includes {', '.join(alone)}, identified only together with the wording)"
+                if alone
+                else ""
+            ),
         )
     if (pollster, question) in set(design.confounded):
         return False, (

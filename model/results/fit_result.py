@@ -243,7 +243,8 @@ class FitResult:
         return json.loads(json.dumps(self._summaries["headline"]))  # a copy the caller may change
 
     def headline_sentences(self) -> list[str]:
-        """The headline in plain words (:func:`model.results.headline.sentences`)."""
+        """The headline in plain words (:func:`model.results.headline.sentences`), opening with the
+        warning that the numbers are not for publication where the diagnostics gate failed."""
         return headline.sentences(self.headline())
 
     def closed_polls(self, interval: float | None = None) -> pd.DataFrame:

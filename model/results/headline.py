@@ -17,6 +17,7 @@ import xarray as xr
 from model.aggregator.design import PollDesign, cell_of
 from model.config import DAYS_PER_MONTH
 from model.data.polls import alike_names
+from model.results.diagnostics import gate_warning
 from model.results.summaries import interval_of
 
 
@@ -183,8 +184,8 @@ def headline(
         f"Every share is the curve {identification}, asking {design.questions[0]}: other houses and wordings "
         "differ from it by their estimated offsets (offsets.csv).",
     ]
-    alone = sorted({p for p, _ in design.identified_only_with_wording})
-    if design.reference_pollster is None and not len(design.anchor_cell) and alone:
+    alone = design.level_from_priors
+    if alone:
         caveats.append(
             f"The average house includes {', '.join(alone)}, whose house effect"
             f"{'s' if len(alone) > 1 else ''} the data cannot tell apart from "
@@ -423,6 +424,23 @@ def _points(value: float) -> str:
     return f"{text} point{'' if text in ('+1.0', '-1.0') else 's'}"
 
 
+def against_average_house(design: PollDesign) -> str:
+    """Why differences from the curve rest partly on the priors, in words ("" where they do not).
+
+    With zero-sum house effects and a house the data identify only with its wording
+    (:attr:`~model.aggregator.design.PollDesign.level_from_priors`), the summary and the report
+    say this beside each house's difference from the curve and each house effect.
+    """
+    alone = design.level_from_priors
+    if not alone:
+        return ""
+    return (
+        f"each is measured against the average house, which includes {', '.join(alone)}, whose "
+        f"house effect{'s' if len(alone) > 1 else ''} the data cannot tell apart from "
+        f"{'their' if len(alone) > 1 else 'its'} own wording's, so each rests partly on the priors"
+    )
+
+
 def sentences(head: dict[str, Any]) -> list[str]:
     """The headline in plain words, first sentence first (the summary and the report open with them).
 
@@ -434,10 +452,13 @@ def sentences(head: dict[str, Any]) -> list[str]:
     Returns
     -------
     list of str
-        The first answer's share on ``as_of`` with its interval, how far it is projected and what
-        the curve is; every answer's share on ``as_of`` and at the last reading (one decimal); the
-        probabilities; the first answer's changes and event jumps.
+        Where the diagnostics gate failed (``head["gate"]``), first its warning that the numbers
+        are not for publication (:func:`~model.results.diagnostics.gate_warning`), so no sentence
+        is read without it; then the first answer's share on ``as_of`` with its interval, how far
+        it is projected and what the curve is; every answer's share on ``as_of`` and at the last
+        reading (one decimal); the probabilities; the first answer's changes and event jumps.
     """
+    warning = gate_warning(head["gate"]) if "gate" in head else None
     answers = list(head["answers"])
     first = answers[0]
     width = round(100 * head["interval"])
@@ -498,4 +519,4 @@ def sentences(head: dict[str, Any]) -> list[str]:
             f"Jump in {first} at {jump['event']}{week}: {_points(jump['median'])} ({width}% interval "
             f"{signed_points(jump['lower'])} to {signed_points(jump['upper'])})."
         )
-    return lines
+    return [warning, *lines] if warning else lines

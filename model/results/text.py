@@ -6,8 +6,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from model.results.diagnostics import flagged_sensitivity, gate_warning, retry_note
-from model.results.headline import averaged_over, signed_interval, signed_points
+from model.results.diagnostics import flagged_sensitivity, retry_note
+from model.results.headline import (
+    against_average_house,
+    averaged_over,
+    signed_interval,
+    signed_points,
+)
 from model.results.projection_notes import projection_calibration
 
 if TYPE_CHECKING:
@@ -51,14 +56,13 @@ def summary_text(
     Returns
     -------
     str
-        Lines opening with the headline in words (:meth:`FitResult.headline_sentences`), after
-        :func:`~model.results.diagnostics.gate_warning` where the gate failed, then its caveats
+        Lines opening with the headline in words (:meth:`FitResult.headline_sentences`, which
+        open with :func:`~model.results.diagnostics.gate_warning` where the gate failed), then its caveats
         (``headline.json``'s, as the report gives them).
     """
     width = round(100 * result.config.interval)
     answers = list(result.config.answers)
-    warning = gate_warning(result.diagnostics())
-    lines = [*([warning] if warning else []), *result.headline_sentences()]
+    lines = result.headline_sentences()  # opening with the gate's warning where it failed
     caveats = [
         *result.headline()["caveats"],
         *(
@@ -131,12 +135,21 @@ def summary_text(
             f"Differences from {result.compared_with} (house + wording, at each pair's own readings; "
             f"median [{width}% interval] in points; offsets.csv):"
         )
+        if against := against_average_house(result.design):
+            lines.append(
+                f"  {against[:1].upper()}{against[1:]}; the difference between two rows does not."
+            )
         lines += pairs
     houses = result.house_effects()
     split = sorted({p for p, _ in alone})
     sampled = {result.design.pollsters[h] for h in result.design.free_pollsters}
     free = houses[houses["pollster"].isin(sampled) & ~houses["pollster"].isin(split)]
-    if len(free):
+    if len(free) and (against := against_average_house(result.design)):
+        lines.append(
+            f"House effects apart from the wording ({averaged_over(result.design)}; median [{width}% interval]; "
+            f"{against}; the difference between two of these houses does not):"
+        )
+    elif len(free):
         lines.append(
             f"House effects identified apart from the wording ({averaged_over(result.design)}; median [{width}% interval]):"
         )

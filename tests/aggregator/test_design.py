@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -231,6 +232,47 @@ def test_an_anchor_in_the_projected_stretch_is_refused(sim_polls):
             sim_polls,
             model.Config(house_effects="anchors", anchors=(anchor,), through="2025-06-30"),
         )
+
+
+def test_a_question_id_spelt_almost_as_a_configured_one_is_refused(tmp_path):
+    """A mistyped id is not a question left out on purpose: refused naming file, row and column,
+    the id and the configured id it is spelt almost as. Ids unlike every configured one are left
+    out as before, and without config.questions a table's own ids are all fitted."""
+    lines = Path(f"{ROOT}/data/polls.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[4].startswith("Russian Field,RF_CONTINUE_VS_TALKS,2022-07-28,")  # row 5
+    lines[4] = lines[4].replace("RF_CONTINUE_VS_TALKS", "RF_CONTINUE_VS_TALKZ")
+    path = tmp_path / "polls.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    polls = model.load_polls(path)
+    project = model.Config.from_toml(f"{ROOT}/config/fit.toml")
+    with pytest.raises(model.PollDataError) as err:
+        build_design(polls, project)
+    assert str(err.value) == (
+        f"{path} row 5, column 'question': 'RF_CONTINUE_VS_TALKZ' is not in config.questions, yet "
+        "spelt almost as 'RF_CONTINUE_VS_TALKS', which is (a misspelt id would leave the reading "
+        "out of the fit unnoticed); expected 'RF_CONTINUE_VS_TALKS' if it is that question; if it "
+        "is another question, add it to config.questions to fit it, or give it an id less like "
+        "'RF_CONTINUE_VS_TALKS'"
+    )
+    swapped = polls.replace({"question": {"RF_CONTINUE_VS_TALKZ": "RF_CONTINUE_VS_TLAKS"}})
+    with pytest.raises(
+        model.PollDataError, match="row 5, column 'question': 'RF_CONTINUE_VS_TLAKS'"
+    ):
+        build_design(swapped, project)
+    # configured, it is fitted
+    both = project.replace(questions=(*project.questions, "RF_CONTINUE_VS_TALKZ"))
+    assert "RF_CONTINUE_VS_TALKZ" in set(build_design(polls, both).polls["question"])
+    # the shipped table's unconfigured questions are still left out as meant
+    shipped = model.load_polls(f"{ROOT}/data/polls.csv")
+    assert set(build_design(shipped, project).polls["question"]) == set(project.questions)
+    # without config.questions, a table's own questions are all fitted, however alike
+    own = table(
+        [
+            {"question": "TRUST_IN_TALKS", "field_start": "2024-01-03", "field_end": "2024-01-05"},
+            {"question": "TRUST_IN_TALKZ", "field_start": "2024-02-03", "field_end": "2024-02-05"},
+        ]
+    )
+    assert len(build_design(own, model.Config()).polls) == 2
 
 
 def test_effects_identified_only_jointly_are_found_from_the_reading_graph():

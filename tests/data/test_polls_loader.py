@@ -530,6 +530,33 @@ def test_a_copy_without_a_survey_id_is_the_same_survey_as_one_with_it(tmp_path: 
     assert len(load_polls(write(tmp_path, HEADER, GOOD, other))) == 2
 
 
+def test_a_month_only_copy_of_a_day_range_is_the_same_survey(tmp_path: Path) -> None:
+    """A source that gives only the month of a survey another gives to the day: the day range
+    inside the month-only row's month is one survey (as the data build merges them), refused in
+    either order; distinct day ranges, or another question, house or month, are not."""
+    days = "Russian Field,Q1,2022-07-28,2022-07-31,1609,38,52,,rf-2022-07,"
+    month_only = "Russian Field,Q1,2022-07,2022-07,1609,38,52,,,month only"
+    for first, second, rows in ((days, month_only, (2, 3)), (month_only, days, (3, 2))):
+        path = write(tmp_path, HEADER, first, second)
+        error = load_error(path)
+        assert len(error.problems) == 1
+        assert str(error).startswith(
+            f"{path} row 3, columns 'pollster', 'field_start', 'field_end', 'question': the same "
+            "survey and question as row 2 is given twice (with the same figures; "
+            f"row {rows[0]}'s field dates 2022-07-28 to 2022-07-31 lie inside row {rows[1]}'s "
+            "month-only 2022-07); expected each survey's answer to a question once"
+        )
+    kept = [
+        days,
+        "Russian Field,Q1,2022-07-14,2022-07-17,1610,40,50,,rf-2022-07-mid,another that month",
+        "Russian Field,Q1,2022-06,2022-06,,41,49,,,the month before",
+        "Russian Field,Q2,2022-07,2022-07,,41,49,,,another question",
+        "Levada,Q1,2022-07,2022-07,,41,49,,,another house",
+        "Russian Field,Q1,2022-07,2022-07,,41,49,,rf-2022-07-b,ids on both: two surveys",
+    ]
+    assert len(load_polls(write(tmp_path, HEADER, *kept))) == len(kept)
+
+
 def test_a_named_index_is_kept_as_its_column() -> None:
     frame = pd.read_csv(io.StringIO("\n".join([HEADER, GOOD, GOOD])), dtype=str)  # one survey twice
     # survey_id as the index still names the survey: the repeated one is refused, not dropped.

@@ -31,9 +31,12 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def fake_result(through: str | None = None, stored_precision: str = "float64") -> FitResult:
+def fake_result(
+    through: str | None = None, stored_precision: str = "float64", house_effects: str = HOUSE_A
+) -> FitResult:
     """A FitResult whose idata is built by hand, shaped like a real fit's (``through``: projected
-    past the data; ``stored_precision``: the config's, for its run folder's ``posterior.nc``)."""
+    past the data; ``stored_precision``: the config's, for its run folder's ``posterior.nc``;
+    ``house_effects``: what fixes the curve's level, by default ``House A`` as the reference)."""
     rng = np.random.default_rng(3)
     sim = model.simulate_polls(
         pollsters=(HOUSE_A, "House B"),
@@ -55,7 +58,7 @@ def fake_result(through: str | None = None, stored_precision: str = "float64") -
         "true"  # one closed poll, in a confounded pair
     )
     config = model.Config(
-        house_effects=HOUSE_A,
+        house_effects=house_effects,
         reference_question="Q_MAIN",
         events=(EVENT,),
         through=through,
@@ -153,7 +156,7 @@ def fake_result(through: str | None = None, stored_precision: str = "float64") -
             "config": json.dumps(config.to_dict(), sort_keys=True),
             "config_hash": config.hash(),
             "data_checksum": table_checksum(design.polls),
-            "reference_pollster": HOUSE_A,
+            "reference_pollster": design.reference_pollster or "",
             "seed": 5,
             "created": "2026-01-01T00:00:00Z",
             "package_version": model.__version__,

@@ -25,7 +25,9 @@ from model.report import html as report
 from model.report import plots
 from model.results import headline
 from model.results.diagnostics import gate_warning
+from model.results.headline import against_average_house
 from model.results.run_folder import write_run
+from model.results.text import summary_text
 from tests.report.fakes import (
     ANSWERS,
     CHAINS,
@@ -879,6 +881,14 @@ def test_an_unprojected_curve_has_no_projection_marks(figures):
     )
 
 
+def lead_sentence(result):
+    """The headline's first sentence, after the gate's warning (the small test fits may fail it)."""
+    sentences = result.headline_sentences()
+    warning = gate_warning(result.diagnostics())
+    assert (sentences[0] == warning) == (warning is not None)
+    return sentences[1] if warning else sentences[0]
+
+
 def test_headline_numbers_come_from_the_draws(projected):
     head = projected.headline()
     share = projected.posterior["share"]
@@ -908,12 +918,42 @@ def test_headline_numbers_come_from_the_draws(projected):
     assert head["probabilities"][1]["probability"] == pytest.approx(expected)
     assert [j["event"] for j in head["event_jumps"]] == [EVENT.label] * 3
     assert any("projection" in c for c in head["caveats"])
-    first = projected.headline_sentences()[0]
+    first = lead_sentence(projected)
     talks = head["answers"]["talks"]["as_of"]
     assert first.startswith(
         f"Support for talks on 31 Aug 2023: {talks['median']:.0f}% (90% interval {talks['lower']:.0f}-{talks['upper']:.0f}), projected"
     )
     assert f"as {HOUSE_A} would measure it, asking Q_MAIN" in first
+
+
+def page_words(text: str) -> str:
+    """A page's text (:class:`PageParser`'s), joined by spaces."""
+    parsed = PageParser()
+    parsed.feed(text)
+    return " ".join(parsed.text)
+
+
+def test_with_zero_sum_houses_and_one_known_only_with_its_wording_no_house_is_called_identified(
+    result, pngs
+):
+    # Two houses summing to zero, House B asking only its own question: House A's effect is minus
+    # House B's house part, which the priors split from its wording, and so is the curve's level.
+    zero_sum = fake_result(house_effects="zero_sum")
+    assert zero_sum.design.level_from_priors == ("House B",)
+    assert result.design.level_from_priors == ()  # a reference house fixes the level
+    against = against_average_house(zero_sum.design)
+    assert against.startswith("each is measured against the average house, which includes House B")
+    words = page_words(report.build_report(zero_sum, pngs, run_id="run-test", sourced=None))
+    assert "This is what the data identify" not in words
+    assert "House effects identified apart from the wording" not in words
+    assert "House effects apart from the wording, up to the average house's level" in words
+    assert "house apart from wording, up to the average house's level" in words
+    summary = summary_text(zero_sum)
+    assert "House effects identified apart from the wording" not in summary
+    assert "House effects apart from the wording (" in summary and against in summary
+    # with the reference house the same tables say what the data identify
+    words = page_words(report.build_report(result, pngs, run_id="run-test", sourced=None))
+    assert "This is what the data identify" in words and against_average_house(result.design) == ""
 
 
 def test_closed_polls_table_evaluates_the_offset_at_the_reading(result):
@@ -955,7 +995,7 @@ def test_report_opens_with_the_headline_and_shows_closed_polls(page, result):
     text, parsed = page
     assert parsed.ids[:4] == ["headline", "estimate", "interactive", "closed-polls"]
     words = " ".join(parsed.text)
-    first = result.headline_sentences()[0]
+    first = lead_sentence(result)
     assert html.escape(first) in text and words.index(first) < words.index("The curve")
     assert (
         "Closed polls beside the public curve" in words
@@ -984,10 +1024,7 @@ def test_report_of_a_projection_says_so(projected, pngs):
     parsed = PageParser()
     parsed.feed(text)
     words = " ".join(parsed.text)
-    assert (
-        "projected" in projected.headline_sentences()[0]
-        and projected.headline_sentences()[0] in words
-    )
+    assert "projected" in lead_sentence(projected) and lead_sentence(projected) in words
     assert "31 Aug 2023 (projected)" in words and "curve projected to 31 August 2023" in words
 
 

@@ -14,6 +14,7 @@ import xarray as xr
 import model
 from model.aggregator.design import build_design
 from model.results import closed_polls, headline
+from model.results.diagnostics import gate_warning
 
 CHAINS, DRAWS = 2, 200
 
@@ -226,6 +227,22 @@ def test_a_two_answer_headline():
         first.startswith("Support for yes on 31 Dec 2024: ")
         and "projected 10 months (306 days) past the last reading (A, 1-29 Feb 2024)" in first
     )
+
+
+def test_the_sentences_of_a_run_the_gate_refused_open_with_its_warning():
+    # Whoever copies the headline's words (a notebook's headline_sentences()) copies the warning.
+    design = build_design(table(monthly("A", "Q", MONTHS)), model.Config(through="2023-12-31"))
+    head = headline.headline(
+        posterior_for(design),
+        design,
+        interval=0.9,
+        identification="as the average house would measure it",
+    )
+    words = headline.sentences(head)  # headline() alone records no gate
+    failed = {"passed": False, "failures": ["3 divergent transitions (expected none)"]}
+    assert headline.sentences({**head, "gate": failed}) == [gate_warning(failed), *words]
+    assert headline.sentences({**head, "gate": {"passed": True, "failures": []}}) == words
+    assert words[0].startswith("Support for talks on 31 Dec 2023: ")
 
 
 def test_a_through_date_in_the_last_readings_cell_is_not_called_the_last_reading():
