@@ -79,8 +79,18 @@ def _parser() -> argparse.ArgumentParser:
     data = sub.add_parser(
         "data", help="derive data/polls.csv and data/questions.csv from the sourced table"
     )
-    data.add_argument("--sourced", type=Path, default=PROJECT_SOURCED)
-    data.add_argument("--out-dir", type=_folder, default=Path("data"))
+    data.add_argument(
+        "--sourced",
+        type=Path,
+        default=PROJECT_SOURCED,
+        help=f"the sourced readings to derive the table from (default {PROJECT_SOURCED})",
+    )
+    data.add_argument(
+        "--out-dir",
+        type=_folder,
+        default=Path("data"),
+        help="folder to write polls.csv and questions.csv into (default data)",
+    )
 
     fit = sub.add_parser(
         "fit",
@@ -316,7 +326,7 @@ def config_path(args: argparse.Namespace) -> tuple[Path | None, str]:
     """
     if args.config:
         return args.config, f"config {args.config}"
-    if Path(args.data) == PROJECT_DATA and PROJECT_CONFIG.is_file():
+    if Path(args.data).resolve() == PROJECT_DATA.resolve() and PROJECT_CONFIG.is_file():
         return (
             PROJECT_CONFIG,
             f"config {PROJECT_CONFIG} (the project's, for its data; --config FILE to choose another)",

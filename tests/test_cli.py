@@ -94,6 +94,17 @@ def test_another_table_gets_the_library_defaults_and_is_told_so(too_few_draws, s
     )
 
 
+def test_the_project_table_by_any_path_gets_the_project_config(monkeypatch):
+    import argparse
+
+    from model.cli import PROJECT_CONFIG, config_path
+
+    monkeypatch.chdir(ROOT)
+    for data in ("data/polls.csv", str(ROOT / "data" / "polls.csv"), "./data/../data/polls.csv"):
+        path, why = config_path(argparse.Namespace(config=None, data=data))
+        assert path == PROJECT_CONFIG and "the project's, for its data" in why, data
+
+
 def test_fit_with_no_options_uses_the_project_data_and_config_through_today(tmp_path):
     """`python -m model fit` with no data or config option, in the project: the project's table
     and config (which runs the curve to today), as `make fit`. Few draws: the gate may fail (3)."""

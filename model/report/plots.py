@@ -1097,8 +1097,10 @@ def plot_diagnostics(result: FitResult) -> dict[str, Figure]:
 def headline_title(result: FitResult) -> str:
     """The article chart's title: the finding, stated from :meth:`FitResult.headline`.
 
-    E.g. "Support for talks: 64% (90% interval 57–71) on 28 Nov 2026": the first answer's median
-    and interval on the date the curve runs through, rounded as the headline sentence rounds them.
+    E.g. "Support for talks: 64% (90% interval 57–71) on 28 Nov 2026 (projected)": the first
+    answer's median and interval on the date the curve runs through, rounded as the headline
+    sentence rounds them, and whether that date is past the last reading (a chart shared alone
+    keeps its title).
     """
     head = result.headline()
     first = next(iter(head["answers"]))
@@ -1107,6 +1109,7 @@ def headline_title(result: FitResult) -> str:
     return (
         f"Support for {first}: {now['median']:.0f}% ({width}% interval "
         f"{now['lower']:.0f}–{now['upper']:.0f}) on {pd.Timestamp(head['as_of']):%-d %b %Y}"
+        + (" (projected)" if head["projected"] else "")
     )
 
 

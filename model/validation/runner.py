@@ -644,13 +644,13 @@ def summary_text(v: Validation) -> str:
             retried = fits[laddered]
             if len(retried):
                 lines.append(
-                    f"  {len(retried)} fits sampled again at a higher target acceptance after divergent "
+                    f"  {len(retried)} of {len(fits)} fits sampled again at a higher target acceptance after divergent "
                     f"transitions ({int((retried['divergences'] > 0).sum())} of them still with some)"
                 )
             if lengthened.any():
                 longer = fits[lengthened]
                 lines.append(
-                    f"  {len(longer)} fits sampled again with {int(longer['longer_draws'].max())} "
+                    f"  {len(longer)} of {len(fits)} fits sampled again with {int(longer['longer_draws'].max())} "
                     "draws a chain after missing acceptance with no divergent transition "
                     f"({int((~longer['accepted'].astype(bool)).sum())} of them still not accepted)"
                 )

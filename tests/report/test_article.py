@@ -49,7 +49,7 @@ def test_title_states_the_finding_from_the_headline(projected, article):
     talks = head["answers"]["talks"]["as_of"]
     expected = (
         f"Support for talks: {talks['median']:.0f}% (90% interval {talks['lower']:.0f}–"
-        f"{talks['upper']:.0f}) on 31 Aug 2023"
+        f"{talks['upper']:.0f}) on 31 Aug 2023 (projected)"
     )
     assert plots.headline_title(projected) == expected == article.get_suptitle()
 

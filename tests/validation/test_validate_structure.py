@@ -785,11 +785,11 @@ def test_the_summary_counts_sbc_fits_sampled_longer_apart_from_the_ladder():
     )
     text = summary_text(v)
     assert (
-        "2 fits sampled again at a higher target acceptance after divergent transitions "
+        "2 of 4 fits sampled again at a higher target acceptance after divergent transitions "
         "(1 of them still with some)" in text
     )
     assert (
-        "2 fits sampled again with 4000 draws a chain after missing acceptance with no divergent "
+        "2 of 4 fits sampled again with 4000 draws a chain after missing acceptance with no divergent "
         "transition (1 of them still not accepted)" in text
     )
 
