@@ -348,8 +348,34 @@ def _config(
     return config.replace(sampler=overrides) if overrides else config
 
 
+#: The signals (SIGINT, SIGTERM) received while a command runs. The handler raises
+#: KeyboardInterrupt where Python happens to be, which is not always where it can stop: inside a
+#: compiled function (numba's, say) it comes back as another error that it caused, and in a
+#: finaliser or a callback it is printed and dropped. What was received is kept here, so that the
+#: command is still answered as interrupted (:func:`_interrupted`) and writes no run folder.
+_SIGNALLED: list[int] = []
+
+
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+    _SIGNALLED.append(signum)
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _interrupted(err: BaseException | None = None) -> bool:
+    """Whether the command was interrupted: a signal was received, or ``err`` is, or was caused
+    by, a KeyboardInterrupt."""
+    while err is not None:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        err = err.__cause__ or err.__context__
+    return bool(_SIGNALLED)
+
+
+def _stop_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if a signal was received, even one whose exception was dropped:
+    called before a run folder is written."""
+    if _SIGNALLED:
+        raise KeyboardInterrupt(f"signal {_SIGNALLED[0]}")
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -370,6 +396,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     phases.mark(STARTUP)
     result = fit(polls, config=config, seed=args.seed, phases=phases)
+    _stop_if_interrupted()
     folder = save_run(result, args.runs_dir)
     print((folder / "summary.txt").read_text(), end="")  # written by save_run: not summarised twice
     print(folder)
@@ -536,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     from model.results import RunFolderError
     from model.sampling import SamplingError
 
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    _SIGNALLED.clear()
+    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if args.command == "data":
             from model.data.build import build
@@ -554,12 +582,15 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args)
         if args.command == "bench":
             return _bench(args)
-    except (PollDataError, ConfigError, RunFolderError, SamplingError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except (KeyboardInterrupt, Exception) as err:
+        if _interrupted(err):  # also an error the interrupt caused, or one after it was dropped
+            print("interrupted: nothing was written", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if isinstance(err, (PollDataError, ConfigError, RunFolderError, SamplingError)):
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     raise AssertionError(f"unhandled command {args.command!r}")

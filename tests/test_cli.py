@@ -256,6 +256,39 @@ def test_sigterm_leaves_no_partial_run(tmp_path, sim_csv):
     assert not runs.exists() or not [p for p in runs.iterdir()]
 
 
+def test_an_interrupt_that_comes_back_as_another_error_or_is_dropped_is_still_an_interrupt(
+    monkeypatch, capsys, sim_csv
+):
+    """The signal handler raises KeyboardInterrupt wherever Python is: inside a compiled function
+    it comes back as another error it caused (numba's SystemError), and in a finaliser it is
+    printed and dropped. Either way the command exits 130 and writes nothing."""
+    from model import cli
+
+    def caused(args):
+        try:
+            cli._raise_interrupt(signal.SIGTERM, None)
+        except KeyboardInterrupt as interrupt:
+            raise SystemError("returned a result with an exception set") from interrupt
+
+    def dropped(args):
+        try:
+            cli._raise_interrupt(signal.SIGINT, None)
+        except KeyboardInterrupt:
+            pass  # as Python does in a finaliser
+        cli._stop_if_interrupted()  # what _fit calls before it writes the run folder
+        raise AssertionError("not reached")
+
+    for stand_in in (caused, dropped):
+        monkeypatch.setattr(cli, "_fit", stand_in)
+        assert cli.main(["fit", "--data", str(sim_csv)]) == cli.EXIT_INTERRUPTED
+        assert capsys.readouterr().err == "interrupted: nothing was written\n"
+    # an error with no interrupt behind it is not taken for one
+    monkeypatch.setattr(cli, "_fit", lambda args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["fit", "--data", str(sim_csv)])
+    assert signal.getsignal(signal.SIGTERM) is not cli._raise_interrupt  # handlers put back
+
+
 @pytest.mark.parametrize("args", [["--seed", "-1"], ["--draws", "0"], ["--chains", "two"]])
 def test_bad_options_exit_1(tmp_path, sim_csv, args):
     result = run_cli("fit", "--data", str(sim_csv), "--runs-dir", str(tmp_path / "runs"), *args)

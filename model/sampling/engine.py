@@ -305,23 +305,21 @@ class CompiledAggregator:
             progress_bar=progress_bar,
             blocking=False,
         )
+        interrupted = False
         try:
             return running.wait()
         except KeyboardInterrupt:
+            # Stop the chains and drop their draws. nutpie's trace so far (``abort()``) keeps the
+            # draws' full shape with the ones not made as NaN, which no shape check catches and on
+            # which the posterior predictive draws never finish: it must not be taken.
             try:
-                # Stop the chains. The trace so far that this returns keeps the draws' full shape
-                # with the ones not made as NaN, which no shape check catches and which the
-                # posterior predictive draws never finish on: it is never returned.
-                running.abort()
+                running.cancel()
             except BaseException as err:
                 if not _is_panic(err):
                     raise
-                reason = _reason(err)  # a chain had panicked
+                reason = _reason(err)  # a chain had panicked: the state is poisoned
             else:
-                raise KeyboardInterrupt(
-                    f"sampling stopped early: interrupted before {sampler.chains} chains x "
-                    f"{sampler.draws} draws"
-                ) from None
+                interrupted = True
         except RuntimeError as err:
             reason = _reason(err)
             _cancel(running)
@@ -342,6 +340,11 @@ class CompiledAggregator:
         deadline = time.monotonic() + 10.0
         while _threads() > threads_before and time.monotonic() < deadline:
             time.sleep(0.02)
+        if interrupted:
+            raise KeyboardInterrupt(
+                f"sampling stopped early: interrupted before {sampler.chains} chains x "
+                f"{sampler.draws} draws"
+            )
         hint = (
             ": the log density or its gradient was not finite, or the model raised, at every "
             "starting point nutpie tried"

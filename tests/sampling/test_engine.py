@@ -78,12 +78,12 @@ def test_a_runtime_error_is_a_sampling_error_even_where_cancelling_panics(monkey
 def test_ctrl_c_stops_the_chains_and_returns_nothing_or_a_sampling_error_after_a_panic(
     monkeypatch,
 ):
-    # nutpie's trace so far keeps the full shape, the draws not made as NaN: never returned.
+    # nutpie's trace so far (abort()) keeps the full shape, the draws not made as NaN: never taken.
     running = Running(wait=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt, match="sampling stopped early"):
         _sample(monkeypatch, running)
-    assert running.calls == ["wait", "abort"]
-    poisoned = Running(wait=KeyboardInterrupt(), abort=PanicException(PANIC))
+    assert running.calls == ["wait", "cancel"]
+    poisoned = Running(wait=KeyboardInterrupt(), cancel=PanicException(PANIC))
     with pytest.raises(SamplingError, match="ErrorCode"):
         _sample(monkeypatch, poisoned)
 
