@@ -8,6 +8,7 @@ report).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -227,8 +228,8 @@ class PollDesign:
         With zero-sum house effects (no reference pollster, no anchors) the curve is the average
         house's, and a house whose effect the data identify only together with its wording's
         (:attr:`identified_only_with_wording`) enters that average with a split the priors make.
-        Then every house's effect, and every difference from the curve, rests partly on the
-        priors too; the differences between two houses' effects, or two readings' offsets, do not.
+        Then the curve's level, every house's effect and every difference from the curve (a
+        house and wording's sum among them) rest partly on the priors too.
         """
         if self.reference_pollster is not None or len(self.anchor_cell):
             return ()
@@ -333,10 +334,12 @@ def select_polls(polls: pd.DataFrame, config: Config) -> pd.DataFrame:
 
 def misspelt_questions(polls: pd.DataFrame, questions: Sequence[str]) -> list[Problem]:
     """A problem for each reading whose question id is not one of `questions` (the configured
-    ones) but is alike one of them (:func:`model.data.polls.alike_names` at
+    ones) but is alike one of them that the table has (:func:`model.data.polls.alike_names` at
     :data:`QUESTION_ID_EDITS` letters): most likely a misspelling, which the fit would leave out
     unnoticed as an unconfigured question. Ids unlike every configured one are left out as
-    meant.
+    meant, and so are ids that differ from one only in digits (``Q10`` and ``Q11``,
+    ``TALKS_2022`` and ``TALKS_2023``: numbered questions). A configured id the table lacks is
+    the config's error, not the table's (:func:`select_polls` says so).
 
     Parameters
     ----------
@@ -351,12 +354,19 @@ def misspelt_questions(polls: pd.DataFrame, questions: Sequence[str]) -> list[Pr
         One per such reading, naming its row, the ``question`` column, the id and the configured
         id(s) it is alike; empty when there are none.
     """
-    configured = set(questions)
+    in_table = set(polls["question"])
+    configured = sorted(set(questions) & in_table)
     near: dict[str, list[str]] = {}
-    for a, b in alike_names(configured | set(polls["question"]), edits=QUESTION_ID_EDITS):
-        if (a in configured) != (b in configured):
-            unknown, known = (b, a) if a in configured else (a, b)
-            near.setdefault(unknown, []).append(known)
+
+    def numbered(a: str, b: str) -> bool:
+        return re.sub(r"\d", "", a.casefold()) == re.sub(r"\d", "", b.casefold())
+
+    for unknown in sorted(in_table - set(configured)):
+        for known in configured:
+            if alike_names((known, unknown), edits=QUESTION_ID_EDITS) and not numbered(
+                known, unknown
+            ):
+                near.setdefault(unknown, []).append(known)
     source = str(polls.attrs.get("source", DATAFRAME_SOURCE))
     problems = []
     misspelt = polls[polls["question"].isin(near)]

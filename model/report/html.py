@@ -546,9 +546,7 @@ def _house_section(result: FitResult, figures) -> str:
         ]
         rows.append(cells)
     identified = (
-        f"{esc(_sentence_case(against))}; the difference between two rows is what the data identify."
-        if against
-        else "This is what the data identify."
+        f"{esc(_sentence_case(against))}." if against else "This is what the data identify."
     )
     parts = [
         f'<section id="house-effects"><h2>Differences between houses</h2>'
@@ -570,7 +568,7 @@ def _house_section(result: FitResult, figures) -> str:
             (
                 "<h3>House effects apart from the wording, up to the average house's level</h3>"
                 f"<p>{esc(_sentence_case(averaged_over(result.design)))}; median and {width}% interval; "
-                f"{esc(against)}. The difference between two of these houses is what the data identify.</p>"
+                f"{esc(against)}.</p>"
                 if against
                 else "<h3>House effects identified apart from the wording</h3>"
                 f"<p>{esc(_sentence_case(averaged_over(result.design)))}; median and {width}% interval.</p>"
@@ -636,10 +634,16 @@ def _question_section(result: FitResult, figures) -> str:
         ]
         offsets = offsets.assign(pair=offsets["pollster"] + " + " + offsets["question"])
         header, rows = _effects_pivot(offsets, "pair", answers, extra=["readings"])
+        against = against_average_house(result.design)
         html_out += (
             "<h3>Identified sums (house + question)</h3>"
             '<p class="note">Where one house alone asks a question, the data identify only the sum of that house\'s and '
-            "that question's effects; the split between the two comes from the priors. These sums are what the data say.</p>"
+            "that question's effects; the split between the two comes from the priors. "
+            + (
+                f"{esc(_sentence_case(against))}.</p>"
+                if against
+                else "These sums are what the data say.</p>"
+            )
             + _table(header, rows, numeric=effect_columns | {len(header) - 1})
         )
     return html_out + _img("question_effects", figures) + "</section>"

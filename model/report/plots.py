@@ -38,7 +38,12 @@ from matplotlib.patches import Patch
 from model.config import ANCHORS
 from model.data.polls import reading_midpoints
 from model.files import atomic_write
-from model.results.headline import PROJECTION_RULE, averaged_over, field_span
+from model.results.headline import (
+    PROJECTION_RULE,
+    against_average_house,
+    averaged_over,
+    field_span,
+)
 
 if TYPE_CHECKING:
     from model.results.fit_result import FitResult
@@ -742,6 +747,10 @@ def _forest_figure(
     result: FitResult, rows: pd.DataFrame, title: str, caption: str, *, has_offsets: bool
 ) -> Figure:
     answers = list(result.config.answers)
+    if against := against_average_house(
+        result.design
+    ):  # zero-sum houses, the level from the priors
+        caption += f" {against[:1].upper()}{against[1:]}."
     n_rows = rows["label"].nunique()
     fig = plt.figure(figsize=(13, 1.8 + 0.42 * n_rows), layout="constrained")
     axes = fig.subplots(1, len(answers), sharey=True, squeeze=False)[0]
@@ -783,7 +792,9 @@ def _forest_figure(
                 color="0.4",
                 markerfacecolor="0.4",
                 markeredgecolor="black",
-                label="house + question (identified sum)",
+                label="house + question (their sum)"
+                if against
+                else "house + question (identified sum)",
             )
         )
     _legend(fig, handles)

@@ -288,7 +288,9 @@ def systematic_gap(
     (b) one of these probabilities is at least :data:`SYSTEMATIC_PROBABILITY`, and (c) not every
     closed reading's house is identified only together with its wording (if every closed house
     asks a wording no other house asks, being closed cannot be told apart from house and wording,
-    whatever the probabilities).
+    whatever the probabilities), and (d) the curve's level is fixed by the data
+    (:attr:`~model.aggregator.design.PollDesign.level_from_priors` is empty: with zero-sum houses,
+    one known only with its wording leaves every difference from the curve partly to the priors).
 
     Parameters
     ----------
@@ -304,7 +306,8 @@ def systematic_gap(
     dict
         ``readings`` (count), ``answers`` (the published answers compared), ``by_answer`` (answer ->
         ``{"all_above": p, "all_below": p}``), ``best`` (answer, direction, probability, or None),
-        ``separable`` (some closed house is identified apart from its wording) and ``established``.
+        ``separable`` (some closed house is identified apart from its wording), ``level_from_priors``
+        (the houses that leave the curve's level to the priors) and ``established``.
     """
     polls = design.polls
     idx = np.flatnonzero(closed_readings(polls).to_numpy())
@@ -321,6 +324,7 @@ def systematic_gap(
         "by_answer": {},
         "best": None,
         "separable": bool(separable),
+        "level_from_priors": list(design.level_from_priors),
         "established": False,
     }
     if idx.size == 0 or not published:
@@ -336,7 +340,12 @@ def systematic_gap(
             if best is None or p > best[2]:
                 best = (a, direction, p)
     out["best"] = best
-    out["established"] = bool(idx.size >= 2 and best[2] >= SYSTEMATIC_PROBABILITY and separable)
+    out["established"] = bool(
+        idx.size >= 2
+        and best[2] >= SYSTEMATIC_PROBABILITY
+        and separable
+        and not design.level_from_priors
+    )
     return out
 
 
@@ -421,6 +430,13 @@ def conclusion(table: pd.DataFrame, gap: dict[str, Any], *, reference: str, inte
             sentences.append(
                 f"The closed readings agree in direction ({agreement}), but that does not establish a closed-poll gap."
             )
+    if gap.get("level_from_priors"):
+        sentences.append(
+            "Every difference here is measured against the average house, which includes "
+            f"{', '.join(gap['level_from_priors'])}, known only together with its wording: it rests "
+            "partly on the priors, so no gap is established against it (naming a reference house, "
+            "house_effects = '<pollster>', measures it by the data)."
+        )
     if not gap["separable"]:
         sentences.append(
             "Each closed house asks only a wording no other house asks, so the data cannot tell being closed from the "

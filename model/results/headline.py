@@ -437,7 +437,8 @@ def against_average_house(design: PollDesign) -> str:
     return (
         f"each is measured against the average house, which includes {', '.join(alone)}, whose "
         f"house effect{'s' if len(alone) > 1 else ''} the data cannot tell apart from "
-        f"{'their' if len(alone) > 1 else 'its'} own wording's, so each rests partly on the priors"
+        f"{'their' if len(alone) > 1 else 'its'} own wording's, so each rests partly on the priors "
+        "(naming a reference house, house_effects = '<pollster>', measures them by the data)"
     )
 
 

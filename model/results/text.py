@@ -136,22 +136,19 @@ def summary_text(
             f"median [{width}% interval] in points; offsets.csv):"
         )
         if against := against_average_house(result.design):
-            lines.append(
-                f"  {against[:1].upper()}{against[1:]}; the difference between two rows does not."
-            )
+            lines.append(f"  {against[:1].upper()}{against[1:]}.")
         lines += pairs
     houses = result.house_effects()
     split = sorted({p for p, _ in alone})
     sampled = {result.design.pollsters[h] for h in result.design.free_pollsters}
     free = houses[houses["pollster"].isin(sampled) & ~houses["pollster"].isin(split)]
-    if len(free) and (against := against_average_house(result.design)):
+    if len(free):
+        against = against_average_house(result.design)
         lines.append(
             f"House effects apart from the wording ({averaged_over(result.design)}; median [{width}% interval]; "
-            f"{against}; the difference between two of these houses does not):"
-        )
-    elif len(free):
-        lines.append(
-            f"House effects identified apart from the wording ({averaged_over(result.design)}; median [{width}% interval]):"
+            f"{against}):"
+            if against
+            else f"House effects identified apart from the wording ({averaged_over(result.design)}; median [{width}% interval]):"
         )
         for pollster, part in free.groupby("pollster", sort=False):
             part = part.set_index("answer")

@@ -273,6 +273,19 @@ def test_a_question_id_spelt_almost_as_a_configured_one_is_refused(tmp_path):
         ]
     )
     assert len(build_design(own, model.Config()).polls) == 2
+    # numbered questions are not misspellings: one configured, the other left out as meant
+    numbered = shipped.replace({"question": {"RF_CONTINUE_VS_TALKS": "RF_TALKS_2023"}})
+    numbered.loc[numbered.index[numbered["question"] == "RF_TALKS_2023"][:3], "question"] = (
+        "RF_TALKS_2022"
+    )
+    chosen = project.replace(questions=("LEVADA_CONTINUE_VS_TALKS", "RF_TALKS_2023"))
+    assert set(build_design(numbered, chosen).polls["question"]) == set(chosen.questions)
+    # a misspelt configured id is the config's error, not the table's rows'
+    typo = project.replace(
+        questions=tuple(q.replace("VS_TALKS", "VS_TALK") for q in project.questions)
+    )
+    with pytest.raises(model.ConfigError, match="not in the poll table"):
+        build_design(shipped, typo)
 
 
 def test_effects_identified_only_jointly_are_found_from_the_reading_graph():

@@ -948,9 +948,16 @@ def test_with_zero_sum_houses_and_one_known_only_with_its_wording_no_house_is_ca
     assert "House effects identified apart from the wording" not in words
     assert "House effects apart from the wording, up to the average house's level" in words
     assert "house apart from wording, up to the average house's level" in words
+    assert "These sums are what the data say" not in words
     summary = summary_text(zero_sum)
     assert "House effects identified apart from the wording" not in summary
-    assert "House effects apart from the wording (" in summary and against in summary
+    lines = summary.splitlines()
+    (heading,) = [i for i, line in enumerate(lines) if line.startswith("House effects apart from")]
+    assert against in lines[heading]
+    assert lines[heading + 1].startswith(f"  {HOUSE_A}: talks ")  # the rows follow their heading
+    conclusion = zero_sum.closed_polls_conclusion()
+    assert "which includes House B, known only together with its wording" in conclusion
+    assert "no gap is established against it" in conclusion
     # with the reference house the same tables say what the data identify
     words = page_words(report.build_report(result, pngs, run_id="run-test", sourced=None))
     assert "This is what the data identify" in words and against_average_house(result.design) == ""
