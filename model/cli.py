@@ -364,10 +364,16 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
 def _interrupted(err: BaseException | None = None) -> bool:
     """Whether the command was interrupted: a signal was received, or ``err`` is, or was caused
     by, a KeyboardInterrupt."""
-    while err is not None:
-        if isinstance(err, KeyboardInterrupt):
+    seen: set[int] = set()
+    chain = [err] if err is not None else []
+    while chain:  # the causes and contexts, each once (a chain can loop)
+        link = chain.pop()
+        if link is None or id(link) in seen:
+            continue
+        if isinstance(link, KeyboardInterrupt):
             return True
-        err = err.__cause__ or err.__context__
+        seen.add(id(link))
+        chain += [link.__cause__, link.__context__]
     return bool(_SIGNALLED)
 
 
@@ -519,6 +525,7 @@ def _validate(args: argparse.Namespace) -> int:
         cores_per_task=args.cores_per_task,
     )
     validation = run_validation(polls, config, settings)
+    _stop_if_interrupted()
     folder = write_validation(validation, args.runs_dir)
     print(summary_text(validation))
     print(folder)
@@ -548,6 +555,7 @@ def _bench(args: argparse.Namespace) -> int:
         implementations=args.implementations,
         reference_ladder=args.reference_ladder,
     )
+    _stop_if_interrupted()
     folder = write_bench(bench, args.runs_dir)
     print(summary_text(bench))
     print(folder)
@@ -564,7 +572,12 @@ def main(argv: list[str] | None = None) -> int:
     from model.sampling import SamplingError
 
     _SIGNALLED.clear()
-    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    # A signal the process was started ignoring (SIGINT in a background job) stays ignored.
+    previous = {
+        s: signal.signal(s, _raise_interrupt)
+        for s in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(s) is not signal.SIG_IGN
+    }
     try:
         if args.command == "data":
             from model.data.build import build
@@ -591,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BAD_INPUT
         raise
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, handler in previous.items():  # None: a handler not set from Python
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        _SIGNALLED.clear()
     raise AssertionError(f"unhandled command {args.command!r}")

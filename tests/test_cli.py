@@ -287,6 +287,13 @@ def test_an_interrupt_that_comes_back_as_another_error_or_is_dropped_is_still_an
     with pytest.raises(ZeroDivisionError):
         cli.main(["fit", "--data", str(sim_csv)])
     assert signal.getsignal(signal.SIGTERM) is not cli._raise_interrupt  # handlers put back
+    # every link of the chain is followed, each once
+    first, second = ValueError("first"), ValueError("second")
+    first.__context__, second.__context__ = second, first  # a loop
+    assert not cli._interrupted(first)
+    first.__cause__ = TypeError("unrelated")
+    second.__context__ = KeyboardInterrupt()
+    assert cli._interrupted(first)
 
 
 @pytest.mark.parametrize("args", [["--seed", "-1"], ["--draws", "0"], ["--chains", "two"]])

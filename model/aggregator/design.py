@@ -358,8 +358,10 @@ def misspelt_questions(polls: pd.DataFrame, questions: Sequence[str]) -> list[Pr
     configured = sorted(set(questions) & in_table)
     near: dict[str, list[str]] = {}
 
-    def numbered(a: str, b: str) -> bool:
-        return re.sub(r"\d", "", a.casefold()) == re.sub(r"\d", "", b.casefold())
+    def numbered(a: str, b: str) -> bool:  # the same but for their numbers, which differ
+        return re.sub(r"\d+", "#", a) == re.sub(r"\d+", "#", b) and re.findall(
+            r"\d+", a
+        ) != re.findall(r"\d+", b)
 
     for unknown in sorted(in_table - set(configured)):
         for known in configured:

@@ -568,7 +568,7 @@ def _house_section(result: FitResult, figures) -> str:
             (
                 "<h3>House effects apart from the wording, up to the average house's level</h3>"
                 f"<p>{esc(_sentence_case(averaged_over(result.design)))}; median and {width}% interval; "
-                f"{esc(against)}.</p>"
+                "as above, each is measured against the average house and rests partly on the priors.</p>"
                 if against
                 else "<h3>House effects identified apart from the wording</h3>"
                 f"<p>{esc(_sentence_case(averaged_over(result.design)))}; median and {width}% interval.</p>"
@@ -636,8 +636,12 @@ def _question_section(result: FitResult, figures) -> str:
         header, rows = _effects_pivot(offsets, "pair", answers, extra=["readings"])
         against = against_average_house(result.design)
         html_out += (
-            "<h3>Identified sums (house + question)</h3>"
-            '<p class="note">Where one house alone asks a question, the data identify only the sum of that house\'s and '
+            (
+                "<h3>House + question sums</h3>"
+                if against
+                else "<h3>Identified sums (house + question)</h3>"
+            )
+            + '<p class="note">Where one house alone asks a question, the data identify only the sum of that house\'s and '
             "that question's effects; the split between the two comes from the priors. "
             + (
                 f"{esc(_sentence_case(against))}.</p>"

@@ -747,10 +747,7 @@ def _forest_figure(
     result: FitResult, rows: pd.DataFrame, title: str, caption: str, *, has_offsets: bool
 ) -> Figure:
     answers = list(result.config.answers)
-    if against := against_average_house(
-        result.design
-    ):  # zero-sum houses, the level from the priors
-        caption += f" {against[:1].upper()}{against[1:]}."
+    against = against_average_house(result.design)  # zero-sum houses, the level from the priors
     n_rows = rows["label"].nunique()
     fig = plt.figure(figsize=(13, 1.8 + 0.42 * n_rows), layout="constrained")
     axes = fig.subplots(1, len(answers), sharey=True, squeeze=False)[0]
@@ -884,6 +881,8 @@ def plot_house_effects(result: FitResult) -> Figure:
             "data identify only house + question effect together (the square, evaluated at that house's readings); the circle "
             "below it, the house part alone, is split from it by the priors."
         )
+    if against := against_average_house(result.design):
+        caption += f" {against[:1].upper()}{against[1:]}."
     return _forest_figure(
         result,
         pd.DataFrame(rows),
@@ -932,6 +931,11 @@ def plot_question_effects(result: FitResult) -> Figure:
             "the data identify only house + question effect together (the square, coloured by the house); the question "
             "effect alone (circle) is split from it by the priors."
         )
+        if against_average_house(result.design):  # said in full on the house effects' figure
+            caption += (
+                " The squares are measured against the average house, whose level rests partly on "
+                "the priors (see the house effects' figure)."
+            )
     return _forest_figure(
         result,
         pd.DataFrame(rows),

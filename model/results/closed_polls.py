@@ -433,7 +433,8 @@ def conclusion(table: pd.DataFrame, gap: dict[str, Any], *, reference: str, inte
     if gap.get("level_from_priors"):
         sentences.append(
             "Every difference here is measured against the average house, which includes "
-            f"{', '.join(gap['level_from_priors'])}, known only together with its wording: it rests "
+            f"{', '.join(gap['level_from_priors'])}, known only together with "
+            f"{'their' if len(gap['level_from_priors']) > 1 else 'its'} wording: the average rests "
             "partly on the priors, so no gap is established against it (naming a reference house, "
             "house_effects = '<pollster>', measures it by the data)."
         )

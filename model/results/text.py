@@ -143,11 +143,11 @@ def summary_text(
     sampled = {result.design.pollsters[h] for h in result.design.free_pollsters}
     free = houses[houses["pollster"].isin(sampled) & ~houses["pollster"].isin(split)]
     if len(free):
-        against = against_average_house(result.design)
         lines.append(
             f"House effects apart from the wording ({averaged_over(result.design)}; median [{width}% interval]; "
-            f"{against}):"
-            if against
+            "each measured against the average house, whose level rests partly on the priors, as the "
+            "caveats above say):"
+            if result.design.level_from_priors
             else f"House effects identified apart from the wording ({averaged_over(result.design)}; median [{width}% interval]):"
         )
         for pollster, part in free.groupby("pollster", sort=False):

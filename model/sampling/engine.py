@@ -312,14 +312,15 @@ class CompiledAggregator:
             # Stop the chains and drop their draws. nutpie's trace so far (``abort()``) keeps the
             # draws' full shape with the ones not made as NaN, which no shape check catches and on
             # which the posterior predictive draws never finish: it must not be taken.
+            interrupted = True
             try:
                 running.cancel()
-            except BaseException as err:
-                if not _is_panic(err):
-                    raise
-                reason = _reason(err)  # a chain had panicked: the state is poisoned
-            else:
-                interrupted = True
+            except BaseException as err:  # each is answered below, none kept
+                if _is_panic(err):
+                    interrupted, reason = False, _reason(err)  # a chain had panicked: poisoned
+                # Else a chain had failed (nutpie's RuntimeError) or a second Ctrl-C came: still
+                # an interrupt, answered after the threads have ended (the error, kept, would
+                # hold this frame and with it the sampler).
         except RuntimeError as err:
             reason = _reason(err)
             _cancel(running)

@@ -280,6 +280,12 @@ def test_a_question_id_spelt_almost_as_a_configured_one_is_refused(tmp_path):
     )
     chosen = project.replace(questions=("LEVADA_CONTINUE_VS_TALKS", "RF_TALKS_2023"))
     assert set(build_design(numbered, chosen).polls["question"]) == set(chosen.questions)
+    # ids that differ only in case are one id spelt two ways, numbers or not
+    cased = polls.replace({"question": {"RF_CONTINUE_VS_TALKZ": "rf_continue_vs_talks"}})
+    with pytest.raises(
+        model.PollDataError, match="row 5, column 'question': 'rf_continue_vs_talks'"
+    ):
+        build_design(cased, project)
     # a misspelt configured id is the config's error, not the table's rows'
     typo = project.replace(
         questions=tuple(q.replace("VS_TALKS", "VS_TALK") for q in project.questions)

@@ -83,6 +83,12 @@ def test_ctrl_c_stops_the_chains_and_returns_nothing_or_a_sampling_error_after_a
     with pytest.raises(KeyboardInterrupt, match="sampling stopped early"):
         _sample(monkeypatch, running)
     assert running.calls == ["wait", "cancel"]
+    # a chain that had failed (nutpie's RuntimeError from cancelling), or a second Ctrl-C: still
+    # an interrupt, raised once the threads are awaited
+    for second in (RuntimeError("chain 2 failed"), KeyboardInterrupt()):
+        failed = Running(wait=KeyboardInterrupt(), cancel=second)
+        with pytest.raises(KeyboardInterrupt, match="sampling stopped early"):
+            _sample(monkeypatch, failed)
     poisoned = Running(wait=KeyboardInterrupt(), cancel=PanicException(PANIC))
     with pytest.raises(SamplingError, match="ErrorCode"):
         _sample(monkeypatch, poisoned)
