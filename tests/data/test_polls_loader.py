@@ -546,9 +546,16 @@ def test_a_month_only_copy_of_a_day_range_is_the_same_survey(tmp_path: Path) -> 
             f"row {rows[0]}'s field dates 2022-07-28 to 2022-07-31 lie inside row {rows[1]}'s "
             "month-only 2022-07); expected each survey's answer to a question once"
         )
+    # a month-only row of two months holds a day range in either month
+    two_months = "Russian Field,Q1,2022-06,2022-07,1609,38,52,,,months only"
+    error = load_error(write(tmp_path, HEADER, days, two_months))
+    assert "row 2's field dates 2022-07-28 to 2022-07-31 lie inside row 3's month-only " in str(
+        error
+    ) and "2022-06 to 2022-07)" in str(error)
     kept = [
         days,
         "Russian Field,Q1,2022-07-14,2022-07-17,1610,40,50,,rf-2022-07-mid,another that month",
+        "Russian Field,Q1,2022-06-29,2022-07-02,1611,40,50,,rf-2022-06-end,across the month's start",
         "Russian Field,Q1,2022-06,2022-06,,41,49,,,the month before",
         "Russian Field,Q2,2022-07,2022-07,,41,49,,,another question",
         "Levada,Q1,2022-07,2022-07,,41,49,,,another house",
