@@ -545,9 +545,7 @@ def _house_section(result: FitResult, figures) -> str:
             else "house apart from wording",
         ]
         rows.append(cells)
-    identified = (
-        f"{esc(_sentence_case(against))}." if against else "This is what the data identify."
-    )
+    identified = esc(against) if against else "This is what the data identify."
     parts = [
         f'<section id="house-effects"><h2>Differences between houses</h2>'
         f"<p>Percentage points by which each house, asking its question, reports differently from {esc(result.compared_with)}, "
@@ -643,11 +641,8 @@ def _question_section(result: FitResult, figures) -> str:
             )
             + '<p class="note">Where one house alone asks a question, the data identify only the sum of that house\'s and '
             "that question's effects; the split between the two comes from the priors. "
-            + (
-                f"{esc(_sentence_case(against))}.</p>"
-                if against
-                else "These sums are what the data say.</p>"
-            )
+            + (esc(against) if against else "These sums are what the data say.")
+            + "</p>"
             + _table(header, rows, numeric=effect_columns | {len(header) - 1})
         )
     return html_out + _img("question_effects", figures) + "</section>"

@@ -747,7 +747,6 @@ def _forest_figure(
     result: FitResult, rows: pd.DataFrame, title: str, caption: str, *, has_offsets: bool
 ) -> Figure:
     answers = list(result.config.answers)
-    against = against_average_house(result.design)  # zero-sum houses, the level from the priors
     n_rows = rows["label"].nunique()
     fig = plt.figure(figsize=(13, 1.8 + 0.42 * n_rows), layout="constrained")
     axes = fig.subplots(1, len(answers), sharey=True, squeeze=False)[0]
@@ -790,7 +789,7 @@ def _forest_figure(
                 markerfacecolor="0.4",
                 markeredgecolor="black",
                 label="house + question (their sum)"
-                if against
+                if result.design.level_from_priors  # zero-sum houses, the level from the priors
                 else "house + question (identified sum)",
             )
         )
@@ -882,7 +881,7 @@ def plot_house_effects(result: FitResult) -> Figure:
             "below it, the house part alone, is split from it by the priors."
         )
     if against := against_average_house(result.design):
-        caption += f" {against[:1].upper()}{against[1:]}."
+        caption += f" {against}"
     return _forest_figure(
         result,
         pd.DataFrame(rows),
@@ -931,7 +930,7 @@ def plot_question_effects(result: FitResult) -> Figure:
             "the data identify only house + question effect together (the square, coloured by the house); the question "
             "effect alone (circle) is split from it by the priors."
         )
-        if against_average_house(result.design):  # said in full on the house effects' figure
+        if result.design.level_from_priors:  # said in full on the house effects' figure
             caption += (
                 " The squares are measured against the average house, whose level rests partly on "
                 "the priors (see the house effects' figure)."

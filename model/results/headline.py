@@ -184,12 +184,9 @@ def headline(
         f"Every share is the curve {identification}, asking {design.questions[0]}: other houses and wordings "
         "differ from it by their estimated offsets (offsets.csv).",
     ]
-    alone = design.level_from_priors
-    if alone:
+    if design.level_from_priors:
         caveats.append(
-            f"The average house includes {', '.join(alone)}, whose house effect"
-            f"{'s' if len(alone) > 1 else ''} the data cannot tell apart from "
-            f"{'their' if len(alone) > 1 else 'its'} own wording's: the priors split them, so "
+            f"The average house includes {_unsplit_houses(design)}: the priors split them, so "
             "the curve's level, that of the average house, rests partly on the priors. Naming a "
             "reference house (house_effects = '<pollster>') fixes the level by the data."
         )
@@ -424,21 +421,29 @@ def _points(value: float) -> str:
     return f"{text} point{'' if text in ('+1.0', '-1.0') else 's'}"
 
 
+def _unsplit_houses(design: PollDesign) -> str:
+    """The houses of :attr:`~model.aggregator.design.PollDesign.level_from_priors` and why, in
+    words: "A, whose house effect the data cannot tell apart from its own wording's"."""
+    alone = design.level_from_priors
+    return (
+        f"{', '.join(alone)}, whose house effect{'s' if len(alone) > 1 else ''} the data cannot "
+        f"tell apart from {'their' if len(alone) > 1 else 'its'} own wording's"
+    )
+
+
 def against_average_house(design: PollDesign) -> str:
-    """Why differences from the curve rest partly on the priors, in words ("" where they do not).
+    """Why differences from the curve rest partly on the priors, as a sentence ("" where they do not).
 
     With zero-sum house effects and a house the data identify only with its wording
     (:attr:`~model.aggregator.design.PollDesign.level_from_priors`), the summary and the report
     say this beside each house's difference from the curve and each house effect.
     """
-    alone = design.level_from_priors
-    if not alone:
+    if not design.level_from_priors:
         return ""
     return (
-        f"each is measured against the average house, which includes {', '.join(alone)}, whose "
-        f"house effect{'s' if len(alone) > 1 else ''} the data cannot tell apart from "
-        f"{'their' if len(alone) > 1 else 'its'} own wording's, so each rests partly on the priors "
-        "(naming a reference house, house_effects = '<pollster>', measures them by the data)"
+        f"Each is measured against the average house, which includes {_unsplit_houses(design)}, "
+        "so each rests partly on the priors (naming a reference house, house_effects = "
+        "'<pollster>', measures them by the data)."
     )
 
 

@@ -136,7 +136,7 @@ def summary_text(
             f"median [{width}% interval] in points; offsets.csv):"
         )
         if against := against_average_house(result.design):
-            lines.append(f"  {against[:1].upper()}{against[1:]}.")
+            lines.append(f"  {against}")
         lines += pairs
     houses = result.house_effects()
     split = sorted({p for p, _ in alone})
