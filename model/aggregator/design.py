@@ -25,7 +25,7 @@ from model.aggregator.names import (
     TIME,
 )
 from model.config import ANCHORS, DAYS_PER_MONTH, ZERO_SUM, Config, ConfigError
-from model.data.polls import DATAFRAME_SOURCE, PollDataError, Problem, alike_names
+from model.data.polls import DATAFRAME_SOURCE, PollDataError, Problem, spelt_almost
 
 #: Half of the rounding unit of published shares (whole percents): the smallest share a
 #: component can take in the likelihood. A reported 0% is read as "under 0.5%" and enters as 0.25%.
@@ -302,8 +302,16 @@ def select_polls(polls: pd.DataFrame, config: Config) -> pd.DataFrame:
             raise PollDataError(misspelt)
         missing = sorted(set(config.questions) - set(polls["question"]))
         if missing:
+            in_table = sorted(set(polls["question"]))
+            alike = {m: question_spelt_almost(m, in_table) for m in missing}
+            hints = "; ".join(
+                f"the table has {' and '.join(map(repr, near))}, spelt almost as {m!r}"
+                for m, near in alike.items()
+                if near
+            )
             raise ConfigError(
                 f"questions {missing} are not in the poll table {polls.attrs.get('source', '')}"
+                + (f" ({hints})" if hints else "")
             )
     polls = polls[exclusion_reasons(polls, config) == ""]
     if polls.empty:
@@ -332,6 +340,24 @@ def select_polls(polls: pd.DataFrame, config: Config) -> pd.DataFrame:
     return polls.reset_index(drop=True)
 
 
+def question_spelt_almost(question: str, others: Sequence[str]) -> list[str]:
+    """The ids of ``others`` spelt almost as ``question`` (:func:`model.data.polls.spelt_almost`
+    at :data:`QUESTION_ID_EDITS` letters), less those that differ from it only in their numbers
+    (``Q10`` and ``Q11``, ``TALKS_2022`` and ``TALKS_2023``: numbered questions, not
+    misspellings)."""
+
+    def numbered(other: str) -> bool:
+        return re.sub(r"\d+", "#", question) == re.sub(r"\d+", "#", other) and re.findall(
+            r"\d+", question
+        ) != re.findall(r"\d+", other)
+
+    return [
+        other
+        for other in spelt_almost(question, others, edits=QUESTION_ID_EDITS)
+        if not numbered(other)
+    ]
+
+
 def misspelt_questions(polls: pd.DataFrame, questions: Sequence[str]) -> list[Problem]:
     """A problem for each reading whose question id is not one of `questions` (the configured
     ones) but is alike one of them that the table has (:func:`model.data.polls.alike_names` at
@@ -356,19 +382,11 @@ def misspelt_questions(polls: pd.DataFrame, questions: Sequence[str]) -> list[Pr
     """
     in_table = set(polls["question"])
     configured = sorted(set(questions) & in_table)
-    near: dict[str, list[str]] = {}
-
-    def numbered(a: str, b: str) -> bool:  # the same but for their numbers, which differ
-        return re.sub(r"\d+", "#", a) == re.sub(r"\d+", "#", b) and re.findall(
-            r"\d+", a
-        ) != re.findall(r"\d+", b)
-
-    for unknown in sorted(in_table - set(configured)):
-        for known in configured:
-            if alike_names((known, unknown), edits=QUESTION_ID_EDITS) and not numbered(
-                known, unknown
-            ):
-                near.setdefault(unknown, []).append(known)
+    near = {
+        unknown: alike
+        for unknown in sorted(in_table - set(configured))
+        if (alike := question_spelt_almost(unknown, configured))
+    }
     source = str(polls.attrs.get("source", DATAFRAME_SOURCE))
     problems = []
     misspelt = polls[polls["question"].isin(near)]

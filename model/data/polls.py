@@ -66,6 +66,13 @@ _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 _NO_VALUE = object()  # a cell that cannot be checked: its column is missing or it is not UTF-8
+#: The longest field period a reading may have, in days (first and last day counted): fieldwork
+#: takes days to weeks, two months where only the months are known; a year is no one moment's
+#: opinion, and a longer span is most likely a mistyped year.
+MAX_FIELD_DAYS = 366
+#: Letters changed, added or removed that still make a column name alike an expected one
+#: (:func:`alike_names`): ``field_strat`` is ``field_start`` with two letters swapped.
+COLUMN_NAME_EDITS = 2
 
 _EXPECT_SHARE = "a number from 0 to 100 (percent) or blank for not reported"
 _EXPECT_N = "a positive whole number or blank"
@@ -618,16 +625,25 @@ class _Checker:
                         "table as CSV with commas)",
                     )
                     raise PollDataError(self.problems)
+        expected = (*REQUIRED_COLUMNS, *self.answers)
+        unexpected = [str(c) for c in frame.columns if c not in expected]
+
+        def missing(column: str) -> str:
+            alike = spelt_almost(column, unexpected, edits=COLUMN_NAME_EDITS)
+            if not alike:
+                return "is missing"
+            return f"is missing (the table has {' and '.join(map(repr, alike))}, spelt almost so)"
+
         for column in REQUIRED_COLUMNS:
             if column not in frame.columns:
-                self.problem(None, column, None, "is missing", f"a column named {column!r}")
+                self.problem(None, column, None, missing(column), f"a column named {column!r}")
         for column in self.answers:
             if column not in frame.columns:
                 self.problem(
                     None,
                     column,
                     None,
-                    "is missing",
+                    missing(column),
                     f"a column named {column!r}, one of the answers {list(self.answers)} (name "
                     "your table's answers with answers = [...] in the config, or "
                     "load_polls(..., answers=[...]))",
@@ -725,6 +741,16 @@ class _Checker:
                 self.cell(i, "field_end"),
                 f"is before field_start {_show(self.cell(i, 'field_start'))}",
                 "field_end on or after field_start",
+            )
+            return None, None, None
+        days = (end[0] - start[0]).days + 1
+        if days > MAX_FIELD_DAYS:
+            self.problem(
+                i,
+                "field_end",
+                self.cell(i, "field_end"),
+                f"is {days} days from field_start {_show(self.cell(i, 'field_start'))}",
+                f"a field period of at most {MAX_FIELD_DAYS} days (a mistyped year?)",
             )
             return None, None, None
         precision: DatePrecision = "day" if start[1] == end[1] == "day" else "month"
@@ -1060,6 +1086,24 @@ def alike_names(names: Iterable[str], *, edits: int = 1) -> list[tuple[str, str]
         for b in named[i + 1 :]
         if keys[a] == keys[b] or near(a, b)
     ]
+
+
+def spelt_almost(name: str, candidates: Iterable[str], *, edits: int = 1) -> list[str]:
+    """The ``candidates`` other than ``name`` that :func:`alike_names` finds alike it at ``edits``
+    letters (case, spaces and punctuation set aside), in their order: what a misspelt ``name``
+    was most likely meant as, or the other way round.
+
+    Parameters
+    ----------
+    name : str
+    candidates : iterable of str
+    edits : int, default 1
+
+    Returns
+    -------
+    list of str
+    """
+    return [c for c in candidates if c != name and alike_names((name, c), edits=edits)]
 
 
 def table_checksum(polls: pd.DataFrame) -> str:

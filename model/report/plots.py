@@ -35,7 +35,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from model.config import ANCHORS
 from model.data.polls import reading_midpoints
 from model.files import atomic_write
 from model.results.headline import (
@@ -595,9 +594,7 @@ def plot_adjusted(
     markers = family_markers(pd.Series(list(families_by_question.values())))
     colours = house_colours(result)
     bands = {result.config.interval: result.support_curve()}
-    reference = result.reference_pollster or "the average house"
-    if result.config.house_effects == ANCHORS:
-        reference = "the anchored (true) level"
+    reference = result.curve_house
 
     fig = plt.figure(figsize=(13, 1.4 + 3.0 * len(answers)), layout="constrained")
     axes = fig.subplots(len(answers), 2, sharex=True, sharey="row", squeeze=False)

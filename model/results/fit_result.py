@@ -131,8 +131,20 @@ class FitResult:
             return "at the level known true values (the anchors) fix"
         return f"as {self.config.house_effects} would measure it"
 
+    @property
+    def curve_house(self) -> str:
+        """Whose measurement the curve's level is: the reference pollster, "the average house"
+        (zero-sum house effects) or "the anchored (true) level" (anchors)."""
+        if self.config.house_effects == ANCHORS:
+            return "the anchored (true) level"
+        return self.reference_pollster or "the average house"
+
     def support_curve(self, interval: float | None = None) -> pd.DataFrame:
-        """Shares over time for the reference house and question, in percent; ``projected`` marks cells after the last reading.
+        """Shares over time for the reference house and question, in percent.
+
+        Columns ``date``, ``answer``, ``mean``, ``median``, ``lower``, ``upper``, ``interval``,
+        ``projected`` (cells after the last reading), ``house`` (:attr:`curve_house`) and
+        ``question`` (:attr:`reference_question`): see :func:`model.results.summaries.support_curve`.
 
         Parameters
         ----------
@@ -142,7 +154,13 @@ class FitResult:
         return self._summary(
             "support_curve",
             interval,
-            lambda i: summaries.support_curve(self.posterior, i, self.design.projected),
+            lambda i: summaries.support_curve(
+                self.posterior,
+                i,
+                self.design.projected,
+                house=self.curve_house,
+                question=self.reference_question,
+            ),
         )
 
     def curve_wide(self, interval: float | None = None) -> pd.DataFrame:
@@ -157,13 +175,20 @@ class FitResult:
             self.support_curve(interval), self.config.answers, interval=interval
         )
 
+    def _over_readings(self):
+        """The posterior with the curve cut at the last reading's cell: the span over which house
+        and question effects are put in points (:func:`model.results.headline.averaged_over`), so
+        that a projection's length does not change them."""
+        return self.posterior.isel(time=slice(0, self.design.last_data_cell + 1))
+
     def house_effects(self, interval: float | None = None) -> pd.DataFrame:
-        """House effects in percentage points (see :func:`model.results.summaries.house_effects`)."""
+        """House effects in percentage points, averaged over the readings' span (see
+        :func:`model.results.summaries.house_effects`)."""
         return self._summary(
             "house_effects",
             interval,
             lambda i: summaries.house_effects(
-                self.posterior,
+                self._over_readings(),
                 self.design.pollster_question_pairs,
                 self.reference_pollster,
                 self.design.joint_groups,
@@ -172,12 +197,13 @@ class FitResult:
         )
 
     def question_effects(self, interval: float | None = None) -> pd.DataFrame:
-        """Question effects in percentage points (see :func:`model.results.summaries.question_effects`)."""
+        """Question effects in percentage points, averaged over the readings' span (see
+        :func:`model.results.summaries.question_effects`)."""
         return self._summary(
             "question_effects",
             interval,
             lambda i: summaries.question_effects(
-                self.posterior,
+                self._over_readings(),
                 self.design.pollster_question_pairs,
                 self.reference_question,
                 self.design.joint_groups,

@@ -55,7 +55,12 @@ def _tidy(stats: dict[str, xr.DataArray], index: list[str]) -> pd.DataFrame:
 
 
 def support_curve(
-    posterior: xr.Dataset, interval: float = 0.9, projected: Sequence[bool] | None = None
+    posterior: xr.Dataset,
+    interval: float = 0.9,
+    projected: Sequence[bool] | None = None,
+    *,
+    house: str | None = None,
+    question: str | None = None,
 ) -> pd.DataFrame:
     """Estimated shares over time for the reference house and question.
 
@@ -68,15 +73,21 @@ def support_curve(
     projected : sequence of bool, optional
         Per grid cell, whether it lies after the last reading (:attr:`model.aggregator.design.PollDesign.projected`);
         all False when not given.
+    house, question : str, optional
+        Whose measurement the curve is: the house (the reference pollster, or the average house or
+        anchored level that fixes the curve's level) and the question it asks; each written into
+        every row as ``house`` and ``question`` when given.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``date`` (the grid cell's first day), ``answer``, ``mean``, ``median``, ``lower``,
-        ``upper`` (percent) and ``projected`` (no reading informs the cell: the curve there is the
-        random walk run on from the data).
+        ``upper`` (percent), ``interval`` (the width of ``lower`` to ``upper``), ``projected`` (no
+        reading informs the cell: the curve there is the random walk run on from the data), then
+        ``house`` and ``question`` when given.
     """
     frame = _tidy(_interval(posterior["share"], interval), ["time", "answer"])
+    frame["interval"] = interval
     flags = (
         np.zeros(posterior.sizes["time"], dtype=bool)
         if projected is None
@@ -93,6 +104,9 @@ def support_curve(
         )
         .reset_index(drop=True)
     )
+    for name, value in (("house", house), ("question", question)):
+        if value is not None:
+            frame[name] = value
     return frame
 
 
@@ -117,7 +131,8 @@ def curve_wide(
     pandas.DataFrame
         Columns ``date`` (the grid cell's first day), then for every answer ``<answer>_median``,
         ``<answer>_lower[_<width>]``, ``<answer>_upper[_<width>]`` (percent), then ``projected``
-        (no reading informs the cell: the model's random walk run on past the last reading).
+        (no reading informs the cell: the model's random walk run on past the last reading), then
+        ``house`` and ``question`` (whose measurement the curve is) where ``curve`` has them.
 
     Raises
     ------
@@ -145,6 +160,9 @@ def curve_wide(
         wide[f"{answer}_upper{suffix}"] = part["upper"].to_numpy(dtype=float)
     projected = curve.groupby("date")["projected"].any().reindex(dates)
     wide["projected"] = projected.to_numpy(dtype=bool)
+    for name in ("house", "question"):
+        if name in curve.columns:
+            wide[name] = curve.groupby("date")[name].first().reindex(dates).to_numpy()
     return wide
 
 
@@ -263,8 +281,9 @@ def quantile_of_sorted(ordered: np.ndarray, q: float, axis: int = 0) -> np.ndarr
 def effect_in_points(posterior: xr.Dataset, effect: xr.DataArray) -> xr.DataArray:
     r"""An effect on the logit scale expressed in percentage points.
 
-    The shift it causes in each answer's share, averaged over the fitted period, per posterior
-    draw:
+    The shift it causes in each answer's share, averaged over the curve's time cells in
+    ``posterior`` (:class:`model.FitResult` gives the readings' span, not the projection), per
+    posterior draw:
 
     .. math::
 

@@ -290,8 +290,17 @@ def test_a_question_id_spelt_almost_as_a_configured_one_is_refused(tmp_path):
     typo = project.replace(
         questions=tuple(q.replace("VS_TALKS", "VS_TALK") for q in project.questions)
     )
-    with pytest.raises(model.ConfigError, match="not in the poll table"):
+    with pytest.raises(model.ConfigError, match="not in the poll table") as info:
         build_design(shipped, typo)
+    # and it names the ids of the table spelt almost so
+    assert (
+        "(the table has 'LEVADA_CONTINUE_VS_TALKS', spelt almost as 'LEVADA_CONTINUE_VS_TALK'; "
+        in str(info.value)
+    )
+    numbers = project.replace(questions=("LEVADA_CONTINUE_VS_TALKS", "RF_TALKS_2031"))
+    with pytest.raises(model.ConfigError) as info:
+        build_design(numbered, numbers)  # a numbered id is not offered as the one meant
+    assert str(info.value).endswith(f"are not in the poll table {numbered.attrs['source']}")
 
 
 def test_effects_identified_only_jointly_are_found_from_the_reading_graph():

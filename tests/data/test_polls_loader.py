@@ -208,6 +208,23 @@ def test_missing_required_and_answer_columns(tmp_path: Path) -> None:
     assert [(p.row, p.column) for p in error.problems] == [(None, "n"), (None, "undecided")]
 
 
+def test_a_missing_column_names_the_tables_column_spelt_almost_so(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "pollster,question,Field Start,field_end,n,talks,continue,undecdied,date",
+        "Levada,Q1,2024-02,2024-02,1600,50,40,10,2024-02",
+    )
+    error = str(load_error(path))
+    assert (
+        f"{path}, column 'field_start': is missing (the table has 'Field Start', spelt almost so); "
+        "expected a column named 'field_start'"
+    ) in error
+    assert (
+        f"{path}, column 'undecided': is missing (the table has 'undecdied', spelt almost so)"
+        in (error)
+    )
+
+
 @pytest.mark.parametrize(("separator", "called"), [(";", "semicolons"), ("\t", "tabs")])
 def test_a_table_separated_by_semicolons_or_tabs_is_named_as_such(
     tmp_path: Path, separator: str, called: str
@@ -598,6 +615,25 @@ def test_a_field_date_after_today_is_refused(tmp_path: Path, start, end, column)
     assert re.search(
         where(path, 2, column) + r" '\d{4}-\d{2}(-\d{2})?' is after today", str(load_error(path))
     )
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "days"),
+    [("1924-02-20", "2024-02-27", 36533), ("2023-01", "2024-01", 396)],
+)
+def test_a_field_period_over_a_year_is_refused(tmp_path: Path, start, end, days) -> None:
+    """A mistyped year makes one reading span decades, which would stretch the grid: refused."""
+    path = write(tmp_path, HEADER, GOOD.replace("2024-02-20,2024-02-27", f"{start},{end}"))
+    assert (
+        f"{path} row 2, column 'field_end': '{end}' is {days} days from field_start '{start}'; "
+        "expected a field period of at most 366 days (a mistyped year?)"
+    ) in str(load_error(path))
+    # a whole year, by days or by months, is a field period still
+    for start, end in (("2023-01-01", "2023-12-31"), ("2023-01", "2023-12")):
+        polls = load_polls(
+            write(tmp_path, HEADER, GOOD.replace("2024-02-20,2024-02-27", f"{start},{end}"))
+        )
+        assert (polls["field_end"] - polls["field_start"]).dt.days.iloc[0] == 364
 
 
 def test_a_month_reading_of_this_month_is_not_in_the_future(tmp_path: Path) -> None:

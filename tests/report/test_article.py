@@ -137,6 +137,8 @@ def test_curve_wide_has_one_row_per_date(projected):
         "date",
         *[f"{a}_{s}" for a in ANSWERS for s in ("median", "lower_90", "upper_90")],
         "projected",
+        "house",
+        "question",
     ]
     assert len(wide) == projected.posterior.sizes["time"] and wide["date"].is_monotonic_increasing
     for answer in ANSWERS:

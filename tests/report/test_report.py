@@ -775,6 +775,8 @@ def test_cli_writes_figures_and_report_into_the_run_folder(
         "date",
         *[f"{a}_{s}" for a in ANSWERS for s in ("median", "lower_90", "upper_90")],
         "projected",
+        "house",
+        "question",
     ]
     assert len(wide) == result.posterior.sizes["time"] and not wide["projected"].any()
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary files left

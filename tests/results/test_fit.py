@@ -53,9 +53,14 @@ def test_curve_is_coherent_and_covers_the_truth(small_fit, simulation):
         "median",
         "lower",
         "upper",
+        "interval",
         "projected",
+        "house",
+        "question",
     ]
     assert not curve["projected"].any()  # no through: the curve ends with the last reading
+    assert (curve["interval"] == 0.9).all() and (curve["house"] == "the average house").all()
+    assert (curve["question"] == small_fit.reference_question).all()
     by_date = curve.groupby("date")["mean"].sum()
     np.testing.assert_allclose(by_date, 100, atol=1e-6)  # talks + continue + undecided
     assert (curve["lower"] <= curve["median"]).all() and (curve["median"] <= curve["upper"]).all()

@@ -135,3 +135,43 @@ def test_the_curve_keeps_the_configs_order_of_answers():
     assert (
         curve.groupby("answer", sort=False)["date"].apply(lambda d: d.is_monotonic_increasing)
     ).all()
+
+
+@pytest.mark.parametrize("house_effects", ["House <A> & Co", "zero_sum"])
+def test_the_curve_says_its_interval_and_whose_measurement_it_is(house_effects):
+    """Every row of curve.csv and curve_wide.csv names the interval's width and the house and
+    question the curve is expressed as."""
+    result = fake_result(house_effects=house_effects)
+    house = "House <A> & Co" if house_effects != "zero_sum" else "the average house"
+    curve = result.support_curve(0.5)
+    assert list(curve.columns) == [
+        "date", "answer", "mean", "median", "lower", "upper", "interval", "projected", "house",
+        "question",
+    ]  # fmt: skip
+    assert (curve["interval"] == 0.5).all()
+    assert (curve["house"] == house).all() and (curve["question"] == "Q_MAIN").all()
+    assert result.curve_house == house
+    wide = result.curve_wide()
+    assert list(wide.columns[-3:]) == ["projected", "house", "question"]
+    assert (wide["house"] == house).all() and (wide["question"] == "Q_MAIN").all()
+
+
+def test_house_and_question_effects_in_points_do_not_depend_on_the_projection():
+    """Put in points over the readings' span: the curve past the last reading, however it runs,
+    leaves them as they are."""
+    result, moved = fake_result(through="2023-09-30"), fake_result(through="2023-09-30")
+    projected = np.asarray(moved.design.projected)
+    assert projected.any()
+    share = moved.idata["posterior"]["share"].copy()
+    share[:, :, projected] = share[:, :, projected].values[..., ::-1]  # the answers swapped
+    moved.idata["posterior/share"] = share
+    assert not moved.support_curve().equals(result.support_curve())
+    for table in ("house_effects", "question_effects"):
+        pd.testing.assert_frame_equal(getattr(moved, table)(), getattr(result, table)())
+    cut = result.posterior.isel(time=~projected)
+    pp = summaries.effect_in_points(cut, cut["house_effect"]).median(("chain", "draw"))
+    houses = result.house_effects().set_index(["pollster", "answer"])["median"]
+    np.testing.assert_allclose(
+        houses.loc[[(p, a) for p in pp["pollster"].values for a in pp["answer"].values]],
+        pp.transpose("pollster", "answer").values.ravel(),
+    )
