@@ -208,6 +208,18 @@ class PollDesign:
         return self.house_n_medians.get(pollster, self.unknown_n_median)
 
     @property
+    def first_data_cell(self) -> int:
+        """The grid cell holding the first reading's field start (an anchor may start the grid
+        earlier)."""
+        return int(self.first_cell.min())
+
+    @property
+    def readings_span(self) -> slice:
+        """The grid cells from the first reading's to the last reading's (:attr:`first_data_cell`
+        to :attr:`last_data_cell`, both in): where readings inform the curve."""
+        return slice(self.first_data_cell, self.last_data_cell + 1)
+
+    @property
     def last_data_cell(self) -> int:
         """The grid cell holding the last reading's field end (the last cell a reading informs)."""
         return int(np.flatnonzero(~self.projected)[-1])
@@ -302,7 +314,7 @@ def select_polls(polls: pd.DataFrame, config: Config) -> pd.DataFrame:
             raise PollDataError(misspelt)
         missing = sorted(set(config.questions) - set(polls["question"]))
         if missing:
-            in_table = sorted(set(polls["question"]))
+            in_table = sorted(set(polls["question"]) - set(config.questions))
             alike = {m: question_spelt_almost(m, in_table) for m in missing}
             hints = "; ".join(
                 f"the table has {' and '.join(map(repr, near))}, spelt almost as {m!r}"

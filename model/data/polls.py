@@ -749,7 +749,8 @@ class _Checker:
                 i,
                 "field_end",
                 self.cell(i, "field_end"),
-                f"is {days} days from field_start {_show(self.cell(i, 'field_start'))}",
+                f"makes a field period of {days} days from field_start "
+                f"{_show(self.cell(i, 'field_start'))}",
                 f"a field period of at most {MAX_FIELD_DAYS} days (a mistyped year?)",
             )
             return None, None, None

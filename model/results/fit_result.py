@@ -167,7 +167,8 @@ class FitResult:
         """The support curve with one row per date (``curve_wide.csv``, for newsroom charting tools).
 
         Columns ``date``, then per answer ``<answer>_median``, ``<answer>_lower_<width>``,
-        ``<answer>_upper_<width>`` (percent; width 90 by default), then ``projected``. See
+        ``<answer>_upper_<width>`` (percent; width 90 by default), then ``projected``, ``house``
+        and ``question`` (whose measurement the curve is). See
         :func:`model.results.summaries.curve_wide`.
         """
         interval = interval or self.config.interval
@@ -176,10 +177,11 @@ class FitResult:
         )
 
     def _over_readings(self):
-        """The posterior with the curve cut at the last reading's cell: the span over which house
-        and question effects are put in points (:func:`model.results.headline.averaged_over`), so
-        that a projection's length does not change them."""
-        return self.posterior.isel(time=slice(0, self.design.last_data_cell + 1))
+        """The posterior with the curve cut to the readings' span (first to last reading's cell):
+        the span over which house and question effects are put in points
+        (:func:`model.results.headline.averaged_over`), so that neither a projection's length
+        nor an anchor before the first reading changes them."""
+        return self.posterior.isel(time=self.design.readings_span)
 
     def house_effects(self, interval: float | None = None) -> pd.DataFrame:
         """House effects in percentage points, averaged over the readings' span (see

@@ -440,3 +440,23 @@ def test_the_shipped_fit_samples_its_knots_centred():
         model.load_polls(f"{ROOT}/data/polls.csv", answers=config.answers), config
     )
     assert design.centred_knots
+
+
+def test_the_readings_span_leaves_out_an_anchors_cells_before_the_first_reading():
+    """An anchor before the first reading starts the grid earlier; the readings' span (over which
+    effects are put in points) starts at the first reading's cell all the same."""
+    from model.results.headline import averaged_over
+
+    polls = model.load_polls(f"{ROOT}/data/polls.csv")
+    project = model.Config.from_toml(f"{ROOT}/config/fit.toml")
+    anchored = project.replace(
+        house_effects="anchors", anchors=(model.Anchor("2020-06-01", "talks", 40.0),)
+    )
+    design = build_design(polls, anchored)
+    assert design.time[0] <= pd.Timestamp("2020-06-01") and design.first_data_cell > 100
+    first = design.time[design.first_data_cell]
+    assert first <= design.polls["field_start"].min() < design.time[design.first_data_cell + 1]
+    assert design.readings_span == slice(design.first_data_cell, design.last_data_cell + 1)
+    assert averaged_over(design).startswith(f"averaged over the weeks from {first:%d %b %Y} to ")
+    plain = build_design(polls, project)
+    assert plain.first_data_cell == 0 and plain.readings_span.stop == plain.last_data_cell + 1

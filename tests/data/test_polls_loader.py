@@ -625,7 +625,8 @@ def test_a_field_period_over_a_year_is_refused(tmp_path: Path, start, end, days)
     """A mistyped year makes one reading span decades, which would stretch the grid: refused."""
     path = write(tmp_path, HEADER, GOOD.replace("2024-02-20,2024-02-27", f"{start},{end}"))
     assert (
-        f"{path} row 2, column 'field_end': '{end}' is {days} days from field_start '{start}'; "
+        f"{path} row 2, column 'field_end': '{end}' makes a field period of {days} days from "
+        f"field_start '{start}'; "
         "expected a field period of at most 366 days (a mistyped year?)"
     ) in str(load_error(path))
     # a whole year, by days or by months, is a field period still
