@@ -64,10 +64,16 @@ class FitResult:
     )
 
     def _summary(self, name: str, interval: float | None, compute) -> pd.DataFrame:
-        """A summary table, computed once per interval (the run folder and the summary text share them)."""
+        """A summary table, computed once per interval (the run folder and the summary text share
+        them); one with intervals (``upper`` or ``<...>_upper`` columns) names their width in an
+        ``interval`` column, after ``upper`` or else last."""
         key = (name, interval or self.config.interval)
         if key not in self._summaries:
-            self._summaries[key] = compute(key[1])
+            table = compute(key[1])
+            if "upper" in table or any(str(c).endswith("_upper") for c in table.columns):
+                at = table.columns.get_loc("upper") + 1 if "upper" in table else table.shape[1]
+                table.insert(at, "interval", key[1])
+            self._summaries[key] = table
         return self._summaries[key].copy()
 
     def _field_periods(self) -> summaries.FieldPeriods:

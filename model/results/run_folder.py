@@ -17,10 +17,10 @@ A run folder ``runs/<UTC timestamp>-<config hash>/`` holds:
     reading, the probabilities that talks lead, rose over twelve months and since each event, and
     the changes with their intervals.
 ``curve.csv``, ``house_effects.csv``, ``question_effects.csv``, ``offsets.csv``, ``event_jumps.csv``
-    Tidy summaries (percent / percentage points); each row of ``curve.csv`` names its interval's
-    width, the ``house`` and ``question`` the curve is expressed as, and whether it is
-    ``projected`` (after the last reading's field end); house and question effects are put in
-    points over the readings' span; ``offsets.csv`` holds house + question effect per
+    Tidy summaries (percent / percentage points), each row naming its intervals' width
+    (``interval``); each row of ``curve.csv`` names the ``house`` and ``question`` the curve is
+    expressed as and whether it is ``projected`` (after the last reading's field end); house and
+    question effects are put in points over the readings' span; ``offsets.csv`` holds house + question effect per
     (pollster, question) asked, at its own readings' dates: the quantity the data identify when
     one house alone asks a question.
 ``closed_polls.csv``

@@ -82,12 +82,12 @@ def support_curve(
     -------
     pandas.DataFrame
         Columns ``date`` (the grid cell's first day), ``answer``, ``mean``, ``median``, ``lower``,
-        ``upper`` (percent), ``interval`` (the width of ``lower`` to ``upper``), ``projected`` (no
-        reading informs the cell: the curve there is the random walk run on from the data), then
-        ``house`` and ``question`` when given.
+        ``upper`` (percent), ``projected`` (no reading informs the cell: the curve there is the
+        random walk run on from the data), then ``house`` and ``question`` when given.
+        (:meth:`model.FitResult.support_curve` adds ``interval``, the width of ``lower`` to
+        ``upper``, after ``upper``.)
     """
     frame = _tidy(_interval(posterior["share"], interval), ["time", "answer"])
-    frame["interval"] = interval
     flags = (
         np.zeros(posterior.sizes["time"], dtype=bool)
         if projected is None

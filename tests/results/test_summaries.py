@@ -175,3 +175,16 @@ def test_house_and_question_effects_in_points_do_not_depend_on_the_projection():
         houses.loc[[(p, a) for p in pp["pollster"].values for a in pp["answer"].values]],
         pp.transpose("pollster", "answer").values.ravel(),
     )
+
+
+def test_every_table_with_intervals_names_their_width():
+    result = fake_result(through="2023-09-30")
+    for table in ("house_effects", "question_effects", "event_jumps", "reading_offsets"):
+        frame = getattr(result, table)(0.8)
+        columns = list(frame.columns)
+        assert columns[columns.index("upper") + 1] == "interval", table
+        assert (frame["interval"] == 0.8).all(), table
+    closed = result.closed_polls(0.8)
+    assert closed.columns[-1] == "interval" and (closed["interval"] == 0.8).all()
+    assert (result.closed_polls()["interval"] == result.config.interval).all()
+    assert "interval" not in result.prior_sensitivity()  # no intervals
