@@ -255,13 +255,23 @@ def _parser() -> argparse.ArgumentParser:
         "defaults only)",
     )
     _add_run_options(
-        bench, runs_help="where the bench-<timestamp> folder goes", sampled=" of every fit"
+        bench,
+        runs_help="where the bench-<timestamp> folder goes",
+        sampled=" of every fit",
+        seed_default="0, so that benches compare; repeat r of a case uses the seed plus r",
     )
     return parser
 
 
-def _add_run_options(parser: argparse.ArgumentParser, *, runs_help: str, sampled: str) -> None:
-    """Data, config, runs folder, sampler overrides and seed: shared by ``fit``, ``validate`` and ``bench``."""
+def _add_run_options(
+    parser: argparse.ArgumentParser,
+    *,
+    runs_help: str,
+    sampled: str,
+    seed_default: str = "drawn and recorded",
+) -> None:
+    """Data, config, runs folder, sampler overrides and seed: shared by ``fit``, ``validate`` and
+    ``bench`` (``seed_default``: what the seed is when not given, in the help)."""
     parser.add_argument(
         "--data",
         type=Path,
@@ -294,7 +304,7 @@ def _add_run_options(parser: argparse.ArgumentParser, *, runs_help: str, sampled
     parser.add_argument(
         "--seed",
         type=lambda t: _count(t, minimum=0),
-        help="random seed, a whole number >= 0 (default: drawn and recorded)",
+        help=f"random seed, a whole number >= 0 (default: {seed_default})",
     )
 
 
