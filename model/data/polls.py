@@ -595,6 +595,9 @@ class _Checker:
         self.answers = answers
         self.undecodable = undecodable
         self.problems = problems
+        # Rows whose every answer is reported yet sums short of the whole sample: said only when
+        # the table is in percent (in proportions every row sums short, a consequence, not a cause).
+        self.short_sums: list[Problem] = []
 
     def problem(
         self, position: int | None, column: Column, value: object, issue: str, expected: str
@@ -679,7 +682,8 @@ class _Checker:
             self.closed_flag(i)
 
         self.duplicates(text, starts, ends, precision, n, shares, valid_key)
-        self.proportions(shares)
+        if not self.proportions(shares):
+            self.problems.extend(self.short_sums)
         for i in range(size):
             self.reading_id(i, text, starts[i])
         if self.problems:
@@ -772,11 +776,12 @@ class _Checker:
                 )
         return start[0], end[0], precision
 
-    def proportions(self, shares: dict[str, np.ndarray]) -> None:
+    def proportions(self, shares: dict[str, np.ndarray]) -> bool:
         """A table whose every share is at most 1 holds proportions, not percent: refused whole
-        (read as percent, every reading would be about no one)."""
+        (read as percent, every reading would be about no one). Returns whether it is."""
         values = np.concatenate([v[~np.isnan(v)] for v in shares.values()])
-        if values.size and values.max() <= 1 and values.max() > 0:
+        found = bool(values.size and values.max() <= 1 and values.max() > 0)
+        if found:
             self.problem(
                 None,
                 self.answers,
@@ -785,6 +790,7 @@ class _Checker:
                 "proportions",
                 "shares in percent, 0 to 100 (44 for 44%, not 0.44)",
             )
+        return found
 
     def reading_id(self, i: int, text: dict[str, list[str]], start: pd.Timestamp | None) -> None:
         """A ``poll_id`` column is the model's name for each reading (pollster | question | field
@@ -871,14 +877,19 @@ class _Checker:
             and len(reported) == len(self.answers)
             and total < floor - 1e-9
         ):
-            self.problem(
-                i,
-                self.answers,
-                None,
-                f"every answer is reported but the shares sum to {total:g}, less than rounding "
-                f"allows ({floor:g}): the answers {list(self.answers)} do not cover every respondent",
-                "shares that cover the whole sample: leave blank an answer whose share the source "
-                "did not give, or add the missing answer (say a don't-know share) as an answer",
+            self.short_sums.append(
+                Problem(
+                    self.source,
+                    self.rows[i],
+                    self.answers,
+                    None,
+                    expected="shares that cover the whole sample: leave blank an answer whose "
+                    "share the source did not give, or add the missing answer (say a don't-know "
+                    "share) as an answer",
+                    issue=f"every answer is reported but the shares sum to {total:g}, less than "
+                    f"rounding allows ({floor:g}): the answers {list(self.answers)} do not cover "
+                    "every respondent",
+                )
             )
 
     def duplicates(

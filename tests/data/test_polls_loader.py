@@ -599,11 +599,15 @@ def test_a_named_index_is_kept_as_its_column() -> None:
 
 
 def test_a_table_of_proportions_is_refused(tmp_path: Path) -> None:
+    """Said once for the table: each row's shares summing to 1, not about 100, follow from it and
+    are not said too."""
     path = write(tmp_path, HEADER, GOOD.replace(",50,40,10,", ",0.5,0.4,0.1,"))
+    error = load_error(path)
     assert (
         f"{path}, columns 'talks', 'continue', 'undecided': every share is at most 1 (the largest "
         "is 0.5): these look like proportions; expected shares in percent"
-    ) in str(load_error(path))
+    ) in str(error)
+    assert len(error.problems) == 1
 
 
 @pytest.mark.parametrize(
