@@ -5,8 +5,10 @@ SHELL := /bin/bash
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# The interpreter that .python-version selects (pyenv), else python3.12 on PATH.
+# The interpreter that .python-version selects (pyenv), else python3.12 on PATH, else python3
+# (which must be 3.12 or newer: the targets that create an environment check it).
 BASE_PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python$$(cat .python-version) || command -v python3)
+CHECK_PYTHON = $(BASE_PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), f"need Python >= 3.12, got {sys.version.split()[0]} from $(BASE_PYTHON)"'
 
 DATA   := data/polls.csv data/questions.csv
 CONFIG := config/fit.toml
@@ -24,7 +26,7 @@ install: $(STAMP) ## Create .venv (Python from .python-version), install the pro
 # The environment alone: a target that fits compiles what it needs on its first run, so `make test`
 # does not wait for the shipped model's compile on one core (its tests compile it beside the others).
 $(STAMP): pyproject.toml requirements.lock
-	@$(BASE_PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), f"need Python >= 3.12, got {sys.version.split()[0]} from $(BASE_PYTHON)"'
+	@$(CHECK_PYTHON)
 	$(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --no-compile -c requirements.lock -e '.[dev]'
@@ -37,6 +39,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@touch $(STAMP)
 
 lock: ## Re-resolve dependencies from pyproject.toml and rewrite requirements.lock (then run make test)
+	@$(CHECK_PYTHON)
 	rm -rf .venv-lock
 	$(BASE_PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet --upgrade pip
@@ -62,7 +65,7 @@ plots: $(STAMP) ## Draw runs/latest's figures (runs/latest/figures/) and report.
 	@if [ ! -e runs/latest ]; then $(PY) -m model fit --data data/polls.csv --config $(CONFIG) || [ $$? -eq 3 ]; fi
 	$(PY) -m model plots runs/latest
 
-# The example notebook, executed from the repository root (its fits use few draws: under a minute,
+# The example notebook, executed in examples/ (its first cell moves to the repository root; its fits use few draws: under a minute,
 # plus about two minutes the first time, compiling its two models)
 # and rendered for reading; the committed notebook has no outputs (tests/test_examples.py checks it).
 notebook: $(STAMP) ## Execute examples/quickstart.ipynb and render it to runs/quickstart.html (not committed)

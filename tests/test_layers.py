@@ -4,7 +4,7 @@ Layers, lowest first (README, "Code map"): ``config``/``files``/``timing``/``thr
 -> ``data`` -> ``aggregator`` -> ``sampling`` -> ``results`` -> ``fitting`` -> ``report`` ->
 ``validation``/``bench`` -> ``cli``.
 Read from the source with ``ast`` (nothing is imported), function-level imports included. The
-only imports allowed upwards are the two lazy conveniences of a fit: ``FitResult.plot_*`` draws
+only import allowed upwards is the one lazy convenience of a fit: ``FitResult.plot_*`` draws
 with ``model.report.plots``.
 """
 

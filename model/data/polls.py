@@ -444,7 +444,7 @@ def load_polls(
         row, :func:`inside_month_only`), whether or not the figures agree, since one survey must
         not be counted twice; every answer (of two or more) reported with shares summing to less
         than ``100 - k`` (the answers must cover the whole sample; a share may be the sum of
-        two rounded parts); a field date after today (a month's reading may end later this month);
+        two rounded parts; not listed for a table of proportions, refused whole); a field date after today (a month's reading may end later this month);
         a table whose every share is at most 1 (proportions, not percent); a ``poll_id`` other
         than the model's id of the reading (``pollster | question | field start``, with ``#k``
         where readings share it), and in a CSV file a ``source_row`` other than the row's line;
@@ -595,8 +595,9 @@ class _Checker:
         self.answers = answers
         self.undecodable = undecodable
         self.problems = problems
-        # Rows whose every answer is reported yet sums short of the whole sample: said only when
-        # the table is in percent (in proportions every row sums short, a consequence, not a cause).
+        # Rows whose every answer is reported yet sums short of the whole sample: listed in their
+        # place among the row's problems, and taken out again when the table is in proportions
+        # (where every row sums short, a consequence, not a cause).
         self.short_sums: list[Problem] = []
 
     def problem(
@@ -682,8 +683,9 @@ class _Checker:
             self.closed_flag(i)
 
         self.duplicates(text, starts, ends, precision, n, shares, valid_key)
-        if not self.proportions(shares):
-            self.problems.extend(self.short_sums)
+        if self.proportions(shares):
+            consequences = {id(p) for p in self.short_sums}
+            self.problems[:] = [p for p in self.problems if id(p) not in consequences]
         for i in range(size):
             self.reading_id(i, text, starts[i])
         if self.problems:
@@ -877,20 +879,16 @@ class _Checker:
             and len(reported) == len(self.answers)
             and total < floor - 1e-9
         ):
-            self.short_sums.append(
-                Problem(
-                    self.source,
-                    self.rows[i],
-                    self.answers,
-                    None,
-                    expected="shares that cover the whole sample: leave blank an answer whose "
-                    "share the source did not give, or add the missing answer (say a don't-know "
-                    "share) as an answer",
-                    issue=f"every answer is reported but the shares sum to {total:g}, less than "
-                    f"rounding allows ({floor:g}): the answers {list(self.answers)} do not cover "
-                    "every respondent",
-                )
+            self.problem(
+                i,
+                self.answers,
+                None,
+                f"every answer is reported but the shares sum to {total:g}, less than rounding "
+                f"allows ({floor:g}): the answers {list(self.answers)} do not cover every respondent",
+                "shares that cover the whole sample: leave blank an answer whose share the source "
+                "did not give, or add the missing answer (say a don't-know share) as an answer",
             )
+            self.short_sums.append(self.problems[-1])
 
     def duplicates(
         self,

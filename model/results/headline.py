@@ -338,10 +338,10 @@ def averaged_over(design: PollDesign) -> str:
     """The period an effect in points is averaged over (the grid's cells of the readings' span,
     :attr:`~model.aggregator.design.PollDesign.readings_span`;
     :func:`model.results.summaries.effect_in_points`), in words: "averaged over the weeks from 30
-    May 2022 to 23 Feb 2026, the readings' span without the projection" (no brackets, as the
+    May 2022 to 23 Feb 2026, the readings' span, not the projection" (no brackets, as the
     phrase sits inside brackets in the summary and the report)."""
     start, end = design.time[design.first_data_cell], design.time[design.last_data_cell]
-    projected = ", the readings' span without the projection" if design.projected.any() else ""
+    projected = ", the readings' span, not the projection" if design.projected.any() else ""
     return f"averaged over the {_grid_name(design)}s from {start:%d %b %Y} to {end:%d %b %Y}{projected}"
 
 

@@ -129,6 +129,12 @@ def test_answers_that_do_not_cover_every_respondent_are_refused(tmp_path: Path) 
         f"{path} row 2, columns 'yes', 'no': every answer is reported but the shares sum to 93, "
         "less than rounding allows (98): the answers ['yes', 'no'] do not cover every respondent"
     ) in str(load_error(path, answers=["yes", "no"]))
+    # Listed among the row's problems in the order of its cells: before a bad "closed" cell.
+    closed = write(
+        tmp_path, header + ",closed", "Gallup,REF,2019-05-02,2019-05-06,1004,52,41,maybe"
+    )
+    problems = load_error(closed, answers=["yes", "no"]).problems
+    assert [p.column for p in problems] == [("yes", "no"), "closed"]
     # Rounding (a share may be two rounded parts) leaves 98 alone; a row with an answer blank
     # is not checked so, nor a table of one answer.
     ok = write(tmp_path, header, "G,REF,2019-05-02,2019-05-06,,49,49", "G,REF,2019-06,2019-06,,,41")

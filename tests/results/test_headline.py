@@ -396,7 +396,7 @@ def test_an_events_jump_says_which_readings_pin_it_and_that_the_model_splits_it(
         "houses' readings"
     ) in " ".join(head["caveats"])
     assert headline.averaged_over(design) == (
-        "averaged over the weeks from 28 Nov 2022 to 25 Dec 2023, the readings' span without the projection"
+        "averaged over the weeks from 28 Nov 2022 to 25 Dec 2023, the readings' span, not the projection"
     )
 
 
