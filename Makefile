@@ -65,9 +65,9 @@ plots: $(STAMP) ## Draw runs/latest's figures (runs/latest/figures/) and report.
 	@if [ ! -e runs/latest ]; then $(PY) -m model fit --data data/polls.csv --config $(CONFIG) || [ $$? -eq 3 ]; fi
 	$(PY) -m model plots runs/latest
 
-# The example notebook, executed in examples/ (its first cell moves to the repository root; its fits use few draws: under a minute,
-# plus about two minutes the first time, compiling its two models)
-# and rendered for reading; the committed notebook has no outputs (tests/test_examples.py checks it).
+# The example notebook, executed in examples/ (its first cell moves to the repository root; its
+# fits use few draws: under a minute, plus about two minutes the first time, compiling its two
+# models) and rendered for reading; the committed notebook has no outputs (tests/test_examples.py checks it).
 notebook: $(STAMP) ## Execute examples/quickstart.ipynb and render it to runs/quickstart.html (not committed)
 	$(PY) -m nbconvert --execute --to html --output-dir runs --ExecutePreprocessor.timeout=600 examples/quickstart.ipynb
 	@echo "open runs/quickstart.html"
