@@ -444,12 +444,12 @@ def load_polls(
         row, :func:`inside_month_only`), whether or not the figures agree, since one survey must
         not be counted twice; every answer (of two or more) reported with shares summing to less
         than ``100 - k`` (the answers must cover the whole sample; a share may be the sum of
-        two rounded parts; not listed for a table of proportions, refused whole); a field date after today (a month's reading may end later this month);
-        a table whose every share is at most 1 (proportions, not percent); a ``poll_id`` other
-        than the model's id of the reading (``pollster | question | field start``, with ``#k``
-        where readings share it), and in a CSV file a ``source_row`` other than the row's line;
-        a DataFrame whose index has the name of one of its columns (a named index is otherwise
-        kept as a column).
+        two rounded parts; not listed for a table of proportions, refused whole); a field date
+        after today (a month's reading may end later this month); a table whose every share is
+        at most 1 (proportions, not percent); a ``poll_id`` other than the model's id of the
+        reading (``pollster | question | field start``, with ``#k`` where readings share it), and
+        in a CSV file a ``source_row`` other than the row's line; a DataFrame whose index has the
+        name of one of its columns (a named index is otherwise kept as a column).
     ValueError
         If `answers` is empty, repeats a name, or reuses a required or added column name.
 

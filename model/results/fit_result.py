@@ -70,9 +70,10 @@ class FitResult:
         key = (name, interval or self.config.interval)
         if key not in self._summaries:
             table = compute(key[1])
-            if "upper" in table or any(str(c).endswith("_upper") for c in table.columns):
-                at = table.columns.get_loc("upper") + 1 if "upper" in table else table.shape[1]
-                table.insert(at, "interval", key[1])
+            if "upper" in table:
+                table.insert(table.columns.get_loc("upper") + 1, "interval", key[1])
+            elif any(str(c).endswith("_upper") for c in table.columns):
+                table.insert(table.shape[1], "interval", key[1])
             self._summaries[key] = table
         return self._summaries[key].copy()
 
@@ -140,9 +141,9 @@ class FitResult:
     @property
     def curve_house(self) -> str:
         """Whose measurement the curve's level is: the reference pollster, "the average house"
-        (zero-sum house effects) or "the anchored (true) level" (anchors)."""
+        (zero-sum house effects) or "the anchored true level" (anchors)."""
         if self.config.house_effects == ANCHORS:
-            return "the anchored (true) level"
+            return "the anchored true level"
         return self.reference_pollster or "the average house"
 
     def support_curve(self, interval: float | None = None) -> pd.DataFrame:
@@ -362,7 +363,7 @@ class FitResult:
         if self.config.house_effects == ZERO_SUM:
             return f"the curve (the average house, asking {self.reference_question})"
         if self.config.house_effects == ANCHORS:
-            return f"the anchored true level (asking {self.reference_question})"
+            return f"{self.curve_house} (asking {self.reference_question})"
         return f"{self.config.house_effects} asking {self.reference_question}"
 
     def summary_text(self, calibration=None, *, searched: bool = False) -> str:

@@ -3,11 +3,14 @@ over the curve, and intervals, computed from one sort of the draws."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
+import model
 from model.results import summaries
 from tests.report.fakes import fake_result
 
@@ -154,6 +157,19 @@ def test_the_curve_says_its_interval_and_whose_measurement_it_is(house_effects):
     wide = result.curve_wide()
     assert list(wide.columns[-3:]) == ["projected", "house", "question"]
     assert (wide["house"] == house).all() and (wide["question"] == "Q_MAIN").all()
+
+
+def test_the_anchored_level_is_named_one_way():
+    """With anchors, the curve's ``house`` column and what effects are differences from name
+    the level in the same words."""
+    result = fake_result()
+    result.config = dataclasses.replace(
+        result.config,
+        house_effects="anchors",
+        anchors=(model.Anchor(date="2023-03-06", answer="talks", value=50.0),),
+    )
+    assert result.curve_house == "the anchored true level"
+    assert result.compared_with == "the anchored true level (asking Q_MAIN)"
 
 
 def test_house_and_question_effects_in_points_do_not_depend_on_the_projection():
