@@ -501,7 +501,7 @@ def _publisher(result: FitResult) -> str:
     if result.config.house_effects == ZERO_SUM:
         return f"an average house asking {question}"
     if result.config.house_effects == ANCHORS:
-        return f"a house at the anchored true level asking {question}"
+        return f"a house at {result.curve_house} asking {question}"
     return f"{result.config.house_effects} asking {question}"
 
 

@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 
 import model
+from model.report import html
 from model.results import summaries
 from tests.report.fakes import fake_result
 
@@ -160,8 +161,8 @@ def test_the_curve_says_its_interval_and_whose_measurement_it_is(house_effects):
 
 
 def test_the_anchored_level_is_named_one_way():
-    """With anchors, the curve's ``house`` column and what effects are differences from name
-    the level in the same words."""
+    """With anchors, the curve's ``house`` column, what effects are differences from and the
+    report's reader of the curve name the level in the same words."""
     result = fake_result()
     result.config = dataclasses.replace(
         result.config,
@@ -170,6 +171,7 @@ def test_the_anchored_level_is_named_one_way():
     )
     assert result.curve_house == "the anchored true level"
     assert result.compared_with == "the anchored true level (asking Q_MAIN)"
+    assert html._publisher(result) == "a house at the anchored true level asking Q_MAIN"
 
 
 def test_house_and_question_effects_in_points_do_not_depend_on_the_projection():
