@@ -594,11 +594,13 @@ class _Stop(Exception):
     pass
 
 
-def _submitted_seeds(monkeypatch, settings) -> dict[str, int]:
-    """The seed each task of a validate run would be submitted with (nothing is sampled)."""
+def _submitted_seeds(monkeypatch, settings, priorities=None) -> dict[str, int]:
+    """The seed each task of a validate run would be submitted with (nothing is sampled), and
+    into ``priorities``, its Dask priority."""
     from model.validation import runner
 
     submitted = {}
+    priorities = {} if priorities is None else priorities
 
     class FakeClient:
         def __init__(self, settings):
@@ -616,8 +618,9 @@ def _submitted_seeds(monkeypatch, settings) -> dict[str, int]:
 
         scheduler = type("Scheduler", (), {"address": "fake"})()
 
-        def submit(self, fn, *args, key, pure):
+        def submit(self, fn, *args, key, pure, priority):
             submitted[key] = args[5] if fn is runner.backtest_task else args[6]
+            priorities[key] = priority
             return key
 
     def stop(tasks, log):
@@ -630,6 +633,22 @@ def _submitted_seeds(monkeypatch, settings) -> dict[str, int]:
     with pytest.raises(_Stop):
         runner.run_validation(polls, config, settings, log=lambda line: None)
     return submitted
+
+
+def test_the_sbc_fits_go_first_then_the_longest_refits(monkeypatch):
+    """Dask runs the higher priority first: every SBC fit's is above every refit's (a local
+    cluster compiles the refits' structures meanwhile), and the refits' fall with their training
+    readings, so the last tasks on the workers are short."""
+    priorities = {}
+    settings = model.ValidateSettings(
+        since="2024-08-01", horizons=(0, 3), sbc=3, sbc_readings=12, compile_ahead=False
+    )
+    _submitted_seeds(monkeypatch, settings, priorities)
+    sbc_first = sorted(priorities, key=priorities.get, reverse=True)
+    assert sbc_first[:3] == ["sbc-0", "sbc-1", "sbc-2"]
+    assert len(set(priorities.values())) == len(priorities)
+    readings = [int(k.rsplit("-", 1)[1]) for k in sbc_first[3:]]
+    assert len(readings) > 3 and readings == sorted(readings, reverse=True)
 
 
 def test_a_task_seed_is_the_same_for_numpy_and_python_numbers_and_across_releases():
@@ -650,7 +669,8 @@ def test_a_task_seed_is_the_same_for_numpy_and_python_numbers_and_across_release
 def test_a_task_seed_follows_what_the_task_is_not_what_else_runs(monkeypatch):
     from model.validation.runner import task_seed
 
-    base = dict(since="2024-08-01", horizons=(0, 3), seed=5, cores_per_task=1)
+    # nothing compiled ahead: no process of its own is started for a run stopped before sampling
+    base = dict(since="2024-08-01", horizons=(0, 3), seed=5, cores_per_task=1, compile_ahead=False)
     alone = _submitted_seeds(monkeypatch, model.ValidateSettings(backtest=True, sbc=0, **base))
     more = _submitted_seeds(
         monkeypatch,
