@@ -182,13 +182,6 @@ def _parser() -> argparse.ArgumentParser:
         help="chains each refit runs in parallel (default: cores / workers)",
     )
     val.add_argument(
-        "--no-compile-ahead",
-        dest="compile_ahead",
-        action="store_false",
-        help="let the local workers compile each backtest structure they meet, instead of a "
-        "process of its own compiling them ahead while the SBC fits sample",
-    )
-    val.add_argument(
         "--since",
         type=_day,
         default=defaults.since,
@@ -540,7 +533,6 @@ def _validate(args: argparse.Namespace) -> int:
         workers=args.workers,
         scheduler=args.scheduler,
         cores_per_task=args.cores_per_task,
-        compile_ahead=args.compile_ahead,
     )
     validation = run_validation(polls, config, settings)
     _stop_if_interrupted()

@@ -740,10 +740,6 @@ class ValidateSettings:
     cores_per_task : int or None
         Chains a refit runs in parallel; default: the machine's cores over ``workers`` locally,
         one per chain on an existing cluster.
-    compile_ahead : bool
-        On a local cluster, compile the backtest refits' model structures in a process of their
-        own while the SBC fits sample, so that the workers load them instead of compiling them
-        (:func:`model.validation.runner.compile_refits_ahead`). Speed only: no figure depends on it.
     """
 
     backtest: bool = True
@@ -758,7 +754,6 @@ class ValidateSettings:
     workers: int = 1
     scheduler: str | None = None
     cores_per_task: int | None = None
-    compile_ahead: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -394,27 +394,6 @@ def test_sbc_draws_on_the_command_line_are_the_draws_sampled():
     assert _sampler_overrides(_parser().parse_args(["validate"]), "sbc_") == {}
 
 
-@pytest.mark.parametrize(("args", "ahead"), [([], True), (["--no-compile-ahead"], False)])
-def test_validate_compiles_ahead_unless_told_not_to(monkeypatch, sim_csv, args, ahead):
-    """The run's settings carry ``--no-compile-ahead`` (nothing is sampled here)."""
-    from model import cli
-    from model.validation import runner
-
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    def run_validation(polls, config, settings, **kwargs):
-        seen.append(settings)
-        raise Stop
-
-    monkeypatch.setattr(runner, "run_validation", run_validation)
-    with pytest.raises(Stop):
-        cli.main(["validate", "--data", str(sim_csv), *args])
-    assert seen[0].compile_ahead is ahead
-
-
 def test_help_usage_errors_and_a_bad_table_are_answered_before_the_fitting_imports(tmp_path):
     """``--help``, a usage error and a table that does not load are answered before PyMC, PyTensor,
     ArviZ or xarray is imported: in about a second, not after the seconds a fit's imports take."""

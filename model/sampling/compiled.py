@@ -714,10 +714,12 @@ def _compile_model(pymc_model, var_names, hand_written=None):
     # The stored variables' graphs (PyMC builds them anew on every call) serve the key, the sizes
     # and the compiled functions alike.
     stored = _stored_vars(pymc_model, var_names)
-    model_key, shared_by_name = _layout_key(pymc_model, var_names, stored, hand_written)
+    model_key, shared_by_name = _model_key(pymc_model, var_names, stored)
     initial_point_fn = _initial_point_function(pymc_model)
     if model_key is None:
         return _compile(pymc_model, var_names, initial_point_fn, stored, hand_written)[0]
+    if hand_written is not None:  # another log-density callback: another layout
+        model_key = _hand_written_key(model_key)
 
     def load(layout):
         return _cached_model(
@@ -732,9 +734,10 @@ def _compile_model(pymc_model, var_names, hand_written=None):
         )
 
     def compile_and_cache():
-        return _compile_and_cache(
-            model_key, pymc_model, var_names, initial_point_fn, stored, hand_written
-        )[0]
+        compiled, layout = _compile(pymc_model, var_names, initial_point_fn, stored, hand_written)
+        if layout is not None:
+            _write_layout(model_key, layout)
+        return compiled
 
     layout = _read_layout(model_key)
     if layout is not None:  # cached (or damaged: then compiled afresh, without waiting)
@@ -750,77 +753,6 @@ def _compile_model(pymc_model, var_names, hand_written=None):
         if compiled is None:
             compiled = compile_and_cache()
     return compiled
-
-
-#: What :func:`compile_into_cache` found or did: the structure was in the cache already; another
-#: process held its compile lock (it is being compiled there); it was compiled and cached here;
-#: it cannot be cached (no key, another library version, a callback numba cannot cache).
-AHEAD_CACHED, AHEAD_ELSEWHERE, AHEAD_COMPILED, AHEAD_UNCACHEABLE = (
-    "cached",
-    "compiling elsewhere",
-    "compiled",
-    "not cacheable",
-)
-
-
-def compile_into_cache(pymc_model, *, var_names=None, hand_written=None) -> str:
-    """Compile ``pymc_model``'s structure into the disk cache, for another process to load.
-
-    The structure is compiled (as :func:`compile_model` compiles it) and its layout and callbacks
-    cached, unless they are cached already or another process holds the structure's compile
-    lock (:func:`compile_lock`: it is compiling it, and will cache it); nothing is loaded. A
-    process that fits a model of this structure later loads it in a second or two instead of
-    compiling it for tens of seconds: the validation run compiles the backtest's structures this
-    way on a core its worker leaves idle (:func:`model.validation.runner.run_validation`).
-
-    Parameters are :func:`compile_model`'s.
-
-    Returns
-    -------
-    str
-        :data:`AHEAD_CACHED`, :data:`AHEAD_ELSEWHERE`, :data:`AHEAD_COMPILED` or
-        :data:`AHEAD_UNCACHEABLE`.
-    """
-    with exact_arithmetic():
-        if cache_unusable() is not None:
-            return AHEAD_UNCACHEABLE
-        stored = _stored_vars(pymc_model, var_names)
-        model_key, _ = _layout_key(pymc_model, var_names, stored, hand_written)
-        if model_key is None:
-            return AHEAD_UNCACHEABLE
-        if _read_layout(model_key) is not None:
-            return AHEAD_CACHED
-        with compile_lock(model_key, blocking=False) as held:
-            if not held:
-                return AHEAD_ELSEWHERE
-            if _read_layout(model_key) is not None:  # cached since the first look
-                return AHEAD_CACHED
-            try:
-                initial_point_fn = _initial_point_function(pymc_model)
-                _, cached = _compile_and_cache(
-                    model_key, pymc_model, var_names, initial_point_fn, stored, hand_written
-                )
-            except CacheUnusable:
-                return AHEAD_UNCACHEABLE
-        return AHEAD_COMPILED if cached else AHEAD_UNCACHEABLE
-
-
-def _layout_key(pymc_model, var_names, stored, hand_written) -> tuple[str | None, dict[str, Any]]:
-    """The key of the model's cached layout (:func:`_model_key`, another one with the
-    hand-written log density), or None; and its shared variables by name."""
-    model_key, shared_by_name = _model_key(pymc_model, var_names, stored)
-    if model_key is not None and hand_written is not None:  # another log-density callback
-        model_key = _hand_written_key(model_key)
-    return model_key, shared_by_name
-
-
-def _compile_and_cache(model_key, pymc_model, var_names, initial_point_fn, stored, hand_written):
-    """Compile the model afresh and write its layout under ``model_key`` when it can be cached;
-    the compiled model, and whether its layout was written."""
-    compiled, layout = _compile(pymc_model, var_names, initial_point_fn, stored, hand_written)
-    if layout is not None:
-        _write_layout(model_key, layout)
-    return compiled, layout is not None
 
 
 def _hand_written_key(model_key: str) -> str:

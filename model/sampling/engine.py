@@ -32,7 +32,6 @@ from model.config import Config, Sampler
 from model.sampling import SamplingError
 from model.sampling.compiled import (
     callbacks_cached,
-    compile_into_cache,
     compile_model,
     exact_arithmetic,
     hand_written_used,
@@ -87,11 +86,16 @@ class CompiledAggregator:
         self.design = design
         self.config = config
         with untraced_graphs():
-            self.pymc_model, self._generated, hand_written = _model_to_compile(
-                design, config, refit=refit
-            )
+            self.pymc_model = PollAggregator(design, config, refit=refit).build()
+            # What the extension reads from each draw, stored by the sampler with the draw (a
+            # fit's model only: a refit's trace is never extended).
+            self._generated = {} if refit else _add_generated_quantities(self.pymc_model)
             self._nutpie = None
             if config.sampler.nuts_sampler == "nutpie":
+                hand_written = None
+                if config.sampler.log_density == "auto":
+                    spec = hand_written_structure(design, config, refit=refit)
+                    hand_written = None if isinstance(spec, str) else spec
                 with exact_arithmetic():
                     self._nutpie = compile_model(self.pymc_model, hand_written=hand_written)
         self.compile_s = time.perf_counter() - start
@@ -473,34 +477,6 @@ class CompiledAggregator:
         )
         del idata[GENERATED]
         return idata
-
-
-def _model_to_compile(design: PollDesign, config: Config, *, refit: bool):
-    """The PyMC model a :class:`CompiledAggregator` compiles, what it stores with each draw for
-    the extension (:func:`_add_generated_quantities`: a fit's model only, as a refit's trace is
-    never extended) and the hand-written log density's structure (None: PyTensor's)."""
-    pymc_model = PollAggregator(design, config, refit=refit).build()
-    generated = {} if refit else _add_generated_quantities(pymc_model)
-    hand_written = None
-    if config.sampler.log_density == "auto":
-        spec = hand_written_structure(design, config, refit=refit)
-        hand_written = None if isinstance(spec, str) else spec
-    return pymc_model, generated, hand_written
-
-
-def compile_ahead(design: PollDesign, config: Config, *, refit: bool = False) -> str:
-    """Compile into the disk cache the structure ``CompiledAggregator(design, config, refit=refit)``
-    would compile, so that the process building that later loads it instead.
-
-    Nothing is loaded; a structure cached already, or being compiled by another process, is left
-    to it (:func:`model.sampling.compiled.compile_into_cache`, whose word for what it found or did is
-    returned). A config sampling with another sampler than nutpie compiles nothing here: "n/a".
-    """
-    if config.sampler.nuts_sampler != "nutpie":
-        return "n/a"
-    with untraced_graphs():
-        pymc_model, _, hand_written = _model_to_compile(design, config, refit=refit)
-        return compile_into_cache(pymc_model, hand_written=hand_written)
 
 
 #: The trace's group (between sampling and :meth:`CompiledAggregator.extend`) holding what the

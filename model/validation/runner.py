@@ -6,10 +6,7 @@ refits it by swapping data, so a worker
 pays the compile cost once per model, not once per refit. By default the tasks run on a
 ``LocalCluster`` started for the run (``workers`` processes, one task at a time each, the
 machine's cores shared between them); ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``) sends them to
-an existing cluster instead, whose workers need this package installed. The SBC fits are sent
-first; on a local cluster a process of its own compiles the backtest's model structures
-meanwhile (:func:`compile_refits_ahead`), so that the workers load them when they reach the
-refits instead of compiling them with their other cores idle.
+an existing cluster instead, whose workers need this package installed.
 
 A task that fails is reported with what it was (method and cut-off, or SBC dataset) and the
 error; every other result is kept. The run folder ``runs/validate-<timestamp>/`` appears only
@@ -45,8 +42,7 @@ from model.results.calibration import (
     VALIDATE_PREFIX,
 )
 from model.results.diagnostics import convergence, gate, sampling_attempts
-from model.sampling.compiled import AHEAD_COMPILED
-from model.sampling.engine import CompiledAggregator, compile_ahead
+from model.sampling.engine import CompiledAggregator
 from model.threads import cpu_budget
 from model.validation import backtest, sbc
 
@@ -257,69 +253,6 @@ def sbc_task(
         }
 
 
-def compile_refits_ahead(refits: list[tuple[str, pd.DataFrame, Config]]) -> dict[str, Any]:
-    """Compile the backtest refits' structures into the disk cache, in the order given.
-
-    Runs in a process of its own beside a local cluster's workers
-    (:func:`run_validation`), on one core: the compile of a new structure takes one thread for
-    tens of seconds, and a worker meeting it uncompiled would leave its other cores idle
-    meanwhile. Each refit's design is built from its own table (``refits``: what it is, its table
-    and config, as :func:`model.validation.backtest.refit_table` returns them) and its structure
-    compiled unless cached already or being compiled by a worker
-    (:func:`model.sampling.engine.compile_ahead`); the worker then loads it. Only speed depends on
-    this: a worker finding a structure uncompiled compiles it itself.
-
-    Returns
-    -------
-    dict
-        ``compiled``: the refits whose structure was compiled here (what each is, and its
-        seconds); the count of every other answer (``cached``, ``compiling elsewhere``, ...);
-        ``seconds``: the whole time.
-    """
-    started = time.perf_counter()
-    compiled, counts = [], {}
-    with cpu_budget(1):
-        for what, table, config in refits:
-            begun = time.perf_counter()
-            status = compile_ahead(build_design(table, config), config)
-            if status == AHEAD_COMPILED:
-                compiled.append({"refit": what, "seconds": time.perf_counter() - begun})
-            else:
-                counts[status] = counts.get(status, 0) + 1
-    return {"compiled": compiled, **counts, "seconds": time.perf_counter() - started}
-
-
-class _AheadCompiler:
-    """:func:`compile_refits_ahead` in a process of its own (started by multiprocessing "spawn",
-    as the local workers are), stopped at the end of the block if it is still running."""
-
-    def __init__(self, refits: list[tuple[str, pd.DataFrame, Config]]) -> None:
-        import multiprocessing
-
-        self.pool = multiprocessing.get_context("spawn").Pool(1) if refits else None
-        self.result = self.pool.apply_async(compile_refits_ahead, (refits,)) if refits else None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-
-    def summary(self) -> dict[str, Any]:
-        """What it compiled, as :func:`compile_refits_ahead` returns it; ``{"finished": False}``
-        while it runs, and the error where it failed (only speed was lost)."""
-        if self.result is None:
-            return {}
-        if not self.result.ready():
-            return {"finished": False}
-        try:
-            return {"finished": True, **self.result.get()}
-        except Exception as err:  # noqa: BLE001 (the workers compiled what it did not)
-            return {"finished": True, "error": f"{type(err).__name__}: {err}"}
-
-
 # -- client side ------------------------------------------------------------------------------
 
 
@@ -349,7 +282,7 @@ class _Client:
     def __init__(self, settings: ValidateSettings) -> None:
         from distributed import Client, LocalCluster
 
-        self.address = _scheduler_address(settings)
+        self.address = settings.scheduler or os.environ.get(SCHEDULER_ENV) or None
         self.cluster = None
         if self.address:
             self.client = Client(self.address)
@@ -371,11 +304,6 @@ class _Client:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
-
-
-def _scheduler_address(settings: ValidateSettings) -> str | None:
-    """The existing Dask scheduler a run sends its tasks to, or None (a local cluster)."""
-    return settings.scheduler or os.environ.get(SCHEDULER_ENV) or None
 
 
 def _cores(settings: ValidateSettings, local: bool) -> int:
@@ -443,22 +371,6 @@ def gather(tasks: dict[Any, dict[str, Any]], log: Callable[[str], None]):
     return refit_rows, answer_rows, rank_rows, sbc_rows, failures
 
 
-def planned_refits(
-    design: PollDesign, config: Config, refits: list[backtest.Refit]
-) -> list[tuple[str, backtest.Refit, pd.DataFrame, Config]]:
-    """The backtest's refits in the order they are sent to the workers (the longest first, so
-    that the last tasks on the workers are short), each with its task's name, and its training
-    table and config (:func:`model.validation.backtest.refit_table`)."""
-    return [
-        (
-            f"backtest-{refit.method}-{refit.cutoff:%Y%m%d}-{len(refit.training_rows)}",
-            refit,
-            *backtest.refit_table(design, config, refit),
-        )
-        for refit in sorted(refits, key=lambda r: -len(r.training_rows))
-    ]
-
-
 def run_validation(
     polls: pd.DataFrame,
     config: Config,
@@ -524,27 +436,25 @@ def run_validation(
             task_seed(settings.seed, "sbc prior draws"),
         )
 
-    planned = planned_refits(design, config, refits)
-    # A local cluster's workers share this machine's compile cache: the backtest's structures are
-    # compiled there ahead of the workers, on a core of their own, while the SBC fits (sent
-    # first) sample.
-    local = _scheduler_address(settings) is None
-    ahead = (
-        [(name, table, c) for name, _, table, c in planned]
-        if local and settings.compile_ahead
-        else []
-    )
-    with _AheadCompiler(ahead) as compiler, _Client(settings) as dask:
+    with _Client(settings) as dask:
         cores = _cores(settings, local=dask.cluster is not None)
         workers = len(dask.client.scheduler_info()["workers"])
-        compiling = "; the backtest's structures compiled ahead in a process of their own"
         log(
             f"validate: {workers} Dask worker(s) at {dask.client.scheduler.address}, {cores} core(s) per refit"
-            + (compiling if ahead else "")
         )
         sampler = settings.sampler or config.sampler
-        # Dask runs the higher priority first: the SBC fits, then the refits in the planned order.
-        priority = iter(range(settings.sbc + len(planned), 0, -1))
+        # The longest refits first, then the SBC fits (a few seconds each), so the last tasks on
+        # the workers are short: Dask runs the higher priority first.
+        priority = iter(range(len(refits) + settings.sbc, 0, -1))
+        for refit in sorted(refits, key=lambda r: -len(r.training_rows)):
+            table, refit_config = backtest.refit_table(design, config, refit)
+            future = dask.client.submit(
+                backtest_task, table, refit_config, refit, design, sampler,
+                task_seed(settings.seed, "backtest", refit.method, refit.training_rows), cores,
+                key=f"backtest-{refit.method}-{refit.cutoff:%Y%m%d}-{len(refit.training_rows)}", pure=False,
+                priority=next(priority),
+            )  # fmt: skip
+            tasks[future] = {"kind": "backtest", "refit": refit}
         if settings.sbc:
             key = f"sbc:{table_checksum(sbc_design.polls)}:{sbc_config.hash()}"
             for j in range(settings.sbc):
@@ -554,16 +464,8 @@ def run_validation(
                     priority=next(priority),
                 )  # fmt: skip
                 tasks[future] = {"kind": "sbc", "dataset": j}
-        for name, refit, table, refit_config in planned:
-            future = dask.client.submit(
-                backtest_task, table, refit_config, refit, design, sampler,
-                task_seed(settings.seed, "backtest", refit.method, refit.training_rows), cores,
-                key=name, pure=False, priority=next(priority),
-            )  # fmt: skip
-            tasks[future] = {"kind": "backtest", "refit": refit}
 
         refit_rows, answer_rows, rank_rows, sbc_rows, failures = gather(tasks, log)
-        compiled_ahead = compiler.summary()
 
     per_target = (
         pd.concat([pd.DataFrame(refit_rows), baseline_targets], ignore_index=True)
@@ -616,7 +518,6 @@ def run_validation(
             "workers": workers,
             "scheduler": dask.address or "LocalCluster",
             "cores_per_task": cores,
-            "compiled_ahead": compiled_ahead,
             # what the refits ran: the sampler's settings, the forms of the fit config their
             # designs come from (ValidateSettings.sampler)
             "backtest_sampler": dataclasses.asdict(

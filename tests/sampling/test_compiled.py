@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import subprocess
-import sys
 import uuid
 
 import numpy as np
@@ -16,10 +13,6 @@ import model
 from model.aggregator.design import build_design
 from model.aggregator.graph import PollAggregator
 from model.sampling.compiled import (
-    AHEAD_CACHED,
-    AHEAD_COMPILED,
-    AHEAD_ELSEWHERE,
-    AHEAD_UNCACHEABLE,
     CACHE_TAG_ENV,
     CacheUnusable,
     _layout_dir,
@@ -28,7 +21,6 @@ from model.sampling.compiled import (
     _shared_layout,
     call_log_density,
     callbacks_cached,
-    compile_into_cache,
     compile_lock,
     compile_model,
 )
@@ -348,6 +340,8 @@ def test_nutpie_is_imported_without_arviz_plots_and_holds_arvizs_own_functions()
     and what nutpie calls through its ``arviz`` (read from its source) are ArviZ's own objects."""
     import ast
     import inspect
+    import subprocess
+    import sys
 
     import nutpie  # noqa: F401  (nutpie.sample, read below)
 
@@ -489,6 +483,8 @@ def test_the_model_key_is_the_same_in_another_process(sim_polls):
     """The layout cache is only of use if a new process (another ``make fit``) computes the same key,
     whatever its hash seed."""
     import os
+    import subprocess
+    import sys
 
     design = build_design(sim_polls, CONFIG)
     here = _model_key(PollAggregator(design, CONFIG, refit=True).build(), None)[0]
@@ -508,9 +504,13 @@ with compile_lock(sys.argv[1]) as held:
 """
 
 
-@contextlib.contextmanager
-def _lock_held_elsewhere(key: str):
-    """Another process holds the compile lock of ``key`` within this block."""
+def test_the_compile_lock_keeps_a_second_process_out_until_released():
+    """Two processes compiling one structure: the second waits for the first's lock (here asked
+    not to wait, it is told the lock is taken), then holds it once the first is done."""
+    import subprocess
+    import sys
+
+    key = f"test-lock-{uuid.uuid4().hex}"
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLD_LOCK_SCRIPT, key],
         stdin=subprocess.PIPE,
@@ -519,55 +519,13 @@ def _lock_held_elsewhere(key: str):
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        yield
+        with compile_lock(key, blocking=False) as held:
+            assert not held
     finally:
         holder.communicate("", timeout=60)
-
-
-def test_the_compile_lock_keeps_a_second_process_out_until_released():
-    """Two processes compiling one structure: the second waits for the first's lock (here asked
-    not to wait, it is told the lock is taken), then holds it once the first is done."""
-    key = f"test-lock-{uuid.uuid4().hex}"
-    with _lock_held_elsewhere(key), compile_lock(key, blocking=False) as held:
-        assert not held
     with compile_lock(key, blocking=False) as held:
         assert held
     (_layout_dir() / f"{key}.lock").unlink(missing_ok=True)
-
-
-def test_compile_into_cache_compiles_a_structure_once_and_leaves_one_compiling_elsewhere(
-    compiled_pair, monkeypatch
-):
-    """Compiling ahead (for another process to load): a structure whose lock another process
-    holds is left to it, without waiting or compiling; an uncached one is compiled and its
-    layout written; then it is found cached; one whose callbacks cannot be cached is said to be.
-    (PyTensor's compile is stubbed, returning the fixture's compiled model and layout, and the
-    structure keyed under a cache tag of this test's own.)"""
-    import model.sampling.compiled as compiled_module
-
-    design, pymc_model, fresh, cached, layout = compiled_pair
-    monkeypatch.setenv(CACHE_TAG_ENV, f"test-ahead-{uuid.uuid4().hex}")  # nothing cached under it
-    key, _ = _model_key(pymc_model, None)
-    compiles = []
-
-    def compile_stub(*args):
-        compiles.append(args)
-        return fresh, layout
-
-    monkeypatch.setattr(compiled_module, "_compile", compile_stub)
-    with _lock_held_elsewhere(key):
-        assert compile_into_cache(pymc_model) == AHEAD_ELSEWHERE and not compiles
-    try:
-        assert compile_into_cache(pymc_model) == AHEAD_COMPILED and len(compiles) == 1
-        assert _read_layout(key) == layout
-        assert compile_into_cache(pymc_model) == AHEAD_CACHED and len(compiles) == 1
-        (_layout_dir() / f"{key}.json").unlink()
-        monkeypatch.setattr(compiled_module, "_compile", lambda *args: (fresh, None))
-        assert compile_into_cache(pymc_model) == AHEAD_UNCACHEABLE
-        assert _read_layout(key) is None
-    finally:
-        (_layout_dir() / f"{key}.json").unlink(missing_ok=True)
-        (_layout_dir() / f"{key}.lock").unlink(missing_ok=True)
 
 
 def test_a_model_cached_while_waiting_for_the_lock_is_loaded_not_compiled(

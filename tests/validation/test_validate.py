@@ -11,15 +11,12 @@ import pandas as pd
 import pytest
 
 import model
-from model.aggregator.design import build_design
 from model.validation import backtest, sbc
 from model.validation.runner import (
     REFIT_COUNTS,
     ValidateSettings,
     backtest_task,
-    compile_refits_ahead,
     gather,
-    planned_refits,
     run_validation,
     write_validation,
 )
@@ -29,19 +26,17 @@ pytestmark = pytest.mark.sampling
 TINY = model.Sampler(draws=100, tune=150, chains=2, target_accept=0.9)
 
 
-POLLS = model.load_polls(model.simulate_polls(n_readings=50, seed=3).polls)
-# House effects pinned non-centred: with "auto" the training sets on either side of ten readings
-# per house would be two compiled structures; pinned, the model's refits share one
-# (tests/bench/test_reference.py's table has it too).
-CONFIG = model.Config(
-    reference_question="Q_MAIN",
-    house_effects="House A",
-    sampler=model.Sampler(house_form="non_centred"),
-)
-
-
 @pytest.fixture(scope="module")
 def validation():
+    polls = model.load_polls(model.simulate_polls(n_readings=50, seed=3).polls)
+    # House effects pinned non-centred: with "auto" the training sets on either side of ten
+    # readings per house would be two compiled structures; pinned, the model's refits share one
+    # (tests/bench/test_reference.py's table has it too).
+    config = model.Config(
+        reference_question="Q_MAIN",
+        house_effects="House A",
+        sampler=model.Sampler(house_form="non_centred"),
+    )
     settings = ValidateSettings(
         since="2024-08-01",
         horizons=(0, 3),
@@ -54,7 +49,7 @@ def validation():
         cores_per_task=1,
     )
     lines = []
-    return run_validation(POLLS, CONFIG, settings, log=lines.append), lines
+    return run_validation(polls, config, settings, log=lines.append), lines
 
 
 def test_backtest_table_scores_the_model_and_every_baseline(validation):
@@ -163,32 +158,6 @@ def test_sbc_ranks_every_quantity_of_every_dataset(validation):
     assert (v.sbc_fits["accepted"] == (v.sbc_fits["min_ranked_ess"] >= sbc.ACCEPT_ESS)).all()
     assert (v.sbc_fits["log_density"] == "hand-written").all()
     assert sum("SBC dataset" in line for line in lines) == 2
-
-
-def test_the_sbc_fits_run_first_while_the_backtests_structures_are_compiled_ahead(validation):
-    """On a local cluster the SBC fits are sent first and a process of its own compiles the
-    backtest refits' structures meanwhile; every refit's structure is then in the cache, so
-    compiling ahead again finds each one there and compiles nothing."""
-    v, lines = validation
-    started = next(line for line in lines if line.startswith("validate:"))
-    assert "structures compiled ahead in a process of their own" in started
-    progress = [line for line in lines if line.startswith("[")]
-    assert "SBC dataset" in progress[0]
-    ahead = v.info["compiled_ahead"]
-    if ahead["finished"]:  # else the run ended first, and the process was stopped
-        answers = len(ahead["compiled"]) + sum(
-            n for word, n in ahead.items() if word not in ("finished", "compiled", "seconds")
-        )
-        assert answers == v.info["refits"]
-    planned = planned_refits(build_design(POLLS, CONFIG), CONFIG, backtest.plan_refits(_targets(v)))
-    assert len(planned) == v.info["refits"]
-    again = compile_refits_ahead([(name, table, c) for name, _, table, c in planned])
-    assert again["compiled"] == [] and again["cached"] == len(planned)
-
-
-def _targets(v) -> list[backtest.Target]:
-    design = build_design(POLLS, CONFIG)
-    return backtest.backtest_targets(design, v.settings.since, v.settings.horizons)
 
 
 def test_the_backtests_tables_are_in_the_methods_order_whatever_order_tasks_finished_in(

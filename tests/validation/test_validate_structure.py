@@ -635,19 +635,17 @@ def _submitted_seeds(monkeypatch, settings, priorities=None) -> dict[str, int]:
     return submitted
 
 
-def test_the_sbc_fits_go_first_then_the_longest_refits(monkeypatch):
-    """Dask runs the higher priority first: every SBC fit's is above every refit's (a local
-    cluster compiles the refits' structures meanwhile), and the refits' fall with their training
-    readings, so the last tasks on the workers are short."""
+def test_the_longest_refits_go_first_and_the_sbc_fits_last(monkeypatch):
+    """Dask runs the higher priority first: the refits' priorities fall with their training
+    readings, and every SBC fit's (a few seconds each) is below every refit's, so the last tasks
+    on the workers are short."""
     priorities = {}
-    settings = model.ValidateSettings(
-        since="2024-08-01", horizons=(0, 3), sbc=3, sbc_readings=12, compile_ahead=False
-    )
+    settings = model.ValidateSettings(since="2024-08-01", horizons=(0, 3), sbc=3, sbc_readings=12)
     _submitted_seeds(monkeypatch, settings, priorities)
-    sbc_first = sorted(priorities, key=priorities.get, reverse=True)
-    assert sbc_first[:3] == ["sbc-0", "sbc-1", "sbc-2"]
+    in_order = sorted(priorities, key=priorities.get, reverse=True)
     assert len(set(priorities.values())) == len(priorities)
-    readings = [int(k.rsplit("-", 1)[1]) for k in sbc_first[3:]]
+    assert in_order[-3:] == ["sbc-0", "sbc-1", "sbc-2"]
+    readings = [int(k.rsplit("-", 1)[1]) for k in in_order[:-3]]
     assert len(readings) > 3 and readings == sorted(readings, reverse=True)
 
 
@@ -669,8 +667,7 @@ def test_a_task_seed_is_the_same_for_numpy_and_python_numbers_and_across_release
 def test_a_task_seed_follows_what_the_task_is_not_what_else_runs(monkeypatch):
     from model.validation.runner import task_seed
 
-    # nothing compiled ahead: no process of its own is started for a run stopped before sampling
-    base = dict(since="2024-08-01", horizons=(0, 3), seed=5, cores_per_task=1, compile_ahead=False)
+    base = dict(since="2024-08-01", horizons=(0, 3), seed=5, cores_per_task=1)
     alone = _submitted_seeds(monkeypatch, model.ValidateSettings(backtest=True, sbc=0, **base))
     more = _submitted_seeds(
         monkeypatch,
