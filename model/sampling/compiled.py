@@ -912,7 +912,7 @@ def _sizes(pymc_model, var_names, initial_point_fn=None, stored=None) -> Sizes:
     )
 
 
-def _make_functions(pymc_model, var_names, initial_point_fn, stored=None):
+def _make_functions(pymc_model, var_names, initial_point_fn, stored=None, *, logp_mode="NUMBA"):
     """``nutpie.compile_pymc._make_functions`` (numba mode, gradient, joined expansion) for any data sizes.
 
     nutpie compiles the flat parameter vector's length and each variable's slice and shape into the
@@ -922,6 +922,9 @@ def _make_functions(pymc_model, var_names, initial_point_fn, stored=None):
     data; the functions then depend on the model's structure only, and one compilation serves every
     table of that structure. Measured on the shipped data (numba, best of 15 x 2,000 calls):
     log density and gradient 51.0 us against 48.4 us with every size a constant.
+
+    ``logp_mode`` is the PyTensor mode of the log-density-and-gradient function: numba's for a
+    callback that runs it, :func:`_checking_mode` where it only checks the hand-written one.
 
     Returns
     -------
@@ -978,7 +981,7 @@ def _make_functions(pymc_model, var_names, initial_point_fn, stored=None):
 
     logp, grad = clone_replace([logp, grad], replacements)
     with pymc_model:
-        logp_fn_pt = compile_pymc((joined,), (logp, grad), mode="NUMBA")
+        logp_fn_pt = compile_pymc((joined,), (logp, grad), mode=logp_mode)
 
     expanded = pt.concatenate(
         [
@@ -1000,6 +1003,16 @@ def _make_functions(pymc_model, var_names, initial_point_fn, stored=None):
         if pymc_model.rvs_to_transforms.get(rv) is not None
     ]
     return sizes, logp_fn_pt, expand_fn_pt, initial_point_flat, reparameterized
+
+
+def _checking_mode():
+    """The PyTensor mode of the log density that checks the hand-written one (three calls when a
+    structure is compiled): the graph as built (PyMC's parameter checks made ``-inf``, as when
+    sampling), each operation's Python implementation, nothing compiled. Compiled with numba, as a
+    callback's is, it would double a structure's first compile for those three calls."""
+    from pytensor.compile.mode import Mode
+
+    return Mode(linker="py", optimizer="None")
 
 
 def _hand_written_vars(pymc_model, hand_written, sizes: Sizes) -> list:
@@ -1079,7 +1092,11 @@ def hand_written_used(compiled) -> bool:
 def _compile(pymc_model, var_names, initial_point_fn, stored=None, hand_written=None):
     """Compile through PyTensor; returns the compiled model and its layout (``None`` if uncacheable)."""
     sizes, logp_fn_pt, expand_fn_pt, initial_point_flat, reparameterized = _make_functions(
-        pymc_model, var_names, initial_point_fn, stored
+        pymc_model,
+        var_names,
+        initial_point_fn,
+        stored,
+        logp_mode="NUMBA" if hand_written is None else _checking_mode(),
     )
     n_dim, n_expanded, shape_info = sizes.n_dim, sizes.n_expanded, sizes.shape_info
     if hand_written is None:

@@ -730,6 +730,22 @@ def test_the_hand_written_callback_is_the_models_log_density_and_gradient(
     assert call_log_density(compiled, np.full_like(x, 1e6))[0] in (3, 4)
 
 
+def test_pytensors_log_density_checks_the_hand_written_one_uncompiled(hand_written_pair, reference):
+    """The PyTensor function the hand-written callback is compared with when a structure is
+    compiled runs each operation's Python implementation (nothing is compiled for its three calls),
+    and it is the model's log density and gradient."""
+    from pytensor.link.basic import PerformLinker
+
+    fresh = hand_written_pair[3]
+    assert isinstance(fresh.logp_func.maker.linker, PerformLinker)
+    logp_fn, dlogp_fn, _ = reference
+    x = fresh.initial_point_func(0)
+    logp, grad = fresh.logp_func(x)
+    point = _as_point(fresh, x)
+    np.testing.assert_allclose(logp, logp_fn(point), rtol=1e-10)
+    np.testing.assert_allclose(grad, dlogp_fn(point), rtol=1e-8, atol=1e-10)
+
+
 def test_a_hand_written_log_density_that_differs_is_not_used(compiled_pair, monkeypatch):
     """When a structure is compiled, the hand-written log density is compared with PyTensor's; one
     that differs (here: a wrong prior scale) is refused with a warning and PyTensor's is used.
