@@ -1008,8 +1008,8 @@ def _make_functions(pymc_model, var_names, initial_point_fn, stored=None, *, log
 def _checking_mode():
     """The PyTensor mode of the log density that checks the hand-written one (three calls when a
     structure is compiled): the graph as built (PyMC's parameter checks made ``-inf``, as when
-    sampling), each operation's Python implementation, nothing compiled. Compiled with numba, as a
-    callback's is, it would double a structure's first compile for those three calls."""
+    sampling), each operation's Python implementation, nothing compiled: numba would otherwise
+    compile the whole graph for these three calls (its cost: ``docs/performance.md``)."""
     from pytensor.compile.mode import Mode
 
     return Mode(linker="py", optimizer="None")
