@@ -146,6 +146,9 @@ class CompiledAggregator:
         KeyboardInterrupt
             If sampling stopped early (Ctrl-C, or the CLI's SIGTERM handler): the chains are
             stopped and their draws so far dropped, which must never pass for the run asked for.
+        SamplingError
+            If nutpie could not sample, or returned fewer chains or draws than asked for without
+            an interrupt.
         """
         idata, seconds = self._sample_once(
             sampler, seed, cores, in_likelihood, observed, progress_bar
@@ -280,9 +283,12 @@ class CompiledAggregator:
         seconds = time.perf_counter() - start
         got = (idata.posterior.sizes.get("chain", 0), idata.posterior.sizes.get("draw", 0))
         if got != (sampler.chains, sampler.draws):
-            raise KeyboardInterrupt(
-                f"sampling stopped early: {got[0]} chains x {got[1]} draws of {sampler.chains} x {sampler.draws}"
-            )
+            short = f"sampling stopped early: {got[0]} chains x {got[1]} draws of {sampler.chains} x {sampler.draws}"
+            if self._nutpie is None:  # pm.sample answers Ctrl-C by returning the draws so far
+                raise KeyboardInterrupt(short)
+            # nutpie's Ctrl-C is raised by _sample_nutpie; a short trace without one is an error,
+            # which a Dask worker records as the task's (an interrupt would end the worker).
+            raise SamplingError(f"{short}, with no interrupt: nutpie returned fewer draws")
         _set_aside(idata, self._generated)
         return idata, seconds
 

@@ -212,16 +212,26 @@ def test_a_failed_write_leaves_no_folder(small_fit, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_sampling_cut_short_is_an_interrupt_not_a_run(small_fit, sim_polls, monkeypatch):
-    """nutpie answers Ctrl-C by returning the draws so far; fit must not treat them as the run."""
+def test_sampling_cut_short_is_never_a_run(small_fit, sim_polls, monkeypatch):
+    """pm.sample answers Ctrl-C by returning the draws so far: an interrupt, not the run. nutpie's
+    Ctrl-C is raised while it samples, so a short trace from it is a sampling error, which a Dask
+    worker records as the task's failure (a KeyboardInterrupt would end the worker)."""
+    from model.sampling import SamplingError
     from model.sampling.engine import CompiledAggregator
 
     short = small_fit.idata.isel(draw=slice(0, 5))
     monkeypatch.setattr(CompiledAggregator, "_sample_nutpie", lambda *args, **kwargs: short)
     with pytest.raises(
-        KeyboardInterrupt, match="sampling stopped early: 2 chains x 5 draws of 2 x 300"
+        SamplingError,
+        match="sampling stopped early: 2 chains x 5 draws of 2 x 300, with no interrupt",
     ):
         model.fit(sim_polls, config=small_fit.config, seed=1)
+    monkeypatch.setattr(CompiledAggregator, "_sample_pymc", lambda *args, **kwargs: short)
+    as_pymc = small_fit.config.replace(sampler={"nuts_sampler": "pymc"})
+    with pytest.raises(
+        KeyboardInterrupt, match=r"sampling stopped early: 2 chains x 5 draws of 2 x 300$"
+    ):
+        model.fit(sim_polls, config=as_pymc, seed=1)
 
 
 def _sampling_error_in_a_fresh_interpreter(setup: str, call: str) -> str:
