@@ -179,7 +179,8 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument(
         "--cores-per-task",
         type=lambda t: _count(t, minimum=1),
-        help="chains each refit runs in parallel (default: cores / workers)",
+        help="chains each refit runs in parallel (default: cores / workers; on an existing "
+        "cluster, each machine's cores over its workers' threads, the least over the machines)",
     )
     val.add_argument(
         "--since",

@@ -306,12 +306,33 @@ class _Client:
             self.cluster.close()
 
 
-def _cores(settings: ValidateSettings, local: bool) -> int:
+def _cores(settings: ValidateSettings, dask: _Client) -> int:
     if settings.cores_per_task:
         return settings.cores_per_task
-    if local:
+    if dask.cluster is not None:  # the local cluster: one thread per worker
         return max(1, (os.cpu_count() or 1) // settings.workers)
-    return settings.sampler.chains if settings.sampler else 4
+    return cores_per_task_on(dask.client.scheduler_info()["workers"], dask.client.run(os.cpu_count))
+
+
+def cores_per_task_on(workers: dict[str, dict[str, Any]], cpu_counts: dict[str, int | None]) -> int:
+    """The cores each task may use on an existing cluster: on each machine, its cores over the
+    tasks its workers run at once (their threads, summed over the machine's workers); the least
+    over the machines, since a task may run on any of them.
+
+    Parameters
+    ----------
+    workers : dict
+        Dask's ``scheduler_info()["workers"]``: each worker's ``host`` and ``nthreads``.
+    cpu_counts : dict
+        ``os.cpu_count()`` on each worker (``Client.run``), by worker address.
+    """
+    threads: dict[str, int] = {}
+    cores: dict[str, int] = {}
+    for address, worker in workers.items():
+        host = worker["host"]
+        threads[host] = threads.get(host, 0) + worker["nthreads"]
+        cores[host] = cpu_counts.get(address) or 1
+    return min((max(1, cores[h] // threads[h]) for h in threads), default=1)
 
 
 def _backtest_row(target: backtest.Target, method: str, error: str = "") -> dict[str, Any]:
@@ -437,7 +458,7 @@ def run_validation(
         )
 
     with _Client(settings) as dask:
-        cores = _cores(settings, local=dask.cluster is not None)
+        cores = _cores(settings, dask)
         workers = len(dask.client.scheduler_info()["workers"])
         log(
             f"validate: {workers} Dask worker(s) at {dask.client.scheduler.address}, {cores} core(s) per refit"

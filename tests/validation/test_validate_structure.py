@@ -614,7 +614,10 @@ def _submitted_seeds(monkeypatch, settings, priorities=None) -> dict[str, int]:
             pass
 
         def scheduler_info(self):
-            return {"workers": {"w": {}}}
+            return {"workers": {"w": {"host": "h", "nthreads": 1}}}
+
+        def run(self, fn):
+            return {"w": 2}
 
         scheduler = type("Scheduler", (), {"address": "fake"})()
 
@@ -852,3 +855,30 @@ def test_a_longer_attempt_that_climbed_the_ladder_is_counted_once_as_longer_and_
     }
     climbed, lengthened = _sampled_again(pd.DataFrame([row]))
     assert bool(climbed.iloc[0]) and bool(lengthened.iloc[0])
+
+
+def test_on_an_existing_cluster_a_task_gets_its_machines_cores_over_the_tasks_run_at_once():
+    """Without --cores-per-task: on each machine, its cores over its workers' threads (the tasks
+    it runs at once), the least over the machines; never fewer than one."""
+    from model.validation.runner import _cores, cores_per_task_on
+
+    def worker(host, nthreads):
+        return {"host": host, "nthreads": nthreads}
+
+    # two one-thread workers on one 8-core machine, one four-thread worker on a 4-core machine
+    workers = {"a1": worker("a", 1), "a2": worker("a", 1), "b": worker("b", 4)}
+    assert cores_per_task_on(workers, {"a1": 8, "a2": 8, "b": 4}) == 1
+    assert cores_per_task_on({k: workers[k] for k in ("a1", "a2")}, {"a1": 8, "a2": 8}) == 4
+    assert cores_per_task_on({"b": worker("b", 8)}, {"b": 4}) == 1  # more threads than cores
+    assert cores_per_task_on({"c": worker("c", 1)}, {"c": None}) == 1  # count unknown
+
+    class Client:
+        def scheduler_info(self):
+            return {"workers": {"x": worker("x", 2)}}
+
+        def run(self, fn):
+            return {"x": 6}
+
+    existing = type("Dask", (), {"cluster": None, "client": Client()})()
+    assert _cores(model.ValidateSettings(), existing) == 3
+    assert _cores(model.ValidateSettings(cores_per_task=2), existing) == 2
