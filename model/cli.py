@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         "--questions",
         type=Path,
         default=PROJECT_QUESTIONS,
-        help=f"question codebook giving each question's family (default: {PROJECT_QUESTIONS}; if missing, question ids are used)",
+        help=f"question codebook giving each question's family, wording and what its answers count as (default: {PROJECT_QUESTIONS}; if missing, question ids are used)",
     )
     plots.add_argument(
         "--sourced",

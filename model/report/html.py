@@ -594,7 +594,49 @@ def _sentence_case(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _question_section(result: FitResult, figures) -> str:
+def _wordings_part(result: FitResult, questions) -> str:
+    """What each question in the fit asks, and what its answers count as, from the codebook."""
+    wordings = plots.question_wordings(questions)
+    if not wordings:
+        return (
+            '<p class="note">No question codebook with wordings was given (a <code>questions.csv</code> '
+            f"with columns <code>question_id</code>, {', '.join(f'<code>{c}</code>' for c in plots.WORDING_COLUMNS)}), "
+            "so the questions are named by their ids only.</p>"
+        )
+    polls = result.polls
+    rows = []
+    for question in result.design.questions:
+        known = wordings.get(question)
+        houses = ", ".join(dict.fromkeys(polls.loc[polls["question"] == question, "pollster"]))
+        rows.append(
+            [
+                f"<code>{esc(question)}</code>",
+                esc(houses),
+                str(int((polls["question"] == question).sum())),
+                *(
+                    [esc(known[c]) for c in plots.WORDING_COLUMNS]
+                    if known
+                    else ["not in the codebook", "", ""]
+                ),
+            ]
+        )
+    header = [
+        "question",
+        "asked by",
+        "readings",
+        "wording",
+        "counted as talks",
+        "counted as continue",
+    ]
+    return (
+        "<h3>What each question asks</h3>"
+        '<p class="note">From the question codebook, as the sources give it; the readings are those in the fit. '
+        "Undecided is the share answering “difficult to answer” or don’t know.</p>"
+        + _table(header, rows, numeric={2})
+    )
+
+
+def _question_section(result: FitResult, figures, questions) -> str:
     answers = list(result.config.answers)
     effects = result.question_effects()
     pairs = list(result.confounded)
@@ -624,6 +666,7 @@ def _question_section(result: FitResult, figures) -> str:
         )
         + "</p>"
         + _table(header, rows, numeric=effect_columns)
+        + _wordings_part(result, questions)
     )
     if pairs:
         offsets = result.reading_offsets()
@@ -1060,7 +1103,7 @@ def build_report(
             _closed_section(result),
             _pooling_section(result, figures),
             _house_section(result, figures),
-            _question_section(result, figures),
+            _question_section(result, figures, questions),
             _events_section(result),
             _diagnostics_section(result, figures),
             _model_section(result),

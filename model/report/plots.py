@@ -98,17 +98,50 @@ def question_families(questions: str | Path | Mapping[str, str] | None = None) -
     -------
     dict of str to str
     """
-    if questions is None:
-        return {}
     if isinstance(questions, Mapping):
         return {str(k): str(v) for k, v in questions.items()}
-    path = Path(questions)
-    if not path.is_file():
-        return {}
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if not {"question_id", "family"} <= set(table.columns):
+    table = _codebook(questions, "family")
+    if table is None:
         return {}
     return {q: f for q, f in zip(table["question_id"], table["family"]) if f}
+
+
+#: The codebook's columns that say what a question asks and what its answers count as.
+WORDING_COLUMNS = ("wording", "talks_means", "continue_means")
+
+
+def question_wordings(
+    questions: str | Path | Mapping[str, str] | None = None,
+) -> dict[str, dict[str, str]]:
+    """Question id -> what it asks: its ``wording`` and what counts as ``talks`` and ``continue``.
+
+    Parameters
+    ----------
+    questions : path, mapping or None
+        A ``questions.csv`` with columns ``question_id`` and :data:`WORDING_COLUMNS` (the
+        project's is ``data/questions.csv``). A mapping (families only), a missing file, a
+        file without those columns or None gives an empty mapping.
+
+    Returns
+    -------
+    dict of str to dict of str to str
+    """
+    if isinstance(questions, Mapping):
+        return {}
+    table = _codebook(questions, *WORDING_COLUMNS)
+    if table is None:
+        return {}
+    return {
+        row["question_id"]: {c: row[c] for c in WORDING_COLUMNS} for row in table.to_dict("records")
+    }
+
+
+def _codebook(questions: str | Path | None, *columns: str) -> pd.DataFrame | None:
+    """The question codebook's table, or None where there is none or it lacks ``columns``."""
+    if questions is None or not Path(questions).is_file():
+        return None
+    table = pd.read_csv(questions, dtype=str, keep_default_na=False)
+    return table if {"question_id", *columns} <= set(table.columns) else None
 
 
 def family_of(

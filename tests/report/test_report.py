@@ -206,6 +206,34 @@ def test_missing_codebook_falls_back_to_question_ids(result, tmp_path):
     assert list(families) == list(result.polls["question"])
 
 
+def test_the_report_says_what_each_question_in_the_fit_asks(result, tmp_path):
+    codebook = tmp_path / "questions.csv"
+    pd.DataFrame(
+        {
+            "question_id": ["Q_MAIN", "Q_ALT", "Q_UNUSED"],
+            "family": ["f", "f", "f"],
+            "wording": ["'Talks or war?' <as reported>", "'Stop now?'", "'Never fitted?'"],
+            "talks_means": ["talks", "stop now", "x"],
+            "continue_means": ["war", "not now", "y"],
+        }
+    ).to_csv(codebook, index=False)
+    page = html.unescape(report.build_report(result, {}, run_id="run-test", questions=codebook))
+    part = page.split("<h3>What each question asks</h3>")[1].split("</table>")[0]
+    readings = result.polls["question"].value_counts()
+    main = (
+        f'<td><code>Q_MAIN</code></td><td>{HOUSE_A}</td><td class="num">{readings["Q_MAIN"]}</td>'
+    )
+    assert main + "<td>'Talks or war?' <as reported></td><td>talks</td><td>war</td>" in part
+    assert "<td>'Stop now?'</td><td>stop now</td><td>not now</td>" in part
+    assert "Never fitted" not in part  # only the questions in the fit
+    raw = report.build_report(result, {}, run_id="run-test", questions=codebook)
+    assert "&lt;as reported&gt;" in raw  # the codebook's text is escaped
+    for families_only in (None, {"Q_MAIN": "f"}, tmp_path / "no-such.csv"):
+        page = report.build_report(result, {}, run_id="run-test", questions=families_only)
+        assert "What each question asks" not in page
+        assert "No question codebook with wordings was given" in page
+
+
 def test_unknown_answer_is_refused(result):
     with pytest.raises(ValueError, match=r"answer 'peace' is not one of the fitted answers"):
         plots.plot_support(result, answer="peace")
