@@ -738,8 +738,10 @@ class ValidateSettings:
     scheduler : str or None
         Address of an existing Dask scheduler.
     cores_per_task : int or None
-        Chains a refit runs in parallel; default: the machine's cores over ``workers`` locally,
-        one per chain on an existing cluster.
+        Chains a refit runs in parallel; default: the machine's cores over ``workers`` locally;
+        on an existing cluster, each machine's cores over its workers' threads, the least over
+        the machines (:func:`model.validation.runner.cores_per_task_on`), measured when the run
+        starts (one per chain if no worker has joined yet).
     """
 
     backtest: bool = True

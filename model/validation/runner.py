@@ -306,16 +306,23 @@ class _Client:
             self.cluster.close()
 
 
-def _cores(settings: ValidateSettings, dask: _Client) -> int:
+def _cores(
+    settings: ValidateSettings, dask: _Client, workers: dict[str, dict[str, Any]], *, chains: int
+) -> int:
+    """A refit's cores: ``--cores-per-task``, else the machine's over the local workers, else
+    what the existing cluster's machines allow (:func:`cores_per_task_on`), else ``chains``."""
+    from dask.system import cpu_count  # the CPUs this process may use: affinity, cgroup quota
+
     if settings.cores_per_task:
         return settings.cores_per_task
     if dask.cluster is not None:  # the local cluster: one thread per worker
-        return max(1, (os.cpu_count() or 1) // settings.workers)
-    return cores_per_task_on(dask.client.scheduler_info()["workers"], dask.client.run(os.cpu_count))
+        return max(1, cpu_count() // settings.workers)
+    counts = dask.client.run(cpu_count, on_error="ignore")  # a worker leaving is left out
+    return cores_per_task_on(workers, counts) or chains
 
 
-def cores_per_task_on(workers: dict[str, dict[str, Any]], cpu_counts: dict[str, int | None]) -> int:
-    """The cores each task may use on an existing cluster: on each machine, its cores over the
+def cores_per_task_on(workers: dict[str, dict[str, Any]], cpu_counts: dict[str, int]) -> int | None:
+    """The cores each task may use on an existing cluster: on each machine, its CPUs over the
     tasks its workers run at once (their threads, summed over the machine's workers); the least
     over the machines, since a task may run on any of them.
 
@@ -324,15 +331,24 @@ def cores_per_task_on(workers: dict[str, dict[str, Any]], cpu_counts: dict[str, 
     workers : dict
         Dask's ``scheduler_info()["workers"]``: each worker's ``host`` and ``nthreads``.
     cpu_counts : dict
-        ``os.cpu_count()`` on each worker (``Client.run``), by worker address.
+        The CPUs each worker's process may use (``dask.system.cpu_count`` through
+        ``Client.run``), by worker address. A worker missing here (it joined or left between the
+        two calls) is left out.
+
+    Returns
+    -------
+    int or None
+        At least 1; None when no worker has both figures (none has joined yet).
     """
     threads: dict[str, int] = {}
-    cores: dict[str, int] = {}
+    cpus: dict[str, int] = {}
     for address, worker in workers.items():
+        if not cpu_counts.get(address):
+            continue
         host = worker["host"]
         threads[host] = threads.get(host, 0) + worker["nthreads"]
-        cores[host] = cpu_counts.get(address) or 1
-    return min((max(1, cores[h] // threads[h]) for h in threads), default=1)
+        cpus[host] = max(cpus.get(host, 0), cpu_counts[address])
+    return min((max(1, cpus[h] // threads[h]) for h in threads), default=None)
 
 
 def _backtest_row(target: backtest.Target, method: str, error: str = "") -> dict[str, Any]:
@@ -458,12 +474,13 @@ def run_validation(
         )
 
     with _Client(settings) as dask:
-        cores = _cores(settings, dask)
-        workers = len(dask.client.scheduler_info()["workers"])
+        sampler = settings.sampler or config.sampler
+        joined = dask.client.scheduler_info()["workers"]
+        cores = _cores(settings, dask, joined, chains=sampler.chains)
+        workers = len(joined)
         log(
             f"validate: {workers} Dask worker(s) at {dask.client.scheduler.address}, {cores} core(s) per refit"
         )
-        sampler = settings.sampler or config.sampler
         # The longest refits first, then the SBC fits (a few seconds each), so the last tasks on
         # the workers are short: Dask runs the higher priority first.
         priority = iter(range(len(refits) + settings.sbc, 0, -1))

@@ -616,7 +616,7 @@ def _submitted_seeds(monkeypatch, settings, priorities=None) -> dict[str, int]:
         def scheduler_info(self):
             return {"workers": {"w": {"host": "h", "nthreads": 1}}}
 
-        def run(self, fn):
+        def run(self, fn, on_error):
             return {"w": 2}
 
         scheduler = type("Scheduler", (), {"address": "fake"})()
@@ -858,8 +858,11 @@ def test_a_longer_attempt_that_climbed_the_ladder_is_counted_once_as_longer_and_
 
 
 def test_on_an_existing_cluster_a_task_gets_its_machines_cores_over_the_tasks_run_at_once():
-    """Without --cores-per-task: on each machine, its cores over its workers' threads (the tasks
-    it runs at once), the least over the machines; never fewer than one."""
+    """Without --cores-per-task: on each machine, its CPUs over its workers' threads (the tasks
+    it runs at once), the least over the machines; never fewer than one; a worker without a CPU
+    count (joined or left between the two calls) left out; the chains when no worker has both."""
+    from dask.system import cpu_count
+
     from model.validation.runner import _cores, cores_per_task_on
 
     def worker(host, nthreads):
@@ -870,15 +873,26 @@ def test_on_an_existing_cluster_a_task_gets_its_machines_cores_over_the_tasks_ru
     assert cores_per_task_on(workers, {"a1": 8, "a2": 8, "b": 4}) == 1
     assert cores_per_task_on({k: workers[k] for k in ("a1", "a2")}, {"a1": 8, "a2": 8}) == 4
     assert cores_per_task_on({"b": worker("b", 8)}, {"b": 4}) == 1  # more threads than cores
-    assert cores_per_task_on({"c": worker("c", 1)}, {"c": None}) == 1  # count unknown
+    # a2 joined after the CPU counts were taken: left out, not counted as one CPU for machine a
+    assert cores_per_task_on({k: workers[k] for k in ("a1", "a2")}, {"a1": 8}) == 8
+    assert cores_per_task_on({}, {}) is None
+    assert cores_per_task_on({"c": worker("c", 1)}, {}) is None
 
     class Client:
-        def scheduler_info(self):
-            return {"workers": {"x": worker("x", 2)}}
+        def __init__(self, counts):
+            self.counts = counts
 
-        def run(self, fn):
-            return {"x": 6}
+        def run(self, fn, on_error):
+            assert fn is cpu_count and on_error == "ignore"
+            return self.counts
 
-    existing = type("Dask", (), {"cluster": None, "client": Client()})()
-    assert _cores(model.ValidateSettings(), existing) == 3
-    assert _cores(model.ValidateSettings(cores_per_task=2), existing) == 2
+    def existing(counts):
+        return type("Dask", (), {"cluster": None, "client": Client(counts)})()
+
+    joined = {"x": worker("x", 2)}
+    assert _cores(model.ValidateSettings(), existing({"x": 6}), joined, chains=4) == 3
+    assert _cores(model.ValidateSettings(), existing({}), {}, chains=4) == 4  # none joined yet
+    with_option = model.ValidateSettings(cores_per_task=2)
+    assert _cores(with_option, existing({"x": 6}), joined, chains=4) == 2
+    local = type("Dask", (), {"cluster": object(), "client": None})()
+    assert _cores(model.ValidateSettings(workers=1), local, {}, chains=4) == cpu_count()
