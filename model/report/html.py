@@ -628,10 +628,18 @@ def _wordings_part(result: FitResult, questions) -> str:
         "counted as talks",
         "counted as continue",
     ]
+    undecided = (
+        " Undecided is the share answering “difficult to answer” or don’t know where a reading reports it; "
+        "where it does not, the reading's unreported answers enter the fit together, as 100 minus its reported "
+        "shares, which holds any other answer too."
+        if "undecided" in result.config.answers
+        else ""
+    )
     return (
         "<h3>What each question asks</h3>"
-        '<p class="note">From the question codebook, as the sources give it; the readings are those in the fit. '
-        "Undecided is the share answering “difficult to answer” or don’t know.</p>"
+        '<p class="note">From the question codebook, as the sources give it; the readings are those in the fit.'
+        + undecided
+        + "</p>"
         + _table(header, rows, numeric={2})
     )
 
@@ -666,7 +674,6 @@ def _question_section(result: FitResult, figures, questions) -> str:
         )
         + "</p>"
         + _table(header, rows, numeric=effect_columns)
-        + _wordings_part(result, questions)
     )
     if pairs:
         offsets = result.reading_offsets()
@@ -688,7 +695,12 @@ def _question_section(result: FitResult, figures, questions) -> str:
             + "</p>"
             + _table(header, rows, numeric=effect_columns | {len(header) - 1})
         )
-    return html_out + _img("question_effects", figures) + "</section>"
+    return (
+        html_out
+        + _wordings_part(result, questions)
+        + _img("question_effects", figures)
+        + "</section>"
+    )
 
 
 def _events_section(result: FitResult) -> str:
@@ -1069,7 +1081,8 @@ def build_report(
         When it is missing, the data table shows ``src_rows`` without links.
     questions : path, mapping or None
         The question codebook giving each question's family (marker shapes of the interactive chart;
-        the project's is ``data/questions.csv``).
+        the project's is ``data/questions.csv``) and, from a file, each question's wording and what
+        its answers count as (:func:`model.report.plots.question_wordings`).
     calibration : BacktestCalibration or None
         A backtest of the same readings and model (:func:`model.results.calibration.find_backtest`):
         a projected curve is shown with how the model's bands held at each horizon there. None: the

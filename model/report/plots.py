@@ -81,6 +81,8 @@ HEADLINE_PIXELS = (1200, 675)
 HEADLINE_DPI = 96
 #: What the article chart's source line names as the model's author when the caller does not say.
 DEFAULT_CREDIT = "this project"
+#: The question codebook's columns that say what a question asks and what its answers count as.
+WORDING_COLUMNS = ("wording", "talks_means", "continue_means")
 
 
 # -- shared pieces -------------------------------------------------------------------------------
@@ -104,10 +106,6 @@ def question_families(questions: str | Path | Mapping[str, str] | None = None) -
     if table is None:
         return {}
     return {q: f for q, f in zip(table["question_id"], table["family"]) if f}
-
-
-#: The codebook's columns that say what a question asks and what its answers count as.
-WORDING_COLUMNS = ("wording", "talks_means", "continue_means")
 
 
 def question_wordings(

@@ -288,7 +288,9 @@ class CompiledAggregator:
                 raise KeyboardInterrupt(short)
             # nutpie's Ctrl-C is raised by _sample_nutpie; a short trace without one is an error,
             # which a Dask worker records as the task's (an interrupt would end the worker).
-            raise SamplingError(f"{short}, with no interrupt: nutpie returned fewer draws")
+            raise SamplingError(
+                f"{short}, with no interrupt: nutpie returned fewer chains or draws"
+            )
         _set_aside(idata, self._generated)
         return idata, seconds
 

@@ -208,7 +208,7 @@ def test_missing_codebook_falls_back_to_question_ids(result, tmp_path):
 
 def test_the_report_says_what_each_question_in_the_fit_asks(result, tmp_path):
     codebook = tmp_path / "questions.csv"
-    pd.DataFrame(
+    book = pd.DataFrame(
         {
             "question_id": ["Q_MAIN", "Q_ALT", "Q_UNUSED"],
             "family": ["f", "f", "f"],
@@ -216,9 +216,14 @@ def test_the_report_says_what_each_question_in_the_fit_asks(result, tmp_path):
             "talks_means": ["talks", "stop now", "x"],
             "continue_means": ["war", "not now", "y"],
         }
-    ).to_csv(codebook, index=False)
+    )
+    book.to_csv(codebook, index=False)
     page = html.unescape(report.build_report(result, {}, run_id="run-test", questions=codebook))
-    part = page.split("<h3>What each question asks</h3>")[1].split("</table>")[0]
+    section = page.split('<section id="question-effects">')[1].split("</section>")[0]
+    # after the house + question sums, which the effects table's paragraph points to as below
+    assert section.count("<h3>") == 2 and "sums" in section.split("<h3>")[1]
+    assert section.rindex("<h3>") == section.index("<h3>What each question asks</h3>")
+    part = section.split("<h3>What each question asks</h3>")[1].split("</table>")[0]
     readings = result.polls["question"].value_counts()
     main = (
         f'<td><code>Q_MAIN</code></td><td>{HOUSE_A}</td><td class="num">{readings["Q_MAIN"]}</td>'
@@ -226,9 +231,15 @@ def test_the_report_says_what_each_question_in_the_fit_asks(result, tmp_path):
     assert main + "<td>'Talks or war?' <as reported></td><td>talks</td><td>war</td>" in part
     assert "<td>'Stop now?'</td><td>stop now</td><td>not now</td>" in part
     assert "Never fitted" not in part  # only the questions in the fit
+    assert "Undecided is the share answering" in part  # the fake's answers include it
     raw = report.build_report(result, {}, run_id="run-test", questions=codebook)
     assert "&lt;as reported&gt;" in raw  # the codebook's text is escaped
-    for families_only in (None, {"Q_MAIN": "f"}, tmp_path / "no-such.csv"):
+    book[book.question_id != "Q_ALT"].to_csv(codebook, index=False)
+    page = html.unescape(report.build_report(result, {}, run_id="run-test", questions=codebook))
+    assert "<td><code>Q_ALT</code></td>" in page and "<td>not in the codebook</td>" in page
+    families = tmp_path / "families.csv"
+    book[["question_id", "family"]].to_csv(families, index=False)
+    for families_only in (None, {"Q_MAIN": "f"}, tmp_path / "no-such.csv", families):
         page = report.build_report(result, {}, run_id="run-test", questions=families_only)
         assert "What each question asks" not in page
         assert "No question codebook with wordings was given" in page
