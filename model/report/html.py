@@ -234,9 +234,12 @@ def source_cell(src_rows: Any, sources: dict[str, dict[str, str]] | None) -> str
 
 
 # -- sections ------------------------------------------------------------------------------------
-def _headline_section(result: FitResult, calibration: BacktestCalibration | None) -> str:
+def _headline_section(
+    result: FitResult, calibration: BacktestCalibration | None, questions=None
+) -> str:
     """The page opens with the headline in plain words (:meth:`FitResult.headline_sentences`),
-    after :func:`~model.results.diagnostics.gate_warning` where the gate failed."""
+    after :func:`~model.results.diagnostics.gate_warning` where the gate failed; it points to what
+    the reference question asks where the codebook says (:func:`_wordings_part`)."""
     head = result.headline()
     warning = gate_warning(head["gate"])
     # The sentences open with that warning where the gate failed: here it has its own paragraph.
@@ -255,7 +258,14 @@ def _headline_section(result: FitResult, calibration: BacktestCalibration | None
             if projected and calibration is not None
             else "."
         )
-        + "</p></section>"
+        + "</p>"
+        + (
+            f'<p>What {esc(result.reference_question)} and the other questions ask: <a href="#question-wordings">'
+            "the questions' wordings</a>.</p>"
+            if result.reference_question in plots.question_wordings(questions)
+            else ""
+        )
+        + "</section>"
     )
 
 
@@ -636,7 +646,7 @@ def _wordings_part(result: FitResult, questions) -> str:
         else ""
     )
     return (
-        "<h3>What each question asks</h3>"
+        '<h3 id="question-wordings">What each question asks</h3>'
         '<p class="note">From the question codebook, as the sources give it; the readings are those in the fit.'
         + undecided
         + "</p>"
@@ -1110,7 +1120,7 @@ def build_report(
             '<nav><a href="#headline">headline</a> · <a href="#estimate">curve</a> · <a href="#interactive">explore</a> · <a href="#closed-polls">closed polls</a> · <a href="#pooling">pooling</a> · <a href="#house-effects">house effects</a> · '
             '<a href="#question-effects">question effects</a> · <a href="#events">events</a> · <a href="#diagnostics">diagnostics</a> · '
             '<a href="#model">model</a> · <a href="#data">data</a> · <a href="#excluded">left out</a></nav></header><main>',
-            _headline_section(result, calibration),
+            _headline_section(result, calibration, questions),
             _estimate_section(result, figures, run_id, calibration),
             _interactive_section(result, sources, questions),
             _closed_section(result),

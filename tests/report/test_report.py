@@ -221,9 +221,12 @@ def test_the_report_says_what_each_question_in_the_fit_asks(result, tmp_path):
     page = html.unescape(report.build_report(result, {}, run_id="run-test", questions=codebook))
     section = page.split('<section id="question-effects">')[1].split("</section>")[0]
     # after the house + question sums, which the effects table's paragraph points to as below
-    assert section.count("<h3>") == 2 and "sums" in section.split("<h3>")[1]
-    assert section.rindex("<h3>") == section.index("<h3>What each question asks</h3>")
-    part = section.split("<h3>What each question asks</h3>")[1].split("</table>")[0]
+    assert section.count("<h3") == 2 and "sums" in section.split("<h3")[1]
+    wordings = '<h3 id="question-wordings">What each question asks</h3>'
+    assert section.rindex("<h3") == section.index(wordings)
+    part = section.split(wordings)[1].split("</table>")[0]
+    headline = page.split('<section id="headline">')[1].split("</section>")[0]
+    assert 'What Q_MAIN and the other questions ask: <a href="#question-wordings">' in headline
     readings = result.polls["question"].value_counts()
     main = (
         f'<td><code>Q_MAIN</code></td><td>{HOUSE_A}</td><td class="num">{readings["Q_MAIN"]}</td>'
@@ -241,7 +244,7 @@ def test_the_report_says_what_each_question_in_the_fit_asks(result, tmp_path):
     book[["question_id", "family"]].to_csv(families, index=False)
     for families_only in (None, {"Q_MAIN": "f"}, tmp_path / "no-such.csv", families):
         page = report.build_report(result, {}, run_id="run-test", questions=families_only)
-        assert "What each question asks" not in page
+        assert "What each question asks" not in page and "#question-wordings" not in page
         assert "No question codebook with wordings was given" in page
 
 
