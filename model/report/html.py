@@ -259,13 +259,23 @@ def _headline_section(
             else "."
         )
         + "</p>"
-        + (
-            f'<p>What {esc(result.reference_question)} and the other questions ask: <a href="#question-wordings">'
-            "the questions' wordings</a>.</p>"
-            if result.reference_question in plots.question_wordings(questions)
-            else ""
-        )
+        + _wordings_link(result, questions)
         + "</section>"
+    )
+
+
+def _wordings_link(result: FitResult, questions) -> str:
+    """Where the codebook gives the reference question's wording, a link to the table of them
+    (:func:`_wordings_part`)."""
+    if result.reference_question not in plots.question_wordings(questions):
+        return ""
+    many = len(result.design.questions) > 1
+    return (
+        f"<p>What {esc(result.reference_question)} "
+        + ("and the other questions ask" if many else "asks")
+        + ': <a href="#question-wordings">'
+        + ("the wordings" if many else "its wording")
+        + "</a>.</p>"
     )
 
 

@@ -14,6 +14,7 @@ import html
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -226,7 +227,15 @@ def test_the_report_says_what_each_question_in_the_fit_asks(result, tmp_path):
     assert section.rindex("<h3") == section.index(wordings)
     part = section.split(wordings)[1].split("</table>")[0]
     headline = page.split('<section id="headline">')[1].split("</section>")[0]
-    assert 'What Q_MAIN and the other questions ask: <a href="#question-wordings">' in headline
+    assert 'What Q_MAIN and the other questions ask: <a href="#question-wordings">the wordings' in (
+        headline
+    )
+    alone = SimpleNamespace(
+        reference_question="Q_MAIN", design=SimpleNamespace(questions=["Q_MAIN"])
+    )
+    assert report._wordings_link(alone, codebook) == (
+        '<p>What Q_MAIN asks: <a href="#question-wordings">its wording</a>.</p>'
+    )
     readings = result.polls["question"].value_counts()
     main = (
         f'<td><code>Q_MAIN</code></td><td>{HOUSE_A}</td><td class="num">{readings["Q_MAIN"]}</td>'
