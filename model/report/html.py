@@ -235,11 +235,14 @@ def source_cell(src_rows: Any, sources: dict[str, dict[str, str]] | None) -> str
 
 # -- sections ------------------------------------------------------------------------------------
 def _headline_section(
-    result: FitResult, calibration: BacktestCalibration | None, questions=None
+    result: FitResult,
+    calibration: BacktestCalibration | None,
+    wordings: Mapping[str, Mapping[str, str]],
 ) -> str:
     """The page opens with the headline in plain words (:meth:`FitResult.headline_sentences`),
     after :func:`~model.results.diagnostics.gate_warning` where the gate failed; it points to what
-    the reference question asks where the codebook says (:func:`_wordings_part`)."""
+    the reference question asks where the codebook says (``wordings``:
+    :func:`model.report.plots.question_wordings`)."""
     head = result.headline()
     warning = gate_warning(head["gate"])
     # The sentences open with that warning where the gate failed: here it has its own paragraph.
@@ -259,15 +262,15 @@ def _headline_section(
             else "."
         )
         + "</p>"
-        + _wordings_link(result, questions)
+        + _wordings_link(result, wordings)
         + "</section>"
     )
 
 
-def _wordings_link(result: FitResult, questions) -> str:
+def _wordings_link(result: FitResult, wordings: Mapping[str, Mapping[str, str]]) -> str:
     """Where the codebook gives the reference question's wording, a link to the table of them
     (:func:`_wordings_part`)."""
-    if result.reference_question not in plots.question_wordings(questions):
+    if result.reference_question not in wordings:
         return ""
     many = len(result.design.questions) > 1
     return (
@@ -614,9 +617,8 @@ def _sentence_case(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _wordings_part(result: FitResult, questions) -> str:
+def _wordings_part(result: FitResult, wordings: Mapping[str, Mapping[str, str]]) -> str:
     """What each question in the fit asks, and what its answers count as, from the codebook."""
-    wordings = plots.question_wordings(questions)
     if not wordings:
         return (
             '<p class="note">No question codebook with wordings was given (a <code>questions.csv</code> '
@@ -627,12 +629,13 @@ def _wordings_part(result: FitResult, questions) -> str:
     rows = []
     for question in result.design.questions:
         known = wordings.get(question)
-        houses = ", ".join(dict.fromkeys(polls.loc[polls["question"] == question, "pollster"]))
+        asking = polls["question"] == question
+        houses = ", ".join(dict.fromkeys(polls.loc[asking, "pollster"]))
         rows.append(
             [
                 f"<code>{esc(question)}</code>",
                 esc(houses),
-                str(int((polls["question"] == question).sum())),
+                str(int(asking.sum())),
                 *(
                     [esc(known[c]) for c in plots.WORDING_COLUMNS]
                     if known
@@ -664,7 +667,7 @@ def _wordings_part(result: FitResult, questions) -> str:
     )
 
 
-def _question_section(result: FitResult, figures, questions) -> str:
+def _question_section(result: FitResult, figures, wordings) -> str:
     answers = list(result.config.answers)
     effects = result.question_effects()
     pairs = list(result.confounded)
@@ -717,7 +720,7 @@ def _question_section(result: FitResult, figures, questions) -> str:
         )
     return (
         html_out
-        + _wordings_part(result, questions)
+        + _wordings_part(result, wordings)
         + _img("question_effects", figures)
         + "</section>"
     )
@@ -1113,6 +1116,9 @@ def build_report(
     str
     """
     sources = load_sources(sourced)
+    wordings = plots.question_wordings(
+        questions
+    )  # read once: the headline and the questions' section
     diag = result.diagnostics()
     verdict = "passed" if diag["passed"] else "FAILED"
     title = f"Poll aggregate, run {run_id}"
@@ -1130,13 +1136,13 @@ def build_report(
             '<nav><a href="#headline">headline</a> · <a href="#estimate">curve</a> · <a href="#interactive">explore</a> · <a href="#closed-polls">closed polls</a> · <a href="#pooling">pooling</a> · <a href="#house-effects">house effects</a> · '
             '<a href="#question-effects">question effects</a> · <a href="#events">events</a> · <a href="#diagnostics">diagnostics</a> · '
             '<a href="#model">model</a> · <a href="#data">data</a> · <a href="#excluded">left out</a></nav></header><main>',
-            _headline_section(result, calibration, questions),
+            _headline_section(result, calibration, wordings),
             _estimate_section(result, figures, run_id, calibration),
             _interactive_section(result, sources, questions),
             _closed_section(result),
             _pooling_section(result, figures),
             _house_section(result, figures),
-            _question_section(result, figures, questions),
+            _question_section(result, figures, wordings),
             _events_section(result),
             _diagnostics_section(result, figures),
             _model_section(result),

@@ -233,7 +233,7 @@ def test_the_report_says_what_each_question_in_the_fit_asks(result, tmp_path):
     alone = SimpleNamespace(
         reference_question="Q_MAIN", design=SimpleNamespace(questions=["Q_MAIN"])
     )
-    assert report._wordings_link(alone, codebook) == (
+    assert report._wordings_link(alone, plots.question_wordings(codebook)) == (
         '<p>What Q_MAIN asks: <a href="#question-wordings">its wording</a>.</p>'
     )
     readings = result.polls["question"].value_counts()
