@@ -472,6 +472,11 @@ def _plots(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
+    # Both read before anything is written: a codebook or sourced table that does not read as
+    # one stops the command here (the report reads them again where it uses them).
+    plots.question_families(questions)
+    html.load_sources(sourced)
+
     run_id = folder.resolve().name
     figures = plots.make_figures(result, answer=args.answer, questions=questions, run_id=run_id)
     article = None  # the chart for an article (figures/headline.png, .svg), not in the report

@@ -621,8 +621,8 @@ class Config:
         """Read a TOML config file (keys as in :class:`Config`; tables ``[priors]``, ``[sampler]``)."""
         path = Path(path)
         try:
-            with path.open("rb") as fh:
-                data = tomllib.load(fh)
+            # A byte-order mark (some Windows editors write one) is an encoding mark, not TOML.
+            data = tomllib.loads(path.read_bytes().decode("utf-8").removeprefix("\ufeff"))
         except OSError as err:
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
         except tomllib.TOMLDecodeError as err:

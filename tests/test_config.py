@@ -179,6 +179,14 @@ def test_a_config_that_is_not_utf8_is_named(tmp_path):
         Config.from_toml(path)
 
 
+def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Some Windows editors start UTF-8 with a byte-order mark: an encoding mark, not TOML."""
+    path = tmp_path / "c.toml"
+    path.write_bytes('grid = "month"\n[sampler]\ndraws = 50\n'.encode("utf-8-sig"))
+    config = Config.from_toml(path)
+    assert config.grid == "month" and config.sampler.draws == 50
+
+
 def test_hash_is_stable_and_sensitive():
     assert Config().hash() == Config().hash()
     assert Config().hash() != Config(grid="day").hash()

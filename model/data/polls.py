@@ -70,6 +70,9 @@ _NO_VALUE = object()  # a cell that cannot be checked: its column is missing or 
 #: takes days to weeks, two months where only the months are known; a year is no one moment's
 #: opinion, and a longer span is most likely a mistyped year.
 MAX_FIELD_DAYS = 366
+#: The earliest year a field date may have: survey polling by sampling began in the 1930s, so an
+#: earlier date is a mistyped year (and one before 1677 no ``datetime64[ns]`` column can hold).
+EARLIEST_FIELD_YEAR = 1900
 #: Letters changed, added or removed that still make a column name alike an expected one
 #: (:func:`alike_names`): ``field_strat`` is ``field_start`` with two letters swapped.
 COLUMN_NAME_EDITS = 2
@@ -307,6 +310,24 @@ def _encoding_problem(source: str, row: int | None, column: Column, text: str) -
     )
 
 
+#: Files that start so are not CSV text in UTF-8: (leading bytes, what the file is, what was expected).
+_NOT_CSV_TEXT = (
+    (
+        b"PK\x03\x04",
+        "a zip archive (an Excel .xlsx or OpenDocument .ods workbook?)",
+        "a CSV file (save the sheet as CSV, UTF-8, comma-separated)",
+    ),
+    *(
+        (
+            mark,
+            "UTF-16 text (its byte-order mark says so)",
+            "UTF-8 text (save the file as CSV UTF-8)",
+        )
+        for mark in (b"\xff\xfe", b"\xfe\xff")
+    ),
+)
+
+
 def _read_records(
     source: str,
 ) -> tuple[list[str] | None, list[tuple[int, list[str]]], list[Problem]]:
@@ -326,8 +347,14 @@ def _read_records(
             Problem(source, None, None, None, "a readable CSV file", f"cannot be read ({reason})")
         )
         return None, [], problems
+    for signature, what, expected in _NOT_CSV_TEXT:
+        if raw.startswith(signature):  # said alone: every cell would be wrong for this one cause
+            problems.append(Problem(source, None, None, None, expected, f"is {what}"))
+            return None, [], problems
     text = raw.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: a quote opened in a cell and never closed is an error, not a cell that swallows the
+    # rows after it (which the default reading keeps silently, as text of that cell)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     records: list[tuple[int, list[str]]] = []
     start = 1
@@ -355,7 +382,13 @@ def _read_records(
     except csv.Error as err:
         problems.append(
             Problem(
-                source, start, None, None, "well-formed CSV", f"cannot be parsed as CSV ({err})"
+                source,
+                start,
+                None,
+                None,
+                'well-formed CSV: a cell that opens a quote (") closes it, before the comma or '
+                'line end that follows, and a quote inside a quoted cell is written twice ("")',
+                f"cannot be parsed as CSV from this row on ({err})",
             )
         )
     if header is None:
@@ -682,6 +715,7 @@ class _Checker:
             self.row_shares(i, shares)
             self.closed_flag(i)
 
+        self.house_spellings(text["pollster"])
         self.duplicates(text, starts, ends, precision, n, shares, valid_key)
         if self.proportions(shares):
             consequences = {id(p) for p in self.short_sums}
@@ -736,6 +770,15 @@ class _Checker:
                     self.cell(i, column),
                     f"is after today ({today:%Y-%m-%d})",
                     "the date a survey was fielded, which cannot be in the future",
+                )
+                start = end = None
+            elif got is not None and got[0].year < EARLIEST_FIELD_YEAR:
+                self.problem(
+                    i,
+                    column,
+                    self.cell(i, column),
+                    f"is before {EARLIEST_FIELD_YEAR} (a mistyped year?)",
+                    f"the date a survey was fielded, in {EARLIEST_FIELD_YEAR} or later",
                 )
                 start = end = None
         if start is None or end is None:
@@ -890,6 +933,28 @@ class _Checker:
             )
             self.short_sums.append(self.problems[-1])
 
+    def house_spellings(self, pollsters: list[str]) -> None:
+        # Names that are one once case, spaces and punctuation are set aside ("FSO" and "Fso",
+        # "Levada-Center" and "Levada Center") are one house spelt two ways: a fit would take
+        # them for two houses, and would count one survey given under both spellings twice.
+        first: dict[str, int] = {}  # each spelling's first position
+        by_key: dict[str, int] = {}  # each name's first spelling's first position
+        for i, name in enumerate(pollsters):
+            key = "".join(_name_words(name))
+            if not key or name in first:
+                continue
+            first[name] = i
+            j = by_key.setdefault(key, i)
+            if j != i:
+                self.problem(
+                    i,
+                    "pollster",
+                    name,
+                    f"is {pollsters[j]!r} (row {self.rows[j]}) spelt another way: a fit would take "
+                    "them for two houses",
+                    "one spelling of each house's name (case, spaces and punctuation included)",
+                )
+
     def duplicates(
         self,
         text: dict[str, list[str]],
@@ -981,7 +1046,7 @@ def _closed_value(value: object) -> bool | None:
     """A ``closed`` cell as a bool (blank: False); None if it is not a closed flag."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _is_blank(value):  # also pandas' missing value in a nullable boolean column
         return False
     return _CLOSED_VALUES.get(str(value).strip().lower())
 
@@ -1052,6 +1117,11 @@ def _within_edits(a: str, b: str, edits: int) -> bool:
     return previous[-1] <= edits
 
 
+def _name_words(name: str) -> list[str]:
+    """A name's words, case set aside, without spaces or punctuation (``_`` counts as punctuation)."""
+    return re.findall(r"[^\W_]+", name.casefold())
+
+
 def alike_names(names: Iterable[str], *, edits: int = 1) -> list[tuple[str, str]]:
     """Pairs of distinct names that are one letter apart (by default) once case, spaces and
     punctuation are set aside ("Russian Feld" and "Russian Field", "Levada-Center" and "Levada
@@ -1074,7 +1144,7 @@ def alike_names(names: Iterable[str], *, edits: int = 1) -> list[tuple[str, str]
     list of (str, str)
         The alike pairs, each in sorted order, sorted.
     """
-    words = {name: re.findall(r"[^\W_]+", name.casefold()) for name in names}
+    words = {name: _name_words(name) for name in names}
     keys = {name: "".join(w) for name, w in words.items()}
 
     def labelled(a: str, b: str) -> bool:

@@ -14,6 +14,7 @@ import base64
 import dataclasses
 import html
 import io
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from model.config import ANCHORS, ZERO_SUM
+from model.data.polls import PollDataError, Problem, read_csv_text
 from model.files import atomic_write_text
 from model.report import interactive, plots
 from model.results.calibration import BacktestCalibration
@@ -198,12 +200,32 @@ def _effects_pivot(
 
 # -- sources -------------------------------------------------------------------------------------
 def load_sources(path: str | Path | None = None) -> dict[str, dict[str, str]] | None:
-    """``src_row`` -> {"url", "excerpt", "pollster_as_reported"} from the sourced table; None if it is missing."""
+    """``src_row`` -> {"url", "excerpt", "pollster_as_reported"} from the sourced table; None if it is missing.
+
+    Raises
+    ------
+    model.data.polls.PollDataError
+        The file is not a CSV table in UTF-8 (naming the row), or lacks ``src_row`` or
+        ``source_url``: a report must not quietly go without the sources it was given.
+    """
     if path is None or not Path(path).is_file():
         return None
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if "src_row" not in table or "source_url" not in table:
-        return None
+    table = read_csv_text(path)
+    missing = [c for c in ("src_row", "source_url") if c not in table.columns]
+    if missing:
+        raise PollDataError(
+            [
+                Problem(
+                    os.fspath(path),
+                    None,
+                    column,
+                    None,
+                    f"a column named {column!r}, as in the sourced table (data/readings_sourced.csv)",
+                    "is missing",
+                )
+                for column in missing
+            ]
+        )
     return {
         row["src_row"]: {
             "url": row.get("source_url", ""),

@@ -22,6 +22,7 @@ the matplotlib backend).
 from __future__ import annotations
 
 import functools
+import os
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +36,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from model.data.polls import reading_midpoints
+from model.data.polls import PollDataError, Problem, read_csv_text, reading_midpoints
 from model.files import atomic_write
 from model.results.headline import (
     PROJECTION_RULE,
@@ -99,6 +100,11 @@ def question_families(questions: str | Path | Mapping[str, str] | None = None) -
     Returns
     -------
     dict of str to str
+
+    Raises
+    ------
+    model.data.polls.PollDataError
+        The file is not a CSV table in UTF-8, or lacks ``question_id`` or ``family``.
     """
     if isinstance(questions, Mapping):
         return {str(k): str(v) for k, v in questions.items()}
@@ -118,28 +124,55 @@ def question_wordings(
     questions : path, mapping or None
         A ``questions.csv`` with columns ``question_id`` and :data:`WORDING_COLUMNS` (the
         project's is ``data/questions.csv``). A mapping (families only), a missing file, a
-        file without those columns or None gives an empty mapping.
+        codebook without the wording columns or None gives an empty mapping.
 
     Returns
     -------
     dict of str to dict of str to str
+
+    Raises
+    ------
+    model.data.polls.PollDataError
+        The file is not a CSV table in UTF-8, or lacks ``question_id``.
     """
     if isinstance(questions, Mapping):
         return {}
-    table = _codebook(questions, *WORDING_COLUMNS)
-    if table is None:
+    table = _codebook(questions)
+    if table is None or not set(WORDING_COLUMNS) <= set(table.columns):
         return {}
     return {
         row["question_id"]: {c: row[c] for c in WORDING_COLUMNS} for row in table.to_dict("records")
     }
 
 
-def _codebook(questions: str | Path | None, *columns: str) -> pd.DataFrame | None:
-    """The question codebook's table, or None where there is none or it lacks ``columns``."""
+def _codebook(questions: str | Path | None, *required: str) -> pd.DataFrame | None:
+    """The question codebook's table (every cell a string), or None where there is no file.
+
+    Raises
+    ------
+    PollDataError
+        The file is not a CSV table in UTF-8 (naming the row), or lacks ``question_id`` or one of
+        the ``required`` columns: a report must not quietly go without the codebook it was given.
+    """
     if questions is None or not Path(questions).is_file():
         return None
-    table = pd.read_csv(questions, dtype=str, keep_default_na=False)
-    return table if {"question_id", *columns} <= set(table.columns) else None
+    table = read_csv_text(questions)
+    missing = [c for c in ("question_id", *required) if c not in table.columns]
+    if missing:
+        raise PollDataError(
+            [
+                Problem(
+                    os.fspath(questions),
+                    None,
+                    column,
+                    None,
+                    f"a column named {column!r}, as in a question codebook (data/questions.csv)",
+                    "is missing",
+                )
+                for column in missing
+            ]
+        )
+    return table
 
 
 def family_of(

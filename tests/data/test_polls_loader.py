@@ -727,3 +727,95 @@ def test_names_one_letter_apart_are_found_but_not_labels_or_abbreviations() -> N
     ]
     shipped = pd.read_csv(Path(__file__).parents[2] / "data" / "polls.csv")["pollster"].unique()
     assert alike_names(shipped) == []
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # an opening quote never closed: the rows after it would be read as that cell's text
+        (GOOD.replace(",ok", ',"said ""hi'), GOOD.replace("2024-02", "2024-03")),
+        # one closed in a later row, before text: that row would be read into this one's cell
+        (GOOD.replace(",ok", ',"a note, with a comma'), GOOD.replace(",ok", ',"ok"')),
+    ],
+)
+def test_an_unclosed_quote_is_refused_not_read_as_text_of_the_rows_after_it(
+    tmp_path: Path, lines
+) -> None:
+    path = write(tmp_path, HEADER, GOOD.replace("2024-02", "2024-01"), *lines)
+    (problem,) = load_error(path).problems
+    assert problem.row == 3
+    assert str(problem).startswith(f"{path} row 3: cannot be parsed as CSV from this row on (")
+    assert 'a quote inside a quoted cell is written twice ("")' in str(problem)
+    # a quote inside an unquoted cell, and a doubled one inside a quoted cell, are cells' text
+    fine = write(
+        tmp_path,
+        HEADER,
+        GOOD.replace(",ok", ',said "hi"'),
+        GOOD.replace("2024-02", "2024-03").replace(",ok", ',"a ""quoted"" note, with a comma"'),
+    )
+    assert load_polls(fine)["note"].tolist() == ['said "hi"', 'a "quoted" note, with a comma']
+
+
+@pytest.mark.parametrize(
+    ("start", "what"),
+    [
+        (b"PK\x03\x04\x14\x00", "is a zip archive (an Excel .xlsx or OpenDocument .ods workbook?)"),
+        ("\ufeff".encode("utf-16-le"), "is UTF-16 text (its byte-order mark says so)"),
+        ("\ufeff".encode("utf-16-be"), "is UTF-16 text (its byte-order mark says so)"),
+    ],
+)
+def test_a_workbook_or_utf16_file_is_named_as_such(tmp_path: Path, start: bytes, what) -> None:
+    """Said alone: not one "column missing" per column or one "not UTF-8" per cell besides."""
+    path = tmp_path / "polls.csv"
+    path.write_bytes(start + f"{HEADER}\n{GOOD}\n".encode("utf-16-le"))
+    (problem,) = load_error(path).problems
+    assert (problem.row, problem.column) == (None, None)
+    assert str(problem).startswith(f"{path}: {what}; expected ")
+
+
+@pytest.mark.parametrize("year", ["1024", "1899", "0001"])
+def test_a_field_date_before_1900_is_refused_as_a_mistyped_year(tmp_path: Path, year) -> None:
+    """A date no ``datetime64[ns]`` column holds, or one before survey polling: a clear problem,
+    not a traceback from pandas, nor a grid over centuries."""
+    path = write(tmp_path, HEADER, GOOD.replace("2024-02-20", f"{year}-02-20"))
+    assert (
+        f"{path} row 2, column 'field_start': '{year}-02-20' is before 1900 (a mistyped year?); "
+        "expected the date a survey was fielded, in 1900 or later"
+    ) in str(load_error(path))
+    frame = load_polls(write(tmp_path, HEADER, GOOD)).drop(columns=["date_precision", "source_row"])
+    frame["field_start"] = [pd.Timestamp(f"{year}-02-20").to_pydatetime().date()]
+    assert "column 'field_start': " in str(load_error(frame))
+    assert "is before 1900 (a mistyped year?)" in str(load_error(frame))
+
+
+@pytest.mark.parametrize(("first", "second"), [("FSO", "Fso"), ("Levada-Center", "Levada Center")])
+def test_one_house_spelt_two_ways_is_refused(tmp_path: Path, first: str, second: str) -> None:
+    """Names that are one but for case, spaces or punctuation would be fitted as two houses, and
+    one survey given under both would be counted twice: refused, at the second spelling's first
+    row, whatever the name's length."""
+    survey = GOOD.replace("lev-2024-02", "")  # no survey id: known by house, dates and question
+    path = write(
+        tmp_path,
+        HEADER,
+        survey.replace("Levada", first),
+        survey.replace("Levada", second),  # the same survey, the same figures
+        survey.replace("Levada", second).replace("2024-02", "2024-03"),
+    )
+    (problem,) = load_error(path).problems
+    assert str(problem) == (
+        f"{path} row 3, column 'pollster': '{second}' is '{first}' (row 2) spelt another way: a "
+        "fit would take them for two houses; expected one spelling of each house's name (case, "
+        "spaces and punctuation included)"
+    )
+    # houses one letter apart that are two houses stay two (FOM and FSO)
+    two = write(tmp_path, HEADER, survey.replace("Levada", "FOM"), survey.replace("Levada", "FSO"))
+    assert load_polls(two)["pollster"].tolist() == ["FOM", "FSO"]
+
+
+def test_a_missing_value_in_a_nullable_boolean_closed_column_is_blank(tmp_path: Path) -> None:
+    from model.data.polls import closed_readings
+
+    frame = load_polls(write(tmp_path, HEADER, GOOD, GOOD.replace("2024-02", "2024-03")))
+    frame["closed"] = pd.array([True, pd.NA], dtype="boolean")
+    polls = load_polls(frame.drop(columns=["date_precision", "source_row"]))
+    assert closed_readings(polls).tolist() == [True, False]

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from model import cli
+from model.data.polls import PollDataError
 from model.report import html as report
 from model.report import plots
 from model.results import headline
@@ -205,6 +206,43 @@ def test_support_curve_for_one_answer_and_families_from_the_codebook(result, tmp
 def test_missing_codebook_falls_back_to_question_ids(result, tmp_path):
     families = plots.family_of(result, tmp_path / "no-such.csv")
     assert list(families) == list(result.polls["question"])
+
+
+def test_a_codebook_or_sourced_table_that_does_not_read_as_one_is_named(tmp_path):
+    """Not an empty mapping (a report quietly without the codebook it was given), nor a pandas
+    traceback: the file, and its row or column, with what was expected."""
+    misnamed = tmp_path / "questions.csv"
+    misnamed.write_text("question,family,wording\nQ_MAIN,f,'Talks?'\n", encoding="utf-8")
+    with pytest.raises(PollDataError) as info:
+        plots.question_wordings(misnamed)
+    assert str(info.value) == (
+        f"{misnamed}, column 'question_id': is missing; expected a column named 'question_id', "
+        "as in a question codebook (data/questions.csv)"
+    )
+    no_family = tmp_path / "no_family.csv"
+    no_family.write_text("question_id,wording\nQ_MAIN,'Talks?'\n", encoding="utf-8")
+    with pytest.raises(PollDataError, match=f"{no_family}, column 'family': is missing"):
+        plots.question_families(no_family)
+    # a codebook of families alone is a codebook: the report says it has no wordings
+    families = tmp_path / "families.csv"
+    families.write_text("question_id,family\nQ_MAIN,f\n", encoding="utf-8")
+    assert plots.question_wordings(families) == {} and plots.question_families(families) == {
+        "Q_MAIN": "f"
+    }
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("question_id,family\nQ_MAIN,f,extra\n", encoding="utf-8")
+    with pytest.raises(PollDataError, match=f"{ragged} row 2: has 3 fields"):
+        plots.question_families(ragged)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("question_id,family\nQ_MAIN,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(
+        PollDataError, match=f"{latin} row 2, column 'family': .* is not valid UTF-8"
+    ):
+        plots.question_families(latin)
+    sources = tmp_path / "sourced.csv"
+    sources.write_text("src_row,url\nsim-00,https://example.org\n", encoding="utf-8")
+    with pytest.raises(PollDataError, match=f"{sources}, column 'source_url': is missing"):
+        report.load_sources(sources)
 
 
 def test_the_report_says_what_each_question_in_the_fit_asks(result, tmp_path):
@@ -796,6 +834,18 @@ def plots_cli(folder, **options) -> int:
     }
     argv = ["plots", str(folder)] + [f"--{k}={v}" for k, v in values.items() if v is not None]
     return cli.main(argv)
+
+
+def test_cli_refuses_a_codebook_that_is_not_one_before_writing_anything(
+    stored_run, tmp_path, capsys
+):
+    folder = copy_run(stored_run, tmp_path, "20260101T000000Z-fake")
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    codebook = tmp_path / "questions.csv"
+    codebook.write_text("question,family\nQ_MAIN,f\n", encoding="utf-8")
+    assert plots_cli(folder, questions=codebook) == cli.EXIT_BAD_INPUT
+    assert f"error: {codebook}, column 'question_id': is missing" in capsys.readouterr().err
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
 
 
 def test_cli_parser_defaults():
