@@ -310,6 +310,14 @@ def _encoding_problem(source: str, row: int | None, column: Column, text: str) -
     )
 
 
+def _title_above_header(
+    header: list[str], records: list[tuple[int, list[str]]], problems: list[Problem]
+) -> bool:
+    """Whether a first line of one field, followed by a row of more, is a title above the table
+    (not a file separated by semicolons or tabs, which the loader names as such)."""
+    return len(header) == 1 and not records and not problems and not {";", "\t"} & set(header[0])
+
+
 #: Files that start so are not CSV text in UTF-8: (leading bytes, what the file is, what was expected).
 _NOT_CSV_TEXT = (
     (
@@ -364,8 +372,24 @@ def _read_records(
             if all(not cell.strip() for cell in cells):
                 continue  # a blank line, or a spreadsheet's empty row (commas only)
             if header is None:
-                header = cells
+                header, header_row = cells, row
                 continue
+            if len(cells) != len(header) and _title_above_header(header, records, problems):
+                # said alone: every row after it would have "the wrong number of fields"
+                return (
+                    None,
+                    [],
+                    [
+                        Problem(
+                            source,
+                            header_row,
+                            None,
+                            header[0],
+                            "the column names on the first line (delete any title or note above them)",
+                            f"is one field, and row {row} after it has {len(cells)}: a title line?",
+                        )
+                    ],
+                )
             if len(cells) != len(header):
                 problems.append(
                     Problem(

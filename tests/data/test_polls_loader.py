@@ -819,3 +819,13 @@ def test_a_missing_value_in_a_nullable_boolean_closed_column_is_blank(tmp_path: 
     frame["closed"] = pd.array([True, pd.NA], dtype="boolean")
     polls = load_polls(frame.drop(columns=["date_precision", "source_row"]))
     assert closed_readings(polls).tolist() == [True, False]
+
+
+def test_a_title_line_above_the_header_is_named_as_such(tmp_path: Path) -> None:
+    """Said alone: not one "has 10 fields; expected 1" per row besides."""
+    path = write(tmp_path, "Russian polls 2024", HEADER, GOOD)
+    (problem,) = load_error(path).problems
+    assert str(problem) == (
+        f"{path} row 1: 'Russian polls 2024' is one field, and row 2 after it has 10: a title "
+        "line?; expected the column names on the first line (delete any title or note above them)"
+    )
