@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Literal
 
 import numpy as np
@@ -143,9 +144,12 @@ class PollDataError(ValueError):
 
 
 def _show(value: object) -> str:
-    """Render a cell value for a message: strings and bytes quoted, numbers as written."""
+    """Render a cell value for a message: strings and bytes quoted, numbers as written, pandas'
+    missing values (``<NA>``, ``NaT``) unquoted, as no text."""
     if isinstance(value, (str, bytes)):
         return repr(value)
+    if value is pd.NA or value is pd.NaT or isinstance(value, Decimal):
+        return str(value)
     if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
         return repr(value.item() if isinstance(value, np.generic) else value)
     return repr(str(value))
@@ -158,10 +162,16 @@ def _is_blank(value: object) -> bool:
 
 
 def _as_number(value: object) -> float | None:
-    """The value as a finite float, or None if it is not a plain number."""
+    """The value as a finite float, or None if it is not a plain number.
+
+    A float of less than double precision (``float32``, ``float16``) is read as the shortest
+    decimal that it rounds from (``np.float32(50.1)`` as 50.1, not 50.099998...): the figure as
+    written, before a column's type rounded it."""
     if isinstance(value, (bool, np.bool_)):
         return None
-    if isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+        value = float(str(value))
+    if isinstance(value, (int, float, np.integer, np.floating, Decimal)):
         number = float(value)
         return number if math.isfinite(number) else None
     if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
@@ -185,6 +195,11 @@ def parse_field_date(value: object, *, end: bool) -> tuple[pd.Timestamp, DatePre
     (pandas.Timestamp, {"day", "month"}) or None
         The day and the precision given; None when the value is not a field date.
     """
+    if isinstance(value, pd.Period):  # a pandas period of a month or a day is a field date
+        if value.freqstr not in ("M", "D"):
+            return None
+        stamp = (value.end_time if end else value.start_time).normalize()
+        return pd.Timestamp(stamp.date()), "month" if value.freqstr == "M" else "day"
     if isinstance(value, (datetime, date, np.datetime64)):
         stamp = pd.Timestamp(value)
         if stamp.tz is not None or stamp != stamp.normalize():
@@ -205,6 +220,21 @@ def parse_field_date(value: object, *, end: bool) -> tuple[pd.Timestamp, DatePre
         day = calendar.monthrange(year, month)[1] if end else 1
         return pd.Timestamp(date(year, month, day)), "month"
     return None
+
+
+def _not_a_date(value: object) -> str:
+    """Why a cell :func:`parse_field_date` does not read is not a field date, for a message."""
+    if isinstance(value, pd.Period):
+        return f"is a period of frequency {value.freqstr!r}, not a month ('M') or a day ('D')"
+    if isinstance(value, (datetime, np.datetime64)):
+        stamp = pd.Timestamp(value)
+        if stamp.tz is not None:
+            return (
+                "has a time zone (a field date is a calendar day: drop the zone, say with "
+                "df[column].dt.tz_localize(None))"
+            )
+        return "has a time of day (a field date is a calendar day: say df[column].dt.normalize())"
+    return "is not a date"
 
 
 def _spans_whole_months(start: pd.Timestamp, end: pd.Timestamp) -> bool:
@@ -273,8 +303,10 @@ def read_csv_text(path: str | os.PathLike[str]) -> pd.DataFrame:
     Raises
     ------
     PollDataError
-        If the file cannot be read, is not UTF-8, is empty, has a header naming a column twice,
-        or has rows with the wrong number of fields.
+        If the file cannot be read, is a workbook or UTF-16/32 text, is not UTF-8, is empty, has
+        a title line above its header, has a header naming a column twice, has rows with the
+        wrong number of fields, or does not parse as CSV from a row on (a quote opened and never
+        closed, or text after a closing quote).
     """
     source = os.fspath(path)
     header, records, problems = _read_records(source)
@@ -318,21 +350,27 @@ def _title_above_header(
     return len(header) == 1 and not records and not problems and not {";", "\t"} & set(header[0])
 
 
-#: Files that start so are not CSV text in UTF-8: (leading bytes, what the file is, what was expected).
-_NOT_CSV_TEXT = (
+#: What Python's CSV reader's errors mean for a table's author: (its message's text, the cause).
+_CSV_ERRORS = (
+    ("unexpected end of data", 'a quote (") opened in this row is never closed'),
     (
-        b"PK\x03\x04",
-        "a zip archive (an Excel .xlsx or OpenDocument .ods workbook?)",
-        "a CSV file (save the sheet as CSV, UTF-8, comma-separated)",
+        "expected after",
+        'text follows a quote (") that closes a cell, in this row or, where a quote opened in '
+        "this row is not closed, in a row after it",
     ),
-    *(
-        (
-            mark,
-            "UTF-16 text (its byte-order mark says so)",
-            "UTF-8 text (save the file as CSV UTF-8)",
-        )
-        for mark in (b"\xff\xfe", b"\xfe\xff")
-    ),
+)
+
+_SAVE_AS_CSV = "a CSV file (save the sheet as CSV UTF-8, comma-separated)"
+_SAVE_AS_UTF8 = "UTF-8 text (save the file as CSV UTF-8)"
+#: Files that start so are not CSV text in UTF-8: (leading bytes, what the file is, what was
+#: expected), the longer marks first (UTF-32's begins as UTF-16's does).
+_NOT_CSV_TEXT = (
+    (b"PK\x03\x04", "a zip archive (an Excel .xlsx or OpenDocument .ods workbook?)", _SAVE_AS_CSV),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (.xls)", _SAVE_AS_CSV),
+    (b"\xff\xfe\x00\x00", "UTF-32 text (its byte-order mark says so)", _SAVE_AS_UTF8),
+    (b"\x00\x00\xfe\xff", "UTF-32 text (its byte-order mark says so)", _SAVE_AS_UTF8),
+    (b"\xff\xfe", "UTF-16 text (its byte-order mark says so)", _SAVE_AS_UTF8),
+    (b"\xfe\xff", "UTF-16 text (its byte-order mark says so)", _SAVE_AS_UTF8),
 )
 
 
@@ -359,6 +397,18 @@ def _read_records(
         if raw.startswith(signature):  # said alone: every cell would be wrong for this one cause
             problems.append(Problem(source, None, None, None, expected, f"is {what}"))
             return None, [], problems
+    if b"\x00" in raw.split(b"\n", 1)[0]:  # no UTF-8 text has a NUL byte; UTF-16's ASCII has
+        problems.append(
+            Problem(
+                source,
+                None,
+                None,
+                None,
+                _SAVE_AS_UTF8,
+                "has NUL bytes in its first line (UTF-16 or UTF-32 text without a byte-order mark?)",
+            )
+        )
+        return None, [], problems
     text = raw.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
     # strict: a quote opened in a cell and never closed is an error, not a cell that swallows the
     # rows after it (which the default reading keeps silently, as text of that cell)
@@ -404,15 +454,17 @@ def _read_records(
                 continue
             records.append((row, cells))
     except csv.Error as err:
+        cause = next((why for text, why in _CSV_ERRORS if text in str(err)), str(err))
         problems.append(
             Problem(
                 source,
                 start,
                 None,
                 None,
-                'well-formed CSV: a cell that opens a quote (") closes it, before the comma or '
-                'line end that follows, and a quote inside a quoted cell is written twice ("")',
-                f"cannot be parsed as CSV from this row on ({err})",
+                'well-formed CSV: a quote (") that opens a cell closes it, with nothing (not even a '
+                "space) between the closing quote and the comma or line end after it, and a quote "
+                'inside a quoted cell is written twice ("")',
+                f"cannot be parsed as CSV from this row on: {cause}",
             )
         )
     if header is None:
@@ -489,8 +541,12 @@ def load_polls(
     Raises
     ------
     PollDataError
-        Listing every problem found: unreadable file or not UTF-8; missing required or answer
-        columns; no data rows; a blank pollster or question; an unparseable date; ``field_end``
+        Listing every problem found: unreadable file, a workbook or UTF-16/32 text, or not
+        UTF-8; a title line above the header; CSV that does not parse from a row on (a quote
+        opened and never closed, or text after a closing quote); missing required or answer
+        columns; no data rows; a blank pollster or question; one house's name spelt two ways
+        that differ only in case, spaces or punctuation; an unparseable date, or one before
+        :data:`EARLIEST_FIELD_YEAR`; ``field_end``
         before ``field_start``; a ``date_precision`` column that disagrees with the dates; a
         share that is not a number or is outside 0-100; a row with no share reported; the
         reported shares of a row summing to more than ``100 + 0.5 * k`` for ``k`` reported shares
@@ -575,8 +631,21 @@ def _file_input(
 
 def _frame_input(
     source_frame: pd.DataFrame, name: str
-) -> tuple[pd.DataFrame, list[int], list[Problem]]:
+) -> tuple[pd.DataFrame | None, list[int], list[Problem]]:
     problems: list[Problem] = []
+    if isinstance(source_frame.columns, pd.MultiIndex):  # said alone: every column would be missing
+        problems.append(
+            Problem(
+                name,
+                None,
+                None,
+                None,
+                "one row of column names (flatten them, say with df.columns = "
+                "df.columns.get_level_values(0), or the level that names them)",
+                f"has column names on {source_frame.columns.nlevels} levels",
+            )
+        )
+        return None, [], problems
     # A named index is data (say survey_id set as the index): kept as its column, never dropped.
     named = [n for n in source_frame.index.names if n is not None]
     clash = sorted({str(n) for n in named} & {str(c) for c in source_frame.columns})
@@ -709,7 +778,13 @@ class _Checker:
                     "your table's answers with answers = [...] in the config, or "
                     "load_polls(..., answers=[...]))",
                 )
-        if len(frame) == 0:
+        # Rows that could not be read (the wrong number of fields, or CSV that does not parse from
+        # a row on) are problems of a row with no column or value: with one, a table left with no
+        # rows has data rows, unread.
+        unread = any(
+            p.row is not None and p.column is None and p.value is None for p in self.problems
+        )
+        if len(frame) == 0 and not unread:
             self.problem(None, None, None, "has no data rows", "at least one poll reading")
 
         size = len(frame)
@@ -779,7 +854,7 @@ class _Checker:
                 continue
             parsed[column] = parse_field_date(value, end=column == "field_end")
             if parsed[column] is None:
-                self.problem(i, column, value, "is not a date", _EXPECT_DATE)
+                self.problem(i, column, value, _not_a_date(value), _EXPECT_DATE)
         start, end = parsed["field_start"], parsed["field_end"]
         today = pd.Timestamp(date.today())
         for column, got in (("field_start", start), ("field_end", end)):

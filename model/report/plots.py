@@ -94,8 +94,9 @@ def question_families(questions: str | Path | Mapping[str, str] | None = None) -
     ----------
     questions : path, mapping or None
         A ``questions.csv`` with columns ``question_id`` and ``family`` (the project's is
-        ``data/questions.csv``), or a ready mapping. A missing file or None gives an empty mapping:
-        callers then use each question id as its own family.
+        ``data/questions.csv``), or a ready mapping. A missing file, a codebook without
+        ``family`` (or a blank family) or None gives an empty mapping (that id's): callers then use
+        each question id as its own family.
 
     Returns
     -------
@@ -104,12 +105,12 @@ def question_families(questions: str | Path | Mapping[str, str] | None = None) -
     Raises
     ------
     model.data.polls.PollDataError
-        The file is not a CSV table in UTF-8, or lacks ``question_id`` or ``family``.
+        The file is not a CSV table in UTF-8, or lacks ``question_id``.
     """
     if isinstance(questions, Mapping):
         return {str(k): str(v) for k, v in questions.items()}
-    table = _codebook(questions, "family")
-    if table is None:
+    table = _codebook(questions)
+    if table is None or "family" not in table.columns:
         return {}
     return {q: f for q, f in zip(table["question_id"], table["family"]) if f}
 
@@ -145,31 +146,30 @@ def question_wordings(
     }
 
 
-def _codebook(questions: str | Path | None, *required: str) -> pd.DataFrame | None:
+def _codebook(questions: str | Path | None) -> pd.DataFrame | None:
     """The question codebook's table (every cell a string), or None where there is no file.
 
     Raises
     ------
     PollDataError
-        The file is not a CSV table in UTF-8 (naming the row), or lacks ``question_id`` or one of
-        the ``required`` columns: a report must not quietly go without the codebook it was given.
+        The file is not a CSV table in UTF-8 (naming the row), or has no ``question_id`` column:
+        it is not a question codebook, and a report must not quietly go without the one it was
+        given.
     """
     if questions is None or not Path(questions).is_file():
         return None
     table = read_csv_text(questions)
-    missing = [c for c in ("question_id", *required) if c not in table.columns]
-    if missing:
+    if "question_id" not in table.columns:
         raise PollDataError(
             [
                 Problem(
                     os.fspath(questions),
                     None,
-                    column,
+                    "question_id",
                     None,
-                    f"a column named {column!r}, as in a question codebook (data/questions.csv)",
+                    "a column named 'question_id', as in a question codebook (data/questions.csv)",
                     "is missing",
                 )
-                for column in missing
             ]
         )
     return table

@@ -744,8 +744,12 @@ def test_an_unclosed_quote_is_refused_not_read_as_text_of_the_rows_after_it(
     path = write(tmp_path, HEADER, GOOD.replace("2024-02", "2024-01"), *lines)
     (problem,) = load_error(path).problems
     assert problem.row == 3
-    assert str(problem).startswith(f"{path} row 3: cannot be parsed as CSV from this row on (")
+    assert str(problem).startswith(f"{path} row 3: cannot be parsed as CSV from this row on: ")
     assert 'a quote inside a quoted cell is written twice ("")' in str(problem)
+    # at the first data row: one problem, not "has no data rows" besides (the rows are unread)
+    first = write(tmp_path, HEADER, *lines, name="first.csv")
+    (problem,) = load_error(first).problems
+    assert problem.row == 2
     # a quote inside an unquoted cell, and a doubled one inside a quoted cell, are cells' text
     fine = write(
         tmp_path,
@@ -756,12 +760,34 @@ def test_an_unclosed_quote_is_refused_not_read_as_text_of_the_rows_after_it(
     assert load_polls(fine)["note"].tolist() == ['said "hi"', 'a "quoted" note, with a comma']
 
 
+def test_text_after_a_closing_quote_is_refused_with_its_cause(tmp_path: Path) -> None:
+    """Strict CSV: a cell's closing quote is followed by the comma or line end, nothing else, not
+    even a space; read loosely, the quote would vanish from the cell without a word."""
+    path = write(tmp_path, HEADER, GOOD.replace(",ok", ',"ok" (see note)'))
+    (problem,) = load_error(path).problems
+    assert str(problem) == (
+        f'{path} row 2: cannot be parsed as CSV from this row on: text follows a quote (") that '
+        "closes a cell, in this row or, where a quote opened in this row is not closed, in a row "
+        'after it; expected well-formed CSV: a quote (") that opens a cell closes it, with '
+        "nothing (not even a space) between the closing quote and the comma or line end after "
+        'it, and a quote inside a quoted cell is written twice ("")'
+    )
+    unclosed = write(tmp_path, HEADER, GOOD.replace(",ok", ',"ok'), name="unclosed.csv")
+    assert (
+        'row 2: cannot be parsed as CSV from this row on: a quote (") opened in this row is '
+        in (str(load_error(unclosed)))
+    )
+
+
 @pytest.mark.parametrize(
     ("start", "what"),
     [
         (b"PK\x03\x04\x14\x00", "is a zip archive (an Excel .xlsx or OpenDocument .ods workbook?)"),
         ("\ufeff".encode("utf-16-le"), "is UTF-16 text (its byte-order mark says so)"),
         ("\ufeff".encode("utf-16-be"), "is UTF-16 text (its byte-order mark says so)"),
+        ("\ufeff".encode("utf-32-le"), "is UTF-32 text (its byte-order mark says so)"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00", "is an Excel 97-2003 workbook (.xls)"),
+        (b"", "has NUL bytes in its first line (UTF-16 or UTF-32 text without a byte-order mark?)"),
     ],
 )
 def test_a_workbook_or_utf16_file_is_named_as_such(tmp_path: Path, start: bytes, what) -> None:
@@ -782,6 +808,11 @@ def test_a_field_date_before_1900_is_refused_as_a_mistyped_year(tmp_path: Path, 
         f"{path} row 2, column 'field_start': '{year}-02-20' is before 1900 (a mistyped year?); "
         "expected the date a survey was fielded, in 1900 or later"
     ) in str(load_error(path))
+    months = write(tmp_path, HEADER, GOOD.replace("2024-02-20,2024-02-27", f"{year}-12,{year}-12"))
+    problems = load_error(months).problems
+    assert [(p.column, p.issue) for p in problems] == [
+        (column, "is before 1900 (a mistyped year?)") for column in ("field_start", "field_end")
+    ]
     frame = load_polls(write(tmp_path, HEADER, GOOD)).drop(columns=["date_precision", "source_row"])
     frame["field_start"] = [pd.Timestamp(f"{year}-02-20").to_pydatetime().date()]
     assert "column 'field_start': " in str(load_error(frame))
@@ -829,3 +860,60 @@ def test_a_title_line_above_the_header_is_named_as_such(tmp_path: Path) -> None:
         f"{path} row 1: 'Russian polls 2024' is one field, and row 2 after it has 10: a title "
         "line?; expected the column names on the first line (delete any title or note above them)"
     )
+
+
+def a_frame(tmp_path: Path) -> pd.DataFrame:
+    """Two good readings as a notebook's DataFrame, as load_polls takes it."""
+    polls = load_polls(write(tmp_path, HEADER, GOOD, GOOD.replace("2024-02", "2024-03")))
+    frame = polls.drop(columns=["date_precision", "source_row"])
+    frame.attrs = {}  # a table of the notebook's own, not the file's
+    return frame
+
+
+def test_a_notebooks_decimal_float32_and_period_cells_are_read_as_written(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    frame = a_frame(tmp_path)
+    frame["n"] = [Decimal("1612"), Decimal("1600")]
+    frame["talks"] = np.array([50.1, 49.9], dtype=np.float32)  # 50.099998... once stored so
+    frame["field_start"] = pd.PeriodIndex(["2024-02", "2024-03-05"], freq="M")
+    frame["field_end"] = pd.PeriodIndex(["2024-02-27", "2024-03-12"], freq="D")
+    before = frame.copy(deep=True)
+    polls = load_polls(frame)
+    pd.testing.assert_frame_equal(frame, before)  # the caller's table is left as it was
+    assert polls["n"].tolist() == [1612.0, 1600.0]
+    assert polls["talks"].tolist() == [50.1, 49.9]
+    assert polls["field_start"].tolist() == [pd.Timestamp("2024-02-01"), pd.Timestamp("2024-03-01")]
+    assert polls["field_end"].tolist() == [pd.Timestamp("2024-02-27"), pd.Timestamp("2024-03-12")]
+    assert polls["date_precision"].tolist() == ["month", "month"]
+
+
+def test_a_notebooks_dates_with_a_zone_or_a_time_say_so(tmp_path: Path) -> None:
+    frame = a_frame(tmp_path)
+    frame["field_start"] = pd.to_datetime(["2024-02-20", "2024-03-20"]).tz_localize("Europe/Moscow")
+    frame["field_end"] = pd.to_datetime(["2024-02-27 12:00", "2024-03-27 00:00"])
+    frame["pollster"] = pd.array(["Levada", pd.NA], dtype="string")
+    problems = {(p.row, p.column): str(p) for p in load_error(frame).problems}
+    assert problems[(2, "field_start")].startswith(
+        "<DataFrame> row 2, column 'field_start': '2024-02-20 00:00:00+03:00' has a time zone"
+    )
+    assert (
+        "column 'field_end': '2024-02-27 12:00:00' has a time of day" in problems[(2, "field_end")]
+    )
+    assert problems[(3, "pollster")].startswith(
+        "<DataFrame> row 3, column 'pollster': <NA> is blank; "
+    )
+    frame = a_frame(tmp_path)
+    frame["field_start"] = pd.PeriodIndex(["2024", "2024"], freq="Y")
+    assert "'2024' is a period of frequency 'Y-DEC', not a month ('M') or a day ('D')" in str(
+        load_error(frame)
+    )
+
+
+def test_a_notebooks_table_with_two_levels_of_column_names_is_named_as_such(
+    tmp_path: Path,
+) -> None:
+    frame = a_frame(tmp_path)
+    frame.columns = pd.MultiIndex.from_tuples([(c, "") for c in frame.columns])
+    (problem,) = load_error(frame).problems
+    assert str(problem).startswith("<DataFrame>: has column names on 2 levels; expected one row")

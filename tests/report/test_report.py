@@ -219,10 +219,10 @@ def test_a_codebook_or_sourced_table_that_does_not_read_as_one_is_named(tmp_path
         f"{misnamed}, column 'question_id': is missing; expected a column named 'question_id', "
         "as in a question codebook (data/questions.csv)"
     )
+    # a codebook without families is a codebook: each question is its own family
     no_family = tmp_path / "no_family.csv"
     no_family.write_text("question_id,wording\nQ_MAIN,'Talks?'\n", encoding="utf-8")
-    with pytest.raises(PollDataError, match=f"{no_family}, column 'family': is missing"):
-        plots.question_families(no_family)
+    assert plots.question_families(no_family) == {}
     # a codebook of families alone is a codebook: the report says it has no wordings
     families = tmp_path / "families.csv"
     families.write_text("question_id,family\nQ_MAIN,f\n", encoding="utf-8")
@@ -845,6 +845,11 @@ def test_cli_refuses_a_codebook_that_is_not_one_before_writing_anything(
     codebook.write_text("question,family\nQ_MAIN,f\n", encoding="utf-8")
     assert plots_cli(folder, questions=codebook) == cli.EXIT_BAD_INPUT
     assert f"error: {codebook}, column 'question_id': is missing" in capsys.readouterr().err
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    sources = tmp_path / "sourced.csv"
+    sources.write_text("src_row,url\nsim-00,https://example.org\n", encoding="utf-8")
+    assert plots_cli(folder, sourced=sources) == cli.EXIT_BAD_INPUT
+    assert f"error: {sources}, column 'source_url': is missing" in capsys.readouterr().err
     assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
 
 
