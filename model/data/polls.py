@@ -283,7 +283,9 @@ def _period_text(start: pd.Timestamp, end: pd.Timestamp, precision: DatePrecisio
 # --------------------------------------------------------------------------------------------
 
 
-def read_csv_text(path: str | os.PathLike[str]) -> pd.DataFrame:
+def read_csv_text(
+    path: str | os.PathLike[str], *, required: Sequence[str] = (), kind: str | None = None
+) -> pd.DataFrame:
     """Read a UTF-8 CSV file as text, every cell a string, blanks as ``""``.
 
     Nothing is converted: numbers and dates stay exactly as written. A ``source_row`` column is
@@ -293,6 +295,11 @@ def read_csv_text(path: str | os.PathLike[str]) -> pd.DataFrame:
     ----------
     path : str or os.PathLike
         The CSV file.
+    required : sequence of str, default ()
+        Columns the table must have.
+    kind : str, optional
+        What table the file should be, for the message of a missing required column ("a column
+        named 'x', as in <kind>").
 
     Returns
     -------
@@ -303,7 +310,8 @@ def read_csv_text(path: str | os.PathLike[str]) -> pd.DataFrame:
     Raises
     ------
     PollDataError
-        If the file cannot be read, is a workbook or UTF-16/32 text, is not UTF-8, is empty, has
+        If the file cannot be read, lacks a `required` column, is a workbook or UTF-16/32 text,
+        is not UTF-8, is empty, has
         a title line above its header, has a header naming a column twice, has rows with the
         wrong number of fields, or does not parse as CSV from a row on (a quote opened and never
         closed, or text after a closing quote).
@@ -315,6 +323,10 @@ def read_csv_text(path: str | os.PathLike[str]) -> pd.DataFrame:
             for column, cell in zip(header, cells, strict=True):
                 if _has_undecodable(cell):
                     problems.append(_encoding_problem(source, row, column, cell))
+    for column in required if header is not None and not problems else ():
+        if column not in header:
+            expected = f"a column named {column!r}" + (f", as in {kind}" if kind else "")
+            problems.append(Problem(source, None, column, None, expected, "is missing"))
     if problems:
         raise PollDataError(problems)
     assert header is not None
@@ -1036,13 +1048,13 @@ class _Checker:
         # Names that are one once case, spaces and punctuation are set aside ("FSO" and "Fso",
         # "Levada-Center" and "Levada Center") are one house spelt two ways: a fit would take
         # them for two houses, and would count one survey given under both spellings twice.
-        first: dict[str, int] = {}  # each spelling's first position
+        seen: set[str] = set()  # spellings met
         by_key: dict[str, int] = {}  # each name's first spelling's first position
         for i, name in enumerate(pollsters):
             key = "".join(_name_words(name))
-            if not key or name in first:
+            if not key or name in seen:
                 continue
-            first[name] = i
+            seen.add(name)
             j = by_key.setdefault(key, i)
             if j != i:
                 self.problem(

@@ -14,7 +14,6 @@ import base64
 import dataclasses
 import html
 import io
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from model.config import ANCHORS, ZERO_SUM
-from model.data.polls import PollDataError, Problem, read_csv_text
+from model.data.polls import read_csv_text
 from model.files import atomic_write_text
 from model.report import interactive, plots
 from model.results.calibration import BacktestCalibration
@@ -210,22 +209,11 @@ def load_sources(path: str | Path | None = None) -> dict[str, dict[str, str]] | 
     """
     if path is None or not Path(path).is_file():
         return None
-    table = read_csv_text(path)
-    missing = [c for c in ("src_row", "source_url") if c not in table.columns]
-    if missing:
-        raise PollDataError(
-            [
-                Problem(
-                    os.fspath(path),
-                    None,
-                    column,
-                    None,
-                    f"a column named {column!r}, as in the sourced table (data/readings_sourced.csv)",
-                    "is missing",
-                )
-                for column in missing
-            ]
-        )
+    table = read_csv_text(
+        path,
+        required=["src_row", "source_url"],
+        kind="the sourced table (data/readings_sourced.csv)",
+    )
     return {
         row["src_row"]: {
             "url": row.get("source_url", ""),

@@ -22,7 +22,6 @@ the matplotlib backend).
 from __future__ import annotations
 
 import functools
-import os
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,7 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from model.data.polls import PollDataError, Problem, read_csv_text, reading_midpoints
+from model.data.polls import read_csv_text, reading_midpoints
 from model.files import atomic_write
 from model.results.headline import (
     PROJECTION_RULE,
@@ -158,21 +157,9 @@ def _codebook(questions: str | Path | None) -> pd.DataFrame | None:
     """
     if questions is None or not Path(questions).is_file():
         return None
-    table = read_csv_text(questions)
-    if "question_id" not in table.columns:
-        raise PollDataError(
-            [
-                Problem(
-                    os.fspath(questions),
-                    None,
-                    "question_id",
-                    None,
-                    "a column named 'question_id', as in a question codebook (data/questions.csv)",
-                    "is missing",
-                )
-            ]
-        )
-    return table
+    return read_csv_text(
+        questions, required=["question_id"], kind="a question codebook (data/questions.csv)"
+    )
 
 
 def family_of(
